@@ -1,0 +1,51 @@
+#!/usr/bin/env node
+// The `echoplex` command: subcommands, and one place that turns errors into exit statuses.
+
+import { Command, CommanderError } from 'commander';
+import { EchoplexError, UsageError } from '../errors.js';
+import { clientCommand } from './client.js';
+import { serveCommand } from './serve.js';
+
+const EXIT_FAILURE = 1;
+const EXIT_USAGE = 2;
+
+function program(): Command {
+  const root = new Command('echoplex')
+    .description('event-driven TCP echo server, client and verifying load generator')
+    .showHelpAfterError('(run with --help for usage)')
+    .addCommand(serveCommand())
+    .addCommand(clientCommand());
+  // Usage errors exit 2, like other Unix tools; commander would exit 1.
+  root.exitOverride();
+  for (const command of root.commands) command.exitOverride();
+  return root;
+}
+
+async function main(argv: string[]): Promise<void> {
+  try {
+    await program().parseAsync(argv);
+  } catch (err) {
+    process.exitCode = exitStatus(err);
+  }
+}
+
+function exitStatus(err: unknown): number {
+  if (err instanceof CommanderError) {
+    // commander has already printed its message (or the help text, for exit code 0).
+    return err.exitCode === 0 ? 0 : EXIT_USAGE;
+  }
+  if (err instanceof UsageError) {
+    process.stderr.write(`echoplex: error: ${err.message}\n`);
+    return EXIT_USAGE;
+  }
+  if (err instanceof EchoplexError) {
+    process.stderr.write(`echoplex: ${err.message}\n`);
+    return EXIT_FAILURE;
+  }
+  const message = err instanceof Error ? err.message : String(err);
+  process.stderr.write(`echoplex: unexpected error: ${message}\n`);
+  if (process.env['ECHOPLEX_DEBUG'] && err instanceof Error) process.stderr.write(`${err.stack}\n`);
+  return EXIT_FAILURE;
+}
+
+await main(process.argv);

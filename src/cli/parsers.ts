@@ -1,0 +1,53 @@
+// Value parsers for flags: each returns the typed value or throws commander's InvalidArgumentError.
+
+import { InvalidArgumentError } from 'commander';
+
+export function parsePort(value: string): number {
+  if (!/^\d+$/.test(value)) throw new InvalidArgumentError(`"${value}" is not a port number (0-65535).`);
+  const port = Number(value);
+  if (port > 65535) throw new InvalidArgumentError(`${value} is out of range: a port is 0-65535.`);
+  return port;
+}
+
+/** `9000` or `9000,9001,9002`. */
+export function parsePortList(value: string): number[] {
+  return value.split(',').map((part) => parsePort(part.trim()));
+}
+
+export function parseNonNegativeInteger(value: string): number {
+  if (!/^\d+$/.test(value)) throw new InvalidArgumentError(`"${value}" is not a whole number.`);
+  return Number(value);
+}
+
+export function parsePositiveInteger(value: string): number {
+  const n = parseNonNegativeInteger(value);
+  if (n === 0) throw new InvalidArgumentError('must be at least 1.');
+  return n;
+}
+
+/** Seconds, fractions allowed (`0.5`), as Python's timeouts. */
+export function parseSeconds(value: string): number {
+  if (!/^\d+(\.\d+)?$|^\.\d+$/.test(value)) throw new InvalidArgumentError(`"${value}" is not a number of seconds.`);
+  return Number(value);
+}
+
+const SIZE_UNITS: Record<string, number> = { '': 1, b: 1, k: 1024, kb: 1024, kib: 1024, m: 1024 ** 2, mb: 1024 ** 2, mib: 1024 ** 2, g: 1024 ** 3, gb: 1024 ** 3, gib: 1024 ** 3 };
+
+/** A byte count: `65536`, `64k`, `64KiB`, `1m` (units are powers of 1024). */
+export function parseSize(value: string): number {
+  const match = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(value.trim());
+  const unit = match ? SIZE_UNITS[match[2]!.toLowerCase()] : undefined;
+  if (!match || unit === undefined) throw new InvalidArgumentError(`"${value}" is not a size (examples: 65536, 64k, 1MiB).`);
+  const bytes = Math.round(Number(match[1]) * unit);
+  if (!Number.isSafeInteger(bytes)) throw new InvalidArgumentError(`"${value}" is too large.`);
+  return bytes;
+}
+
+export function choice<T extends string>(allowed: readonly T[]): (value: string) => T {
+  return (value) => {
+    if (!(allowed as readonly string[]).includes(value)) {
+      throw new InvalidArgumentError(`"${value}" is not one of: ${allowed.join(', ')}.`);
+    }
+    return value as T;
+  };
+}

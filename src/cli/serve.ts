@@ -1,0 +1,78 @@
+// `echoplex serve`: flags to options, the listening line, signals to a graceful close.
+
+import { Command, Option } from 'commander';
+import { createEchoServer, DEFAULT_HOST, DEFAULT_MAX_BUFFERED, DEFAULT_PORT, DEFAULT_SHUTDOWN_TIMEOUT_MS } from '../server/server.js';
+import { TRANSFORM_NAMES, type TransformName } from '../server/transforms.js';
+import { TextLogger } from '../ops/log.js';
+import { choice, parsePortList, parseSeconds, parseSize } from './parsers.js';
+
+interface ServeFlags {
+  host: string;
+  port: number[];
+  transform: TransformName;
+  maxBuffered: number;
+  shutdownTimeout: number;
+  quiet: boolean;
+}
+
+export function serveCommand(): Command {
+  return new Command('serve')
+    .description('run the echo server')
+    .addOption(new Option('--host <host>', 'address to listen on').default(DEFAULT_HOST))
+    .addOption(new Option('--port <port[,port...]>', 'port(s); 0 picks a free one').default([DEFAULT_PORT], String(DEFAULT_PORT)).argParser(parsePortList))
+    .addOption(new Option('--transform <name>', 'what to send back').choices(TRANSFORM_NAMES).default('echo'))
+    .addOption(
+      new Option('--max-buffered <bytes>', 'unsent bytes per connection before reading pauses')
+        .default(DEFAULT_MAX_BUFFERED, '1MiB')
+        .argParser(parseSize),
+    )
+    .addOption(
+      new Option('--shutdown-timeout <seconds>', 'on SIGTERM/SIGINT, how long connections may drain')
+        .default(DEFAULT_SHUTDOWN_TIMEOUT_MS / 1000)
+        .argParser(parseSeconds),
+    )
+    .option('-q, --quiet', 'no per-event log lines (warnings and errors still go to stderr)', false)
+    .action(async (flags: ServeFlags) => {
+      await serve(flags);
+    });
+}
+
+async function serve(flags: ServeFlags): Promise<void> {
+  const logger = new TextLogger('info');
+  const server = createEchoServer({
+    host: flags.host,
+    port: flags.port,
+    transform: flags.transform,
+    maxBuffered: flags.maxBuffered,
+    logger,
+    logConnectionEvents: !flags.quiet,
+  });
+  await server.listen();
+  const urls = server.addresses.map((address) => address.url).join(', ');
+  process.stdout.write(`echoplex listening on ${urls} (transform: ${flags.transform})\n`);
+
+  let signalled = false;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (signalled) {
+      logger.warn({ event: 'shutdown', signal }, `${signal} again: closing ${server.connections.size} connections now`);
+      server.destroy();
+      process.exit(1);
+    }
+    signalled = true;
+    logger.info(
+      { event: 'shutdown', signal, connections: server.connections.size },
+      `${signal}: no longer accepting; draining ${server.connections.size} connections (up to ${flags.shutdownTimeout}s)`,
+    );
+    void server.close({ timeoutMs: flags.shutdownTimeout * 1000 }).then(({ forced }) => {
+      if (forced > 0) {
+        logger.warn({ event: 'shutdown', forced }, `shutdown timeout: closed ${forced} connections that were still open`);
+      }
+      logger.info({ event: 'shutdown', forced }, 'shut down');
+      process.exitCode = 0;
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    });
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+}

@@ -1,0 +1,155 @@
+// The line client: an interactive `>:` prompt like the seed's, or a byte pipe for scripts.
+
+import net from 'node:net';
+import readline from 'node:readline';
+import type { Readable, Writable } from 'node:stream';
+import { ConnectError, systemErrorCode } from '../errors.js';
+import { formatHostPort } from '../server/address.js';
+
+export interface ClientOptions {
+  host?: string;
+  port?: number;
+  input?: Readable;
+  output?: Writable;
+  /** Prompt mode (default: when `input` is a TTY); otherwise bytes are streamed both ways. */
+  interactive?: boolean;
+  /** The prompt shown before each line, `>:` like the seed's client. */
+  prompt?: string;
+  /** In prompt mode, show a reply that has no newline after this much silence. Default 500 ms. */
+  settleMs?: number;
+}
+
+const NEWLINE = 0x0a;
+
+/** Connects, or throws a ConnectError that says why in words. */
+export function connect(host: string, port: number): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ host, port, noDelay: true, allowHalfOpen: true });
+    socket.once('connect', () => {
+      socket.off('error', onError);
+      resolve(socket);
+    });
+    const onError = (err: Error) => {
+      reject(new ConnectError(`cannot connect to ${formatHostPort(host, port)}: ${describeSocketError(err)}`, err));
+    };
+    socket.once('error', onError);
+  });
+}
+
+/** Runs the client until the conversation ends. Resolves on a clean end, throws ConnectError otherwise. */
+export async function runClient(options: ClientOptions = {}): Promise<void> {
+  const host = options.host ?? '127.0.0.1';
+  const port = options.port ?? 1234;
+  const input = options.input ?? process.stdin;
+  const output = options.output ?? process.stdout;
+  const interactive = options.interactive ?? Boolean((input as { isTTY?: boolean }).isTTY);
+  const socket = await connect(host, port);
+  try {
+    if (interactive) await promptLoop(socket, input, output, options.prompt ?? '>:', options.settleMs ?? 500);
+    else await pipeThrough(socket, input, output);
+  } finally {
+    socket.destroy();
+  }
+}
+
+/**
+ * Streams input to the server and the server's bytes to output. When input ends the client
+ * half-closes, then waits for the server's last byte, so nothing in flight is lost.
+ */
+async function pipeThrough(socket: net.Socket, input: Readable, output: Writable): Promise<void> {
+  let inputDone = false;
+  input.once('end', () => {
+    inputDone = true;
+  });
+  input.pipe(socket);
+  socket.pipe(output, { end: false });
+  const serverEnded = await endOfServerStream(socket);
+  input.unpipe(socket);
+  if (!serverEnded) throw new ConnectError('connection reset by the server');
+  if (!inputDone) throw new ConnectError('the server closed the connection before all input was sent');
+  await flushed(output);
+}
+
+/** The seed client's loop, fixed: an empty line is still a line, and a reply is shown whole. */
+async function promptLoop(socket: net.Socket, input: Readable, output: Writable, prompt: string, settleMs: number): Promise<void> {
+  const lines = readline.createInterface({ input, output, prompt, terminal: Boolean((input as { isTTY?: boolean }).isTTY) });
+  let received: Buffer[] = [];
+  let newlinesOwed = 0;
+  let settle: NodeJS.Timeout | undefined;
+
+  const show = () => {
+    clearTimeout(settle);
+    const reply = Buffer.concat(received);
+    received = [];
+    newlinesOwed = 0;
+    output.write(reply.at(-1) === NEWLINE ? reply : Buffer.concat([reply, Buffer.from('\n')]));
+    lines.prompt();
+  };
+
+  socket.on('data', (chunk: Buffer) => {
+    received.push(chunk);
+    for (const byte of chunk) if (byte === NEWLINE) newlinesOwed--;
+    clearTimeout(settle);
+    if (newlinesOwed <= 0) show();
+    // A server that answers without a newline (or not line by line) still gets shown.
+    else settle = setTimeout(show, settleMs);
+  });
+
+  lines.on('line', (line) => {
+    newlinesOwed++;
+    socket.write(`${line}\n`);
+  });
+
+  const inputClosed = new Promise<void>((resolve) => lines.once('close', resolve));
+  lines.prompt();
+
+  const outcome = await Promise.race([
+    inputClosed.then(() => 'input' as const),
+    endOfServerStream(socket).then((clean) => (clean ? ('server' as const) : ('reset' as const))),
+  ]);
+  if (outcome === 'reset') throw new ConnectError('connection reset by the server');
+  if (outcome === 'server') {
+    lines.close();
+    throw new ConnectError('the server closed the connection');
+  }
+  // Ctrl-D: tell the server we are done, let the last replies arrive, then leave.
+  socket.end();
+  await endOfServerStream(socket);
+  clearTimeout(settle);
+  if (received.length > 0) output.write(Buffer.concat(received));
+  await flushed(output);
+}
+
+/** Resolves true when the server ends its stream cleanly, false on reset or error. */
+function endOfServerStream(socket: net.Socket): Promise<boolean> {
+  return new Promise((resolve) => {
+    if (socket.readableEnded) return resolve(true);
+    if (socket.destroyed) return resolve(false);
+    socket.once('end', () => resolve(true));
+    socket.once('error', () => resolve(false));
+    socket.once('close', () => resolve(socket.readableEnded));
+  });
+}
+
+async function flushed(output: Writable): Promise<void> {
+  if (output.writableNeedDrain) await new Promise((resolve) => output.once('drain', resolve));
+  // finished() would wait for end(); stdout is never ended, so an empty write's callback marks the flush.
+  await new Promise<void>((resolve) => output.write('', () => resolve()));
+}
+
+function describeSocketError(err: Error): string {
+  switch (systemErrorCode(err)) {
+    case 'ECONNREFUSED':
+      return 'connection refused (is the server running?)';
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return 'unknown host';
+    case 'ETIMEDOUT':
+      return 'timed out';
+    case 'ECONNRESET':
+      return 'connection reset';
+    default:
+      return err.message;
+  }
+}
+

@@ -1,0 +1,43 @@
+// Typed errors with stable codes, shared by the server, client, bench and CLI.
+
+/** Base class: every echoplex error carries a stable, documented `code`. */
+export class EchoplexError extends Error {
+  readonly code: string;
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+    this.code = code;
+  }
+}
+
+/** Bad flags or option values: the CLI exits 2 on these. */
+export class UsageError extends EchoplexError {
+  constructor(message: string) {
+    super('ERR_ECHOPLEX_USAGE', message);
+  }
+}
+
+/** The server could not bind one of its addresses (in use, not permitted, bad host). */
+export class ListenError extends EchoplexError {
+  readonly address: string;
+  constructor(address: string, reason: string, cause: unknown) {
+    super('ERR_ECHOPLEX_LISTEN', `cannot listen on ${address}: ${reason}`, { cause });
+    this.address = address;
+  }
+}
+
+/** A client could not reach its server or lost it too early. */
+export class ConnectError extends EchoplexError {
+  constructor(message: string, cause?: unknown) {
+    super('ERR_ECHOPLEX_CONNECT', message, { cause });
+  }
+}
+
+/** Node's system errors carry an errno-style string code such as ECONNRESET. */
+export function systemErrorCode(err: unknown): string | undefined {
+  if (typeof err === 'object' && err !== null && 'code' in err) {
+    const code = (err as { code: unknown }).code;
+    return typeof code === 'string' ? code : undefined;
+  }
+  return undefined;
+}

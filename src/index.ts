@@ -1,0 +1,14 @@
+// The public API of `echoplex`: re-exports only.
+
+export { createEchoServer, EchoServer, DEFAULT_HOST, DEFAULT_PORT, DEFAULT_MAX_BUFFERED, DEFAULT_SHUTDOWN_TIMEOUT_MS } from './server/server.js';
+export type { EchoServerOptions, BoundAddress, CloseOptions, ServerState } from './server/server.js';
+export type { Connection } from './server/connection.js';
+export type { ServerStats, RejectReason, ErrorKind } from './server/stats.js';
+export type { DrainResult } from './server/shutdown.js';
+export { echoTransform, upperTransform, TRANSFORM_NAMES } from './server/transforms.js';
+export type { Transform, TransformName } from './server/transforms.js';
+export { runClient, connect } from './client/client.js';
+export type { ClientOptions } from './client/client.js';
+export { TextLogger, silentLogger } from './ops/log.js';
+export type { Logger, LogLevel, LogFields } from './ops/log.js';
+export { EchoplexError, UsageError, ListenError, ConnectError } from './errors.js';

@@ -1,0 +1,260 @@
+// The echo server: listeners, the set of live connections, counters, graceful close.
+
+import { EventEmitter } from 'node:events';
+import net from 'node:net';
+import { ListenError, systemErrorCode } from '../errors.js';
+import { silentLogger, type Logger } from '../ops/log.js';
+import { formatEndpoint } from './address.js';
+import { Connection, type ConnectionContext } from './connection.js';
+import { drainConnections, type DrainResult } from './shutdown.js';
+import { copyStats, emptyStats, type ServerStats } from './stats.js';
+import { builtInTransform, type Transform, type TransformName } from './transforms.js';
+
+export const DEFAULT_HOST = '127.0.0.1';
+export const DEFAULT_PORT = 1234;
+export const DEFAULT_MAX_BUFFERED = 1024 * 1024;
+export const DEFAULT_SHUTDOWN_TIMEOUT_MS = 10_000;
+
+export interface EchoServerOptions {
+  /** Address to bind. Default `127.0.0.1`, like the seed's `localhost`. */
+  host?: string;
+  /** Port, or several ports to listen on at once; `0` picks a free port. Default 1234. */
+  port?: number | readonly number[];
+  /** `echo` (default), `upper`, or a function mapping each received chunk to its reply. */
+  transform?: TransformName | Transform;
+  /** Queued output per connection above which the server stops reading it. Default 1 MiB. */
+  maxBuffered?: number;
+  /** Where events go. Default: nowhere. */
+  logger?: Logger;
+  /**
+   * Log one line per connection event (open, data, close) at `info`, like the seed's prints.
+   * Default true; `--quiet` turns it off. Lifecycle lines and warnings are logged regardless.
+   */
+  logConnectionEvents?: boolean;
+}
+
+export interface BoundAddress {
+  transport: 'tcp';
+  host: string;
+  port: number;
+  family: string;
+  /** e.g. `tcp://127.0.0.1:1234` */
+  url: string;
+}
+
+export interface CloseOptions {
+  /** How long to let connections drain before closing them abruptly. Default 10 s. */
+  timeoutMs?: number;
+}
+
+export type ServerState = 'new' | 'listening' | 'draining' | 'closed';
+
+interface EchoServerEvents {
+  listening: [addresses: BoundAddress[]];
+  connection: [connection: Connection];
+  draining: [];
+  close: [result: DrainResult];
+}
+
+export class EchoServer extends EventEmitter<EchoServerEvents> {
+  readonly #host: string;
+  readonly #ports: readonly number[];
+  readonly #maxBuffered: number;
+  readonly #log: Logger;
+  readonly #stats = emptyStats();
+  readonly #connections = new Set<Connection>();
+  readonly #context: ConnectionContext;
+  #listeners: net.Server[] = [];
+  #addresses: BoundAddress[] = [];
+  #state: ServerState = 'new';
+  #nextConnectionId = 1;
+  #lastAcceptErrorLog = 0;
+  #closing: Promise<DrainResult> | undefined;
+
+  constructor(options: EchoServerOptions = {}) {
+    super();
+    this.#host = options.host ?? DEFAULT_HOST;
+    const port = options.port ?? DEFAULT_PORT;
+    this.#ports = typeof port === 'number' ? [port] : [...port];
+    this.#maxBuffered = options.maxBuffered ?? DEFAULT_MAX_BUFFERED;
+    this.#log = options.logger ?? silentLogger;
+    const transform = options.transform ?? 'echo';
+    this.#context = {
+      transform: typeof transform === 'function' ? transform : builtInTransform(transform),
+      stats: this.#stats,
+      log: this.#log,
+      logEvents: (options.logConnectionEvents ?? true) && this.#log.isLevelEnabled('info'),
+      connectionClosed: (connection) => this.#connectionClosed(connection),
+    };
+  }
+
+  get state(): ServerState {
+    return this.#state;
+  }
+
+  /** True while the server accepts connections: what a readiness probe reports. */
+  get ready(): boolean {
+    return this.#state === 'listening';
+  }
+
+  /** The addresses actually bound (after `listen()`), with the real port where 0 was asked. */
+  get addresses(): readonly BoundAddress[] {
+    return this.#addresses;
+  }
+
+  get connections(): ReadonlySet<Connection> {
+    return this.#connections;
+  }
+
+  /** A snapshot of the counters. */
+  stats(): ServerStats {
+    return copyStats(this.#stats);
+  }
+
+  /**
+   * Binds every configured port and starts accepting. Resolves with the first bound address
+   * (all of them are in `addresses`). If any port fails, the ones already bound are released.
+   */
+  async listen(): Promise<BoundAddress> {
+    if (this.#state !== 'new') throw new Error(`listen() called on a server that is ${this.#state}`);
+    try {
+      for (const port of this.#ports) {
+        const listener = await this.#bind(port);
+        this.#listeners.push(listener);
+        this.#addresses.push(boundAddress(listener));
+      }
+    } catch (err) {
+      this.#listeners.forEach(stopListening);
+      this.#listeners = [];
+      this.#addresses = [];
+      throw err;
+    }
+    this.#state = 'listening';
+    this.emit('listening', this.#addresses);
+    return this.#addresses[0]!;
+  }
+
+  /**
+   * Stops accepting, lets every connection finish its echoes (see `drainConnections`), and
+   * resolves once all are closed or the timeout has closed the rest. Safe to call twice.
+   */
+  close(options: CloseOptions = {}): Promise<DrainResult> {
+    this.#closing ??= this.#close(options.timeoutMs ?? DEFAULT_SHUTDOWN_TIMEOUT_MS);
+    return this.#closing;
+  }
+
+  /** Closes every connection at once; for a second signal or a hard stop. */
+  destroy(): void {
+    this.#listeners.forEach(stopListening);
+    for (const connection of [...this.#connections]) connection.abort('closed by forced shutdown');
+    this.#state = 'closed';
+  }
+
+  async #close(timeoutMs: number): Promise<DrainResult> {
+    // Readiness flips before anything else, so a load balancer stops sending new clients first.
+    this.#state = 'draining';
+    this.emit('draining');
+    this.#listeners.forEach(stopListening);
+    const result = await drainConnections(this.#connections, { timeoutMs });
+    this.#state = 'closed';
+    this.emit('close', result);
+    return result;
+  }
+
+  #bind(port: number): Promise<net.Server> {
+    const listener = net.createServer({
+      allowHalfOpen: true,
+      noDelay: true,
+      // Makes write() report backpressure exactly at maxBuffered queued bytes.
+      highWaterMark: this.#maxBuffered,
+    });
+    listener.on('connection', (socket) => this.#accept(socket));
+    return new Promise((resolve, reject) => {
+      const onError = (err: Error) => {
+        reject(new ListenError(formatEndpoint('tcp', this.#host, port), describeListenError(err), err));
+      };
+      listener.once('error', onError);
+      listener.listen({ host: this.#host, port }, () => {
+        listener.off('error', onError);
+        listener.on('error', (err) => this.#acceptFailed(err));
+        resolve(listener);
+      });
+    });
+  }
+
+  #accept(socket: net.Socket): void {
+    const { remoteAddress, remotePort } = socket;
+    // A client that reset before we got to it has no peer address any more (the seed's select
+    // server crashed calling getpeername() on such a socket): just let it go.
+    if (remoteAddress === undefined || remotePort === undefined || this.#state !== 'listening') {
+      socket.destroy();
+      return;
+    }
+    const connection = new Connection(this.#nextConnectionId++, socket, remoteAddress, remotePort, this.#context);
+    this.#connections.add(connection);
+    this.#stats.connectionsActive++;
+    this.#stats.connectionsTotal++;
+    if (this.#context.logEvents) {
+      this.#log.info(
+        { event: 'open', conn: connection.id, peer: connection.peer },
+        `new connection from ${connection.peer} (#${connection.id})`,
+      );
+    }
+    this.emit('connection', connection);
+  }
+
+  #connectionClosed(connection: Connection): void {
+    if (this.#connections.delete(connection)) this.#stats.connectionsActive--;
+  }
+
+  #acceptFailed(err: Error): void {
+    // Accept errors (EMFILE, ENFILE...) concern the whole process, not one client: count each,
+    // but log at most once a second so a burst does not flood the log.
+    this.#stats.errors.accept++;
+    const now = Date.now();
+    if (now - this.#lastAcceptErrorLog >= 1000) {
+      this.#lastAcceptErrorLog = now;
+      this.#log.warn(
+        { event: 'accept_error', code: systemErrorCode(err), err: err.message },
+        `cannot accept connections: ${err.message}`,
+      );
+    }
+  }
+}
+
+/** Creates a server; call `listen()` to start it. */
+export function createEchoServer(options: EchoServerOptions = {}): EchoServer {
+  return new EchoServer(options);
+}
+
+function boundAddress(listener: net.Server): BoundAddress {
+  const address = listener.address() as net.AddressInfo;
+  return {
+    transport: 'tcp',
+    host: address.address,
+    port: address.port,
+    family: address.family,
+    url: formatEndpoint('tcp', address.address, address.port),
+  };
+}
+
+/** Closes the listening socket now; live connections are drained separately. */
+function stopListening(listener: net.Server): void {
+  if (listener.listening) listener.close();
+}
+
+function describeListenError(err: Error): string {
+  switch (systemErrorCode(err)) {
+    case 'EADDRINUSE':
+      return 'address already in use (is another server running on this port?)';
+    case 'EACCES':
+      return 'permission denied (ports below 1024 need privileges)';
+    case 'EADDRNOTAVAIL':
+      return 'address not available on this host';
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return 'unknown host';
+    default:
+      return err.message;
+  }
+}

@@ -1,0 +1,116 @@
+// The built CLI as a user runs it: exit statuses, messages, the listening line, signals.
+
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import net from 'node:net';
+import { describe, it } from 'node:test';
+import { runCli, spawnCli, startServe } from './helpers/cli.js';
+import { connectTo, readToEnd } from './helpers/sockets.js';
+
+describe('echoplex serve: bad input', () => {
+  for (const args of [['--port', '70000'], ['--port', 'abc'], ['--bogus'], ['--transform', 'sideways'], ['--max-buffered', 'lots']]) {
+    it(`exits 2 with a one-line error for ${args.join(' ')}`, async () => {
+      const result = await runCli(['serve', ...args]);
+      assert.equal(result.code, 2, result.stderr);
+      assert.match(result.stderr, /error: /);
+      assert.doesNotMatch(result.stderr, /\n\s+at /, 'no stack trace');
+    });
+  }
+
+  it('exits 1 saying the port is in use', async () => {
+    const blocker = net.createServer();
+    await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+    const { port } = blocker.address() as net.AddressInfo;
+    try {
+      const result = await runCli(['serve', '--port', String(port)]);
+      assert.equal(result.code, 1);
+      assert.match(result.stderr, /already in use/);
+      assert.doesNotMatch(result.stderr, /\n\s+at /);
+    } finally {
+      blocker.close();
+    }
+  });
+});
+
+describe('echoplex serve', () => {
+  it('prints the real address and transform, and serves', async () => {
+    const server = await startServe(['--transform', 'upper']);
+    try {
+      const result = await runCli(['client', '--port', String(server.port)], { input: 'hello\n' });
+      assert.equal(result.code, 0, result.stderr);
+      assert.equal(result.stdout, 'HELLO\n');
+      assert.match(server.stderr(), /new connection from 127\.0\.0\.1:\d+/);
+    } finally {
+      await server.stop();
+    }
+  });
+
+  it('--quiet drops per-connection lines', async () => {
+    const server = await startServe(['--quiet']);
+    try {
+      const result = await runCli(['client', '--port', String(server.port)], { input: 'x\n' });
+      assert.equal(result.stdout, 'x\n');
+    } finally {
+      await server.stop();
+    }
+    assert.doesNotMatch(server.stderr(), /new connection/);
+  });
+
+  it('on SIGTERM delivers a 1 MiB message in flight before EOF, then exits 0', async () => {
+    const server = await startServe(['--quiet']);
+    const socket = await connectTo(server.port);
+    const payload = randomBytes(1024 * 1024);
+    const reply = readToEnd(socket, 20_000);
+    socket.write(payload);
+    // Signal while the bytes are still moving through the server.
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    server.child.kill('SIGTERM');
+    const received = await reply;
+    socket.end();
+    assert.equal(received.length, payload.length);
+    assert.ok(received.equals(payload));
+    const exit = await server.exited().finally(() => server.child.kill('SIGKILL'));
+    assert.deepEqual(exit, { code: 0, signal: null }, server.stderr());
+  });
+});
+
+describe('echoplex client', () => {
+  it('streams piped stdin and exits 0 after the last byte', async () => {
+    const server = await startServe(['--quiet']);
+    try {
+      const input = randomBytes(2 * 1024 * 1024).toString('base64');
+      const result = await runCli(['client', '--port', String(server.port)], { input });
+      assert.equal(result.code, 0, result.stderr);
+      assert.equal(result.stdout, input);
+    } finally {
+      await server.stop();
+    }
+  });
+
+  it('says connection refused and exits 1', async () => {
+    const probe = net.createServer();
+    await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+    const { port } = probe.address() as net.AddressInfo;
+    await new Promise((resolve) => probe.close(resolve));
+    const result = await runCli(['client', '--port', String(port)], { input: 'hi\n' });
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, /connection refused/);
+  });
+
+  it('exits 1 when the server closes first', async () => {
+    const rude = net.createServer((socket) => socket.end('bye\n'));
+    await new Promise<void>((resolve) => rude.listen(0, '127.0.0.1', resolve));
+    const { port } = rude.address() as net.AddressInfo;
+    try {
+      // stdin stays open: the server, not the client, ends the conversation.
+      const { child, result } = spawnCli(['client', '--port', String(port)]);
+      child.stdin!.write('hello\n');
+      const { code, stdout, stderr } = await result;
+      assert.equal(code, 1, stderr);
+      assert.match(stderr, /server closed the connection/);
+      assert.equal(stdout, 'bye\n');
+    } finally {
+      rude.close();
+    }
+  });
+});

@@ -1,0 +1,91 @@
+// Real-socket helpers: start servers on port 0, connect, exchange bytes, all bounded in time.
+
+import net from 'node:net';
+import { createEchoServer, type EchoServer, type EchoServerOptions } from '../../src/index.js';
+import { withTimeout } from './timeout.js';
+
+export interface RunningServer {
+  server: EchoServer;
+  port: number;
+  close(): Promise<void>;
+}
+
+export async function startServer(options: EchoServerOptions = {}): Promise<RunningServer> {
+  const server = createEchoServer({ port: 0, ...options });
+  const address = await server.listen();
+  return {
+    server,
+    port: address.port,
+    close: async () => {
+      await withTimeout(server.close({ timeoutMs: 2000 }), 5000, 'server close');
+    },
+  };
+}
+
+export function connectTo(port: number, host = '127.0.0.1'): Promise<net.Socket> {
+  return withTimeout(
+    new Promise((resolve, reject) => {
+      const socket = net.connect({ port, host, allowHalfOpen: true }, () => {
+        socket.off('error', reject);
+        resolve(socket);
+      });
+      socket.once('error', reject);
+    }),
+    5000,
+    `connect to ${host}:${port}`,
+  );
+}
+
+/** Collects bytes until `length` have arrived (or the stream ends early). */
+export function readBytes(socket: net.Socket, length: number, ms = 10_000): Promise<Buffer> {
+  return withTimeout(
+    new Promise((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      let received = 0;
+      const onData = (chunk: Buffer) => {
+        chunks.push(chunk);
+        received += chunk.length;
+        if (received >= length) finish();
+      };
+      const finish = () => {
+        socket.off('data', onData);
+        socket.off('end', finish);
+        socket.off('error', reject);
+        resolve(Buffer.concat(chunks));
+      };
+      socket.on('data', onData);
+      socket.once('end', finish);
+      socket.once('error', reject);
+    }),
+    ms,
+    `${length} bytes from the server`,
+  );
+}
+
+/** Reads everything until the server's FIN. */
+export function readToEnd(socket: net.Socket, ms = 10_000): Promise<Buffer> {
+  return readBytes(socket, Number.POSITIVE_INFINITY, ms);
+}
+
+/** Sends a payload and returns exactly as many bytes of reply. */
+export async function roundTrip(port: number, payload: Buffer, ms = 10_000): Promise<Buffer> {
+  const socket = await connectTo(port);
+  try {
+    const reply = readBytes(socket, payload.length, ms);
+    socket.write(payload);
+    return await reply;
+  } finally {
+    socket.destroy();
+  }
+}
+
+export function closed(socket: net.Socket, ms = 5000): Promise<void> {
+  return withTimeout(
+    new Promise((resolve) => {
+      if (socket.destroyed) return resolve();
+      socket.once('close', () => resolve());
+    }),
+    ms,
+    'socket close',
+  );
+}
