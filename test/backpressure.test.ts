@@ -1,0 +1,69 @@
+// A client that sends and never reads must not grow the server's memory; everything arrives later.
+
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { describe, it } from 'node:test';
+import { startServe } from './helpers/cli.js';
+import { residentBytes } from './helpers/proc.js';
+import { connectTo } from './helpers/sockets.js';
+import { delay, withTimeout } from './helpers/timeout.js';
+
+const CHUNK = 64 * 1024;
+
+function chunkAt(index: number): Buffer {
+  // Deterministic, varied content, so a reordered or repeated chunk changes the hash.
+  const chunk = Buffer.alloc(CHUNK);
+  for (let i = 0; i < CHUNK; i += 4) chunk.writeUInt32LE((index * 2654435761 + i * 40503) >>> 0, i);
+  return chunk;
+}
+
+describe('slow reader', () => {
+  it('bounds server memory while the client does not read, then delivers every byte', async () => {
+    const server = await startServe(['--quiet']);
+    const pid = server.child.pid!;
+    try {
+      await delay(300);
+      const baseline = residentBytes(pid);
+      const socket = await connectTo(server.port);
+      socket.pause();
+      const sent = createHash('sha256');
+      let sentBytes = 0;
+      let index = 0;
+      // Write until the whole path is full: no 'drain' for a full second means nobody is reading.
+      for (;;) {
+        const chunk = chunkAt(index++);
+        sent.update(chunk);
+        sentBytes += chunk.length;
+        if (!socket.write(chunk)) {
+          const drained = await Promise.race([
+            new Promise((resolve) => socket.once('drain', () => resolve(true))),
+            delay(1000).then(() => false),
+          ]);
+          if (!drained) break;
+        }
+        assert.ok(sentBytes < 512 * 1024 * 1024, 'the server never applied backpressure');
+      }
+      const grown = residentBytes(pid) - baseline;
+      if (process.env['ECHOPLEX_TEST_VERBOSE']) console.log({ grown, sentBytes });
+      assert.ok(grown < 12 * 1024 * 1024, `server grew by ${(grown / 1048576).toFixed(1)} MiB with ${(sentBytes / 1048576).toFixed(1)} MiB sent and nothing read`);
+
+      const received = createHash('sha256');
+      let receivedBytes = 0;
+      const allBack = new Promise<void>((resolve) => {
+        socket.on('data', (chunk: Buffer) => {
+          received.update(chunk);
+          receivedBytes += chunk.length;
+          if (receivedBytes >= sentBytes) resolve();
+        });
+      });
+      socket.resume();
+      socket.end();
+      await withTimeout(allBack, 30_000, `${sentBytes} bytes back`);
+      assert.equal(receivedBytes, sentBytes);
+      assert.equal(received.digest('hex'), sent.digest('hex'));
+      socket.destroy();
+    } finally {
+      await server.stop();
+    }
+  });
+});

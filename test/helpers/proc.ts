@@ -1,0 +1,15 @@
+// Reads a process's resources from /proc: resident memory, open descriptors, CPU time.
+
+import { readFileSync, readdirSync } from 'node:fs';
+
+/** Resident set size in bytes (VmRSS). */
+export function residentBytes(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const match = /^VmRSS:\s+(\d+) kB$/m.exec(status);
+  if (!match) throw new Error(`no VmRSS for pid ${pid}`);
+  return Number(match[1]) * 1024;
+}
+
+export function openDescriptors(pid: number): number {
+  return readdirSync(`/proc/${pid}/fd`).length;
+}
