@@ -3,6 +3,7 @@
 
 import { Command, CommanderError } from 'commander';
 import { EchoplexError, UsageError } from '../errors.js';
+import { benchCommand } from './bench.js';
 import { clientCommand } from './client.js';
 import { serveCommand } from './serve.js';
 
@@ -14,7 +15,8 @@ function program(): Command {
     .description('event-driven TCP echo server, client and verifying load generator')
     .showHelpAfterError('(run with --help for usage)')
     .addCommand(serveCommand())
-    .addCommand(clientCommand());
+    .addCommand(clientCommand())
+    .addCommand(benchCommand());
   // Usage errors exit 2, like other Unix tools; commander would exit 1.
   root.exitOverride();
   for (const command of root.commands) command.exitOverride();

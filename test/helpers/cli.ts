@@ -17,6 +17,8 @@ export interface CliResult {
 interface CliOptions {
   ms?: number;
   env?: NodeJS.ProcessEnv;
+  /** Runs the CLI under this command, e.g. `['prlimit', '--nofile=256']`. */
+  wrapper?: string[];
 }
 
 /** Runs `echoplex ...args` to completion, feeding `input` on stdin and then closing it. */
@@ -28,7 +30,8 @@ export async function runCli(args: string[], options: CliOptions & { input?: str
 
 /** Starts `echoplex ...args` with stdin left open for the caller; `result` settles on exit. */
 export function spawnCli(args: string[], options: CliOptions = {}): { child: ChildProcess; result: Promise<CliResult> } {
-  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, ...options.env } });
+  const command = [...(options.wrapper ?? []), process.execPath, CLI, ...args];
+  const child = spawn(command[0]!, command.slice(1), { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, ...options.env } });
   child.stdin!.on('error', () => {});
   return { child, result: collect(child, options.ms ?? 15_000, `echoplex ${args.join(' ')}`) };
 }

@@ -1,0 +1,503 @@
+// The load generator: connections that send framed messages, verify every byte, time each reply.
+
+import { randomBytes } from 'node:crypto';
+import net from 'node:net';
+import { performance } from 'node:perf_hooks';
+import { EchoplexError } from '../errors.js';
+import { formatHostPort } from '../server/address.js';
+import { builtInTransform, type TransformName } from '../server/transforms.js';
+import { LatencyHistogram, type LatencySummary, type PercentilePoint } from './histogram.js';
+import { checkDescriptorBudget } from './limits.js';
+
+export interface BenchOptions {
+  host?: string;
+  port?: number;
+  /** Concurrent connections. Default 50. */
+  connections?: number;
+  /** Bytes per message. Default 64. */
+  size?: number;
+  /** Messages in flight per connection in the closed loop. Default 1. */
+  pipeline?: number;
+  /** Measured seconds (after warm-up). Default 10; ignored when `messages` is set. */
+  durationSeconds?: number;
+  /** Stop after this many measured messages instead of after a duration. */
+  messages?: number;
+  /** Seconds of load before measuring starts. Default 1 (0 when `messages` is set). */
+  warmupSeconds?: number;
+  /** New connections per second while ramping up. Default: as fast as the server accepts. */
+  connectRate?: number;
+  /** Open loop: total messages per second on a fixed schedule, latency from intended send time. */
+  rate?: number;
+  /** What the server should send back. Default `echo`. */
+  expect?: TransformName;
+  /** Seconds a reply may take before the connection counts as timed out. Default 5. */
+  timeoutSeconds?: number;
+  /** Called about once a second while measuring. */
+  onProgress?: (progress: BenchProgress) => void;
+}
+
+export interface BenchProgress {
+  elapsedSeconds: number;
+  phase: 'connecting' | 'warmup' | 'measuring' | 'draining';
+  messagesPerSecond: number;
+  errors: number;
+}
+
+export type BenchErrorKind = 'connect' | 'closed' | 'timeout' | 'mismatch';
+
+export interface BenchResult {
+  target: string;
+  mode: 'closed-loop' | 'open-loop';
+  connections: number;
+  size: number;
+  pipeline: number;
+  rate: number | null;
+  expect: TransformName;
+  warmupSeconds: number;
+  durationSeconds: number;
+  messages: number;
+  messagesPerSecond: number;
+  /** Payload bytes echoed per second, one direction. */
+  bytesPerSecond: number;
+  latencyUs: LatencySummary;
+  errors: number;
+  errorsByKind: Record<BenchErrorKind, number>;
+  mismatchedBytes: number;
+  /** Measured messages completed in each second of the run. */
+  timeline: number[];
+  /** The latency percentile curve, for reports. */
+  percentiles: PercentilePoint[];
+}
+
+/** Thrown for settings that cannot work here, such as too few file descriptors. */
+export class BenchSetupError extends EchoplexError {
+  constructor(message: string) {
+    super('ERR_ECHOPLEX_BENCH_SETUP', message);
+  }
+}
+
+type Phase = BenchProgress['phase'] | 'done';
+
+const MAX_CONNECTS_IN_FLIGHT = 256;
+const SWEEP_MS = 100;
+const READ_BUFFER_BYTES = 64 * 1024;
+
+type Settings = Required<Omit<BenchOptions, 'messages' | 'rate' | 'connectRate' | 'onProgress'>> &
+  Pick<BenchOptions, 'messages' | 'rate' | 'connectRate'>;
+
+/** State shared by all connections of one run. */
+class Run {
+  phase: Phase = 'connecting';
+  measureStartedAt = 0;
+  measureEndedAt = 0;
+  measured = 0;
+  /** Replies owed across all connections; when it reaches 0 the run may be over. */
+  inFlight = 0;
+  /** Sends still allowed: unbounded, except while measuring a fixed number of messages. */
+  sendBudget = Number.POSITIVE_INFINITY;
+  mismatchedBytes = 0;
+  descriptorsExhausted = false;
+  readonly errorsByKind: Record<BenchErrorKind, number> = { connect: 0, closed: 0, timeout: 0, mismatch: 0 };
+  readonly histogram = new LatencyHistogram();
+  readonly timeline: number[] = [];
+  readonly live = new Set<BenchConnection>();
+  // One read buffer for every socket: onread hands us bytes synchronously, so none outlive a callback.
+  readonly readBuffer = Buffer.allocUnsafe(READ_BUFFER_BYTES);
+  finish: () => void = () => {};
+
+  constructor(
+    readonly options: Settings,
+    readonly payload: Buffer,
+    readonly expected: Buffer,
+    readonly burst: Buffer,
+  ) {}
+
+  get errors(): number {
+    const e = this.errorsByKind;
+    return e.connect + e.closed + e.timeout + e.mismatch;
+  }
+
+  get sending(): boolean {
+    return this.phase === 'warmup' || this.phase === 'measuring';
+  }
+
+  /** A message counts when it was sent inside the measured window, whenever its reply lands. */
+  completed(now: number, sentAt: number): void {
+    this.inFlight--;
+    if (this.measureStartedAt !== 0 && sentAt >= this.measureStartedAt && (this.measureEndedAt === 0 || sentAt < this.measureEndedAt)) {
+      this.measured++;
+      this.histogram.recordMicros((now - sentAt) * 1000);
+      const second = Math.floor((sentAt - this.measureStartedAt) / 1000);
+      this.timeline[second] = (this.timeline[second] ?? 0) + 1;
+    }
+    if (this.inFlight === 0) this.#maybeDone(now);
+  }
+
+  /** A connection died with `owed` replies outstanding. */
+  lost(owed: number): void {
+    this.inFlight -= owed;
+    if (this.inFlight === 0 || this.live.size === 0) this.#maybeDone(performance.now());
+  }
+
+  #maybeDone(now: number): void {
+    if (this.live.size === 0 && this.phase !== 'connecting') return this.finish();
+    if (this.phase === 'draining') return this.finish();
+    if (this.phase === 'measuring' && this.sendBudget === 0 && this.inFlight === 0) {
+      this.measureEndedAt = now;
+      this.finish();
+    }
+  }
+}
+
+/** One connection: a FIFO of send times, and where in the current reply the bytes have reached. */
+class BenchConnection {
+  readonly socket: net.Socket;
+  #run: Run;
+  #offsetInReply = 0;
+  #sendTimes: Float64Array;
+  #head = 0;
+  #count = 0;
+  #failed = false;
+
+  constructor(run: Run, socket: net.Socket) {
+    this.#run = run;
+    this.socket = socket;
+    this.#sendTimes = new Float64Array(Math.max(4, run.options.pipeline));
+  }
+
+  get inFlight(): number {
+    return this.#count;
+  }
+
+  get oldestSendTime(): number {
+    return this.#sendTimes[this.#head]!;
+  }
+
+  /** Sends `count` messages, stamping each with `stamp` (now, or its intended time in the open loop). */
+  send(count: number, stamp: number): void {
+    const run = this.#run;
+    count = Math.min(count, run.sendBudget);
+    if (count <= 0 || this.#failed) return;
+    run.sendBudget -= count;
+    run.inFlight += count;
+    for (let i = 0; i < count; i++) this.#push(stamp);
+    const { burst, payload } = run;
+    let remaining = count * payload.length;
+    while (remaining > 0) {
+      const piece = Math.min(remaining, burst.length);
+      this.socket.write(piece === burst.length ? burst : burst.subarray(0, piece));
+      remaining -= piece;
+    }
+  }
+
+  /** Verifies and frames received bytes; returns how many replies completed. */
+  receive(bytes: Buffer, length: number, now: number): number {
+    const run = this.#run;
+    const expected = run.expected;
+    const size = expected.length;
+    let completed = 0;
+    let offset = 0;
+    while (offset < length) {
+      if (this.#count === 0) {
+        // Bytes nobody asked for: the server sent more than it was sent.
+        run.mismatchedBytes += length - offset;
+        run.errorsByKind.mismatch++;
+        return completed;
+      }
+      const take = Math.min(size - this.#offsetInReply, length - offset);
+      if (bytes.compare(expected, this.#offsetInReply, this.#offsetInReply + take, offset, offset + take) !== 0) {
+        this.#countMismatch(bytes, offset, take);
+      }
+      offset += take;
+      this.#offsetInReply += take;
+      if (this.#offsetInReply === size) {
+        this.#offsetInReply = 0;
+        run.completed(now, this.#shift());
+        completed++;
+      }
+    }
+    return completed;
+  }
+
+  fail(kind: BenchErrorKind): void {
+    if (this.#failed) return;
+    this.#failed = true;
+    const run = this.#run;
+    run.errorsByKind[kind]++;
+    run.live.delete(this);
+    const owed = this.#count;
+    this.#count = 0;
+    this.socket.destroy();
+    run.lost(owed);
+  }
+
+  get failed(): boolean {
+    return this.#failed;
+  }
+
+  #countMismatch(bytes: Buffer, offset: number, take: number): void {
+    const run = this.#run;
+    let differing = 0;
+    for (let i = 0; i < take; i++) if (bytes[offset + i] !== run.expected[this.#offsetInReply + i]) differing++;
+    if (differing > 0) {
+      run.mismatchedBytes += differing;
+      run.errorsByKind.mismatch++;
+    }
+  }
+
+  #push(stamp: number): void {
+    if (this.#count === this.#sendTimes.length) this.#grow();
+    this.#sendTimes[(this.#head + this.#count) % this.#sendTimes.length] = stamp;
+    this.#count++;
+  }
+
+  #shift(): number {
+    const stamp = this.#sendTimes[this.#head]!;
+    this.#head = (this.#head + 1) % this.#sendTimes.length;
+    this.#count--;
+    return stamp;
+  }
+
+  #grow(): void {
+    const bigger = new Float64Array(this.#sendTimes.length * 2);
+    for (let i = 0; i < this.#count; i++) bigger[i] = this.#sendTimes[(this.#head + i) % this.#sendTimes.length]!;
+    this.#sendTimes = bigger;
+    this.#head = 0;
+  }
+}
+
+/** Runs one benchmark against a TCP echo server and resolves with its verified results. */
+export async function runBench(options: BenchOptions = {}): Promise<BenchResult> {
+  const settings: Settings = {
+    host: options.host ?? '127.0.0.1',
+    port: options.port ?? 1234,
+    connections: options.connections ?? 50,
+    size: options.size ?? 64,
+    pipeline: options.pipeline ?? 1,
+    durationSeconds: options.durationSeconds ?? 10,
+    warmupSeconds: options.warmupSeconds ?? (options.messages !== undefined ? 0 : 1),
+    expect: options.expect ?? 'echo',
+    timeoutSeconds: options.timeoutSeconds ?? 5,
+    messages: options.messages,
+    rate: options.rate,
+    connectRate: options.connectRate,
+  };
+  validate(settings);
+  checkDescriptorBudget(settings.connections);
+
+  const payload = randomBytes(settings.size);
+  const expected = builtInTransform(settings.expect)(Buffer.from(payload));
+  const burst = Buffer.concat(Array.from({ length: Math.max(settings.pipeline, 16) }, () => payload));
+  const run = new Run(settings, payload, expected, burst);
+
+  await new Promise<void>((resolve) => {
+    const stops: Array<() => void> = [];
+    run.finish = () => {
+      if (run.phase === 'done') return;
+      if (run.measureEndedAt === 0) run.measureEndedAt = performance.now();
+      run.phase = 'done';
+      for (const stop of stops) stop();
+      for (const connection of run.live) connection.socket.destroy();
+      resolve();
+    };
+    const sweep = setInterval(() => sweepTimeouts(run), SWEEP_MS);
+    stops.push(() => clearInterval(sweep));
+    if (options.onProgress) stops.push(startProgress(run, options.onProgress));
+    void connectAll(run).then(() => {
+      if (run.phase === 'done') return;
+      if (run.live.size === 0 || run.descriptorsExhausted) return run.finish();
+      stops.push(startPhases(run));
+    });
+  });
+
+  if (run.descriptorsExhausted) {
+    throw new BenchSetupError(`ran out of file descriptors opening ${settings.connections} connections: raise the limit with \`ulimit -n\``);
+  }
+  const durationSeconds = Math.max(run.measureEndedAt - (run.measureStartedAt || run.measureEndedAt), 1) / 1000;
+  return {
+    target: formatHostPort(settings.host, settings.port),
+    mode: settings.rate !== undefined ? 'open-loop' : 'closed-loop',
+    connections: settings.connections,
+    size: settings.size,
+    pipeline: settings.pipeline,
+    rate: settings.rate ?? null,
+    expect: settings.expect,
+    warmupSeconds: settings.warmupSeconds,
+    durationSeconds: round(durationSeconds, 3),
+    messages: run.measured,
+    messagesPerSecond: round(run.measured / durationSeconds, 1),
+    bytesPerSecond: Math.round((run.measured * settings.size) / durationSeconds),
+    latencyUs: run.histogram.summary(),
+    errors: run.errors,
+    errorsByKind: { ...run.errorsByKind },
+    mismatchedBytes: run.mismatchedBytes,
+    timeline: Array.from({ length: run.timeline.length }, (_, i) => run.timeline[i] ?? 0),
+    percentiles: run.histogram.curve(),
+  };
+}
+
+function validate(settings: Settings): void {
+  const positive = (name: string, value: number | undefined) => {
+    if (value !== undefined && !(Number.isFinite(value) && value > 0)) throw new BenchSetupError(`${name} must be a positive number, got ${value}`);
+  };
+  positive('connections', settings.connections);
+  positive('size', settings.size);
+  positive('pipeline', settings.pipeline);
+  positive('duration', settings.durationSeconds);
+  positive('messages', settings.messages);
+  positive('rate', settings.rate);
+  positive('connect rate', settings.connectRate);
+  positive('timeout', settings.timeoutSeconds);
+  if (!(settings.warmupSeconds >= 0)) throw new BenchSetupError(`warm-up must be 0 or more seconds, got ${settings.warmupSeconds}`);
+}
+
+/** Opens every connection, with bounded concurrency or at a fixed rate; resolves once all have settled. */
+function connectAll(run: Run): Promise<void> {
+  const { connections, connectRate } = run.options;
+  let started = 0;
+  let settled = 0;
+  return new Promise<void>((resolve) => {
+    const settle = () => {
+      settled++;
+      if (settled === connections) resolve();
+      else if (connectRate === undefined) startNext();
+    };
+    const startNext = () => {
+      if (started >= connections || run.phase === 'done') return;
+      started++;
+      openConnection(run, settle);
+    };
+    if (connectRate === undefined) {
+      for (let i = 0; i < Math.min(MAX_CONNECTS_IN_FLIGHT, connections); i++) startNext();
+      return;
+    }
+    const begin = performance.now();
+    const tick = () => {
+      const due = Math.min(connections, Math.floor(((performance.now() - begin) / 1000) * connectRate) + 1);
+      while (started < due) startNext();
+      if (started < connections && run.phase !== 'done') setTimeout(tick, Math.max(1, 1000 / connectRate));
+    };
+    tick();
+  });
+}
+
+function openConnection(run: Run, settled: () => void): void {
+  const { host, port } = run.options;
+  const closedLoop = run.options.rate === undefined;
+  let connection: BenchConnection | undefined;
+  const socket = net.connect({
+    host,
+    port,
+    noDelay: true,
+    onread: {
+      buffer: run.readBuffer,
+      callback: (nread: number, buffer: Uint8Array) => {
+        if (connection === undefined || connection.failed) return true;
+        const now = performance.now();
+        const done = connection.receive(buffer as Buffer, nread, now);
+        if (done > 0 && closedLoop && run.sending) connection.send(done, now);
+        return true;
+      },
+    },
+  });
+  socket.once('connect', () => {
+    connection = new BenchConnection(run, socket);
+    run.live.add(connection);
+    settled();
+  });
+  socket.on('error', (err: NodeJS.ErrnoException) => {
+    if (connection !== undefined) return connection.fail('closed');
+    run.errorsByKind.connect++;
+    if (err.code === 'EMFILE' || err.code === 'ENFILE') run.descriptorsExhausted = true;
+    settled();
+  });
+  socket.on('close', () => {
+    // The server going away before the run is over is an error, whatever was in flight.
+    if (connection !== undefined && run.phase !== 'done') connection.fail('closed');
+  });
+}
+
+/** Warm-up, then the measured window, then waiting for replies still owed. Returns a canceller. */
+function startPhases(run: Run): () => void {
+  const { warmupSeconds, durationSeconds, messages, pipeline, rate } = run.options;
+  const timers: NodeJS.Timeout[] = [];
+  let stopOpenLoop: (() => void) | undefined;
+  const beginMeasuring = () => {
+    run.phase = 'measuring';
+    run.measureStartedAt = performance.now();
+    if (messages !== undefined) {
+      run.sendBudget = messages;
+    } else {
+      timers.push(setTimeout(beginDraining, durationSeconds * 1000));
+    }
+  };
+  const beginDraining = () => {
+    run.phase = 'draining';
+    run.measureEndedAt = performance.now();
+    if (run.inFlight === 0) run.finish();
+  };
+  if (warmupSeconds > 0) {
+    run.phase = 'warmup';
+    timers.push(setTimeout(beginMeasuring, warmupSeconds * 1000));
+  } else {
+    beginMeasuring();
+  }
+  if (rate !== undefined) {
+    stopOpenLoop = startOpenLoop(run, rate);
+  } else {
+    const now = performance.now();
+    for (const connection of run.live) connection.send(pipeline, now);
+  }
+  return () => {
+    for (const timer of timers) clearTimeout(timer);
+    stopOpenLoop?.();
+  };
+}
+
+/** Closes connections whose oldest reply is overdue. */
+function sweepTimeouts(run: Run): void {
+  const now = performance.now();
+  const limitMs = run.options.timeoutSeconds * 1000;
+  for (const connection of [...run.live]) {
+    if (connection.inFlight > 0 && now - connection.oldestSendTime > limitMs) connection.fail('timeout');
+  }
+}
+
+/** Sends on a fixed schedule across all connections, whatever the replies are doing. */
+function startOpenLoop(run: Run, rate: number): () => void {
+  const begin = performance.now();
+  let scheduled = 0;
+  let cursor = 0;
+  const timer = setInterval(() => {
+    if (!run.sending || run.live.size === 0) return;
+    const due = Math.floor(((performance.now() - begin) / 1000) * rate);
+    const connections = [...run.live];
+    while (scheduled < due && run.sendBudget > 0) {
+      // Latency counts from when the message should have gone out, so a stall cannot hide.
+      const intended = begin + (scheduled * 1000) / rate;
+      connections[cursor++ % connections.length]!.send(1, intended);
+      scheduled++;
+    }
+  }, 1);
+  return () => clearInterval(timer);
+}
+
+function startProgress(run: Run, onProgress: (progress: BenchProgress) => void): () => void {
+  const begin = performance.now();
+  let lastMeasured = 0;
+  let lastAt = begin;
+  const timer = setInterval(() => {
+    if (run.phase === 'done') return;
+    const now = performance.now();
+    const rate = ((run.measured - lastMeasured) * 1000) / (now - lastAt);
+    lastMeasured = run.measured;
+    lastAt = now;
+    onProgress({ elapsedSeconds: (now - begin) / 1000, phase: run.phase, messagesPerSecond: rate, errors: run.errors });
+  }, 1000);
+  return () => clearInterval(timer);
+}
+
+function round(value: number, digits: number): number {
+  const scale = 10 ** digits;
+  return Math.round(value * scale) / scale;
+}

@@ -1,0 +1,57 @@
+// Renders bench results for people: a compact table, and the failure summary behind exit status 1.
+
+import type { BenchResult } from './loadgen.js';
+
+const integer = new Intl.NumberFormat('en-US', { maximumFractionDigits: 0 });
+const decimal = new Intl.NumberFormat('en-US', { maximumFractionDigits: 1 });
+
+export function formatBytesPerSecond(bytesPerSecond: number): string {
+  const units = ['B/s', 'KB/s', 'MB/s', 'GB/s'];
+  let value = bytesPerSecond;
+  let unit = 0;
+  while (value >= 1000 && unit < units.length - 1) {
+    value /= 1000;
+    unit++;
+  }
+  return `${decimal.format(value)} ${units[unit]}`;
+}
+
+export function describeSettings(result: BenchResult): string {
+  const load = result.rate !== null ? `open loop at ${integer.format(result.rate)} msg/s` : `pipeline ${result.pipeline}`;
+  return `${result.target}, ${result.connections} connections, ${result.size}-byte messages, ${load}, expect ${result.expect}`;
+}
+
+export function formatTable(result: BenchResult): string {
+  const l = result.latencyUs;
+  const rows: Array<[string, string]> = [
+    ['target', describeSettings(result)],
+    ['measured', `${decimal.format(result.durationSeconds)} s after ${decimal.format(result.warmupSeconds)} s warm-up`],
+    ['messages', `${integer.format(result.messages)}  (${integer.format(result.messagesPerSecond)} msg/s)`],
+    ['throughput', `${formatBytesPerSecond(result.bytesPerSecond)} each way`],
+    [
+      'latency',
+      `p50 ${us(l.p50)}  p90 ${us(l.p90)}  p99 ${us(l.p99)}  p99.9 ${us(l.p999)}  max ${us(l.max)}`,
+    ],
+    ['errors', errorSummary(result)],
+    ['mismatched', `${integer.format(result.mismatchedBytes)} bytes`],
+  ];
+  const width = Math.max(...rows.map(([label]) => label.length));
+  return rows.map(([label, value]) => `${label.padEnd(width)}  ${value}`).join('\n') + '\n';
+}
+
+export function errorSummary(result: BenchResult): string {
+  if (result.errors === 0) return '0';
+  const parts = Object.entries(result.errorsByKind)
+    .filter(([, count]) => count > 0)
+    .map(([kind, count]) => `${kind} ${count}`);
+  return `${result.errors} (${parts.join(', ')})`;
+}
+
+/** True when every byte came back right and nothing was lost. */
+export function passed(result: BenchResult): boolean {
+  return result.errors === 0 && result.mismatchedBytes === 0;
+}
+
+function us(value: number): string {
+  return value >= 10_000 ? `${decimal.format(value / 1000)}ms` : `${integer.format(value)}us`;
+}

@@ -1,0 +1,83 @@
+// `echoplex bench`: flags to a run, a progress line on a terminal, a table or JSON, exit 1 on any error.
+
+import { writeFile } from 'node:fs/promises';
+import { Command, Option } from 'commander';
+import { runBench, type BenchOptions } from '../bench/loadgen.js';
+import { renderHtmlReport } from '../bench/html.js';
+import { errorSummary, formatTable, passed } from '../bench/report.js';
+import { TRANSFORM_NAMES, type TransformName } from '../server/transforms.js';
+import { parsePort, parsePositiveInteger, parseSeconds, parseSize } from './parsers.js';
+
+interface BenchFlags {
+  host: string;
+  port: number;
+  connections: number;
+  size: number;
+  pipeline: number;
+  duration: number;
+  messages?: number;
+  warmup?: number;
+  connectRate?: number;
+  rate?: number;
+  expect: TransformName;
+  timeout: number;
+  json: boolean;
+  report?: string;
+}
+
+export function benchCommand(): Command {
+  return new Command('bench')
+    .description('load an echo server, verify every byte, report throughput and latency percentiles')
+    .addOption(new Option('--host <host>', 'server address').default('127.0.0.1'))
+    .addOption(new Option('--port <port>', 'server port').default(1234).argParser(parsePort))
+    .addOption(new Option('-c, --connections <n>', 'concurrent connections').default(50).argParser(parsePositiveInteger))
+    .addOption(new Option('-s, --size <bytes>', 'bytes per message').default(64).argParser(parseSize))
+    .addOption(new Option('-p, --pipeline <n>', 'messages in flight per connection (closed loop)').default(1).argParser(parsePositiveInteger))
+    .addOption(new Option('-d, --duration <seconds>', 'measured time').default(10).argParser(parseSeconds))
+    .addOption(new Option('-n, --messages <n>', 'stop after this many measured messages instead').argParser(parsePositiveInteger))
+    .addOption(new Option('--warmup <seconds>', 'load before measuring (default 1; 0 with --messages)').argParser(parseSeconds))
+    .addOption(new Option('--connect-rate <per-second>', 'new connections per second (default: as fast as accepted)').argParser(parsePositiveInteger))
+    .addOption(new Option('--rate <msgs-per-second>', 'open loop: send on a fixed schedule, latency from intended send time').argParser(parsePositiveInteger))
+    .addOption(new Option('--expect <transform>', 'what the server sends back').choices(TRANSFORM_NAMES).default('echo'))
+    .addOption(new Option('--timeout <seconds>', 'longest wait for a reply').default(5).argParser(parseSeconds))
+    .option('--json', 'print one JSON object instead of the table', false)
+    .option('--report <file.html>', 'also write a self-contained HTML report')
+    .action(async (flags: BenchFlags) => {
+      process.exitCode = await bench(flags);
+    });
+}
+
+async function bench(flags: BenchFlags): Promise<number> {
+  const progressLine = !flags.json && process.stdout.isTTY;
+  const options: BenchOptions = {
+    host: flags.host,
+    port: flags.port,
+    connections: flags.connections,
+    size: flags.size,
+    pipeline: flags.pipeline,
+    durationSeconds: flags.duration,
+    expect: flags.expect,
+    timeoutSeconds: flags.timeout,
+    ...(flags.messages !== undefined && { messages: flags.messages }),
+    ...(flags.warmup !== undefined && { warmupSeconds: flags.warmup }),
+    ...(flags.connectRate !== undefined && { connectRate: flags.connectRate }),
+    ...(flags.rate !== undefined && { rate: flags.rate }),
+    ...(progressLine && {
+      onProgress: (p) => {
+        process.stdout.write(`\r\x1b[K${p.phase} ${p.elapsedSeconds.toFixed(0)}s  ${Math.round(p.messagesPerSecond).toLocaleString('en-US')} msg/s  errors ${p.errors}`);
+      },
+    }),
+  };
+  const result = await runBench(options);
+  if (progressLine) process.stdout.write('\r\x1b[K');
+  if (flags.report) await writeFile(flags.report, renderHtmlReport(result));
+  if (flags.json) {
+    const { percentiles: _curve, ...summary } = result;
+    process.stdout.write(`${JSON.stringify(summary)}\n`);
+  } else {
+    process.stdout.write(formatTable(result));
+  }
+  if (passed(result)) return 0;
+  process.stderr.write(`echoplex bench: FAILED: errors ${errorSummary(result)}, ${result.mismatchedBytes} mismatched bytes\n`);
+  return 1;
+}

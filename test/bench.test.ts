@@ -1,0 +1,138 @@
+// The bench against real servers: verification, failure reporting, JSON and the HTML report.
+
+import assert from 'node:assert/strict';
+import { readFile, rm } from 'node:fs/promises';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { runBench } from '../src/bench/loadgen.js';
+import { runCli, startServe } from './helpers/cli.js';
+import { startServer } from './helpers/sockets.js';
+import { withTimeout } from './helpers/timeout.js';
+
+describe('runBench', () => {
+  it('verifies every byte against an echo server, closed loop with pipelining', async () => {
+    const running = await startServer();
+    try {
+      const result = await withTimeout(runBench({ port: running.port, connections: 20, size: 1000, pipeline: 4, messages: 4000 }), 20_000, 'bench');
+      assert.equal(result.errors, 0);
+      assert.equal(result.mismatchedBytes, 0);
+      assert.equal(result.messages, 4000);
+      // The server's own counters must agree with what the bench says went through.
+      assert.equal(running.server.stats().bytesReceived, 4000 * 1000);
+      assert.ok(result.latencyUs.p50 > 0 && result.latencyUs.p50 <= result.latencyUs.p99 && result.latencyUs.p99 <= result.latencyUs.max);
+    } finally {
+      await running.close();
+    }
+  });
+
+  it('handles replies fragmented and coalesced arbitrarily', async () => {
+    // A server that answers in odd-sized pieces at odd moments.
+    const choppy = net.createServer((socket) => {
+      let pending = Buffer.alloc(0);
+      socket.on('data', (chunk: Buffer) => {
+        pending = Buffer.concat([pending, chunk]);
+        setTimeout(() => {
+          while (pending.length > 0) {
+            const piece = Math.min(pending.length, 1 + Math.floor(Math.random() * 37));
+            socket.write(pending.subarray(0, piece));
+            pending = pending.subarray(piece);
+          }
+        }, Math.random() * 3);
+      });
+      socket.on('error', () => {});
+    });
+    await new Promise<void>((resolve) => choppy.listen(0, '127.0.0.1', resolve));
+    try {
+      const { port } = choppy.address() as net.AddressInfo;
+      const result = await withTimeout(runBench({ port, connections: 8, size: 100, pipeline: 3, messages: 2000 }), 20_000, 'bench');
+      assert.equal(result.errors, 0);
+      assert.equal(result.mismatchedBytes, 0);
+      assert.equal(result.messages, 2000);
+    } finally {
+      choppy.close();
+    }
+  });
+
+  it('open loop measures from the intended send time', async () => {
+    const running = await startServer();
+    try {
+      const result = await withTimeout(runBench({ port: running.port, connections: 4, rate: 2000, durationSeconds: 1, warmupSeconds: 0 }), 20_000, 'bench');
+      assert.equal(result.mode, 'open-loop');
+      assert.equal(result.errors, 0);
+      // A fixed schedule of 2000/s for 1 s: within 15% of 2000 messages.
+      assert.ok(Math.abs(result.messages - 2000) < 300, `sent ${result.messages} messages`);
+    } finally {
+      await running.close();
+    }
+  });
+});
+
+describe('echoplex bench (CLI)', () => {
+  it('exits 1 and counts mismatched bytes when --expect echo meets an upper server', async () => {
+    const server = await startServe(['--quiet', '--transform', 'upper']);
+    try {
+      const result = await runCli(['bench', '--port', String(server.port), '-n', '500', '-c', '5', '--json']);
+      assert.equal(result.code, 1);
+      const json = JSON.parse(result.stdout) as { mismatchedBytes: number; errors: number };
+      assert.ok(json.mismatchedBytes > 0, 'mismatched bytes reported');
+      assert.match(result.stderr, /FAILED/);
+    } finally {
+      await server.stop();
+    }
+  });
+
+  it('passes with --expect upper against an upper server and prints one JSON object', async () => {
+    const server = await startServe(['--quiet', '--transform', 'upper']);
+    try {
+      const result = await runCli(['bench', '--port', String(server.port), '-d', '1', '--warmup', '0.2', '-c', '10', '--expect', 'upper', '--json']);
+      assert.equal(result.code, 0, result.stderr);
+      const json = JSON.parse(result.stdout) as Record<string, unknown>;
+      for (const field of ['connections', 'size', 'pipeline', 'durationSeconds', 'messages', 'messagesPerSecond', 'bytesPerSecond', 'latencyUs', 'errors', 'mismatchedBytes']) {
+        assert.ok(field in json, `missing ${field}`);
+      }
+      const latency = json['latencyUs'] as Record<string, number>;
+      for (const p of ['p50', 'p90', 'p99', 'p999', 'max']) assert.equal(typeof latency[p], 'number');
+      assert.ok((json['messages'] as number) > 0);
+      assert.doesNotMatch(result.stdout, /\r/, 'no progress line when stdout is not a TTY');
+    } finally {
+      await server.stop();
+    }
+  });
+
+  it('reports errors and exits 1 within the timeout when the server is killed mid-run', async () => {
+    const server = await startServe(['--quiet']);
+    const started = Date.now();
+    const bench = runCli(['bench', '--port', String(server.port), '-d', '30', '--warmup', '0', '-c', '20', '--timeout', '2', '--json'], { ms: 20_000 });
+    await new Promise((resolve) => setTimeout(resolve, 700));
+    server.child.kill('SIGKILL');
+    const result = await bench;
+    assert.equal(result.code, 1);
+    assert.ok(Date.now() - started < 10_000, 'bench ended promptly');
+    const json = JSON.parse(result.stdout) as { errors: number };
+    assert.ok(json.errors > 0);
+  });
+
+  it('writes a self-contained HTML report', async () => {
+    const server = await startServe(['--quiet']);
+    const file = join(tmpdir(), `echoplex-report-${process.pid}.html`);
+    try {
+      const result = await runCli(['bench', '--port', String(server.port), '-d', '1', '--warmup', '0', '-c', '4', '--report', file]);
+      assert.equal(result.code, 0, result.stderr);
+      const html = await readFile(file, 'utf8');
+      assert.match(html, /<svg/);
+      assert.match(html, /Throughput per second/);
+      assert.doesNotMatch(html, /(src|href)="https?:/, 'no external assets');
+    } finally {
+      await server.stop();
+      await rm(file, { force: true });
+    }
+  });
+
+  it('names ulimit -n when the descriptor limit is too low', async () => {
+    const result = await runCli(['bench', '-c', '1000', '--port', '9'], { wrapper: ['prlimit', '--nofile=256'] });
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, /ulimit -n/);
+  });
+});
