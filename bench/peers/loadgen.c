@@ -67,7 +67,7 @@ int main(int argc, char **argv) {
         for (int k = 0; k < pipeline; k++) conns[i].sent[k] = start;
         conns[i].inflight = pipeline;
     }
-    unsigned long measured = 0, errors = 0;
+    unsigned long measured = 0, total = 0, errors = 0;
     struct epoll_event events[512];
     double t = start;
     while (t < end) {
@@ -94,6 +94,7 @@ int main(int argc, char **argv) {
                         measured++;
                     }
                     done++;
+                    total++;
                 }
             }
             if (done && t < end) {
@@ -102,7 +103,7 @@ int main(int argc, char **argv) {
             }
         }
     }
-    printf("{\"messages\":%lu,\"messagesPerSecond\":%.1f,\"p50Us\":%.0f,\"p99Us\":%.0f,\"errors\":%lu}\n",
-           measured, measured / seconds, percentile(measured, 50), percentile(measured, 99), errors);
+    printf("{\"messages\":%lu,\"messagesTotal\":%lu,\"messagesPerSecond\":%.1f,\"p50Us\":%.0f,\"p99Us\":%.0f,\"errors\":%lu}\n",
+           measured, total, measured / seconds, percentile(measured, 50), percentile(measured, 99), errors);
     return errors ? 1 : 0;
 }

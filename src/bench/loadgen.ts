@@ -56,6 +56,8 @@ export interface BenchResult {
   warmupSeconds: number;
   durationSeconds: number;
   messages: number;
+  /** Every verified reply of the run, warm-up and drain included: for CPU-per-message figures. */
+  messagesTotal: number;
   messagesPerSecond: number;
   /** Payload bytes echoed per second, one direction. */
   bytesPerSecond: number;
@@ -91,6 +93,7 @@ class Run {
   measureStartedAt = 0;
   measureEndedAt = 0;
   measured = 0;
+  completedTotal = 0;
   /** Replies owed across all connections; when it reaches 0 the run may be over. */
   inFlight = 0;
   /** Sends still allowed: unbounded, except while measuring a fixed number of messages. */
@@ -124,6 +127,7 @@ class Run {
   /** A message counts when it was sent inside the measured window, whenever its reply lands. */
   completed(now: number, sentAt: number): void {
     this.inFlight--;
+    this.completedTotal++;
     if (this.measureStartedAt !== 0 && sentAt >= this.measureStartedAt && (this.measureEndedAt === 0 || sentAt < this.measureEndedAt)) {
       this.measured++;
       this.histogram.recordMicros((now - sentAt) * 1000);
@@ -325,6 +329,7 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
     warmupSeconds: settings.warmupSeconds,
     durationSeconds: round(durationSeconds, 3),
     messages: run.measured,
+    messagesTotal: run.completedTotal,
     messagesPerSecond: round(run.measured / durationSeconds, 1),
     bytesPerSecond: Math.round((run.measured * settings.size) / durationSeconds),
     latencyUs: run.histogram.summary(),

@@ -1,0 +1,308 @@
+// `npm run bench:peers`: echoplex beside other echo servers, same load, pinned cores, ratios.
+//
+// Each server runs pinned to core 0 and the load to core 1 (taskset). For every scenario and
+// round the peers run one after another (rounds interleave, so drift hits all alike); the
+// table holds medians. Server CPU time comes from /proc/PID/stat (user+sys) over the load run,
+// divided by every reply the load generator verified in that run.
+//
+// Usage: node --import tsx bench/peers.ts [--rounds 3] [--duration 5] [--load echoplex|c]
+//          [--peers name,...] [--scenarios name,...] [--write]
+
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const PEERS_DIR = `${ROOT}bench/peers/`;
+const BIN_DIR = `${PEERS_DIR}bin/`;
+const SEED_DIR = `${ROOT}../shared/seed/`;
+const CLI = `${ROOT}dist/cli/main.js`;
+const TSX = ['--import', 'tsx'];
+const CLOCK_TICKS = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
+
+export interface Scenario {
+  name: string;
+  connections: number;
+  size: number;
+  pipeline: number;
+}
+
+export const SCENARIOS: Scenario[] = [
+  { name: '64B-p1', connections: 50, size: 64, pipeline: 1 },
+  { name: '64B-p16', connections: 100, size: 64, pipeline: 16 },
+  { name: '64KiB', connections: 50, size: 65536, pipeline: 1 },
+  { name: 'latency', connections: 1, size: 64, pipeline: 1 },
+];
+
+export interface Peer {
+  name: string;
+  transform: 'echo' | 'upper';
+  command(port: number): string[];
+  /** Why this peer cannot run here, or undefined. */
+  unavailable(): string | undefined;
+}
+
+function python(): string {
+  return 'python3';
+}
+
+/** Debian's python3-uvloop installs for /usr/bin/python3, which may not be the python3 on PATH. */
+function pythonWithUvloop(): string | undefined {
+  for (const candidate of ['python3', '/usr/bin/python3']) {
+    if (spawnSync(candidate, ['-c', 'import uvloop']).status === 0) return candidate;
+  }
+  return undefined;
+}
+
+const hasPython = () => (spawnSync(python(), ['--version']).status === 0 ? undefined : 'python3 not found');
+const hasSeed = () => hasPython() ?? (existsSync(`${SEED_DIR}select_server.py`) ? undefined : `seed not found at ${SEED_DIR}`);
+
+export const PEERS: Peer[] = [
+  { name: 'c-epoll', transform: 'echo', command: (p) => [`${BIN_DIR}epoll_echo`, String(p)], unavailable: () => (existsSync(`${BIN_DIR}epoll_echo`) ? undefined : 'cc not available') },
+  { name: 'echoplex', transform: 'echo', command: (p) => [process.execPath, CLI, 'serve', '--quiet', '--port', String(p)], unavailable: () => undefined },
+  { name: 'echoplex-upper', transform: 'upper', command: (p) => [process.execPath, CLI, 'serve', '--quiet', '--transform', 'upper', '--port', String(p)], unavailable: () => undefined },
+  { name: 'node-pipe', transform: 'echo', command: (p) => [process.execPath, `${PEERS_DIR}node-pipe-echo.mjs`, String(p)], unavailable: () => undefined },
+  { name: 'seed-select', transform: 'upper', command: (p) => [python(), `${SEED_DIR}select_server.py`, String(p)], unavailable: hasSeed },
+  { name: 'port-select', transform: 'upper', command: (p) => [process.execPath, ...TSX, `${ROOT}examples/select-server.ts`, String(p)], unavailable: () => undefined },
+  { name: 'seed-selectors', transform: 'echo', command: (p) => [python(), `${SEED_DIR}selectors_server.py`, String(p)], unavailable: hasSeed },
+  { name: 'port-selectors', transform: 'echo', command: (p) => [process.execPath, ...TSX, `${ROOT}examples/selectors-server.ts`, String(p)], unavailable: () => undefined },
+  { name: 'asyncio', transform: 'echo', command: (p) => [python(), `${PEERS_DIR}asyncio_echo.py`, String(p)], unavailable: hasPython },
+  {
+    name: 'uvloop',
+    transform: 'echo',
+    command: (p) => [pythonWithUvloop() ?? python(), `${PEERS_DIR}asyncio_echo.py`, String(p), '--uvloop'],
+    unavailable: () => (pythonWithUvloop() ? undefined : "uvloop not importable (Debian's python3-uvloop)"),
+  },
+];
+
+export interface Measurement {
+  peer: string;
+  scenario: string;
+  messagesPerSecond: number;
+  bytesPerSecond: number;
+  p50Us: number;
+  p99Us: number;
+  cpuUsPerMessage: number;
+  errors: number;
+}
+
+export function buildCPeers(): void {
+  if (spawnSync('cc', ['--version']).status !== 0) return;
+  mkdirSync(BIN_DIR, { recursive: true });
+  for (const name of ['epoll_echo', 'loadgen']) {
+    execFileSync('cc', ['-O2', '-o', `${BIN_DIR}${name}`, `${PEERS_DIR}${name}.c`]);
+  }
+}
+
+export async function freePort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+async function waitForPort(port: number, child: ChildProcess, ms = 15_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`server exited with ${child.exitCode}`);
+    const ok = await new Promise<boolean>((resolve) => {
+      const socket = net.connect({ port, host: '127.0.0.1' }, () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.on('error', () => resolve(false));
+    });
+    if (ok) return;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error(`server did not listen on ${port} within ${ms} ms`);
+}
+
+export function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+}
+
+export interface RunningPeer {
+  child: ChildProcess;
+  port: number;
+  stop(): Promise<void>;
+}
+
+export async function startPeer(peer: Peer, core = 0): Promise<RunningPeer> {
+  const port = await freePort();
+  const [command, ...args] = peer.command(port);
+  const child = spawn('taskset', ['-c', String(core), command!, ...args], { stdio: ['ignore', 'ignore', 'pipe'], cwd: ROOT });
+  let stderr = '';
+  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  try {
+    await waitForPort(port, child);
+  } catch (err) {
+    child.kill('SIGKILL');
+    throw new Error(`${peer.name}: ${(err as Error).message}\n${stderr}`);
+  }
+  return {
+    child,
+    port,
+    stop: async () => {
+      child.kill('SIGKILL');
+      if (child.exitCode === null) await new Promise((resolve) => child.once('exit', resolve));
+    },
+  };
+}
+
+interface LoadResult {
+  messagesPerSecond: number;
+  messagesTotal: number;
+  bytesPerSecond: number;
+  p50Us: number;
+  p99Us: number;
+  errors: number;
+}
+
+function runLoad(kind: 'echoplex' | 'c', port: number, scenario: Scenario, transform: string, duration: number, warmup: number): LoadResult {
+  if (kind === 'c') {
+    const out = spawnSync('taskset', ['-c', '1', `${BIN_DIR}loadgen`, String(port), String(scenario.connections), String(scenario.size), String(scenario.pipeline), String(duration), String(warmup), transform], { timeout: (duration + warmup + 30) * 1000 });
+    const json = JSON.parse(out.stdout.toString()) as { messagesPerSecond: number; messagesTotal: number; p50Us: number; p99Us: number; errors: number };
+    return { ...json, bytesPerSecond: json.messagesPerSecond * scenario.size };
+  }
+  const out = spawnSync(
+    'taskset',
+    ['-c', '1', process.execPath, CLI, 'bench', '--json', '--port', String(port), '-c', String(scenario.connections), '-s', String(scenario.size), '-p', String(scenario.pipeline), '-d', String(duration), '--warmup', String(warmup), '--expect', transform],
+    { timeout: (duration + warmup + 30) * 1000 },
+  );
+  const json = JSON.parse(out.stdout.toString()) as { messagesPerSecond: number; messagesTotal: number; bytesPerSecond: number; latencyUs: { p50: number; p99: number }; errors: number; mismatchedBytes: number };
+  return { messagesPerSecond: json.messagesPerSecond, messagesTotal: json.messagesTotal, bytesPerSecond: json.bytesPerSecond, p50Us: json.latencyUs.p50, p99Us: json.latencyUs.p99, errors: json.errors + json.mismatchedBytes };
+}
+
+export async function measure(peer: Peer, scenario: Scenario, load: 'echoplex' | 'c', duration: number, warmup: number): Promise<Measurement> {
+  const running = await startPeer(peer);
+  try {
+    const pid = running.child.pid!;
+    // taskset execs the server, so the pid is the server's own.
+    const before = cpuSeconds(pid);
+    const result = runLoad(load, running.port, scenario, peer.transform, duration, warmup);
+    const after = cpuSeconds(pid);
+    return {
+      peer: peer.name,
+      scenario: scenario.name,
+      messagesPerSecond: result.messagesPerSecond,
+      bytesPerSecond: result.bytesPerSecond,
+      p50Us: result.p50Us,
+      p99Us: result.p99Us,
+      cpuUsPerMessage: ((after - before) * 1e6) / Math.max(1, result.messagesTotal),
+      errors: result.errors,
+    };
+  } finally {
+    await running.stop();
+  }
+}
+
+export function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+export function machineLine(): string {
+  const cpu = os.cpus()[0]?.model ?? 'unknown CPU';
+  return `${os.cpus().length} x ${cpu}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Linux ${os.release()}, Node ${process.version}`;
+}
+
+function formatRate(value: number): string {
+  return value >= 1e9 ? `${(value / 1e9).toFixed(2)} G` : value >= 1e6 ? `${(value / 1e6).toFixed(2)} M` : value >= 1e3 ? `${(value / 1e3).toFixed(1)} k` : value.toFixed(0);
+}
+
+export function table(scenario: Scenario, rows: Measurement[][], reference = 'c-epoll'): string {
+  const medians = rows.map((runs) => ({
+    peer: runs[0]!.peer,
+    mps: median(runs.map((r) => r.messagesPerSecond)),
+    bps: median(runs.map((r) => r.bytesPerSecond)),
+    p50: median(runs.map((r) => r.p50Us)),
+    p99: median(runs.map((r) => r.p99Us)),
+    cpu: median(runs.map((r) => r.cpuUsPerMessage)),
+    errors: runs.reduce((sum, r) => sum + r.errors, 0),
+  }));
+  const ref = medians.find((m) => m.peer === reference);
+  const lines = [
+    `| server | msgs/s | bytes/s | p50 us | p99 us | server CPU us/msg | CPU vs ${reference} | msgs/s vs ${reference} | errors |`,
+    '|---|---|---|---|---|---|---|---|---|',
+  ];
+  for (const m of medians) {
+    const cpuRatio = ref ? (m.cpu / ref.cpu).toFixed(2) : '-';
+    const rateRatio = ref ? (m.mps / ref.mps).toFixed(2) : '-';
+    lines.push(`| ${m.peer} | ${formatRate(m.mps)} | ${formatRate(m.bps)}B | ${Math.round(m.p50)} | ${Math.round(m.p99)} | ${m.cpu.toFixed(2)} | ${cpuRatio} | ${rateRatio} | ${m.errors} |`);
+  }
+  return `${scenario.name}: ${scenario.connections} connections, ${scenario.size}-byte messages, pipeline ${scenario.pipeline}\n\n${lines.join('\n')}\n`;
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      rounds: { type: 'string', default: '3' },
+      duration: { type: 'string', default: '5' },
+      warmup: { type: 'string', default: '1' },
+      load: { type: 'string', default: 'echoplex' },
+      peers: { type: 'string' },
+      scenarios: { type: 'string', default: '64B-p1,64B-p16,64KiB' },
+      write: { type: 'boolean', default: false },
+    },
+  });
+  const load = values.load === 'c' ? 'c' : 'echoplex';
+  const rounds = Number(values.rounds);
+  const duration = Number(values.duration);
+  const warmup = Number(values.warmup);
+  buildCPeers();
+  if (load === 'c' && !existsSync(`${BIN_DIR}loadgen`)) throw new Error('--load c needs cc to build bench/peers/loadgen.c');
+  const wanted = values.peers?.split(',');
+  const peers: Peer[] = [];
+  for (const peer of PEERS) {
+    if (wanted && !wanted.includes(peer.name)) continue;
+    const why = peer.unavailable();
+    if (why) console.error(`skipping ${peer.name}: ${why}`);
+    else peers.push(peer);
+  }
+  const scenarios = SCENARIOS.filter((s) => values.scenarios!.split(',').includes(s.name));
+  const sections: string[] = [];
+  for (const scenario of scenarios) {
+    const results = new Map<string, Measurement[]>(peers.map((p) => [p.name, []]));
+    for (let round = 1; round <= rounds; round++) {
+      for (const peer of peers) {
+        const m = await measure(peer, scenario, load, duration, warmup);
+        results.get(peer.name)!.push(m);
+        console.error(`[${scenario.name} round ${round}] ${peer.name}: ${Math.round(m.messagesPerSecond)} msg/s, ${m.cpuUsPerMessage.toFixed(2)} us CPU/msg, p99 ${m.p99Us} us, errors ${m.errors}`);
+      }
+    }
+    const section = table(scenario, [...results.values()]);
+    console.log(section);
+    sections.push(section);
+  }
+  if (values.write) {
+    const header = `Run ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC on ${machineLine()}; load: ${load === 'c' ? 'bench/peers/loadgen.c' : 'echoplex bench'}, ${duration} s measured after ${warmup} s warm-up, median of ${rounds} interleaved rounds; server on core 0, load on core 1.`;
+    writeResults(`${header}\n\n${sections.join('\n')}`);
+  }
+}
+
+const BEGIN = '<!-- bench:peers begin -->';
+const END = '<!-- bench:peers end -->';
+
+/** Replaces the generated block in BENCHMARKS.md, keeping the hand-written text around it. */
+function writeResults(block: string): void {
+  const file = `${ROOT}BENCHMARKS.md`;
+  const current = existsSync(file) ? readFileSync(file, 'utf8') : `# Benchmarks\n\n${BEGIN}\n${END}\n`;
+  const start = current.indexOf(BEGIN);
+  const end = current.indexOf(END);
+  const next = start >= 0 && end > start ? `${current.slice(0, start + BEGIN.length)}\n${block}\n${current.slice(end)}` : `${current}\n${BEGIN}\n${block}\n${END}\n`;
+  writeFileSync(file, next);
+  console.error(`wrote ${file}`);
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  await main();
+}

@@ -1,0 +1,70 @@
+// Small stand-ins for Python built-ins the seed programs use: print, repr of bytes, input, argv port.
+
+import readline from 'node:readline';
+import { upperTransform } from 'echoplex';
+
+// Python buffers stdout by blocks when it is not a terminal, and by lines when it is; a write
+// system call per print() would cost more than the echo itself.
+const BLOCK_BYTES = 8192;
+let pending = '';
+let flushScheduled = false;
+
+function flush(): void {
+  flushScheduled = false;
+  if (pending.length === 0) return;
+  process.stdout.write(pending);
+  pending = '';
+}
+process.on('exit', flush);
+
+/** Python's print(): arguments as strings, separated by spaces; buffered as Python buffers it. */
+export function print(...values: unknown[]): void {
+  pending += `${values.map((v) => (Buffer.isBuffer(v) ? repr(v) : String(v))).join(' ')}\n`;
+  if (process.stdout.isTTY || pending.length >= BLOCK_BYTES) flush();
+  else if (!flushScheduled) {
+    flushScheduled = true;
+    setImmediate(flush);
+  }
+}
+
+/** Python's repr() of bytes: b'hello\n'. */
+export function repr(bytes: Buffer): string {
+  let text = '';
+  for (const byte of bytes) {
+    if (byte === 0x5c) text += '\\\\';
+    else if (byte === 0x27) text += "\\'";
+    else if (byte >= 0x20 && byte < 0x7f) text += String.fromCharCode(byte);
+    else if (byte === 0x0a) text += '\\n';
+    else if (byte === 0x0d) text += '\\r';
+    else if (byte === 0x09) text += '\\t';
+    else text += `\\x${byte.toString(16).padStart(2, '0')}`;
+  }
+  return `b'${text}'`;
+}
+
+/** Python's bytes.upper(): a copy with ASCII a-z made A-Z, every other byte untouched. */
+export function upper(bytes: Buffer): Buffer {
+  return upperTransform(Buffer.from(bytes));
+}
+
+/** `int(sys.argv[1]) if len(sys.argv) > 1 else fallback`, as the seed programs take their port. */
+export function portArgument(fallback: number): number {
+  const arg = process.argv[2];
+  return arg === undefined ? fallback : Number.parseInt(arg, 10);
+}
+
+let lines: AsyncIterableIterator<string> | undefined;
+
+/**
+ * Python's input(prompt), awaited. Resolves null at end of input where Python raises EOFError.
+ * The prompt is shown on a terminal only, so piped output holds just the replies.
+ */
+export async function input(prompt: string): Promise<string | null> {
+  if (lines === undefined) {
+    const rl = readline.createInterface({ input: process.stdin, terminal: false });
+    lines = rl[Symbol.asyncIterator]();
+  }
+  if (process.stdin.isTTY) process.stdout.write(prompt);
+  const next = await lines.next();
+  return next.done ? null : next.value;
+}

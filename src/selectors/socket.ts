@@ -1,0 +1,441 @@
+// Python-style non-blocking sockets over Node's `net`, with level-triggered readiness for selectors.
+
+import net from 'node:net';
+import { isIPv6 } from 'node:net';
+import {
+  BlockingIOError,
+  BrokenPipeError,
+  ERRNO,
+  fromSystemError,
+  OSError,
+} from './errors.js';
+
+export const AF_UNIX = 1;
+export const AF_INET = 2;
+export const AF_INET6 = 10;
+export const SOCK_STREAM = 1;
+export const SHUT_RD = 0;
+export const SHUT_WR = 1;
+export const SHUT_RDWR = 2;
+
+/** `[host, port]`, as Python's socket addresses for AF_INET and AF_INET6. */
+export type Address = readonly [host: string, port: number];
+
+/** Readiness bits; the same values as `EVENT_READ` and `EVENT_WRITE`. */
+export const READABLE = 1;
+export const WRITABLE = 2;
+
+/**
+ * Bytes a socket buffers on each side, like a kernel socket buffer: reading from the network
+ * pauses when this much is waiting for `recv()`, and `send()` accepts at most this much queued.
+ */
+export const SOCKET_BUFFER_BYTES = 64 * 1024;
+
+const KERNEL_BACKLOG_FLOOR = 511;
+
+/** What a selector needs from anything it watches (kept off the public surface by symbols). */
+export const kReadiness = Symbol('echoplex.selectors.readiness');
+export const kWatch = Symbol('echoplex.selectors.watch');
+export const kUnwatch = Symbol('echoplex.selectors.unwatch');
+export const kPendingError = Symbol('echoplex.selectors.pendingError');
+
+export interface Selectable {
+  fileno(): number;
+  [kReadiness](): number;
+  [kPendingError](): boolean;
+  [kWatch](listener: () => void): void;
+  [kUnwatch](listener: () => void): void;
+}
+
+export function isSelectable(value: unknown): value is Selectable {
+  return typeof value === 'object' && value !== null && kReadiness in value && kWatch in value;
+}
+
+// Descriptors for sockets that have no OS handle yet (before bind/connect), far above real ones.
+let nextSyntheticFd = 1 << 20;
+
+/** Live sockets by descriptor, so a selector can be given `sock.fileno()` instead of `sock`. */
+const socketsByFd = new Map<number, Socket>();
+
+export function socketForFd(fd: number): Socket | undefined {
+  return socketsByFd.get(fd);
+}
+
+type State = 'new' | 'connecting' | 'connected' | 'listening' | 'closed';
+
+/**
+ * A stream socket with Python's non-blocking semantics. Every operation that Python would
+ * perform without blocking is synchronous here (`recv`, `send`, `accept`, `close`); the two that
+ * must wait for the network in Node (`listen`, `connect`) return Promises. Readiness is level-
+ * triggered: a selector sees READ while `recv` would return data, end-of-stream or an error (or
+ * `accept` a connection), and WRITE while `send` would accept at least one byte.
+ */
+export class Socket implements Selectable {
+  readonly family: number;
+  readonly type: number;
+  #state: State = 'new';
+  #stream: net.Socket | undefined;
+  #server: net.Server | undefined;
+  #boundTo: Address | undefined;
+  #peer: Address | undefined;
+  #fd: number;
+  #blocking = true;
+  // Receive side: chunks Node has read and recv() has not yet taken.
+  #received: Buffer[] = [];
+  #receivedBytes = 0;
+  #eof = false;
+  #error: OSError | undefined;
+  #writeShut = false;
+  // Listening side: connections accepted by Node, waiting for accept().
+  #backlog: net.Socket[] = [];
+  readonly #watchers = new Set<() => void>();
+
+  constructor(family: number = AF_INET, type: number = SOCK_STREAM) {
+    if (type !== SOCK_STREAM) throw new OSError('EINVAL', ERRNO.EINVAL, 'only SOCK_STREAM sockets are supported');
+    this.family = family;
+    this.type = type;
+    this.#fd = nextSyntheticFd++;
+  }
+
+  /** Wraps a connection Node accepted or connected. */
+  static fromNetSocket(stream: net.Socket, family: number): Socket {
+    const socket = new Socket(family);
+    socket.#attach(stream);
+    // Connections wait paused in the backlog; reading starts once accepted.
+    stream.resume();
+    socket.#state = 'connected';
+    socket.#rememberPeer();
+    return socket;
+  }
+
+  /** The descriptor: the OS one where Node exposes it, a stable stand-in before that; -1 once closed. */
+  fileno(): number {
+    return this.#state === 'closed' ? -1 : this.#fd;
+  }
+
+  /** Only non-blocking mode exists in an event loop: `setblocking(false)` is accepted for fidelity. */
+  setblocking(flag: boolean): void {
+    this.#blocking = flag;
+  }
+
+  getblocking(): boolean {
+    return this.#blocking;
+  }
+
+  /** Records the address to listen on; the OS bind happens in `listen()`, where Node does it. */
+  bind(address: Address): void {
+    this.#ensureOpen();
+    if (this.#state !== 'new') throw new OSError('EINVAL', ERRNO.EINVAL, '[Errno 22] Invalid argument: socket already bound or connected');
+    this.#boundTo = [normalizeHost(address[0]), address[1]];
+  }
+
+  /**
+   * Binds (if `bind` was called; otherwise an ephemeral port on all addresses) and listens.
+   * Returns a Promise because Node reports bind errors (EADDRINUSE...) asynchronously.
+   *
+   * Node accepts connections as soon as they arrive and keeps them for `accept()`, so the
+   * kernel's queue only has to absorb bursts between turns of the event loop; it is given at
+   * least Node's default of 511 whatever `backlog` says, so the seed's `listen(5)` does not drop
+   * a burst of clients into SYN retransmits the way it does in Python.
+   */
+  async listen(backlog = 128): Promise<void> {
+    this.#ensureOpen();
+    if (this.#state === 'listening') return;
+    if (this.#state !== 'new') throw new OSError('EINVAL', ERRNO.EINVAL, '[Errno 22] Invalid argument');
+    const [host, port] = this.#boundTo ?? ['0.0.0.0', 0];
+    const server = net.createServer({ allowHalfOpen: true });
+    this.#server = server;
+    server.on('connection', (stream) => this.#queueConnection(stream));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', (err) => reject(fromSystemError(err)));
+      server.listen({ host, port, backlog: Math.max(backlog, KERNEL_BACKLOG_FLOOR) }, () => resolve());
+    });
+    // Accept errors (EMFILE...) are not this socket's failure; Node retries on the next connection.
+    server.on('error', () => {});
+    this.#state = 'listening';
+    const address = server.address() as net.AddressInfo;
+    this.#boundTo = [address.address, address.port];
+    this.#adoptOsFd((server as unknown as { _handle?: { fd?: unknown } })._handle);
+  }
+
+  /**
+   * Takes one pending connection: `[conn, [host, port]]`. Throws BlockingIOError when none is
+   * waiting. The new socket is non-blocking and already reading into its buffer.
+   */
+  accept(): [Socket, Address] {
+    this.#ensureOpen();
+    if (this.#state !== 'listening') throw new OSError('EINVAL', ERRNO.EINVAL, '[Errno 22] Invalid argument: not listening');
+    for (;;) {
+      const stream = this.#backlog.shift();
+      if (stream === undefined) throw new BlockingIOError();
+      // A connection reset while it waited in the backlog has no peer any more: skip it, as the kernel would.
+      if (stream.destroyed || stream.remoteAddress === undefined) continue;
+      const conn = Socket.fromNetSocket(stream, isIPv6(stream.remoteAddress) ? AF_INET6 : AF_INET);
+      return [conn, conn.getpeername()];
+    }
+  }
+
+  /** Connects; resolves when connected, rejects with ConnectionRefusedError and the like. */
+  async connect(address: Address): Promise<void> {
+    this.#ensureOpen();
+    if (this.#state === 'connected') throw new OSError('EISCONN', ERRNO.EISCONN, '[Errno 106] Transport endpoint is already connected');
+    if (this.#state !== 'new') throw new OSError('EINVAL', ERRNO.EINVAL, '[Errno 22] Invalid argument');
+    this.#state = 'connecting';
+    const stream = net.connect({ host: normalizeHost(address[0]), port: address[1], allowHalfOpen: true, noDelay: true });
+    await new Promise<void>((resolve, reject) => {
+      const onError = (err: NodeJS.ErrnoException) => {
+        this.#state = 'new';
+        reject(fromSystemError(err));
+      };
+      stream.once('error', onError);
+      stream.once('connect', () => {
+        stream.off('error', onError);
+        resolve();
+      });
+    });
+    this.#attach(stream);
+    this.#state = 'connected';
+    this.#rememberPeer();
+    this.#notify();
+  }
+
+  /**
+   * Returns up to `bufsize` received bytes; an empty Buffer at end of stream. Throws
+   * BlockingIOError when nothing has arrived, ConnectionResetError after a reset.
+   */
+  recv(bufsize: number): Buffer {
+    this.#ensureOpen();
+    if (this.#error) throw this.#error;
+    if (this.#state !== 'connected') throw new OSError('ENOTCONN', ERRNO.ENOTCONN, '[Errno 107] Transport endpoint is not connected');
+    if (this.#receivedBytes === 0) {
+      if (this.#eof) return Buffer.alloc(0);
+      throw new BlockingIOError();
+    }
+    const chunk = this.#takeReceived(Math.max(0, Math.floor(bufsize)));
+    if (this.#receivedBytes < SOCKET_BUFFER_BYTES && this.#stream?.isPaused()) this.#stream.resume();
+    return chunk;
+  }
+
+  /**
+   * Queues as much of `data` as the send buffer has room for and returns how many bytes that
+   * was, which can be fewer than given (a partial send). Throws BlockingIOError when the buffer
+   * is full, BrokenPipeError after `shutdown(SHUT_WR)` or once the peer has gone.
+   */
+  send(data: Uint8Array | string): number {
+    this.#ensureOpen();
+    if (this.#error) throw this.#error;
+    if (this.#state !== 'connected' || !this.#stream) throw new OSError('ENOTCONN', ERRNO.ENOTCONN, '[Errno 107] Transport endpoint is not connected');
+    if (this.#writeShut) throw new BrokenPipeError();
+    const bytes = typeof data === 'string' ? Buffer.from(data) : data;
+    if (bytes.length === 0) return 0;
+    const room = SOCKET_BUFFER_BYTES - this.#stream.writableLength;
+    if (room <= 0) throw new BlockingIOError();
+    const accepted = Math.min(room, bytes.length);
+    // Copy: the caller may reuse its buffer after send() returns, as with a real socket.
+    this.#stream.write(Buffer.from(bytes.subarray(0, accepted)));
+    return accepted;
+  }
+
+  /** Sends all of `data`, waiting for room as needed (Python's blocking sendall). */
+  async sendall(data: Uint8Array | string): Promise<void> {
+    let rest = typeof data === 'string' ? Buffer.from(data) : Buffer.from(data);
+    while (rest.length > 0) {
+      try {
+        rest = rest.subarray(this.send(rest));
+      } catch (err) {
+        if (!(err instanceof BlockingIOError)) throw err;
+        await this.#nextChange();
+      }
+    }
+  }
+
+  /** Waits until `recv` would not block, then receives (a blocking recv, as a Promise). */
+  async recvAsync(bufsize: number): Promise<Buffer> {
+    for (;;) {
+      try {
+        return this.recv(bufsize);
+      } catch (err) {
+        if (!(err instanceof BlockingIOError)) throw err;
+        await this.#nextChange();
+      }
+    }
+  }
+
+  /** Stops sending (SHUT_WR: FIN after queued bytes), receiving, or both. */
+  shutdown(how: number): void {
+    this.#ensureOpen();
+    if (this.#state !== 'connected' || !this.#stream) throw new OSError('ENOTCONN', ERRNO.ENOTCONN, '[Errno 107] Transport endpoint is not connected');
+    if (how === SHUT_WR || how === SHUT_RDWR) {
+      this.#writeShut = true;
+      this.#stream.end();
+    }
+    if (how === SHUT_RD || how === SHUT_RDWR) {
+      this.#eof = true;
+      this.#received = [];
+      this.#receivedBytes = 0;
+    }
+    this.#notify();
+  }
+
+  /** Closes; bytes already accepted by send() are still delivered, then FIN. Safe to call twice. */
+  close(): void {
+    if (this.#state === 'closed') return;
+    this.#state = 'closed';
+    socketsByFd.delete(this.#fd);
+    if (this.#stream) {
+      // The peer may still be sending: once our queued bytes are out, release everything.
+      this.#stream.removeAllListeners('data');
+      if (this.#error) this.#stream.destroy();
+      else this.#stream.destroySoon();
+    }
+    this.#server?.close();
+    for (const pending of this.#backlog) pending.destroy();
+    this.#backlog = [];
+    this.#received = [];
+    this.#receivedBytes = 0;
+    this.#notify();
+  }
+
+  getpeername(): Address {
+    this.#ensureOpen();
+    if (!this.#peer || this.#error || this.#state !== 'connected') {
+      throw new OSError('ENOTCONN', ERRNO.ENOTCONN, '[Errno 107] Transport endpoint is not connected');
+    }
+    return this.#peer;
+  }
+
+  getsockname(): Address {
+    this.#ensureOpen();
+    if (this.#stream && this.#stream.localAddress !== undefined && this.#stream.localPort !== undefined) {
+      return [this.#stream.localAddress, this.#stream.localPort];
+    }
+    return this.#boundTo ?? [this.family === AF_INET6 ? '::' : '0.0.0.0', 0];
+  }
+
+  toString(): string {
+    const state = this.#state === 'closed' ? ' [closed]' : '';
+    const local = this.#state === 'closed' ? '' : `, laddr=${formatAddress(this.getsockname())}`;
+    const remote = this.#peer && this.#state === 'connected' && !this.#error ? `, raddr=${formatAddress(this.#peer)}` : '';
+    return `<socket fd=${this.fileno()}${local}${remote}${state}>`;
+  }
+
+  [kReadiness](): number {
+    switch (this.#state) {
+      case 'listening':
+        return this.#backlog.length > 0 ? READABLE : 0;
+      case 'connected': {
+        // An error makes both directions "ready", as epoll reports EPOLLERR: the call then raises.
+        if (this.#error) return READABLE | WRITABLE;
+        let ready = this.#receivedBytes > 0 || this.#eof ? READABLE : 0;
+        if (!this.#writeShut && this.#stream && this.#stream.writableLength < SOCKET_BUFFER_BYTES) ready |= WRITABLE;
+        return ready;
+      }
+      default:
+        return 0;
+    }
+  }
+
+  [kPendingError](): boolean {
+    return this.#error !== undefined;
+  }
+
+  [kWatch](listener: () => void): void {
+    this.#watchers.add(listener);
+  }
+
+  [kUnwatch](listener: () => void): void {
+    this.#watchers.delete(listener);
+  }
+
+  #attach(stream: net.Socket): void {
+    this.#stream = stream;
+    stream.setNoDelay(true);
+    stream.on('data', (chunk: Buffer) => {
+      this.#received.push(chunk);
+      this.#receivedBytes += chunk.length;
+      // Like a full kernel receive buffer: stop reading until recv() makes room.
+      if (this.#receivedBytes >= SOCKET_BUFFER_BYTES) stream.pause();
+      this.#notify();
+    });
+    stream.on('end', () => {
+      this.#eof = true;
+      this.#notify();
+    });
+    stream.on('drain', () => this.#notify());
+    stream.on('error', (err: NodeJS.ErrnoException) => {
+      this.#error ??= fromSystemError(err);
+      this.#notify();
+    });
+    stream.on('close', () => {
+      // Closed by Node without an error or an end we saw (e.g. destroyed): end of stream.
+      this.#eof = true;
+      this.#notify();
+    });
+    this.#adoptOsFd((stream as unknown as { _handle?: { fd?: unknown } })._handle);
+  }
+
+  /** Uses the real descriptor when Node's handle exposes it (Unix); keeps the stand-in otherwise. */
+  #adoptOsFd(handle: { fd?: unknown } | undefined): void {
+    const fd = handle?.fd;
+    if (typeof fd === 'number' && fd >= 0) this.#fd = fd;
+    socketsByFd.set(this.#fd, this);
+  }
+
+  #queueConnection(stream: net.Socket): void {
+    stream.pause();
+    stream.on('error', () => {});
+    this.#backlog.push(stream);
+    this.#notify();
+  }
+
+  #rememberPeer(): void {
+    const stream = this.#stream;
+    if (stream?.remoteAddress !== undefined && stream.remotePort !== undefined) this.#peer = [stream.remoteAddress, stream.remotePort];
+  }
+
+  #takeReceived(limit: number): Buffer {
+    const first = this.#received[0]!;
+    if (first.length <= limit) {
+      this.#received.shift();
+      this.#receivedBytes -= first.length;
+      return first;
+    }
+    this.#received[0] = first.subarray(limit);
+    this.#receivedBytes -= limit;
+    return first.subarray(0, limit);
+  }
+
+  #nextChange(): Promise<void> {
+    return new Promise((resolve) => {
+      const once = () => {
+        this.#watchers.delete(once);
+        resolve();
+      };
+      this.#watchers.add(once);
+    });
+  }
+
+  #notify(): void {
+    for (const watcher of [...this.#watchers]) watcher();
+  }
+
+  #ensureOpen(): void {
+    if (this.#state === 'closed') throw new OSError('EBADF', ERRNO.EBADF, '[Errno 9] Bad file descriptor');
+  }
+}
+
+/** Python's `socket.socket(family, type)`. */
+export function socket(family: number = AF_INET, type: number = SOCK_STREAM): Socket {
+  return new Socket(family, type);
+}
+
+/** Python accepts '' for "all interfaces" and 'localhost'; Node wants an address. */
+function normalizeHost(host: string): string {
+  if (host === '') return '0.0.0.0';
+  if (host === 'localhost') return '127.0.0.1';
+  return host;
+}
+
+function formatAddress([host, port]: Address): string {
+  return `('${host}', ${port})`;
+}

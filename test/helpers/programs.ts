@@ -1,0 +1,94 @@
+// Starts the ported examples and the seed's Python servers on a free port, and stops them.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import net from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { seedProgram } from './seed.js';
+import { delay, withTimeout } from './timeout.js';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+
+export async function freePort(): Promise<number> {
+  const probe = net.createServer();
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const { port } = probe.address() as net.AddressInfo;
+  await new Promise((resolve) => probe.close(resolve));
+  return port;
+}
+
+export interface Program {
+  child: ChildProcess;
+  port: number;
+  output(): string;
+  stop(): Promise<void>;
+}
+
+async function listening(port: number, child: ChildProcess, ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`exited with ${child.exitCode}`);
+    const ok = await new Promise<boolean>((resolve) => {
+      const socket = net.connect({ port, host: '127.0.0.1' }, () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.on('error', () => resolve(false));
+    });
+    if (ok) return;
+    await delay(50);
+  }
+  throw new Error(`nothing listening on ${port} after ${ms} ms`);
+}
+
+async function start(command: string, args: string[], port: number): Promise<Program> {
+  const child = spawn(command, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout!.setEncoding('utf8').on('data', (s: string) => (output += s));
+  child.stderr!.setEncoding('utf8').on('data', (s: string) => (output += s));
+  try {
+    await listening(port, child, 20_000);
+  } catch (err) {
+    child.kill('SIGKILL');
+    throw new Error(`${args.join(' ')}: ${(err as Error).message}\n${output}`);
+  }
+  return {
+    child,
+    port,
+    output: () => output,
+    stop: async () => {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGKILL');
+        await withTimeout(once(child, 'exit'), 5000, 'program exit');
+      }
+    },
+  };
+}
+
+/** `examples/NAME.ts PORT`, run with tsx as `npm run NAME` does. */
+export async function startExample(name: string): Promise<Program> {
+  const port = await freePort();
+  return start(process.execPath, ['--import', 'tsx', `examples/${name}.ts`, String(port)], port);
+}
+
+export async function startSeed(name: string): Promise<Program> {
+  const port = await freePort();
+  return start('python3', [seedProgram(`${name}.py`), String(port)], port);
+}
+
+/** Runs an example client with `input` on stdin; resolves with its stdout and exit code. */
+export async function runExampleClient(name: string, port: number, input: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', `examples/${name}.ts`, String(port)], { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
+  child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
+  child.stdin.end(input);
+  try {
+    const [code] = (await withTimeout(once(child, 'exit'), 20_000, `${name} to finish`)) as [number | null];
+    return { code, stdout, stderr };
+  } catch (err) {
+    child.kill('SIGKILL');
+    throw err;
+  }
+}

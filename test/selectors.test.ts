@@ -1,0 +1,420 @@
+// echoplex/selectors, rule by rule, with real sockets: Python's selectors and socket semantics.
+
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import {
+  AlreadyRegisteredError,
+  BlockingIOError,
+  ConnectionRefusedError,
+  ConnectionResetError,
+  DefaultSelector,
+  EVENT_READ,
+  EVENT_WRITE,
+  InvalidEventsError,
+  InvalidFileObjectError,
+  NotRegisteredError,
+  SelectorClosedError,
+  SHUT_WR,
+  select,
+  socket,
+  type Socket,
+} from '../src/selectors/index.js';
+import { kWatch } from '../src/selectors/socket.js';
+import { delay, waitUntil, withTimeout } from './helpers/timeout.js';
+
+/** A listening selectors socket plus helpers to make connected pairs through it. */
+async function listener(): Promise<{ server: Socket; port: number; pair(): Promise<[client: Socket, conn: Socket]> }> {
+  const server = socket();
+  server.bind(['127.0.0.1', 0]);
+  await server.listen(100);
+  server.setblocking(false);
+  const port = server.getsockname()[1];
+  return {
+    server,
+    port,
+    pair: async () => {
+      const client = socket();
+      await withTimeout(client.connect(['127.0.0.1', port]), 5000, 'connect');
+      const sel = new DefaultSelector();
+      sel.register(server, EVENT_READ);
+      await withTimeout(sel.select(5), 5000, 'accept readiness');
+      sel.close();
+      const [conn] = server.accept();
+      return [client, conn];
+    },
+  };
+}
+
+describe('DefaultSelector rules', () => {
+  let l: Awaited<ReturnType<typeof listener>>;
+  before(async () => {
+    l = await listener();
+  });
+  after(() => l.server.close());
+
+  it('rejects an empty or unknown events mask', async () => {
+    const [client] = await l.pair();
+    const sel = new DefaultSelector();
+    for (const events of [0, 4, 8, -1, 1.5, EVENT_READ | 4]) {
+      assert.throws(() => sel.register(client, events), (err: InvalidEventsError) => err instanceof InvalidEventsError && err.code === 'ERR_SELECTOR_INVALID_EVENTS');
+    }
+    assert.equal(sel.getMap().size, 0);
+    client.close();
+  });
+
+  it('rejects registering twice, and unknown objects on unregister, modify and getKey', async () => {
+    const [client, conn] = await l.pair();
+    const sel = new DefaultSelector<string>();
+    const key = sel.register(client, EVENT_READ, 'data');
+    assert.equal(key.fileobj, client);
+    assert.equal(key.fd, client.fileno());
+    assert.equal(key.events, EVENT_READ);
+    assert.equal(key.data, 'data');
+    assert.throws(() => sel.register(client, EVENT_WRITE), (err: AlreadyRegisteredError) => err.code === 'ERR_SELECTOR_ALREADY_REGISTERED');
+    assert.throws(() => sel.unregister(conn), (err: NotRegisteredError) => err.code === 'ERR_SELECTOR_NOT_REGISTERED');
+    assert.throws(() => sel.modify(conn, EVENT_READ), NotRegisteredError);
+    assert.throws(() => sel.getKey(conn), NotRegisteredError);
+    assert.equal(sel.getKey(client), key);
+    assert.equal(sel.getKey(client.fileno()), key, 'a descriptor number finds the key too');
+    assert.deepEqual([...sel.getMap().keys()], [client.fileno()]);
+    assert.equal(sel.unregister(client), key);
+    assert.throws(() => sel.unregister(client), NotRegisteredError);
+    client.close();
+    conn.close();
+  });
+
+  it('keys are read-only', async () => {
+    const [client, conn] = await l.pair();
+    const sel = new DefaultSelector();
+    const key = sel.register(client, EVENT_READ);
+    assert.throws(() => {
+      (key as { events: number }).events = 3;
+    }, TypeError);
+    sel.close();
+    client.close();
+    conn.close();
+  });
+
+  it('modify changes events and data and returns the new key', async () => {
+    const [client, conn] = await l.pair();
+    const sel = new DefaultSelector<string>();
+    sel.register(client, EVENT_READ, 'a');
+    const key = sel.modify(client, EVENT_WRITE, 'b');
+    assert.equal(key.events, EVENT_WRITE);
+    assert.equal(key.data, 'b');
+    assert.equal(sel.getKey(client), key);
+    assert.throws(() => sel.modify(client, 0), InvalidEventsError);
+    const ready = await withTimeout(sel.select(1), 2000, 'writable');
+    assert.deepEqual(ready.map(([k, events]) => [k.data, events]), [['b', EVENT_WRITE]]);
+    sel.close();
+    client.close();
+    conn.close();
+  });
+
+  it('refuses closed sockets and non-sockets', () => {
+    const sel = new DefaultSelector();
+    const closed = socket();
+    closed.close();
+    assert.equal(closed.fileno(), -1);
+    assert.throws(() => sel.register(closed, EVENT_READ), (err: InvalidFileObjectError) => err.code === 'ERR_SELECTOR_INVALID_FILEOBJ');
+    assert.throws(() => sel.register({} as Socket, EVENT_READ), InvalidFileObjectError);
+    assert.throws(() => sel.register(123456789, EVENT_READ), InvalidFileObjectError);
+  });
+
+  it('undoes a half-done registration before re-raising', async () => {
+    const [client, conn] = await l.pair();
+    const sel = new DefaultSelector();
+    const failing = Object.create(client) as Socket;
+    Object.defineProperty(failing, kWatch, {
+      value: () => {
+        throw new Error('watch failed');
+      },
+    });
+    Object.defineProperty(failing, 'fileno', { value: () => client.fileno() });
+    assert.throws(() => sel.register(failing, EVENT_READ), /watch failed/);
+    assert.equal(sel.getMap().size, 0, 'the key was removed again');
+    sel.register(client, EVENT_READ);
+    sel.close();
+    client.close();
+    conn.close();
+  });
+
+  it('is unusable after close(), and Symbol.dispose closes it', async () => {
+    const [client, conn] = await l.pair();
+    let sel: DefaultSelector;
+    {
+      using scoped = new DefaultSelector();
+      scoped.register(client, EVENT_READ);
+      sel = scoped;
+    }
+    assert.throws(() => sel.register(conn, EVENT_READ), (err: SelectorClosedError) => err.code === 'ERR_SELECTOR_CLOSED');
+    assert.throws(() => sel.getMap(), SelectorClosedError);
+    assert.throws(() => sel.getKey(client), SelectorClosedError);
+    await assert.rejects(sel.select(0), SelectorClosedError);
+    sel.close();
+    client.close();
+    conn.close();
+  });
+});
+
+describe('DefaultSelector.select', () => {
+  let l: Awaited<ReturnType<typeof listener>>;
+  before(async () => {
+    l = await listener();
+  });
+  after(() => l.server.close());
+
+  it('times out to [] (seconds, fractions allowed), and 0 only polls', async () => {
+    const [client, conn] = await l.pair();
+    const sel = new DefaultSelector();
+    sel.register(conn, EVENT_READ);
+    const started = performance.now();
+    assert.deepEqual(await sel.select(0.15), []);
+    const waited = performance.now() - started;
+    assert.ok(waited >= 140 && waited < 1000, `waited ${waited} ms`);
+    const polled = performance.now();
+    assert.deepEqual(await sel.select(0), []);
+    assert.ok(performance.now() - polled < 100);
+    sel.close();
+    client.close();
+    conn.close();
+  });
+
+  it('undefined waits for the first event, and READ stays ready until recv takes the data (level-triggered)', async () => {
+    const [client, conn] = await l.pair();
+    const sel = new DefaultSelector();
+    const key = sel.register(conn, EVENT_READ | EVENT_WRITE);
+    sel.modify(conn, EVENT_READ);
+    const waiting = sel.select();
+    setTimeout(() => client.send('ping'), 50);
+    const first = await withTimeout(waiting, 5000, 'first event');
+    assert.equal(first.length, 1);
+    assert.equal(first[0]![1], EVENT_READ, 'events are masked by what was registered (no WRITE)');
+    assert.equal(first[0]![0].fd, key.fd);
+    const again = await withTimeout(sel.select(1), 2000, 'still ready');
+    assert.equal(again.length, 1, 'still readable while unread data waits');
+    assert.equal(conn.recv(100).toString(), 'ping');
+    assert.deepEqual(await sel.select(0.05), [], 'not readable once drained');
+    sel.close();
+    client.close();
+    conn.close();
+  });
+
+  it('delivers many ready keys in one result', async () => {
+    const pairs = await Promise.all(Array.from({ length: 20 }, () => l.pair()));
+    const sel = new DefaultSelector();
+    for (const [, conn] of pairs) sel.register(conn, EVENT_READ);
+    for (const [client] of pairs) client.send('x');
+    await delay(100);
+    const ready = await withTimeout(sel.select(1), 2000, 'ready keys');
+    assert.equal(ready.length, 20);
+    sel.close();
+    for (const [client, conn] of pairs) {
+      client.close();
+      conn.close();
+    }
+  });
+
+  it('uses no CPU while idle', async () => {
+    const [client, conn] = await l.pair();
+    const sel = new DefaultSelector();
+    sel.register(conn, EVENT_READ);
+    const before = process.cpuUsage();
+    await sel.select(0.5);
+    const used = process.cpuUsage(before);
+    assert.ok(used.user + used.system < 60_000, `idle select used ${(used.user + used.system) / 1000} ms of CPU in 500 ms`);
+    sel.close();
+    client.close();
+    conn.close();
+  });
+
+  it('reports a listening socket READ when a connection waits for accept()', async () => {
+    const sel = new DefaultSelector();
+    sel.register(l.server, EVENT_READ);
+    assert.throws(() => l.server.accept(), BlockingIOError);
+    const client = socket();
+    await client.connect(['127.0.0.1', l.port]);
+    const ready = await withTimeout(sel.select(5), 6000, 'accept readiness');
+    assert.equal(ready[0]![0].fileobj, l.server);
+    const [conn, address] = l.server.accept();
+    assert.deepEqual(address, client.getsockname());
+    assert.deepEqual(conn.getpeername(), client.getsockname());
+    sel.close();
+    client.close();
+    conn.close();
+  });
+});
+
+describe('Socket semantics', () => {
+  let l: Awaited<ReturnType<typeof listener>>;
+  before(async () => {
+    l = await listener();
+  });
+  after(() => l.server.close());
+
+  it('recv: BlockingIOError when empty, data when ready, empty Buffer at end of stream', async () => {
+    const [client, conn] = await l.pair();
+    assert.throws(() => conn.recv(10), (err: BlockingIOError) => err instanceof BlockingIOError && err.code === 'EAGAIN' && err.errno === 11);
+    client.send('hello world');
+    await waitUntil(() => {
+      try {
+        return conn.recv(5).toString() === 'hello';
+      } catch {
+        return false;
+      }
+    }, 5000, 'data');
+    assert.equal(conn.recv(100).toString(), ' world', 'recv(n) returns at most n bytes, the rest stays');
+    client.shutdown(SHUT_WR);
+    await waitUntil(() => {
+      try {
+        return conn.recv(10).length === 0;
+      } catch {
+        return false;
+      }
+    }, 5000, 'end of stream');
+    client.close();
+    conn.close();
+  });
+
+  it('recv raises ConnectionResetError (ECONNRESET) after a reset', async () => {
+    const raw = net.connect({ port: l.port, host: '127.0.0.1' });
+    await new Promise((resolve) => raw.once('connect', resolve));
+    const sel = new DefaultSelector();
+    sel.register(l.server, EVENT_READ);
+    await sel.select(5);
+    sel.close();
+    const [conn] = l.server.accept();
+    raw.resetAndDestroy();
+    await waitUntil(() => {
+      try {
+        conn.recv(10);
+        return false;
+      } catch (err) {
+        return err instanceof ConnectionResetError;
+      }
+    }, 5000, 'ECONNRESET');
+    assert.throws(() => conn.recv(10), (err: ConnectionResetError) => err.code === 'ECONNRESET' && err.errno === 104);
+    conn.close();
+  });
+
+  it('send returns fewer bytes than given when the buffer fills, then raises BlockingIOError', async () => {
+    const [client, conn] = await l.pair();
+    const big = Buffer.alloc(1024 * 1024, 7);
+    let total = 0;
+    let partial = false;
+    let blocked = false;
+    for (let i = 0; i < 2000 && !blocked; i++) {
+      try {
+        const sent = client.send(big);
+        if (sent < big.length) partial = true;
+        total += sent;
+      } catch (err) {
+        assert.ok(err instanceof BlockingIOError);
+        blocked = true;
+      }
+      await delay(1);
+    }
+    assert.ok(partial, 'a send accepted only part of the data');
+    assert.ok(blocked, 'send raised BlockingIOError once nothing fit');
+    // Everything accepted arrives, in order.
+    let received = 0;
+    await withTimeout(
+      (async () => {
+        while (received < total) {
+          const data = await conn.recvAsync(65536);
+          assert.ok(data.every((b) => b === 7));
+          received += data.length;
+        }
+      })(),
+      20_000,
+      'all accepted bytes',
+    );
+    assert.equal(received, total);
+    client.close();
+    conn.close();
+  });
+
+  it('connect to a closed port raises ConnectionRefusedError', async () => {
+    const probe = net.createServer();
+    await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+    const { port } = probe.address() as net.AddressInfo;
+    await new Promise((resolve) => probe.close(resolve));
+    const s = socket();
+    await assert.rejects(s.connect(['127.0.0.1', port]), (err: ConnectionRefusedError) => err.code === 'ECONNREFUSED');
+  });
+
+  it('listen reports an address in use', async () => {
+    const s = socket();
+    s.bind(['127.0.0.1', l.port]);
+    await assert.rejects(s.listen(), (err: { code: string }) => err.code === 'EADDRINUSE');
+  });
+
+  it('closed sockets: fileno -1, operations raise EBADF', async () => {
+    const [client, conn] = await l.pair();
+    assert.ok(client.fileno() >= 0);
+    client.close();
+    assert.equal(client.fileno(), -1);
+    assert.throws(() => client.send('x'), (err: { code: string }) => err.code === 'EBADF');
+    assert.throws(() => client.getpeername(), (err: { code: string }) => err.code === 'EBADF');
+    conn.close();
+  });
+});
+
+describe('select.select', () => {
+  let l: Awaited<ReturnType<typeof listener>>;
+  before(async () => {
+    l = await listener();
+  });
+  after(() => l.server.close());
+
+  it("returns the ready sublists in input order, with Python's meaning", async () => {
+    const [a, connA] = await l.pair();
+    const [b, connB] = await l.pair();
+    b.send('data');
+    await delay(50);
+    const [r, w, x] = await withTimeout(select([connA, connB], [a], [connA, connB], 1), 2000, 'select');
+    assert.deepEqual(r, [connB]);
+    assert.deepEqual(w, [a]);
+    assert.deepEqual(x, []);
+    for (const s of [a, b, connA, connB]) s.close();
+  });
+
+  it('times out with three empty lists', async () => {
+    const [a, connA] = await l.pair();
+    const started = performance.now();
+    assert.deepEqual(await select([connA], [], [], 0.1), [[], [], []]);
+    assert.ok(performance.now() - started >= 90);
+    a.close();
+    connA.close();
+  });
+
+  it('x reports sockets with a pending error', async () => {
+    const raw = net.connect({ port: l.port, host: '127.0.0.1' });
+    await new Promise((resolve) => raw.once('connect', resolve));
+    const [r] = await withTimeout(select([l.server], [], [], 5), 6000, 'accept');
+    assert.equal(r.length, 1);
+    const [conn] = l.server.accept();
+    raw.resetAndDestroy();
+    const [, , x] = await withTimeout(select([], [], [conn], 5), 6000, 'error');
+    assert.deepEqual(x, [conn]);
+    conn.close();
+  });
+
+  it('watches more than 1024 sockets', async () => {
+    const pairs: Array<[Socket, Socket]> = [];
+    for (let i = 0; i < 600; i++) pairs.push(await l.pair());
+    const all = pairs.flat();
+    const last = pairs[pairs.length - 1]!;
+    last[0].send('x');
+    const [r] = await withTimeout(select(all, [], [], 5), 6000, 'select over 1200 sockets');
+    assert.deepEqual(r, [last[1]]);
+    for (const s of all) s.close();
+  });
+
+  it('rejects a closed socket in any list', async () => {
+    const s = socket();
+    s.close();
+    await assert.rejects(select([s], [], []), InvalidFileObjectError);
+  });
+});
