@@ -74,6 +74,51 @@ describe('echoplex serve', () => {
   });
 });
 
+describe('echoplex serve: shutdown', () => {
+  async function streamingClient(port: number): Promise<{ stop(): void }> {
+    const socket = await connectTo(port);
+    socket.on('data', () => {});
+    socket.on('error', () => {});
+    const timer = setInterval(() => socket.write(randomBytes(1000)), 10);
+    return {
+      stop: () => {
+        clearInterval(timer);
+        socket.destroy();
+      },
+    };
+  }
+
+  it('--shutdown-timeout closes what is left, counts it, and exits 0', async () => {
+    const server = await startServe(['--quiet', '--shutdown-timeout', '1']);
+    const client = await streamingClient(server.port);
+    try {
+      const started = Date.now();
+      const exit = await server.stop('SIGTERM', 10_000);
+      assert.deepEqual(exit, { code: 0, signal: null });
+      assert.ok(Date.now() - started < 5000);
+      assert.match(server.stderr(), /shutdown timeout: closed 1 connections/);
+    } finally {
+      client.stop();
+    }
+  });
+
+  it('a second signal exits at once', async () => {
+    const server = await startServe(['--quiet', '--shutdown-timeout', '60']);
+    const client = await streamingClient(server.port);
+    try {
+      server.child.kill('SIGTERM');
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const started = Date.now();
+      const exit = await server.stop('SIGINT', 5000);
+      assert.ok(Date.now() - started < 3000, 'did not wait for the 60 s drain');
+      assert.equal(exit.code, 1);
+      assert.match(server.stderr(), /again: closing 1 connections now/);
+    } finally {
+      client.stop();
+    }
+  });
+});
+
 describe('echoplex client', () => {
   it('streams piped stdin and exits 0 after the last byte', async () => {
     const server = await startServe(['--quiet']);

@@ -7,7 +7,7 @@ import { EchoplexError } from '../errors.js';
 import { formatHostPort } from '../server/address.js';
 import { builtInTransform, type TransformName } from '../server/transforms.js';
 import { LatencyHistogram, type LatencySummary, type PercentilePoint } from './histogram.js';
-import { checkDescriptorBudget } from './limits.js';
+import { checkDescriptorBudget } from '../ops/descriptors.js';
 
 export interface BenchOptions {
   host?: string;

@@ -1,6 +1,7 @@
 // Value parsers for flags: each returns the typed value or throws commander's InvalidArgumentError.
 
 import { InvalidArgumentError } from 'commander';
+import { parseAllowList } from '../server/limits.js';
 
 export function parsePort(value: string): number {
   if (!/^\d+$/.test(value)) throw new InvalidArgumentError(`"${value}" is not a port number (0-65535).`);
@@ -43,11 +44,13 @@ export function parseSize(value: string): number {
   return bytes;
 }
 
-export function choice<T extends string>(allowed: readonly T[]): (value: string) => T {
-  return (value) => {
-    if (!(allowed as readonly string[]).includes(value)) {
-      throw new InvalidArgumentError(`"${value}" is not one of: ${allowed.join(', ')}.`);
-    }
-    return value as T;
-  };
+/** `10.0.0.0/8,::1/128`: checked here so a bad CIDR is a usage error before anything starts. */
+export function parseCidrList(value: string): string[] {
+  const cidrs = value.split(',').map((part) => part.trim()).filter(Boolean);
+  try {
+    parseAllowList(cidrs);
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
+  return cidrs;
 }

@@ -4,7 +4,8 @@ import { Command, Option } from 'commander';
 import { createEchoServer, DEFAULT_HOST, DEFAULT_MAX_BUFFERED, DEFAULT_PORT, DEFAULT_SHUTDOWN_TIMEOUT_MS } from '../server/server.js';
 import { TRANSFORM_NAMES, type TransformName } from '../server/transforms.js';
 import { TextLogger } from '../ops/log.js';
-import { choice, parsePortList, parseSeconds, parseSize } from './parsers.js';
+import { DEFAULT_MAX_CONNECTIONS } from '../server/limits.js';
+import { parseCidrList, parsePortList, parsePositiveInteger, parseSeconds, parseSize } from './parsers.js';
 
 interface ServeFlags {
   host: string;
@@ -12,6 +13,10 @@ interface ServeFlags {
   transform: TransformName;
   maxBuffered: number;
   shutdownTimeout: number;
+  maxConnections: number;
+  maxConnectionsPerIp?: number;
+  idleTimeout: number;
+  allow?: string[];
   quiet: boolean;
 }
 
@@ -31,6 +36,10 @@ export function serveCommand(): Command {
         .default(DEFAULT_SHUTDOWN_TIMEOUT_MS / 1000)
         .argParser(parseSeconds),
     )
+    .addOption(new Option('--max-connections <n>', 'connections open at once; more are closed at once').default(DEFAULT_MAX_CONNECTIONS).argParser(parsePositiveInteger))
+    .addOption(new Option('--max-connections-per-ip <n>', 'connections open at once from one address (default: unlimited)').argParser(parsePositiveInteger))
+    .addOption(new Option('--idle-timeout <seconds>', 'close connections with no traffic for this long; 0 = never').default(0).argParser(parseSeconds))
+    .addOption(new Option('--allow <cidr[,cidr...]>', 'only these IPv4/IPv6 networks may connect (default: all)').argParser(parseCidrList))
     .option('-q, --quiet', 'no per-event log lines (warnings and errors still go to stderr)', false)
     .action(async (flags: ServeFlags) => {
       await serve(flags);
@@ -46,6 +55,10 @@ async function serve(flags: ServeFlags): Promise<void> {
     maxBuffered: flags.maxBuffered,
     logger,
     logConnectionEvents: !flags.quiet,
+    maxConnections: flags.maxConnections,
+    ...(flags.maxConnectionsPerIp !== undefined && { maxConnectionsPerIp: flags.maxConnectionsPerIp }),
+    ...(flags.allow !== undefined && { allow: flags.allow }),
+    idleTimeoutMs: flags.idleTimeout * 1000,
   });
   await server.listen();
   const urls = server.addresses.map((address) => address.url).join(', ');

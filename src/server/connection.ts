@@ -32,8 +32,11 @@ export class Connection {
   readonly remotePort: number;
   bytesReceived = 0;
   bytesSent = 0;
-  /** Bytes received at the last activity sweep; lets idle detection avoid a timer per byte. */
+  /** Bytes received at the last shutdown sweep (see shutdown.ts). */
   bytesAtLastSweep = 0;
+  /** Traffic seen by the last idle sweep, and how many sweeps in a row saw none (see idle.ts). */
+  trafficAtLastIdleSweep = 0;
+  quietSweeps = 0;
   #context: ConnectionContext;
   #closeReason: string | undefined;
 
@@ -53,6 +56,11 @@ export class Connection {
 
   get peer(): string {
     return formatHostPort(this.remoteAddress, this.remotePort);
+  }
+
+  /** Bytes moved in either direction: received, plus handed to the kernel. */
+  get trafficCount(): number {
+    return this.bytesReceived + this.socket.bytesWritten - this.socket.writableLength;
   }
 
   /** Bytes queued in user space, waiting for the kernel to take them. */

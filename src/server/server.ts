@@ -3,11 +3,14 @@
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import { ListenError, systemErrorCode } from '../errors.js';
+import { openDescriptorCount, openFileLimit } from '../ops/descriptors.js';
 import { silentLogger, type Logger } from '../ops/log.js';
-import { formatEndpoint } from './address.js';
+import { formatEndpoint, formatHostPort } from './address.js';
 import { Connection, type ConnectionContext } from './connection.js';
+import { startIdleSweeper } from './idle.js';
+import { Admission, type AdmissionOptions } from './limits.js';
 import { drainConnections, type DrainResult } from './shutdown.js';
-import { copyStats, emptyStats, type ServerStats } from './stats.js';
+import { copyStats, emptyStats, type RejectReason, type ServerStats } from './stats.js';
 import { builtInTransform, type Transform, type TransformName } from './transforms.js';
 
 export const DEFAULT_HOST = '127.0.0.1';
@@ -15,7 +18,7 @@ export const DEFAULT_PORT = 1234;
 export const DEFAULT_MAX_BUFFERED = 1024 * 1024;
 export const DEFAULT_SHUTDOWN_TIMEOUT_MS = 10_000;
 
-export interface EchoServerOptions {
+export interface EchoServerOptions extends AdmissionOptions {
   /** Address to bind. Default `127.0.0.1`, like the seed's `localhost`. */
   host?: string;
   /** Port, or several ports to listen on at once; `0` picks a free port. Default 1234. */
@@ -31,6 +34,8 @@ export interface EchoServerOptions {
    * Default true; `--quiet` turns it off. Lifecycle lines and warnings are logged regardless.
    */
   logConnectionEvents?: boolean;
+  /** Close a connection with no traffic either way for this long. Default 0: never. */
+  idleTimeoutMs?: number;
 }
 
 export interface BoundAddress {
@@ -64,11 +69,17 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
   readonly #stats = emptyStats();
   readonly #connections = new Set<Connection>();
   readonly #context: ConnectionContext;
+  readonly #admission: Admission;
+  readonly #idleTimeoutMs: number;
+  #stopIdleSweeper: (() => void) | undefined;
+  #acceptFailures = 0;
+  /** Connections at which descriptors run out: libuv then accepts and closes new ones silently. */
+  #descriptorCeiling = Number.POSITIVE_INFINITY;
+  #atDescriptorCeiling = false;
   #listeners: net.Server[] = [];
   #addresses: BoundAddress[] = [];
   #state: ServerState = 'new';
   #nextConnectionId = 1;
-  #lastAcceptErrorLog = 0;
   #closing: Promise<DrainResult> | undefined;
 
   constructor(options: EchoServerOptions = {}) {
@@ -78,6 +89,8 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
     this.#ports = typeof port === 'number' ? [port] : [...port];
     this.#maxBuffered = options.maxBuffered ?? DEFAULT_MAX_BUFFERED;
     this.#log = options.logger ?? silentLogger;
+    this.#admission = new Admission(options);
+    this.#idleTimeoutMs = options.idleTimeoutMs ?? 0;
     const transform = options.transform ?? 'echo';
     this.#context = {
       transform: typeof transform === 'function' ? transform : builtInTransform(transform),
@@ -130,6 +143,16 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
       throw err;
     }
     this.#state = 'listening';
+    const limit = openFileLimit();
+    const open = openDescriptorCount();
+    // libuv keeps one spare descriptor for its accept-and-close trick once the limit is hit.
+    if (limit !== undefined && open !== undefined) this.#descriptorCeiling = limit - open - 1;
+    if (this.#idleTimeoutMs > 0) {
+      this.#stopIdleSweeper = startIdleSweeper(this.#connections, this.#idleTimeoutMs, (connection) => {
+        this.#stats.idleTimeouts++;
+        connection.abort(`closed after ${this.#idleTimeoutMs / 1000}s idle`);
+      });
+    }
     this.emit('listening', this.#addresses);
     return this.#addresses[0]!;
   }
@@ -145,6 +168,7 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
 
   /** Closes every connection at once; for a second signal or a hard stop. */
   destroy(): void {
+    this.#stopIdleSweeper?.();
     this.#listeners.forEach(stopListening);
     for (const connection of [...this.#connections]) connection.abort('closed by forced shutdown');
     this.#state = 'closed';
@@ -156,6 +180,7 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
     this.emit('draining');
     this.#listeners.forEach(stopListening);
     const result = await drainConnections(this.#connections, { timeoutMs });
+    this.#stopIdleSweeper?.();
     this.#state = 'closed';
     this.emit('close', result);
     return result;
@@ -190,8 +215,21 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
       socket.destroy();
       return;
     }
+    if (this.#acceptFailures > 0) this.#acceptRecovered();
+    const rejection = this.#admission.admit(remoteAddress, this.#connections.size);
+    if (rejection !== undefined) {
+      this.#stats.rejected[rejection]++;
+      if (this.#context.logEvents) {
+        const peer = formatHostPort(remoteAddress, remotePort);
+        this.#log.info({ event: 'reject', peer, reason: rejection }, `rejected connection from ${peer}: ${REJECT_TEXT[rejection]}`);
+      }
+      // Closed at once with nothing sent: the client sees end of stream (or a reset if it had sent data).
+      socket.destroy();
+      return;
+    }
     const connection = new Connection(this.#nextConnectionId++, socket, remoteAddress, remotePort, this.#context);
     this.#connections.add(connection);
+    if (this.#connections.size >= this.#descriptorCeiling && !this.#atDescriptorCeiling) this.#descriptorsExhausted();
     this.#stats.connectionsActive++;
     this.#stats.connectionsTotal++;
     if (this.#context.logEvents) {
@@ -204,23 +242,56 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
   }
 
   #connectionClosed(connection: Connection): void {
-    if (this.#connections.delete(connection)) this.#stats.connectionsActive--;
+    if (!this.#connections.delete(connection)) return;
+    this.#stats.connectionsActive--;
+    this.#admission.release(connection.remoteAddress);
+    if (this.#atDescriptorCeiling && this.#connections.size < this.#descriptorCeiling) this.#descriptorsAvailable();
+  }
+
+  // When descriptors run out, libuv accepts each new connection on a spare descriptor and
+  // closes it at once, so nothing spins and nothing reaches us per attempt: we log the burst
+  // once, as we reach the ceiling, and once more when connections drop below it.
+  #descriptorsExhausted(): void {
+    this.#atDescriptorCeiling = true;
+    this.#stats.errors.accept++;
+    this.#log.warn(
+      { event: 'descriptors_exhausted', connections: this.#connections.size },
+      `cannot accept connections: out of file descriptors at ${this.#connections.size} connections (raise \`ulimit -n\`); new clients are closed at once until some leave, existing ones are still served`,
+    );
+  }
+
+  #descriptorsAvailable(): void {
+    this.#atDescriptorCeiling = false;
+    this.#log.warn({ event: 'descriptors_available', connections: this.#connections.size }, `accepting connections again (${this.#connections.size} open)`);
   }
 
   #acceptFailed(err: Error): void {
-    // Accept errors (EMFILE, ENFILE...) concern the whole process, not one client: count each,
-    // but log at most once a second so a burst does not flood the log.
+    // Accept errors (EMFILE, ENFILE...) concern the process, not one client. libuv keeps a spare
+    // descriptor to accept-and-close such connections, so this does not spin; we log once per
+    // burst, count every one, and say when accepting works again.
     this.#stats.errors.accept++;
-    const now = Date.now();
-    if (now - this.#lastAcceptErrorLog >= 1000) {
-      this.#lastAcceptErrorLog = now;
+    if (this.#acceptFailures++ === 0) {
       this.#log.warn(
         { event: 'accept_error', code: systemErrorCode(err), err: err.message },
-        `cannot accept connections: ${err.message}`,
+        `cannot accept connections: ${err.message}; existing connections are still served`,
       );
     }
   }
+
+  #acceptRecovered(): void {
+    this.#log.warn(
+      { event: 'accept_recovered', failures: this.#acceptFailures },
+      `accepting connections again (${this.#acceptFailures} turned away while descriptors ran out)`,
+    );
+    this.#acceptFailures = 0;
+  }
 }
+
+const REJECT_TEXT: Record<RejectReason, string> = {
+  max_connections: 'too many connections (--max-connections)',
+  max_connections_per_ip: 'too many connections from this address (--max-connections-per-ip)',
+  not_allowed: 'address not in --allow',
+};
 
 /** Creates a server; call `listen()` to start it. */
 export function createEchoServer(options: EchoServerOptions = {}): EchoServer {

@@ -9,6 +9,7 @@ export interface ServerStats {
   bytesReceived: number;
   bytesSent: number;
   backpressurePauses: number;
+  idleTimeouts: number;
   rejected: Record<RejectReason, number>;
   errors: Record<ErrorKind, number>;
 }
@@ -20,6 +21,7 @@ export function emptyStats(): ServerStats {
     bytesReceived: 0,
     bytesSent: 0,
     backpressurePauses: 0,
+    idleTimeouts: 0,
     rejected: { max_connections: 0, max_connections_per_ip: 0, not_allowed: 0 },
     errors: { reset: 0, socket: 0, transform: 0, accept: 0 },
   };

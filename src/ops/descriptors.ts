@@ -1,6 +1,6 @@
-// The file-descriptor budget: say `ulimit -n` up front instead of failing obscurely mid-ramp.
+// File-descriptor budget: the process limit, how many are open, and a `ulimit -n` hint.
 
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { EchoplexError } from '../errors.js';
 
 /** Descriptors a Node process needs besides its connections (stdio, libuv, timers...). */
@@ -18,6 +18,16 @@ export function openFileLimit(): number | undefined {
   }
 }
 
+/** Descriptors this process has open now (Linux); undefined elsewhere. */
+export function openDescriptorCount(): number | undefined {
+  try {
+    return readdirSync('/proc/self/fd').length;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Throws, naming `ulimit -n`, when `connections` sockets cannot fit under the limit. */
 export function checkDescriptorBudget(connections: number): void {
   const limit = openFileLimit();
   if (limit !== undefined && connections + RESERVED_DESCRIPTORS > limit) {

@@ -1,0 +1,155 @@
+// `npm run soak`: mixed, misbehaving clients against `echoplex serve` for a while; memory must stay flat.
+//
+// Normal echo clients, slow readers, clients that reset mid-stream and clients that half-close
+// run side by side. Resident memory is sampled through the run; the median of the last samples
+// must be within 10% of the median just after warm-up, every echo must verify, and the server
+// must hold no more descriptors at the end than after warm-up.
+//
+// Usage: node --import tsx bench/soak.ts [--seconds 60] [--warmup 10]
+
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { readdirSync, readFileSync } from 'node:fs';
+import net from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { runBench } from '../src/bench/loadgen.js';
+
+const CLI = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));
+
+function rssBytes(pid: number): number {
+  const match = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return Number(match?.[1] ?? 0) * 1024;
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)] ?? 0;
+}
+
+function connect(port: number): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true }, () => resolve(socket));
+    socket.once('error', reject);
+  });
+}
+
+/** Sends 1 MiB and reads the reply slowly, 16 KiB at a time. */
+async function slowReader(port: number): Promise<boolean> {
+  const socket = await connect(port);
+  const payload = randomBytes(1024 * 1024);
+  socket.write(payload);
+  socket.end();
+  socket.pause();
+  const chunks: Buffer[] = [];
+  let got = 0;
+  await new Promise<void>((resolve) => {
+    const tick = setInterval(() => {
+      let chunk: Buffer | null;
+      while ((chunk = socket.read(16 * 1024) as Buffer | null) !== null) {
+        chunks.push(chunk);
+        got += chunk.length;
+      }
+      if (got >= payload.length || socket.readableEnded || socket.destroyed) {
+        clearInterval(tick);
+        resolve();
+      }
+    }, 5);
+    socket.on('end', () => {
+      const rest = socket.read() as Buffer | null;
+      if (rest) {
+        chunks.push(rest);
+        got += rest.length;
+      }
+    });
+    socket.on('error', () => resolve());
+  });
+  socket.destroy();
+  return Buffer.concat(chunks).equals(payload);
+}
+
+async function resetter(port: number): Promise<void> {
+  const socket = await connect(port);
+  socket.on('error', () => {});
+  socket.write(randomBytes(256 * 1024));
+  await new Promise((resolve) => setTimeout(resolve, 2));
+  socket.resetAndDestroy();
+}
+
+async function halfCloser(port: number): Promise<boolean> {
+  const socket = await connect(port);
+  const payload = randomBytes(64 * 1024);
+  const chunks: Buffer[] = [];
+  const done = new Promise<void>((resolve) => {
+    socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+    socket.on('end', () => resolve());
+    socket.on('error', () => resolve());
+  });
+  socket.end(payload);
+  await done;
+  socket.destroy();
+  return Buffer.concat(chunks).equals(payload);
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({ options: { seconds: { type: 'string', default: '60' }, warmup: { type: 'string', default: '10' } } });
+  const seconds = Number(values.seconds);
+  const warmup = Number(values.warmup);
+  const server = spawn(process.execPath, [CLI, 'serve', '--quiet', '--port', '0'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const port = await new Promise<number>((resolve) => {
+    server.stdout!.setEncoding('utf8').on('data', (s: string) => {
+      const match = /:(\d+) \(/.exec(s);
+      if (match) resolve(Number(match[1]));
+    });
+  });
+  const pid = server.pid!;
+  const started = Date.now();
+  const deadline = started + seconds * 1000;
+  const samples: Array<{ at: number; rss: number }> = [];
+  let failures = 0;
+  let rounds = 0;
+  const sampler = setInterval(() => samples.push({ at: (Date.now() - started) / 1000, rss: rssBytes(pid) }), 500);
+
+  // Steady normal traffic for the whole run, verified by the bench.
+  const steady = runBench({ port, connections: 20, size: 512, pipeline: 2, durationSeconds: seconds, warmupSeconds: 0 });
+  let descriptorsAfterWarmup: number | undefined;
+  while (Date.now() < deadline) {
+    const results = await Promise.all([
+      ...Array.from({ length: 4 }, () => slowReader(port)),
+      ...Array.from({ length: 10 }, () => resetter(port).then(() => true)),
+      ...Array.from({ length: 10 }, () => halfCloser(port)),
+    ]);
+    failures += results.filter((ok) => !ok).length;
+    rounds++;
+    if (descriptorsAfterWarmup === undefined && Date.now() - started >= warmup * 1000) {
+      descriptorsAfterWarmup = readdirSync(`/proc/${pid}/fd`).length;
+    }
+  }
+  const bench = await steady;
+  clearInterval(sampler);
+  await new Promise((resolve) => setTimeout(resolve, 1000));
+  const descriptorsAtEnd = readdirSync(`/proc/${pid}/fd`).length;
+  server.kill('SIGTERM');
+
+  const warm = median(samples.filter((s) => s.at >= warmup && s.at < warmup + 5).map((s) => s.rss));
+  const end = median(samples.slice(-10).map((s) => s.rss));
+  const growth = end / warm - 1;
+  const report = {
+    seconds,
+    rounds,
+    mixedClientFailures: failures,
+    steadyMessages: bench.messages,
+    steadyErrors: bench.errors + bench.mismatchedBytes,
+    rssAfterWarmupMiB: +(warm / 2 ** 20).toFixed(1),
+    rssAtEndMiB: +(end / 2 ** 20).toFixed(1),
+    rssGrowthPercent: +(growth * 100).toFixed(1),
+    descriptorsAfterWarmup,
+    descriptorsAtEnd,
+  };
+  console.log(JSON.stringify(report, null, 2));
+  const ok = failures === 0 && report.steadyErrors === 0 && growth <= 0.1 && descriptorsAtEnd <= (descriptorsAfterWarmup ?? Infinity);
+  console.log(ok ? 'soak: PASS' : 'soak: FAIL');
+  process.exitCode = ok ? 0 : 1;
+}
+
+await main();
