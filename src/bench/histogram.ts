@@ -51,7 +51,8 @@ export class LatencyHistogram {
     for (let step = 0; step <= 60; step++) {
       const tail = Math.pow(0.5, step / 4);
       const percentile = 100 * (1 - tail);
-      points.push({ percentile, valueUs: this.#histogram.getValueAtPercentile(percentile) });
+      const valueUs = step === 0 ? this.#histogram.minNonZeroValue : this.#histogram.getValueAtPercentile(percentile);
+      points.push({ percentile, valueUs });
       if (tail * this.#histogram.totalCount < 1) break;
     }
     points.push({ percentile: 100, valueUs: this.#histogram.maxValue });

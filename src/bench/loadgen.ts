@@ -336,7 +336,7 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
     errors: run.errors,
     errorsByKind: { ...run.errorsByKind },
     mismatchedBytes: run.mismatchedBytes,
-    timeline: Array.from({ length: run.timeline.length }, (_, i) => run.timeline[i] ?? 0),
+    timeline: wholeSeconds(run.timeline, durationSeconds),
     percentiles: run.histogram.curve(),
   };
 }
@@ -500,6 +500,14 @@ function startProgress(run: Run, onProgress: (progress: BenchProgress) => void):
     onProgress({ elapsedSeconds: (now - begin) / 1000, phase: run.phase, messagesPerSecond: rate, errors: run.errors });
   }, 1000);
   return () => clearInterval(timer);
+}
+
+/** Per-second counts, with a last fraction of a second folded into the final whole second. */
+function wholeSeconds(timeline: number[], durationSeconds: number): number[] {
+  const seconds = Math.max(1, Math.round(durationSeconds));
+  const counts = Array.from({ length: seconds }, (_, i) => timeline[i] ?? 0);
+  for (let i = seconds; i < timeline.length; i++) counts[seconds - 1]! += timeline[i] ?? 0;
+  return counts;
 }
 
 function round(value: number, digits: number): number {

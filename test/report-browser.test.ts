@@ -1,0 +1,39 @@
+// The bench's HTML report, rendered by a real headless Chromium (Debian's package) when present.
+
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { runBench } from '../src/bench/loadgen.js';
+import { renderHtmlReport } from '../src/bench/html.js';
+import { startServer } from './helpers/sockets.js';
+
+const CHROMIUM = ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((path) => spawnSync(path, ['--version']).status === 0);
+
+describe('bench HTML report in Chromium', { skip: CHROMIUM ? undefined : 'chromium is not installed (apt-get install chromium)' }, () => {
+  it('renders both charts and the verdict from a real run, with no network', async () => {
+    const running = await startServer();
+    const dir = mkdtempSync(join(tmpdir(), 'echoplex-report-'));
+    try {
+      const result = await runBench({ port: running.port, connections: 4, durationSeconds: 2, warmupSeconds: 0 });
+      const file = join(dir, 'report.html');
+      writeFileSync(file, renderHtmlReport(result));
+      const rendered = spawnSync(
+        CHROMIUM!,
+        ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', `--user-data-dir=${join(dir, 'profile')}`, '--dump-dom', `file://${file}`],
+        { timeout: 60_000, encoding: 'utf8' },
+      );
+      assert.equal(rendered.status, 0, rendered.stderr);
+      const dom = rendered.stdout;
+      assert.equal((dom.match(/<svg/g) ?? []).length, 2, 'two charts rendered');
+      assert.match(dom, /<polyline class="series" points="[\d.,\s]+"/);
+      assert.match(dom, /PASS: every byte verified/);
+      assert.equal((dom.match(/<circle/g) ?? []).length >= result.timeline.length, true);
+    } finally {
+      await running.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
