@@ -105,7 +105,8 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
-async function waitForPort(port: number, child: ChildProcess, ms = 15_000): Promise<void> {
+/** Polls until something accepts on `port`; fails early if `child` exits. */
+export async function waitForPort(port: number, child: ChildProcess, ms = 15_000): Promise<void> {
   const deadline = Date.now() + ms;
   while (Date.now() < deadline) {
     if (child.exitCode !== null) throw new Error(`server exited with ${child.exitCode}`);
@@ -250,7 +251,7 @@ async function main(): Promise<void> {
       warmup: { type: 'string', default: '1' },
       load: { type: 'string', default: 'echoplex' },
       peers: { type: 'string' },
-      scenarios: { type: 'string', default: '64B-p1,64B-p16,64KiB' },
+      scenarios: { type: 'string', default: '64B-p1,64B-p16,64KiB,latency' },
       write: { type: 'boolean', default: false },
     },
   });

@@ -62,7 +62,13 @@ function write(conn: Socket, _mask: number): void {
 }
 
 function sendOrQueue(conn: Socket, data: Buffer): void {
-  const sent = conn.send(data);
+  // A full send buffer raises BlockingIOError: nothing was sent, all of it waits.
+  let sent = 0;
+  try {
+    sent = conn.send(data);
+  } catch (err) {
+    if (!(err instanceof BlockingIOError)) throw err;
+  }
   if (sent < data.length) {
     if (!unsent.has(conn)) sel.modify(conn, EVENT_WRITE, write);
     unsent.set(conn, data.subarray(sent));

@@ -9,7 +9,7 @@ export { echoTransform, upperTransform, TRANSFORM_NAMES } from './server/transfo
 export type { Transform, TransformName } from './server/transforms.js';
 export { runClient, connect } from './client/client.js';
 export type { ClientOptions } from './client/client.js';
-export { TextLogger, silentLogger } from './ops/log.js';
+export { TextLogger, silentLogger, reprBytes } from './ops/log.js';
 export type { Logger, LogLevel, LogFields } from './ops/log.js';
 export { EchoplexError, UsageError, ListenError, ConnectError } from './errors.js';
 export { runBench, BenchSetupError } from './bench/loadgen.js';

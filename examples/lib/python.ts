@@ -1,7 +1,7 @@
 // Small stand-ins for Python built-ins the seed programs use: print, repr of bytes, input, argv port.
 
 import readline from 'node:readline';
-import { upperTransform } from 'echoplex';
+import { reprBytes, upperTransform } from 'echoplex';
 
 // Python buffers stdout by blocks when it is not a terminal, and by lines when it is; a write
 // system call per print() would cost more than the echo itself.
@@ -28,19 +28,7 @@ export function print(...values: unknown[]): void {
 }
 
 /** Python's repr() of bytes: b'hello\n'. */
-export function repr(bytes: Buffer): string {
-  let text = '';
-  for (const byte of bytes) {
-    if (byte === 0x5c) text += '\\\\';
-    else if (byte === 0x27) text += "\\'";
-    else if (byte >= 0x20 && byte < 0x7f) text += String.fromCharCode(byte);
-    else if (byte === 0x0a) text += '\\n';
-    else if (byte === 0x0d) text += '\\r';
-    else if (byte === 0x09) text += '\\t';
-    else text += `\\x${byte.toString(16).padStart(2, '0')}`;
-  }
-  return `b'${text}'`;
-}
+export const repr = reprBytes;
 
 /** Python's bytes.upper(): a copy with ASCII a-z made A-Z, every other byte untouched. */
 export function upper(bytes: Buffer): Buffer {

@@ -1,9 +1,6 @@
-// Event logging: one line per event, as text (like the seed's prints) or as JSON objects.
-
-import { format } from 'node:util';
+// Event logging: one line per event, like the seed's prints; any pino-style logger plugs in.
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error' | 'silent';
-export const LOG_LEVELS: readonly LogLevel[] = ['debug', 'info', 'warn', 'error', 'silent'];
 
 /** Structured fields attached to an event: connection id, peer, bytes, reason... */
 export type LogFields = Record<string, unknown>;
@@ -59,11 +56,10 @@ export class TextLogger implements Logger {
 /** A logger that drops everything: the library default, so embedding code stays silent. */
 export const silentLogger: Logger = new TextLogger('silent');
 
-/** Renders a value for a text log line the way Python's repr() would show bytes. */
-export function describeBytes(chunk: Buffer, limit = 64): string {
-  const shown = chunk.subarray(0, limit);
+/** Python's repr() of bytes, e.g. `b'hello\\n'`: how the seed's prints show data. */
+export function reprBytes(bytes: Uint8Array): string {
   let text = '';
-  for (const byte of shown) {
+  for (const byte of bytes) {
     if (byte === 0x5c) text += '\\\\';
     else if (byte === 0x27) text += "\\'";
     else if (byte >= 0x20 && byte < 0x7f) text += String.fromCharCode(byte);
@@ -72,5 +68,11 @@ export function describeBytes(chunk: Buffer, limit = 64): string {
     else if (byte === 0x09) text += '\\t';
     else text += `\\x${byte.toString(16).padStart(2, '0')}`;
   }
-  return format("b'%s'%s", text, chunk.length > limit ? `... (${chunk.length} bytes)` : '');
+  return `b'${text}'`;
+}
+
+/** reprBytes of at most `limit` bytes, noting the full length when cut: for log lines. */
+export function describeBytes(chunk: Buffer, limit = 64): string {
+  const shown = reprBytes(chunk.subarray(0, limit));
+  return chunk.length > limit ? `${shown}... (${chunk.length} bytes)` : shown;
 }

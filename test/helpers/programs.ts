@@ -2,20 +2,14 @@
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { seedProgram } from './seed.js';
-import { delay, withTimeout } from './timeout.js';
+import { withTimeout } from './timeout.js';
+import { freePort, waitForPort } from '../../bench/peers.js';
+
+export { freePort };
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-
-export async function freePort(): Promise<number> {
-  const probe = net.createServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const { port } = probe.address() as net.AddressInfo;
-  await new Promise((resolve) => probe.close(resolve));
-  return port;
-}
 
 export interface Program {
   child: ChildProcess;
@@ -24,30 +18,13 @@ export interface Program {
   stop(): Promise<void>;
 }
 
-async function listening(port: number, child: ChildProcess, ms: number): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`exited with ${child.exitCode}`);
-    const ok = await new Promise<boolean>((resolve) => {
-      const socket = net.connect({ port, host: '127.0.0.1' }, () => {
-        socket.destroy();
-        resolve(true);
-      });
-      socket.on('error', () => resolve(false));
-    });
-    if (ok) return;
-    await delay(50);
-  }
-  throw new Error(`nothing listening on ${port} after ${ms} ms`);
-}
-
 async function start(command: string, args: string[], port: number): Promise<Program> {
   const child = spawn(command, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stdout!.setEncoding('utf8').on('data', (s: string) => (output += s));
   child.stderr!.setEncoding('utf8').on('data', (s: string) => (output += s));
   try {
-    await listening(port, child, 20_000);
+    await waitForPort(port, child, 20_000);
   } catch (err) {
     child.kill('SIGKILL');
     throw new Error(`${args.join(' ')}: ${(err as Error).message}\n${output}`);
