@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { startServe } from './helpers/cli.js';
 import { residentBytes } from './helpers/proc.js';
-import { connectTo } from './helpers/sockets.js';
+import { connectTo, readBytes } from './helpers/sockets.js';
 import { delay, withTimeout } from './helpers/timeout.js';
 
 const CHUNK = 64 * 1024;
@@ -61,6 +61,39 @@ describe('slow reader', () => {
       await withTimeout(allBack, 30_000, `${sentBytes} bytes back`);
       assert.equal(receivedBytes, sentBytes);
       assert.equal(received.digest('hex'), sent.digest('hex'));
+      socket.destroy();
+    } finally {
+      await server.stop();
+    }
+  });
+});
+
+describe('many tiny writes', () => {
+  it('a client sending one byte at a time and never reading cannot inflate the server', async () => {
+    const server = await startServe(['--quiet']);
+    const pid = server.child.pid!;
+    try {
+      await delay(300);
+      const baseline = residentBytes(pid);
+      const socket = await connectTo(server.port);
+      socket.setNoDelay(true);
+      socket.pause();
+      let sent = 0;
+      // One byte per write, yielding now and then so the bytes leave as separate segments.
+      for (let burst = 0; burst < 400; burst++) {
+        for (let i = 0; i < 500; i++) socket.write(Buffer.of(0x41 + (sent++ % 26)));
+        if (socket.writableLength > 64 * 1024) break;
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      await delay(500);
+      const grown = residentBytes(pid) - baseline;
+      if (process.env['ECHOPLEX_TEST_VERBOSE']) console.log({ grown, sent });
+      assert.ok(grown < 24 * 1024 * 1024, `server grew by ${(grown / 1048576).toFixed(1)} MiB after ${sent} one-byte writes`);
+      const back = readBytes(socket, sent);
+      socket.resume();
+      const received = await back;
+      assert.equal(received.length, sent);
+      for (let i = 0; i < received.length; i++) if (received[i] !== 0x41 + (i % 26)) assert.fail(`byte ${i} out of order`);
       socket.destroy();
     } finally {
       await server.stop();

@@ -58,17 +58,19 @@ export const silentLogger: Logger = new TextLogger('silent');
 
 /** Python's repr() of bytes, e.g. `b'hello\\n'`: how the seed's prints show data. */
 export function reprBytes(bytes: Uint8Array): string {
+  // Python picks double quotes when the bytes hold a ' but no ", so the ' needs no escape.
+  const quote = bytes.includes(0x27) && !bytes.includes(0x22) ? '"' : "'";
   let text = '';
   for (const byte of bytes) {
     if (byte === 0x5c) text += '\\\\';
-    else if (byte === 0x27) text += "\\'";
+    else if (byte === 0x27 && quote === "'") text += "\\'";
     else if (byte >= 0x20 && byte < 0x7f) text += String.fromCharCode(byte);
     else if (byte === 0x0a) text += '\\n';
     else if (byte === 0x0d) text += '\\r';
     else if (byte === 0x09) text += '\\t';
     else text += `\\x${byte.toString(16).padStart(2, '0')}`;
   }
-  return `b'${text}'`;
+  return `b${quote}${text}${quote}`;
 }
 
 /** reprBytes of at most `limit` bytes, noting the full length when cut: for log lines. */

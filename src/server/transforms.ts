@@ -20,14 +20,41 @@ const CASE_BIT = 0x20;
  * Uppercases ASCII a-z byte for byte, exactly like Python's `bytes.upper()`.
  * Every other byte, including each byte of a multi-byte UTF-8 sequence (all >= 0x80), passes
  * through, so binary data survives and a character split across two reads is never corrupted.
+ * Works four bytes at a time (a SWAR test of each byte against a-z) on the aligned middle.
  */
 export const upperTransform: Transform = (chunk) => {
-  for (let i = 0; i < chunk.length; i++) {
-    const byte = chunk[i]!;
-    if (byte >= LOWER_A && byte <= LOWER_Z) chunk[i] = byte ^ CASE_BIT;
+  const length = chunk.length;
+  let i = 0;
+  // Bytes before the first 4-byte boundary, one at a time.
+  const head = Math.min(length, (4 - (chunk.byteOffset & 3)) & 3);
+  for (; i < head; i++) upperByteAt(chunk, i);
+  const words = (length - i) >>> 2;
+  if (words > 0) {
+    const view = new Uint32Array(chunk.buffer, chunk.byteOffset + i, words);
+    for (let w = 0; w < words; w++) view[w] = upperWord(view[w]!);
+    i += words * 4;
   }
+  for (; i < length; i++) upperByteAt(chunk, i);
   return chunk;
 };
+
+function upperByteAt(chunk: Buffer, i: number): void {
+  const byte = chunk[i]!;
+  if (byte >= LOWER_A && byte <= LOWER_Z) chunk[i] = byte ^ CASE_BIT;
+}
+
+/**
+ * For each byte b of x: flips the case bit when 0x61 <= b <= 0x7a. Adding to the low seven
+ * bits of each byte sets its top bit when b >= 'a' (+0x1f) and when b > 'z' (+0x05), with no
+ * carry between bytes; bytes >= 0x80 are excluded by `~x`. Byte order does not matter.
+ */
+function upperWord(x: number): number {
+  const low7 = x & 0x7f7f7f7f;
+  const atLeastA = low7 + 0x1f1f1f1f;
+  const aboveZ = low7 + 0x05050505;
+  const isLower = (atLeastA ^ aboveZ) & ~x & 0x80808080;
+  return (x ^ (isLower >>> 2)) >>> 0;
+}
 
 const BUILT_IN: Record<TransformName, Transform> = { echo: echoTransform, upper: upperTransform };
 
