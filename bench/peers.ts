@@ -64,6 +64,12 @@ export const PEERS: Peer[] = [
   { name: 'c-epoll', transform: 'echo', command: (p) => [`${BIN_DIR}epoll_echo`, String(p)], unavailable: () => (existsSync(`${BIN_DIR}epoll_echo`) ? undefined : 'cc not available') },
   { name: 'echoplex', transform: 'echo', command: (p) => [process.execPath, CLI, 'serve', '--quiet', '--port', String(p)], unavailable: () => undefined },
   { name: 'echoplex-upper', transform: 'upper', command: (p) => [process.execPath, CLI, 'serve', '--quiet', '--transform', 'upper', '--port', String(p)], unavailable: () => undefined },
+  {
+    name: 'echoplex-net',
+    transform: 'echo',
+    command: (p) => ['env', 'ECHOPLEX_NO_RAW_TCP=1', process.execPath, CLI, 'serve', '--quiet', '--port', String(p)],
+    unavailable: () => undefined,
+  },
   { name: 'node-pipe', transform: 'echo', command: (p) => [process.execPath, `${PEERS_DIR}node-pipe-echo.mjs`, String(p)], unavailable: () => undefined },
   { name: 'seed-select', transform: 'upper', command: (p) => [python(), `${SEED_DIR}select_server.py`, String(p)], unavailable: hasSeed },
   { name: 'port-select', transform: 'upper', command: (p) => [process.execPath, ...TSX, `${ROOT}examples/select-server.ts`, String(p)], unavailable: () => undefined },

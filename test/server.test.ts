@@ -11,128 +11,139 @@ function pythonUpper(bytes: Buffer): Buffer {
   return Buffer.from(bytes.map((b) => (b >= 97 && b <= 122 ? b - 32 : b)));
 }
 
-describe('echo transform', () => {
-  let running: RunningServer;
-  before(async () => {
-    running = await startServer();
-  });
-  after(() => running.close());
-
-  it('returns all 256 byte values intact', async () => {
-    const payload = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
-    assert.deepEqual(await roundTrip(running.port, payload), payload);
+// Every behaviour holds on both transports: raw libuv handles (the default) and net.Socket.
+for (const rawHandles of [true, false]) {
+describe(`server on ${rawHandles ? 'raw handles' : 'net.Socket'}`, () => {
+  it('uses the transport asked for', async () => {
+    const running = await startServer({ rawHandles });
+    assert.equal(running.server.usesRawHandles, rawHandles);
+    await running.close();
   });
 
-  it('echoes an 8 MiB message whole and in order', async () => {
-    const payload = randomBytes(8 * 1024 * 1024);
-    const reply = await roundTrip(running.port, payload, 30_000);
-    assert.equal(reply.length, payload.length);
-    assert.ok(reply.equals(payload), '8 MiB reply differs from what was sent');
-  });
-
-  it('serves 200 concurrent clients with random binary payloads', async () => {
-    const clients = Array.from({ length: 200 }, async (_, i) => {
-      const payload = randomBytes(1 + ((i * 7919) % 20_000));
-      const reply = await roundTrip(running.port, payload, 20_000);
-      assert.ok(reply.equals(payload), `client ${i} got different bytes back`);
+  describe('echo transform', () => {
+    let running: RunningServer;
+    before(async () => {
+      running = await startServer({ rawHandles });
     });
-    await withTimeout(Promise.all(clients), 30_000, '200 clients');
-  });
+    after(() => running.close());
 
-  it('after a half-close, sends every pending byte and then closes', async () => {
-    const socket = await connectTo(running.port);
-    const payload = randomBytes(3 * 1024 * 1024);
-    const reply = readToEnd(socket, 20_000);
-    socket.end(payload);
-    const received = await reply;
-    assert.ok(received.equals(payload), 'reply after half-close differs');
-    await closed(socket);
-  });
+    it('returns all 256 byte values intact', async () => {
+      const payload = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
+      assert.deepEqual(await roundTrip(running.port, payload), payload);
+    });
 
-  it('survives a client that resets mid-stream and keeps serving others', async () => {
-    const before = running.server.stats().errors.reset;
-    for (let i = 0; i < 5; i++) {
-      const victim = await connectTo(running.port);
-      victim.write(randomBytes(512 * 1024));
-      victim.resetAndDestroy();
-      await closed(victim);
-    }
-    await waitUntil(() => running.server.connections.size === 0, 5000, 'reset connections to be dropped');
-    assert.ok(running.server.stats().errors.reset >= 1, `no reset counted (before: ${before})`);
-    const payload = randomBytes(1000);
-    assert.deepEqual(await roundTrip(running.port, payload), payload);
-  });
+    it('echoes an 8 MiB message whole and in order', async () => {
+      const payload = randomBytes(8 * 1024 * 1024);
+      const reply = await roundTrip(running.port, payload, 30_000);
+      assert.equal(reply.length, payload.length);
+      assert.ok(reply.equals(payload), '8 MiB reply differs from what was sent');
+    });
 
-  it('counts connections and bytes exactly', async () => {
-    const start = running.server.stats();
-    const payload = randomBytes(12_345);
-    await roundTrip(running.port, payload);
-    await waitUntil(() => running.server.stats().connectionsActive === start.connectionsActive, 5000, 'connection to close');
-    const end = running.server.stats();
-    assert.equal(end.connectionsTotal - start.connectionsTotal, 1);
-    assert.equal(end.bytesReceived - start.bytesReceived, payload.length);
-    assert.equal(end.bytesSent - start.bytesSent, payload.length);
-  });
-});
+    it('serves 200 concurrent clients with random binary payloads', async () => {
+      const clients = Array.from({ length: 200 }, async (_, i) => {
+        const payload = randomBytes(1 + ((i * 7919) % 20_000));
+        const reply = await roundTrip(running.port, payload, 20_000);
+        assert.ok(reply.equals(payload), `client ${i} got different bytes back`);
+      });
+      await withTimeout(Promise.all(clients), 30_000, '200 clients');
+    });
 
-describe('upper transform', () => {
-  let running: RunningServer;
-  before(async () => {
-    running = await startServer({ transform: 'upper' });
-  });
-  after(() => running.close());
-
-  it('uppercases ASCII only, leaving UTF-8 split at every byte position intact', async () => {
-    const text = Buffer.from('héllo wörld, 你好世界 — ascii mixed with 中文 and émoji 🎉 end\n', 'utf8');
-    const expected = pythonUpper(text);
-    for (let split = 1; split < text.length; split++) {
+    it('after a half-close, sends every pending byte and then closes', async () => {
       const socket = await connectTo(running.port);
-      const reply = readBytes(socket, text.length);
-      socket.write(text.subarray(0, split));
-      // A separate write after a turn of the loop makes the server see two reads.
-      await new Promise((resolve) => setImmediate(resolve));
-      socket.write(text.subarray(split));
-      assert.deepEqual(await reply, expected, `split at byte ${split}`);
-      socket.destroy();
-    }
+      const payload = randomBytes(3 * 1024 * 1024);
+      const reply = readToEnd(socket, 20_000);
+      socket.end(payload);
+      const received = await reply;
+      assert.ok(received.equals(payload), 'reply after half-close differs');
+      await closed(socket);
+    });
+
+    it('survives a client that resets mid-stream and keeps serving others', async () => {
+      const before = running.server.stats().errors.reset;
+      for (let i = 0; i < 5; i++) {
+        const victim = await connectTo(running.port);
+        victim.write(randomBytes(512 * 1024));
+        victim.resetAndDestroy();
+        await closed(victim);
+      }
+      await waitUntil(() => running.server.connections.size === 0, 5000, 'reset connections to be dropped');
+      assert.ok(running.server.stats().errors.reset >= 1, `no reset counted (before: ${before})`);
+      const payload = randomBytes(1000);
+      assert.deepEqual(await roundTrip(running.port, payload), payload);
+    });
+
+    it('counts connections and bytes exactly', async () => {
+      const start = running.server.stats();
+      const payload = randomBytes(12_345);
+      await roundTrip(running.port, payload);
+      await waitUntil(() => running.server.stats().connectionsActive === start.connectionsActive, 5000, 'connection to close');
+      const end = running.server.stats();
+      assert.equal(end.connectionsTotal - start.connectionsTotal, 1);
+      assert.equal(end.bytesReceived - start.bytesReceived, payload.length);
+      assert.equal(end.bytesSent - start.bytesSent, payload.length);
+    });
   });
 
-  it('matches bytes.upper() on random binary data', async () => {
-    const payload = randomBytes(100_000);
-    assert.deepEqual(await roundTrip(running.port, payload), pythonUpper(payload));
+  describe('upper transform', () => {
+    let running: RunningServer;
+    before(async () => {
+      running = await startServer({ transform: 'upper', rawHandles });
+    });
+    after(() => running.close());
+
+    it('uppercases ASCII only, leaving UTF-8 split at every byte position intact', async () => {
+      const text = Buffer.from('héllo wörld, 你好世界 — ascii mixed with 中文 and émoji 🎉 end\n', 'utf8');
+      const expected = pythonUpper(text);
+      for (let split = 1; split < text.length; split++) {
+        const socket = await connectTo(running.port);
+        const reply = readBytes(socket, text.length);
+        socket.write(text.subarray(0, split));
+        // A separate write after a turn of the loop makes the server see two reads.
+        await new Promise((resolve) => setImmediate(resolve));
+        socket.write(text.subarray(split));
+        assert.deepEqual(await reply, expected, `split at byte ${split}`);
+        socket.destroy();
+      }
+    });
+
+    it('matches bytes.upper() on random binary data', async () => {
+      const payload = randomBytes(100_000);
+      assert.deepEqual(await roundTrip(running.port, payload), pythonUpper(payload));
+    });
+  });
+
+  describe('graceful close', () => {
+    it('stops accepting, finishes in-flight echoes, and resolves', async () => {
+      const running = await startServer({ rawHandles });
+      const socket = await connectTo(running.port);
+      const payload = randomBytes(1024 * 1024);
+      const reply = readToEnd(socket, 20_000);
+      socket.write(payload);
+      const closing = running.server.close({ timeoutMs: 5000 });
+      assert.equal(running.server.ready, false, 'readiness must flip as soon as close starts');
+      const received = await reply;
+      assert.ok(received.equals(payload), `got ${received.length} of ${payload.length} bytes`);
+      socket.end();
+      const result = await withTimeout(closing, 8000, 'close');
+      assert.equal(result.forced, 0);
+      await assert.rejects(connectTo(running.port), /ECONNREFUSED/);
+    });
+
+    it('closes connections that outlive the timeout and counts them', async () => {
+      const running = await startServer({ rawHandles });
+      const socket = await connectTo(running.port);
+      // A client that keeps streaming never goes quiet, so only the deadline ends it.
+      const streaming = setInterval(() => socket.write(randomBytes(1000)), 10);
+      socket.on('data', () => {});
+      socket.on('error', () => {});
+      try {
+        const result = await withTimeout(running.server.close({ timeoutMs: 500 }), 5000, 'close');
+        assert.equal(result.forced, 1);
+      } finally {
+        clearInterval(streaming);
+        socket.destroy();
+      }
+    });
   });
 });
-
-describe('graceful close', () => {
-  it('stops accepting, finishes in-flight echoes, and resolves', async () => {
-    const running = await startServer();
-    const socket = await connectTo(running.port);
-    const payload = randomBytes(1024 * 1024);
-    const reply = readToEnd(socket, 20_000);
-    socket.write(payload);
-    const closing = running.server.close({ timeoutMs: 5000 });
-    assert.equal(running.server.ready, false, 'readiness must flip as soon as close starts');
-    const received = await reply;
-    assert.ok(received.equals(payload), `got ${received.length} of ${payload.length} bytes`);
-    socket.end();
-    const result = await withTimeout(closing, 8000, 'close');
-    assert.equal(result.forced, 0);
-    await assert.rejects(connectTo(running.port), /ECONNREFUSED/);
-  });
-
-  it('closes connections that outlive the timeout and counts them', async () => {
-    const running = await startServer();
-    const socket = await connectTo(running.port);
-    // A client that keeps streaming never goes quiet, so only the deadline ends it.
-    const streaming = setInterval(() => socket.write(randomBytes(1000)), 10);
-    socket.on('data', () => {});
-    socket.on('error', () => {});
-    try {
-      const result = await withTimeout(running.server.close({ timeoutMs: 500 }), 5000, 'close');
-      assert.equal(result.forced, 1);
-    } finally {
-      clearInterval(streaming);
-      socket.destroy();
-    }
-  });
-});
+}

@@ -60,10 +60,6 @@ async function serve(flags: ServeFlags): Promise<void> {
     ...(flags.allow !== undefined && { allow: flags.allow }),
     idleTimeoutMs: flags.idleTimeout * 1000,
   });
-  await server.listen();
-  const urls = server.addresses.map((address) => address.url).join(', ');
-  process.stdout.write(`echoplex listening on ${urls} (transform: ${flags.transform})\n`);
-
   let signalled = false;
   const onSignal = (signal: NodeJS.Signals) => {
     if (signalled) {
@@ -86,6 +82,10 @@ async function serve(flags: ServeFlags): Promise<void> {
       process.off('SIGTERM', onSignal);
     });
   };
+  // Handlers first: whoever reads the listening line may signal us at once.
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  await server.listen();
+  const urls = server.addresses.map((address) => address.url).join(', ');
+  process.stdout.write(`echoplex listening on ${urls} (transform: ${flags.transform})\n`);
 }

@@ -1,7 +1,5 @@
-// One client connection: echo what arrives, queue what cannot be sent yet, pause on backpressure.
+// One client connection: what every transport shares (counters, transform, logs, failures).
 
-import type { Socket } from 'node:net';
-import { systemErrorCode } from '../errors.js';
 import { describeBytes, type Logger } from '../ops/log.js';
 import { formatHostPort } from './address.js';
 import type { ServerStats } from './stats.js';
@@ -14,22 +12,24 @@ export interface ConnectionContext {
   readonly log: Logger;
   /** Per-event log lines (open, data, close) are on; checked once per event, not per field. */
   readonly logEvents: boolean;
+  /** Unsent bytes above which a connection stops reading until its peer catches up. */
+  readonly maxBuffered: number;
   connectionClosed(connection: Connection): void;
 }
-
-// Listeners are shared functions (one set for all connections, `this` is the socket) rather than
-// closures per connection: less memory per idle connection, and V8 sees one call site shape.
-const kConnection = Symbol('echoplex.connection');
-type OwnedSocket = Socket & { [kConnection]: Connection };
 
 // Resets and broken pipes are a peer's ordinary way of leaving, not a server fault.
 const PEER_GONE_CODES = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED', 'ETIMEDOUT']);
 
-export class Connection {
+/**
+ * The transport-independent half of a connection. Subclasses move bytes (a net.Socket, or
+ * libuv's TCP handle directly) and call `received`, `failed` and `closed`; this class keeps
+ * the counters, applies the transform, and writes the log lines.
+ */
+export abstract class Connection {
   readonly id: number;
-  readonly socket: Socket;
   readonly remoteAddress: string;
   readonly remotePort: number;
+  /** Bytes received, and bytes accepted for sending (minus any dropped at an abrupt close). */
   bytesReceived = 0;
   bytesSent = 0;
   /** Bytes received at the last shutdown sweep (see shutdown.ts). */
@@ -37,21 +37,14 @@ export class Connection {
   /** Traffic seen by the last idle sweep, and how many sweeps in a row saw none (see idle.ts). */
   trafficAtLastIdleSweep = 0;
   quietSweeps = 0;
-  #context: ConnectionContext;
+  protected readonly context: ConnectionContext;
   #closeReason: string | undefined;
 
-  constructor(id: number, socket: Socket, remoteAddress: string, remotePort: number, context: ConnectionContext) {
+  constructor(id: number, remoteAddress: string, remotePort: number, context: ConnectionContext) {
     this.id = id;
-    this.socket = socket;
     this.remoteAddress = remoteAddress;
     this.remotePort = remotePort;
-    this.#context = context;
-    (socket as OwnedSocket)[kConnection] = this;
-    socket.on('data', onData);
-    socket.on('drain', onDrain);
-    socket.on('end', onEnd);
-    socket.on('error', onError);
-    socket.on('close', onClose);
+    this.context = context;
   }
 
   get peer(): string {
@@ -60,28 +53,32 @@ export class Connection {
 
   /** Bytes moved in either direction: received, plus handed to the kernel. */
   get trafficCount(): number {
-    return this.bytesReceived + this.socket.bytesWritten - this.socket.writableLength;
+    return this.bytesReceived + this.bytesSent - this.pendingBytes;
   }
 
-  /** Bytes queued in user space, waiting for the kernel to take them. */
-  get pendingBytes(): number {
-    return this.socket.writableLength;
-  }
+  /** Bytes accepted for sending that the kernel has not taken yet. */
+  abstract get pendingBytes(): number;
 
-  /** Sends every queued byte, then FIN; the socket closes when the peer closes too. */
-  finish(): void {
-    if (!this.socket.writableEnded) this.socket.end();
-  }
+  /** Sends every pending byte, then FIN; the connection closes once the peer closes too. */
+  abstract finish(): void;
 
-  /** Closes at once, dropping whatever is still queued. */
+  /** Closes at once, dropping whatever is still pending. */
   abort(reason: string): void {
     this.#closeReason ??= reason;
-    this.socket.destroy();
+    this.destroy();
   }
 
-  receive(chunk: Buffer): void {
-    const context = this.#context;
-    const socket = this.socket;
+  protected abstract destroy(): void;
+
+  /** True once our side has sent FIN: late input is dropped, there is nowhere to echo it. */
+  protected abstract get outputEnded(): boolean;
+
+  /** Queues `reply` for sending; the subclass applies backpressure past `maxBuffered`. */
+  protected abstract send(reply: Buffer): void;
+
+  /** Handles one received chunk, which the connection owns (the transform may change it in place). */
+  protected received(chunk: Buffer): void {
+    const context = this.context;
     this.bytesReceived += chunk.length;
     context.stats.bytesReceived += chunk.length;
     if (context.logEvents) {
@@ -90,8 +87,7 @@ export class Connection {
         `received ${chunk.length} bytes from ${this.peer} (#${this.id}): ${describeBytes(chunk)}`,
       );
     }
-    // After our FIN (graceful shutdown) there is nowhere to echo to; late input is dropped.
-    if (socket.writableEnded) return;
+    if (this.outputEnded) return;
     let reply: Buffer;
     try {
       reply = context.transform(chunk);
@@ -106,80 +102,37 @@ export class Connection {
     }
     this.bytesSent += reply.length;
     context.stats.bytesSent += reply.length;
-    // write() returns false once the queue passes the socket's high-water mark (set to
-    // maxBuffered by the server): stop reading until 'drain', so a client that never reads
-    // cannot grow our memory.
-    if (!socket.write(reply)) {
-      socket.pause();
-      context.stats.backpressurePauses++;
-    }
+    this.send(reply);
   }
 
-  peerEnded(): void {
-    // Half-close: the peer sent FIN. end() flushes every queued byte before our own FIN.
-    this.finish();
-  }
-
-  failed(err: Error): void {
-    const code = systemErrorCode(err);
-    const context = this.#context;
+  /** Counts a transport error by kind; the subclass closes the connection. */
+  protected failed(code: string | undefined, message: string): void {
+    const context = this.context;
     if (code !== undefined && PEER_GONE_CODES.has(code)) {
       context.stats.errors.reset++;
       this.#closeReason ??= `reset by peer (${code})`;
     } else {
       context.stats.errors.socket++;
-      this.#closeReason ??= `error: ${err.message}`;
+      this.#closeReason ??= `error: ${message}`;
       context.log.warn(
-        { event: 'error', kind: 'socket', conn: this.id, peer: this.peer, err: err.message, code },
-        `socket error on ${this.peer} (#${this.id}): ${err.message}`,
+        { event: 'error', kind: 'socket', conn: this.id, peer: this.peer, err: message, code },
+        `socket error on ${this.peer} (#${this.id}): ${message}`,
       );
     }
   }
 
-  closed(): void {
-    const context = this.#context;
-    // Bytes still queued when the socket died never reached the peer: do not count them sent.
-    const unsent = this.socket.writableLength;
+  /** Called once, when the transport has closed; `unsent` bytes never reached the peer. */
+  protected closed(unsent: number): void {
+    const context = this.context;
     this.bytesSent -= unsent;
     context.stats.bytesSent -= unsent;
     if (context.logEvents) {
       const reason = this.#closeReason ?? 'closed';
       context.log.info(
-        {
-          event: 'close',
-          conn: this.id,
-          peer: this.peer,
-          reason,
-          bytesReceived: this.bytesReceived,
-          bytesSent: this.bytesSent,
-        },
+        { event: 'close', conn: this.id, peer: this.peer, reason, bytesReceived: this.bytesReceived, bytesSent: this.bytesSent },
         `connection from ${this.peer} ${reason} (#${this.id}, ${this.bytesReceived} bytes in, ${this.bytesSent} out)`,
       );
     }
     context.connectionClosed(this);
   }
-}
-
-function owner(socket: Socket): Connection {
-  return (socket as OwnedSocket)[kConnection];
-}
-
-function onData(this: Socket, chunk: Buffer): void {
-  owner(this).receive(chunk);
-}
-
-function onDrain(this: Socket): void {
-  this.resume();
-}
-
-function onEnd(this: Socket): void {
-  owner(this).peerEnded();
-}
-
-function onError(this: Socket, err: Error): void {
-  owner(this).failed(err);
-}
-
-function onClose(this: Socket): void {
-  owner(this).closed();
 }

@@ -1,14 +1,15 @@
 // The echo server: listeners, the set of live connections, counters, graceful close.
 
 import { EventEmitter } from 'node:events';
-import net from 'node:net';
-import { ListenError, systemErrorCode } from '../errors.js';
+import { systemErrorCode } from '../errors.js';
 import { openDescriptorCount, openFileLimit } from '../ops/descriptors.js';
 import { silentLogger, type Logger } from '../ops/log.js';
 import { formatEndpoint, formatHostPort } from './address.js';
-import { Connection, type ConnectionContext } from './connection.js';
+import type { Connection, ConnectionContext } from './connection.js';
 import { startIdleSweeper } from './idle.js';
 import { Admission, type AdmissionOptions } from './limits.js';
+import { listenNet, listenRaw, type AcceptHandler, type Listener } from './listener.js';
+import { rawTcp } from './raw-tcp.js';
 import { drainConnections, type DrainResult } from './shutdown.js';
 import { copyStats, emptyStats, type RejectReason, type ServerStats } from './stats.js';
 import { builtInTransform, type Transform, type TransformName } from './transforms.js';
@@ -36,6 +37,12 @@ export interface EchoServerOptions extends AdmissionOptions {
   logConnectionEvents?: boolean;
   /** Close a connection with no traffic either way for this long. Default 0: never. */
   idleTimeoutMs?: number;
+  /**
+   * Talk to libuv's TCP handles directly instead of through net.Socket (see raw-tcp.ts): the
+   * same behaviour at a lower cost per message. Default true where this Node offers them; the
+   * net.Socket path is used otherwise, or when this is false.
+   */
+  rawHandles?: boolean;
 }
 
 export interface BoundAddress {
@@ -76,7 +83,8 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
   /** Connections at which descriptors run out: libuv then accepts and closes new ones silently. */
   #descriptorCeiling = Number.POSITIVE_INFINITY;
   #atDescriptorCeiling = false;
-  #listeners: net.Server[] = [];
+  #listeners: Listener[] = [];
+  readonly #useRaw: boolean;
   #addresses: BoundAddress[] = [];
   #state: ServerState = 'new';
   #nextConnectionId = 1;
@@ -91,12 +99,14 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
     this.#log = options.logger ?? silentLogger;
     this.#admission = new Admission(options);
     this.#idleTimeoutMs = options.idleTimeoutMs ?? 0;
+    this.#useRaw = (options.rawHandles ?? true) && rawTcp !== undefined;
     const transform = options.transform ?? 'echo';
     this.#context = {
       transform: typeof transform === 'function' ? transform : builtInTransform(transform),
       stats: this.#stats,
       log: this.#log,
       logEvents: (options.logConnectionEvents ?? true) && this.#log.isLevelEnabled('info'),
+      maxBuffered: this.#maxBuffered,
       connectionClosed: (connection) => this.#connectionClosed(connection),
     };
   }
@@ -134,10 +144,11 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
       for (const port of this.#ports) {
         const listener = await this.#bind(port);
         this.#listeners.push(listener);
-        this.#addresses.push(boundAddress(listener));
+        const { host, port: boundPort, family } = listener.address;
+        this.#addresses.push({ transport: 'tcp', host, port: boundPort, family, url: formatEndpoint('tcp', host, boundPort) });
       }
     } catch (err) {
-      this.#listeners.forEach(stopListening);
+      this.#listeners.forEach((listener) => listener.close());
       this.#listeners = [];
       this.#addresses = [];
       throw err;
@@ -169,7 +180,7 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
   /** Closes every connection at once; for a second signal or a hard stop. */
   destroy(): void {
     this.#stopIdleSweeper?.();
-    this.#listeners.forEach(stopListening);
+    this.#listeners.forEach((listener) => listener.close());
     for (const connection of [...this.#connections]) connection.abort('closed by forced shutdown');
     this.#state = 'closed';
   }
@@ -178,7 +189,7 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
     // Readiness flips before anything else, so a load balancer stops sending new clients first.
     this.#state = 'draining';
     this.emit('draining');
-    this.#listeners.forEach(stopListening);
+    this.#listeners.forEach((listener) => listener.close());
     const result = await drainConnections(this.#connections, { timeoutMs });
     this.#stopIdleSweeper?.();
     this.#state = 'closed';
@@ -186,33 +197,25 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
     return result;
   }
 
-  #bind(port: number): Promise<net.Server> {
-    const listener = net.createServer({
-      allowHalfOpen: true,
-      noDelay: true,
-      // Makes write() report backpressure exactly at maxBuffered queued bytes.
-      highWaterMark: this.#maxBuffered,
-    });
-    listener.on('connection', (socket) => this.#accept(socket));
-    return new Promise((resolve, reject) => {
-      const onError = (err: Error) => {
-        reject(new ListenError(formatEndpoint('tcp', this.#host, port), describeListenError(err), err));
-      };
-      listener.once('error', onError);
-      listener.listen({ host: this.#host, port }, () => {
-        listener.off('error', onError);
-        listener.on('error', (err) => this.#acceptFailed(err));
-        resolve(listener);
-      });
-    });
+  /** True when connections run on raw libuv handles rather than net.Socket. */
+  get usesRawHandles(): boolean {
+    return this.#useRaw;
   }
 
-  #accept(socket: net.Socket): void {
-    const { remoteAddress, remotePort } = socket;
+  #bind(port: number): Promise<Listener> {
+    const handler: AcceptHandler = {
+      accepted: (remoteAddress, remotePort, adopt, reject) => this.#accept(remoteAddress, remotePort, adopt, reject),
+      failed: (err) => this.#acceptFailed(err),
+    };
+    const options = { host: this.#host, port, context: this.#context, handler };
+    return this.#useRaw ? listenRaw(rawTcp!, options) : listenNet(options);
+  }
+
+  #accept(remoteAddress: string | undefined, remotePort: number | undefined, adopt: (id: number) => Connection, reject: () => void): void {
     // A client that reset before we got to it has no peer address any more (the seed's select
     // server crashed calling getpeername() on such a socket): just let it go.
     if (remoteAddress === undefined || remotePort === undefined || this.#state !== 'listening') {
-      socket.destroy();
+      reject();
       return;
     }
     if (this.#acceptFailures > 0) this.#acceptRecovered();
@@ -224,10 +227,10 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
         this.#log.info({ event: 'reject', peer, reason: rejection }, `rejected connection from ${peer}: ${REJECT_TEXT[rejection]}`);
       }
       // Closed at once with nothing sent: the client sees end of stream (or a reset if it had sent data).
-      socket.destroy();
+      reject();
       return;
     }
-    const connection = new Connection(this.#nextConnectionId++, socket, remoteAddress, remotePort, this.#context);
+    const connection = adopt(this.#nextConnectionId++);
     this.#connections.add(connection);
     if (this.#connections.size >= this.#descriptorCeiling && !this.#atDescriptorCeiling) this.#descriptorsExhausted();
     this.#stats.connectionsActive++;
@@ -296,36 +299,4 @@ const REJECT_TEXT: Record<RejectReason, string> = {
 /** Creates a server; call `listen()` to start it. */
 export function createEchoServer(options: EchoServerOptions = {}): EchoServer {
   return new EchoServer(options);
-}
-
-function boundAddress(listener: net.Server): BoundAddress {
-  const address = listener.address() as net.AddressInfo;
-  return {
-    transport: 'tcp',
-    host: address.address,
-    port: address.port,
-    family: address.family,
-    url: formatEndpoint('tcp', address.address, address.port),
-  };
-}
-
-/** Closes the listening socket now; live connections are drained separately. */
-function stopListening(listener: net.Server): void {
-  if (listener.listening) listener.close();
-}
-
-function describeListenError(err: Error): string {
-  switch (systemErrorCode(err)) {
-    case 'EADDRINUSE':
-      return 'address already in use (is another server running on this port?)';
-    case 'EACCES':
-      return 'permission denied (ports below 1024 need privileges)';
-    case 'EADDRNOTAVAIL':
-      return 'address not available on this host';
-    case 'ENOTFOUND':
-    case 'EAI_AGAIN':
-      return 'unknown host';
-    default:
-      return err.message;
-  }
 }

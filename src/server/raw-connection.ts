@@ -1,0 +1,151 @@
+// A connection on libuv's TCP handle directly (see raw-tcp.ts): the fast path, same semantics.
+
+import { Connection, type ConnectionContext } from './connection.js';
+import { errorName, type RawTcp, type ShutdownRequest, type TcpHandle, type WriteRequest } from './raw-tcp.js';
+
+const kOwner = Symbol('echoplex.rawConnection');
+type OwnedHandle = TcpHandle & { [kOwner]: RawConnection };
+
+// Every connection reads into this one buffer; each chunk is copied out before anything else
+// runs, because a write that cannot finish at once keeps pointing at the bytes it was given.
+const READ_BUFFER_BYTES = 64 * 1024;
+let sharedReadBuffer: Buffer | undefined;
+
+export class RawConnection extends Connection {
+  readonly #handle: TcpHandle;
+  readonly #raw: RawTcp;
+  /** Bytes in writes libuv has not finished: our user-space queue. */
+  #pending = 0;
+  #reading = false;
+  #writeEnded = false;
+  #shutdownWhenFlushed = false;
+  #shutdownDone = false;
+  #peerEnded = false;
+  #closing = false;
+
+  constructor(id: number, handle: TcpHandle, remoteAddress: string, remotePort: number, context: ConnectionContext, raw: RawTcp) {
+    super(id, remoteAddress, remotePort, context);
+    this.#handle = handle;
+    this.#raw = raw;
+    (handle as OwnedHandle)[kOwner] = this;
+    handle.onread = onRead;
+    handle.setNoDelay(true);
+    sharedReadBuffer ??= Buffer.allocUnsafe(READ_BUFFER_BYTES);
+    handle.useUserBuffer(sharedReadBuffer);
+    this.#startReading();
+  }
+
+  get pendingBytes(): number {
+    return this.#pending;
+  }
+
+  finish(): void {
+    if (this.#writeEnded || this.#closing) return;
+    this.#writeEnded = true;
+    if (this.#pending === 0) this.#shutdown();
+    else this.#shutdownWhenFlushed = true;
+  }
+
+  protected destroy(): void {
+    this.#close();
+  }
+
+  protected get outputEnded(): boolean {
+    return this.#writeEnded || this.#closing;
+  }
+
+  protected send(reply: Buffer): void {
+    const req = this.#raw.newWriteRequest();
+    req.handle = this.#handle;
+    req.oncomplete = onWriteComplete;
+    req.owner = this;
+    req.bytes = reply.length;
+    const status = this.#handle.writeBuffer(req, reply);
+    if (status < 0) return this.#fail(status);
+    if (!this.#raw.lastWriteWasAsync()) return;
+    // The kernel did not take it all: libuv finishes it later and holds `reply` until then.
+    req.buffer = reply;
+    this.#pending += reply.length;
+    if (this.#pending >= this.context.maxBuffered && this.#reading) {
+      this.#handle.readStop();
+      this.#reading = false;
+      this.context.stats.backpressurePauses++;
+    }
+  }
+
+  /** libuv read into the shared buffer (or hit end of stream, or an error). */
+  onRead(): void {
+    const nread = this.#raw.lastReadResult();
+    if (nread > 0) {
+      const chunk = Buffer.allocUnsafe(nread);
+      sharedReadBuffer!.copy(chunk, 0, 0, nread);
+      this.received(chunk);
+    } else if (nread === this.#raw.EOF) {
+      // Half-close: send what is pending, then our FIN; close once both sides are done.
+      this.#peerEnded = true;
+      this.#reading = false;
+      if (this.#shutdownDone) this.#close();
+      else this.finish();
+    } else if (nread < 0) {
+      this.#fail(nread);
+    }
+  }
+
+  writeComplete(req: WriteRequest, status: number): void {
+    this.#pending -= req.bytes;
+    req.buffer = null;
+    if (this.#closing) return;
+    if (status < 0) return this.#fail(status);
+    // Resume halfway down, like a high-water mark with hysteresis, so the pipe never idles.
+    if (!this.#reading && !this.#peerEnded && this.#pending <= this.context.maxBuffered / 2) this.#startReading();
+    if (this.#shutdownWhenFlushed && this.#pending === 0) {
+      this.#shutdownWhenFlushed = false;
+      this.#shutdown();
+    }
+  }
+
+  shutdownComplete(status: number): void {
+    this.#shutdownDone = true;
+    if (status < 0 || this.#peerEnded) this.#close();
+  }
+
+  #startReading(): void {
+    const status = this.#handle.readStart();
+    if (status < 0) this.#fail(status);
+    else this.#reading = true;
+  }
+
+  #shutdown(): void {
+    const req = this.#raw.newShutdownRequest();
+    req.handle = this.#handle;
+    req.oncomplete = onShutdownComplete;
+    req.owner = this;
+    if (this.#handle.shutdown(req) < 0) this.#close();
+  }
+
+  #fail(status: number): void {
+    if (this.#closing) return;
+    const code = errorName(status);
+    this.failed(code, `${code} (${status})`);
+    this.#close();
+  }
+
+  #close(): void {
+    if (this.#closing) return;
+    this.#closing = true;
+    const unsent = this.#pending;
+    this.#handle.close(() => this.closed(unsent));
+  }
+}
+
+function onRead(this: TcpHandle): void {
+  (this as OwnedHandle)[kOwner].onRead();
+}
+
+function onWriteComplete(this: WriteRequest, status: number): void {
+  (this.owner as RawConnection).writeComplete(this, status);
+}
+
+function onShutdownComplete(this: ShutdownRequest, status: number): void {
+  (this.owner as RawConnection).shutdownComplete(status);
+}

@@ -1,0 +1,89 @@
+// A connection on Node's public net.Socket: the portable path, used where raw handles are not.
+
+import type { Socket } from 'node:net';
+import { systemErrorCode } from '../errors.js';
+import { Connection, type ConnectionContext } from './connection.js';
+
+// Listeners are shared functions (one set for all connections, `this` is the socket) rather than
+// closures per connection: less memory per idle connection, and V8 sees one call site shape.
+const kConnection = Symbol('echoplex.connection');
+type OwnedSocket = Socket & { [kConnection]: StreamConnection };
+
+export class StreamConnection extends Connection {
+  readonly socket: Socket;
+
+  constructor(id: number, socket: Socket, remoteAddress: string, remotePort: number, context: ConnectionContext) {
+    super(id, remoteAddress, remotePort, context);
+    this.socket = socket;
+    (socket as OwnedSocket)[kConnection] = this;
+    socket.on('data', onData);
+    socket.on('drain', onDrain);
+    socket.on('end', onEnd);
+    socket.on('error', onError);
+    socket.on('close', onClose);
+  }
+
+  get pendingBytes(): number {
+    return this.socket.writableLength;
+  }
+
+  finish(): void {
+    if (!this.socket.writableEnded) this.socket.end();
+  }
+
+  protected destroy(): void {
+    this.socket.destroy();
+  }
+
+  protected get outputEnded(): boolean {
+    return this.socket.writableEnded;
+  }
+
+  protected send(reply: Buffer): void {
+    // write() returns false once the queue passes the socket's high-water mark (set to
+    // maxBuffered by the server): stop reading until 'drain', so a client that never reads
+    // cannot grow our memory.
+    if (!this.socket.write(reply)) {
+      this.socket.pause();
+      this.context.stats.backpressurePauses++;
+    }
+  }
+
+  static onData(socket: Socket, chunk: Buffer): void {
+    owner(socket).received(chunk);
+  }
+
+  static onError(socket: Socket, err: Error): void {
+    owner(socket).failed(systemErrorCode(err), err.message);
+  }
+
+  static onClose(socket: Socket): void {
+    // Bytes still queued when the socket died never reached the peer.
+    owner(socket).closed(socket.writableLength);
+  }
+}
+
+function owner(socket: Socket): StreamConnection {
+  return (socket as OwnedSocket)[kConnection];
+}
+
+function onData(this: Socket, chunk: Buffer): void {
+  StreamConnection.onData(this, chunk);
+}
+
+function onDrain(this: Socket): void {
+  this.resume();
+}
+
+function onEnd(this: Socket): void {
+  // Half-close: the peer sent FIN. end() flushes every queued byte before our own FIN.
+  owner(this).finish();
+}
+
+function onError(this: Socket, err: Error): void {
+  StreamConnection.onError(this, err);
+}
+
+function onClose(this: Socket): void {
+  StreamConnection.onClose(this);
+}
