@@ -10,6 +10,7 @@ type OwnedHandle = TcpHandle & { [kOwner]: RawConnection };
 // runs, because a write that cannot finish at once keeps pointing at the bytes it was given.
 const READ_BUFFER_BYTES = 64 * 1024;
 let sharedReadBuffer: Buffer | undefined;
+let spareWriteRequest: WriteRequest | undefined;
 
 export class RawConnection extends Connection {
   readonly #handle: TcpHandle;
@@ -55,14 +56,18 @@ export class RawConnection extends Connection {
   }
 
   protected send(reply: Buffer): void {
-    const req = this.#raw.newWriteRequest();
+    // A write the kernel takes at once never binds its request object, so one spare serves
+    // every such write; only a write libuv must finish later keeps its request.
+    const req = (spareWriteRequest ??= this.#raw.newWriteRequest());
     req.handle = this.#handle;
     req.oncomplete = onWriteComplete;
     req.owner = this;
     req.bytes = reply.length;
     const status = this.#handle.writeBuffer(req, reply);
+    if (status === 0 && !this.#raw.lastWriteWasAsync()) return;
+    // libuv may have bound this request (in flight, or failed after binding): never reuse it.
+    spareWriteRequest = undefined;
     if (status < 0) return this.#fail(status);
-    if (!this.#raw.lastWriteWasAsync()) return;
     // The kernel did not take it all: libuv finishes it later and holds `reply` until then.
     req.buffer = reply;
     this.#pending += reply.length;
