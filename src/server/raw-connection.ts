@@ -6,6 +6,10 @@ import { errorName, type RawTcp, type ShutdownRequest, type TcpHandle, type Writ
 const kOwner = Symbol('echoplex.rawConnection');
 type OwnedHandle = TcpHandle & { [kOwner]: RawConnection };
 
+// Every connection reads into this one buffer; each chunk is copied out before anything else
+// runs, because a write that cannot finish at once keeps pointing at the bytes it was given.
+const READ_BUFFER_BYTES = 64 * 1024;
+let sharedReadBuffer: Buffer | undefined;
 let spareWriteRequest: WriteRequest | undefined;
 
 export class RawConnection extends Connection {
@@ -27,6 +31,8 @@ export class RawConnection extends Connection {
     (handle as OwnedHandle)[kOwner] = this;
     handle.onread = onRead;
     handle.setNoDelay(true);
+    sharedReadBuffer ??= Buffer.allocUnsafe(READ_BUFFER_BYTES);
+    handle.useUserBuffer(sharedReadBuffer);
     this.#startReading();
   }
 
@@ -72,14 +78,13 @@ export class RawConnection extends Connection {
     }
   }
 
-  /**
-   * libuv read into `buffer`, memory Node allocated for this read alone (or hit end of stream,
-   * or an error). The chunk is ours: the transform may change it, a pending write may keep it.
-   */
-  onRead(buffer: ArrayBuffer | undefined): void {
+  /** libuv read into the shared buffer (or hit end of stream, or an error). */
+  onRead(): void {
     const nread = this.#raw.lastReadResult();
     if (nread > 0) {
-      this.received(Buffer.from(buffer!, this.#raw.lastReadOffset(), nread));
+      const chunk = Buffer.allocUnsafe(nread);
+      sharedReadBuffer!.copy(chunk, 0, 0, nread);
+      this.received(chunk);
     } else if (nread === this.#raw.EOF) {
       // Half-close: send what is pending, then our FIN; close once both sides are done.
       this.#peerEnded = true;
@@ -138,8 +143,8 @@ export class RawConnection extends Connection {
   }
 }
 
-function onRead(this: TcpHandle, buffer: ArrayBuffer | undefined): void {
-  (this as OwnedHandle)[kOwner].onRead(buffer);
+function onRead(this: TcpHandle): void {
+  (this as OwnedHandle)[kOwner].onRead();
 }
 
 function onWriteComplete(this: WriteRequest, status: number): void {

@@ -22,6 +22,7 @@ export interface TcpHandle {
   close(callback?: () => void): void;
   onread: ((this: TcpHandle, buffer: ArrayBuffer | undefined) => void) | null;
   onconnection: ((status: number, handle?: TcpHandle) => void) | null;
+  useUserBuffer(buffer: Uint8Array): void;
 }
 
 export interface WriteRequest {
@@ -43,10 +44,8 @@ export interface RawTcp {
   newServerHandle(): TcpHandle;
   newWriteRequest(): WriteRequest;
   newShutdownRequest(): ShutdownRequest;
-  /** In onread: bytes read by this read, or a negative error. */
+  /** After `writeBuffer`: bytes read by the last read (in onread), or a negative error. */
   lastReadResult(): number;
-  /** In onread: where this read's bytes start in the ArrayBuffer it was given. */
-  lastReadOffset(): number;
   /** After `writeBuffer`: whether the write is still in flight (libuv will call oncomplete). */
   lastWriteWasAsync(): boolean;
   /** libuv's end-of-stream code. */
@@ -63,7 +62,6 @@ interface StreamWrapBinding {
   ShutdownWrap: new () => ShutdownRequest;
   streamBaseState: Int32Array;
   kReadBytesOrError: number;
-  kArrayBufferOffset: number;
   kLastWriteWasAsync: number;
 }
 
@@ -78,11 +76,11 @@ function load(): RawTcp | undefined {
     const tcp = binding('tcp_wrap') as Partial<TcpWrapBinding>;
     const stream = binding('stream_wrap') as Partial<StreamWrapBinding>;
     const { TCP, constants } = tcp;
-    const { WriteWrap, ShutdownWrap, streamBaseState, kReadBytesOrError, kArrayBufferOffset, kLastWriteWasAsync } = stream;
+    const { WriteWrap, ShutdownWrap, streamBaseState, kReadBytesOrError, kLastWriteWasAsync } = stream;
     if (typeof TCP !== 'function' || !constants || typeof WriteWrap !== 'function' || typeof ShutdownWrap !== 'function') return undefined;
-    if (!(streamBaseState instanceof Int32Array) || typeof kReadBytesOrError !== 'number' || typeof kArrayBufferOffset !== 'number' || typeof kLastWriteWasAsync !== 'number') return undefined;
+    if (!(streamBaseState instanceof Int32Array) || typeof kReadBytesOrError !== 'number' || typeof kLastWriteWasAsync !== 'number') return undefined;
     const probe = new TCP(constants.SERVER);
-    const methods = ['bind', 'bind6', 'listen', 'getsockname', 'readStart', 'readStop', 'writeBuffer', 'shutdown', 'close', 'setNoDelay', 'getpeername'] as const;
+    const methods = ['bind', 'bind6', 'listen', 'getsockname', 'readStart', 'readStop', 'writeBuffer', 'shutdown', 'close', 'setNoDelay', 'getpeername', 'useUserBuffer'] as const;
     const complete = methods.every((name) => typeof (probe as unknown as Record<string, unknown>)[name] === 'function');
     probe.close();
     if (!complete || getSystemErrorName(UV_EOF) !== 'EOF') return undefined;
@@ -91,7 +89,6 @@ function load(): RawTcp | undefined {
       newWriteRequest: () => new WriteWrap(),
       newShutdownRequest: () => new ShutdownWrap(),
       lastReadResult: () => streamBaseState[kReadBytesOrError]!,
-      lastReadOffset: () => streamBaseState[kArrayBufferOffset]!,
       lastWriteWasAsync: () => streamBaseState[kLastWriteWasAsync] !== 0,
       EOF: UV_EOF,
     };
