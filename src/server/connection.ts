@@ -8,6 +8,8 @@ import type { Transform } from './transforms.js';
 /** What a connection needs from the server that owns it. */
 export interface ConnectionContext {
   readonly transform: Transform;
+  /** The transform is a built-in one: it keeps no reference to a chunk once it returns. */
+  readonly transformIsBuiltIn: boolean;
   readonly stats: ServerStats;
   readonly log: Logger;
   /** Per-event log lines (open, data, close) are on; checked once per event, not per field. */

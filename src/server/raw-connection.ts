@@ -8,8 +8,24 @@ type OwnedHandle = TcpHandle & { [kOwner]: RawConnection };
 
 // Every connection reads into this one buffer; each chunk is copied out before anything else
 // runs, because a write that cannot finish at once keeps pointing at the bytes it was given.
+// The copy goes into a scratch buffer that is reused while writes finish at once (the common
+// case: no allocation, no fresh pages to fault in); a write that stays pending keeps it, and
+// the next read takes a new one.
 const READ_BUFFER_BYTES = 64 * 1024;
 let sharedReadBuffer: Buffer | undefined;
+let scratch: Buffer | undefined;
+
+function copyOut(nread: number, reusable: boolean): Buffer {
+  if (!reusable) return Buffer.from(sharedReadBuffer!.subarray(0, nread));
+  scratch ??= Buffer.allocUnsafeSlow(READ_BUFFER_BYTES);
+  sharedReadBuffer!.copy(scratch, 0, 0, nread);
+  return scratch.subarray(0, nread);
+}
+
+/** A pending write holds `reply`: if it is the scratch buffer, stop reusing that. */
+function retain(reply: Buffer): void {
+  if (scratch !== undefined && reply.buffer === scratch.buffer) scratch = undefined;
+}
 let spareWriteRequest: WriteRequest | undefined;
 
 export class RawConnection extends Connection {
@@ -61,6 +77,7 @@ export class RawConnection extends Connection {
     if (this.#writesInFlight > 0) {
       // Behind a write libuv is still finishing: gather replies and send them in one writev
       // when it completes, as net.Socket's Writable does (one system call for many chunks).
+      retain(reply);
       this.#queued.push(reply);
       this.#pending += reply.length;
       this.#applyBackpressure();
@@ -75,8 +92,10 @@ export class RawConnection extends Connection {
     req.bytes = reply.length;
     const status = this.#handle.writeBuffer(req, reply);
     if (status === 0 && !this.#raw.lastWriteWasAsync()) return;
-    // libuv may have bound this request (in flight, or failed after binding): never reuse it.
+    // libuv may have bound this request and `reply` (in flight, or failed after binding):
+    // reuse neither.
     spareWriteRequest = undefined;
+    retain(reply);
     if (status < 0) return this.#fail(status);
     // The kernel did not take it all: libuv finishes it later and holds `reply` until then.
     req.buffer = reply;
@@ -117,9 +136,7 @@ export class RawConnection extends Connection {
   onRead(): void {
     const nread = this.#raw.lastReadResult();
     if (nread > 0) {
-      const chunk = Buffer.allocUnsafe(nread);
-      sharedReadBuffer!.copy(chunk, 0, 0, nread);
-      this.received(chunk);
+      this.received(copyOut(nread, this.context.transformIsBuiltIn));
     } else if (nread === this.#raw.EOF) {
       // Half-close: send what is pending, then our FIN; close once both sides are done.
       this.#peerEnded = true;

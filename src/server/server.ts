@@ -103,6 +103,7 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
     const transform = options.transform ?? 'echo';
     this.#context = {
       transform: typeof transform === 'function' ? transform : builtInTransform(transform),
+      transformIsBuiltIn: typeof transform !== 'function',
       stats: this.#stats,
       log: this.#log,
       logEvents: (options.logConnectionEvents ?? true) && this.#log.isLevelEnabled('info'),
