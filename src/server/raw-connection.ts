@@ -31,10 +31,8 @@ let spareWriteRequest: WriteRequest | undefined;
 export class RawConnection extends Connection {
   readonly #handle: TcpHandle;
   readonly #raw: RawTcp;
-  /** Bytes in writes libuv has not finished, plus replies queued behind them. */
+  /** Bytes in writes libuv has not finished: our user-space queue (libuv keeps them in order). */
   #pending = 0;
-  #writesInFlight = 0;
-  #queued: Buffer[] = [];
   #reading = false;
   #writeEnded = false;
   #shutdownWhenFlushed = false;
@@ -74,15 +72,6 @@ export class RawConnection extends Connection {
   }
 
   protected send(reply: Buffer): void {
-    if (this.#writesInFlight > 0) {
-      // Behind a write libuv is still finishing: gather replies and send them in one writev
-      // when it completes, as net.Socket's Writable does (one system call for many chunks).
-      retain(reply);
-      this.#queued.push(reply);
-      this.#pending += reply.length;
-      this.#applyBackpressure();
-      return;
-    }
     // A write the kernel takes at once never binds its request object, so one spare serves
     // every such write; only a write libuv must finish later keeps its request.
     const req = (spareWriteRequest ??= this.#raw.newWriteRequest());
@@ -99,29 +88,8 @@ export class RawConnection extends Connection {
     if (status < 0) return this.#fail(status);
     // The kernel did not take it all: libuv finishes it later and holds `reply` until then.
     req.buffer = reply;
-    this.#writesInFlight++;
     this.#pending += reply.length;
     this.#applyBackpressure();
-  }
-
-  #flushQueued(): void {
-    const chunks = this.#queued;
-    this.#queued = [];
-    let bytes = 0;
-    for (const chunk of chunks) bytes += chunk.length;
-    const req = this.#raw.newWriteRequest();
-    req.handle = this.#handle;
-    req.oncomplete = onWriteComplete;
-    req.owner = this;
-    req.bytes = bytes;
-    const status = this.#handle.writev(req, chunks, true);
-    if (status < 0) return this.#fail(status);
-    if (this.#raw.lastWriteWasAsync()) {
-      req.buffer = chunks;
-      this.#writesInFlight++;
-    } else {
-      this.#pending -= bytes;
-    }
   }
 
   #applyBackpressure(): void {
@@ -149,13 +117,10 @@ export class RawConnection extends Connection {
   }
 
   writeComplete(req: WriteRequest, status: number): void {
-    this.#writesInFlight--;
     this.#pending -= req.bytes;
     req.buffer = null;
     if (this.#closing) return;
     if (status < 0) return this.#fail(status);
-    if (this.#queued.length > 0) this.#flushQueued();
-    if (this.#closing) return;
     // Resume halfway down, like a high-water mark with hysteresis, so the pipe never idles.
     if (!this.#reading && !this.#peerEnded && this.#pending <= this.context.maxBuffered / 2) this.#startReading();
     if (this.#shutdownWhenFlushed && this.#pending === 0) {

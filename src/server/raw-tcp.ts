@@ -18,8 +18,6 @@ export interface TcpHandle {
   readStart(): number;
   readStop(): number;
   writeBuffer(req: WriteRequest, data: Uint8Array): number;
-  /** Writes several buffers in one system call (`allBuffers` true: every chunk is a Buffer). */
-  writev(req: WriteRequest, chunks: Uint8Array[], allBuffers: true): number;
   shutdown(req: ShutdownRequest): number;
   close(callback?: () => void): void;
   onread: ((this: TcpHandle, buffer: ArrayBuffer | undefined) => void) | null;
@@ -32,7 +30,7 @@ export interface WriteRequest {
   oncomplete: (this: WriteRequest, status: number) => void;
   /** Ours: the bytes this request carries, and the buffer kept alive until it completes. */
   bytes: number;
-  buffer: Uint8Array | Uint8Array[] | null;
+  buffer: Uint8Array | null;
   owner: unknown;
 }
 
@@ -82,7 +80,7 @@ function load(): RawTcp | undefined {
     if (typeof TCP !== 'function' || !constants || typeof WriteWrap !== 'function' || typeof ShutdownWrap !== 'function') return undefined;
     if (!(streamBaseState instanceof Int32Array) || typeof kReadBytesOrError !== 'number' || typeof kLastWriteWasAsync !== 'number') return undefined;
     const probe = new TCP(constants.SERVER);
-    const methods = ['bind', 'bind6', 'listen', 'getsockname', 'readStart', 'readStop', 'writeBuffer', 'writev', 'shutdown', 'close', 'setNoDelay', 'getpeername', 'useUserBuffer'] as const;
+    const methods = ['bind', 'bind6', 'listen', 'getsockname', 'readStart', 'readStop', 'writeBuffer', 'shutdown', 'close', 'setNoDelay', 'getpeername', 'useUserBuffer'] as const;
     const complete = methods.every((name) => typeof (probe as unknown as Record<string, unknown>)[name] === 'function');
     probe.close();
     if (!complete || getSystemErrorName(UV_EOF) !== 'EOF') return undefined;
