@@ -159,3 +159,11 @@ describe('echoplex client', () => {
     }
   });
 });
+
+describe('the installed bin', () => {
+  it('dist/cli/main.js is executable, so npx echoplex can run it', async () => {
+    const { accessSync, constants } = await import('node:fs');
+    const { CLI } = await import('./helpers/cli.js');
+    assert.doesNotThrow(() => accessSync(CLI, constants.X_OK));
+  });
+});
