@@ -147,3 +147,29 @@ describe(`server on ${rawHandles ? 'raw handles' : 'net.Socket'}`, () => {
   });
 });
 }
+
+describe('IPv6 and dual stack', () => {
+  for (const rawHandles of [true, false]) {
+    it(`serves on ::1 and shows IPv4 clients of :: in IPv4 notation (${rawHandles ? 'raw handles' : 'net.Socket'})`, async () => {
+      const v6 = await startServer({ host: '::1', rawHandles });
+      try {
+        assert.equal(v6.server.addresses[0]!.url, `tcp://[::1]:${v6.port}`);
+        const payload = randomBytes(1000);
+        assert.deepEqual(await roundTrip(v6.port, payload, 5000, '::1'), payload);
+      } finally {
+        await v6.close();
+      }
+      const dual = await startServer({ host: '::', rawHandles });
+      try {
+        const seen: string[] = [];
+        dual.server.on('connection', (connection) => seen.push(connection.peer));
+        await roundTrip(dual.port, Buffer.from('v4'), 5000, '127.0.0.1');
+        await roundTrip(dual.port, Buffer.from('v6'), 5000, '::1');
+        assert.match(seen[0]!, /^127\.0\.0\.1:\d+$/);
+        assert.match(seen[1]!, /^\[::1\]:\d+$/);
+      } finally {
+        await dual.close();
+      }
+    });
+  }
+});

@@ -25,9 +25,10 @@ export interface Listener {
 export interface AcceptHandler {
   /**
    * A connection arrived from `remoteAddress` (undefined if it already left). The server either
-   * calls `adopt` to wrap it in a Connection, or `reject` to close it at once.
+   * calls `adopt` (with the address as it should be shown) to wrap it in a Connection, or
+   * `reject` to close it at once.
    */
-  accepted(remoteAddress: string | undefined, remotePort: number | undefined, adopt: (id: number) => Connection, reject: () => void): void;
+  accepted(remoteAddress: string | undefined, remotePort: number | undefined, adopt: (id: number, remoteAddress: string) => Connection, reject: () => void): void;
   failed(err: Error): void;
 }
 
@@ -50,7 +51,7 @@ export async function listenNet({ host, port, context, handler }: ListenOptions)
     handler.accepted(
       remoteAddress,
       remotePort,
-      (id) => new StreamConnection(id, socket, remoteAddress!, remotePort!, context),
+      (id, address) => new StreamConnection(id, socket, address, remotePort!, context),
       () => socket.destroy(),
     );
   });
@@ -106,7 +107,7 @@ export async function listenRaw(raw: RawTcp, { host, port, context, handler }: L
     handler.accepted(
       remoteAddress,
       remotePort,
-      (id) => new RawConnection(id, client, remoteAddress!, remotePort!, context, raw),
+      (id, address) => new RawConnection(id, client, address, remotePort!, context, raw),
       () => client.close(),
     );
   };

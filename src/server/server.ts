@@ -7,7 +7,7 @@ import { silentLogger, type Logger } from '../ops/log.js';
 import { formatEndpoint, formatHostPort } from './address.js';
 import type { Connection, ConnectionContext } from './connection.js';
 import { startIdleSweeper } from './idle.js';
-import { Admission, type AdmissionOptions } from './limits.js';
+import { Admission, canonicalAddress, type AdmissionOptions } from './limits.js';
 import { listenNet, listenRaw, type AcceptHandler, type Listener } from './listener.js';
 import { rawTcp } from './raw-tcp.js';
 import { drainConnections, type DrainResult } from './shutdown.js';
@@ -212,7 +212,7 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
     return this.#useRaw ? listenRaw(rawTcp!, options) : listenNet(options);
   }
 
-  #accept(remoteAddress: string | undefined, remotePort: number | undefined, adopt: (id: number) => Connection, reject: () => void): void {
+  #accept(remoteAddress: string | undefined, remotePort: number | undefined, adopt: (id: number, remoteAddress: string) => Connection, reject: () => void): void {
     // A client that reset before we got to it has no peer address any more (the seed's select
     // server crashed calling getpeername() on such a socket): just let it go.
     if (remoteAddress === undefined || remotePort === undefined || this.#state !== 'listening') {
@@ -220,6 +220,8 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
       return;
     }
     if (this.#acceptFailures > 0) this.#acceptRecovered();
+    // A dual-stack listener reports IPv4 clients as ::ffff:a.b.c.d; logs and limits use a.b.c.d.
+    remoteAddress = canonicalAddress(remoteAddress);
     const rejection = this.#admission.admit(remoteAddress, this.#connections.size);
     if (rejection !== undefined) {
       this.#stats.rejected[rejection]++;
@@ -231,7 +233,7 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
       reject();
       return;
     }
-    const connection = adopt(this.#nextConnectionId++);
+    const connection = adopt(this.#nextConnectionId++, remoteAddress);
     this.#connections.add(connection);
     if (this.#connections.size >= this.#descriptorCeiling && !this.#atDescriptorCeiling) this.#descriptorsExhausted();
     this.#stats.connectionsActive++;

@@ -68,8 +68,8 @@ export function readToEnd(socket: net.Socket, ms = 10_000): Promise<Buffer> {
 }
 
 /** Sends a payload and returns exactly as many bytes of reply. */
-export async function roundTrip(port: number, payload: Buffer, ms = 10_000): Promise<Buffer> {
-  const socket = await connectTo(port);
+export async function roundTrip(port: number, payload: Buffer, ms = 10_000, host = '127.0.0.1'): Promise<Buffer> {
+  const socket = await connectTo(port, host);
   try {
     const reply = readBytes(socket, payload.length, ms);
     socket.write(payload);
