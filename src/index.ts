@@ -12,6 +12,3 @@ export type { ClientOptions } from './client/client.js';
 export { TextLogger, silentLogger, reprBytes } from './ops/log.js';
 export type { Logger, LogLevel, LogFields } from './ops/log.js';
 export { EchoplexError, UsageError, ListenError, ConnectError } from './errors.js';
-export { runBench, BenchSetupError } from './bench/loadgen.js';
-export type { BenchOptions, BenchResult, BenchProgress, BenchErrorKind } from './bench/loadgen.js';
-export type { LatencySummary, PercentilePoint } from './bench/histogram.js';

@@ -2,9 +2,7 @@
 
 import { writeFile } from 'node:fs/promises';
 import { Command, Option } from 'commander';
-import { runBench, type BenchOptions } from '../bench/loadgen.js';
-import { renderHtmlReport } from '../bench/html.js';
-import { errorSummary, formatTable, passed } from '../bench/report.js';
+import type { BenchOptions } from '../bench/loadgen.js';
 import { TRANSFORM_NAMES, type TransformName } from '../server/transforms.js';
 import { parsePort, parsePositiveInteger, parseSeconds, parseSize } from './parsers.js';
 
@@ -48,6 +46,13 @@ export function benchCommand(): Command {
 }
 
 async function bench(flags: BenchFlags): Promise<number> {
+  // Loaded here, not at the top: `echoplex serve` has no use for the bench's modules or the
+  // histogram library, so its process does not load them.
+  const [{ runBench }, { renderHtmlReport }, { errorSummary, formatTable, passed }] = await Promise.all([
+    import('../bench/loadgen.js'),
+    import('../bench/html.js'),
+    import('../bench/report.js'),
+  ]);
   const progressLine = !flags.json && process.stdout.isTTY;
   const options: BenchOptions = {
     host: flags.host,
