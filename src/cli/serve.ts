@@ -5,7 +5,7 @@ import { createEchoServer, DEFAULT_HOST, DEFAULT_MAX_BUFFERED, DEFAULT_PORT, DEF
 import { TRANSFORM_NAMES, type TransformName } from '../server/transforms.js';
 import { TextLogger } from '../ops/log.js';
 import { DEFAULT_MAX_CONNECTIONS } from '../server/limits.js';
-import { parseCidrList, parsePortList, parsePositiveInteger, parseSeconds, parseSize } from './parsers.js';
+import { parseCidrList, parsePort, parsePortList, parsePositiveInteger, parseSeconds, parseSize } from './parsers.js';
 
 interface ServeFlags {
   host: string;
@@ -17,6 +17,8 @@ interface ServeFlags {
   maxConnectionsPerIp?: number;
   idleTimeout: number;
   allow?: string[];
+  metricsPort?: number;
+  metricsHost: string;
   quiet: boolean;
 }
 
@@ -40,6 +42,8 @@ export function serveCommand(): Command {
     .addOption(new Option('--max-connections-per-ip <n>', 'connections open at once from one address (default: unlimited)').argParser(parsePositiveInteger))
     .addOption(new Option('--idle-timeout <seconds>', 'close connections with no traffic for this long; 0 = never').default(0).argParser(parseSeconds))
     .addOption(new Option('--allow <cidr[,cidr...]>', 'only these IPv4/IPv6 networks may connect (default: all)').argParser(parseCidrList))
+    .addOption(new Option('--metrics-port <port>', 'serve /metrics, /healthz and /readyz over HTTP on this port (default: off)').argParser(parsePort))
+    .addOption(new Option('--metrics-host <host>', 'address for the metrics port').default('127.0.0.1'))
     .option('-q, --quiet', 'no per-event log lines (warnings and errors still go to stderr)', false)
     .action(async (flags: ServeFlags) => {
       await serve(flags);
@@ -60,6 +64,7 @@ async function serve(flags: ServeFlags): Promise<void> {
     ...(flags.allow !== undefined && { allow: flags.allow }),
     idleTimeoutMs: flags.idleTimeout * 1000,
   });
+  let closeMetrics: (() => Promise<void>) | undefined;
   let signalled = false;
   const onSignal = (signal: NodeJS.Signals) => {
     if (signalled) {
@@ -77,6 +82,7 @@ async function serve(flags: ServeFlags): Promise<void> {
         logger.warn({ event: 'shutdown', forced }, `shutdown timeout: closed ${forced} connections that were still open`);
       }
       logger.info({ event: 'shutdown', forced }, 'shut down');
+      void closeMetrics?.();
       process.exitCode = 0;
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);
@@ -86,6 +92,13 @@ async function serve(flags: ServeFlags): Promise<void> {
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   await server.listen();
+  if (flags.metricsPort !== undefined) {
+    // Loaded only when asked for: a plain echo server carries no HTTP or metrics code.
+    const { startMetricsServer } = await import('../ops/metrics.js');
+    const metrics = await startMetricsServer(server, { host: flags.metricsHost, port: flags.metricsPort });
+    closeMetrics = metrics.close;
+    logger.info({ event: 'metrics', url: metrics.url }, `metrics on ${metrics.url}/metrics (probes: /healthz, /readyz)`);
+  }
   const urls = server.addresses.map((address) => address.url).join(', ');
   process.stdout.write(`echoplex listening on ${urls} (transform: ${flags.transform})\n`);
 }

@@ -1,0 +1,122 @@
+// Prometheus metrics and health probes over HTTP, read from the server's own counters at scrape time.
+
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
+import type { EchoServer } from '../server/server.js';
+import type { ErrorKind, RejectReason, ServerStats } from '../server/stats.js';
+
+export interface MetricsOptions {
+  host?: string;
+  port: number;
+}
+
+export interface MetricsEndpoint {
+  /** e.g. `http://127.0.0.1:9090` */
+  url: string;
+  port: number;
+  close(): Promise<void>;
+}
+
+/**
+ * A registry whose echoplex metrics are computed from `server.stats()` when scraped: the hot
+ * path keeps bumping plain numbers and pays nothing for metrics, and the figures are exact.
+ */
+export function createMetricsRegistry(server: EchoServer): Registry {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  let snapshot: ServerStats = server.stats();
+  // One snapshot per scrape, taken by the first metric collected (metrics are collected in the
+  // order they were registered), so all figures agree with each other.
+  const refresh = () => {
+    snapshot = server.stats();
+  };
+
+  const counter = (name: string, help: string, read: (s: ServerStats) => number) =>
+    new Counter({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        this.reset();
+        this.inc(read(snapshot));
+      },
+    });
+
+  new Gauge({
+    name: 'echoplex_connections_active',
+    help: 'Connections open now',
+    registers: [registry],
+    collect() {
+      refresh();
+      this.set(snapshot.connectionsActive);
+    },
+  });
+  counter('echoplex_connections_total', 'Connections accepted', (s) => s.connectionsTotal);
+  counter('echoplex_bytes_received_total', 'Bytes received from clients', (s) => s.bytesReceived);
+  counter('echoplex_bytes_sent_total', 'Bytes sent to clients', (s) => s.bytesSent);
+  counter('echoplex_backpressure_pauses_total', 'Times a connection stopped being read because its client was not reading', (s) => s.backpressurePauses);
+  counter('echoplex_idle_timeouts_total', 'Connections closed by --idle-timeout', (s) => s.idleTimeouts);
+  new Counter({
+    name: 'echoplex_connections_rejected_total',
+    help: 'Connections closed at once, by reason',
+    labelNames: ['reason'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [reason, count] of Object.entries(snapshot.rejected) as Array<[RejectReason, number]>) this.inc({ reason }, count);
+    },
+  });
+  new Counter({
+    name: 'echoplex_errors_total',
+    help: 'Errors, by kind',
+    labelNames: ['kind'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [kind, count] of Object.entries(snapshot.errors) as Array<[ErrorKind, number]>) this.inc({ kind }, count);
+    },
+  });
+  return registry;
+}
+
+/** Serves `/metrics`, `/healthz` (alive) and `/readyz` (accepting; 503 from the moment shutdown begins). */
+export async function startMetricsServer(server: EchoServer, options: MetricsOptions): Promise<MetricsEndpoint> {
+  const registry = createMetricsRegistry(server);
+  const httpServer = http.createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { allow: 'GET, HEAD' }).end();
+    } else if (path === '/metrics') {
+      registry.metrics().then(
+        (body) => res.writeHead(200, { 'content-type': registry.contentType }).end(body),
+        (err: Error) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`${err.message}\n`),
+      );
+    } else if (path === '/healthz') {
+      res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
+    } else if (path === '/readyz') {
+      const ready = server.ready;
+      res.writeHead(ready ? 200 : 503, { 'content-type': 'text/plain' }).end(ready ? 'ready\n' : `not ready (${server.state})\n`);
+    } else {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /metrics, /healthz, /readyz\n');
+    }
+  });
+  const host = options.host ?? '127.0.0.1';
+  await new Promise<void>((resolve, reject) => {
+    httpServer.once('error', reject);
+    httpServer.listen(options.port, host, () => {
+      httpServer.off('error', reject);
+      resolve();
+    });
+  });
+  const { port, address } = httpServer.address() as AddressInfo;
+  return {
+    url: `http://${address.includes(':') ? `[${address}]` : address}:${port}`,
+    port,
+    close: () =>
+      new Promise((resolve) => {
+        httpServer.close(() => resolve());
+        httpServer.closeAllConnections();
+      }),
+  };
+}
