@@ -167,3 +167,29 @@ describe('the installed bin', () => {
     assert.doesNotThrow(() => accessSync(CLI, constants.X_OK));
   });
 });
+
+describe('configuration from the environment', () => {
+  it('reads ECHOPLEX_<FLAG>, and a flag on the command line wins', async () => {
+    const server = await startServe(['--max-buffered', '64k'], { env: { ECHOPLEX_TRANSFORM: 'upper', ECHOPLEX_MAX_BUFFERED: 'nonsense', ECHOPLEX_QUIET: '1' } });
+    try {
+      const result = await runCli(['client', '--port', String(server.port)], { input: 'from env\n' });
+      assert.equal(result.stdout, 'FROM ENV\n', 'ECHOPLEX_TRANSFORM applied');
+      assert.doesNotMatch(server.stderr(), /new connection/, 'ECHOPLEX_QUIET applied');
+    } finally {
+      await server.stop();
+    }
+  });
+
+  it('an invalid value is a usage error naming the variable', async () => {
+    const result = await runCli(['serve'], { env: { ECHOPLEX_PORT: '70000' } });
+    assert.equal(result.code, 2);
+    assert.match(result.stderr, /ECHOPLEX_PORT/);
+  });
+
+  it('--help lists the variable beside each flag', async () => {
+    const result = await runCli(['serve', '--help']);
+    for (const variable of ['ECHOPLEX_HOST', 'ECHOPLEX_PORT', 'ECHOPLEX_MAX_CONNECTIONS', 'ECHOPLEX_IDLE_TIMEOUT', 'ECHOPLEX_METRICS_PORT', 'ECHOPLEX_QUIET']) {
+      assert.match(result.stdout, new RegExp(variable));
+    }
+  });
+});

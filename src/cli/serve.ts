@@ -1,10 +1,11 @@
 // `echoplex serve`: flags to options, the listening line, signals to a graceful close.
 
-import { Command, Option } from 'commander';
+import { Command } from 'commander';
 import { createEchoServer, DEFAULT_HOST, DEFAULT_MAX_BUFFERED, DEFAULT_PORT, DEFAULT_SHUTDOWN_TIMEOUT_MS } from '../server/server.js';
 import { TRANSFORM_NAMES, type TransformName } from '../server/transforms.js';
 import { TextLogger } from '../ops/log.js';
 import { DEFAULT_MAX_CONNECTIONS } from '../server/limits.js';
+import { envOption } from './environment.js';
 import { parseCidrList, parsePort, parsePortList, parsePositiveInteger, parseSeconds, parseSize } from './parsers.js';
 
 interface ServeFlags {
@@ -25,26 +26,26 @@ interface ServeFlags {
 export function serveCommand(): Command {
   return new Command('serve')
     .description('run the echo server')
-    .addOption(new Option('--host <host>', 'address to listen on').default(DEFAULT_HOST))
-    .addOption(new Option('--port <port[,port...]>', 'port(s); 0 picks a free one').default([DEFAULT_PORT], String(DEFAULT_PORT)).argParser(parsePortList))
-    .addOption(new Option('--transform <name>', 'what to send back').choices(TRANSFORM_NAMES).default('echo'))
+    .addOption(envOption('--host <host>', 'address to listen on').default(DEFAULT_HOST))
+    .addOption(envOption('--port <port[,port...]>', 'port(s); 0 picks a free one').default([DEFAULT_PORT], String(DEFAULT_PORT)).argParser(parsePortList))
+    .addOption(envOption('--transform <name>', 'what to send back').choices(TRANSFORM_NAMES).default('echo'))
     .addOption(
-      new Option('--max-buffered <bytes>', 'unsent bytes per connection before reading pauses')
+      envOption('--max-buffered <bytes>', 'unsent bytes per connection before reading pauses')
         .default(DEFAULT_MAX_BUFFERED, '1MiB')
         .argParser(parseSize),
     )
     .addOption(
-      new Option('--shutdown-timeout <seconds>', 'on SIGTERM/SIGINT, how long connections may drain')
+      envOption('--shutdown-timeout <seconds>', 'on SIGTERM/SIGINT, how long connections may drain')
         .default(DEFAULT_SHUTDOWN_TIMEOUT_MS / 1000)
         .argParser(parseSeconds),
     )
-    .addOption(new Option('--max-connections <n>', 'connections open at once; more are closed at once').default(DEFAULT_MAX_CONNECTIONS).argParser(parsePositiveInteger))
-    .addOption(new Option('--max-connections-per-ip <n>', 'connections open at once from one address (default: unlimited)').argParser(parsePositiveInteger))
-    .addOption(new Option('--idle-timeout <seconds>', 'close connections with no traffic for this long; 0 = never').default(0).argParser(parseSeconds))
-    .addOption(new Option('--allow <cidr[,cidr...]>', 'only these IPv4/IPv6 networks may connect (default: all)').argParser(parseCidrList))
-    .addOption(new Option('--metrics-port <port>', 'serve /metrics, /healthz and /readyz over HTTP on this port (default: off)').argParser(parsePort))
-    .addOption(new Option('--metrics-host <host>', 'address for the metrics port').default('127.0.0.1'))
-    .option('-q, --quiet', 'no per-event log lines (warnings and errors still go to stderr)', false)
+    .addOption(envOption('--max-connections <n>', 'connections open at once; more are closed at once').default(DEFAULT_MAX_CONNECTIONS).argParser(parsePositiveInteger))
+    .addOption(envOption('--max-connections-per-ip <n>', 'connections open at once from one address (default: unlimited)').argParser(parsePositiveInteger))
+    .addOption(envOption('--idle-timeout <seconds>', 'close connections with no traffic for this long; 0 = never').default(0).argParser(parseSeconds))
+    .addOption(envOption('--allow <cidr[,cidr...]>', 'only these IPv4/IPv6 networks may connect (default: all)').argParser(parseCidrList))
+    .addOption(envOption('--metrics-port <port>', 'serve /metrics, /healthz and /readyz over HTTP on this port (default: off)').argParser(parsePort))
+    .addOption(envOption('--metrics-host <host>', 'address for the metrics port').default('127.0.0.1'))
+    .addOption(envOption('-q, --quiet', 'no per-event log lines (warnings and errors still go to stderr)').default(false))
     .action(async (flags: ServeFlags) => {
       await serve(flags);
     });

@@ -62,9 +62,9 @@ export interface ServeProcess {
 }
 
 /** Starts `echoplex serve --port 0 ...args` and waits for its listening line. */
-export async function startServe(args: string[] = [], options: { command?: string[] } = {}): Promise<ServeProcess> {
+export async function startServe(args: string[] = [], options: { command?: string[]; env?: NodeJS.ProcessEnv } = {}): Promise<ServeProcess> {
   const command = options.command ?? [process.execPath, CLI];
-  const child = spawn(command[0]!, [...command.slice(1), 'serve', '--port', '0', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(command[0]!, [...command.slice(1), 'serve', '--port', '0', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...options.env } });
   const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
   let stdout = '';
   let stderr = '';
