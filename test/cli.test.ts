@@ -193,3 +193,38 @@ describe('configuration from the environment', () => {
     }
   });
 });
+
+describe('logs', () => {
+  it('--log-format json writes one JSON object per event with connection id and peer', async () => {
+    const server = await startServe(['--log-format', 'json']);
+    try {
+      await runCli(['client', '--port', String(server.port)], { input: 'json\n' });
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    } finally {
+      await server.stop();
+    }
+    const events = server
+      .stderr()
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as { event?: string; conn?: number; peer?: string; bytes?: number; level: number; msg: string });
+    const open = events.find((e) => e.event === 'open');
+    const data = events.find((e) => e.event === 'data');
+    const close = events.find((e) => e.event === 'close');
+    assert.ok(open && data && close, server.stderr());
+    assert.match(open.peer!, /^127\.0\.0\.1:\d+$/);
+    assert.equal(data.conn, open.conn);
+    assert.equal(data.bytes, 5);
+    assert.ok(events.some((e) => e.event === 'shutdown'));
+  });
+
+  it('--log-level warn drops info lines', async () => {
+    const server = await startServe(['--log-level', 'warn']);
+    try {
+      await runCli(['client', '--port', String(server.port)], { input: 'x\n' });
+    } finally {
+      await server.stop();
+    }
+    assert.doesNotMatch(server.stderr(), /new connection|shut down/);
+  });
+});

@@ -3,7 +3,7 @@
 import { Command } from 'commander';
 import { createEchoServer, DEFAULT_HOST, DEFAULT_MAX_BUFFERED, DEFAULT_PORT, DEFAULT_SHUTDOWN_TIMEOUT_MS } from '../server/server.js';
 import { TRANSFORM_NAMES, type TransformName } from '../server/transforms.js';
-import { TextLogger } from '../ops/log.js';
+import { createLogger, LOG_FORMATS, LOG_LEVEL_NAMES, type LogFormat, type LogLevel } from '../ops/log.js';
 import { DEFAULT_MAX_CONNECTIONS } from '../server/limits.js';
 import { envOption } from './environment.js';
 import { parseCidrList, parsePort, parsePortList, parsePositiveInteger, parseSeconds, parseSize } from './parsers.js';
@@ -20,6 +20,8 @@ interface ServeFlags {
   allow?: string[];
   metricsPort?: number;
   metricsHost: string;
+  logFormat: LogFormat;
+  logLevel: LogLevel;
   quiet: boolean;
 }
 
@@ -45,6 +47,8 @@ export function serveCommand(): Command {
     .addOption(envOption('--allow <cidr[,cidr...]>', 'only these IPv4/IPv6 networks may connect (default: all)').argParser(parseCidrList))
     .addOption(envOption('--metrics-port <port>', 'serve /metrics, /healthz and /readyz over HTTP on this port (default: off)').argParser(parsePort))
     .addOption(envOption('--metrics-host <host>', 'address for the metrics port').default('127.0.0.1'))
+    .addOption(envOption('--log-format <format>', 'text lines, or one JSON object per event').choices(LOG_FORMATS).default('text'))
+    .addOption(envOption('--log-level <level>', 'least severe level logged').choices(LOG_LEVEL_NAMES).default('info'))
     .addOption(envOption('-q, --quiet', 'no per-event log lines (warnings and errors still go to stderr)').default(false))
     .action(async (flags: ServeFlags) => {
       await serve(flags);
@@ -52,7 +56,7 @@ export function serveCommand(): Command {
 }
 
 async function serve(flags: ServeFlags): Promise<void> {
-  const logger = new TextLogger('info');
+  const logger = await createLogger(flags.logFormat, flags.logLevel);
   const server = createEchoServer({
     host: flags.host,
     port: flags.port,

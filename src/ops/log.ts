@@ -78,3 +78,18 @@ export function describeBytes(chunk: Buffer, limit = 64): string {
   const shown = reprBytes(chunk.subarray(0, limit));
   return chunk.length > limit ? `${shown}... (${chunk.length} bytes)` : shown;
 }
+
+export const LOG_FORMATS = ['text', 'json'] as const;
+export type LogFormat = (typeof LOG_FORMATS)[number];
+export const LOG_LEVEL_NAMES: readonly LogLevel[] = ['debug', 'info', 'warn', 'error', 'silent'];
+
+/**
+ * `text`: the human lines above. `json`: one JSON object per event via pino, written
+ * asynchronously so logging never blocks the event loop under load (loaded only when asked).
+ */
+export async function createLogger(format: LogFormat, level: LogLevel): Promise<Logger> {
+  if (format === 'text') return new TextLogger(level);
+  const { pino, destination } = await import('pino');
+  const logger: Logger = pino({ level, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime }, destination({ fd: 2, sync: false }));
+  return logger;
+}
