@@ -71,7 +71,6 @@ interface EchoServerEvents {
 export class EchoServer extends EventEmitter<EchoServerEvents> {
   readonly #host: string;
   readonly #ports: readonly number[];
-  readonly #maxBuffered: number;
   readonly #log: Logger;
   readonly #stats = emptyStats();
   readonly #connections = new Set<Connection>();
@@ -95,7 +94,6 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
     this.#host = options.host ?? DEFAULT_HOST;
     const port = options.port ?? DEFAULT_PORT;
     this.#ports = typeof port === 'number' ? [port] : [...port];
-    this.#maxBuffered = options.maxBuffered ?? DEFAULT_MAX_BUFFERED;
     this.#log = options.logger ?? silentLogger;
     this.#admission = new Admission(options);
     this.#idleTimeoutMs = options.idleTimeoutMs ?? 0;
@@ -107,7 +105,7 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
       stats: this.#stats,
       log: this.#log,
       logEvents: (options.logConnectionEvents ?? true) && this.#log.isLevelEnabled('info'),
-      maxBuffered: this.#maxBuffered,
+      maxBuffered: options.maxBuffered ?? DEFAULT_MAX_BUFFERED,
       connectionClosed: (connection) => this.#connectionClosed(connection),
     };
   }
