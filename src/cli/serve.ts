@@ -1,8 +1,9 @@
 // `echoplex serve`: flags to options, the listening line, signals to a graceful close.
 
-import { Command } from 'commander';
-import { createEchoServer, DEFAULT_HOST, DEFAULT_MAX_BUFFERED, DEFAULT_PORT, DEFAULT_SHUTDOWN_TIMEOUT_MS } from '../server/server.js';
-import { TRANSFORM_NAMES, type TransformName } from '../server/transforms.js';
+import { Command, InvalidArgumentError } from 'commander';
+import { createEchoServer, DEFAULT_HOST, DEFAULT_MAX_BUFFERED, DEFAULT_PORT, DEFAULT_SHUTDOWN_TIMEOUT_MS, type EchoServerOptions } from '../server/server.js';
+import { DEFAULT_MAX_LINE, FRAMINGS, type Framing } from '../server/framing.js';
+import { isTransformName, isTransformPath, loadTransformModule, TRANSFORM_NAMES } from '../server/transforms.js';
 import { createLogger, LOG_FORMATS, LOG_LEVEL_NAMES, type LogFormat, type LogLevel } from '../ops/log.js';
 import { DEFAULT_MAX_CONNECTIONS } from '../server/limits.js';
 import { envOption } from './environment.js';
@@ -11,7 +12,18 @@ import { parseCidrList, parsePort, parsePortList, parsePositiveInteger, parseSec
 interface ServeFlags {
   host: string;
   port: number[];
-  transform: TransformName;
+  unix?: string;
+  udp: boolean;
+  tlsCert?: string;
+  tlsKey?: string;
+  tlsSelfSigned: boolean;
+  tlsCa?: string;
+  transform: string;
+  framing: Framing;
+  prefix?: string;
+  maxLine: number;
+  proxyProtocol: boolean;
+  proxyTrust?: string[];
   maxBuffered: number;
   shutdownTimeout: number;
   maxConnections: number;
@@ -30,7 +42,22 @@ export function serveCommand(): Command {
     .description('run the echo server')
     .addOption(envOption('--host <host>', 'address to listen on').default(DEFAULT_HOST))
     .addOption(envOption('--port <port[,port...]>', 'port(s); 0 picks a free one').default([DEFAULT_PORT], String(DEFAULT_PORT)).argParser(parsePortList))
-    .addOption(envOption('--transform <name>', 'what to send back').choices(TRANSFORM_NAMES).default('echo'))
+    .addOption(envOption('--unix <path>', 'listen on this Unix socket (alone: instead of TCP; with --port: as well)'))
+    .addOption(envOption('--udp', 'also echo UDP datagrams on the same port(s)').default(false))
+    .addOption(envOption('--tls-cert <file>', 'serve TLS on the TCP port(s) with this PEM certificate (needs --tls-key)'))
+    .addOption(envOption('--tls-key <file>', 'PEM private key for --tls-cert'))
+    .addOption(envOption('--tls-self-signed', 'serve TLS with a certificate generated at start (for localhost and --host)').default(false))
+    .addOption(envOption('--tls-ca <file>', 'mTLS: require client certificates signed by this PEM CA'))
+    .addOption(
+      envOption('--transform <name|module>', `${TRANSFORM_NAMES.join(', ')}, or a path to a module whose default export maps a chunk (a line in line mode) to the reply`)
+        .default('echo')
+        .argParser(parseTransform),
+    )
+    .addOption(envOption('--framing <mode>', 'raw: echo chunks as they arrive; line: the transform sees whole lines').choices(FRAMINGS).default('raw'))
+    .addOption(envOption('--prefix <text>', 'put TEXT before every echoed line (implies --framing line) and UDP reply'))
+    .addOption(envOption('--max-line <bytes>', 'line mode: longest line; a longer one is answered with an error and closed').default(DEFAULT_MAX_LINE, '64KiB').argParser(parseSize))
+    .addOption(envOption('--proxy-protocol', 'every connection starts with a PROXY protocol v1/v2 header naming the real client').default(false))
+    .addOption(envOption('--proxy-trust <cidr[,cidr...]>', 'with --proxy-protocol: only these proxies may connect (default: any)').argParser(parseCidrList))
     .addOption(
       envOption('--max-buffered <bytes>', 'unsent bytes per connection before reading pauses')
         .default(DEFAULT_MAX_BUFFERED, '1MiB')
@@ -50,17 +77,40 @@ export function serveCommand(): Command {
     .addOption(envOption('--log-format <format>', 'text lines, or one JSON object per event').choices(LOG_FORMATS).default('text'))
     .addOption(envOption('--log-level <level>', 'least severe level logged').choices(LOG_LEVEL_NAMES).default('info'))
     .addOption(envOption('-q, --quiet', 'no per-event log lines (warnings and errors still go to stderr)').default(false))
-    .action(async (flags: ServeFlags) => {
-      await serve(flags);
+    .action(async (flags: ServeFlags, command: Command) => {
+      // `--unix PATH` alone serves only the socket; a port given as well adds TCP.
+      const portGiven = command.getOptionValueSource('port') !== 'default';
+      await serve(flags, flags.unix !== undefined && !portGiven ? [] : flags.port);
     });
 }
 
-async function serve(flags: ServeFlags): Promise<void> {
+function parseTransform(value: string): string {
+  if (isTransformName(value) || isTransformPath(value)) return value;
+  throw new InvalidArgumentError(`"${value}" is neither ${TRANSFORM_NAMES.join(' nor ')} nor a module path (./my-transform.js).`);
+}
+
+async function serverOptions(flags: ServeFlags, ports: number[]): Promise<EchoServerOptions> {
+  const tlsWanted = flags.tlsCert !== undefined || flags.tlsKey !== undefined || flags.tlsSelfSigned || flags.tlsCa !== undefined;
+  const { loadTlsOptions } = tlsWanted ? await import('../server/tls.js') : { loadTlsOptions: undefined };
+  return {
+    host: flags.host,
+    port: ports,
+    ...(flags.unix !== undefined && { unix: flags.unix }),
+    udp: flags.udp,
+    ...(loadTlsOptions && { tls: await loadTlsOptions({ certFile: flags.tlsCert, keyFile: flags.tlsKey, selfSigned: flags.tlsSelfSigned, caFile: flags.tlsCa }, flags.host) }),
+    transform: isTransformName(flags.transform) ? flags.transform : await loadTransformModule(flags.transform),
+    framing: flags.prefix !== undefined ? 'line' : flags.framing,
+    ...(flags.prefix !== undefined && { prefix: flags.prefix }),
+    maxLine: flags.maxLine,
+    proxyProtocol: flags.proxyProtocol,
+    ...(flags.proxyTrust !== undefined && { proxyTrust: flags.proxyTrust }),
+  };
+}
+
+async function serve(flags: ServeFlags, ports: number[]): Promise<void> {
   const logger = await createLogger(flags.logFormat, flags.logLevel);
   const server = createEchoServer({
-    host: flags.host,
-    port: flags.port,
-    transform: flags.transform,
+    ...(await serverOptions(flags, ports)),
     maxBuffered: flags.maxBuffered,
     logger,
     logConnectionEvents: !flags.quiet,
@@ -105,5 +155,7 @@ async function serve(flags: ServeFlags): Promise<void> {
     logger.info({ event: 'metrics', url: metrics.url }, `metrics on ${metrics.url}/metrics (probes: /healthz, /readyz)`);
   }
   const urls = server.addresses.map((address) => address.url).join(', ');
-  process.stdout.write(`echoplex listening on ${urls} (transform: ${flags.transform})\n`);
+  const framing = flags.framing === 'line' || flags.prefix !== undefined ? ', line mode' : '';
+  const proxy = flags.proxyProtocol ? ', PROXY protocol' : '';
+  process.stdout.write(`echoplex listening on ${urls} (transform: ${flags.transform}${framing}${proxy})\n`);
 }

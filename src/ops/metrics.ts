@@ -4,7 +4,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import type { EchoServer } from '../server/server.js';
-import type { ErrorKind, RejectReason, ServerStats } from '../server/stats.js';
+import type { ErrorKind, RejectReason, ServerStats, Transport } from '../server/stats.js';
 
 export interface MetricsOptions {
   host?: string;
@@ -65,6 +65,16 @@ export function createMetricsRegistry(server: EchoServer): Registry {
     collect() {
       this.reset();
       for (const [reason, count] of Object.entries(snapshot.rejected) as Array<[RejectReason, number]>) this.inc({ reason }, count);
+    },
+  });
+  new Counter({
+    name: 'echoplex_messages_total',
+    help: 'Whole messages echoed, by transport: UDP datagrams, and lines in line mode',
+    labelNames: ['transport'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [transport, count] of Object.entries(snapshot.messages) as Array<[Transport, number]>) this.inc({ transport }, count);
     },
   });
   new Counter({

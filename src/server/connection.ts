@@ -1,21 +1,40 @@
 // One client connection: what every transport shares (counters, transform, logs, failures).
 
+import { isIP } from 'node:net';
 import { describeBytes, type Logger } from '../ops/log.js';
 import { formatHostPort } from './address.js';
-import type { ServerStats } from './stats.js';
+import { LineSplitter } from './framing.js';
+import { canonicalAddress } from './limits.js';
+import { parseProxyHeader, type ProxyHeader } from './proxy-protocol.js';
+import type { ServerStats, StreamTransport } from './stats.js';
 import type { Transform } from './transforms.js';
 
-/** What a connection needs from the server that owns it. */
+/** Line mode's settings (see framing.ts). */
+export interface LineMode {
+  maxLine: number;
+  /** Put before every echoed line (Istio's tcp-echo-server answers `world` with `hello world`). */
+  prefix: Buffer | undefined;
+}
+
+/** What a connection needs from the server and listener that own it. */
 export interface ConnectionContext {
+  /** The listener's transport, for counters and logs. */
+  readonly transport: StreamTransport;
   readonly transform: Transform;
   /** The transform is a built-in one: it keeps no reference to a chunk once it returns. */
   readonly transformIsBuiltIn: boolean;
+  /** Set in line mode: the transform sees whole lines. */
+  readonly lines: LineMode | undefined;
+  /** Set when every connection must open with a PROXY header: how long it may take. */
+  readonly proxyHeaderTimeoutMs: number | undefined;
   readonly stats: ServerStats;
   readonly log: Logger;
   /** Per-event log lines (open, data, close) are on; checked once per event, not per field. */
   readonly logEvents: boolean;
   /** Unsent bytes above which a connection stops reading until its peer catches up. */
   readonly maxBuffered: number;
+  /** The PROXY header named the client: the server admits it by that address, or aborts it. */
+  proxyHeaderRead(connection: Connection): void;
   connectionClosed(connection: Connection): void;
 }
 
@@ -24,13 +43,12 @@ const PEER_GONE_CODES = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED', 'ETIMEDO
 
 /**
  * The transport-independent half of a connection. Subclasses move bytes (a net.Socket, or
- * libuv's TCP handle directly) and call `received`, `failed` and `closed`; this class keeps
- * the counters, applies the transform, and writes the log lines.
+ * libuv's TCP handle directly) and call `received`, `inputEnded`, `failed` and `closed`; this
+ * class reads the PROXY header if there is one, cuts lines in line mode, applies the transform,
+ * and keeps the counters and log lines.
  */
 export abstract class Connection {
   readonly id: number;
-  readonly remoteAddress: string;
-  readonly remotePort: number;
   /** Bytes received, and bytes accepted for sending (minus any dropped at an abrupt close). */
   bytesReceived = 0;
   bytesSent = 0;
@@ -39,18 +57,55 @@ export abstract class Connection {
   /** Traffic seen by the last idle sweep, and how many sweeps in a row saw none (see idle.ts). */
   trafficAtLastIdleSweep = 0;
   quietSweeps = 0;
+  /** Counted against --max-connections-per-ip (the server sets and clears this). */
+  admittedBySource = false;
+  /** The verified client certificate's subject, on an mTLS connection. */
+  clientCertificateSubject: string | undefined;
   protected readonly context: ConnectionContext;
+  #remoteAddress: string;
+  #remotePort: number;
+  /** The proxy's own address, once a PROXY header has named the real client. */
+  #proxiedBy: string | undefined;
   #closeReason: string | undefined;
+  /** Bytes of a PROXY header still arriving; undefined once it is read (or if none is expected). */
+  #headerBytes: Buffer | undefined;
+  #headerDeadline: NodeJS.Timeout | undefined;
+  #lines: LineSplitter | undefined;
 
   constructor(id: number, remoteAddress: string, remotePort: number, context: ConnectionContext) {
     this.id = id;
-    this.remoteAddress = remoteAddress;
-    this.remotePort = remotePort;
+    this.#remoteAddress = remoteAddress;
+    this.#remotePort = remotePort;
     this.context = context;
+    if (context.proxyHeaderTimeoutMs !== undefined) {
+      this.#headerBytes = Buffer.alloc(0);
+      this.#headerDeadline = setTimeout(() => this.#rejectHeader(`no complete PROXY header within ${context.proxyHeaderTimeoutMs! / 1000}s`), context.proxyHeaderTimeoutMs);
+      this.#headerDeadline.unref();
+    }
+  }
+
+  /** The client's address: the PROXY header's source where there is one, else the socket peer. */
+  get remoteAddress(): string {
+    return this.#remoteAddress;
+  }
+
+  get remotePort(): number {
+    return this.#remotePort;
   }
 
   get peer(): string {
-    return formatHostPort(this.remoteAddress, this.remotePort);
+    // Unix socket clients have no IP address: they are shown by the socket path.
+    return isIP(this.#remoteAddress) === 0 ? this.#remoteAddress : formatHostPort(this.#remoteAddress, this.#remotePort);
+  }
+
+  /** The proxy that relayed this connection (its own address), when a PROXY header named the client. */
+  get proxiedBy(): string | undefined {
+    return this.#proxiedBy;
+  }
+
+  /** Still waiting for the PROXY header: not yet admitted as a client. */
+  get awaitingProxyHeader(): boolean {
+    return this.#headerBytes !== undefined;
   }
 
   /** Bytes moved in either direction: received, plus handed to the kernel. */
@@ -80,6 +135,11 @@ export abstract class Connection {
 
   /** Handles one received chunk, which the connection owns (the transform may change it in place). */
   protected received(chunk: Buffer): void {
+    if (this.#headerBytes !== undefined) {
+      const rest = this.#readProxyHeader(chunk);
+      if (rest === undefined || rest.length === 0) return;
+      chunk = rest;
+    }
     const context = this.context;
     this.bytesReceived += chunk.length;
     context.stats.bytesReceived += chunk.length;
@@ -90,24 +150,120 @@ export abstract class Connection {
       );
     }
     if (this.outputEnded) return;
-    let reply: Buffer;
+    const reply = context.lines === undefined ? this.#transform(chunk) : this.#replyToLines(chunk, context.lines);
+    if (reply !== undefined) this.#sendReply(reply);
+  }
+
+  /** The peer sent FIN: echo a partial last line, then everything pending, then our FIN. */
+  protected inputEnded(): void {
+    if (this.#headerBytes !== undefined) {
+      this.#rejectHeader('connection ended before its PROXY header');
+      return;
+    }
+    const tail = this.#lines?.flush();
+    if (tail !== undefined && !this.outputEnded) {
+      this.context.stats.messages[this.context.transport]++;
+      const reply = this.#transformLine(tail, this.context.lines!);
+      if (reply === undefined) return;
+      this.#sendReply(reply);
+    }
+    this.finish();
+  }
+
+  #sendReply(reply: Buffer): void {
+    this.bytesSent += reply.length;
+    this.context.stats.bytesSent += reply.length;
+    this.send(reply);
+  }
+
+  #transform(input: Buffer): Buffer | undefined {
     try {
-      reply = context.transform(chunk);
+      return this.context.transform(input);
     } catch (err) {
+      const context = this.context;
       context.stats.errors.transform++;
       context.log.error(
         { event: 'error', kind: 'transform', conn: this.id, peer: this.peer, err: String(err) },
         `transform failed for ${this.peer} (#${this.id}), closing it: ${String(err)}`,
       );
       this.abort('transform error');
-      return;
+      return undefined;
     }
-    this.bytesSent += reply.length;
-    context.stats.bytesSent += reply.length;
-    this.send(reply);
   }
 
-  /** Counts a transport error by kind; the subclass closes the connection. */
+  #transformLine(line: Buffer, mode: LineMode): Buffer | undefined {
+    const reply = this.#transform(line);
+    if (reply === undefined || mode.prefix === undefined) return reply;
+    return Buffer.concat([mode.prefix, reply]);
+  }
+
+  /** Every complete line in `chunk`, transformed, as one write. */
+  #replyToLines(chunk: Buffer, mode: LineMode): Buffer | undefined {
+    const splitter = (this.#lines ??= new LineSplitter(mode.maxLine));
+    const { lines, overflow } = splitter.push(chunk);
+    this.context.stats.messages[this.context.transport] += lines.length;
+    const replies: Buffer[] = [];
+    for (const line of lines) {
+      const reply = this.#transformLine(line, mode);
+      if (reply === undefined) return undefined;
+      replies.push(reply);
+    }
+    if (overflow) {
+      // Answered, not just cut: a client (or a person at a prompt) learns what went wrong.
+      replies.push(Buffer.from(`error: line longer than ${mode.maxLine} bytes (--max-line); closing\n`));
+      this.context.stats.errors.line_too_long++;
+      this.#closeReason ??= `line longer than ${mode.maxLine} bytes`;
+      const reply = Buffer.concat(replies);
+      this.#sendReply(reply);
+      this.finish();
+      return undefined;
+    }
+    if (replies.length <= 1) return replies[0];
+    return Buffer.concat(replies);
+  }
+
+  /** Feeds the PROXY header; returns the bytes after it once complete, undefined until then. */
+  #readProxyHeader(chunk: Buffer): Buffer | undefined {
+    const input = this.#headerBytes!.length === 0 ? chunk : Buffer.concat([this.#headerBytes!, chunk]);
+    const result = parseProxyHeader(input);
+    if (result.status === 'incomplete') {
+      // Copied: the chunk's memory may be reused once we return.
+      this.#headerBytes = Buffer.from(input);
+      return undefined;
+    }
+    if (result.status === 'invalid') {
+      this.#rejectHeader(result.reason);
+      return undefined;
+    }
+    this.#headerBytes = undefined;
+    clearTimeout(this.#headerDeadline);
+    this.#headerDeadline = undefined;
+    this.#useProxyHeader(result.header);
+    this.context.proxyHeaderRead(this);
+    return this.outputEnded ? undefined : input.subarray(result.header.length);
+  }
+
+  #useProxyHeader(header: ProxyHeader): void {
+    if (header.command !== 'proxy' || header.source === undefined) return;
+    this.#proxiedBy = this.peer;
+    this.#remoteAddress = canonicalAddress(header.source.address);
+    this.#remotePort = header.source.port;
+  }
+
+  #rejectHeader(reason: string): void {
+    if (this.#headerBytes === undefined) return;
+    this.#headerBytes = undefined;
+    clearTimeout(this.#headerDeadline);
+    const context = this.context;
+    context.stats.errors.proxy_header++;
+    context.log.warn(
+      { event: 'error', kind: 'proxy_header', conn: this.id, peer: this.peer, err: reason },
+      `bad PROXY header from ${this.peer} (#${this.id}), closing it: ${reason}`,
+    );
+    this.abort(`bad PROXY header: ${reason}`);
+  }
+
+/** Counts a transport error by kind; the subclass closes the connection. */
   protected failed(code: string | undefined, message: string): void {
     const context = this.context;
     if (code !== undefined && PEER_GONE_CODES.has(code)) {
@@ -125,6 +281,7 @@ export abstract class Connection {
 
   /** Called once, when the transport has closed; `unsent` bytes never reached the peer. */
   protected closed(unsent: number): void {
+    clearTimeout(this.#headerDeadline);
     const context = this.context;
     this.bytesSent -= unsent;
     context.stats.bytesSent -= unsent;

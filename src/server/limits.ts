@@ -1,6 +1,6 @@
 // Admission control: connection limits (total and per source address) and the address allow-list.
 
-import { BlockList, isIPv4, isIPv6 } from 'node:net';
+import { BlockList, isIP, isIPv4, isIPv6 } from 'node:net';
 import { UsageError } from '../errors.js';
 import type { RejectReason } from './stats.js';
 
@@ -51,23 +51,38 @@ export class Admission {
     this.#allow = options.allow && options.allow.length > 0 ? parseAllowList(options.allow) : undefined;
   }
 
-  /** Returns why `address` must be turned away, or undefined after counting it in. */
-  admit(address: string, openConnections: number): RejectReason | undefined {
-    const canonical = canonicalAddress(address);
-    if (this.#allow && !this.#allow.check(canonical, isIPv4(canonical) ? 'ipv4' : 'ipv6')) return 'not_allowed';
-    if (openConnections >= this.#maxConnections) return 'max_connections';
-    const fromHere = this.#perIp.get(canonical) ?? 0;
+  /** Whether one more connection fits under the total limit. */
+  hasRoom(openConnections: number): boolean {
+    return openConnections < this.#maxConnections;
+  }
+
+  /** Whether `address` passes the allow-list (a non-IP peer, on a Unix socket, always does). */
+  allows(address: string): boolean {
+    return this.#allow === undefined || !isIP(address) || this.#allow.check(address, isIPv4(address) ? 'ipv4' : 'ipv6');
+  }
+
+  /**
+   * Returns why a client from `address` must be turned away, or undefined once admitted. An
+   * admitted client for which `countsSource` is true is counted: call `release` when it leaves.
+   */
+  admitSource(address: string): RejectReason | undefined {
+    if (!this.allows(address)) return 'not_allowed';
+    if (!this.countsSource(address)) return undefined;
+    const fromHere = this.#perIp.get(address) ?? 0;
     if (fromHere >= this.#maxPerIp) return 'max_connections_per_ip';
-    if (this.#maxPerIp !== Number.POSITIVE_INFINITY) this.#perIp.set(canonical, fromHere + 1);
+    this.#perIp.set(address, fromHere + 1);
     return undefined;
+  }
+
+  /** Whether connections from `address` are counted per source (IP clients, with a limit set). */
+  countsSource(address: string): boolean {
+    return this.#maxPerIp !== Number.POSITIVE_INFINITY && isIP(address) !== 0;
   }
 
   /** Forgets one admitted connection from `address`. */
   release(address: string): void {
-    if (this.#maxPerIp === Number.POSITIVE_INFINITY) return;
-    const canonical = canonicalAddress(address);
-    const left = (this.#perIp.get(canonical) ?? 1) - 1;
-    if (left > 0) this.#perIp.set(canonical, left);
-    else this.#perIp.delete(canonical);
+    const left = (this.#perIp.get(address) ?? 1) - 1;
+    if (left > 0) this.#perIp.set(address, left);
+    else this.#perIp.delete(address);
   }
 }

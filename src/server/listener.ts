@@ -1,7 +1,9 @@
 // Listening sockets: on net.Server (portable) or on a raw libuv TCP handle (fast), one interface.
 
 import { lookup } from 'node:dns/promises';
+import { lstat, unlink } from 'node:fs/promises';
 import net from 'node:net';
+import tls from 'node:tls';
 import { ListenError, systemErrorCode } from '../errors.js';
 import { formatEndpoint } from './address.js';
 import type { Connection, ConnectionContext } from './connection.js';
@@ -24,12 +26,14 @@ export interface Listener {
 /** What a listener reports to the server. */
 export interface AcceptHandler {
   /**
-   * A connection arrived from `remoteAddress` (undefined if it already left). The server either
-   * calls `adopt` (with the address as it should be shown) to wrap it in a Connection, or
-   * `reject` to close it at once.
+   * A connection arrived from `remoteAddress` (undefined if it already left; `unix:PATH` on a
+   * Unix socket). The server either calls `adopt` (with the address as it should be shown) to
+   * wrap it in a Connection, or `reject` to close it at once.
    */
   accepted(remoteAddress: string | undefined, remotePort: number | undefined, adopt: (id: number, remoteAddress: string) => Connection, reject: () => void): void;
   failed(err: Error): void;
+  /** A TLS client failed its handshake (bad certificate, wrong protocol, gone midway). */
+  handshakeFailed?(err: Error, remoteAddress: string | undefined, remotePort: number | undefined): void;
 }
 
 export interface ListenOptions {
@@ -39,38 +43,89 @@ export interface ListenOptions {
   handler: AcceptHandler;
 }
 
-export async function listenNet({ host, port, context, handler }: ListenOptions): Promise<Listener> {
-  const server = net.createServer({
+export interface NetListenOptions extends ListenOptions {
+  /** Listen on this Unix socket path instead of host and port. */
+  path?: string;
+  /** Serve TLS with these settings instead of plain TCP. */
+  tls?: tls.TlsOptions;
+}
+
+export async function listenNet({ host, port, path, tls: tlsOptions, context, handler }: NetListenOptions): Promise<Listener> {
+  const socketOptions = {
     allowHalfOpen: true,
     noDelay: true,
     // Makes write() report backpressure exactly at maxBuffered queued bytes.
     highWaterMark: context.maxBuffered,
-  });
-  server.on('connection', (socket) => {
-    const { remoteAddress, remotePort } = socket;
+  };
+  const server = tlsOptions ? tls.createServer({ ...socketOptions, ...tlsOptions }) : net.createServer(socketOptions);
+  const endpoint = path !== undefined ? `unix://${path}` : formatEndpoint(tlsOptions ? 'tls' : 'tcp', host, port);
+  const onSocket = (socket: net.Socket) => {
+    const remoteAddress = path !== undefined ? `unix:${path}` : socket.remoteAddress;
+    const remotePort = path !== undefined ? 0 : socket.remotePort;
     handler.accepted(
       remoteAddress,
       remotePort,
-      (id, address) => new StreamConnection(id, socket, address, remotePort!, context),
+      (id, address) => {
+        const connection = new StreamConnection(id, socket, address, remotePort!, context);
+        if (socket instanceof tls.TLSSocket) connection.clientCertificateSubject = certificateSubject(socket);
+        return connection;
+      },
       () => socket.destroy(),
     );
-  });
+  };
+  if (tlsOptions) {
+    server.on('secureConnection', onSocket);
+    server.on('tlsClientError', (err: Error, socket: tls.TLSSocket) => handler.handshakeFailed?.(err, socket.remoteAddress, socket.remotePort));
+  } else {
+    server.on('connection', onSocket);
+  }
+  if (path !== undefined) await removeStaleSocket(path, endpoint);
   await new Promise<void>((resolve, reject) => {
-    const onError = (err: Error) => reject(new ListenError(formatEndpoint('tcp', host, port), describeListenError(systemErrorCode(err), err.message), err));
+    const onError = (err: Error) => reject(new ListenError(endpoint, describeListenError(systemErrorCode(err), err.message), err));
     server.once('error', onError);
-    server.listen({ host, port }, () => {
+    server.listen(path !== undefined ? { path } : { host, port }, () => {
       server.off('error', onError);
       server.on('error', (err) => handler.failed(err));
       resolve();
     });
   });
-  const address = server.address() as net.AddressInfo;
+  const address = server.address();
   return {
-    address: { host: address.address, port: address.port, family: address.family },
+    address: typeof address === 'string' || address === null ? { host: path ?? '', port: 0, family: 'unix' } : { host: address.address, port: address.port, family: address.family },
     close: () => {
+      // net.Server removes its Unix socket file on close.
       if (server.listening) server.close();
     },
   };
+}
+
+/** `CN=client,O=Example` from a verified client certificate; undefined without one. */
+function certificateSubject(socket: tls.TLSSocket): string | undefined {
+  if (!socket.authorized) return undefined;
+  const subject = socket.getPeerCertificate().subject as Record<string, string | string[]> | undefined;
+  if (subject === undefined) return undefined;
+  return Object.entries(subject)
+    .map(([key, value]) => `${key}=${Array.isArray(value) ? value.join('+') : value}`)
+    .join(',');
+}
+
+/**
+ * A socket file left by a crashed server would make listen fail with EADDRINUSE: remove it when
+ * nothing answers there, but refuse to take a path a live server is using (or that is not a socket).
+ */
+async function removeStaleSocket(path: string, endpoint: string): Promise<void> {
+  const stats = await lstat(path).catch(() => undefined);
+  if (stats === undefined) return;
+  if (!stats.isSocket()) throw new ListenError(endpoint, 'the path exists and is not a socket', undefined);
+  const live = await new Promise<boolean>((resolve) => {
+    const probe = net.connect({ path }, () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once('error', () => resolve(false));
+  });
+  if (live) throw new ListenError(endpoint, 'another server is listening on this socket', undefined);
+  await unlink(path);
 }
 
 const BACKLOG = 511;

@@ -110,7 +110,7 @@ export class RawConnection extends Connection {
       this.#peerEnded = true;
       this.#reading = false;
       if (this.#shutdownDone) this.#close();
-      else this.finish();
+      else this.inputEnded();
     } else if (nread < 0) {
       this.#fail(nread);
     }

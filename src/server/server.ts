@@ -1,31 +1,54 @@
 // The echo server: listeners, the set of live connections, counters, graceful close.
 
 import { EventEmitter } from 'node:events';
-import { systemErrorCode } from '../errors.js';
+import { BlockList, isIP, isIPv4 } from 'node:net';
+import type { TlsOptions } from 'node:tls';
+import { systemErrorCode, UsageError } from '../errors.js';
 import { openDescriptorCount, openFileLimit } from '../ops/descriptors.js';
 import { silentLogger, type Logger } from '../ops/log.js';
 import { formatEndpoint, formatHostPort } from './address.js';
 import type { Connection, ConnectionContext } from './connection.js';
 import { startIdleSweeper } from './idle.js';
-import { Admission, canonicalAddress, type AdmissionOptions } from './limits.js';
+import { DEFAULT_MAX_LINE, type Framing } from './framing.js';
+import { Admission, canonicalAddress, parseAllowList, type AdmissionOptions } from './limits.js';
 import { listenNet, listenRaw, type AcceptHandler, type Listener } from './listener.js';
 import { rawTcp } from './raw-tcp.js';
 import { drainConnections, type DrainResult } from './shutdown.js';
-import { copyStats, emptyStats, type RejectReason, type ServerStats } from './stats.js';
+import { copyStats, emptyStats, type RejectReason, type ServerStats, type StreamTransport, type Transport } from './stats.js';
 import { builtInTransform, type Transform, type TransformName } from './transforms.js';
+import { listenUdp } from './udp.js';
 
 export const DEFAULT_HOST = '127.0.0.1';
 export const DEFAULT_PORT = 1234;
 export const DEFAULT_MAX_BUFFERED = 1024 * 1024;
 export const DEFAULT_SHUTDOWN_TIMEOUT_MS = 10_000;
+export const DEFAULT_PROXY_HEADER_TIMEOUT_MS = 3000;
 
 export interface EchoServerOptions extends AdmissionOptions {
   /** Address to bind. Default `127.0.0.1`, like the seed's `localhost`. */
   host?: string;
   /** Port, or several ports to listen on at once; `0` picks a free port. Default 1234. */
   port?: number | readonly number[];
-  /** `echo` (default), `upper`, or a function mapping each received chunk to its reply. */
+  /** Also (or, with `port: []`, only) listen on these Unix socket paths. */
+  unix?: string | readonly string[];
+  /** Also echo UDP datagrams on every port (RFC 862), one reply per datagram. */
+  udp?: boolean;
+  /** Serve TLS on the TCP ports (Node's `tls.createServer` options: `cert`, `key`; `ca` with `requestCert` for mTLS). */
+  tls?: TlsOptions;
+  /** `echo` (default), `upper`, or a function mapping each received chunk (each line in line mode) to its reply. */
   transform?: TransformName | Transform;
+  /** `raw` (default): chunks as they arrive. `line`: the transform sees whole `\n`-terminated lines. */
+  framing?: Framing;
+  /** Line mode: put this before every echoed line (and UDP reply). */
+  prefix?: string;
+  /** Line mode: longest line (without its `\n`); a longer one is answered with an error and closed. Default 64 KiB. */
+  maxLine?: number;
+  /** Every stream connection must open with a PROXY protocol v1 or v2 header, whose source address is then the client's. */
+  proxyProtocol?: boolean;
+  /** CIDRs of proxies allowed to connect when `proxyProtocol` is on. Default: any. */
+  proxyTrust?: readonly string[];
+  /** How long a connection may take to send its PROXY header. Default 3 s. */
+  proxyHeaderTimeoutMs?: number;
   /** Queued output per connection above which the server stops reading it. Default 1 MiB. */
   maxBuffered?: number;
   /** Where events go. Default: nowhere. */
@@ -46,11 +69,12 @@ export interface EchoServerOptions extends AdmissionOptions {
 }
 
 export interface BoundAddress {
-  transport: 'tcp';
+  transport: Transport;
+  /** The IP address bound, or the socket path for `unix`. */
   host: string;
   port: number;
   family: string;
-  /** e.g. `tcp://127.0.0.1:1234` */
+  /** e.g. `tcp://127.0.0.1:1234`, `udp://[::1]:7`, `unix:///run/echo.sock` */
   url: string;
 }
 
@@ -71,10 +95,14 @@ interface EchoServerEvents {
 export class EchoServer extends EventEmitter<EchoServerEvents> {
   readonly #host: string;
   readonly #ports: readonly number[];
+  readonly #unixPaths: readonly string[];
+  readonly #udp: boolean;
+  readonly #tls: TlsOptions | undefined;
+  readonly #proxyTrust: BlockList | undefined;
   readonly #log: Logger;
   readonly #stats = emptyStats();
   readonly #connections = new Set<Connection>();
-  readonly #context: ConnectionContext;
+  readonly #context: Omit<ConnectionContext, 'transport'>;
   readonly #admission: Admission;
   readonly #idleTimeoutMs: number;
   #stopIdleSweeper: (() => void) | undefined;
@@ -94,18 +122,29 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
     this.#host = options.host ?? DEFAULT_HOST;
     const port = options.port ?? DEFAULT_PORT;
     this.#ports = typeof port === 'number' ? [port] : [...port];
+    const unix = options.unix ?? [];
+    this.#unixPaths = typeof unix === 'string' ? [unix] : [...unix];
+    this.#udp = options.udp ?? false;
+    this.#tls = options.tls;
+    if (this.#ports.length === 0 && this.#unixPaths.length === 0) throw new UsageError('nothing to listen on: give at least one port or Unix socket path');
+    if (options.proxyProtocol && this.#tls) throw new UsageError('the PROXY protocol in front of TLS is not supported: terminate TLS at the proxy, or use one of the two');
     this.#log = options.logger ?? silentLogger;
     this.#admission = new Admission(options);
+    this.#proxyTrust = options.proxyTrust && options.proxyTrust.length > 0 ? parseAllowList(options.proxyTrust) : undefined;
     this.#idleTimeoutMs = options.idleTimeoutMs ?? 0;
     this.#useRaw = (options.rawHandles ?? true) && rawTcp !== undefined;
     const transform = options.transform ?? 'echo';
+    const lineMode = (options.framing ?? 'raw') === 'line';
     this.#context = {
       transform: typeof transform === 'function' ? transform : builtInTransform(transform),
       transformIsBuiltIn: typeof transform !== 'function',
+      lines: lineMode ? { maxLine: options.maxLine ?? DEFAULT_MAX_LINE, prefix: options.prefix ? Buffer.from(options.prefix) : undefined } : undefined,
+      proxyHeaderTimeoutMs: options.proxyProtocol ? (options.proxyHeaderTimeoutMs ?? DEFAULT_PROXY_HEADER_TIMEOUT_MS) : undefined,
       stats: this.#stats,
       log: this.#log,
       logEvents: (options.logConnectionEvents ?? true) && this.#log.isLevelEnabled('info'),
       maxBuffered: options.maxBuffered ?? DEFAULT_MAX_BUFFERED,
+      proxyHeaderRead: (connection) => this.#proxyHeaderRead(connection),
       connectionClosed: (connection) => this.#connectionClosed(connection),
     };
   }
@@ -140,12 +179,13 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
   async listen(): Promise<BoundAddress> {
     if (this.#state !== 'new') throw new Error(`listen() called on a server that is ${this.#state}`);
     try {
+      const streamTransport: StreamTransport = this.#tls ? 'tls' : 'tcp';
       for (const port of this.#ports) {
-        const listener = await this.#bind(port);
-        this.#listeners.push(listener);
-        const { host, port: boundPort, family } = listener.address;
-        this.#addresses.push({ transport: 'tcp', host, port: boundPort, family, url: formatEndpoint('tcp', host, boundPort) });
+        const { port: boundPort } = this.#listening(streamTransport, await this.#bind(port));
+        // Same port number for UDP, also when the TCP port was picked by the OS.
+        if (this.#udp) this.#listening('udp', await this.#bindUdp(boundPort));
       }
+      for (const path of this.#unixPaths) this.#listening('unix', await this.#bindUnix(path));
     } catch (err) {
       this.#listeners.forEach((listener) => listener.close());
       this.#listeners = [];
@@ -201,13 +241,45 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
     return this.#useRaw;
   }
 
+  #listening(transport: Transport, listener: Listener): BoundAddress {
+    this.#listeners.push(listener);
+    const { host, port, family } = listener.address;
+    const url = transport === 'unix' ? `unix://${host}` : formatEndpoint(transport, host, port);
+    const bound = { transport, host, port, family, url };
+    this.#addresses.push(bound);
+    return bound;
+  }
+
+  readonly #handler: AcceptHandler = {
+    accepted: (remoteAddress, remotePort, adopt, reject) => this.#accept(remoteAddress, remotePort, adopt, reject),
+    failed: (err) => this.#acceptFailed(err),
+    handshakeFailed: (err, remoteAddress, remotePort) => this.#handshakeFailed(err, remoteAddress, remotePort),
+  };
+
   #bind(port: number): Promise<Listener> {
-    const handler: AcceptHandler = {
-      accepted: (remoteAddress, remotePort, adopt, reject) => this.#accept(remoteAddress, remotePort, adopt, reject),
-      failed: (err) => this.#acceptFailed(err),
-    };
-    const options = { host: this.#host, port, context: this.#context, handler };
+    if (this.#tls) {
+      return listenNet({ host: this.#host, port, tls: this.#tls, context: { ...this.#context, transport: 'tls' }, handler: this.#handler });
+    }
+    const options = { host: this.#host, port, context: { ...this.#context, transport: 'tcp' as const }, handler: this.#handler };
     return this.#useRaw ? listenRaw(rawTcp!, options) : listenNet(options);
+  }
+
+  #bindUnix(path: string): Promise<Listener> {
+    return listenNet({ host: this.#host, port: 0, path, context: { ...this.#context, transport: 'unix' }, handler: this.#handler });
+  }
+
+  #bindUdp(port: number): Promise<Listener> {
+    const context = this.#context;
+    return listenUdp({
+      host: this.#host,
+      port,
+      transform: context.transform,
+      prefix: context.lines?.prefix,
+      allows: (address) => this.#admission.allows(address),
+      stats: this.#stats,
+      log: this.#log,
+      logEvents: context.logEvents,
+    });
   }
 
   #accept(remoteAddress: string | undefined, remotePort: number | undefined, adopt: (id: number, remoteAddress: string) => Connection, reject: () => void): void {
@@ -220,35 +292,78 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
     if (this.#acceptFailures > 0) this.#acceptRecovered();
     // A dual-stack listener reports IPv4 clients as ::ffff:a.b.c.d; logs and limits use a.b.c.d.
     remoteAddress = canonicalAddress(remoteAddress);
-    const rejection = this.#admission.admit(remoteAddress, this.#connections.size);
+    let rejection: RejectReason | undefined;
+    if (!this.#admission.hasRoom(this.#connections.size)) rejection = 'max_connections';
+    else if (this.#context.proxyHeaderTimeoutMs !== undefined) rejection = this.#trustsProxy(remoteAddress) ? undefined : 'proxy_not_trusted';
+    else rejection = this.#admission.admitSource(remoteAddress);
     if (rejection !== undefined) {
-      this.#stats.rejected[rejection]++;
-      if (this.#context.logEvents) {
-        const peer = formatHostPort(remoteAddress, remotePort);
-        this.#log.info({ event: 'reject', peer, reason: rejection }, `rejected connection from ${peer}: ${REJECT_TEXT[rejection]}`);
-      }
+      this.#rejected(rejection, formatPeer(remoteAddress, remotePort));
       // Closed at once with nothing sent: the client sees end of stream (or a reset if it had sent data).
       reject();
       return;
     }
     const connection = adopt(this.#nextConnectionId++, remoteAddress);
+    connection.admittedBySource = this.#admission.countsSource(remoteAddress) && this.#context.proxyHeaderTimeoutMs === undefined;
     this.#connections.add(connection);
     if (this.#connections.size >= this.#descriptorCeiling && !this.#atDescriptorCeiling) this.#descriptorsExhausted();
     this.#stats.connectionsActive++;
     this.#stats.connectionsTotal++;
-    if (this.#context.logEvents) {
-      this.#log.info(
-        { event: 'open', conn: connection.id, peer: connection.peer },
-        `new connection from ${connection.peer} (#${connection.id})`,
-      );
-    }
+    // Behind a proxy, the client is known (and admitted, and logged) once its header is read.
+    if (!connection.awaitingProxyHeader) this.#opened(connection);
     this.emit('connection', connection);
+  }
+
+  #trustsProxy(address: string): boolean {
+    return this.#proxyTrust === undefined || isIP(address) === 0 || this.#proxyTrust.check(address, isIPv4(address) ? 'ipv4' : 'ipv6');
+  }
+
+  #proxyHeaderRead(connection: Connection): void {
+    const address = connection.remoteAddress;
+    const rejection = this.#admission.admitSource(address);
+    if (rejection !== undefined) {
+      this.#rejected(rejection, connection.peer, connection.proxiedBy);
+      connection.abort(`rejected: ${REJECT_TEXT[rejection]}`);
+      return;
+    }
+    connection.admittedBySource = this.#admission.countsSource(address);
+    this.#opened(connection);
+  }
+
+  #opened(connection: Connection): void {
+    if (!this.#context.logEvents) return;
+    const via = connection.proxiedBy === undefined ? '' : ` via ${connection.proxiedBy}`;
+    const subject = connection.clientCertificateSubject === undefined ? '' : `, client certificate ${connection.clientCertificateSubject}`;
+    this.#log.info(
+      {
+        event: 'open',
+        conn: connection.id,
+        peer: connection.peer,
+        ...(connection.proxiedBy !== undefined && { proxy: connection.proxiedBy }),
+        ...(connection.clientCertificateSubject !== undefined && { subject: connection.clientCertificateSubject }),
+      },
+      `new connection from ${connection.peer}${via} (#${connection.id}${subject})`,
+    );
+  }
+
+  #rejected(reason: RejectReason, peer: string, proxiedBy?: string): void {
+    this.#stats.rejected[reason]++;
+    if (!this.#context.logEvents) return;
+    const via = proxiedBy === undefined ? '' : ` via ${proxiedBy}`;
+    this.#log.info({ event: 'reject', peer, reason }, `rejected connection from ${peer}${via}: ${REJECT_TEXT[reason]}`);
+  }
+
+  #handshakeFailed(err: Error, remoteAddress: string | undefined, remotePort: number | undefined): void {
+    // A client that speaks plain TCP to a TLS port, or offers a certificate we do not trust:
+    // its connection ends, the server goes on.
+    this.#stats.errors.tls_handshake++;
+    const peer = remoteAddress === undefined ? 'a client that already left' : formatPeer(canonicalAddress(remoteAddress), remotePort ?? 0);
+    this.#log.warn({ event: 'error', kind: 'tls_handshake', peer, code: systemErrorCode(err), err: err.message }, `TLS handshake with ${peer} failed: ${err.message}`);
   }
 
   #connectionClosed(connection: Connection): void {
     if (!this.#connections.delete(connection)) return;
     this.#stats.connectionsActive--;
-    this.#admission.release(connection.remoteAddress);
+    if (connection.admittedBySource) this.#admission.release(canonicalAddress(connection.remoteAddress));
     if (this.#atDescriptorCeiling && this.#connections.size < this.#descriptorCeiling) this.#descriptorsAvailable();
   }
 
@@ -295,7 +410,12 @@ const REJECT_TEXT: Record<RejectReason, string> = {
   max_connections: 'too many connections (--max-connections)',
   max_connections_per_ip: 'too many connections from this address (--max-connections-per-ip)',
   not_allowed: 'address not in --allow',
+  proxy_not_trusted: 'proxy address not in --proxy-trust',
 };
+
+function formatPeer(address: string, port: number): string {
+  return isIP(address) === 0 ? address : formatHostPort(address, port);
+}
 
 /** Creates a server; call `listen()` to start it. */
 export function createEchoServer(options: EchoServerOptions = {}): EchoServer {

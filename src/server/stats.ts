@@ -1,13 +1,18 @@
 // Counters kept by the server: plain numbers bumped on the hot path, read by metrics and tests.
 
-export type RejectReason = 'max_connections' | 'max_connections_per_ip' | 'not_allowed';
-export type ErrorKind = 'reset' | 'socket' | 'transform' | 'accept';
+export type RejectReason = 'max_connections' | 'max_connections_per_ip' | 'not_allowed' | 'proxy_not_trusted';
+export type ErrorKind = 'reset' | 'socket' | 'transform' | 'accept' | 'proxy_header' | 'tls_handshake' | 'line_too_long' | 'udp';
+/** Transports of connections; `udp` has datagrams rather than connections. */
+export type StreamTransport = 'tcp' | 'tls' | 'unix';
+export type Transport = StreamTransport | 'udp';
 
 export interface ServerStats {
   connectionsActive: number;
   connectionsTotal: number;
   bytesReceived: number;
   bytesSent: number;
+  /** Whole messages echoed: UDP datagrams, and lines in line mode (raw TCP has no messages). */
+  messages: Record<Transport, number>;
   backpressurePauses: number;
   idleTimeouts: number;
   rejected: Record<RejectReason, number>;
@@ -20,13 +25,14 @@ export function emptyStats(): ServerStats {
     connectionsTotal: 0,
     bytesReceived: 0,
     bytesSent: 0,
+    messages: { tcp: 0, tls: 0, unix: 0, udp: 0 },
     backpressurePauses: 0,
     idleTimeouts: 0,
-    rejected: { max_connections: 0, max_connections_per_ip: 0, not_allowed: 0 },
-    errors: { reset: 0, socket: 0, transform: 0, accept: 0 },
+    rejected: { max_connections: 0, max_connections_per_ip: 0, not_allowed: 0, proxy_not_trusted: 0 },
+    errors: { reset: 0, socket: 0, transform: 0, accept: 0, proxy_header: 0, tls_handshake: 0, line_too_long: 0, udp: 0 },
   };
 }
 
 export function copyStats(stats: ServerStats): ServerStats {
-  return { ...stats, rejected: { ...stats.rejected }, errors: { ...stats.errors } };
+  return { ...stats, messages: { ...stats.messages }, rejected: { ...stats.rejected }, errors: { ...stats.errors } };
 }

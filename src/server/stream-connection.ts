@@ -53,6 +53,10 @@ export class StreamConnection extends Connection {
     owner(socket).received(chunk);
   }
 
+  static onEnd(socket: Socket): void {
+    owner(socket).inputEnded();
+  }
+
   static onError(socket: Socket, err: Error): void {
     owner(socket).failed(systemErrorCode(err), err.message);
   }
@@ -77,7 +81,7 @@ function onDrain(this: Socket): void {
 
 function onEnd(this: Socket): void {
   // Half-close: the peer sent FIN. end() flushes every queued byte before our own FIN.
-  owner(this).finish();
+  StreamConnection.onEnd(this);
 }
 
 function onError(this: Socket, err: Error): void {

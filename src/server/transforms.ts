@@ -1,4 +1,8 @@
-// Byte transforms the server applies to what it echoes back.
+// Byte transforms the server applies to what it echoes back, built in or loaded from a module.
+
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { UsageError } from '../errors.js';
 
 /**
  * Maps one received chunk to the bytes to send back.
@@ -64,4 +68,39 @@ export function isTransformName(name: string): name is TransformName {
 
 export function builtInTransform(name: TransformName): Transform {
   return BUILT_IN[name];
+}
+
+/**
+ * The default export of a transform module: receives each chunk (each line in line mode) and
+ * returns the bytes to send back. It may change the chunk in place and return it.
+ */
+export type TransformModuleFunction = (input: Buffer) => Buffer | Uint8Array | string;
+
+/**
+ * Loads `--transform ./my-transform.js`: a module whose default export is a
+ * `TransformModuleFunction`. Strings it returns are sent as UTF-8.
+ */
+export async function loadTransformModule(path: string): Promise<Transform> {
+  const url = pathToFileURL(resolve(path)).href;
+  let module: { default?: unknown };
+  try {
+    module = (await import(url)) as { default?: unknown };
+  } catch (err) {
+    throw new UsageError(`--transform: cannot load ${path}: ${(err as Error).message}`);
+  }
+  const fn = module.default;
+  if (typeof fn !== 'function') throw new UsageError(`--transform: ${path} has no default export function (export default (chunk) => chunk)`);
+  const user = fn as TransformModuleFunction;
+  return (chunk) => {
+    const reply = user(chunk);
+    if (Buffer.isBuffer(reply)) return reply;
+    if (typeof reply === 'string') return Buffer.from(reply);
+    if (reply instanceof Uint8Array) return Buffer.from(reply.buffer, reply.byteOffset, reply.byteLength);
+    throw new TypeError(`transform returned ${typeof reply}, expected a Buffer, Uint8Array or string`);
+  };
+}
+
+/** A transform given on the command line: a built-in name, or a path to a module (has a `/` or ends in .js/.mjs). */
+export function isTransformPath(value: string): boolean {
+  return value.includes('/') || /\.(c|m)?js$/.test(value);
 }

@@ -1,0 +1,98 @@
+// UDP echo (RFC 862): one reply datagram per request datagram, with the same transform.
+
+import dgram from 'node:dgram';
+import { lookup } from 'node:dns/promises';
+import { isIP, isIPv6 } from 'node:net';
+import { ListenError, systemErrorCode } from '../errors.js';
+import { describeBytes, type Logger } from '../ops/log.js';
+import { formatEndpoint, formatHostPort } from './address.js';
+import { canonicalAddress } from './limits.js';
+import { describeListenError, type Listener } from './listener.js';
+import type { ServerStats } from './stats.js';
+import type { Transform } from './transforms.js';
+
+/** The largest UDP payload over IPv4 (65,535 minus the IP and UDP headers). */
+export const MAX_UDP_PAYLOAD = 65_507;
+
+export interface UdpEchoOptions {
+  host: string;
+  port: number;
+  transform: Transform;
+  /** Put before each reply (line mode's --prefix; a datagram is one message). */
+  prefix: Buffer | undefined;
+  /** Source addresses the allow-list lets in; others' datagrams are dropped. */
+  allows(address: string): boolean;
+  stats: ServerStats;
+  log: Logger;
+  logEvents: boolean;
+}
+
+export async function listenUdp(options: UdpEchoOptions): Promise<Listener> {
+  const { host, port } = options;
+  const endpoint = formatEndpoint('udp', host, port);
+  const ip = isIP(host) ? host : await lookup(host).then(
+    (found) => found.address,
+    (err: Error) => {
+      throw new ListenError(endpoint, describeListenError(systemErrorCode(err), err.message), err);
+    },
+  );
+  // libuv reads into a 64 KiB buffer, so every datagram up to the protocol's limit arrives whole;
+  // the kernel buffers are raised so that a burst of large ones is not dropped on arrival.
+  const socket = dgram.createSocket({ type: isIPv6(ip) ? 'udp6' : 'udp4', recvBufferSize: 4 * 1024 * 1024, sendBufferSize: 4 * 1024 * 1024 });
+  socket.on('message', (message, remote) => echoDatagram(socket, message, remote, options));
+  await new Promise<void>((resolve, reject) => {
+    const onError = (err: Error) => reject(new ListenError(endpoint, describeListenError(systemErrorCode(err), err.message), err));
+    socket.once('error', onError);
+    socket.bind(port, ip, () => {
+      socket.off('error', onError);
+      socket.on('error', (err) => {
+        options.stats.errors.udp++;
+        options.log.warn({ event: 'error', kind: 'udp', err: err.message }, `UDP socket error: ${err.message}`);
+      });
+      resolve();
+    });
+  });
+  const bound = socket.address();
+  let open = true;
+  return {
+    address: { host: bound.address, port: bound.port, family: bound.family },
+    close: () => {
+      if (!open) return;
+      open = false;
+      socket.close();
+    },
+  };
+}
+
+function echoDatagram(socket: dgram.Socket, message: Buffer, remote: dgram.RemoteInfo, options: UdpEchoOptions): void {
+  const { stats, log } = options;
+  const address = canonicalAddress(remote.address);
+  const peer = formatHostPort(address, remote.port);
+  if (!options.allows(address)) {
+    stats.rejected.not_allowed++;
+    if (options.logEvents) log.info({ event: 'reject', transport: 'udp', peer, reason: 'not_allowed' }, `dropped a datagram from ${peer}: address not in --allow`);
+    return;
+  }
+  stats.bytesReceived += message.length;
+  stats.messages.udp++;
+  if (options.logEvents) {
+    log.info({ event: 'data', transport: 'udp', peer, bytes: message.length }, `received ${message.length} bytes by UDP from ${peer}: ${describeBytes(message)}`);
+  }
+  let reply: Buffer;
+  try {
+    // Each datagram arrives in a Buffer of its own, so the transform may change it in place.
+    reply = options.transform(message);
+  } catch (err) {
+    stats.errors.transform++;
+    log.error({ event: 'error', kind: 'transform', transport: 'udp', peer, err: String(err) }, `transform failed for a datagram from ${peer}, dropped: ${String(err)}`);
+    return;
+  }
+  if (options.prefix !== undefined) reply = Buffer.concat([options.prefix, reply]);
+  stats.bytesSent += reply.length;
+  socket.send(reply, remote.port, remote.address, (err) => {
+    if (err === null || err === undefined) return;
+    stats.bytesSent -= reply.length;
+    stats.errors.udp++;
+    log.warn({ event: 'error', kind: 'udp', peer, err: err.message }, `could not send ${reply.length} bytes by UDP to ${peer}: ${err.message}`);
+  });
+}

@@ -1,0 +1,23 @@
+// A logger that keeps every event, for tests that check what the server reported.
+
+import type { Logger, LogFields } from '../../src/index.js';
+
+export interface LoggedEvent {
+  level: 'debug' | 'info' | 'warn' | 'error';
+  fields: LogFields;
+  message: string;
+}
+
+export function recordingLogger(): Logger & { events: LoggedEvent[]; messages(): string[] } {
+  const events: LoggedEvent[] = [];
+  const record = (level: LoggedEvent['level']) => (fields: LogFields, message: string) => void events.push({ level, fields, message });
+  return {
+    events,
+    messages: () => events.map((event) => event.message),
+    debug: record('debug'),
+    info: record('info'),
+    warn: record('warn'),
+    error: record('error'),
+    isLevelEnabled: () => true,
+  };
+}

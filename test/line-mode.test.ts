@@ -1,0 +1,166 @@
+// Line mode, --prefix, --max-line and custom transform modules, over both TCP paths.
+
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, it } from 'node:test';
+import fc from 'fast-check';
+import { LineSplitter, loadTransformModule, type Transform } from '../src/index.js';
+import { runCli, startServe } from './helpers/cli.js';
+import { recordingLogger } from './helpers/logs.js';
+import { closed, connectTo, readBytes, readToEnd, startServer } from './helpers/sockets.js';
+import { delay, waitUntil } from './helpers/timeout.js';
+
+const REVERSE = fileURLToPath(new URL('../examples/transforms/reverse.js', import.meta.url));
+
+describe('LineSplitter', () => {
+  it('yields the same lines however the stream is cut', () => {
+    fc.assert(
+      fc.property(fc.array(fc.string({ unit: fc.constantFrom('a', 'b', '\n', 'é') }), { maxLength: 20 }), fc.array(fc.nat(40), { maxLength: 10 }), (pieces, cuts) => {
+        const stream = Buffer.from(pieces.join(''));
+        const splitter = new LineSplitter(1000);
+        const lines: string[] = [];
+        let start = 0;
+        for (const cut of [...cuts.map((c) => Math.min(stream.length, start + c)), stream.length]) {
+          if (cut < start) continue;
+          const { lines: got, overflow } = splitter.push(Buffer.from(stream.subarray(start, cut)));
+          assert.equal(overflow, false);
+          lines.push(...got.map((line) => line.toString()));
+          start = cut;
+        }
+        const tail = splitter.flush();
+        if (tail) lines.push(tail.toString());
+        assert.equal(lines.join(''), stream.toString());
+        const expected = stream.toString().split(/(?<=\n)/).filter(Boolean);
+        assert.deepEqual(lines, expected);
+      }),
+    );
+  });
+
+  it('reports overflow once a line passes the limit, with or without its newline', () => {
+    assert.equal(new LineSplitter(4).push(Buffer.from('abcd\n')).overflow, false);
+    assert.equal(new LineSplitter(4).push(Buffer.from('abcde\n')).overflow, true);
+    const splitter = new LineSplitter(4);
+    assert.equal(splitter.push(Buffer.from('abc')).overflow, false);
+    assert.equal(splitter.push(Buffer.from('de')).overflow, true);
+  });
+});
+
+for (const rawHandles of [true, false]) {
+  describe(`line mode on ${rawHandles ? 'raw handles' : 'net.Socket'}`, () => {
+    it('prefixes every line, whole lines only, however the client splits them', async () => {
+      const running = await startServer({ rawHandles, framing: 'line', prefix: 'hello ' });
+      try {
+        const socket = await connectTo(running.port);
+        const reply = readBytes(socket, 'hello world\nhello again\n'.length);
+        for (const piece of ['wor', 'ld\nag', 'ain', '\n']) {
+          socket.write(piece);
+          await delay(20);
+        }
+        assert.equal((await reply).toString(), 'hello world\nhello again\n');
+        assert.equal(running.server.stats().messages.tcp, 2);
+        socket.destroy();
+      } finally {
+        await running.close();
+      }
+    });
+
+    it('echoes a partial last line at end of stream', async () => {
+      const running = await startServer({ rawHandles, framing: 'line', prefix: '> ', transform: 'upper' });
+      try {
+        const socket = await connectTo(running.port);
+        const all = readToEnd(socket);
+        socket.end('one\ntwo');
+        assert.equal((await all).toString(), '> ONE\n> TWO');
+      } finally {
+        await running.close();
+      }
+    });
+
+    it('answers a line over --max-line with an error line and closes', async () => {
+      const logger = recordingLogger();
+      const running = await startServer({ rawHandles, framing: 'line', maxLine: 10, logger });
+      try {
+        const socket = await connectTo(running.port);
+        const all = readToEnd(socket);
+        socket.write('short\n' + 'x'.repeat(11) + '\nnever echoed\n');
+        // The reply ends with the server's FIN; the connection is gone once the client ends too.
+        assert.equal((await all).toString(), 'short\nerror: line longer than 10 bytes (--max-line); closing\n');
+        socket.end();
+        await closed(socket);
+        assert.equal(running.server.stats().errors.line_too_long, 1);
+        await waitUntil(() => logger.messages().some((m) => m.includes('line longer than 10 bytes')), 2000, 'the close to be logged');
+      } finally {
+        await running.close();
+      }
+    });
+  });
+}
+
+describe('custom transform modules', () => {
+  it('loads the example module and applies it per line', async () => {
+    const running = await startServer({ framing: 'line', transform: await loadTransformModule(REVERSE) });
+    try {
+      const socket = await connectTo(running.port);
+      const all = readToEnd(socket);
+      socket.end('hello\n你好\nabc');
+      // Reversal is bytewise: multi-byte characters come back as reversed bytes, as the module says.
+      const expected = Buffer.concat([Buffer.from('olleh\n'), Buffer.from('你好').reverse(), Buffer.from('\ncba')]);
+      assert.deepEqual(await all, expected);
+    } finally {
+      await running.close();
+    }
+  });
+
+  it('closes only the connection whose transform throws, and logs it', async () => {
+    const logger = recordingLogger();
+    const picky: Transform = (line) => {
+      if (line.includes('boom')) throw new Error('no booms here');
+      return line;
+    };
+    const running = await startServer({ framing: 'line', transform: picky, logger });
+    try {
+      const good = await connectTo(running.port);
+      const bad = await connectTo(running.port);
+      bad.on('error', () => {});
+      const badReply = readToEnd(bad);
+      bad.write('boom\n');
+      assert.equal((await badReply).length, 0);
+      const reply = readBytes(good, 6);
+      good.write('fine!\n');
+      assert.equal((await reply).toString(), 'fine!\n');
+      assert.equal(running.server.stats().errors.transform, 1);
+      assert.ok(logger.messages().some((m) => m.includes('no booms here')));
+      good.destroy();
+    } finally {
+      await running.close();
+    }
+  });
+
+  it('takes --transform PATH, --prefix and --framing line from the CLI', async () => {
+    const serve = await startServe(['--transform', REVERSE, '--prefix', 'hello ', '--quiet']);
+    try {
+      const socket = await connectTo(serve.port);
+      const all = readToEnd(socket);
+      socket.end('dlrow\n');
+      assert.equal((await all).toString(), 'hello world\n');
+    } finally {
+      await serve.stop();
+    }
+  });
+
+  it('rejects a module without a default export function as a usage error', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'echoplex-transform-'));
+    const notATransform = join(dir, 'named-only.js');
+    await writeFile(notATransform, 'export const upper = (chunk) => chunk;\n');
+    const result = await runCli(['serve', '--port', '0', '--transform', notATransform]);
+    await rm(dir, { recursive: true });
+    assert.equal(result.code, 2, result.stderr);
+    assert.match(result.stderr, /no default export function/);
+    const missing = await runCli(['serve', '--port', '0', '--transform', './no-such-transform.js']);
+    assert.equal(missing.code, 2);
+    assert.match(missing.stderr, /cannot load/);
+  });
+});

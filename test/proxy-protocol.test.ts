@@ -1,0 +1,256 @@
+// PROXY protocol v1 and v2: the parser under random and truncated input, and the server's use
+// of the header (source address for logs and limits, trust, bad and late headers).
+
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { describe, it } from 'node:test';
+import fc from 'fast-check';
+import { encodeProxyV1, encodeProxyV2, parseProxyHeader, PROXY_V2_SIGNATURE, type ProxyHeaderSpec } from '../src/index.js';
+import { recordingLogger } from './helpers/logs.js';
+import { connectTo, readBytes, readToEnd, startServer } from './helpers/sockets.js';
+import { delay, waitUntil } from './helpers/timeout.js';
+
+const ipv4 = fc.ipV4();
+const ipv6 = fc.ipV6();
+const port = fc.integer({ min: 0, max: 65535 });
+const endpoints = fc.oneof(
+  fc.record({ source: fc.record({ address: ipv4, port }), destination: fc.record({ address: ipv4, port }) }),
+  fc.record({ source: fc.record({ address: ipv6, port }), destination: fc.record({ address: ipv6, port }) }),
+);
+const tlvs = fc.array(fc.record({ type: fc.integer({ min: 0, max: 255 }), value: fc.uint8Array({ maxLength: 40 }).map((bytes) => Buffer.from(bytes)) }), { maxLength: 5 });
+const headers = fc.oneof(
+  endpoints.map((spec): { spec: ProxyHeaderSpec; bytes: Buffer; version: 1 | 2 } => ({ spec, bytes: encodeProxyV1(spec), version: 1 })),
+  fc.tuple(endpoints, tlvs).map(([spec, extensions]) => {
+    const full: ProxyHeaderSpec = { ...spec, tlvs: extensions };
+    return { spec: full, bytes: encodeProxyV2(full), version: 2 as const };
+  }),
+);
+
+/** The same address in one notation, whatever notation fast-check or the parser chose. */
+function normal(address: string): string {
+  if (net.isIPv4(address)) return address;
+  const list = new net.SocketAddress({ address, family: 'ipv6' });
+  return list.address;
+}
+
+function sameAddress(a: string, b: string): boolean {
+  const block = new net.BlockList();
+  block.addAddress(a, net.isIPv4(a) ? 'ipv4' : 'ipv6');
+  return block.check(b, net.isIPv4(b) ? 'ipv4' : 'ipv6') || normal(a) === normal(b);
+}
+
+describe('PROXY header parser', () => {
+  it('reads back every header it can write, whatever follows it', () => {
+    fc.assert(
+      fc.property(headers, fc.uint8Array({ maxLength: 64 }), ({ spec, bytes, version }, trailing) => {
+        const result = parseProxyHeader(Buffer.concat([bytes, trailing]));
+        assert.equal(result.status, 'complete');
+        if (result.status !== 'complete') return;
+        const { header } = result;
+        assert.equal(header.version, version);
+        assert.equal(header.length, bytes.length);
+        assert.equal(header.command, 'proxy');
+        assert.ok(sameAddress(header.source!.address, spec.source.address), `${header.source!.address} vs ${spec.source.address}`);
+        assert.ok(sameAddress(header.destination!.address, spec.destination.address));
+        assert.equal(header.source!.port, spec.source.port);
+        assert.equal(header.destination!.port, spec.destination.port);
+        assert.deepEqual(
+          header.tlvs.map((tlv) => [tlv.type, tlv.value.toString('hex')]),
+          (spec.tlvs ?? []).map((tlv) => [tlv.type, tlv.value.toString('hex')]),
+        );
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it('says incomplete for every truncation, and never reads past the bytes it was given', () => {
+    fc.assert(
+      fc.property(headers, fc.nat(), ({ bytes }, cut) => {
+        const length = cut % bytes.length;
+        // The rest of the header sits right after the view in the same memory: reading it
+        // would make the parse complete.
+        const view = new Uint8Array(bytes.buffer, bytes.byteOffset, length);
+        assert.deepEqual(parseProxyHeader(view), { status: 'incomplete' });
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it('never throws on random input, and a complete parse stays within it', () => {
+    const v2Start = fc.uint8Array({ maxLength: 300 }).map((rest) => Buffer.concat([PROXY_V2_SIGNATURE, rest]));
+    const v1Start = fc.string({ maxLength: 120 }).map((rest) => Buffer.from(`PROXY ${rest}`, 'latin1'));
+    fc.assert(
+      fc.property(fc.oneof(fc.uint8Array({ maxLength: 300 }), v2Start, v1Start), (input) => {
+        const result = parseProxyHeader(input);
+        assert.ok(['complete', 'incomplete', 'invalid'].includes(result.status));
+        if (result.status === 'complete') assert.ok(result.header.length <= input.length);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('rejects what is not a header, at the first wrong byte', () => {
+    assert.equal(parseProxyHeader(Buffer.from('G')).status, 'invalid');
+    assert.equal(parseProxyHeader(Buffer.from('PROXZ')).status, 'invalid');
+    assert.equal(parseProxyHeader(Buffer.from([0x0d, 0x0a, 0x0d, 0x0b])).status, 'invalid');
+    assert.equal(parseProxyHeader(Buffer.from(`PROXY TCP4 ${'1'.repeat(120)}`)).status, 'invalid', 'oversized v1');
+    assert.equal(parseProxyHeader(Buffer.from('PROXY TCP4 1.2.3.4 5.6.7.8 1 2\n')).status, 'invalid', 'LF without CR');
+    assert.equal(parseProxyHeader(Buffer.from('PROXY TCP4 1.2.3.4 ::1 1 2\r\n')).status, 'invalid', 'mixed families');
+    assert.equal(parseProxyHeader(Buffer.from('PROXY TCP4 1.2.3.4 5.6.7.8 1 65536\r\n')).status, 'invalid', 'port out of range');
+    const v2 = encodeProxyV2({ source: { address: '1.2.3.4', port: 1 }, destination: { address: '5.6.7.8', port: 2 }, tlvs: [{ type: 0xe0, value: Buffer.from('abc') }] });
+    const badTlv = Buffer.from(v2);
+    badTlv.writeUInt16BE(200, v2.length - 5); // the TLV's length now runs past the header
+    assert.equal(parseProxyHeader(badTlv).status, 'invalid');
+    const badVersion = Buffer.from(v2);
+    badVersion[12] = 0x31;
+    assert.equal(parseProxyHeader(badVersion).status, 'invalid');
+  });
+
+  it('treats LOCAL and UNKNOWN as "use the real peer"', () => {
+    const local = parseProxyHeader(encodeProxyV2());
+    assert.equal(local.status === 'complete' && local.header.command, 'local');
+    const unknown = parseProxyHeader(Buffer.from('PROXY UNKNOWN ffff::1 ffff::2 1 2\r\n'));
+    assert.equal(unknown.status === 'complete' && unknown.header.command, 'local');
+  });
+});
+
+const CLIENT = { source: { address: '203.0.113.7', port: 40_001 }, destination: { address: '192.0.2.1', port: 1234 } };
+
+/** Writes `bytes` one byte at a time, with a pause now and then, as a slow proxy might. */
+async function writeByteByByte(socket: net.Socket, bytes: Buffer): Promise<void> {
+  for (let i = 0; i < bytes.length; i++) {
+    socket.write(bytes.subarray(i, i + 1));
+    if (i % 8 === 0) await delay(2);
+  }
+}
+
+for (const rawHandles of [true, false]) {
+  describe(`server with --proxy-protocol on ${rawHandles ? 'raw handles' : 'net.Socket'}`, () => {
+    for (const [name, header] of [
+      ['v1', encodeProxyV1(CLIENT)],
+      ['v2 with TLVs', encodeProxyV2({ ...CLIENT, tlvs: [{ type: 0x01, value: Buffer.from('h2') }, { type: 0xee, value: Buffer.alloc(300, 7) }] })],
+    ] as const) {
+      it(`consumes a ${name} header sent byte by byte and logs the client it names`, async () => {
+        const logger = recordingLogger();
+        const running = await startServer({ rawHandles, proxyProtocol: true, logger });
+        try {
+          const socket = await connectTo(running.port);
+          await writeByteByByte(socket, header);
+          const reply = readBytes(socket, 5);
+          socket.write('hello');
+          assert.equal((await reply).toString(), 'hello', 'the header is never echoed');
+          const open = logger.events.find((event) => event.fields['event'] === 'open');
+          assert.equal(open?.fields['peer'], '203.0.113.7:40001');
+          assert.match(String(open?.fields['proxy']), /^127\.0\.0\.1:\d+$/);
+          assert.match(open!.message, /new connection from 203\.0\.113\.7:40001 via 127\.0\.0\.1:\d+/);
+          assert.equal(running.server.stats().bytesReceived, 5, 'header bytes are not payload');
+          socket.destroy();
+        } finally {
+          await running.close();
+        }
+      });
+    }
+
+    it('serves a v2 LOCAL connection (a health check) as the real peer', async () => {
+      const logger = recordingLogger();
+      const running = await startServer({ rawHandles, proxyProtocol: true, logger });
+      try {
+        const socket = await connectTo(running.port);
+        const reply = readBytes(socket, 4);
+        socket.write(Buffer.concat([encodeProxyV2(), Buffer.from('ping')]));
+        assert.equal((await reply).toString(), 'ping');
+        assert.match(String(logger.events.find((event) => event.fields['event'] === 'open')?.fields['peer']), /^127\.0\.0\.1:/);
+        socket.destroy();
+      } finally {
+        await running.close();
+      }
+    });
+
+    it('closes and counts a connection with no header, a bad one, or one too slow', async () => {
+      const running = await startServer({ rawHandles, proxyProtocol: true, proxyHeaderTimeoutMs: 300 });
+      try {
+        const plain = await connectTo(running.port);
+        const plainReply = readToEnd(plain);
+        plain.on('error', () => {});
+        plain.write('GET / HTTP/1.1\r\n\r\n');
+        assert.equal((await plainReply).length, 0, 'nothing echoed without a header');
+
+        const malformed = await connectTo(running.port);
+        malformed.on('error', () => {});
+        const malformedReply = readToEnd(malformed);
+        malformed.write('PROXY TCP4 300.1.1.1 1.1.1.1 1 2\r\nhello');
+        assert.equal((await malformedReply).length, 0);
+
+        const slow = await connectTo(running.port);
+        slow.on('error', () => {});
+        const slowReply = readToEnd(slow);
+        const started = Date.now();
+        slow.write(encodeProxyV1(CLIENT).subarray(0, 10));
+        assert.equal((await slowReply).length, 0);
+        assert.ok(Date.now() - started >= 250, 'closed at the header deadline, not before');
+
+        await waitUntil(() => running.server.stats().errors.proxy_header === 3, 2000, 'three header errors counted');
+        await waitUntil(() => running.server.connections.size === 0, 2000, 'all three closed');
+      } finally {
+        await running.close();
+      }
+    });
+
+    it('applies --allow and per-IP limits to the source the header names', async () => {
+      const running = await startServer({ rawHandles, proxyProtocol: true, allow: ['203.0.113.0/24'], maxConnectionsPerIp: 1 });
+      const header = (address: string) => encodeProxyV1({ source: { address, port: 5000 }, destination: CLIENT.destination });
+      try {
+        const first = await connectTo(running.port);
+        const firstReply = readBytes(first, 2);
+        first.write(Buffer.concat([header('203.0.113.7'), Buffer.from('ok')]));
+        assert.equal((await firstReply).toString(), 'ok');
+
+        const sameSource = await connectTo(running.port);
+        sameSource.on('error', () => {});
+        const sameReply = readToEnd(sameSource);
+        sameSource.write(Buffer.concat([header('203.0.113.7'), Buffer.from('no')]));
+        assert.equal((await sameReply).length, 0, 'a second connection from the same source is over the per-IP limit');
+
+        const otherSource = await connectTo(running.port);
+        const otherReply = readBytes(otherSource, 2);
+        otherSource.write(Buffer.concat([header('203.0.113.8'), Buffer.from('ok')]));
+        assert.equal((await otherReply).toString(), 'ok', 'the same proxy relays another client');
+
+        const outside = await connectTo(running.port);
+        outside.on('error', () => {});
+        const outsideReply = readToEnd(outside);
+        outside.write(Buffer.concat([header('198.51.100.1'), Buffer.from('no')]));
+        assert.equal((await outsideReply).length, 0);
+
+        const stats = running.server.stats();
+        assert.equal(stats.rejected.max_connections_per_ip, 1);
+        assert.equal(stats.rejected.not_allowed, 1);
+        first.destroy();
+        otherSource.destroy();
+        // Once the first leaves, its source may connect again.
+        await waitUntil(() => running.server.connections.size === 0, 2000, 'connections to close');
+        const again = await connectTo(running.port);
+        const againReply = readBytes(again, 2);
+        again.write(Buffer.concat([header('203.0.113.7'), Buffer.from('ok')]));
+        assert.equal((await againReply).toString(), 'ok');
+        again.destroy();
+      } finally {
+        await running.close();
+      }
+    });
+
+    it('turns away proxies outside --proxy-trust', async () => {
+      const running = await startServer({ rawHandles, proxyProtocol: true, proxyTrust: ['10.0.0.0/8'] });
+      try {
+        const socket = await connectTo(running.port);
+        socket.on('error', () => {});
+        const reply = readToEnd(socket);
+        socket.write(Buffer.concat([encodeProxyV1(CLIENT), Buffer.from('hi')]));
+        assert.equal((await reply).length, 0);
+        assert.equal(running.server.stats().rejected.proxy_not_trusted, 1);
+      } finally {
+        await running.close();
+      }
+    });
+  });
+}

@@ -1,0 +1,141 @@
+// TLS and mTLS with certificates made by openssl, checked with Node's tls client and openssl s_client.
+
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import tls from 'node:tls';
+import { loadTlsOptions } from '../src/index.js';
+import { startServe } from './helpers/cli.js';
+import { recordingLogger } from './helpers/logs.js';
+import { findProgram, skipUnless } from './helpers/peers.js';
+import { connectTo, readToEnd, startServer } from './helpers/sockets.js';
+import { waitUntil, withTimeout } from './helpers/timeout.js';
+
+const OPENSSL = findProgram(['openssl'], ['version']);
+
+function openssl(dir: string, args: string[]): void {
+  const result = spawnSync(OPENSSL!, args, { cwd: dir, encoding: 'utf8', timeout: 30_000 });
+  assert.equal(result.status, 0, `openssl ${args.join(' ')}: ${result.stderr}`);
+}
+
+/** A CA, a server certificate for 127.0.0.1 and a client certificate, all signed by the CA. */
+function makeCertificates(dir: string): void {
+  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
+  openssl(dir, ['req', '-x509', ...ec, '-keyout', 'ca.key', '-out', 'ca.crt', '-subj', '/CN=echoplex test CA', '-days', '2']);
+  for (const [name, subject, extension] of [
+    ['server', '/CN=localhost', 'subjectAltName=IP:127.0.0.1,DNS:localhost'],
+    ['client', '/O=echoplex tests/CN=client-1', 'extendedKeyUsage=clientAuth'],
+  ] as const) {
+    writeFileSync(join(dir, `${name}.ext`), `${extension}\n`);
+    openssl(dir, ['req', ...ec, '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', subject]);
+    openssl(dir, ['x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${name}.crt`, '-days', '2', '-extfile', `${name}.ext`]);
+  }
+}
+
+/** Connects with TLS, sends `payload`, half-closes, and returns everything echoed. */
+async function tlsEcho(port: number, payload: string, options: tls.ConnectionOptions): Promise<string> {
+  const socket = tls.connect({ host: '127.0.0.1', port, ...options });
+  await withTimeout(
+    new Promise<void>((resolve, reject) => {
+      socket.once('secureConnect', () => resolve());
+      socket.once('error', reject);
+    }),
+    5000,
+    'the TLS handshake',
+  );
+  const reply = readToEnd(socket);
+  socket.end(payload);
+  return (await reply).toString();
+}
+
+describe('TLS', { skip: skipUnless(OPENSSL, 'openssl', 'openssl') }, () => {
+  let dir = '';
+  const file = (name: string) => join(dir, name);
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'echoplex-tls-'));
+    makeCertificates(dir);
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('serves --tls-cert/--tls-key to Node and to openssl s_client, verified against the CA', async () => {
+    const serve = await startServe(['--tls-cert', file('server.crt'), '--tls-key', file('server.key'), '--transform', 'upper']);
+    try {
+      assert.equal(await tlsEcho(serve.port, 'over tls', { ca: readFileSync(file('ca.crt')) }), 'OVER TLS');
+      const sClient = spawn(OPENSSL!, ['s_client', '-connect', `127.0.0.1:${serve.port}`, '-CAfile', file('ca.crt'), '-verify_return_error', '-quiet'], { stdio: ['pipe', 'pipe', 'pipe'] });
+      let output = '';
+      sClient.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+      sClient.stdin.write('from openssl\n');
+      await waitUntil(() => output.includes('FROM OPENSSL'), 10_000, 'openssl s_client to get the echo');
+      sClient.kill();
+    } finally {
+      await serve.stop();
+    }
+  });
+
+  it('mTLS: logs the client certificate subject, refuses a client without one, and goes on', async () => {
+    const logger = recordingLogger();
+    const options = await loadTlsOptions({ certFile: file('server.crt'), keyFile: file('server.key'), caFile: file('ca.crt') }, '127.0.0.1');
+    const running = await startServer({ tls: options, logger });
+    try {
+      const ca = readFileSync(file('ca.crt'));
+      await assert.rejects(tlsEcho(running.port, 'no certificate', { ca }));
+      await waitUntil(() => running.server.stats().errors.tls_handshake === 1, 5000, 'the failed handshake to be counted');
+      // Plain TCP on a TLS port is a handshake failure too, never a crash.
+      const plain = await connectTo(running.port);
+      plain.on('error', () => {});
+      plain.write('GET / HTTP/1.0\r\n\r\n');
+      await readToEnd(plain).catch(() => Buffer.alloc(0));
+      await waitUntil(() => running.server.stats().errors.tls_handshake === 2, 5000, 'the plain-TCP handshake failure');
+
+      const echoed = await tlsEcho(running.port, 'with a certificate', { ca, cert: readFileSync(file('client.crt')), key: readFileSync(file('client.key')) });
+      assert.equal(echoed, 'with a certificate');
+      const open = logger.events.find((event) => event.fields['event'] === 'open');
+      assert.equal(open?.fields['subject'], 'O=echoplex tests,CN=client-1');
+      assert.match(open!.message, /client certificate O=echoplex tests,CN=client-1/);
+      assert.ok(logger.events.some((event) => event.fields['kind'] === 'tls_handshake' && event.level === 'warn'));
+    } finally {
+      await running.close();
+    }
+  });
+
+  it('openssl s_client with the client certificate passes mTLS', async () => {
+    const serve = await startServe(['--tls-cert', file('server.crt'), '--tls-key', file('server.key'), '--tls-ca', file('ca.crt')]);
+    try {
+      const sClient = spawn(OPENSSL!, ['s_client', '-connect', `127.0.0.1:${serve.port}`, '-CAfile', file('ca.crt'), '-cert', file('client.crt'), '-key', file('client.key'), '-verify_return_error', '-quiet'], { stdio: ['pipe', 'pipe', 'pipe'] });
+      let output = '';
+      sClient.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+      sClient.stdin.write('mutual\n');
+      await waitUntil(() => output.includes('mutual'), 10_000, 'openssl s_client to get the echo');
+      sClient.kill();
+      await waitUntil(() => serve.stderr().includes('client certificate O=echoplex tests,CN=client-1'), 5000, 'the subject in the log');
+    } finally {
+      await serve.stop();
+    }
+  });
+});
+
+describe('TLS with a self-signed certificate', () => {
+  it('generates one valid for 127.0.0.1 that a client can pin', async () => {
+    const options = await loadTlsOptions({ selfSigned: true }, '127.0.0.1');
+    const running = await startServer({ tls: options });
+    try {
+      assert.equal(running.server.addresses[0]!.url, `tls://127.0.0.1:${running.port}`);
+      // Pinning the generated certificate as the only CA also checks its name matches 127.0.0.1.
+      assert.equal(await tlsEcho(running.port, 'pinned', { ca: options.cert as string }), 'pinned');
+    } finally {
+      await running.close();
+    }
+  });
+
+  it('--tls-self-signed from the CLI', async () => {
+    const serve = await startServe(['--tls-self-signed', '--quiet']);
+    try {
+      assert.equal(await tlsEcho(serve.port, 'insecure is fine here', { rejectUnauthorized: false }), 'insecure is fine here');
+    } finally {
+      await serve.stop();
+    }
+  });
+});

@@ -1,0 +1,170 @@
+// UDP echo (RFC 862) and Unix domain sockets, with real datagrams and real socket files.
+
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import dgram from 'node:dgram';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { createEchoServer, ListenError } from '../src/index.js';
+import { spawnCli } from './helpers/cli.js';
+import { startServer } from './helpers/sockets.js';
+import { withTimeout } from './helpers/timeout.js';
+
+/** Sends one datagram and resolves with the reply, or undefined if none comes within `ms`. */
+async function udpExchange(port: number, payload: Buffer, host = '127.0.0.1', ms = 2000): Promise<Buffer | undefined> {
+  const socket = dgram.createSocket(net.isIPv6(host) ? 'udp6' : 'udp4');
+  try {
+    return await new Promise<Buffer | undefined>((resolve, reject) => {
+      const timer = setTimeout(() => resolve(undefined), ms);
+      socket.once('message', (message) => {
+        clearTimeout(timer);
+        resolve(message);
+      });
+      socket.once('error', reject);
+      socket.send(payload, port, host);
+    });
+  } finally {
+    socket.close();
+  }
+}
+
+describe('UDP', () => {
+  it('echoes each datagram on the TCP port, transformed, and counts it', async () => {
+    const running = await startServer({ udp: true, transform: 'upper' });
+    try {
+      assert.deepEqual(
+        running.server.addresses.map((address) => address.url),
+        [`tcp://127.0.0.1:${running.port}`, `udp://127.0.0.1:${running.port}`],
+      );
+      const reply = await udpExchange(running.port, Buffer.from('hello, udp'));
+      assert.equal(reply?.toString(), 'HELLO, UDP');
+      const stats = running.server.stats();
+      assert.equal(stats.messages.udp, 1);
+      assert.equal(stats.bytesReceived, 10);
+      assert.equal(stats.bytesSent, 10);
+    } finally {
+      await running.close();
+    }
+  });
+
+  it('echoes the largest IPv4 datagram (65,507 bytes) whole', async () => {
+    const running = await startServer({ udp: true });
+    try {
+      const payload = Buffer.alloc(65_507);
+      for (let i = 0; i < payload.length; i++) payload[i] = (i * 31) & 0xff;
+      const reply = await udpExchange(running.port, payload);
+      assert.equal(reply?.length, payload.length);
+      assert.ok(reply!.equals(payload));
+    } finally {
+      await running.close();
+    }
+  });
+
+  it('works on IPv6 and prefixes replies in line mode', async () => {
+    const running = await startServer({ host: '::1', udp: true, framing: 'line', prefix: 'hello ' });
+    try {
+      assert.equal((await udpExchange(running.port, Buffer.from('world'), '::1'))?.toString(), 'hello world');
+    } finally {
+      await running.close();
+    }
+  });
+
+  it('drops datagrams from addresses outside --allow', async () => {
+    const running = await startServer({ udp: true, allow: ['10.0.0.0/8'] });
+    try {
+      assert.equal(await udpExchange(running.port, Buffer.from('let me in'), '127.0.0.1', 300), undefined);
+      assert.equal(running.server.stats().rejected.not_allowed, 1);
+    } finally {
+      await running.close();
+    }
+  });
+});
+
+describe('Unix domain sockets', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'echoplex-unix-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  async function unixRoundTrip(path: string, payload: string): Promise<string> {
+    const socket = net.connect({ path });
+    try {
+      return await withTimeout(
+        new Promise<string>((resolve, reject) => {
+          let reply = '';
+          socket.on('data', (chunk) => {
+            reply += chunk.toString();
+            if (reply.length >= payload.length) resolve(reply);
+          });
+          socket.once('error', reject);
+          socket.write(payload);
+        }),
+        5000,
+        `echo over ${path}`,
+      );
+    } finally {
+      socket.destroy();
+    }
+  }
+
+  it('serves a socket path alone, and removes the file on close', async () => {
+    const path = join(dir, 'alone.sock');
+    const server = createEchoServer({ port: [], unix: path });
+    const address = await server.listen();
+    assert.equal(address.url, `unix://${path}`);
+    assert.equal(server.addresses.length, 1);
+    assert.equal(await unixRoundTrip(path, 'over a unix socket'), 'over a unix socket');
+    await server.close({ timeoutMs: 1000 });
+    assert.equal(existsSync(path), false);
+  });
+
+  it('replaces a stale socket file left by a crashed server', async () => {
+    const path = join(dir, 'stale.sock');
+    // A process that binds the path and exits without unlinking it: what a crash leaves.
+    const crashed = spawnSync('python3', ['-c', `import socket; socket.socket(socket.AF_UNIX).bind(${JSON.stringify(path)})`]);
+    assert.equal(crashed.status, 0, String(crashed.stderr));
+    assert.ok(existsSync(path));
+    const server = createEchoServer({ port: [], unix: path });
+    await server.listen();
+    try {
+      assert.equal(await unixRoundTrip(path, 'fresh'), 'fresh');
+    } finally {
+      await server.close({ timeoutMs: 1000 });
+    }
+  });
+
+  it('refuses a path a live server holds, and one that is not a socket', async () => {
+    const path = join(dir, 'live.sock');
+    const first = createEchoServer({ port: [], unix: path });
+    await first.listen();
+    try {
+      const second = createEchoServer({ port: [], unix: path });
+      await assert.rejects(second.listen(), (err: unknown) => err instanceof ListenError && /another server is listening/.test(err.message));
+      assert.equal(await unixRoundTrip(path, 'still mine'), 'still mine');
+      await assert.rejects(createEchoServer({ port: [], unix: dir }).listen(), /not a socket/);
+    } finally {
+      await first.close({ timeoutMs: 1000 });
+    }
+  });
+
+  it('--unix alone serves only the socket; with --port, both', async () => {
+    const path = join(dir, 'cli.sock');
+    const { child, result } = spawnCli(['serve', '--unix', path, '--quiet']);
+    let stdout = '';
+    await withTimeout(
+      new Promise<void>((resolve) => {
+        child.stdout!.on('data', (chunk: Buffer) => {
+          stdout += chunk.toString();
+          if (stdout.includes('\n')) resolve();
+        });
+      }),
+      10_000,
+      'the listening line',
+    );
+    child.kill('SIGTERM');
+    await result;
+    assert.match(stdout, new RegExp(`^echoplex listening on unix://${path} \\(`));
+    assert.doesNotMatch(stdout, /tcp:/);
+  });
+});
