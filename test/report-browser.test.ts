@@ -8,11 +8,12 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { runBench } from '../src/bench/loadgen.js';
 import { renderHtmlReport } from '../src/bench/html.js';
+import { findProgram, skipUnless } from './helpers/peers.js';
 import { startServer } from './helpers/sockets.js';
 
-const CHROMIUM = ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((path) => spawnSync(path, ['--version']).status === 0);
+const CHROMIUM = findProgram(['/usr/bin/chromium', '/usr/bin/chromium-browser']);
 
-describe('bench HTML report in Chromium', { skip: CHROMIUM ? undefined : 'chromium is not installed (apt-get install chromium)' }, () => {
+describe('bench HTML report in Chromium', { skip: skipUnless(CHROMIUM, 'chromium', 'chromium') }, () => {
   it('renders both charts and the verdict from a real run, with no network', async () => {
     const running = await startServer();
     const dir = mkdtempSync(join(tmpdir(), 'echoplex-report-'));

@@ -1,0 +1,137 @@
+// echoplex behind a real HAProxy (Debian's package) in TCP mode with send-proxy-v2, using the
+// recipe shipped in deploy/haproxy.cfg: real client addresses, verified load, and failover.
+
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { after, before, describe, it } from 'node:test';
+import { runCli, startServe, type ServeProcess } from './helpers/cli.js';
+import { findProgram, skipUnless } from './helpers/peers.js';
+import { readBytes } from './helpers/sockets.js';
+import { waitUntil, withTimeout } from './helpers/timeout.js';
+
+const HAPROXY = findProgram(['haproxy', '/usr/sbin/haproxy'], ['-v']);
+const RECIPE = fileURLToPath(new URL('../deploy/haproxy.cfg', import.meta.url));
+
+async function freePort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+/** `show stat` over HAProxy's admin socket: server name -> status (UP, DOWN, ...). */
+async function serverStatus(socketPath: string): Promise<Map<string, string>> {
+  const socket = net.connect({ path: socketPath });
+  socket.on('error', () => {});
+  const output = await withTimeout(
+    new Promise<string>((resolve) => {
+      let text = '';
+      socket.on('data', (chunk: Buffer) => (text += chunk.toString()));
+      socket.on('close', () => resolve(text));
+      socket.on('connect', () => socket.end('show stat\n'));
+    }),
+    5000,
+    'HAProxy stats',
+  );
+  const statuses = new Map<string, string>();
+  for (const line of output.split('\n')) {
+    const fields = line.split(',');
+    if (fields[0] === 'echoplex' && fields[1] !== 'BACKEND') statuses.set(fields[1]!, fields[17]!);
+  }
+  return statuses;
+}
+
+/** Connects through HAProxy from `localAddress`, echoes a few bytes, and closes. */
+async function echoThrough(port: number, localAddress = '127.0.0.1'): Promise<boolean> {
+  const socket = net.connect({ host: '127.0.0.1', port, localAddress });
+  socket.on('error', () => {});
+  try {
+    await withTimeout(once(socket, 'connect'), 3000, 'connect through HAProxy');
+    const reply = readBytes(socket, 5, 3000);
+    socket.write('hello');
+    return (await reply).toString() === 'hello';
+  } catch {
+    return false;
+  } finally {
+    socket.destroy();
+  }
+}
+
+describe('behind HAProxy with send-proxy-v2', { skip: skipUnless(HAPROXY, 'haproxy', 'haproxy') }, () => {
+  const dir = mkdtempSync(join(tmpdir(), 'echoplex-haproxy-'));
+  const statsSocket = join(dir, 'stats.sock');
+  let frontend = 0;
+  let a: ServeProcess;
+  let b: ServeProcess;
+  let haproxy: ChildProcess;
+  let haproxyLog = '';
+
+  before(async () => {
+    // Each instance trusts only loopback, where HAProxy connects from.
+    const flags = ['--proxy-protocol', '--proxy-trust', '127.0.0.0/8'];
+    [a, b] = await Promise.all([startServe(flags), startServe(flags)]);
+    frontend = await freePort();
+    haproxy = spawn(HAPROXY!, ['-f', RECIPE, '-db'], {
+      env: { ...process.env, FRONTEND: `127.0.0.1:${frontend}`, ECHOPLEX_A: `127.0.0.1:${a.port}`, ECHOPLEX_B: `127.0.0.1:${b.port}`, STATS_SOCKET: statsSocket },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    haproxy.stdout!.on('data', (chunk: Buffer) => (haproxyLog += chunk.toString()));
+    haproxy.stderr!.on('data', (chunk: Buffer) => (haproxyLog += chunk.toString()));
+    await waitUntil(
+      async () => {
+        const status = await serverStatus(statsSocket).catch(() => new Map<string, string>());
+        return status.get('a') === 'UP' && status.get('b') === 'UP';
+      },
+      10_000,
+      `HAProxy to see both instances up (log: ${haproxyLog})`,
+    );
+  });
+
+  after(async () => {
+    haproxy?.kill('SIGTERM');
+    await Promise.all([a?.stop(), b?.stop()]);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("shows the real client's address in echoplex's log, not HAProxy's", async () => {
+    // The client connects from 127.0.0.2; HAProxy connects to echoplex from 127.0.0.1.
+    assert.ok(await echoThrough(frontend, '127.0.0.2'));
+    await waitUntil(() => /new connection from 127\.0\.0\.2:\d+ via 127\.0\.0\.1:\d+/.test(a.stderr() + b.stderr()), 5000, 'the open line with the client address');
+    assert.doesNotMatch(a.stderr() + b.stderr(), /bad PROXY header/, 'health checks send a header too');
+  });
+
+  it('verifies every byte of a bench run through HAProxy, spread over both instances', async () => {
+    const result = await runCli(['bench', '--port', String(frontend), '--connections', '20', '--duration', '2', '--warmup', '0', '--json'], { ms: 30_000 });
+    assert.equal(result.code, 0, result.stderr);
+    const report = JSON.parse(result.stdout) as { messages: number; errors: number; mismatchedBytes: number };
+    assert.ok(report.messages > 100, `only ${report.messages} messages`);
+    assert.equal(report.errors, 0);
+    assert.equal(report.mismatchedBytes, 0);
+    const opened = (log: string) => (log.match(/new connection from/g) ?? []).length;
+    assert.ok(opened(a.stderr()) >= 5 && opened(b.stderr()) >= 5, 'round robin reached both instances');
+  });
+
+  it('keeps new connections working through the survivor when one instance stops', async () => {
+    const stopping = a.stop('SIGTERM');
+    // While HAProxy notices, and after: every new connection must still be served.
+    let served = 0;
+    const deadline = Date.now() + 10_000;
+    let markedDown = false;
+    while (Date.now() < deadline && !(markedDown && served >= 30)) {
+      assert.ok(await echoThrough(frontend), `connection ${served + 1} failed`);
+      served++;
+      markedDown ||= (await serverStatus(statsSocket)).get('a')?.startsWith('DOWN') ?? false;
+    }
+    assert.ok(markedDown, `HAProxy never marked the stopped instance down (log: ${haproxyLog})`);
+    assert.ok(served >= 30);
+    assert.equal((await stopping).code, 0, 'the stopped instance drained and exited cleanly');
+    assert.equal((await serverStatus(statsSocket)).get('b'), 'UP');
+  });
+});
