@@ -14,7 +14,7 @@ export type { ProxyHeader, ProxyParseResult, ProxyEndpoint, ProxyTlv, ProxyHeade
 export { selfSignedCertificate, loadTlsOptions } from './server/tls.js';
 export type { TlsFiles } from './server/tls.js';
 export { runClient, connect } from './client/client.js';
-export type { ClientOptions } from './client/client.js';
+export type { ClientOptions, ConnectOptions } from './client/client.js';
 export { TextLogger, silentLogger, reprBytes } from './ops/log.js';
 export type { Logger, LogLevel, LogFields } from './ops/log.js';
 export { EchoplexError, UsageError, ListenError, ConnectError } from './errors.js';

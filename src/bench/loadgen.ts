@@ -1,17 +1,16 @@
 // The load generator: connections that send framed messages, verify every byte, time each reply.
 
 import { randomBytes } from 'node:crypto';
-import net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { EchoplexError } from '../errors.js';
 import { formatHostPort } from '../server/address.js';
 import { builtInTransform, type TransformName } from '../server/transforms.js';
 import { LatencyHistogram, type LatencySummary, type PercentilePoint } from './histogram.js';
 import { checkDescriptorBudget } from '../ops/descriptors.js';
+import { MAX_UDP_PAYLOAD } from '../server/udp.js';
+import { describeTarget, openBenchSocket, type BenchSocket, type BenchTarget } from './transports.js';
 
-export interface BenchOptions {
-  host?: string;
-  port?: number;
+export interface BenchOptions extends Partial<BenchTarget> {
   /** Concurrent connections. Default 50. */
   connections?: number;
   /** Bytes per message. Default 64. */
@@ -84,8 +83,8 @@ const MAX_CONNECTS_IN_FLIGHT = 256;
 const SWEEP_MS = 100;
 const READ_BUFFER_BYTES = 64 * 1024;
 
-type Settings = Required<Omit<BenchOptions, 'messages' | 'rate' | 'connectRate' | 'onProgress'>> &
-  Pick<BenchOptions, 'messages' | 'rate' | 'connectRate'>;
+type Settings = Required<Omit<BenchOptions, 'messages' | 'rate' | 'connectRate' | 'onProgress' | keyof BenchTarget>> &
+  Pick<BenchOptions, 'messages' | 'rate' | 'connectRate'> & { target: BenchTarget };
 
 /** State shared by all connections of one run. */
 class Run {
@@ -155,7 +154,7 @@ class Run {
 
 /** One connection: a FIFO of send times, and where in the current reply the bytes have reached. */
 class BenchConnection {
-  readonly socket: net.Socket;
+  readonly socket: BenchSocket;
   #run: Run;
   #offsetInReply = 0;
   #sendTimes: Float64Array;
@@ -163,7 +162,7 @@ class BenchConnection {
   #count = 0;
   #failed = false;
 
-  constructor(run: Run, socket: net.Socket) {
+  constructor(run: Run, socket: BenchSocket) {
     this.#run = run;
     this.socket = socket;
     this.#sendTimes = new Float64Array(Math.max(4, run.options.pipeline));
@@ -186,6 +185,10 @@ class BenchConnection {
     run.inFlight += count;
     for (let i = 0; i < count; i++) this.#push(stamp);
     const { burst, payload } = run;
+    if (this.socket.datagrams) {
+      for (let i = 0; i < count; i++) this.socket.write(payload);
+      return;
+    }
     let remaining = count * payload.length;
     while (remaining > 0) {
       const piece = Math.min(remaining, burst.length);
@@ -273,8 +276,16 @@ class BenchConnection {
 /** Runs one benchmark against a TCP echo server and resolves with its verified results. */
 export async function runBench(options: BenchOptions = {}): Promise<BenchResult> {
   const settings: Settings = {
-    host: options.host ?? '127.0.0.1',
-    port: options.port ?? 1234,
+    target: {
+      host: options.host ?? '127.0.0.1',
+      port: options.port ?? 1234,
+      ...(options.unix !== undefined && { unix: options.unix }),
+      ...(options.tls !== undefined && { tls: options.tls }),
+      ...(options.tlsInsecure !== undefined && { tlsInsecure: options.tlsInsecure }),
+      ...(options.tlsCa !== undefined && { tlsCa: options.tlsCa }),
+      ...(options.udp !== undefined && { udp: options.udp }),
+      ...(options.proxyProtocol !== undefined && { proxyProtocol: options.proxyProtocol }),
+    },
     connections: options.connections ?? 50,
     size: options.size ?? 64,
     pipeline: options.pipeline ?? 1,
@@ -319,7 +330,7 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
   }
   const durationSeconds = Math.max(run.measureEndedAt - (run.measureStartedAt || run.measureEndedAt), 1) / 1000;
   return {
-    target: formatHostPort(settings.host, settings.port),
+    target: describeTarget(settings.target),
     mode: settings.rate !== undefined ? 'open-loop' : 'closed-loop',
     connections: settings.connections,
     size: settings.size,
@@ -353,6 +364,7 @@ function validate(settings: Settings): void {
   positive('rate', settings.rate);
   positive('connect rate', settings.connectRate);
   positive('timeout', settings.timeoutSeconds);
+  if (settings.target.udp && settings.size > MAX_UDP_PAYLOAD) throw new BenchSetupError(`a UDP message holds at most ${MAX_UDP_PAYLOAD} bytes, got --size ${settings.size}`);
   if (!(settings.warmupSeconds >= 0)) throw new BenchSetupError(`warm-up must be 0 or more seconds, got ${settings.warmupSeconds}`);
 }
 
@@ -387,38 +399,31 @@ function connectAll(run: Run): Promise<void> {
 }
 
 function openConnection(run: Run, settled: () => void): void {
-  const { host, port } = run.options;
   const closedLoop = run.options.rate === undefined;
   let connection: BenchConnection | undefined;
-  const socket = net.connect({
-    host,
-    port,
-    noDelay: true,
-    onread: {
-      buffer: run.readBuffer,
-      callback: (nread: number, buffer: Uint8Array) => {
-        if (connection === undefined || connection.failed) return true;
-        const now = performance.now();
-        const done = connection.receive(buffer as Buffer, nread, now);
-        if (done > 0 && closedLoop && run.sending) connection.send(done, now);
-        return true;
-      },
+  const socket = openBenchSocket(run.options.target, run.readBuffer, {
+    connected: () => {
+      connection = new BenchConnection(run, socket);
+      run.live.add(connection);
+      settled();
     },
-  });
-  socket.once('connect', () => {
-    connection = new BenchConnection(run, socket);
-    run.live.add(connection);
-    settled();
-  });
-  socket.on('error', (err: NodeJS.ErrnoException) => {
-    if (connection !== undefined) return connection.fail('closed');
-    run.errorsByKind.connect++;
-    if (err.code === 'EMFILE' || err.code === 'ENFILE') run.descriptorsExhausted = true;
-    settled();
-  });
-  socket.on('close', () => {
-    // The server going away before the run is over is an error, whatever was in flight.
-    if (connection !== undefined && run.phase !== 'done') connection.fail('closed');
+    data: (bytes, length) => {
+      if (connection === undefined || connection.failed) return;
+      const now = performance.now();
+      const done = connection.receive(bytes, length, now);
+      if (done > 0 && closedLoop && run.sending) connection.send(done, now);
+    },
+    error: (err) => {
+      if (connection !== undefined) return connection.fail('closed');
+      run.errorsByKind.connect++;
+      if (err.code === 'EMFILE' || err.code === 'ENFILE') run.descriptorsExhausted = true;
+      socket.destroy();
+      settled();
+    },
+    closed: () => {
+      // The server going away before the run is over is an error, whatever was in flight.
+      if (connection !== undefined && run.phase !== 'done') connection.fail('closed');
+    },
   });
 }
 

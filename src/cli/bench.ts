@@ -1,14 +1,22 @@
 // `echoplex bench`: flags to a run, a progress line on a terminal, a table or JSON, exit 1 on any error.
 
-import { writeFile } from 'node:fs/promises';
-import { Command, Option } from 'commander';
+import { readFile, writeFile } from 'node:fs/promises';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import type { BenchOptions } from '../bench/loadgen.js';
+import { UsageError } from '../errors.js';
+import { MAX_UDP_PAYLOAD } from '../server/udp.js';
 import { TRANSFORM_NAMES, type TransformName } from '../server/transforms.js';
 import { parsePort, parsePositiveInteger, parseSeconds, parseSize } from './parsers.js';
 
 interface BenchFlags {
   host: string;
   port: number;
+  unix?: string;
+  udp: boolean;
+  tls: boolean;
+  tlsInsecure: boolean;
+  tlsCa?: string;
+  proxyProtocol?: 1 | 2;
   connections: number;
   size: number;
   pipeline: number;
@@ -28,6 +36,12 @@ export function benchCommand(): Command {
     .description('load an echo server, verify every byte, report throughput and latency percentiles')
     .addOption(new Option('--host <host>', 'server address').default('127.0.0.1'))
     .addOption(new Option('--port <port>', 'server port').default(1234).argParser(parsePort))
+    .addOption(new Option('--unix <path>', 'connect to this Unix socket instead'))
+    .addOption(new Option('--udp', 'send datagrams, one message each (--connections UDP sockets)').default(false))
+    .addOption(new Option('--tls', 'speak TLS').default(false))
+    .addOption(new Option('--tls-insecure', 'with --tls: accept any certificate (self-signed servers)').default(false))
+    .addOption(new Option('--tls-ca <file>', 'with --tls: also trust this PEM CA'))
+    .addOption(new Option('--proxy-protocol <version>', 'open each connection with a PROXY header, v1 or v2').argParser(parseProxyVersion))
     .addOption(new Option('-c, --connections <n>', 'concurrent connections').default(50).argParser(parsePositiveInteger))
     .addOption(new Option('-s, --size <bytes>', 'bytes per message').default(64).argParser(parseSize))
     .addOption(new Option('-p, --pipeline <n>', 'messages in flight per connection (closed loop)').default(1).argParser(parsePositiveInteger))
@@ -53,10 +67,17 @@ async function bench(flags: BenchFlags): Promise<number> {
     import('../bench/html.js'),
     import('../bench/report.js'),
   ]);
+  if (flags.udp && flags.size > MAX_UDP_PAYLOAD) throw new UsageError(`--size: a UDP message holds at most ${MAX_UDP_PAYLOAD} bytes, got ${flags.size}`);
   const progressLine = !flags.json && process.stdout.isTTY;
   const options: BenchOptions = {
     host: flags.host,
     port: flags.port,
+    ...(flags.unix !== undefined && { unix: flags.unix }),
+    udp: flags.udp,
+    tls: flags.tls || flags.tlsInsecure || flags.tlsCa !== undefined,
+    tlsInsecure: flags.tlsInsecure,
+    ...(flags.tlsCa !== undefined && { tlsCa: await readCa(flags.tlsCa) }),
+    ...(flags.proxyProtocol !== undefined && { proxyProtocol: flags.proxyProtocol }),
     connections: flags.connections,
     size: flags.size,
     pipeline: flags.pipeline,
@@ -85,4 +106,18 @@ async function bench(flags: BenchFlags): Promise<number> {
   if (passed(result)) return 0;
   process.stderr.write(`echoplex bench: FAILED: errors ${errorSummary(result)}, ${result.mismatchedBytes} mismatched bytes\n`);
   return 1;
+}
+
+function parseProxyVersion(value: string): 1 | 2 {
+  if (value === '1' || value === 'v1') return 1;
+  if (value === '2' || value === 'v2') return 2;
+  throw new InvalidArgumentError(`"${value}" is not a PROXY protocol version (1 or 2).`);
+}
+
+async function readCa(path: string): Promise<Buffer> {
+  try {
+    return await readFile(path);
+  } catch (err) {
+    throw new UsageError(`--tls-ca: cannot read ${path}: ${(err as Error).message}`);
+  }
 }

@@ -1,14 +1,29 @@
 // The line client: an interactive `>:` prompt like the seed's, or a byte pipe for scripts.
 
+import { readFile } from 'node:fs/promises';
 import net from 'node:net';
 import readline from 'node:readline';
+import tls from 'node:tls';
 import type { Readable, Writable } from 'node:stream';
 import { ConnectError, systemErrorCode } from '../errors.js';
 import { formatHostPort } from '../server/address.js';
 
-export interface ClientOptions {
+/** How to reach the server, beyond host and port. */
+export interface ConnectOptions {
+  /** Connect to this Unix socket path instead. */
+  unix?: string;
+  /** Speak TLS; verify the server's certificate unless `tlsInsecure`. */
+  tls?: boolean;
+  tlsInsecure?: boolean;
+  /** Also trust this PEM CA (a file path). */
+  tlsCaFile?: string;
+}
+
+export interface ClientOptions extends ConnectOptions {
   host?: string;
   port?: number;
+  /** Send each line as a UDP datagram and print each reply (RFC 862 over UDP). */
+  udp?: boolean;
   input?: Readable;
   output?: Writable;
   /** Prompt mode (default: when `input` is a TTY); otherwise bytes are streamed both ways. */
@@ -21,16 +36,29 @@ export interface ClientOptions {
 
 const NEWLINE = 0x0a;
 
-/** Connects, or throws a ConnectError that says why in words. */
-export function connect(host: string, port: number): Promise<net.Socket> {
+/** Connects (and finishes the TLS handshake), or throws a ConnectError that says why in words. */
+export async function connect(host: string, port: number, options: ConnectOptions = {}): Promise<net.Socket> {
+  const where = options.unix ?? formatHostPort(host, port);
+  const ca = options.tlsCaFile === undefined ? undefined : await readFile(options.tlsCaFile).catch((err: Error) => {
+    throw new ConnectError(`cannot read the CA file ${options.tlsCaFile}: ${err.message}`, err);
+  });
   return new Promise((resolve, reject) => {
-    const socket = net.connect({ host, port, noDelay: true, allowHalfOpen: true });
-    socket.once('connect', () => {
+    const endpoint = options.unix !== undefined ? { path: options.unix } : { host, port };
+    const useTls = options.tls || options.tlsInsecure || ca !== undefined;
+    const socket = useTls
+      ? tls.connect({
+          ...endpoint,
+          ...(net.isIP(host) === 0 && options.unix === undefined && { servername: host }),
+          rejectUnauthorized: !options.tlsInsecure,
+          ...(ca !== undefined && { ca: [...tls.rootCertificates, ca.toString()] }),
+        })
+      : net.connect({ ...endpoint, noDelay: true, allowHalfOpen: true });
+    socket.once(useTls ? 'secureConnect' : 'connect', () => {
       socket.off('error', onError);
       resolve(socket);
     });
     const onError = (err: Error) => {
-      reject(new ConnectError(`cannot connect to ${formatHostPort(host, port)}: ${describeSocketError(err)}`, err));
+      reject(new ConnectError(`cannot connect to ${where}: ${describeSocketError(err)}`, err));
     };
     socket.once('error', onError);
   });
@@ -43,7 +71,11 @@ export async function runClient(options: ClientOptions = {}): Promise<void> {
   const input = options.input ?? process.stdin;
   const output = options.output ?? process.stdout;
   const interactive = options.interactive ?? Boolean((input as { isTTY?: boolean }).isTTY);
-  const socket = await connect(host, port);
+  if (options.udp) {
+    const { runUdpClient } = await import('./udp-client.js');
+    return runUdpClient({ host, port, input, output, interactive, prompt: options.prompt ?? '>:' });
+  }
+  const socket = await connect(host, port, options);
   try {
     if (interactive) await promptLoop(socket, input, output, options.prompt ?? '>:', options.settleMs ?? 500);
     else await pipeThrough(socket, input, output);
@@ -137,7 +169,7 @@ async function flushed(output: Writable): Promise<void> {
   await new Promise<void>((resolve) => output.write('', () => resolve()));
 }
 
-function describeSocketError(err: Error): string {
+export function describeSocketError(err: Error): string {
   switch (systemErrorCode(err)) {
     case 'ECONNREFUSED':
       return 'connection refused (is the server running?)';
@@ -148,6 +180,13 @@ function describeSocketError(err: Error): string {
       return 'timed out';
     case 'ECONNRESET':
       return 'connection reset';
+    case 'DEPTH_ZERO_SELF_SIGNED_CERT':
+    case 'SELF_SIGNED_CERT_IN_CHAIN':
+    case 'UNABLE_TO_VERIFY_LEAF_SIGNATURE':
+    case 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY':
+      return `the server's certificate is not trusted (${err.message}); for a self-signed test server use --tls-insecure, or --tls-ca FILE`;
+    case 'ERR_TLS_CERT_ALTNAME_INVALID':
+      return `the server's certificate is not for this host (${err.message})`;
     default:
       return err.message;
   }

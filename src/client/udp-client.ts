@@ -1,0 +1,78 @@
+// The client over UDP: each line goes out as one datagram, each reply datagram is printed.
+
+import dgram from 'node:dgram';
+import { isIPv6 } from 'node:net';
+import readline from 'node:readline';
+import type { Readable, Writable } from 'node:stream';
+import { ConnectError } from '../errors.js';
+import { formatHostPort } from '../server/address.js';
+import { describeSocketError } from './client.js';
+
+export interface UdpClientOptions {
+  host: string;
+  port: number;
+  input: Readable;
+  output: Writable;
+  interactive: boolean;
+  prompt: string;
+  /** How long to wait for each reply before saying none came. Default 1 s. */
+  replyTimeoutMs?: number;
+}
+
+/**
+ * Sends each input line (without its newline) as a datagram and waits for its reply, one at a
+ * time, so replies print in order. UDP promises nothing: a lost reply is reported and skipped.
+ */
+export async function runUdpClient(options: UdpClientOptions): Promise<void> {
+  const { host, port, input, output, interactive, prompt } = options;
+  const timeoutMs = options.replyTimeoutMs ?? 1000;
+  const socket = dgram.createSocket(isIPv6(host) ? 'udp6' : 'udp4');
+  const where = formatHostPort(host, port);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      socket.once('error', (err) => reject(new ConnectError(`cannot reach ${where} by UDP: ${describeSocketError(err)}`, err)));
+      socket.connect(port, host, resolve);
+    });
+    const replies: Buffer[] = [];
+    let waiting: ((reply: Buffer | undefined) => void) | undefined;
+    let lastError: Error | undefined;
+    socket.on('message', (message) => {
+      if (waiting) waiting(message);
+      else replies.push(message);
+    });
+    // A connected UDP socket learns of a closed port (ICMP port unreachable) as ECONNREFUSED.
+    socket.on('error', (err) => {
+      lastError = err;
+      waiting?.(undefined);
+    });
+    const nextReply = () =>
+      new Promise<Buffer | undefined>((resolve) => {
+        const queued = replies.shift();
+        if (queued) return resolve(queued);
+        const timer = setTimeout(() => finish(undefined), timeoutMs);
+        const finish = (reply: Buffer | undefined) => {
+          clearTimeout(timer);
+          waiting = undefined;
+          resolve(reply);
+        };
+        waiting = finish;
+      });
+
+    const lines = readline.createInterface({ input, ...(interactive && { output, prompt, terminal: Boolean((input as { isTTY?: boolean }).isTTY) }) });
+    if (interactive) lines.prompt();
+    for await (const line of lines) {
+      socket.send(Buffer.from(line));
+      const reply = await nextReply();
+      if (reply !== undefined) {
+        output.write(Buffer.concat([reply, Buffer.from('\n')]));
+      } else if (lastError !== undefined) {
+        throw new ConnectError(`cannot reach ${where} by UDP: ${describeSocketError(lastError)}`, lastError);
+      } else {
+        process.stderr.write(`(no reply from ${where} within ${timeoutMs / 1000}s)\n`);
+      }
+      if (interactive) lines.prompt();
+    }
+  } finally {
+    socket.close();
+  }
+}
