@@ -70,6 +70,13 @@ export const PEERS: Peer[] = [
     command: (p) => ['env', 'ECHOPLEX_NO_RAW_TCP=1', process.execPath, CLI, 'serve', '--quiet', '--port', String(p)],
     unavailable: () => undefined,
   },
+  {
+    // Another build of echoplex (say, main before a change): ECHOPLEX_BASELINE=/path/to/dist/cli/main.js.
+    name: 'echoplex-baseline',
+    transform: 'echo',
+    command: (p) => [process.execPath, process.env['ECHOPLEX_BASELINE'] ?? '', 'serve', '--quiet', '--port', String(p)],
+    unavailable: () => (process.env['ECHOPLEX_BASELINE'] ? undefined : 'set ECHOPLEX_BASELINE to another build\'s dist/cli/main.js'),
+  },
   { name: 'node-pipe', transform: 'echo', command: (p) => [process.execPath, `${PEERS_DIR}node-pipe-echo.mjs`, String(p)], unavailable: () => undefined },
   { name: 'seed-select', transform: 'upper', command: (p) => [python(), `${SEED_DIR}select_server.py`, String(p)], unavailable: hasSeed },
   { name: 'port-select', transform: 'upper', command: (p) => [process.execPath, ...TSX, `${ROOT}examples/select-server.ts`, String(p)], unavailable: () => undefined },
