@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
-import { startMetricsServer } from '../src/ops/metrics.js';
+import { serverMetricsSource, startMetricsServer } from '../src/ops/metrics.js';
 import { runCli, startServe } from './helpers/cli.js';
 import { connectTo, roundTrip, startServer } from './helpers/sockets.js';
 import { waitUntil, withTimeout } from './helpers/timeout.js';
@@ -22,7 +22,7 @@ function metric(body: string, name: string): number {
 describe('metrics and probes', () => {
   it('counts a known exchange exactly, and flips /readyz to 503 when shutdown begins', async () => {
     const running = await startServer({ maxConnections: 2 });
-    const metrics = await startMetricsServer(running.server, { port: 0 });
+    const metrics = await startMetricsServer(serverMetricsSource(running.server), { port: 0 });
     try {
       const payload = randomBytes(12_345);
       assert.deepEqual(await roundTrip(running.port, payload), payload);

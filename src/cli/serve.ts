@@ -1,7 +1,10 @@
 // `echoplex serve`: flags to options, the listening line, signals to a graceful close.
 
+import cluster from 'node:cluster';
+import { availableParallelism } from 'node:os';
 import { Command, InvalidArgumentError } from 'commander';
-import { createEchoServer, DEFAULT_HOST, DEFAULT_MAX_BUFFERED, DEFAULT_PORT, DEFAULT_SHUTDOWN_TIMEOUT_MS, type EchoServerOptions } from '../server/server.js';
+import type { WorkerMessage } from '../ops/workers.js';
+import { createEchoServer, type EchoServer, DEFAULT_HOST, DEFAULT_MAX_BUFFERED, DEFAULT_PORT, DEFAULT_SHUTDOWN_TIMEOUT_MS, type EchoServerOptions } from '../server/server.js';
 import { DEFAULT_MAX_LINE, FRAMINGS, type Framing } from '../server/framing.js';
 import { isTransformName, isTransformPath, loadTransformModule, TRANSFORM_NAMES } from '../server/transforms.js';
 import { createLogger, LOG_FORMATS, LOG_LEVEL_NAMES, type LogFormat, type LogLevel } from '../ops/log.js';
@@ -24,6 +27,7 @@ interface ServeFlags {
   maxLine: number;
   proxyProtocol: boolean;
   proxyTrust?: string[];
+  workers: number;
   maxBuffered: number;
   shutdownTimeout: number;
   maxConnections: number;
@@ -72,6 +76,7 @@ export function serveCommand(): Command {
     .addOption(envOption('--max-connections-per-ip <n>', 'connections open at once from one address (default: unlimited)').argParser(parsePositiveInteger))
     .addOption(envOption('--idle-timeout <seconds>', 'close connections with no traffic for this long; 0 = never').default(0).argParser(parseSeconds))
     .addOption(envOption('--allow <cidr[,cidr...]>', 'only these IPv4/IPv6 networks may connect (default: all)').argParser(parseCidrList))
+    .addOption(envOption('--workers <n|auto>', 'event loops (processes) sharing the ports; auto: one per CPU').default(1).argParser(parseWorkers))
     .addOption(envOption('--metrics-port <port>', 'serve /metrics, /healthz and /readyz over HTTP on this port (default: off)').argParser(parsePort))
     .addOption(envOption('--metrics-host <host>', 'address for the metrics port').default('127.0.0.1'))
     .addOption(envOption('--log-format <format>', 'text lines, or one JSON object per event').choices(LOG_FORMATS).default('text'))
@@ -82,6 +87,11 @@ export function serveCommand(): Command {
       const portGiven = command.getOptionValueSource('port') !== 'default';
       await serve(flags, flags.unix !== undefined && !portGiven ? [] : flags.port);
     });
+}
+
+function parseWorkers(value: string): number {
+  if (value === 'auto') return availableParallelism();
+  return parsePositiveInteger(value);
 }
 
 function parseTransform(value: string): string {
@@ -107,8 +117,26 @@ async function serverOptions(flags: ServeFlags, ports: number[]): Promise<EchoSe
   };
 }
 
+function describeSettings(flags: ServeFlags): string {
+  const framing = flags.framing === 'line' || flags.prefix !== undefined ? ', line mode' : '';
+  const proxy = flags.proxyProtocol ? ', PROXY protocol' : '';
+  return `transform: ${flags.transform}${framing}${proxy}`;
+}
+
 async function serve(flags: ServeFlags, ports: number[]): Promise<void> {
-  const logger = await createLogger(flags.logFormat, flags.logLevel);
+  const logger = await createLogger(flags.logFormat, flags.logLevel, cluster.worker?.id);
+  if (flags.workers > 1 && cluster.isPrimary) {
+    const { runPrimary } = await import('../ops/workers.js');
+    await runPrimary({
+      workers: flags.workers,
+      logger,
+      shutdownTimeoutSeconds: flags.shutdownTimeout,
+      unixPaths: flags.unix !== undefined ? [flags.unix] : [],
+      ...(flags.metricsPort !== undefined && { metrics: { host: flags.metricsHost, port: flags.metricsPort } }),
+      describe: describeSettings(flags),
+    });
+    return;
+  }
   const server = createEchoServer({
     ...(await serverOptions(flags, ports)),
     maxBuffered: flags.maxBuffered,
@@ -141,21 +169,44 @@ async function serve(flags: ServeFlags, ports: number[]): Promise<void> {
       process.exitCode = 0;
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);
+      // A worker's channel to the primary would keep it alive.
+      if (cluster.isWorker) process.disconnect();
     });
   };
   // Handlers first: whoever reads the listening line may signal us at once.
-  process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  // A worker leaves Ctrl-C to the primary, which tells every worker to drain, once.
+  process.on('SIGINT', cluster.isWorker ? () => {} : onSignal);
   await server.listen();
+  const urls = server.addresses.map((address) => address.url);
+  if (cluster.isWorker) {
+    await serveAsWorker(server, flags.metricsPort !== undefined, urls);
+    return;
+  }
   if (flags.metricsPort !== undefined) {
     // Loaded only when asked for: a plain echo server carries no HTTP or metrics code.
-    const { startMetricsServer } = await import('../ops/metrics.js');
-    const metrics = await startMetricsServer(server, { host: flags.metricsHost, port: flags.metricsPort });
+    const { startMetricsServer, serverMetricsSource } = await import('../ops/metrics.js');
+    const metrics = await startMetricsServer(serverMetricsSource(server), { host: flags.metricsHost, port: flags.metricsPort });
     closeMetrics = metrics.close;
-    logger.info({ event: 'metrics', url: metrics.url }, `metrics on ${metrics.url}/metrics (probes: /healthz, /readyz)`);
+    logger.info({ event: 'metrics', url: metrics.url }, `metrics on ${metrics.url}/metrics (probes: /healthz, /readyz; status page: /)`);
   }
-  const urls = server.addresses.map((address) => address.url).join(', ');
-  const framing = flags.framing === 'line' || flags.prefix !== undefined ? ', line mode' : '';
-  const proxy = flags.proxyProtocol ? ', PROXY protocol' : '';
-  process.stdout.write(`echoplex listening on ${urls} (transform: ${flags.transform}${framing}${proxy})\n`);
+  process.stdout.write(`echoplex listening on ${urls.join(', ')} (${describeSettings(flags)})\n`);
+}
+
+/** In a cluster worker: answer the primary's requests for counters and metrics, then say we listen. */
+async function serveAsWorker(server: EchoServer, metrics: boolean, urls: string[]): Promise<void> {
+  if (metrics) {
+    const [{ AggregatorRegistry }, { createMetricsRegistry }] = await Promise.all([import('prom-client'), import('../ops/metrics.js')]);
+    // Constructing one installs prom-client's responder to the primary's metrics requests.
+    new AggregatorRegistry();
+    AggregatorRegistry.setRegistries([createMetricsRegistry(server)]);
+  }
+  process.on('message', (message: WorkerMessage) => {
+    if (message.type === 'echoplex:stats-request') {
+      const reply: WorkerMessage = { type: 'echoplex:stats', id: message.id, stats: server.stats() };
+      process.send?.(reply);
+    }
+  });
+  const listening: WorkerMessage = { type: 'echoplex:listening', urls };
+  process.send?.(listening);
 }

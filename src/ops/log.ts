@@ -23,10 +23,13 @@ const RANK: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 4
 export class TextLogger implements Logger {
   readonly #threshold: number;
   readonly #out: NodeJS.WritableStream;
+  readonly #tag: string;
 
-  constructor(level: LogLevel = 'info', out: NodeJS.WritableStream = process.stderr) {
+  /** `tag` starts every line, e.g. `[worker 2] ` so that several processes' lines can be told apart. */
+  constructor(level: LogLevel = 'info', out: NodeJS.WritableStream = process.stderr, tag = '') {
     this.#threshold = RANK[level];
     this.#out = out;
+    this.#tag = tag;
   }
 
   isLevelEnabled(level: Exclude<LogLevel, 'silent'>): boolean {
@@ -49,7 +52,7 @@ export class TextLogger implements Logger {
   #write(level: Exclude<LogLevel, 'silent'>, _fields: LogFields, message: string): void {
     if (RANK[level] < this.#threshold) return;
     const prefix = level === 'info' || level === 'debug' ? '' : `${level}: `;
-    this.#out.write(`${prefix}${message}\n`);
+    this.#out.write(`${this.#tag}${prefix}${message}\n`);
   }
 }
 
@@ -87,9 +90,10 @@ export const LOG_LEVEL_NAMES: readonly LogLevel[] = ['debug', 'info', 'warn', 'e
  * `text`: the human lines above. `json`: one JSON object per event via pino, written
  * asynchronously so logging never blocks the event loop under load (loaded only when asked).
  */
-export async function createLogger(format: LogFormat, level: LogLevel): Promise<Logger> {
-  if (format === 'text') return new TextLogger(level);
+export async function createLogger(format: LogFormat, level: LogLevel, worker?: number): Promise<Logger> {
+  if (format === 'text') return new TextLogger(level, process.stderr, worker === undefined ? '' : `[worker ${worker}] `);
   const { pino, destination } = await import('pino');
-  const logger: Logger = pino({ level, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime }, destination({ fd: 2, sync: false }));
+  const base = { pid: process.pid, ...(worker !== undefined && { worker }) };
+  const logger: Logger = pino({ level, base, timestamp: pino.stdTimeFunctions.isoTime }, destination({ fd: 2, sync: false }));
   return logger;
 }

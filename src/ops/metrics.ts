@@ -1,10 +1,12 @@
-// Prometheus metrics and health probes over HTTP, read from the server's own counters at scrape time.
+// Prometheus metrics, health probes and the status page over HTTP, read from the server's own
+// counters when asked.
 
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import type { EchoServer } from '../server/server.js';
 import type { ErrorKind, RejectReason, ServerStats, Transport } from '../server/stats.js';
+import { STATUS_PAGE, StatusFeed } from './status.js';
 
 export interface MetricsOptions {
   host?: string;
@@ -90,25 +92,54 @@ export function createMetricsRegistry(server: EchoServer): Registry {
   return registry;
 }
 
-/** Serves `/metrics`, `/healthz` (alive) and `/readyz` (accepting; 503 from the moment shutdown begins). */
-export async function startMetricsServer(server: EchoServer, options: MetricsOptions): Promise<MetricsEndpoint> {
+/** Where the metrics endpoint gets its figures: one server, or the sum over cluster workers. */
+export interface MetricsSource {
+  /** Prometheus text exposition. */
+  metrics(): Promise<string>;
+  readonly contentType: string;
+  /** The counters now. */
+  stats(): Promise<ServerStats>;
+  /** Accepting connections (what /readyz reports), and the state to show when not. */
+  readiness(): { ready: boolean; state: string };
+}
+
+/** The figures of one server in this process. */
+export function serverMetricsSource(server: EchoServer): MetricsSource {
   const registry = createMetricsRegistry(server);
+  return {
+    metrics: () => registry.metrics(),
+    contentType: registry.contentType,
+    stats: async () => server.stats(),
+    readiness: () => ({ ready: server.ready, state: server.state }),
+  };
+}
+
+/**
+ * Serves `/metrics`, `/healthz` (alive), `/readyz` (accepting; 503 from the moment shutdown
+ * begins), and the live status page at `/` with its event stream (see status.ts).
+ */
+export async function startMetricsServer(source: MetricsSource, options: MetricsOptions): Promise<MetricsEndpoint> {
+  const status = new StatusFeed(source);
   const httpServer = http.createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { allow: 'GET, HEAD' }).end();
     } else if (path === '/metrics') {
-      registry.metrics().then(
-        (body) => res.writeHead(200, { 'content-type': registry.contentType }).end(body),
+      source.metrics().then(
+        (body) => res.writeHead(200, { 'content-type': source.contentType }).end(body),
         (err: Error) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`${err.message}\n`),
       );
     } else if (path === '/healthz') {
       res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
     } else if (path === '/readyz') {
-      const ready = server.ready;
-      res.writeHead(ready ? 200 : 503, { 'content-type': 'text/plain' }).end(ready ? 'ready\n' : `not ready (${server.state})\n`);
+      const { ready, state } = source.readiness();
+      res.writeHead(ready ? 200 : 503, { 'content-type': 'text/plain' }).end(ready ? 'ready\n' : `not ready (${state})\n`);
+    } else if (path === '/') {
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' }).end(STATUS_PAGE);
+    } else if (path === '/events') {
+      status.subscribe(res);
     } else {
-      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /metrics, /healthz, /readyz\n');
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /, /metrics, /healthz, /readyz\n');
     }
   });
   const host = options.host ?? '127.0.0.1';
@@ -119,12 +150,14 @@ export async function startMetricsServer(server: EchoServer, options: MetricsOpt
       resolve();
     });
   });
+  status.start();
   const { port, address } = httpServer.address() as AddressInfo;
   return {
     url: `http://${address.includes(':') ? `[${address}]` : address}:${port}`,
     port,
     close: () =>
       new Promise((resolve) => {
+        status.stop();
         httpServer.close(() => resolve());
         httpServer.closeAllConnections();
       }),

@@ -1,5 +1,6 @@
 // Listening sockets: on net.Server (portable) or on a raw libuv TCP handle (fast), one interface.
 
+import cluster from 'node:cluster';
 import { lookup } from 'node:dns/promises';
 import { lstat, unlink } from 'node:fs/promises';
 import net from 'node:net';
@@ -19,6 +20,8 @@ export interface ListenAddress {
 
 export interface Listener {
   readonly address: ListenAddress;
+  /** The net.Server underneath, for listeners that have one. */
+  readonly server?: net.Server;
   /** Stops accepting; live connections are drained separately. */
   close(): void;
 }
@@ -79,7 +82,8 @@ export async function listenNet({ host, port, path, tls: tlsOptions, context, ha
   } else {
     server.on('connection', onSocket);
   }
-  if (path !== undefined) await removeStaleSocket(path, endpoint);
+  // In a cluster worker the primary holds the socket (and checked the path before forking).
+  if (path !== undefined && !cluster.isWorker) await removeStaleSocket(path, endpoint);
   await new Promise<void>((resolve, reject) => {
     const onError = (err: Error) => reject(new ListenError(endpoint, describeListenError(systemErrorCode(err), err.message), err));
     server.once('error', onError);
@@ -91,6 +95,7 @@ export async function listenNet({ host, port, path, tls: tlsOptions, context, ha
   });
   const address = server.address();
   return {
+    server,
     address: typeof address === 'string' || address === null ? { host: path ?? '', port: 0, family: 'unix' } : { host: address.address, port: address.port, family: address.family },
     close: () => {
       // net.Server removes its Unix socket file on close.
@@ -113,7 +118,7 @@ function certificateSubject(socket: tls.TLSSocket): string | undefined {
  * A socket file left by a crashed server would make listen fail with EADDRINUSE: remove it when
  * nothing answers there, but refuse to take a path a live server is using (or that is not a socket).
  */
-async function removeStaleSocket(path: string, endpoint: string): Promise<void> {
+export async function removeStaleSocket(path: string, endpoint: string): Promise<void> {
   const stats = await lstat(path).catch(() => undefined);
   if (stats === undefined) return;
   if (!stats.isSocket()) throw new ListenError(endpoint, 'the path exists and is not a socket', undefined);
@@ -130,7 +135,9 @@ async function removeStaleSocket(path: string, endpoint: string): Promise<void> 
 
 const BACKLOG = 511;
 
-export async function listenRaw(raw: RawTcp, { host, port, context, handler }: ListenOptions): Promise<Listener> {
+export async function listenRaw(raw: RawTcp, options: ListenOptions): Promise<Listener> {
+  if (cluster.isWorker) return listenRawInWorker(raw, options);
+  const { host, port } = options;
   const endpoint = formatEndpoint('tcp', host, port);
   const ip = net.isIP(host) ? host : await lookup(host).then(
     (found) => found.address,
@@ -149,7 +156,21 @@ export async function listenRaw(raw: RawTcp, { host, port, context, handler }: L
   }
   const bound: Record<string, unknown> = {};
   handle.getsockname(bound);
-  handle.onconnection = (status: number, client?: TcpHandle) => {
+  handle.onconnection = rawAcceptor(raw, options);
+  let open = true;
+  return {
+    address: { host: bound['address'] as string, port: bound['port'] as number, family: bound['family'] as string },
+    close: () => {
+      if (!open) return;
+      open = false;
+      handle.close();
+    },
+  };
+}
+
+/** What libuv calls for each accepted connection: the client's raw handle, wrapped or refused. */
+function rawAcceptor(raw: RawTcp, { context, handler }: ListenOptions): (status: number, client?: TcpHandle) => void {
+  return (status, client) => {
     if (status < 0 || client === undefined) {
       const code = errorName(status);
       handler.failed(Object.assign(new Error(`accept: ${code}`), { code }));
@@ -166,15 +187,20 @@ export async function listenRaw(raw: RawTcp, { host, port, context, handler }: L
       () => client.close(),
     );
   };
-  let open = true;
-  return {
-    address: { host: bound['address'] as string, port: bound['port'] as number, family: bound['family'] as string },
-    close: () => {
-      if (!open) return;
-      open = false;
-      handle.close();
-    },
-  };
+}
+
+/**
+ * In a cluster worker the listening socket belongs to the primary, which hands each accepted
+ * connection over as a TCP handle; only net.Server speaks that protocol. So the worker listens
+ * with net.Server and takes the handles from it as they arrive: net's handle (the primary's
+ * round-robin stand-in, or the shared socket) calls `onconnection(status, clientHandle)` either
+ * way. Where that internal is not there, connections stay on net.Socket.
+ */
+async function listenRawInWorker(raw: RawTcp, options: ListenOptions): Promise<Listener> {
+  const listener = await listenNet(options);
+  const handle = (listener.server as unknown as { _handle?: { onconnection?: unknown } })._handle;
+  if (handle && typeof handle.onconnection === 'function') handle.onconnection = rawAcceptor(raw, options);
+  return listener;
 }
 
 export function describeListenError(code: string | undefined, fallback: string): string {

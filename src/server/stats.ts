@@ -36,3 +36,13 @@ export function emptyStats(): ServerStats {
 export function copyStats(stats: ServerStats): ServerStats {
   return { ...stats, messages: { ...stats.messages }, rejected: { ...stats.rejected }, errors: { ...stats.errors } };
 }
+
+/** Adds `more` into `total`, field by field (for the sum over cluster workers). */
+export function addStats(total: ServerStats, more: ServerStats): ServerStats {
+  for (const key of ['connectionsActive', 'connectionsTotal', 'bytesReceived', 'bytesSent', 'backpressurePauses', 'idleTimeouts'] as const) total[key] += more[key];
+  for (const group of ['messages', 'rejected', 'errors'] as const) {
+    const into = total[group] as Record<string, number>;
+    for (const [name, count] of Object.entries(more[group])) into[name] = (into[name] ?? 0) + count;
+  }
+  return total;
+}
