@@ -96,7 +96,7 @@ export const STATUS_PAGE = `<!doctype html>
   h1 { font-size: 1.3rem; margin: 0 0 .2rem; }
   .sub { color: #5b6476; margin-bottom: 1rem; }
   .tiles { display: flex; gap: 1rem; flex-wrap: wrap; margin-bottom: 1rem; }
-  .tile { background: #fff; border: 1px solid #dde1e8; border-radius: 6px; padding: .6rem 1rem; min-width: 10rem; }
+  .tile { background: #fff; border: 1px solid #dde1e8; border-radius: 6px; padding: .6rem 1rem; min-width: 8rem; flex: 1; }
   .tile .label { color: #5b6476; font-size: .8rem; text-transform: uppercase; letter-spacing: .04em; }
   .tile .value { font-size: 1.6rem; font-variant-numeric: tabular-nums; }
   .chart { background: #fff; border: 1px solid #dde1e8; border-radius: 6px; padding: .6rem 1rem; margin-bottom: 1rem; }
@@ -104,7 +104,7 @@ export const STATUS_PAGE = `<!doctype html>
   svg { width: 100%; height: 120px; display: block; }
   .line { fill: none; stroke-width: 2; }
   .axis { stroke: #dde1e8; }
-  .ylabel { fill: #5b6476; font-size: 11px; }
+  .max { color: #5b6476; font-weight: normal; font-size: .8rem; }
   #state.down { color: #b3261e; }
 </style>
 </head>
@@ -114,13 +114,14 @@ export const STATUS_PAGE = `<!doctype html>
 <div class="tiles">
   <div class="tile"><div class="label">connections</div><div class="value" id="connections">&ndash;</div></div>
   <div class="tile"><div class="label">received /s</div><div class="value" id="throughput">&ndash;</div></div>
-  <div class="tile"><div class="label">messages /s</div><div class="value" id="messages">&ndash;</div></div>
+  <div class="tile"><div class="label">sent /s</div><div class="value" id="sent">&ndash;</div></div>
+  <div class="tile"><div class="label">messages /s</div><div class="value" id="messages" title="UDP datagrams and lines in line mode">&ndash;</div></div>
   <div class="tile"><div class="label">errors (total)</div><div class="value" id="errors">&ndash;</div></div>
   <div class="tile"><div class="label">rejected (total)</div><div class="value" id="rejected">&ndash;</div></div>
 </div>
-<div class="chart"><h2>connections open</h2><svg id="chart-connections" viewBox="0 0 600 120" preserveAspectRatio="none"></svg></div>
-<div class="chart"><h2>bytes received per second</h2><svg id="chart-throughput" viewBox="0 0 600 120" preserveAspectRatio="none"></svg></div>
-<div class="chart"><h2>errors per second</h2><svg id="chart-errors" viewBox="0 0 600 120" preserveAspectRatio="none"></svg></div>
+<div class="chart"><h2>connections open <span class="max" id="max-connections"></span></h2><svg id="chart-connections" viewBox="0 0 600 120" preserveAspectRatio="none"></svg></div>
+<div class="chart"><h2>bytes received per second <span class="max" id="max-throughput"></span></h2><svg id="chart-throughput" viewBox="0 0 600 120" preserveAspectRatio="none"></svg></div>
+<div class="chart"><h2>errors per second <span class="max" id="max-errors"></span></h2><svg id="chart-errors" viewBox="0 0 600 120" preserveAspectRatio="none"></svg></div>
 <script>
 "use strict";
 const WINDOW = 300;
@@ -140,29 +141,32 @@ function rates(key) {
   }
   return out;
 }
-function draw(id, values, color, format) {
-  const svg = $(id);
+// The time axis spans at least a minute and grows to five, newest sample at the right edge.
+function draw(name, values, color, format) {
   const max = Math.max(1, ...values);
-  const step = 600 / (WINDOW - 1);
+  const span = Math.min(WINDOW, Math.max(60, values.length));
+  const step = 600 / (span - 1);
   const offset = 600 - (values.length - 1) * step;
   const points = values.map((v, i) => (offset + i * step).toFixed(1) + "," + (115 - (v / max) * 105).toFixed(1)).join(" ");
-  svg.innerHTML = '<line class="axis" x1="0" y1="115" x2="600" y2="115"/>' +
-    '<text class="ylabel" x="4" y="12">' + format(max) + "</text>" +
+  $("chart-" + name).innerHTML = '<line class="axis" x1="0" y1="115" x2="600" y2="115"/>' +
     (values.length > 1 ? '<polyline class="line" stroke="' + color + '" points="' + points + '"/>' : "");
+  $("max-" + name).textContent = "(top: " + format(max) + ", last " + span + " s)";
 }
 function render() {
   const last = samples[samples.length - 1];
   if (!last) return;
   const received = rates("bytesReceived");
+  const sent = rates("bytesSent");
   const messages = rates("messages");
   $("connections").textContent = last.connections.toLocaleString("en-US");
   $("throughput").textContent = bytes(received[received.length - 1] || 0);
+  $("sent").textContent = bytes(sent[sent.length - 1] || 0);
   $("messages").textContent = Math.round(messages[messages.length - 1] || 0).toLocaleString("en-US");
   $("errors").textContent = last.errors.toLocaleString("en-US");
   $("rejected").textContent = last.rejected.toLocaleString("en-US");
-  draw("chart-connections", samples.map((s) => s.connections), "#3367d6", (v) => String(Math.round(v)));
-  draw("chart-throughput", received, "#188038", bytes);
-  draw("chart-errors", rates("errors"), "#b3261e", (v) => v.toFixed(v < 10 ? 1 : 0));
+  draw("connections", samples.map((s) => s.connections), "#3367d6", (v) => String(Math.round(v)));
+  draw("throughput", received, "#188038", (v) => bytes(v) + "/s");
+  draw("errors", rates("errors"), "#b3261e", (v) => v.toFixed(v < 10 ? 1 : 0) + "/s");
 }
 function add(sample) {
   samples.push(sample);

@@ -1,0 +1,56 @@
+// The status page on the metrics port, in a real headless Chromium driven by playwright-core:
+// its numbers move while a bench runs against the server.
+
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { chromium } from 'playwright-core';
+import { runBench } from '../src/bench/index.js';
+import { serverMetricsSource, startMetricsServer } from '../src/ops/metrics.js';
+import { findProgram, skipUnless } from './helpers/peers.js';
+import { startServer } from './helpers/sockets.js';
+import { withTimeout } from './helpers/timeout.js';
+
+const CHROMIUM = findProgram(['/usr/bin/chromium', '/usr/bin/chromium-browser']);
+const SCREENSHOT = process.env['ECHOPLEX_SCREENSHOT'];
+
+describe('status page in Chromium', { skip: skipUnless(CHROMIUM, 'chromium', 'chromium') }, () => {
+  it('shows connections, throughput and errors that change while a bench runs', async () => {
+    const running = await startServer();
+    const metrics = await startMetricsServer(serverMetricsSource(running.server), { port: 0 });
+    const browser = await chromium.launch({
+      executablePath: CHROMIUM!,
+      timeout: 30_000,
+      // playwright-core makes a fresh profile; these keep Chromium off the (closed) network.
+      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    });
+    try {
+      const page = await browser.newPage();
+      const external: string[] = [];
+      page.on('request', (request) => {
+        if (!request.url().startsWith(metrics.url)) external.push(request.url());
+      });
+      await page.goto(`${metrics.url}/`);
+      await page.waitForFunction(() => document.getElementById('state')?.textContent === 'live', undefined, { timeout: 10_000 });
+      const idle = await page.textContent('#connections');
+      assert.equal(idle, '0');
+
+      const bench = runBench({ port: running.port, connections: 7, durationSeconds: 4, warmupSeconds: 0 });
+      await page.waitForFunction(() => document.getElementById('connections')?.textContent === '7', undefined, { timeout: 10_000 });
+      await page.waitForFunction(() => /\d+(\.\d)? (KB|MB|GB)/.test(document.getElementById('throughput')?.textContent ?? ''), undefined, { timeout: 10_000 });
+      // Two rates make a line: the throughput chart draws once two seconds of load are in.
+      await page.waitForSelector('#chart-throughput polyline', { timeout: 10_000 });
+      const messagesShown = await page.textContent('#throughput');
+      assert.equal(await page.locator('#chart-connections polyline').count(), 1, 'the connections chart has a line');
+      if (SCREENSHOT) await page.screenshot({ path: SCREENSHOT, fullPage: true });
+      const result = await withTimeout(bench, 15_000, 'the bench');
+      assert.equal(result.errors, 0);
+      assert.ok(messagesShown);
+      await page.waitForFunction(() => document.getElementById('connections')?.textContent === '0', undefined, { timeout: 10_000 });
+      assert.deepEqual(external, [], 'the page loads nothing from elsewhere');
+    } finally {
+      await browser.close();
+      await metrics.close();
+      await running.close();
+    }
+  });
+});
