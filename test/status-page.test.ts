@@ -3,12 +3,17 @@
 
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { chromium } from 'playwright-core';
+import { chromium, type Page } from 'playwright-core';
 import { runBench } from '../src/bench/index.js';
 import { serverMetricsSource, startMetricsServer } from '../src/ops/metrics.js';
 import { findProgram, skipUnless } from './helpers/peers.js';
 import { startServer } from './helpers/sockets.js';
 import { withTimeout } from './helpers/timeout.js';
+
+/** Waits until the element's text matches (the page updates it from the event stream). */
+async function waitForText(page: Page, selector: string, pattern: RegExp): Promise<void> {
+  await page.locator(selector, { hasText: pattern }).waitFor({ timeout: 10_000 });
+}
 
 const CHROMIUM = findProgram(['/usr/bin/chromium', '/usr/bin/chromium-browser']);
 const SCREENSHOT = process.env['ECHOPLEX_SCREENSHOT'];
@@ -30,13 +35,13 @@ describe('status page in Chromium', { skip: skipUnless(CHROMIUM, 'chromium', 'ch
         if (!request.url().startsWith(metrics.url)) external.push(request.url());
       });
       await page.goto(`${metrics.url}/`);
-      await page.waitForFunction(() => document.getElementById('state')?.textContent === 'live', undefined, { timeout: 10_000 });
+      await waitForText(page, '#state', /^live$/);
       const idle = await page.textContent('#connections');
       assert.equal(idle, '0');
 
       const bench = runBench({ port: running.port, connections: 7, durationSeconds: 4, warmupSeconds: 0 });
-      await page.waitForFunction(() => document.getElementById('connections')?.textContent === '7', undefined, { timeout: 10_000 });
-      await page.waitForFunction(() => /\d+(\.\d)? (KB|MB|GB)/.test(document.getElementById('throughput')?.textContent ?? ''), undefined, { timeout: 10_000 });
+      await waitForText(page, '#connections', /^7$/);
+      await waitForText(page, '#throughput', /\d+(\.\d)? (KB|MB|GB)/);
       // Two rates make a line: the throughput chart draws once two seconds of load are in.
       await page.waitForSelector('#chart-throughput polyline', { timeout: 10_000 });
       const messagesShown = await page.textContent('#throughput');
@@ -45,7 +50,7 @@ describe('status page in Chromium', { skip: skipUnless(CHROMIUM, 'chromium', 'ch
       const result = await withTimeout(bench, 15_000, 'the bench');
       assert.equal(result.errors, 0);
       assert.ok(messagesShown);
-      await page.waitForFunction(() => document.getElementById('connections')?.textContent === '0', undefined, { timeout: 10_000 });
+      await waitForText(page, '#connections', /^0$/);
       assert.deepEqual(external, [], 'the page loads nothing from elsewhere');
     } finally {
       await browser.close();
