@@ -28,6 +28,14 @@ function retain(reply: Buffer): void {
 }
 let spareWriteRequest: WriteRequest | undefined;
 
+// A connection moving large chunks (a read that filled half the shared buffer) gets a read
+// buffer of its own and echoes straight from it, with no copy; while a write still holds that
+// buffer the connection is not read (as a C server with one buffer per connection does). Such
+// buffers are recycled through a small pool when their connections close.
+const BULK_READ_BYTES = READ_BUFFER_BYTES / 2;
+const BULK_POOL_MAX = 64;
+const bulkPool: Buffer[] = [];
+
 export class RawConnection extends Connection {
   readonly #handle: TcpHandle;
   readonly #raw: RawTcp;
@@ -39,6 +47,10 @@ export class RawConnection extends Connection {
   #shutdownDone = false;
   #peerEnded = false;
   #closing = false;
+  /** This connection's own read buffer, once it moves bulk data (see BULK_READ_BYTES). */
+  #ownBuffer: Buffer | undefined;
+  /** A write in flight still points into #ownBuffer: reading would overwrite it. */
+  #ownBufferHeld = false;
 
   constructor(id: number, handle: TcpHandle, remoteAddress: string, remotePort: number, context: ConnectionContext, raw: RawTcp) {
     super(id, remoteAddress, remotePort, context);
@@ -89,22 +101,39 @@ export class RawConnection extends Connection {
     // The kernel did not take it all: libuv finishes it later and holds `reply` until then.
     req.buffer = reply;
     this.#pending += reply.length;
+    if (this.#ownBuffer !== undefined && reply.buffer === this.#ownBuffer.buffer) {
+      this.#ownBufferHeld = true;
+      this.#pauseReading();
+    }
     this.#applyBackpressure();
   }
 
   #applyBackpressure(): void {
     if (this.#pending >= this.context.maxBuffered && this.#reading) {
-      this.#handle.readStop();
-      this.#reading = false;
+      this.#pauseReading();
       this.context.stats.backpressurePauses++;
     }
+  }
+
+  #pauseReading(): void {
+    if (!this.#reading) return;
+    this.#handle.readStop();
+    this.#reading = false;
   }
 
   /** libuv read into the shared buffer (or hit end of stream, or an error). */
   onRead(): void {
     const nread = this.#raw.lastReadResult();
     if (nread > 0) {
-      this.received(copyOut(nread, this.context.transformIsBuiltIn));
+      const own = this.#ownBuffer;
+      if (own !== undefined) {
+        this.received(own.subarray(0, nread));
+      } else {
+        const builtIn = this.context.transformIsBuiltIn;
+        this.received(copyOut(nread, builtIn));
+        // Only a built-in transform is known to let go of a chunk once it returns.
+        if (builtIn && nread >= BULK_READ_BYTES && !this.#closing) this.#takeOwnBuffer();
+      }
     } else if (nread === this.#raw.EOF) {
       // Half-close: send what is pending, then our FIN; close once both sides are done.
       this.#peerEnded = true;
@@ -118,11 +147,12 @@ export class RawConnection extends Connection {
 
   writeComplete(req: WriteRequest, status: number): void {
     this.#pending -= req.bytes;
+    if (this.#ownBuffer !== undefined && req.buffer?.buffer === this.#ownBuffer.buffer) this.#ownBufferHeld = false;
     req.buffer = null;
     if (this.#closing) return;
     if (status < 0) return this.#fail(status);
     // Resume halfway down, like a high-water mark with hysteresis, so the pipe never idles.
-    if (!this.#reading && !this.#peerEnded && this.#pending <= this.context.maxBuffered / 2) this.#startReading();
+    if (!this.#reading && !this.#peerEnded && !this.#ownBufferHeld && this.#pending <= this.context.maxBuffered / 2) this.#startReading();
     if (this.#shutdownWhenFlushed && this.#pending === 0) {
       this.#shutdownWhenFlushed = false;
       this.#shutdown();
@@ -132,6 +162,11 @@ export class RawConnection extends Connection {
   shutdownComplete(status: number): void {
     this.#shutdownDone = true;
     if (status < 0 || this.#peerEnded) this.#close();
+  }
+
+  #takeOwnBuffer(): void {
+    this.#ownBuffer = bulkPool.pop() ?? Buffer.allocUnsafeSlow(READ_BUFFER_BYTES);
+    this.#handle.useUserBuffer(this.#ownBuffer);
   }
 
   #startReading(): void {
@@ -159,7 +194,12 @@ export class RawConnection extends Connection {
     if (this.#closing) return;
     this.#closing = true;
     const unsent = this.#pending;
-    this.#handle.close(() => this.closed(unsent));
+    this.#handle.close(() => {
+      // Closed: no read or write can touch the buffer any more.
+      if (this.#ownBuffer !== undefined && bulkPool.length < BULK_POOL_MAX) bulkPool.push(this.#ownBuffer);
+      this.#ownBuffer = undefined;
+      this.closed(unsent);
+    });
   }
 }
 
