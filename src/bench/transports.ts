@@ -4,7 +4,8 @@
 import dgram from 'node:dgram';
 import net from 'node:net';
 import tls from 'node:tls';
-import { encodeProxyV1, encodeProxyV2 } from '../server/proxy-protocol.js';
+import { encodeProxyV1, encodeProxyV2, type ProxyEndpoint } from '../server/proxy-protocol.js';
+import { errorName, rawTcp, type RawTcp, type TcpHandle, type WriteRequest } from '../server/raw-tcp.js';
 import { formatEndpoint } from '../server/address.js';
 
 export interface BenchTarget {
@@ -49,6 +50,9 @@ export function describeTarget(target: BenchTarget): string {
 export function openBenchSocket(target: BenchTarget, readBuffer: Buffer, events: BenchSocketEvents): BenchSocket {
   if (target.udp) return openDatagramSocket(target, events);
   if (target.tls) return openTlsSocket(target, events);
+  // Plain TCP to an IP address: libuv's handle directly, as the server does, so that the load
+  // generator spends less per message than the servers it measures.
+  if (rawTcp !== undefined && target.unix === undefined && net.isIP(target.host) !== 0) return openRawSocket(rawTcp, target, readBuffer, events);
   const socket = net.connect({
     ...(target.unix !== undefined ? { path: target.unix } : { host: target.host, port: target.port }),
     noDelay: true,
@@ -68,6 +72,84 @@ export function openBenchSocket(target: BenchTarget, readBuffer: Buffer, events:
   socket.on('error', (err) => events.error(err));
   socket.on('close', () => events.closed());
   return { write: (bytes) => void socket.write(bytes), destroy: () => socket.destroy(), datagrams: false };
+}
+
+/**
+ * A TCP connection on a raw libuv handle (see server/raw-tcp.ts). Every payload the bench writes
+ * is immutable (the run's burst buffer, or a PROXY header), so a write may hold it as long as it
+ * likes: one spare request serves every write that completes at once.
+ */
+function openRawSocket(raw: RawTcp, target: BenchTarget, readBuffer: Buffer, events: BenchSocketEvents): BenchSocket {
+  const handle = raw.newClientHandle();
+  let open = true;
+  let spare: WriteRequest | undefined;
+  const close = () => {
+    if (!open) return;
+    open = false;
+    handle.close(() => events.closed());
+  };
+  const fail = (status: number) => {
+    if (!open) return;
+    const code = errorName(status);
+    events.error(Object.assign(new Error(code), { code }));
+    close();
+  };
+  const onWriteComplete = function (this: WriteRequest, status: number) {
+    this.buffer = null;
+    if (status < 0) fail(status);
+  };
+  const write = (bytes: Buffer) => {
+    if (!open) return;
+    const req = (spare ??= raw.newWriteRequest());
+    req.handle = handle;
+    req.oncomplete = onWriteComplete;
+    req.bytes = bytes.length;
+    const status = handle.writeBuffer(req, bytes);
+    if (status < 0) return fail(status);
+    if (raw.lastWriteWasAsync()) {
+      // libuv finishes it later: this request is now in use, and keeps the bytes alive.
+      req.buffer = bytes;
+      spare = undefined;
+    }
+  };
+  handle.onread = () => {
+    const nread = raw.lastReadResult();
+    if (nread > 0) events.data(readBuffer, nread);
+    else if (nread < 0) {
+      // End of stream before the run is over is the server leaving: the bench counts it as such.
+      if (nread === raw.EOF) close();
+      else fail(nread);
+    }
+  };
+  const req = raw.newConnectRequest();
+  req.oncomplete = (status) => {
+    if (!open) return;
+    if (status < 0) return fail(status);
+    handle.setNoDelay(true);
+    handle.useUserBuffer(readBuffer);
+    const started = handle.readStart();
+    if (started < 0) return fail(started);
+    if (target.proxyProtocol !== undefined) write(proxyHeader(target.proxyProtocol, addressOf(handle, 'getsockname'), addressOf(handle, 'getpeername')));
+    events.connected();
+  };
+  const status = net.isIPv6(target.host) ? handle.connect6(req, target.host, target.port) : handle.connect(req, target.host, target.port);
+  if (status < 0) {
+    // Reported from the next tick, as a failed connection always is.
+    process.nextTick(() => fail(status));
+  }
+  return { write, destroy: close, datagrams: false };
+}
+
+function addressOf(handle: TcpHandle, which: 'getsockname' | 'getpeername'): ProxyEndpoint | undefined {
+  const out: Record<string, unknown> = {};
+  if (handle[which](out) !== 0) return undefined;
+  return { address: out['address'] as string, port: out['port'] as number };
+}
+
+function proxyHeader(version: 1 | 2, source: ProxyEndpoint | undefined, destination: ProxyEndpoint | undefined): Buffer {
+  // Over a Unix socket there is no IP address to name: a v2 LOCAL header, or v1 UNKNOWN.
+  if (source === undefined || destination === undefined) return version === 2 ? encodeProxyV2() : Buffer.from('PROXY UNKNOWN\r\n');
+  return version === 2 ? encodeProxyV2({ source, destination }) : encodeProxyV1({ source, destination });
 }
 
 function openTlsSocket(target: BenchTarget, events: BenchSocketEvents): BenchSocket {
@@ -108,11 +190,6 @@ function openDatagramSocket(target: BenchTarget, events: BenchSocketEvents): Ben
 function sendProxyHeader(socket: net.Socket, target: BenchTarget): void {
   if (target.proxyProtocol === undefined) return;
   const { localAddress, localPort, remoteAddress, remotePort } = socket;
-  // Over a Unix socket there is no IP address to name: a v2 LOCAL header, or v1 UNKNOWN.
-  if (localAddress === undefined || remoteAddress === undefined || localPort === undefined || remotePort === undefined) {
-    socket.write(target.proxyProtocol === 2 ? encodeProxyV2() : Buffer.from('PROXY UNKNOWN\r\n'));
-    return;
-  }
-  const spec = { source: { address: localAddress, port: localPort }, destination: { address: remoteAddress, port: remotePort } };
-  socket.write(target.proxyProtocol === 2 ? encodeProxyV2(spec) : encodeProxyV1(spec));
+  const known = localAddress !== undefined && remoteAddress !== undefined && localPort !== undefined && remotePort !== undefined;
+  socket.write(proxyHeader(target.proxyProtocol, known ? { address: localAddress, port: localPort } : undefined, known ? { address: remoteAddress, port: remotePort } : undefined));
 }

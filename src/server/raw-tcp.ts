@@ -20,6 +20,8 @@ export interface TcpHandle {
   writeBuffer(req: WriteRequest, data: Uint8Array): number;
   shutdown(req: ShutdownRequest): number;
   close(callback?: () => void): void;
+  connect(req: ConnectRequest, address: string, port: number): number;
+  connect6(req: ConnectRequest, address: string, port: number): number;
   onread: ((this: TcpHandle, buffer: ArrayBuffer | undefined) => void) | null;
   onconnection: ((status: number, handle?: TcpHandle) => void) | null;
   useUserBuffer(buffer: Uint8Array): void;
@@ -34,6 +36,10 @@ export interface WriteRequest {
   owner: unknown;
 }
 
+export interface ConnectRequest {
+  oncomplete: (status: number, handle: TcpHandle, req: ConnectRequest, readable: boolean, writable: boolean) => void;
+}
+
 export interface ShutdownRequest {
   handle: TcpHandle;
   oncomplete: (this: ShutdownRequest, status: number) => void;
@@ -42,6 +48,9 @@ export interface ShutdownRequest {
 
 export interface RawTcp {
   newServerHandle(): TcpHandle;
+  /** A client socket handle, for `connect`/`connect6` with a `newConnectRequest()`. */
+  newClientHandle(): TcpHandle;
+  newConnectRequest(): ConnectRequest;
   newWriteRequest(): WriteRequest;
   newShutdownRequest(): ShutdownRequest;
   /** After `writeBuffer`: bytes read by the last read (in onread), or a negative error. */
@@ -54,6 +63,7 @@ export interface RawTcp {
 
 interface TcpWrapBinding {
   TCP: new (type: number) => TcpHandle;
+  TCPConnectWrap: new () => ConnectRequest;
   constants: { SERVER: number; SOCKET: number };
 }
 
@@ -75,17 +85,19 @@ function load(): RawTcp | undefined {
     if (typeof binding !== 'function') return undefined;
     const tcp = binding('tcp_wrap') as Partial<TcpWrapBinding>;
     const stream = binding('stream_wrap') as Partial<StreamWrapBinding>;
-    const { TCP, constants } = tcp;
+    const { TCP, TCPConnectWrap, constants } = tcp;
     const { WriteWrap, ShutdownWrap, streamBaseState, kReadBytesOrError, kLastWriteWasAsync } = stream;
-    if (typeof TCP !== 'function' || !constants || typeof WriteWrap !== 'function' || typeof ShutdownWrap !== 'function') return undefined;
+    if (typeof TCP !== 'function' || typeof TCPConnectWrap !== 'function' || !constants || typeof WriteWrap !== 'function' || typeof ShutdownWrap !== 'function') return undefined;
     if (!(streamBaseState instanceof Int32Array) || typeof kReadBytesOrError !== 'number' || typeof kLastWriteWasAsync !== 'number') return undefined;
     const probe = new TCP(constants.SERVER);
-    const methods = ['bind', 'bind6', 'listen', 'getsockname', 'readStart', 'readStop', 'writeBuffer', 'shutdown', 'close', 'setNoDelay', 'getpeername', 'useUserBuffer'] as const;
+    const methods = ['bind', 'bind6', 'listen', 'getsockname', 'readStart', 'readStop', 'writeBuffer', 'shutdown', 'close', 'setNoDelay', 'getpeername', 'useUserBuffer', 'connect', 'connect6'] as const;
     const complete = methods.every((name) => typeof (probe as unknown as Record<string, unknown>)[name] === 'function');
     probe.close();
     if (!complete || getSystemErrorName(UV_EOF) !== 'EOF') return undefined;
     return {
       newServerHandle: () => new TCP(constants.SERVER),
+      newClientHandle: () => new TCP(constants.SOCKET),
+      newConnectRequest: () => new TCPConnectWrap(),
       newWriteRequest: () => new WriteWrap(),
       newShutdownRequest: () => new ShutdownWrap(),
       lastReadResult: () => streamBaseState[kReadBytesOrError]!,
