@@ -6,16 +6,10 @@ import type { BenchOptions } from '../bench/loadgen.js';
 import { UsageError } from '../errors.js';
 import { MAX_UDP_PAYLOAD } from '../server/udp.js';
 import { TRANSFORM_NAMES, type TransformName } from '../server/transforms.js';
-import { parsePort, parsePositiveInteger, parseSeconds, parseSize } from './parsers.js';
+import { parsePositiveInteger, parseSeconds, parseSize } from './parsers.js';
+import { targetOptions, wantsTls, type TargetFlags } from './target.js';
 
-interface BenchFlags {
-  host: string;
-  port: number;
-  unix?: string;
-  udp: boolean;
-  tls: boolean;
-  tlsInsecure: boolean;
-  tlsCa?: string;
+interface BenchFlags extends TargetFlags {
   proxyProtocol?: 1 | 2;
   connections: number;
   size: number;
@@ -32,15 +26,9 @@ interface BenchFlags {
 }
 
 export function benchCommand(): Command {
-  return new Command('bench')
-    .description('load an echo server, verify every byte, report throughput and latency percentiles')
-    .addOption(new Option('--host <host>', 'server address').default('127.0.0.1'))
-    .addOption(new Option('--port <port>', 'server port').default(1234).argParser(parsePort))
-    .addOption(new Option('--unix <path>', 'connect to this Unix socket instead'))
-    .addOption(new Option('--udp', 'send datagrams, one message each (--connections UDP sockets)').default(false))
-    .addOption(new Option('--tls', 'speak TLS').default(false))
-    .addOption(new Option('--tls-insecure', 'with --tls: accept any certificate (self-signed servers)').default(false))
-    .addOption(new Option('--tls-ca <file>', 'with --tls: also trust this PEM CA'))
+  const command = new Command('bench').description('load an echo server, verify every byte, report throughput and latency percentiles');
+  for (const option of targetOptions('send datagrams, one message each (--connections UDP sockets)')) command.addOption(option);
+  return command
     .addOption(new Option('--proxy-protocol <version>', 'open each connection with a PROXY header, v1 or v2').argParser(parseProxyVersion))
     .addOption(new Option('-c, --connections <n>', 'concurrent connections').default(50).argParser(parsePositiveInteger))
     .addOption(new Option('-s, --size <bytes>', 'bytes per message').default(64).argParser(parseSize))
@@ -74,7 +62,7 @@ async function bench(flags: BenchFlags): Promise<number> {
     port: flags.port,
     ...(flags.unix !== undefined && { unix: flags.unix }),
     udp: flags.udp,
-    tls: flags.tls || flags.tlsInsecure || flags.tlsCa !== undefined,
+    tls: wantsTls(flags),
     tlsInsecure: flags.tlsInsecure,
     ...(flags.tlsCa !== undefined && { tlsCa: await readCa(flags.tlsCa) }),
     ...(flags.proxyProtocol !== undefined && { proxyProtocol: flags.proxyProtocol }),
