@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import tls from 'node:tls';
-import { loadTlsOptions } from '../src/index.js';
+import { encodeProxyV2, loadTlsOptions } from '../src/index.js';
 import { startServe } from './helpers/cli.js';
 import { recordingLogger } from './helpers/logs.js';
 import { findProgram, skipUnless } from './helpers/peers.js';
@@ -136,6 +136,48 @@ describe('TLS with a self-signed certificate', () => {
       assert.equal(await tlsEcho(serve.port, 'insecure is fine here', { rejectUnauthorized: false }), 'insecure is fine here');
     } finally {
       await serve.stop();
+    }
+  });
+});
+
+describe('TLS behind a proxy that sends the PROXY protocol', () => {
+  /** A raw TCP connection that sends `header` in clear, then speaks TLS over the same socket. */
+  async function proxiedTls(port: number, header: Buffer, payload: string): Promise<string> {
+    const raw = await connectTo(port);
+    raw.write(header);
+    const socket = tls.connect({ socket: raw, rejectUnauthorized: false });
+    await withTimeout(
+      new Promise<void>((resolve, reject) => {
+        socket.once('secureConnect', () => resolve());
+        socket.once('error', reject);
+      }),
+      5000,
+      'the TLS handshake after the header',
+    );
+    const reply = readToEnd(socket);
+    socket.end(payload);
+    return (await reply).toString();
+  }
+
+  it('reads the header in clear, then serves TLS, and logs the client it names', async () => {
+    const logger = recordingLogger();
+    const running = await startServer({ tls: await loadTlsOptions({ selfSigned: true }, '127.0.0.1'), proxyProtocol: true, logger });
+    try {
+      const header = encodeProxyV2({ source: { address: '198.51.100.23', port: 50_000 }, destination: { address: '127.0.0.1', port: running.port } });
+      assert.equal(await proxiedTls(running.port, header, 'through the proxy'), 'through the proxy');
+      const open = logger.events.find((event) => event.fields['event'] === 'open');
+      assert.equal(open?.fields['peer'], '198.51.100.23:50000');
+      assert.match(open!.message, /via 127\.0\.0\.1:\d+/);
+
+      // No header: nothing is served, and it is counted.
+      const bare = await connectTo(running.port);
+      bare.on('error', () => {});
+      const nothing = readToEnd(bare);
+      bare.write('\x16\x03\x01 a TLS hello where the header should be');
+      assert.equal((await nothing).length, 0);
+      await waitUntil(() => running.server.stats().errors.proxy_header === 1, 5000, 'the bad header to be counted');
+    } finally {
+      await running.close();
     }
   });
 });

@@ -238,12 +238,13 @@ export abstract class Connection {
     this.#headerBytes = undefined;
     clearTimeout(this.#headerDeadline);
     this.#headerDeadline = undefined;
-    this.#useProxyHeader(result.header);
+    this.useProxyHeader(result.header);
     this.context.proxyHeaderRead(this);
     return this.outputEnded ? undefined : input.subarray(result.header.length);
   }
 
-  #useProxyHeader(header: ProxyHeader): void {
+  /** Takes the client's address from a PROXY header (read here, or before TLS by the listener). */
+  useProxyHeader(header: ProxyHeader): void {
     if (header.command !== 'proxy' || header.source === undefined) return;
     this.#proxiedBy = this.peer;
     this.#remoteAddress = canonicalAddress(header.source.address);

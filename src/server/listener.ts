@@ -8,6 +8,7 @@ import tls from 'node:tls';
 import { ListenError, systemErrorCode } from '../errors.js';
 import { formatEndpoint } from './address.js';
 import type { Connection, ConnectionContext } from './connection.js';
+import { parseProxyHeader, type ProxyHeader, type ProxyParseResult } from './proxy-protocol.js';
 import { RawConnection } from './raw-connection.js';
 import { errorName, type RawTcp, type TcpHandle } from './raw-tcp.js';
 import { StreamConnection } from './stream-connection.js';
@@ -33,8 +34,17 @@ export interface AcceptHandler {
    * Unix socket). The server either calls `adopt` (with the address as it should be shown) to
    * wrap it in a Connection, or `reject` to close it at once.
    */
-  accepted(remoteAddress: string | undefined, remotePort: number | undefined, adopt: (id: number, remoteAddress: string) => Connection, reject: () => void): void;
+  accepted(
+    remoteAddress: string | undefined,
+    remotePort: number | undefined,
+    adopt: (id: number, remoteAddress: string) => Connection,
+    reject: () => void,
+    /** A PROXY header the listener read itself, in front of TLS. */
+    header?: ProxyHeader,
+  ): void;
   failed(err: Error): void;
+  /** A PROXY header in front of TLS was missing, malformed or late. */
+  proxyHeaderFailed?(reason: string, remoteAddress: string | undefined, remotePort: number | undefined): void;
   /** A TLS client failed its handshake (bad certificate, wrong protocol, gone midway). */
   handshakeFailed?(err: Error, remoteAddress: string | undefined, remotePort: number | undefined): void;
 }
@@ -53,7 +63,9 @@ export interface NetListenOptions extends ListenOptions {
   tls?: tls.TlsOptions;
 }
 
-export async function listenNet({ host, port, path, tls: tlsOptions, context, handler }: NetListenOptions): Promise<Listener> {
+export async function listenNet(options: NetListenOptions): Promise<Listener> {
+  if (options.tls && options.context.proxyHeaderTimeoutMs !== undefined) return listenTlsBehindProxy(options, options.tls, options.context.proxyHeaderTimeoutMs);
+  const { host, port, path, tls: tlsOptions, context, handler } = options;
   const socketOptions = {
     allowHalfOpen: true,
     noDelay: true,
@@ -84,15 +96,7 @@ export async function listenNet({ host, port, path, tls: tlsOptions, context, ha
   }
   // In a cluster worker the primary holds the socket (and checked the path before forking).
   if (path !== undefined && !cluster.isWorker) await removeStaleSocket(path, endpoint);
-  await new Promise<void>((resolve, reject) => {
-    const onError = (err: Error) => reject(new ListenError(endpoint, describeListenError(systemErrorCode(err), err.message), err));
-    server.once('error', onError);
-    server.listen(path !== undefined ? { path } : { host, port }, () => {
-      server.off('error', onError);
-      server.on('error', (err) => handler.failed(err));
-      resolve();
-    });
-  });
+  await startListening(server, path !== undefined ? { path } : { host, port }, endpoint, handler);
   const address = server.address();
   return {
     server,
@@ -102,6 +106,94 @@ export async function listenNet({ host, port, path, tls: tlsOptions, context, ha
       if (server.listening) server.close();
     },
   };
+}
+
+async function startListening(server: net.Server, where: net.ListenOptions, endpoint: string, handler: AcceptHandler): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    const onError = (err: Error) => reject(new ListenError(endpoint, describeListenError(systemErrorCode(err), err.message), err));
+    server.once('error', onError);
+    server.listen(where, () => {
+      server.off('error', onError);
+      server.on('error', (err) => handler.failed(err));
+      resolve();
+    });
+  });
+}
+
+/**
+ * TLS behind a proxy that sends the PROXY protocol (HAProxy passing TLS through with
+ * send-proxy-v2): the header comes in clear before the TLS handshake, so each connection's
+ * header is read here from the plain socket, and TLS starts on what follows it.
+ */
+async function listenTlsBehindProxy({ host, port, context, handler }: NetListenOptions, tlsOptions: tls.TlsOptions, headerTimeoutMs: number): Promise<Listener> {
+  const secureContext = tls.createSecureContext(tlsOptions);
+  // The header is read here: connections must not look for a second one inside TLS.
+  const connectionContext: ConnectionContext = { ...context, proxyHeaderTimeoutMs: undefined };
+  const server = net.createServer({ allowHalfOpen: true, noDelay: true, highWaterMark: context.maxBuffered, pauseOnConnect: true });
+  server.on('connection', (socket) => {
+    const { remoteAddress, remotePort } = socket;
+    socket.on('error', () => {});
+    readProxyHeader(socket, headerTimeoutMs, (result) => {
+      if (result.status !== 'complete') {
+        handler.proxyHeaderFailed?.(result.status === 'invalid' ? result.reason : `no complete PROXY header within ${headerTimeoutMs / 1000}s`, remoteAddress, remotePort);
+        socket.destroy();
+        return;
+      }
+      const secure = new tls.TLSSocket(socket, {
+        isServer: true,
+        secureContext,
+        requestCert: tlsOptions.requestCert ?? false,
+        rejectUnauthorized: tlsOptions.rejectUnauthorized ?? true,
+      });
+      secure.once('error', (err) => handler.handshakeFailed?.(err, remoteAddress, remotePort));
+      secure.once('secure', () => {
+        handler.accepted(
+          remoteAddress,
+          remotePort,
+          (id, address) => {
+            const connection = new StreamConnection(id, secure, address, remotePort!, connectionContext);
+            connection.clientCertificateSubject = certificateSubject(secure);
+            return connection;
+          },
+          () => secure.destroy(),
+          result.header,
+        );
+      });
+    });
+  });
+  const endpoint = formatEndpoint('tls', host, port);
+  await startListening(server, { host, port }, endpoint, handler);
+  const address = server.address() as net.AddressInfo;
+  return {
+    server,
+    address: { host: address.address, port: address.port, family: address.family },
+    close: () => {
+      if (server.listening) server.close();
+    },
+  };
+}
+
+/** Reads bytes until a PROXY header is complete or cannot be; what follows it is put back. */
+function readProxyHeader(socket: net.Socket, timeoutMs: number, done: (result: ProxyParseResult) => void): void {
+  let input: Buffer = Buffer.alloc(0);
+  const finish = (result: ProxyParseResult) => {
+    clearTimeout(timer);
+    socket.off('data', onData);
+    socket.off('end', onEnd);
+    socket.pause();
+    if (result.status === 'complete' && input.length > result.header.length) socket.unshift(input.subarray(result.header.length));
+    done(result);
+  };
+  const onData = (chunk: Buffer) => {
+    input = input.length === 0 ? chunk : Buffer.concat([input, chunk]);
+    const result = parseProxyHeader(input);
+    if (result.status !== 'incomplete') finish(result);
+  };
+  const onEnd = () => finish({ status: 'invalid', reason: 'connection ended before its PROXY header' });
+  const timer = setTimeout(() => finish({ status: 'incomplete' }), timeoutMs);
+  socket.on('data', onData);
+  socket.once('end', onEnd);
+  socket.resume();
 }
 
 /** `CN=client,O=Example` from a verified client certificate; undefined without one. */

@@ -12,6 +12,7 @@ import { startIdleSweeper } from './idle.js';
 import { DEFAULT_MAX_LINE, type Framing } from './framing.js';
 import { Admission, canonicalAddress, parseAllowList, type AdmissionOptions } from './limits.js';
 import { listenNet, listenRaw, type AcceptHandler, type Listener } from './listener.js';
+import type { ProxyHeader } from './proxy-protocol.js';
 import { rawTcp } from './raw-tcp.js';
 import { drainConnections, type DrainResult } from './shutdown.js';
 import { copyStats, emptyStats, type RejectReason, type ServerStats, type StreamTransport, type Transport } from './stats.js';
@@ -127,7 +128,6 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
     this.#udp = options.udp ?? false;
     this.#tls = options.tls;
     if (this.#ports.length === 0 && this.#unixPaths.length === 0) throw new UsageError('nothing to listen on: give at least one port or Unix socket path');
-    if (options.proxyProtocol && this.#tls) throw new UsageError('the PROXY protocol in front of TLS is not supported: terminate TLS at the proxy, or use one of the two');
     this.#log = options.logger ?? silentLogger;
     this.#admission = new Admission(options);
     this.#proxyTrust = options.proxyTrust && options.proxyTrust.length > 0 ? parseAllowList(options.proxyTrust) : undefined;
@@ -251,8 +251,9 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
   }
 
   readonly #handler: AcceptHandler = {
-    accepted: (remoteAddress, remotePort, adopt, reject) => this.#accept(remoteAddress, remotePort, adopt, reject),
+    accepted: (remoteAddress, remotePort, adopt, reject, header) => this.#accept(remoteAddress, remotePort, adopt, reject, header),
     failed: (err) => this.#acceptFailed(err),
+    proxyHeaderFailed: (reason, remoteAddress, remotePort) => this.#proxyHeaderFailed(reason, remoteAddress, remotePort),
     handshakeFailed: (err, remoteAddress, remotePort) => this.#handshakeFailed(err, remoteAddress, remotePort),
   };
 
@@ -282,7 +283,7 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
     });
   }
 
-  #accept(remoteAddress: string | undefined, remotePort: number | undefined, adopt: (id: number, remoteAddress: string) => Connection, reject: () => void): void {
+  #accept(remoteAddress: string | undefined, remotePort: number | undefined, adopt: (id: number, remoteAddress: string) => Connection, reject: () => void, header?: ProxyHeader): void {
     // A client that reset before we got to it has no peer address any more (the seed's select
     // server crashed calling getpeername() on such a socket): just let it go.
     if (remoteAddress === undefined || remotePort === undefined || this.#state !== 'listening') {
@@ -309,7 +310,12 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
     this.#stats.connectionsActive++;
     this.#stats.connectionsTotal++;
     // Behind a proxy, the client is known (and admitted, and logged) once its header is read.
-    if (!connection.awaitingProxyHeader) this.#opened(connection);
+    if (header !== undefined) {
+      connection.useProxyHeader(header);
+      this.#proxyHeaderRead(connection);
+    } else if (!connection.awaitingProxyHeader) {
+      this.#opened(connection);
+    }
     this.emit('connection', connection);
   }
 
@@ -350,6 +356,12 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
     if (!this.#context.logEvents) return;
     const via = proxiedBy === undefined ? '' : ` via ${proxiedBy}`;
     this.#log.info({ event: 'reject', peer, reason }, `rejected connection from ${peer}${via}: ${REJECT_TEXT[reason]}`);
+  }
+
+  #proxyHeaderFailed(reason: string, remoteAddress: string | undefined, remotePort: number | undefined): void {
+    this.#stats.errors.proxy_header++;
+    const peer = remoteAddress === undefined ? 'a client that already left' : formatPeer(canonicalAddress(remoteAddress), remotePort ?? 0);
+    this.#log.warn({ event: 'error', kind: 'proxy_header', peer, err: reason }, `bad PROXY header from ${peer}, closing it: ${reason}`);
   }
 
   #handshakeFailed(err: Error, remoteAddress: string | undefined, remotePort: number | undefined): void {
