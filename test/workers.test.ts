@@ -1,7 +1,9 @@
 // --workers: several event loops on one port, exact metrics summed over them, restarts, drain.
 
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import { describe, it } from 'node:test';
+import tls from 'node:tls';
 import { startServe } from './helpers/cli.js';
 import { roundTrip } from './helpers/sockets.js';
 import { waitUntil, withTimeout } from './helpers/timeout.js';
@@ -44,6 +46,22 @@ describe('--workers', () => {
       assert.equal((serve.stderr().match(/shut down/g) ?? []).length, 3, 'both workers and the primary shut down cleanly');
     } finally {
       await serve.stop('SIGKILL');
+    }
+  });
+
+  it('--tls-self-signed: every worker presents the one certificate the primary made', async () => {
+    const serve = await startServe(['--workers', '2', '--tls-self-signed', '--quiet']);
+    try {
+      const fingerprints = new Set<string>();
+      for (let i = 0; i < 8; i++) {
+        const socket = tls.connect({ port: serve.port, host: '127.0.0.1', rejectUnauthorized: false });
+        await withTimeout(once(socket, 'secureConnect'), 5000, 'the TLS handshake');
+        fingerprints.add(socket.getPeerCertificate().fingerprint256);
+        socket.destroy();
+      }
+      assert.equal(fingerprints.size, 1);
+    } finally {
+      await serve.stop();
     }
   });
 });

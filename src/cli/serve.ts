@@ -77,7 +77,7 @@ export function serveCommand(): Command {
     .addOption(envOption('--idle-timeout <seconds>', 'close connections with no traffic for this long; 0 = never').default(0).argParser(parseSeconds))
     .addOption(envOption('--allow <cidr[,cidr...]>', 'only these IPv4/IPv6 networks may connect (default: all)').argParser(parseCidrList))
     .addOption(envOption('--workers <n|auto>', 'event loops (processes) sharing the ports; auto: one per CPU').default(1).argParser(parseWorkers))
-    .addOption(envOption('--metrics-port <port>', 'serve /metrics, /healthz and /readyz over HTTP on this port (default: off)').argParser(parsePort))
+    .addOption(envOption('--metrics-port <port>', 'serve /metrics, /healthz, /readyz and a status page (/) over HTTP on this port (default: off)').argParser(parsePort))
     .addOption(envOption('--metrics-host <host>', 'address for the metrics port').default('127.0.0.1'))
     .addOption(envOption('--log-format <format>', 'text lines, or one JSON object per event').choices(LOG_FORMATS).default('text'))
     .addOption(envOption('--log-level <level>', 'least severe level logged').choices(LOG_LEVEL_NAMES).default('info'))
@@ -107,7 +107,9 @@ async function serverOptions(flags: ServeFlags, ports: number[]): Promise<EchoSe
     port: ports,
     ...(flags.unix !== undefined && { unix: flags.unix }),
     udp: flags.udp,
-    ...(loadTlsOptions && { tls: await loadTlsOptions({ certFile: flags.tlsCert, keyFile: flags.tlsKey, selfSigned: flags.tlsSelfSigned, caFile: flags.tlsCa }, flags.host) }),
+    ...(loadTlsOptions && {
+      tls: await loadTlsOptions({ certFile: flags.tlsCert, keyFile: flags.tlsKey, selfSigned: flags.tlsSelfSigned, caFile: flags.tlsCa, ...sharedSelfSignedIdentity() }, flags.host),
+    }),
     transform: isTransformName(flags.transform) ? flags.transform : await loadTransformModule(flags.transform),
     framing: flags.prefix !== undefined ? 'line' : flags.framing,
     ...(flags.prefix !== undefined && { prefix: flags.prefix }),
@@ -115,6 +117,24 @@ async function serverOptions(flags: ServeFlags, ports: number[]): Promise<EchoSe
     proxyProtocol: flags.proxyProtocol,
     ...(flags.proxyTrust !== undefined && { proxyTrust: flags.proxyTrust }),
   };
+}
+
+// Workers must all present the same self-signed certificate, or a client that pins it would
+// fail on every other connection: the primary makes one and hands it down in the environment.
+const WORKER_CERT_VARIABLE = 'ECHOPLEX_WORKER_TLS_CERT';
+const WORKER_KEY_VARIABLE = 'ECHOPLEX_WORKER_TLS_KEY';
+
+function sharedSelfSignedIdentity(): { selfSignedIdentity?: { cert: string; key: string } } {
+  const cert = process.env[WORKER_CERT_VARIABLE];
+  const key = process.env[WORKER_KEY_VARIABLE];
+  return cluster.isWorker && cert !== undefined && key !== undefined ? { selfSignedIdentity: { cert, key } } : {};
+}
+
+async function workerEnvironment(flags: ServeFlags): Promise<Record<string, string>> {
+  if (!flags.tlsSelfSigned) return {};
+  const { selfSignedCertificateFor } = await import('../server/tls.js');
+  const { cert, key } = await selfSignedCertificateFor(flags.host);
+  return { [WORKER_CERT_VARIABLE]: cert, [WORKER_KEY_VARIABLE]: key };
 }
 
 function describeSettings(flags: ServeFlags): string {
@@ -134,6 +154,7 @@ async function serve(flags: ServeFlags, ports: number[]): Promise<void> {
       unixPaths: flags.unix !== undefined ? [flags.unix] : [],
       ...(flags.metricsPort !== undefined && { metrics: { host: flags.metricsHost, port: flags.metricsPort } }),
       describe: describeSettings(flags),
+      workerEnv: await workerEnvironment(flags),
     });
     return;
   }

@@ -24,6 +24,8 @@ export interface PrimaryOptions {
   metrics?: { host: string; port: number };
   /** What the listening line says after the addresses, e.g. `transform: echo`. */
   describe: string;
+  /** Extra environment for every worker (say, a certificate made once for all of them). */
+  workerEnv?: Record<string, string>;
 }
 
 const RESTART_WINDOW_MS = 10_000;
@@ -34,6 +36,7 @@ const STATS_TIMEOUT_MS = 1000;
 export class WorkerPool {
   readonly #target: number;
   readonly #log: Logger;
+  readonly #env: Record<string, string>;
   readonly #listening = new Set<Worker>();
   readonly #restarts: number[] = [];
   #started = false;
@@ -44,9 +47,10 @@ export class WorkerPool {
   #onAllListening: ((urls: string[]) => void) | undefined;
   #onGaveUp: (() => void) | undefined;
 
-  constructor(target: number, log: Logger) {
+  constructor(target: number, log: Logger, env: Record<string, string> = {}) {
     this.#target = target;
     this.#log = log;
+    this.#env = env;
   }
 
   /** Forks every worker; resolves with the addresses once all listen, rejects if one fails first. */
@@ -105,7 +109,7 @@ export class WorkerPool {
   }
 
   #fork(): void {
-    const worker = cluster.fork();
+    const worker = cluster.fork(this.#env);
     worker.on('message', (message: WorkerMessage) => this.#message(worker, message));
     worker.once('exit', (code, signal) => this.#exited(worker, code, signal));
   }
@@ -169,7 +173,7 @@ export class WorkerPool {
 export async function runPrimary(options: PrimaryOptions): Promise<void> {
   const { logger } = options;
   for (const path of options.unixPaths) await removeStaleSocket(path, `unix://${path}`);
-  const pool = new WorkerPool(options.workers, logger);
+  const pool = new WorkerPool(options.workers, logger, options.workerEnv);
   let closeMetrics: (() => Promise<void>) | undefined;
   let signalled = false;
   const onSignal = (signal: NodeJS.Signals) => {

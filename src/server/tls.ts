@@ -9,8 +9,10 @@ export interface TlsFiles {
   /** PEM certificate (chain) and private key files. */
   certFile?: string;
   keyFile?: string;
-  /** Generate a certificate at start instead, valid for `hosts`. */
+  /** Generate a certificate at start instead, valid for localhost and the listening host. */
   selfSigned?: boolean;
+  /** With `selfSigned`: use this one (made once by a cluster primary, shared by its workers). */
+  selfSignedIdentity?: { cert: string; key: string };
   /** PEM CA file: clients must present a certificate it signed (mTLS). */
   caFile?: string;
 }
@@ -23,7 +25,7 @@ export async function loadTlsOptions(files: TlsFiles, host: string): Promise<Tls
   let identity: { cert: string | Buffer; key: string | Buffer };
   if (files.selfSigned) {
     if (files.certFile !== undefined || files.keyFile !== undefined) throw new UsageError('--tls-self-signed and --tls-cert/--tls-key are alternatives: give one or the other');
-    identity = await selfSignedCertificate([...new Set([...SELF_SIGNED_HOSTS, host])]);
+    identity = files.selfSignedIdentity ?? (await selfSignedCertificateFor(host));
   } else {
     if (files.certFile === undefined || files.keyFile === undefined) throw new UsageError('TLS needs both --tls-cert and --tls-key (or --tls-self-signed)');
     identity = { cert: await readPem(files.certFile, '--tls-cert'), key: await readPem(files.keyFile, '--tls-key') };
@@ -38,6 +40,11 @@ async function readPem(path: string, flag: string): Promise<Buffer> {
   } catch (err) {
     throw new UsageError(`${flag}: cannot read ${path}: ${(err as Error).message}`);
   }
+}
+
+/** A self-signed certificate for localhost and `host`, as --tls-self-signed makes. */
+export function selfSignedCertificateFor(host: string): Promise<{ cert: string; key: string }> {
+  return selfSignedCertificate([...new Set([...SELF_SIGNED_HOSTS, host])]);
 }
 
 /** A fresh P-256 certificate for `hosts`, valid for 30 days; loaded only when asked for. */
