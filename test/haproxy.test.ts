@@ -4,10 +4,11 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { runCli, startServe, type ServeProcess } from './helpers/cli.js';
@@ -133,5 +134,52 @@ describe('behind HAProxy with send-proxy-v2', { skip: skipUnless(HAPROXY, 'hapro
     assert.ok(served >= 30);
     assert.equal((await stopping).code, 0, 'the stopped instance drained and exited cleanly');
     assert.equal((await serverStatus(statsSocket)).get('b'), 'UP');
+  });
+});
+
+describe('TLS passed through HAProxy with send-proxy-v2', { skip: skipUnless(HAPROXY, 'haproxy', 'haproxy') }, () => {
+  it('reads the header in clear, serves TLS, and logs the client address HAProxy saw', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'echoplex-haproxy-tls-'));
+    const serve = await startServe(['--tls-self-signed', '--proxy-protocol', '--proxy-trust', '127.0.0.0/8']);
+    const frontend = await freePort();
+    const config = join(dir, 'haproxy.cfg');
+    writeFileSync(
+      config,
+      ['defaults', '  mode tcp', '  timeout connect 2s', '  timeout client 10s', '  timeout server 10s', 'frontend tls', `  bind 127.0.0.1:${frontend}`, '  default_backend echoplex', 'backend echoplex', `  server only 127.0.0.1:${serve.port} send-proxy-v2`, ''].join('\n'),
+    );
+    const haproxy = spawn(HAPROXY!, ['-f', config, '-db'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    try {
+      // HAProxy never sees inside TLS here: it passes the bytes through after its header.
+      const reply = await withTimeout(
+        (async () => {
+          for (;;) {
+            const raw = net.connect({ host: '127.0.0.1', port: frontend, localAddress: '127.0.0.2' });
+            raw.on('error', () => {});
+            const socket = tls.connect({ socket: raw, rejectUnauthorized: false });
+            socket.on('error', () => {});
+            try {
+              await withTimeout(once(socket, 'secureConnect'), 2000, 'TLS through HAProxy');
+              const echoed = readBytes(socket, 9, 3000);
+              socket.write('encrypted');
+              return (await echoed).toString();
+            } catch {
+              // HAProxy may not be listening yet.
+              await new Promise((resolve) => setTimeout(resolve, 100));
+            } finally {
+              socket.destroy();
+              raw.destroy();
+            }
+          }
+        })(),
+        10_000,
+        'an echo through HAProxy',
+      );
+      assert.equal(reply, 'encrypted');
+      await waitUntil(() => /new connection from 127\.0\.0\.2:\d+ via 127\.0\.0\.1:\d+/.test(serve.stderr()), 5000, 'the client address in the log');
+    } finally {
+      haproxy.kill('SIGTERM');
+      await serve.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
