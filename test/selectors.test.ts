@@ -38,10 +38,21 @@ async function listener(): Promise<{ server: Socket; port: number; pair(): Promi
       await withTimeout(client.connect(['127.0.0.1', port]), 5000, 'connect');
       const sel = new DefaultSelector();
       sel.register(server, EVENT_READ);
-      await withTimeout(sel.select(5), 5000, 'accept readiness');
-      sel.close();
-      const [conn] = server.accept();
-      return [client, conn];
+      try {
+        // Several pairs may wait on the one listening socket: as with select(2), all of them see
+        // it readable and one may find the connection taken (EAGAIN); it then waits again.
+        for (;;) {
+          await withTimeout(sel.select(5), 5000, 'accept readiness');
+          try {
+            const [conn] = server.accept();
+            return [client, conn];
+          } catch (err) {
+            if (!(err instanceof BlockingIOError)) throw err;
+          }
+        }
+      } finally {
+        sel.close();
+      }
     },
   };
 }

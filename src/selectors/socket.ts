@@ -1,7 +1,7 @@
 // Python-style non-blocking sockets over Node's `net`, with level-triggered readiness for selectors.
 
-import net from 'node:net';
 import { isIPv6 } from 'node:net';
+import { transport, type ByteListener, type ByteStream } from './stream.js';
 import {
   BlockingIOError,
   BrokenPipeError,
@@ -74,8 +74,8 @@ export class Socket implements Selectable {
   readonly family: number;
   readonly type: number;
   #state: State = 'new';
-  #stream: net.Socket | undefined;
-  #server: net.Server | undefined;
+  #stream: ByteStream | undefined;
+  #listener: ByteListener | undefined;
   #boundTo: Address | undefined;
   #peer: Address | undefined;
   #fd: number;
@@ -87,7 +87,7 @@ export class Socket implements Selectable {
   #error: OSError | undefined;
   #writeShut = false;
   // Listening side: connections accepted by Node, waiting for accept().
-  #backlog: net.Socket[] = [];
+  #backlog: ByteStream[] = [];
   readonly #watchers = new Set<() => void>();
 
   constructor(family: number = AF_INET, type: number = SOCK_STREAM) {
@@ -97,12 +97,10 @@ export class Socket implements Selectable {
     this.#fd = nextSyntheticFd++;
   }
 
-  /** Wraps a connection Node accepted or connected. */
-  static fromNetSocket(stream: net.Socket, family: number): Socket {
+  /** Wraps an accepted connection; it starts reading into its buffer now. */
+  static #fromAccepted(stream: ByteStream, family: number): Socket {
     const socket = new Socket(family);
     socket.#attach(stream);
-    // Connections wait paused in the backlog; reading starts once accepted.
-    stream.resume();
     socket.#state = 'connected';
     socket.#rememberPeer();
     return socket;
@@ -143,19 +141,16 @@ export class Socket implements Selectable {
     if (this.#state === 'listening') return;
     if (this.#state !== 'new') throw new OSError('EINVAL', ERRNO.EINVAL, '[Errno 22] Invalid argument');
     const [host, port] = this.#boundTo ?? ['0.0.0.0', 0];
-    const server = net.createServer({ allowHalfOpen: true });
-    this.#server = server;
-    server.on('connection', (stream) => this.#queueConnection(stream));
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', (err) => reject(fromSystemError(err)));
-      server.listen({ host, port, backlog: Math.max(backlog, KERNEL_BACKLOG_FLOOR) }, () => resolve());
-    });
-    // Accept errors (EMFILE...) are not this socket's failure; Node retries on the next connection.
-    server.on('error', () => {});
+    let listener: ByteListener;
+    try {
+      listener = await transport.listen(host, port, Math.max(backlog, KERNEL_BACKLOG_FLOOR), (stream) => this.#queueConnection(stream));
+    } catch (err) {
+      throw fromSystemError(err as NodeJS.ErrnoException);
+    }
+    this.#listener = listener;
     this.#state = 'listening';
-    const address = server.address() as net.AddressInfo;
-    this.#boundTo = [address.address, address.port];
-    this.#adoptOsFd((server as unknown as { _handle?: { fd?: unknown } })._handle);
+    this.#boundTo = listener.endpoint;
+    this.#adoptOsFd(listener.fd);
   }
 
   /**
@@ -169,8 +164,12 @@ export class Socket implements Selectable {
       const stream = this.#backlog.shift();
       if (stream === undefined) throw new BlockingIOError();
       // A connection reset while it waited in the backlog has no peer any more: skip it, as the kernel would.
-      if (stream.destroyed || stream.remoteAddress === undefined) continue;
-      const conn = Socket.fromNetSocket(stream, isIPv6(stream.remoteAddress) ? AF_INET6 : AF_INET);
+      const peer = stream.destroyed ? undefined : stream.remoteEndpoint();
+      if (peer === undefined) {
+        stream.destroy();
+        continue;
+      }
+      const conn = Socket.#fromAccepted(stream, isIPv6(peer[0]) ? AF_INET6 : AF_INET);
       return [conn, conn.getpeername()];
     }
   }
@@ -181,18 +180,13 @@ export class Socket implements Selectable {
     if (this.#state === 'connected') throw new OSError('EISCONN', ERRNO.EISCONN, '[Errno 106] Transport endpoint is already connected');
     if (this.#state !== 'new') throw new OSError('EINVAL', ERRNO.EINVAL, '[Errno 22] Invalid argument');
     this.#state = 'connecting';
-    const stream = net.connect({ host: normalizeHost(address[0]), port: address[1], allowHalfOpen: true, noDelay: true });
-    await new Promise<void>((resolve, reject) => {
-      const onError = (err: NodeJS.ErrnoException) => {
-        this.#state = 'new';
-        reject(fromSystemError(err));
-      };
-      stream.once('error', onError);
-      stream.once('connect', () => {
-        stream.off('error', onError);
-        resolve();
-      });
-    });
+    let stream: ByteStream;
+    try {
+      stream = await transport.connect(normalizeHost(address[0]), address[1]);
+    } catch (err) {
+      this.#state = 'new';
+      throw fromSystemError(err as NodeJS.ErrnoException);
+    }
     this.#attach(stream);
     this.#state = 'connected';
     this.#rememberPeer();
@@ -212,7 +206,7 @@ export class Socket implements Selectable {
       throw new BlockingIOError();
     }
     const chunk = this.#takeReceived(Math.max(0, Math.floor(bufsize)));
-    if (this.#receivedBytes < SOCKET_BUFFER_BYTES && this.#stream?.isPaused()) this.#stream.resume();
+    if (this.#receivedBytes < SOCKET_BUFFER_BYTES && this.#stream?.paused && !this.#eof) this.#stream.resume();
     return chunk;
   }
 
@@ -283,12 +277,10 @@ export class Socket implements Selectable {
     this.#state = 'closed';
     socketsByFd.delete(this.#fd);
     if (this.#stream) {
-      // The peer may still be sending: once our queued bytes are out, release everything.
-      this.#stream.removeAllListeners('data');
       if (this.#error) this.#stream.destroy();
-      else this.#stream.destroySoon();
+      else this.#stream.endAndClose();
     }
-    this.#server?.close();
+    this.#listener?.close();
     for (const pending of this.#backlog) pending.destroy();
     this.#backlog = [];
     this.#received = [];
@@ -306,9 +298,8 @@ export class Socket implements Selectable {
 
   getsockname(): Address {
     this.#ensureOpen();
-    if (this.#stream && this.#stream.localAddress !== undefined && this.#stream.localPort !== undefined) {
-      return [this.#stream.localAddress, this.#stream.localPort];
-    }
+    const local = this.#stream?.localEndpoint();
+    if (local !== undefined) return local;
     return this.#boundTo ?? [this.family === AF_INET6 ? '::' : '0.0.0.0', 0];
   }
 
@@ -347,50 +338,50 @@ export class Socket implements Selectable {
     this.#watchers.delete(listener);
   }
 
-  #attach(stream: net.Socket): void {
+  #attach(stream: ByteStream): void {
     this.#stream = stream;
-    stream.setNoDelay(true);
-    stream.on('data', (chunk: Buffer) => {
-      this.#received.push(chunk);
-      this.#receivedBytes += chunk.length;
-      // Like a full kernel receive buffer: stop reading until recv() makes room.
-      if (this.#receivedBytes >= SOCKET_BUFFER_BYTES) stream.pause();
-      this.#notify();
+    stream.listen({
+      data: (chunk) => {
+        // A closed socket drops what still arrives; there is no one to recv() it.
+        if (this.#state === 'closed') return;
+        this.#received.push(chunk);
+        this.#receivedBytes += chunk.length;
+        // Like a full kernel receive buffer: stop reading until recv() makes room.
+        if (this.#receivedBytes >= SOCKET_BUFFER_BYTES) stream.pause();
+        this.#notify();
+      },
+      end: () => {
+        this.#eof = true;
+        this.#notify();
+      },
+      drain: () => this.#notify(),
+      error: (err) => {
+        this.#error ??= fromSystemError(err);
+        this.#notify();
+      },
+      close: () => {
+        // Closed without an error or an end we saw (e.g. destroyed): end of stream.
+        this.#eof = true;
+        this.#notify();
+      },
     });
-    stream.on('end', () => {
-      this.#eof = true;
-      this.#notify();
-    });
-    stream.on('drain', () => this.#notify());
-    stream.on('error', (err: NodeJS.ErrnoException) => {
-      this.#error ??= fromSystemError(err);
-      this.#notify();
-    });
-    stream.on('close', () => {
-      // Closed by Node without an error or an end we saw (e.g. destroyed): end of stream.
-      this.#eof = true;
-      this.#notify();
-    });
-    this.#adoptOsFd((stream as unknown as { _handle?: { fd?: unknown } })._handle);
+    this.#adoptOsFd(stream.fd);
+    stream.resume();
   }
 
-  /** Uses the real descriptor when Node's handle exposes it (Unix); keeps the stand-in otherwise. */
-  #adoptOsFd(handle: { fd?: unknown } | undefined): void {
-    const fd = handle?.fd;
-    if (typeof fd === 'number' && fd >= 0) this.#fd = fd;
+  /** Uses the real descriptor where the handle exposes it (Unix); keeps the stand-in otherwise. */
+  #adoptOsFd(fd: number | undefined): void {
+    if (fd !== undefined && fd >= 0) this.#fd = fd;
     socketsByFd.set(this.#fd, this);
   }
 
-  #queueConnection(stream: net.Socket): void {
-    stream.pause();
-    stream.on('error', () => {});
+  #queueConnection(stream: ByteStream): void {
     this.#backlog.push(stream);
     this.#notify();
   }
 
   #rememberPeer(): void {
-    const stream = this.#stream;
-    if (stream?.remoteAddress !== undefined && stream.remotePort !== undefined) this.#peer = [stream.remoteAddress, stream.remotePort];
+    this.#peer = this.#stream?.remoteEndpoint();
   }
 
   #takeReceived(limit: number): Buffer {
