@@ -59,19 +59,25 @@ export class TextLogger implements Logger {
 /** A logger that drops everything: the library default, so embedding code stays silent. */
 export const silentLogger: Logger = new TextLogger('silent');
 
+// How each byte appears inside Python's b'...' (the quote itself is handled per call).
+const BYTE_TEXT: readonly string[] = Array.from({ length: 256 }, (_, byte) => {
+  if (byte === 0x5c) return '\\\\';
+  if (byte === 0x0a) return '\\n';
+  if (byte === 0x0d) return '\\r';
+  if (byte === 0x09) return '\\t';
+  if (byte >= 0x20 && byte < 0x7f) return String.fromCharCode(byte);
+  return `\\x${byte.toString(16).padStart(2, '0')}`;
+});
+
 /** Python's repr() of bytes, e.g. `b'hello\\n'`: how the seed's prints show data. */
 export function reprBytes(bytes: Uint8Array): string {
   // Python picks double quotes when the bytes hold a ' but no ", so the ' needs no escape.
   const quote = bytes.includes(0x27) && !bytes.includes(0x22) ? '"' : "'";
+  const escapedQuote = quote === "'" ? "\\'" : "'";
   let text = '';
-  for (const byte of bytes) {
-    if (byte === 0x5c) text += '\\\\';
-    else if (byte === 0x27 && quote === "'") text += "\\'";
-    else if (byte >= 0x20 && byte < 0x7f) text += String.fromCharCode(byte);
-    else if (byte === 0x0a) text += '\\n';
-    else if (byte === 0x0d) text += '\\r';
-    else if (byte === 0x09) text += '\\t';
-    else text += `\\x${byte.toString(16).padStart(2, '0')}`;
+  for (let i = 0; i < bytes.length; i++) {
+    const byte = bytes[i]!;
+    text += byte === 0x27 ? escapedQuote : BYTE_TEXT[byte]!;
   }
   return `b${quote}${text}${quote}`;
 }
