@@ -145,19 +145,9 @@ describe('TLS behind a proxy that sends the PROXY protocol', () => {
   async function proxiedTls(port: number, header: Buffer, payload: string): Promise<string> {
     const raw = await connectTo(port);
     raw.write(header);
-    const socket = tls.connect({ socket: raw, rejectUnauthorized: false });
-    await withTimeout(
-      new Promise<void>((resolve, reject) => {
-        socket.once('secureConnect', () => resolve());
-        socket.once('error', reject);
-      }),
-      5000,
-      'the TLS handshake after the header',
-    );
-    const reply = readToEnd(socket);
-    socket.end(payload);
-    return (await reply).toString();
+    return tlsEcho(port, payload, { socket: raw, rejectUnauthorized: false });
   }
+
 
   it('reads the header in clear, then serves TLS, and logs the client it names', async () => {
     const logger = recordingLogger();

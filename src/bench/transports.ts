@@ -5,7 +5,7 @@ import dgram from 'node:dgram';
 import net from 'node:net';
 import tls from 'node:tls';
 import { encodeProxyV1, encodeProxyV2, type ProxyEndpoint } from '../server/proxy-protocol.js';
-import { errorName, rawTcp, type RawTcp, type TcpHandle, type WriteRequest } from '../server/raw-tcp.js';
+import { errorName, rawTcp, writeToHandle, type RawTcp, type TcpHandle, type WriteRequest } from '../server/raw-tcp.js';
 import { formatEndpoint } from '../server/address.js';
 
 export interface BenchTarget {
@@ -76,13 +76,11 @@ export function openBenchSocket(target: BenchTarget, readBuffer: Buffer, events:
 
 /**
  * A TCP connection on a raw libuv handle (see server/raw-tcp.ts). Every payload the bench writes
- * is immutable (the run's burst buffer, or a PROXY header), so a write may hold it as long as it
- * likes: one spare request serves every write that completes at once.
+ * is immutable (the run's burst buffer, or a PROXY header), so a pending write may hold it.
  */
 function openRawSocket(raw: RawTcp, target: BenchTarget, readBuffer: Buffer, events: BenchSocketEvents): BenchSocket {
   const handle = raw.newClientHandle();
   let open = true;
-  let spare: WriteRequest | undefined;
   const close = () => {
     if (!open) return;
     open = false;
@@ -100,17 +98,8 @@ function openRawSocket(raw: RawTcp, target: BenchTarget, readBuffer: Buffer, eve
   };
   const write = (bytes: Buffer) => {
     if (!open) return;
-    const req = (spare ??= raw.newWriteRequest());
-    req.handle = handle;
-    req.oncomplete = onWriteComplete;
-    req.bytes = bytes.length;
-    const status = handle.writeBuffer(req, bytes);
-    if (status < 0) return fail(status);
-    if (raw.lastWriteWasAsync()) {
-      // libuv finishes it later: this request is now in use, and keeps the bytes alive.
-      req.buffer = bytes;
-      spare = undefined;
-    }
+    const result = writeToHandle(raw, handle, bytes, undefined, onWriteComplete);
+    if (result < 0) fail(result);
   };
   handle.onread = () => {
     const nread = raw.lastReadResult();

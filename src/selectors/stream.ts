@@ -3,7 +3,7 @@
 
 import { lookup } from 'node:dns/promises';
 import net from 'node:net';
-import { errorName, rawTcp, type RawTcp, type ShutdownRequest, type TcpHandle, type WriteRequest } from '../server/raw-tcp.js';
+import { errorName, rawTcp, writeToHandle, WRITE_DONE, type RawTcp, type ShutdownRequest, type TcpHandle, type WriteRequest } from '../server/raw-tcp.js';
 
 export type Endpoint = readonly [host: string, port: number];
 
@@ -61,7 +61,6 @@ const kOwner = Symbol('echoplex.selectors.rawStream');
 type OwnedHandle = TcpHandle & { [kOwner]: RawStream };
 const READ_BUFFER_BYTES = 64 * 1024;
 let sharedReadBuffer: Buffer | undefined;
-let spareWriteRequest: WriteRequest | undefined;
 
 class RawStream implements ByteStream {
   readonly #handle: TcpHandle;
@@ -109,16 +108,9 @@ class RawStream implements ByteStream {
 
   write(bytes: Buffer): void {
     if (this.#destroyed || bytes.length === 0) return;
-    const req = (spareWriteRequest ??= this.#raw.newWriteRequest());
-    req.handle = this.#handle;
-    req.oncomplete = onRawWriteComplete;
-    req.owner = this;
-    req.bytes = bytes.length;
-    const status = this.#handle.writeBuffer(req, bytes);
-    if (status === 0 && !this.#raw.lastWriteWasAsync()) return;
-    spareWriteRequest = undefined;
-    if (status < 0) return this.#fail(status, 'write');
-    req.buffer = bytes;
+    const result = writeToHandle(this.#raw, this.#handle, bytes, this, onRawWriteComplete);
+    if (result === WRITE_DONE) return;
+    if (result < 0) return this.#fail(result, 'write');
     this.#pending += bytes.length;
   }
 

@@ -1,7 +1,7 @@
 // A connection on libuv's TCP handle directly (see raw-tcp.ts): the fast path, same semantics.
 
 import { Connection, type ConnectionContext } from './connection.js';
-import { errorName, type RawTcp, type ShutdownRequest, type TcpHandle, type WriteRequest } from './raw-tcp.js';
+import { errorName, writeToHandle, WRITE_DONE, type RawTcp, type ShutdownRequest, type TcpHandle, type WriteRequest } from './raw-tcp.js';
 
 const kOwner = Symbol('echoplex.rawConnection');
 type OwnedHandle = TcpHandle & { [kOwner]: RawConnection };
@@ -26,7 +26,6 @@ function copyOut(nread: number, reusable: boolean): Buffer {
 function retain(reply: Buffer): void {
   if (scratch !== undefined && reply.buffer === scratch.buffer) scratch = undefined;
 }
-let spareWriteRequest: WriteRequest | undefined;
 
 // A connection moving large chunks (a read that filled half the shared buffer) gets a read
 // buffer of its own and echoes straight from it, with no copy; while a write still holds that
@@ -84,22 +83,12 @@ export class RawConnection extends Connection {
   }
 
   protected send(reply: Buffer): void {
-    // A write the kernel takes at once never binds its request object, so one spare serves
-    // every such write; only a write libuv must finish later keeps its request.
-    const req = (spareWriteRequest ??= this.#raw.newWriteRequest());
-    req.handle = this.#handle;
-    req.oncomplete = onWriteComplete;
-    req.owner = this;
-    req.bytes = reply.length;
-    const status = this.#handle.writeBuffer(req, reply);
-    if (status === 0 && !this.#raw.lastWriteWasAsync()) return;
-    // libuv may have bound this request and `reply` (in flight, or failed after binding):
-    // reuse neither.
-    spareWriteRequest = undefined;
+    const result = writeToHandle(this.#raw, this.#handle, reply, this, onWriteComplete);
+    if (result === WRITE_DONE) return;
+    // libuv may have bound `reply` (in flight, or failed after binding): stop reusing it.
     retain(reply);
-    if (status < 0) return this.#fail(status);
+    if (result < 0) return this.#fail(result);
     // The kernel did not take it all: libuv finishes it later and holds `reply` until then.
-    req.buffer = reply;
     this.#pending += reply.length;
     if (this.#ownBuffer !== undefined && reply.buffer === this.#ownBuffer.buffer) {
       this.#ownBufferHeld = true;

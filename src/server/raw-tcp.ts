@@ -120,3 +120,36 @@ export function errorName(status: number): string {
     return `E${-status}`;
   }
 }
+
+/** `writeToHandle` finished at once: the kernel took every byte. */
+export const WRITE_DONE = 0;
+/** `writeToHandle` left the rest to libuv: `oncomplete` runs later with the request, which holds the bytes. */
+export const WRITE_PENDING = 1;
+
+let spareWriteRequest: WriteRequest | undefined;
+
+/**
+ * Writes `bytes` to `handle`; returns WRITE_DONE, WRITE_PENDING or a negative libuv error. A
+ * write the kernel takes at once never binds its request object, so one spare serves every
+ * such write; only a write libuv must finish later (or one that failed after binding) keeps
+ * its request, and with it `bytes`.
+ */
+export function writeToHandle(
+  raw: RawTcp,
+  handle: TcpHandle,
+  bytes: Buffer,
+  owner: unknown,
+  oncomplete: (this: WriteRequest, status: number) => void,
+): number {
+  const req = (spareWriteRequest ??= raw.newWriteRequest());
+  req.handle = handle;
+  req.oncomplete = oncomplete;
+  req.owner = owner;
+  req.bytes = bytes.length;
+  const status = handle.writeBuffer(req, bytes);
+  if (status === 0 && !raw.lastWriteWasAsync()) return WRITE_DONE;
+  spareWriteRequest = undefined;
+  if (status < 0) return status;
+  req.buffer = bytes;
+  return WRITE_PENDING;
+}
