@@ -16,4 +16,11 @@ describe('reprBytes', { skip: seedUnavailable() }, () => {
     const expected = python.stdout.trimEnd().split('\n');
     assert.deepEqual(samples.map(reprBytes), expected);
   });
+
+  it('takes any Uint8Array, and the empty one', () => {
+    assert.equal(reprBytes(new Uint8Array([0x27, 0x41, 0x00])), `b"'A\\x00"`);
+    assert.equal(reprBytes(new Uint8Array(0)), "b''");
+    // A long input after a short one: the scratch space grows.
+    assert.equal(reprBytes(Buffer.alloc(5000, 0xff)), `b'${'\\xff'.repeat(5000)}'`);
+  });
 });

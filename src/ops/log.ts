@@ -59,27 +59,42 @@ export class TextLogger implements Logger {
 /** A logger that drops everything: the library default, so embedding code stays silent. */
 export const silentLogger: Logger = new TextLogger('silent');
 
-// How each byte appears inside Python's b'...' (the quote itself is handled per call).
-const BYTE_TEXT: readonly string[] = Array.from({ length: 256 }, (_, byte) => {
-  if (byte === 0x5c) return '\\\\';
-  if (byte === 0x0a) return '\\n';
-  if (byte === 0x0d) return '\\r';
-  if (byte === 0x09) return '\\t';
-  if (byte >= 0x20 && byte < 0x7f) return String.fromCharCode(byte);
-  return `\\x${byte.toString(16).padStart(2, '0')}`;
-});
-
 /** Python's repr() of bytes, e.g. `b'hello\\n'`: how the seed's prints show data. */
 export function reprBytes(bytes: Uint8Array): string {
   // Python picks double quotes when the bytes hold a ' but no ", so the ' needs no escape.
-  const quote = bytes.includes(0x27) && !bytes.includes(0x22) ? '"' : "'";
-  const escapedQuote = quote === "'" ? "\\'" : "'";
-  let text = '';
+  const quote = bytes.includes(0x27) && !bytes.includes(0x22) ? 0x22 : 0x27;
+  // Written as ASCII bytes and decoded once: a string per byte would cost more than the echo.
+  if (reprScratch.length < bytes.length * 4 + 3) reprScratch = Buffer.allocUnsafe(bytes.length * 4 + 3);
+  const out = reprScratch;
+  let at = 0;
+  out[at++] = 0x62; // b
+  out[at++] = quote;
   for (let i = 0; i < bytes.length; i++) {
     const byte = bytes[i]!;
-    text += byte === 0x27 ? escapedQuote : BYTE_TEXT[byte]!;
+    if (byte >= 0x20 && byte < 0x7f && byte !== 0x5c && byte !== quote) {
+      out[at++] = byte;
+      continue;
+    }
+    out[at++] = 0x5c; // backslash
+    const short = SHORT_ESCAPE[byte]!;
+    if (short !== 0) {
+      out[at++] = short;
+    } else {
+      out[at++] = 0x78; // x
+      out[at++] = HEX_DIGIT[byte >> 4]!;
+      out[at++] = HEX_DIGIT[byte & 15]!;
+    }
   }
-  return `b${quote}${text}${quote}`;
+  out[at++] = quote;
+  return out.toString('latin1', 0, at);
+}
+
+let reprScratch = Buffer.allocUnsafe(4 * 1024);
+const HEX_DIGIT = Buffer.from('0123456789abcdef', 'latin1');
+/** The letter after the backslash for bytes with a short escape, 0 for \xNN. */
+const SHORT_ESCAPE = new Uint8Array(256);
+for (const [byte, letter] of [[0x5c, '\\'], [0x0a, 'n'], [0x0d, 'r'], [0x09, 't'], [0x27, "'"], [0x22, '"']] as const) {
+  SHORT_ESCAPE[byte] = letter.charCodeAt(0);
 }
 
 /** reprBytes of at most `limit` bytes, noting the full length when cut: for log lines. */
