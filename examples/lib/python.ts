@@ -4,23 +4,45 @@ import readline from 'node:readline';
 import { reprBytes, upperTransform } from 'echoplex';
 
 // Python buffers stdout by blocks when it is not a terminal, and by lines when it is; a write
-// system call per print() would cost more than the echo itself.
+// system call per print() would cost more than the echo itself. Like Python's TextIOWrapper,
+// each print() encodes straight into the block, so no long string is built and re-encoded.
 const BLOCK_BYTES = 8192;
-let pending = '';
+const lineBuffered = process.stdout.isTTY === true;
+let block = Buffer.allocUnsafe(BLOCK_BYTES);
+let used = 0;
 let flushScheduled = false;
 
 function flush(): void {
   flushScheduled = false;
-  if (pending.length === 0) return;
-  process.stdout.write(pending);
-  pending = '';
+  if (used === 0) return;
+  // Handed over, not reused: stdout may still hold it when write() returns.
+  process.stdout.write(block.subarray(0, used));
+  block = Buffer.allocUnsafe(BLOCK_BYTES);
+  used = 0;
 }
 process.on('exit', flush);
 
+function put(text: string): void {
+  // A UTF-16 code unit never takes more than 3 bytes of UTF-8.
+  if (text.length * 3 > BLOCK_BYTES - used) {
+    flush();
+    if (text.length * 3 > BLOCK_BYTES) {
+      process.stdout.write(text);
+      return;
+    }
+  }
+  used += block.write(text, used);
+}
+
 /** Python's print(): arguments as strings, separated by spaces; buffered as Python buffers it. */
 export function print(...values: unknown[]): void {
-  pending += `${values.map((v) => (Buffer.isBuffer(v) ? repr(v) : String(v))).join(' ')}\n`;
-  if (process.stdout.isTTY || pending.length >= BLOCK_BYTES) flush();
+  let line = '';
+  for (let i = 0; i < values.length; i++) {
+    const value = values[i];
+    line += `${i > 0 ? ' ' : ''}${Buffer.isBuffer(value) ? repr(value) : String(value)}`;
+  }
+  put(`${line}\n`);
+  if (lineBuffered) flush();
   else if (!flushScheduled) {
     flushScheduled = true;
     setImmediate(flush);
