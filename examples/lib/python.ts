@@ -4,35 +4,20 @@ import readline from 'node:readline';
 import { reprBytes, upperTransform } from 'echoplex';
 
 // Python buffers stdout by blocks when it is not a terminal, and by lines when it is; a write
-// system call per print() would cost more than the echo itself. Like Python's TextIOWrapper,
-// each print() encodes straight into the block, so no long string is built and re-encoded.
-const BLOCK_BYTES = 8192;
+// system call per print() would cost more than the echo itself. Lines are joined as a string and
+// encoded once per block (measured: cheaper than encoding each line into a Buffer).
+const BLOCK_CHARS = 8192;
 const lineBuffered = process.stdout.isTTY === true;
-let block = Buffer.allocUnsafe(BLOCK_BYTES);
-let used = 0;
+let pending = '';
 let flushScheduled = false;
 
 function flush(): void {
   flushScheduled = false;
-  if (used === 0) return;
-  // Handed over, not reused: stdout may still hold it when write() returns.
-  process.stdout.write(block.subarray(0, used));
-  block = Buffer.allocUnsafe(BLOCK_BYTES);
-  used = 0;
+  if (pending.length === 0) return;
+  process.stdout.write(pending);
+  pending = '';
 }
 process.on('exit', flush);
-
-function put(text: string): void {
-  // A UTF-16 code unit never takes more than 3 bytes of UTF-8.
-  if (text.length * 3 > BLOCK_BYTES - used) {
-    flush();
-    if (text.length * 3 > BLOCK_BYTES) {
-      process.stdout.write(text);
-      return;
-    }
-  }
-  used += block.write(text, used);
-}
 
 /** Python's print(): arguments as strings, separated by spaces; buffered as Python buffers it. */
 export function print(...values: unknown[]): void {
@@ -41,8 +26,8 @@ export function print(...values: unknown[]): void {
     const value = values[i];
     line += `${i > 0 ? ' ' : ''}${Buffer.isBuffer(value) ? repr(value) : String(value)}`;
   }
-  put(`${line}\n`);
-  if (lineBuffered) flush();
+  pending += `${line}\n`;
+  if (lineBuffered || pending.length >= BLOCK_CHARS) flush();
   else if (!flushScheduled) {
     flushScheduled = true;
     setImmediate(flush);
