@@ -17,10 +17,7 @@ export async function select<R extends Watchable, W extends Watchable, X extends
   timeout?: number,
 ): Promise<[R[], W[], X[]]> {
   if (timeout !== undefined && (Number.isNaN(timeout) || timeout < 0)) throw new RangeError('timeout must be non-negative');
-  const watched = new Map<Selectable, true>();
-  for (const item of [...rlist, ...wlist, ...xlist]) watched.set(toSelectable(item), true);
   const deadline = timeout === undefined ? undefined : performance.now() + timeout * 1000;
-
   for (;;) {
     // Let due I/O land before reading readiness (and never starve the loop on always-ready lists).
     await new Promise((resolve) => setImmediate(resolve));
@@ -30,16 +27,23 @@ export async function select<R extends Watchable, W extends Watchable, X extends
     if (r.length + w.length + x.length > 0) return [r, w, x];
     const remaining = deadline === undefined ? undefined : deadline - performance.now();
     if (remaining !== undefined && remaining <= 0) return [r, w, x];
-    await new Promise<void>((resolve) => {
-      const timer = remaining === undefined ? undefined : setTimeout(done, remaining);
-      function done(): void {
-        clearTimeout(timer);
-        for (const selectable of watched.keys()) selectable[kUnwatch](done);
-        resolve();
-      }
-      for (const selectable of watched.keys()) selectable[kWatch](done);
-    });
+    await anyChange([rlist, wlist, xlist], remaining);
   }
+}
+
+/** Resolves when any of the sockets changes state, or after `ms`. Built only when nothing is ready. */
+function anyChange(lists: ReadonlyArray<readonly Watchable[]>, ms: number | undefined): Promise<void> {
+  const watched = new Set<Selectable>();
+  for (const list of lists) for (const item of list) watched.add(toSelectable(item));
+  return new Promise((resolve) => {
+    const timer = ms === undefined ? undefined : setTimeout(done, ms);
+    function done(): void {
+      clearTimeout(timer);
+      for (const selectable of watched) selectable[kUnwatch](done);
+      resolve();
+    }
+    for (const selectable of watched) selectable[kWatch](done);
+  });
 }
 
 function toSelectable(item: Watchable): Selectable {

@@ -89,6 +89,7 @@ export class Socket implements Selectable {
   // Listening side: connections accepted by Node, waiting for accept().
   #backlog: ByteStream[] = [];
   readonly #watchers = new Set<() => void>();
+  #connectedText: string | undefined;
 
   constructor(family: number = AF_INET, type: number = SOCK_STREAM) {
     if (type !== SOCK_STREAM) throw new OSError('EINVAL', ERRNO.EINVAL, 'only SOCK_STREAM sockets are supported');
@@ -304,6 +305,13 @@ export class Socket implements Selectable {
   }
 
   toString(): string {
+    // A connected socket's text cannot change until it errs or closes, and programs ported from
+    // Python print it with every message.
+    if (this.#state === 'connected' && !this.#error) return (this.#connectedText ??= this.#describe());
+    return this.#describe();
+  }
+
+  #describe(): string {
     const state = this.#state === 'closed' ? ' [closed]' : '';
     const local = this.#state === 'closed' ? '' : `, laddr=${formatAddress(this.getsockname())}`;
     const remote = this.#peer && this.#state === 'connected' && !this.#error ? `, raddr=${formatAddress(this.#peer)}` : '';
@@ -407,7 +415,9 @@ export class Socket implements Selectable {
   }
 
   #notify(): void {
-    for (const watcher of [...this.#watchers]) watcher();
+    // A Set visits what is added during the loop and skips what is deleted, so watchers that
+    // remove themselves need no copy; none adds another synchronously.
+    for (const watcher of this.#watchers) watcher();
   }
 
   #ensureOpen(): void {
