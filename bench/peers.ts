@@ -41,6 +41,8 @@ export interface Peer {
   name: string;
   transform: 'echo' | 'upper';
   command(port: number): string[];
+  /** The peer its ratios are taken against (default c-epoll): the ported programs face their seed originals. */
+  comparedWith?: string;
   /** Why this peer cannot run here, or undefined. */
   unavailable(): string | undefined;
 }
@@ -79,9 +81,9 @@ export const PEERS: Peer[] = [
   },
   { name: 'node-pipe', transform: 'echo', command: (p) => [process.execPath, `${PEERS_DIR}node-pipe-echo.mjs`, String(p)], unavailable: () => undefined },
   { name: 'seed-select', transform: 'upper', command: (p) => [python(), `${SEED_DIR}select_server.py`, String(p)], unavailable: hasSeed },
-  { name: 'port-select', transform: 'upper', command: (p) => [process.execPath, ...TSX, `${ROOT}examples/select-server.ts`, String(p)], unavailable: () => undefined },
+  { name: 'port-select', transform: 'upper', comparedWith: 'seed-select', command: (p) => [process.execPath, ...TSX, `${ROOT}examples/select-server.ts`, String(p)], unavailable: () => undefined },
   { name: 'seed-selectors', transform: 'echo', command: (p) => [python(), `${SEED_DIR}selectors_server.py`, String(p)], unavailable: hasSeed },
-  { name: 'port-selectors', transform: 'echo', command: (p) => [process.execPath, ...TSX, `${ROOT}examples/selectors-server.ts`, String(p)], unavailable: () => undefined },
+  { name: 'port-selectors', transform: 'echo', comparedWith: 'seed-selectors', command: (p) => [process.execPath, ...TSX, `${ROOT}examples/selectors-server.ts`, String(p)], unavailable: () => undefined },
   { name: 'asyncio', transform: 'echo', command: (p) => [python(), `${PEERS_DIR}asyncio_echo.py`, String(p)], unavailable: hasPython },
   {
     name: 'uvloop',
@@ -233,27 +235,48 @@ function formatRate(value: number): string {
   return value >= 1e9 ? `${(value / 1e9).toFixed(2)} G` : value >= 1e6 ? `${(value / 1e6).toFixed(2)} M` : value >= 1e3 ? `${(value / 1e3).toFixed(1)} k` : value.toFixed(0);
 }
 
-export function table(scenario: Scenario, rows: Measurement[][], reference = 'c-epoll'): string {
-  const medians = rows.map((runs) => ({
-    peer: runs[0]!.peer,
-    mps: median(runs.map((r) => r.messagesPerSecond)),
-    bps: median(runs.map((r) => r.bytesPerSecond)),
-    p50: median(runs.map((r) => r.p50Us)),
-    p99: median(runs.map((r) => r.p99Us)),
-    cpu: median(runs.map((r) => r.cpuUsPerMessage)),
-    errors: runs.reduce((sum, r) => sum + r.errors, 0),
-  }));
-  const ref = medians.find((m) => m.peer === reference);
+/**
+ * Ratios are paired by round (each peer's round i against its reference's round i, run minutes
+ * apart), so drift between rounds cancels; the table gives their median and range, which shows
+ * how reliably a target holds, not only whether the medians meet it.
+ */
+export function table(scenario: Scenario, rows: Measurement[][], comparedWith: (peer: string) => string = () => 'c-epoll'): string {
+  const byPeer = new Map(rows.map((runs) => [runs[0]!.peer, runs]));
   const lines = [
-    `| server | msgs/s | bytes/s | p50 us | p99 us | server CPU us/msg | CPU vs ${reference} | msgs/s vs ${reference} | errors |`,
-    '|---|---|---|---|---|---|---|---|---|',
+    '| server | msgs/s | bytes/s | p50 us | p99 us | server CPU us/msg | compared with | CPU ratio | msgs/s ratio | errors |',
+    '|---|---|---|---|---|---|---|---|---|---|',
   ];
-  for (const m of medians) {
-    const cpuRatio = ref ? (m.cpu / ref.cpu).toFixed(2) : '-';
-    const rateRatio = ref ? (m.mps / ref.mps).toFixed(2) : '-';
-    lines.push(`| ${m.peer} | ${formatRate(m.mps)} | ${formatRate(m.bps)}B | ${Math.round(m.p50)} | ${Math.round(m.p99)} | ${m.cpu.toFixed(2)} | ${cpuRatio} | ${rateRatio} | ${m.errors} |`);
+  for (const runs of rows) {
+    const peer = runs[0]!.peer;
+    const referenceName = comparedWith(peer);
+    const reference = referenceName === peer ? undefined : byPeer.get(referenceName);
+    const ratio = (value: (m: Measurement) => number) => (reference ? pairedRatio(runs, reference, value) : '-');
+    const cells = [
+      peer,
+      formatRate(median(runs.map((r) => r.messagesPerSecond))),
+      `${formatRate(median(runs.map((r) => r.bytesPerSecond)))}B`,
+      Math.round(median(runs.map((r) => r.p50Us))),
+      Math.round(median(runs.map((r) => r.p99Us))),
+      median(runs.map((r) => r.cpuUsPerMessage)).toFixed(2),
+      reference ? referenceName : '-',
+      ratio((m) => m.cpuUsPerMessage),
+      ratio((m) => m.messagesPerSecond),
+      runs.reduce((sum, r) => sum + r.errors, 0),
+    ];
+    lines.push(`| ${cells.join(' | ')} |`);
   }
   return `${scenario.name}: ${scenario.connections} connections, ${scenario.size}-byte messages, pipeline ${scenario.pipeline}\n\n${lines.join('\n')}\n`;
+}
+
+/** Median of the per-round ratios, then their range: `1.18 (1.10-1.32)`. */
+export function pairedRatio(runs: Measurement[], reference: Measurement[], value: (m: Measurement) => number): string {
+  const ratios = runs.flatMap((run, round) => {
+    const base = reference[round];
+    return base && value(base) > 0 ? [value(run) / value(base)] : [];
+  });
+  if (ratios.length === 0) return '-';
+  const text = median(ratios).toFixed(2);
+  return ratios.length === 1 ? text : `${text} (${Math.min(...ratios).toFixed(2)}-${Math.max(...ratios).toFixed(2)})`;
 }
 
 async function main(): Promise<void> {
@@ -293,7 +316,8 @@ async function main(): Promise<void> {
         console.error(`[${scenario.name} round ${round}] ${peer.name}: ${Math.round(m.messagesPerSecond)} msg/s, ${m.cpuUsPerMessage.toFixed(2)} us CPU/msg, p99 ${m.p99Us} us, errors ${m.errors}`);
       }
     }
-    const section = table(scenario, [...results.values()]);
+    const comparedWith = (name: string) => peers.find((p) => p.name === name)?.comparedWith ?? 'c-epoll';
+    const section = table(scenario, [...results.values()], comparedWith);
     console.log(section);
     sections.push(section);
   }

@@ -6,6 +6,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { pairedRatio, table, type Measurement } from '../bench/peers.js';
 import { runBench } from '../src/bench/loadgen.js';
 import { runCli, startServe } from './helpers/cli.js';
 import { startServer } from './helpers/sockets.js';
@@ -134,5 +135,26 @@ describe('echoplex bench (CLI)', () => {
     const result = await runCli(['bench', '-c', '1000', '--port', '9'], { wrapper: ['prlimit', '--nofile=256'] });
     assert.equal(result.code, 1);
     assert.match(result.stderr, /ulimit -n/);
+  });
+});
+
+describe('bench:peers table', () => {
+  const run = (peer: string, cpu: number, mps: number): Measurement => ({ peer, scenario: '64B-p1', messagesPerSecond: mps, bytesPerSecond: mps * 64, p50Us: 100, p99Us: 200, cpuUsPerMessage: cpu, errors: 0 });
+  const scenario = { name: '64B-p1', connections: 50, size: 64, pipeline: 1 };
+
+  it('pairs ratios by round: median and range, so drift between rounds cancels', () => {
+    // The machine slows down in round 2 for both peers; paired ratios stay 1.2, 1.25, 1.1.
+    const reference = [run('c-epoll', 5, 100), run('c-epoll', 10, 50), run('c-epoll', 5, 100)];
+    const echoplex = [run('echoplex', 6, 90), run('echoplex', 12.5, 40), run('echoplex', 5.5, 95)];
+    assert.equal(pairedRatio(echoplex, reference, (m) => m.cpuUsPerMessage), '1.20 (1.10-1.25)');
+    assert.equal(pairedRatio(echoplex, reference, (m) => m.messagesPerSecond), '0.90 (0.80-0.95)');
+  });
+
+  it('compares each peer with its own reference, the ported programs with their seed originals', () => {
+    const rows = [[run('seed-select', 20, 40_000)], [run('port-select', 10, 90_000)], [run('c-epoll', 5, 180_000)]];
+    const text = table(scenario, rows, (peer) => (peer === 'port-select' ? 'seed-select' : 'c-epoll'));
+    assert.match(text, /\| port-select \|.*\| seed-select \| 0\.50 \| 2\.25 \| 0 \|/);
+    assert.match(text, /\| seed-select \|.*\| c-epoll \| 4\.00 \| 0\.22 \| 0 \|/);
+    assert.match(text, /\| c-epoll \|.*\| - \| - \| - \| 0 \|/);
   });
 });
