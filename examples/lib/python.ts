@@ -14,8 +14,12 @@ let flushScheduled = false;
 function flush(): void {
   flushScheduled = false;
   if (pending.length === 0) return;
-  process.stdout.write(pending);
+  // Encoded in one pass into room for the worst case (3 bytes per UTF-16 unit): writing the
+  // string would measure its UTF-8 length first, twice the work for the seed's Chinese lines.
+  const block = Buffer.allocUnsafe(pending.length * 3);
+  const length = block.write(pending);
   pending = '';
+  process.stdout.write(block.subarray(0, length));
 }
 process.on('exit', flush);
 
