@@ -212,6 +212,34 @@ describe('DefaultSelector.select', () => {
     conn.close();
   });
 
+  it('refuses a second select() while one waits, and close() answers the waiting one with []', async () => {
+    const [client, conn] = await l.pair();
+    const sel = new DefaultSelector();
+    sel.register(conn, EVENT_READ);
+    const waiting = sel.select();
+    await assert.rejects(sel.select(0), /already waiting/);
+    setTimeout(() => sel.close(), 20);
+    assert.deepEqual(await withTimeout(waiting, 2000, 'answered on close'), []);
+    client.close();
+    conn.close();
+  });
+
+  it('a timed select() woken before its timeout answers with the ready key and leaves no timer behind', async () => {
+    const [client, conn] = await l.pair();
+    const sel = new DefaultSelector();
+    sel.register(conn, EVENT_READ);
+    const waiting = sel.select(30);
+    setTimeout(() => client.send('x'), 20);
+    const ready = await withTimeout(waiting, 2000, 'woken by data');
+    assert.equal(ready.length, 1);
+    // A timer left armed would keep this process's event loop busy: none of ours remain.
+    const timers = (process as unknown as { getActiveResourcesInfo(): string[] }).getActiveResourcesInfo().filter((r) => r === 'Timeout');
+    assert.equal(timers.length, 0, `timers still armed: ${timers.length}`);
+    sel.close();
+    client.close();
+    conn.close();
+  });
+
   it('delivers many ready keys in one result', async () => {
     const pairs = await Promise.all(Array.from({ length: 20 }, () => l.pair()));
     const sel = new DefaultSelector();

@@ -227,7 +227,7 @@ export class Socket implements Selectable {
     if (room <= 0) throw new BlockingIOError();
     const accepted = Math.min(room, bytes.length);
     // Copy: the caller may reuse its buffer after send() returns, as with a real socket.
-    this.#stream.write(Buffer.from(bytes.subarray(0, accepted)));
+    this.#stream.write(Buffer.from(accepted === bytes.length ? bytes : bytes.subarray(0, accepted)));
     return accepted;
   }
 
