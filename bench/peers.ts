@@ -268,15 +268,69 @@ export function table(scenario: Scenario, rows: Measurement[][], comparedWith: (
   return `${scenario.name}: ${scenario.connections} connections, ${scenario.size}-byte messages, pipeline ${scenario.pipeline}\n\n${lines.join('\n')}\n`;
 }
 
-/** Median of the per-round ratios, then their range: `1.18 (1.10-1.32)`. */
-export function pairedRatio(runs: Measurement[], reference: Measurement[], value: (m: Measurement) => number): string {
-  const ratios = runs.flatMap((run, round) => {
+/** Each round's ratio of `value` to the reference's same round. */
+export function roundRatios(runs: readonly Measurement[], reference: readonly Measurement[], value: (m: Measurement) => number): number[] {
+  return runs.flatMap((run, round) => {
     const base = reference[round];
     return base && value(base) > 0 ? [value(run) / value(base)] : [];
   });
-  if (ratios.length === 0) return '-';
+}
+
+/** `median (min-max)` of some ratios. */
+function describeRatios(ratios: number[]): string {
   const text = median(ratios).toFixed(2);
   return ratios.length === 1 ? text : `${text} (${Math.min(...ratios).toFixed(2)}-${Math.max(...ratios).toFixed(2)})`;
+}
+
+/** Median of the per-round ratios, then their range: `1.18 (1.10-1.32)`. */
+export function pairedRatio(runs: Measurement[], reference: Measurement[], value: (m: Measurement) => number): string {
+  const ratios = roundRatios(runs, reference, value);
+  return ratios.length === 0 ? '-' : describeRatios(ratios);
+}
+
+/** A bar from the issues, checked on every run so that a regression shows in the output. */
+export interface Target {
+  issue: number;
+  scenario: string;
+  peer: string;
+  against: string;
+  metric: 'cpuUsPerMessage' | 'messagesPerSecond' | 'bytesPerSecond' | 'p50Us';
+  /** `max`: the ratio must be at most `bar`; `min`: at least. */
+  bound: 'max' | 'min';
+  bar: number;
+}
+
+export const TARGETS: Target[] = [
+  { issue: 5, scenario: '64B-p1', peer: 'echoplex', against: 'c-epoll', metric: 'cpuUsPerMessage', bound: 'max', bar: 1.2 },
+  { issue: 5, scenario: '64B-p1', peer: 'echoplex-upper', against: 'c-epoll', metric: 'cpuUsPerMessage', bound: 'max', bar: 1.2 },
+  { issue: 5, scenario: '64B-p16', peer: 'echoplex', against: 'c-epoll', metric: 'cpuUsPerMessage', bound: 'max', bar: 1.3 },
+  { issue: 5, scenario: '64KiB', peer: 'echoplex', against: 'c-epoll', metric: 'bytesPerSecond', bound: 'min', bar: 0.8 },
+  { issue: 5, scenario: 'latency', peer: 'echoplex', against: 'c-epoll', metric: 'p50Us', bound: 'max', bar: 1.3 },
+  { issue: 3, scenario: '64B-p1', peer: 'port-select', against: 'seed-select', metric: 'messagesPerSecond', bound: 'min', bar: 2 },
+  { issue: 3, scenario: '64B-p1', peer: 'port-selectors', against: 'seed-selectors', metric: 'messagesPerSecond', bound: 'min', bar: 2 },
+];
+
+const METRIC_NAMES: Record<Target['metric'], string> = { cpuUsPerMessage: 'CPU per message', messagesPerSecond: 'msgs/s', bytesPerSecond: 'bytes/s', p50Us: 'p50 latency' };
+
+/**
+ * Each target that this run measured: the median of its per-round ratios, their range, and in
+ * how many rounds the bar held. A bar counts as met when the median meets it.
+ */
+export function targetsTable(results: ReadonlyMap<string, ReadonlyMap<string, Measurement[]>>): string {
+  const lines = ['| issue | target | bar | ratio: median (range) | rounds meeting the bar | verdict |', '|---|---|---|---|---|---|'];
+  for (const target of TARGETS) {
+    const runs = results.get(target.scenario)?.get(target.peer);
+    const reference = results.get(target.scenario)?.get(target.against);
+    if (!runs || !reference) continue;
+    const ratios = roundRatios(runs, reference, (m) => m[target.metric]);
+    if (ratios.length === 0) continue;
+    const meets = (ratio: number) => (target.bound === 'max' ? ratio <= target.bar : ratio >= target.bar);
+    const middle = median(ratios);
+    lines.push(
+      `| ${target.issue} | ${target.scenario}: ${target.peer} ${METRIC_NAMES[target.metric]} vs ${target.against} | ${target.bound === 'max' ? 'at most' : 'at least'} ${target.bar}x | ${describeRatios(ratios)} | ${ratios.filter(meets).length} of ${ratios.length} | ${meets(middle) ? 'met' : 'missed'} |`,
+    );
+  }
+  return lines.length > 2 ? `Targets\n\n${lines.join('\n')}\n` : '';
 }
 
 async function main(): Promise<void> {
@@ -307,8 +361,10 @@ async function main(): Promise<void> {
   }
   const scenarios = SCENARIOS.filter((s) => values.scenarios!.split(',').includes(s.name));
   const sections: string[] = [];
+  const allResults = new Map<string, Map<string, Measurement[]>>();
   for (const scenario of scenarios) {
     const results = new Map<string, Measurement[]>(peers.map((p) => [p.name, []]));
+    allResults.set(scenario.name, results);
     for (let round = 1; round <= rounds; round++) {
       for (const peer of peers) {
         const m = await measure(peer, scenario, load, duration, warmup);
@@ -320,6 +376,11 @@ async function main(): Promise<void> {
     const section = table(scenario, [...results.values()], comparedWith);
     console.log(section);
     sections.push(section);
+  }
+  const targets = targetsTable(allResults);
+  if (targets) {
+    console.log(targets);
+    sections.unshift(targets);
   }
   if (values.write) {
     const header = `Run ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC on ${machineLine()}; load: ${load === 'c' ? 'bench/peers/loadgen.c' : 'echoplex bench'}, ${duration} s measured after ${warmup} s warm-up, median of ${rounds} interleaved rounds; server on core 0, load on core 1.`;

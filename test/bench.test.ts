@@ -6,7 +6,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { pairedRatio, table, type Measurement } from '../bench/peers.js';
+import { pairedRatio, table, targetsTable, type Measurement } from '../bench/peers.js';
 import { runBench } from '../src/bench/loadgen.js';
 import { runCli, startServe } from './helpers/cli.js';
 import { startServer } from './helpers/sockets.js';
@@ -156,5 +156,20 @@ describe('bench:peers table', () => {
     assert.match(text, /\| port-select \|.*\| seed-select \| 0\.50 \| 2\.25 \| 0 \|/);
     assert.match(text, /\| seed-select \|.*\| c-epoll \| 4\.00 \| 0\.22 \| 0 \|/);
     assert.match(text, /\| c-epoll \|.*\| - \| - \| - \| 0 \|/);
+  });
+  it('checks the issues\' bars: median and how many rounds met each, only for what the run measured', () => {
+    const results = new Map([
+      ['64B-p1', new Map([
+        ['c-epoll', [run('c-epoll', 5, 100), run('c-epoll', 5, 100), run('c-epoll', 5, 100)]],
+        // 1.1, 1.3, 1.15: the median meets the 1.2 bar, one round does not.
+        ['echoplex', [run('echoplex', 5.5, 90), run('echoplex', 6.5, 80), run('echoplex', 5.75, 85)]],
+        ['seed-select', [run('seed-select', 20, 40_000), run('seed-select', 20, 40_000), run('seed-select', 20, 40_000)]],
+        ['port-select', [run('port-select', 12, 60_000), run('port-select', 12, 84_000), run('port-select', 12, 70_000)]],
+      ])],
+    ]);
+    const text = targetsTable(results);
+    assert.match(text, /\| 5 \| 64B-p1: echoplex CPU per message vs c-epoll \| at most 1\.2x \| 1\.15 \(1\.10-1\.30\) \| 2 of 3 \| met \|/);
+    assert.match(text, /\| 3 \| 64B-p1: port-select msgs\/s vs seed-select \| at least 2x \| 1\.75 \(1\.50-2\.10\) \| 1 of 3 \| missed \|/);
+    assert.doesNotMatch(text, /echoplex-upper|64KiB|latency/, 'targets the run did not measure are left out');
   });
 });
