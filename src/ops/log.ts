@@ -93,7 +93,7 @@ let reprScratch = Buffer.allocUnsafe(4 * 1024);
 const HEX_DIGIT = Buffer.from('0123456789abcdef', 'latin1');
 /** The letter after the backslash for bytes with a short escape, 0 for \xNN. */
 const SHORT_ESCAPE = new Uint8Array(256);
-for (const [byte, letter] of [[0x5c, '\\'], [0x0a, 'n'], [0x0d, 'r'], [0x09, 't'], [0x27, "'"], [0x22, '"']] as const) {
+for (const [byte, letter] of [[0x5c, '\\'], [0x0a, 'n'], [0x0d, 'r'], [0x09, 't'], [0x27, "'"]] as const) {
   SHORT_ESCAPE[byte] = letter.charCodeAt(0);
 }
 
