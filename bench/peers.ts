@@ -151,10 +151,20 @@ export interface RunningPeer {
   stop(): Promise<void>;
 }
 
+/**
+ * The environment peers run in: ours, less what would change how a peer normally runs. Python
+ * with PYTHONUNBUFFERED set (as some sandboxes and CI images do) makes a write system call per
+ * print(), which slowed the seed servers by 15-25% and flattered every port-vs-seed ratio.
+ */
+function peerEnvironment(): NodeJS.ProcessEnv {
+  const { PYTHONUNBUFFERED: _unbuffered, ...rest } = process.env;
+  return rest;
+}
+
 export async function startPeer(peer: Peer, core = 0): Promise<RunningPeer> {
   const port = await freePort();
   const [command, ...args] = peer.command(port);
-  const child = spawn('taskset', ['-c', String(core), command!, ...args], { stdio: ['ignore', 'ignore', 'pipe'], cwd: ROOT });
+  const child = spawn('taskset', ['-c', String(core), command!, ...args], { stdio: ['ignore', 'ignore', 'pipe'], cwd: ROOT, env: peerEnvironment() });
   let stderr = '';
   child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   try {

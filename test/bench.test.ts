@@ -6,7 +6,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { pairedRatio, table, targetsTable, type Measurement } from '../bench/peers.js';
+import { pairedRatio, startPeer, table, targetsTable, type Measurement } from '../bench/peers.js';
 import { runBench } from '../src/bench/loadgen.js';
 import { runCli, startServe } from './helpers/cli.js';
 import { startServer } from './helpers/sockets.js';
@@ -135,6 +135,31 @@ describe('echoplex bench (CLI)', () => {
     const result = await runCli(['bench', '-c', '1000', '--port', '9'], { wrapper: ['prlimit', '--nofile=256'] });
     assert.equal(result.code, 1);
     assert.match(result.stderr, /ulimit -n/);
+  });
+});
+
+describe('bench:peers environment', () => {
+  it('runs peers without PYTHONUNBUFFERED, so Python buffers its output as it normally does', async () => {
+    // The peer answers each connection with what it sees of the variable.
+    const script = "require('net').createServer((s) => s.end(String(process.env.PYTHONUNBUFFERED))).listen(+process.argv[1], '127.0.0.1')";
+    const saved = process.env['PYTHONUNBUFFERED'];
+    process.env['PYTHONUNBUFFERED'] = '1';
+    const peer = await startPeer({ name: 'env-probe', transform: 'echo', command: (p) => [process.execPath, '-e', script, String(p)], unavailable: () => undefined });
+    if (saved === undefined) delete process.env['PYTHONUNBUFFERED'];
+    else process.env['PYTHONUNBUFFERED'] = saved;
+    try {
+      const seen = await withTimeout(
+        new Promise<string>((resolve, reject) => {
+          let text = '';
+          net.connect(peer.port, '127.0.0.1').on('data', (chunk) => (text += chunk)).on('end', () => resolve(text)).on('error', reject);
+        }),
+        5000,
+        'env probe reply',
+      );
+      assert.equal(seen, 'undefined');
+    } finally {
+      await peer.stop();
+    }
   });
 });
 
