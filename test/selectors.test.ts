@@ -255,6 +255,22 @@ describe('DefaultSelector.select', () => {
     }
   });
 
+  it('a waiting select() answers with every key that became ready in the same turn, not just the first', async () => {
+    const pairs = await Promise.all(Array.from({ length: 20 }, () => l.pair()));
+    const sel = new DefaultSelector();
+    for (const [, conn] of pairs) sel.register(conn, EVENT_READ);
+    const waiting = sel.select();
+    // All twenty arrive before the event loop next polls, as one epoll_wait() would see them.
+    for (const [client] of pairs) client.send('x');
+    const ready = await withTimeout(waiting, 2000, 'ready keys');
+    assert.equal(ready.length, 20);
+    sel.close();
+    for (const [client, conn] of pairs) {
+      client.close();
+      conn.close();
+    }
+  });
+
   it('uses no CPU while idle', async () => {
     const [client, conn] = await l.pair();
     const sel = new DefaultSelector();

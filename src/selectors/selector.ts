@@ -74,6 +74,8 @@ export class DefaultSelector<T = unknown> extends BaseSelector<T> {
   #candidates = new Set<RegisteredKey<T>>();
   #wake: (() => void) | undefined;
   #waiting = false;
+  /** A wake-up is queued for the end of this turn's reads. */
+  #wakeQueued = false;
   /** select() calls answered without yielding a turn of the event loop, since the last one that did. */
   #passesSinceTurn = 0;
 
@@ -132,10 +134,9 @@ export class DefaultSelector<T = unknown> extends BaseSelector<T> {
       const deadline = timeout === undefined ? undefined : performance.now() + Math.max(0, timeout) * 1000;
       let woken = false;
       for (;;) {
-        // Woken by I/O, we are already in the event loop's turn: answer at once, so a reply goes
-        // out while the loop goes on reading (as with epoll, not a batch per turn). Otherwise
-        // yield a whole turn every few passes, so that I/O due gets in before readiness is
-        // read: an always-writable socket must not starve everything else.
+        // Woken by I/O, the turn's reads are already in (see #changed): answer at once.
+        // Otherwise yield a whole turn every few passes, so that I/O due gets in before
+        // readiness is read: an always-writable socket must not starve everything else.
         if (!woken && this.#passesSinceTurn++ >= PASSES_BETWEEN_TURNS) {
           this.#passesSinceTurn = 0;
           await nextTurn();
@@ -186,8 +187,19 @@ export class DefaultSelector<T = unknown> extends BaseSelector<T> {
 
   #changed(key: RegisteredKey<T>): void {
     this.#candidates.add(key);
-    this.#wake?.();
+    // A waiting select() is woken once the event loop has read every socket that is ready in
+    // this turn, so that one answer holds them all, as one epoll_wait() does. Woken at the first
+    // change, it answered one key per pass: 1.5-4 us more CPU per message in the selectors port.
+    if (this.#wake !== undefined && !this.#wakeQueued) {
+      this.#wakeQueued = true;
+      setImmediate(this.#wakeAfterReads);
+    }
   }
+
+  readonly #wakeAfterReads = (): void => {
+    this.#wakeQueued = false;
+    this.#wake?.();
+  };
 
   #waitForChange(ms: number | undefined): Promise<void> {
     return new Promise((resolve) => {
