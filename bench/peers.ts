@@ -310,6 +310,12 @@ export interface Target {
   bar: number;
 }
 
+/**
+ * The C server driven by `echoplex bench` instead of the C load generator (64B-p1 with `--load c`
+ * only): its msgs/s against the C load generator's, in the same round, is issue 4's efficiency.
+ */
+export const BENCH_LOAD_PEER = 'c-epoll, echoplex bench load';
+
 export const TARGETS: Target[] = [
   { issue: 5, scenario: '64B-p1', peer: 'echoplex', against: 'c-epoll', metric: 'cpuUsPerMessage', bound: 'max', bar: 1.2 },
   { issue: 5, scenario: '64B-p1', peer: 'echoplex-upper', against: 'c-epoll', metric: 'cpuUsPerMessage', bound: 'max', bar: 1.2 },
@@ -318,6 +324,7 @@ export const TARGETS: Target[] = [
   { issue: 5, scenario: 'latency', peer: 'echoplex', against: 'c-epoll', metric: 'p50Us', bound: 'max', bar: 1.3 },
   { issue: 3, scenario: '64B-p1', peer: 'port-select', against: 'seed-select', metric: 'messagesPerSecond', bound: 'min', bar: 2 },
   { issue: 3, scenario: '64B-p1', peer: 'port-selectors', against: 'seed-selectors', metric: 'messagesPerSecond', bound: 'min', bar: 2 },
+  { issue: 4, scenario: '64B-p1', peer: BENCH_LOAD_PEER, against: 'c-epoll', metric: 'messagesPerSecond', bound: 'min', bar: 0.8 },
 ];
 
 const METRIC_NAMES: Record<Target['metric'], string> = { cpuUsPerMessage: 'CPU per message', messagesPerSecond: 'msgs/s', bytesPerSecond: 'bytes/s', p50Us: 'p50 latency' };
@@ -373,13 +380,24 @@ async function main(): Promise<void> {
   const sections: string[] = [];
   const allResults = new Map<string, Map<string, Measurement[]>>();
   for (const scenario of scenarios) {
-    const results = new Map<string, Measurement[]>(peers.map((p) => [p.name, []]));
+    // Each round runs the C server under both load generators, one right after the other.
+    const cEpoll = peers.find((p) => p.name === 'c-epoll');
+    const benchLoad = load === 'c' && scenario.name === '64B-p1' && cEpoll !== undefined;
+    const rows = peers.flatMap((p) => (benchLoad && p === cEpoll ? [p.name, BENCH_LOAD_PEER] : [p.name]));
+    const results = new Map<string, Measurement[]>(rows.map((name) => [name, []]));
     allResults.set(scenario.name, results);
+    const log = (round: number, m: Measurement) =>
+      console.error(`[${scenario.name} round ${round}] ${m.peer}: ${Math.round(m.messagesPerSecond)} msg/s, ${m.cpuUsPerMessage.toFixed(2)} us CPU/msg, p99 ${m.p99Us} us, errors ${m.errors}`);
     for (let round = 1; round <= rounds; round++) {
       for (const peer of peers) {
         const m = await measure(peer, scenario, load, duration, warmup);
         results.get(peer.name)!.push(m);
-        console.error(`[${scenario.name} round ${round}] ${peer.name}: ${Math.round(m.messagesPerSecond)} msg/s, ${m.cpuUsPerMessage.toFixed(2)} us CPU/msg, p99 ${m.p99Us} us, errors ${m.errors}`);
+        log(round, m);
+        if (benchLoad && peer === cEpoll) {
+          const driven = await measure({ ...cEpoll, name: BENCH_LOAD_PEER }, scenario, 'echoplex', duration, warmup);
+          results.get(BENCH_LOAD_PEER)!.push(driven);
+          log(round, driven);
+        }
       }
     }
     const comparedWith = (name: string) => peers.find((p) => p.name === name)?.comparedWith ?? 'c-epoll';
