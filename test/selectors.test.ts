@@ -240,35 +240,38 @@ describe('DefaultSelector.select', () => {
     conn.close();
   });
 
-  it('delivers many ready keys in one result', async () => {
-    const pairs = await Promise.all(Array.from({ length: 20 }, () => l.pair()));
+  /** `count` connected pairs whose server sides are registered for READ on one new selector. */
+  async function watchedPairs(count: number): Promise<{ clients: Socket[]; sel: DefaultSelector; close(): void }> {
+    const pairs = await Promise.all(Array.from({ length: count }, () => l.pair()));
     const sel = new DefaultSelector();
     for (const [, conn] of pairs) sel.register(conn, EVENT_READ);
-    for (const [client] of pairs) client.send('x');
+    return {
+      clients: pairs.map(([client]) => client),
+      sel,
+      close: () => {
+        sel.close();
+        for (const pair of pairs) for (const sock of pair) sock.close();
+      },
+    };
+  }
+
+  it('delivers many ready keys in one result', async () => {
+    const { clients, sel, close } = await watchedPairs(20);
+    for (const client of clients) client.send('x');
     await delay(100);
     const ready = await withTimeout(sel.select(1), 2000, 'ready keys');
     assert.equal(ready.length, 20);
-    sel.close();
-    for (const [client, conn] of pairs) {
-      client.close();
-      conn.close();
-    }
+    close();
   });
 
   it('a waiting select() answers with every key that became ready in the same turn, not just the first', async () => {
-    const pairs = await Promise.all(Array.from({ length: 20 }, () => l.pair()));
-    const sel = new DefaultSelector();
-    for (const [, conn] of pairs) sel.register(conn, EVENT_READ);
+    const { clients, sel, close } = await watchedPairs(20);
     const waiting = sel.select();
     // All twenty arrive before the event loop next polls, as one epoll_wait() would see them.
-    for (const [client] of pairs) client.send('x');
+    for (const client of clients) client.send('x');
     const ready = await withTimeout(waiting, 2000, 'ready keys');
     assert.equal(ready.length, 20);
-    sel.close();
-    for (const [client, conn] of pairs) {
-      client.close();
-      conn.close();
-    }
+    close();
   });
 
   it('uses no CPU while idle', async () => {
