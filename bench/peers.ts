@@ -308,6 +308,8 @@ export interface Target {
   /** `max`: the ratio must be at most `bar`; `min`: at least. */
   bound: 'max' | 'min';
   bar: number;
+  /** Not a bar for our code: the C reference held to the same bar, to show what it asks of any server here. */
+  forScale?: true;
 }
 
 /**
@@ -324,6 +326,10 @@ export const TARGETS: Target[] = [
   { issue: 5, scenario: 'latency', peer: 'echoplex', against: 'c-epoll', metric: 'p50Us', bound: 'max', bar: 1.3 },
   { issue: 3, scenario: '64B-p1', peer: 'port-select', against: 'seed-select', metric: 'messagesPerSecond', bound: 'min', bar: 2 },
   { issue: 3, scenario: '64B-p1', peer: 'port-selectors', against: 'seed-selectors', metric: 'messagesPerSecond', bound: 'min', bar: 2 },
+  // The seeds are slow mostly in the kernel's share, which every server pays: 2x a seed can be
+  // more than the C server reaches under the same load, and these rows show whether it is.
+  { issue: 3, scenario: '64B-p1', peer: 'c-epoll', against: 'seed-select', metric: 'messagesPerSecond', bound: 'min', bar: 2, forScale: true },
+  { issue: 3, scenario: '64B-p1', peer: 'c-epoll', against: 'seed-selectors', metric: 'messagesPerSecond', bound: 'min', bar: 2, forScale: true },
   { issue: 4, scenario: '64B-p1', peer: BENCH_LOAD_PEER, against: 'c-epoll', metric: 'messagesPerSecond', bound: 'min', bar: 0.8 },
 ];
 
@@ -344,7 +350,7 @@ export function targetsTable(results: ReadonlyMap<string, ReadonlyMap<string, Me
     const meets = (ratio: number) => (target.bound === 'max' ? ratio <= target.bar : ratio >= target.bar);
     const middle = median(ratios);
     lines.push(
-      `| ${target.issue} | ${target.scenario}: ${target.peer} ${METRIC_NAMES[target.metric]} vs ${target.against} | ${target.bound === 'max' ? 'at most' : 'at least'} ${target.bar}x | ${describeRatios(ratios)} | ${ratios.filter(meets).length} of ${ratios.length} | ${meets(middle) ? 'met' : 'missed'} |`,
+      `| ${target.issue} | ${target.scenario}: ${target.peer} ${METRIC_NAMES[target.metric]} vs ${target.against} | ${target.bound === 'max' ? 'at most' : 'at least'} ${target.bar}x | ${describeRatios(ratios)} | ${ratios.filter(meets).length} of ${ratios.length} | ${target.forScale ? 'for scale' : meets(middle) ? 'met' : 'missed'} |`,
     );
   }
   return lines.length > 2 ? `Targets\n\n${lines.join('\n')}\n` : '';

@@ -200,4 +200,16 @@ describe('bench:peers table', () => {
     assert.match(text, /\| 3 \| 64B-p1: port-select msgs\/s vs seed-select \| at least 2x \| 1\.75 \(1\.50-2\.10\) \| 1 of 3 \| missed \|/);
     assert.doesNotMatch(text, /echoplex-upper|64KiB|latency/, 'targets the run did not measure are left out');
   });
+  it('holds the C reference to the ported programs\' bar for scale, without a verdict on it', () => {
+    const results = new Map([
+      ['64B-p1', new Map([
+        // 1.8, 2.2, 1.9 times the seed's msgs/s.
+        ['c-epoll', [run('c-epoll', 9, 90_000), run('c-epoll', 9, 110_000), run('c-epoll', 9, 95_000)]],
+        ['seed-select', [run('seed-select', 18, 50_000), run('seed-select', 18, 50_000), run('seed-select', 18, 50_000)]],
+      ])],
+    ]);
+    const text = targetsTable(results);
+    assert.match(text, /\| 3 \| 64B-p1: c-epoll msgs\/s vs seed-select \| at least 2x \| 1\.90 \(1\.80-2\.20\) \| 1 of 3 \| for scale \|/);
+    assert.doesNotMatch(text, /seed-selectors/, 'a seed the run did not measure is left out');
+  });
 });
