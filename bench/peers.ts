@@ -79,6 +79,7 @@ export const PEERS: Peer[] = [
     command: (p) => [process.execPath, process.env['ECHOPLEX_BASELINE'] ?? '', 'serve', '--quiet', '--port', String(p)],
     unavailable: () => (process.env['ECHOPLEX_BASELINE'] ? undefined : 'set ECHOPLEX_BASELINE to another build\'s dist/cli/main.js'),
   },
+  { name: 'node-raw', transform: 'echo', command: (p) => [process.execPath, `${PEERS_DIR}node-raw-echo.mjs`, String(p)], unavailable: () => undefined },
   { name: 'node-pipe', transform: 'echo', command: (p) => [process.execPath, `${PEERS_DIR}node-pipe-echo.mjs`, String(p)], unavailable: () => undefined },
   { name: 'seed-select', transform: 'upper', command: (p) => [python(), `${SEED_DIR}select_server.py`, String(p)], unavailable: hasSeed },
   { name: 'port-select', transform: 'upper', comparedWith: 'seed-select', command: (p) => [process.execPath, ...TSX, `${ROOT}examples/select-server.ts`, String(p)], unavailable: () => undefined },

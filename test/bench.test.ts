@@ -1,15 +1,16 @@
 // The bench against real servers: verification, failure reporting, JSON and the HTML report.
 
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { readFile, rm } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { BENCH_LOAD_PEER, pairedRatio, startPeer, table, targetsTable, type Measurement } from '../bench/peers.js';
+import { BENCH_LOAD_PEER, PEERS, pairedRatio, startPeer, table, targetsTable, type Measurement } from '../bench/peers.js';
 import { runBench } from '../src/bench/loadgen.js';
 import { runCli, startServe } from './helpers/cli.js';
-import { startServer } from './helpers/sockets.js';
+import { connectTo, readBytes, startServer } from './helpers/sockets.js';
 import { withTimeout } from './helpers/timeout.js';
 
 describe('runBench', () => {
@@ -157,6 +158,31 @@ describe('bench:peers environment', () => {
         'env probe reply',
       );
       assert.equal(seen, 'undefined');
+    } finally {
+      await peer.stop();
+    }
+  });
+});
+
+describe('bench:peers Node floor peer', () => {
+  it('echoes every byte, pipelined, and to a client that reads only after sending 16 MiB', async () => {
+    const peer = await startPeer(PEERS.find((p) => p.name === 'node-raw')!);
+    try {
+      const small = await withTimeout(runBench({ port: peer.port, connections: 10, size: 64, pipeline: 8, messages: 4000 }), 20_000, 'small messages');
+      assert.deepEqual([small.messages, small.errors, small.mismatchedBytes], [4000, 0, 0]);
+      // The peer's writes back up behind the client that is not reading while it keeps reading
+      // into its shared buffer: a reply written from that buffer instead of a copy comes back wrong.
+      const socket = await connectTo(peer.port);
+      try {
+        const payload = randomBytes(16 * 1024 * 1024);
+        socket.pause();
+        await withTimeout(new Promise<void>((resolve, reject) => socket.write(payload, (err) => (err ? reject(err) : resolve()))), 10_000, 'sending 16 MiB');
+        const reply = readBytes(socket, payload.length);
+        socket.resume();
+        assert.ok((await reply).equals(payload), 'the reply differs from what was sent');
+      } finally {
+        socket.destroy();
+      }
     } finally {
       await peer.stop();
     }
