@@ -17,15 +17,25 @@ function chunkAt(index: number): Buffer {
   return chunk;
 }
 
+/** `echoplex serve` with its settled memory noted, and one connected client that does not read. */
+async function serveWithIdleReader() {
+  const server = await startServe(['--quiet']);
+  try {
+    await delay(300);
+    const baseline = residentBytes(server.child.pid!);
+    const socket = await connectTo(server.port);
+    socket.pause();
+    return { server, socket, grown: () => residentBytes(server.child.pid!) - baseline };
+  } catch (err) {
+    await server.stop();
+    throw err;
+  }
+}
+
 describe('slow reader', () => {
   it('bounds server memory while the client does not read, then delivers every byte', async () => {
-    const server = await startServe(['--quiet']);
-    const pid = server.child.pid!;
+    const { server, socket, grown: memoryGrowth } = await serveWithIdleReader();
     try {
-      await delay(300);
-      const baseline = residentBytes(pid);
-      const socket = await connectTo(server.port);
-      socket.pause();
       const sent = createHash('sha256');
       let sentBytes = 0;
       let index = 0;
@@ -43,7 +53,7 @@ describe('slow reader', () => {
         }
         assert.ok(sentBytes < 512 * 1024 * 1024, 'the server never applied backpressure');
       }
-      const grown = residentBytes(pid) - baseline;
+      const grown = memoryGrowth();
       if (process.env['ECHOPLEX_TEST_VERBOSE']) console.log({ grown, sentBytes });
       assert.ok(grown < 12 * 1024 * 1024, `server grew by ${(grown / 1048576).toFixed(1)} MiB with ${(sentBytes / 1048576).toFixed(1)} MiB sent and nothing read`);
 
@@ -70,14 +80,9 @@ describe('slow reader', () => {
 
 describe('many tiny writes', () => {
   it('a client sending one byte at a time and never reading cannot inflate the server', async () => {
-    const server = await startServe(['--quiet']);
-    const pid = server.child.pid!;
+    const { server, socket, grown: memoryGrowth } = await serveWithIdleReader();
     try {
-      await delay(300);
-      const baseline = residentBytes(pid);
-      const socket = await connectTo(server.port);
       socket.setNoDelay(true);
-      socket.pause();
       let sent = 0;
       // One byte per write, yielding now and then so the bytes leave as separate segments.
       for (let burst = 0; burst < 400; burst++) {
@@ -86,7 +91,7 @@ describe('many tiny writes', () => {
         await new Promise((resolve) => setImmediate(resolve));
       }
       await delay(500);
-      const grown = residentBytes(pid) - baseline;
+      const grown = memoryGrowth();
       if (process.env['ECHOPLEX_TEST_VERBOSE']) console.log({ grown, sent });
       assert.ok(grown < 24 * 1024 * 1024, `server grew by ${(grown / 1048576).toFixed(1)} MiB after ${sent} one-byte writes`);
       const back = readBytes(socket, sent);
