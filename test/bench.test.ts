@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { readFile, rm } from 'node:fs/promises';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { BENCH_LOAD_PEER, PEERS, pairedRatio, startPeer, table, targetsTable, type Measurement } from '../bench/peers.js';
@@ -98,6 +98,24 @@ describe('echoplex bench (CLI)', () => {
       for (const p of ['p50', 'p90', 'p99', 'p999', 'max']) assert.equal(typeof latency[p], 'number');
       assert.ok((json['messages'] as number) > 0);
       assert.doesNotMatch(result.stdout, /\r/, 'no progress line when stdout is not a TTY');
+    } finally {
+      await server.stop();
+    }
+  });
+
+  it('reports its own CPU share of the measured window: high under a closed loop, low when nearly idle', async () => {
+    const server = await startServe(['--quiet']);
+    try {
+      const busy = await runCli(['bench', '--port', String(server.port), '-d', '1', '--warmup', '0', '-c', '20', '-p', '4']);
+      assert.equal(busy.code, 0, busy.stderr);
+      const busyPercent = Number(/bench CPU\s+(\d+)% of one core/.exec(busy.stdout)?.[1]);
+      // The server is another process: a closed loop keeps the bench itself busy, an open loop
+      // of 20 messages a second hardly wakes it.
+      assert.ok(busyPercent >= 20 && busyPercent <= 100 * availableParallelism() + 10, `closed loop: ${busyPercent}%`);
+      const idle = await runCli(['bench', '--port', String(server.port), '-d', '1', '--warmup', '0', '-c', '2', '--rate', '20', '--json']);
+      assert.equal(idle.code, 0, idle.stderr);
+      const idlePercent = (JSON.parse(idle.stdout) as { loadCpuPercent: number }).loadCpuPercent;
+      assert.ok(idlePercent >= 0 && idlePercent < busyPercent / 2, `open loop at 20 msg/s: ${idlePercent}%, closed loop ${busyPercent}%`);
     } finally {
       await server.stop();
     }

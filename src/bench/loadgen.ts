@@ -68,6 +68,11 @@ export interface BenchResult {
   timeline: number[];
   /** The latency percentile curve, for reports. */
   percentiles: PercentilePoint[];
+  /**
+   * CPU this process used in the measured window (user + system, every thread), as a percentage
+   * of one core. Near 100, the bench itself may be what limits the rate.
+   */
+  loadCpuPercent: number;
 }
 
 /** Thrown for settings that cannot work here, such as too few file descriptors. */
@@ -91,6 +96,9 @@ class Run {
   phase: Phase = 'connecting';
   measureStartedAt = 0;
   measureEndedAt = 0;
+  /** CPU microseconds this process used between the two. */
+  measuredCpuMicros = 0;
+  #cpuAtStart: NodeJS.CpuUsage | undefined;
   measured = 0;
   completedTotal = 0;
   /** Replies owed across all connections; when it reaches 0 the run may be over. */
@@ -153,6 +161,21 @@ class Run {
     counts.length = 0;
   };
 
+  startMeasuring(): void {
+    this.phase = 'measuring';
+    this.measureStartedAt = performance.now();
+    this.#cpuAtStart = process.cpuUsage();
+  }
+
+  /** Closes the measured window (the first call wins). */
+  endMeasuring(now: number): void {
+    if (this.measureEndedAt !== 0) return;
+    this.measureEndedAt = now;
+    if (this.#cpuAtStart === undefined) return;
+    const used = process.cpuUsage(this.#cpuAtStart);
+    this.measuredCpuMicros = used.user + used.system;
+  }
+
   /** A message counts when it was sent inside the measured window, whenever its reply lands. */
   completed(now: number, sentAt: number): void {
     this.inFlight--;
@@ -176,7 +199,7 @@ class Run {
     if (this.live.size === 0 && this.phase !== 'connecting') return this.finish();
     if (this.phase === 'draining') return this.finish();
     if (this.phase === 'measuring' && this.sendBudget === 0 && this.inFlight === 0) {
-      this.measureEndedAt = now;
+      this.endMeasuring(now);
       this.finish();
     }
   }
@@ -335,7 +358,7 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
     const stops: Array<() => void> = [];
     run.finish = () => {
       if (run.phase === 'done') return;
-      if (run.measureEndedAt === 0) run.measureEndedAt = performance.now();
+      run.endMeasuring(performance.now());
       run.phase = 'done';
       for (const stop of stops) stop();
       for (const connection of run.live) connection.socket.destroy();
@@ -375,6 +398,7 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
     mismatchedBytes: run.mismatchedBytes,
     timeline: wholeSeconds(run.timeline, durationSeconds),
     percentiles: run.histogram.curve(),
+    loadCpuPercent: round((run.measuredCpuMicros / (durationSeconds * 1e6)) * 100, 1),
   };
 }
 
@@ -458,8 +482,7 @@ function startPhases(run: Run): () => void {
   const timers: NodeJS.Timeout[] = [];
   let stopOpenLoop: (() => void) | undefined;
   const beginMeasuring = () => {
-    run.phase = 'measuring';
-    run.measureStartedAt = performance.now();
+    run.startMeasuring();
     if (messages !== undefined) {
       run.sendBudget = messages;
     } else {
@@ -468,7 +491,7 @@ function startPhases(run: Run): () => void {
   };
   const beginDraining = () => {
     run.phase = 'draining';
-    run.measureEndedAt = performance.now();
+    run.endMeasuring(performance.now());
     if (run.inFlight === 0) run.finish();
   };
   if (warmupSeconds > 0) {

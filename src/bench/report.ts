@@ -34,6 +34,7 @@ export function formatTable(result: BenchResult): string {
     ],
     ['errors', errorSummary(result)],
     ['mismatched', `${integer.format(result.mismatchedBytes)} bytes`],
+    ['bench CPU', loadCpu(result.loadCpuPercent)],
   ];
   const width = Math.max(...rows.map(([label]) => label.length));
   return rows.map(([label, value]) => `${label.padEnd(width)}  ${value}`).join('\n') + '\n';
@@ -50,6 +51,14 @@ export function errorSummary(result: BenchResult): string {
 /** True when every byte came back right and nothing was lost. */
 export function passed(result: BenchResult): boolean {
   return result.errors === 0 && result.mismatchedBytes === 0;
+}
+
+/** Past this share of one core, the load generator is likely what sets the rate. */
+const LOAD_CPU_WARNING_PERCENT = 90;
+
+function loadCpu(percent: number): string {
+  const text = `${integer.format(percent)}% of one core`;
+  return percent >= LOAD_CPU_WARNING_PERCENT ? `${text} (the bench may be what limits the rate: give it a core of its own)` : text;
 }
 
 function us(value: number): string {
