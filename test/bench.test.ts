@@ -143,6 +143,7 @@ describe('echoplex bench (CLI)', () => {
       const html = await readFile(file, 'utf8');
       assert.match(html, /<svg/);
       assert.match(html, /Throughput per second/);
+      assert.match(html, /<td>Bench CPU<\/td><td>\d+% of one core/);
       assert.doesNotMatch(html, /(src|href)="https?:/, 'no external assets');
     } finally {
       await server.stop();

@@ -1,7 +1,7 @@
 // A self-contained HTML report: inline SVG charts and the settings, viewable with no network.
 
 import type { BenchResult } from './loadgen.js';
-import { describeSettings, errorSummary, formatBytesPerSecond, passed } from './report.js';
+import { describeLoadCpu, describeSettings, errorSummary, formatBytesPerSecond, passed } from './report.js';
 
 const WIDTH = 720;
 const HEIGHT = 280;
@@ -18,6 +18,7 @@ export function renderHtmlReport(result: BenchResult, generatedAt = new Date()):
     ['Latency', `p50 ${l.p50} us, p90 ${l.p90} us, p99 ${l.p99} us, p99.9 ${l.p999} us, max ${l.max} us`],
     ['Errors', errorSummary(result)],
     ['Mismatched bytes', String(result.mismatchedBytes)],
+    ['Bench CPU', describeLoadCpu(result.loadCpuPercent)],
     ['Verdict', passed(result) ? 'PASS: every byte verified' : 'FAIL'],
   ];
   return `<!doctype html>

@@ -34,7 +34,7 @@ export function formatTable(result: BenchResult): string {
     ],
     ['errors', errorSummary(result)],
     ['mismatched', `${integer.format(result.mismatchedBytes)} bytes`],
-    ['bench CPU', loadCpu(result.loadCpuPercent)],
+    ['bench CPU', describeLoadCpu(result.loadCpuPercent)],
   ];
   const width = Math.max(...rows.map(([label]) => label.length));
   return rows.map(([label, value]) => `${label.padEnd(width)}  ${value}`).join('\n') + '\n';
@@ -56,7 +56,8 @@ export function passed(result: BenchResult): boolean {
 /** Past this share of one core, the load generator is likely what sets the rate. */
 const LOAD_CPU_WARNING_PERCENT = 90;
 
-function loadCpu(percent: number): string {
+/** `97% of one core`, with a warning when the bench itself is likely the limit. */
+export function describeLoadCpu(percent: number): string {
   const text = `${integer.format(percent)}% of one core`;
   return percent >= LOAD_CPU_WARNING_PERCENT ? `${text} (the bench may be what limits the rate: give it a core of its own)` : text;
 }
