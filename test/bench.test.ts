@@ -245,6 +245,7 @@ describe('bench:peers table', () => {
     assert.match(text, /\| 3 \| 64B-p1: port-select msgs\/s vs seed-select \| at least 2x \| 1\.75 \(1\.50-2\.10\) \| 1 of 3 \| missed \|/);
     assert.doesNotMatch(text, /echoplex-upper|64KiB|latency/, 'targets the run did not measure are left out');
   });
+
   it('holds the C reference to the ported programs\' bar for scale, without a verdict on it', () => {
     const results = new Map([
       ['64B-p1', new Map([
