@@ -2,10 +2,22 @@
 
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { describe, it } from 'node:test';
 import { runCli, spawnCli, startServe } from './helpers/cli.js';
 import { connectTo, readToEnd } from './helpers/sockets.js';
+
+describe('echoplex --version', () => {
+  const packageVersion = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+  for (const flag of ['--version', '-V']) {
+    it(`${flag} prints package.json's version and exits 0`, async () => {
+      const result = await runCli([flag]);
+      assert.equal(result.code, 0, result.stderr);
+      assert.equal(result.stdout, `${packageVersion}\n`);
+    });
+  }
+});
 
 describe('echoplex serve: bad input', () => {
   for (const args of [['--port', '70000'], ['--port', 'abc'], ['--bogus'], ['--transform', 'sideways'], ['--max-buffered', 'lots']]) {

@@ -2,11 +2,14 @@
 
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { serverMetricsSource, startMetricsServer } from '../src/ops/metrics.js';
 import { runCli, startServe } from './helpers/cli.js';
 import { connectTo, roundTrip, startServer } from './helpers/sockets.js';
 import { waitUntil, withTimeout } from './helpers/timeout.js';
+
+const packageVersion = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
 async function get(url: string): Promise<{ status: number; body: string }> {
   const response = await withTimeout(fetch(url), 5000, `GET ${url}`);
@@ -38,6 +41,7 @@ describe('metrics and probes', () => {
       assert.equal(metric(body, 'echoplex_connections_rejected_total{reason="max_connections"}'), 1);
       assert.equal(metric(body, 'echoplex_errors_total{kind="reset"}'), 0);
       assert.match(body, /^process_cpu_user_seconds_total /m, 'process metrics are there');
+      assert.equal(metric(body, `echoplex_build_info{version="${packageVersion}"}`), 1);
       assert.deepEqual(await get(`${metrics.url}/healthz`), { status: 200, body: 'ok\n' });
       assert.equal((await get(`${metrics.url}/readyz`)).status, 200);
       const closing = running.server.close({ timeoutMs: 2000 });

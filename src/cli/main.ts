@@ -3,6 +3,7 @@
 
 import { Command, CommanderError } from 'commander';
 import { EchoplexError, UsageError } from '../errors.js';
+import { VERSION } from '../version.js';
 import { benchCommand } from './bench.js';
 import { clientCommand } from './client.js';
 import { serveCommand } from './serve.js';
@@ -13,6 +14,7 @@ const EXIT_USAGE = 2;
 function program(): Command {
   const root = new Command('echoplex')
     .description('event-driven TCP echo server, client and verifying load generator')
+    .version(VERSION, '-V, --version', 'print the version and exit')
     .showHelpAfterError('(run with --help for usage)')
     .addCommand(serveCommand())
     .addCommand(clientCommand())

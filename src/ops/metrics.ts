@@ -6,6 +6,7 @@ import type { AddressInfo } from 'node:net';
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import type { EchoServer } from '../server/server.js';
 import type { ErrorKind, RejectReason, ServerStats, Transport } from '../server/stats.js';
+import { VERSION } from '../version.js';
 import { STATUS_PAGE, StatusFeed } from './status.js';
 
 export interface MetricsOptions {
@@ -45,6 +46,16 @@ export function createMetricsRegistry(server: EchoServer): Registry {
       },
     });
 
+  // The usual Prometheus idiom: a constant 1 whose label says which build is running, so a
+  // dashboard can tell a rollout apart from a regression.
+  // Workers all run the same build: their 1s are not summed but taken once.
+  new Gauge({
+    name: 'echoplex_build_info',
+    help: 'Always 1; the label is the running echoplex version',
+    labelNames: ['version'],
+    aggregator: 'first',
+    registers: [registry],
+  }).set({ version: VERSION }, 1);
   new Gauge({
     name: 'echoplex_connections_active',
     help: 'Connections open now',
