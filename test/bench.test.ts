@@ -69,6 +69,43 @@ describe('runBench', () => {
       await running.close();
     }
   });
+
+  it('lines: every message is one printable line, which a line-mode server answers', async () => {
+    // A server that answers each whole line and keeps what it saw of them.
+    const lines: Buffer[] = [];
+    const lineServer = net.createServer((socket) => {
+      let partial = Buffer.alloc(0);
+      socket.on('data', (chunk: Buffer) => {
+        partial = Buffer.concat([partial, chunk]);
+        for (let end = partial.indexOf(0x0a); end >= 0; end = partial.indexOf(0x0a)) {
+          const line = partial.subarray(0, end + 1);
+          lines.push(line);
+          socket.write(line);
+          partial = partial.subarray(end + 1);
+        }
+      });
+      socket.on('error', () => {});
+    });
+    await new Promise<void>((resolve) => lineServer.listen(0, '127.0.0.1', resolve));
+    const echoplexLines = await startServer({ framing: 'line', transform: 'upper' });
+    try {
+      const { port } = lineServer.address() as net.AddressInfo;
+      const result = await withTimeout(runBench({ port, lines: true, connections: 4, size: 200, pipeline: 2, messages: 400, timeoutSeconds: 2 }), 20_000, 'bench');
+      assert.equal(result.errors, 0);
+      assert.equal(result.lines, true);
+      assert.ok(lines.length >= 400, `the server saw ${lines.length} lines`);
+      for (const line of lines) {
+        assert.equal(line.length, 200, 'one newline per message, at its end');
+        assert.ok(line.subarray(0, -1).every((byte) => byte >= 0x20 && byte < 0x7f), `printable: ${line.toString('latin1')}`);
+      }
+      const upper = await withTimeout(runBench({ port: echoplexLines.port, lines: true, expect: 'upper', connections: 4, pipeline: 4, messages: 1000, timeoutSeconds: 2 }), 20_000, 'bench');
+      assert.equal(upper.errors, 0);
+      assert.equal(upper.messages, 1000);
+    } finally {
+      lineServer.close();
+      await echoplexLines.close();
+    }
+  });
 });
 
 describe('echoplex bench (CLI)', () => {

@@ -29,6 +29,11 @@ export interface BenchOptions extends Partial<BenchTarget> {
   rate?: number;
   /** What the server should send back. Default `echo`. */
   expect?: TransformName;
+  /**
+   * Make each message one line: printable ASCII ending in its only `\n`, for servers that
+   * answer whole lines (random bytes would leave a line server holding a partial line).
+   */
+  lines?: boolean;
   /** Seconds a reply may take before the connection counts as timed out. Default 5. */
   timeoutSeconds?: number;
   /** Called about once a second while measuring. */
@@ -52,6 +57,7 @@ export interface BenchResult {
   pipeline: number;
   rate: number | null;
   expect: TransformName;
+  lines: boolean;
   warmupSeconds: number;
   durationSeconds: number;
   messages: number;
@@ -341,6 +347,7 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
     durationSeconds: options.durationSeconds ?? 10,
     warmupSeconds: options.warmupSeconds ?? (options.messages !== undefined ? 0 : 1),
     expect: options.expect ?? 'echo',
+    lines: options.lines ?? false,
     timeoutSeconds: options.timeoutSeconds ?? 5,
     messages: options.messages,
     rate: options.rate,
@@ -349,7 +356,7 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
   validate(settings);
   checkDescriptorBudget(settings.connections);
 
-  const payload = randomBytes(settings.size);
+  const payload = settings.lines ? randomLine(settings.size) : randomBytes(settings.size);
   const expected = builtInTransform(settings.expect)(Buffer.from(payload));
   const burst = Buffer.concat(Array.from({ length: Math.max(settings.pipeline, 16) }, () => payload));
   const run = new Run(settings, payload, expected, burst);
@@ -386,6 +393,7 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
     pipeline: settings.pipeline,
     rate: settings.rate ?? null,
     expect: settings.expect,
+    lines: settings.lines,
     warmupSeconds: settings.warmupSeconds,
     durationSeconds: round(durationSeconds, 3),
     messages: run.measured,
@@ -400,6 +408,14 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
     percentiles: run.histogram.curve(),
     loadCpuPercent: round((run.measuredCpuMicros / (durationSeconds * 1e6)) * 100, 1),
   };
+}
+
+/** `size` bytes: random printable ASCII (space to tilde), then the line's one `\n`. */
+function randomLine(size: number): Buffer {
+  const line = randomBytes(size);
+  for (let i = 0; i < size - 1; i++) line[i] = 0x20 + (line[i]! % 95);
+  line[size - 1] = 0x0a;
+  return line;
 }
 
 function validate(settings: Settings): void {

@@ -20,6 +20,7 @@ interface BenchFlags extends TargetFlags {
   connectRate?: number;
   rate?: number;
   expect: TransformName;
+  lines: boolean;
   timeout: number;
   json: boolean;
   report?: string;
@@ -39,6 +40,7 @@ export function benchCommand(): Command {
     .addOption(new Option('--connect-rate <per-second>', 'new connections per second (default: as fast as accepted)').argParser(parsePositiveInteger))
     .addOption(new Option('--rate <msgs-per-second>', 'open loop: send on a fixed schedule, latency from intended send time').argParser(parsePositiveInteger))
     .addOption(new Option('--expect <transform>', 'what the server sends back').choices(TRANSFORM_NAMES).default('echo'))
+    .option('--lines', 'make each message a line (printable text ending in its only newline), for servers that answer whole lines', false)
     .addOption(new Option('--timeout <seconds>', 'longest wait for a reply').default(5).argParser(parseSeconds))
     .option('--json', 'print one JSON object instead of the table', false)
     .option('--report <file.html>', 'also write a self-contained HTML report')
@@ -71,6 +73,7 @@ async function bench(flags: BenchFlags): Promise<number> {
     pipeline: flags.pipeline,
     durationSeconds: flags.duration,
     expect: flags.expect,
+    lines: flags.lines,
     timeoutSeconds: flags.timeout,
     ...(flags.messages !== undefined && { messages: flags.messages }),
     ...(flags.warmup !== undefined && { warmupSeconds: flags.warmup }),
@@ -93,6 +96,8 @@ async function bench(flags: BenchFlags): Promise<number> {
   }
   if (passed(result)) return 0;
   process.stderr.write(`echoplex bench: FAILED: errors ${errorSummary(result)}, ${result.mismatchedBytes} mismatched bytes\n`);
+  // Random bytes leave a server that answers whole lines waiting for the rest of a line.
+  if (result.errorsByKind.timeout > 0 && !flags.lines) process.stderr.write('echoplex bench: (a server that answers only whole lines needs --lines)\n');
   return 1;
 }
 
