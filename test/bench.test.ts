@@ -106,6 +106,22 @@ describe('runBench', () => {
       await echoplexLines.close();
     }
   });
+
+  it('expectPrefix: verifies a server that puts text before each line, and counts its absence', async () => {
+    // As Istio's tcp-echo-server answers `world` with `hello world`.
+    const running = await startServer({ framing: 'line', prefix: 'hello ' });
+    try {
+      const settings = { port: running.port, lines: true, connections: 4, size: 50, messages: 500, timeoutSeconds: 2 };
+      const prefixed = await withTimeout(runBench({ ...settings, expectPrefix: 'hello ' }), 20_000, 'bench');
+      assert.equal(prefixed.errors, 0);
+      assert.equal(prefixed.messages, 500);
+      assert.equal(prefixed.expectPrefix, 'hello ');
+      const unexpected = await withTimeout(runBench({ ...settings, messages: 50 }), 20_000, 'bench');
+      assert.ok(unexpected.mismatchedBytes > 0, 'replies with a prefix the bench was not told of do not pass');
+    } finally {
+      await running.close();
+    }
+  });
 });
 
 describe('echoplex bench (CLI)', () => {

@@ -29,6 +29,8 @@ export interface BenchOptions extends Partial<BenchTarget> {
   rate?: number;
   /** What the server should send back. Default `echo`. */
   expect?: TransformName;
+  /** Text the server puts before each reply (`echoplex serve --prefix`, Istio's tcp-echo-server). */
+  expectPrefix?: string;
   /**
    * Make each message one line: printable ASCII ending in its only `\n`, for servers that
    * answer whole lines (random bytes would leave a line server holding a partial line).
@@ -57,6 +59,7 @@ export interface BenchResult {
   pipeline: number;
   rate: number | null;
   expect: TransformName;
+  expectPrefix: string | null;
   lines: boolean;
   warmupSeconds: number;
   durationSeconds: number;
@@ -94,8 +97,8 @@ const MAX_CONNECTS_IN_FLIGHT = 256;
 const SWEEP_MS = 100;
 const READ_BUFFER_BYTES = 64 * 1024;
 
-type Settings = Required<Omit<BenchOptions, 'messages' | 'rate' | 'connectRate' | 'onProgress' | keyof BenchTarget>> &
-  Pick<BenchOptions, 'messages' | 'rate' | 'connectRate'> & { target: BenchTarget };
+type Settings = Required<Omit<BenchOptions, 'messages' | 'rate' | 'connectRate' | 'expectPrefix' | 'onProgress' | keyof BenchTarget>> &
+  Pick<BenchOptions, 'messages' | 'rate' | 'connectRate' | 'expectPrefix'> & { target: BenchTarget };
 
 /** State shared by all connections of one run. */
 class Run {
@@ -347,6 +350,7 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
     durationSeconds: options.durationSeconds ?? 10,
     warmupSeconds: options.warmupSeconds ?? (options.messages !== undefined ? 0 : 1),
     expect: options.expect ?? 'echo',
+    expectPrefix: options.expectPrefix,
     lines: options.lines ?? false,
     timeoutSeconds: options.timeoutSeconds ?? 5,
     messages: options.messages,
@@ -357,7 +361,8 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
   checkDescriptorBudget(settings.connections);
 
   const payload = settings.lines ? randomLine(settings.size) : randomBytes(settings.size);
-  const expected = builtInTransform(settings.expect)(Buffer.from(payload));
+  const reply = builtInTransform(settings.expect)(Buffer.from(payload));
+  const expected = settings.expectPrefix ? Buffer.concat([Buffer.from(settings.expectPrefix), reply]) : reply;
   const burst = Buffer.concat(Array.from({ length: Math.max(settings.pipeline, 16) }, () => payload));
   const run = new Run(settings, payload, expected, burst);
 
@@ -393,6 +398,7 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
     pipeline: settings.pipeline,
     rate: settings.rate ?? null,
     expect: settings.expect,
+    expectPrefix: settings.expectPrefix ?? null,
     lines: settings.lines,
     warmupSeconds: settings.warmupSeconds,
     durationSeconds: round(durationSeconds, 3),

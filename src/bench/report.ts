@@ -18,7 +18,7 @@ export function formatBytesPerSecond(bytesPerSecond: number): string {
 
 export function describeSettings(result: BenchResult): string {
   const load = result.rate !== null ? `open loop at ${integer.format(result.rate)} msg/s` : `pipeline ${result.pipeline}`;
-  return `${result.target}, ${result.connections} connections, ${result.size}-byte ${result.lines ? 'lines' : 'messages'}, ${load}, expect ${result.expect}`;
+  return `${result.target}, ${result.connections} connections, ${result.size}-byte ${result.lines ? 'lines' : 'messages'}, ${load}, expect ${result.expectPrefix !== null ? `${JSON.stringify(result.expectPrefix)} + ` : ''}${result.expect}`;
 }
 
 export function formatTable(result: BenchResult): string {

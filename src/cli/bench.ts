@@ -20,6 +20,7 @@ interface BenchFlags extends TargetFlags {
   connectRate?: number;
   rate?: number;
   expect: TransformName;
+  expectPrefix?: string;
   lines: boolean;
   timeout: number;
   json: boolean;
@@ -40,6 +41,7 @@ export function benchCommand(): Command {
     .addOption(new Option('--connect-rate <per-second>', 'new connections per second (default: as fast as accepted)').argParser(parsePositiveInteger))
     .addOption(new Option('--rate <msgs-per-second>', 'open loop: send on a fixed schedule, latency from intended send time').argParser(parsePositiveInteger))
     .addOption(new Option('--expect <transform>', 'what the server sends back').choices(TRANSFORM_NAMES).default('echo'))
+    .option('--expect-prefix <text>', 'the server puts TEXT before each reply (echoplex serve --prefix, Istio\'s tcp-echo-server; usually with --lines)')
     .option('--lines', 'make each message a line (printable text ending in its only newline), for servers that answer whole lines', false)
     .addOption(new Option('--timeout <seconds>', 'longest wait for a reply').default(5).argParser(parseSeconds))
     .option('--json', 'print one JSON object instead of the table', false)
@@ -74,6 +76,7 @@ async function bench(flags: BenchFlags): Promise<number> {
     durationSeconds: flags.duration,
     expect: flags.expect,
     lines: flags.lines,
+    ...(flags.expectPrefix !== undefined && { expectPrefix: flags.expectPrefix }),
     timeoutSeconds: flags.timeout,
     ...(flags.messages !== undefined && { messages: flags.messages }),
     ...(flags.warmup !== undefined && { warmupSeconds: flags.warmup }),
