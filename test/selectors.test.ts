@@ -417,6 +417,18 @@ describe('Socket semantics', () => {
     assert.throws(() => client.getpeername(), (err: { code: string }) => err.code === 'EBADF');
     conn.close();
   });
+
+  it("using: closes at the end of the block, as Python's with-statement does, and the peer sees end of stream", async () => {
+    const [client, conn] = await l.pair();
+    {
+      using scoped = client;
+      assert.equal(scoped.send('bye'), 3);
+    }
+    assert.equal(client.fileno(), -1);
+    assert.equal((await conn.recvAsync(16)).toString(), 'bye');
+    assert.equal((await conn.recvAsync(16)).length, 0, 'end of stream after the bytes sent');
+    conn.close();
+  });
 });
 
 describe('select.select', () => {

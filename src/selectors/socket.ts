@@ -70,7 +70,7 @@ type State = 'new' | 'connecting' | 'connected' | 'listening' | 'closed';
  * triggered: a selector sees READ while `recv` would return data, end-of-stream or an error (or
  * `accept` a connection), and WRITE while `send` would accept at least one byte.
  */
-export class Socket implements Selectable {
+export class Socket implements Selectable, Disposable {
   readonly family: number;
   readonly type: number;
   #state: State = 'new';
@@ -287,6 +287,11 @@ export class Socket implements Selectable {
     this.#received = [];
     this.#receivedBytes = 0;
     this.#notify();
+  }
+
+  /** `using conn = socket()` closes it at the end of the block, as Python's `with socket.socket() as s:`. */
+  [Symbol.dispose](): void {
+    this.close();
   }
 
   getpeername(): Address {
