@@ -1,7 +1,9 @@
 // The bench against real servers: verification, failure reporting, JSON and the HTML report.
 
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
 import { readFile, rm } from 'node:fs/promises';
 import net from 'node:net';
 import { availableParallelism, tmpdir } from 'node:os';
@@ -9,7 +11,9 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { BENCH_LOAD_PEER, PEERS, pairedRatio, startPeer, table, targetsTable, type Measurement } from '../bench/peers.js';
 import { runBench } from '../src/bench/loadgen.js';
+import { formatTable } from '../src/bench/report.js';
 import { runCli, startServe } from './helpers/cli.js';
+import { findProgram, skipUnless } from './helpers/peers.js';
 import { connectTo, readBytes, startServer } from './helpers/sockets.js';
 import { withTimeout } from './helpers/timeout.js';
 
@@ -120,6 +124,60 @@ describe('runBench', () => {
       assert.ok(unexpected.mismatchedBytes > 0, 'replies with a prefix the bench was not told of do not pass');
     } finally {
       await running.close();
+    }
+  });
+});
+
+describe('runBench: connection churn and connect failures', () => {
+  it('messagesPerConnection: replaces each connection after N replies and times the new ones', async () => {
+    const running = await startServer();
+    try {
+      const result = await withTimeout(runBench({ port: running.port, connections: 10, messagesPerConnection: 5, pipeline: 2, messages: 2000 }), 20_000, 'bench');
+      assert.equal(result.errors, 0);
+      assert.equal(result.messages, 2000);
+      // 2000 messages five at a time: at least 400 connections, the first 10 included.
+      assert.ok(running.server.stats().connectionsTotal >= 400, `${running.server.stats().connectionsTotal} connections`);
+      assert.ok(result.connectsPerSecond! > 0);
+      const setup = result.connectLatencyUs!;
+      assert.ok(setup.p50 > 0 && setup.p50 <= setup.max, JSON.stringify(setup));
+      assert.match(formatTable(result), /^connects +[\d,]+\/s, set-up p50 /m);
+      await withTimeout(
+        (async () => {
+          while (running.server.stats().connectionsActive > 0) await new Promise((resolve) => setTimeout(resolve, 20));
+        })(),
+        5000,
+        'every bench connection to close',
+      );
+    } finally {
+      await running.close();
+    }
+  });
+
+  it('counts refused replacements as connect errors and ends, rather than waiting out the duration', async () => {
+    const echo = net.createServer((socket) => socket.on('error', () => {}).pipe(socket));
+    await new Promise<void>((resolve) => echo.listen(0, '127.0.0.1', resolve));
+    const started = performance.now();
+    const run = runBench({ port: (echo.address() as net.AddressInfo).port, connections: 4, messagesPerConnection: 20, durationSeconds: 30, warmupSeconds: 0 });
+    // Stop listening once the run is under way: the open connections go on, new ones are refused.
+    setTimeout(() => echo.close(), 300);
+    const result = await withTimeout(run, 15_000, 'bench');
+    assert.ok(result.errorsByKind.connect > 0, JSON.stringify(result.errorsByKind));
+    assert.equal(result.errorsByKind.closed, 0, 'connections that did their share closed cleanly');
+    assert.ok(result.messages > 0);
+    assert.ok(performance.now() - started < 10_000, 'ended when it ran out of connections');
+  });
+
+  const python = findProgram(['python3']);
+  it('fails a connect that gets no answer after --timeout (a listener that never accepts)', { skip: skipUnless(python, 'python3', 'python3') }, async () => {
+    // listen(0) and never accept: one connection fits in the accept queue; the kernel drops the
+    // SYNs of the rest, so their connects would otherwise wait minutes.
+    const listener = spawn(python!, ['-c', "import socket,time\ns=socket.socket()\ns.bind(('127.0.0.1',0))\ns.listen(0)\nprint(s.getsockname()[1],flush=True)\ntime.sleep(60)"], { stdio: ['ignore', 'pipe', 'inherit'] });
+    try {
+      const [line] = (await withTimeout(once(listener.stdout!, 'data'), 10_000, 'the port')) as [Buffer];
+      const result = await withTimeout(runBench({ port: Number(line.toString()), connections: 4, messages: 10, timeoutSeconds: 1 }), 10_000, 'bench');
+      assert.ok(result.errorsByKind.connect >= 2, JSON.stringify(result.errorsByKind));
+    } finally {
+      listener.kill('SIGKILL');
     }
   });
 });

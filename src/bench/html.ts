@@ -1,7 +1,7 @@
 // A self-contained HTML report: inline SVG charts and the settings, viewable with no network.
 
 import type { BenchResult } from './loadgen.js';
-import { describeLoadCpu, describeSettings, errorSummary, formatBytesPerSecond, passed } from './report.js';
+import { describeConnects, describeLoadCpu, describeSettings, errorSummary, formatBytesPerSecond, passed } from './report.js';
 
 const WIDTH = 720;
 const HEIGHT = 280;
@@ -16,6 +16,7 @@ export function renderHtmlReport(result: BenchResult, generatedAt = new Date()):
     ['Messages', `${result.messages.toLocaleString('en-US')} (${Math.round(result.messagesPerSecond).toLocaleString('en-US')} msg/s)`],
     ['Throughput', `${formatBytesPerSecond(result.bytesPerSecond)} each way`],
     ['Latency', `p50 ${l.p50} us, p90 ${l.p90} us, p99 ${l.p99} us, p99.9 ${l.p999} us, max ${l.max} us`],
+    ...(result.connectLatencyUs !== null ? [['Connections', describeConnects(result, (us) => `${us} us`, ', ')] as [string, string]] : []),
     ['Errors', errorSummary(result)],
     ['Mismatched bytes', String(result.mismatchedBytes)],
     ['Bench CPU', describeLoadCpu(result.loadCpuPercent)],

@@ -25,6 +25,12 @@ export interface BenchOptions extends Partial<BenchTarget> {
   warmupSeconds?: number;
   /** New connections per second while ramping up. Default: as fast as the server accepts. */
   connectRate?: number;
+  /**
+   * Closed loop: each connection closes after this many replies and a new one takes its place,
+   * so the run measures connection set-up (accept, TLS handshakes, a proxy's connection table)
+   * as well as echoes. Default: connections stay open for the whole run.
+   */
+  messagesPerConnection?: number;
   /** Open loop: total messages per second on a fixed schedule, latency from intended send time. */
   rate?: number;
   /** What the server should send back. Default `echo`. */
@@ -66,6 +72,11 @@ export interface BenchResult {
   messages: number;
   /** Every verified reply of the run, warm-up and drain included: for CPU-per-message figures. */
   messagesTotal: number;
+  messagesPerConnection: number | null;
+  /** With `messagesPerConnection`: connections opened in the measured window, per second. */
+  connectsPerSecond: number | null;
+  /** With `messagesPerConnection`: from connect() to ready (TLS handshake included), for those. */
+  connectLatencyUs: LatencySummary | null;
   messagesPerSecond: number;
   /** Payload bytes echoed per second, one direction. */
   bytesPerSecond: number;
@@ -97,8 +108,8 @@ const MAX_CONNECTS_IN_FLIGHT = 256;
 const SWEEP_MS = 100;
 const READ_BUFFER_BYTES = 64 * 1024;
 
-type Settings = Required<Omit<BenchOptions, 'messages' | 'rate' | 'connectRate' | 'expectPrefix' | 'onProgress' | keyof BenchTarget>> &
-  Pick<BenchOptions, 'messages' | 'rate' | 'connectRate' | 'expectPrefix'> & { target: BenchTarget };
+type OptionalSetting = 'messages' | 'rate' | 'connectRate' | 'expectPrefix' | 'messagesPerConnection';
+type Settings = Required<Omit<BenchOptions, OptionalSetting | 'onProgress' | keyof BenchTarget>> & Pick<BenchOptions, OptionalSetting> & { target: BenchTarget };
 
 /** State shared by all connections of one run. */
 class Run {
@@ -118,6 +129,10 @@ class Run {
   descriptorsExhausted = false;
   readonly errorsByKind: Record<BenchErrorKind, number> = { connect: 0, closed: 0, timeout: 0, mismatch: 0 };
   readonly histogram = new LatencyHistogram();
+  /** Connection set-up times, when connections are replaced during the run. */
+  readonly connectHistogram = new LatencyHistogram();
+  /** Connections still opening, each with its canceller: the run is not out of connections while any are. */
+  readonly connecting = new Set<() => void>();
   readonly timeline: number[] = [];
   readonly live = new Set<BenchConnection>();
   // One read buffer for every socket: onread hands us bytes synchronously, so none outlive a callback.
@@ -204,8 +219,13 @@ class Run {
     if (this.inFlight === 0 || this.live.size === 0) this.#maybeDone(performance.now());
   }
 
+  /** A replacement connection opened `connectMs` after it was asked for. */
+  replaced(startedAt: number, connectMs: number): void {
+    if (this.phase === 'measuring' && startedAt >= this.measureStartedAt) this.connectHistogram.recordMicros(connectMs * 1000);
+  }
+
   #maybeDone(now: number): void {
-    if (this.live.size === 0 && this.phase !== 'connecting') return this.finish();
+    if (this.live.size === 0 && this.connecting.size === 0 && this.phase !== 'connecting') return this.finish();
     if (this.phase === 'draining') return this.finish();
     if (this.phase === 'measuring' && this.sendBudget === 0 && this.inFlight === 0) {
       this.endMeasuring(now);
@@ -223,11 +243,19 @@ class BenchConnection {
   #head = 0;
   #count = 0;
   #failed = false;
+  /** Messages this connection may still send, with `messagesPerConnection`; else unbounded. */
+  #quota: number;
 
   constructor(run: Run, socket: BenchSocket) {
     this.#run = run;
     this.socket = socket;
     this.#sendTimes = new Float64Array(Math.max(4, run.options.pipeline));
+    this.#quota = run.options.messagesPerConnection ?? Number.POSITIVE_INFINITY;
+  }
+
+  /** Sent its last message and has every reply: time to make way for a new connection. */
+  get spent(): boolean {
+    return this.#quota === 0 && this.#count === 0;
   }
 
   get inFlight(): number {
@@ -241,9 +269,10 @@ class BenchConnection {
   /** Sends `count` messages, stamping each with `stamp` (now, or its intended time in the open loop). */
   send(count: number, stamp: number): void {
     const run = this.#run;
-    count = Math.min(count, run.sendBudget);
+    count = Math.min(count, run.sendBudget, this.#quota);
     if (count <= 0 || this.#failed) return;
     run.sendBudget -= count;
+    this.#quota -= count;
     run.inFlight += count;
     for (let i = 0; i < count; i++) this.#push(stamp);
     const { burstOf, payload } = run;
@@ -282,6 +311,14 @@ class BenchConnection {
       }
     }
     return completed;
+  }
+
+  /** Closes a connection that has done its share; not an error. */
+  retire(): void {
+    if (this.#failed) return;
+    this.#failed = true;
+    this.#run.live.delete(this);
+    this.socket.destroy();
   }
 
   fail(kind: BenchErrorKind): void {
@@ -356,6 +393,7 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
     messages: options.messages,
     rate: options.rate,
     connectRate: options.connectRate,
+    messagesPerConnection: options.messagesPerConnection,
   };
   validate(settings);
   checkDescriptorBudget(settings.connections);
@@ -374,6 +412,7 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
       run.phase = 'done';
       for (const stop of stops) stop();
       for (const connection of run.live) connection.socket.destroy();
+      for (const cancel of [...run.connecting]) cancel();
       resolve();
     };
     const sweep = setInterval(() => sweepTimeouts(run), SWEEP_MS);
@@ -404,6 +443,9 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
     durationSeconds: round(durationSeconds, 3),
     messages: run.measured,
     messagesTotal: run.completedTotal,
+    messagesPerConnection: settings.messagesPerConnection ?? null,
+    connectsPerSecond: settings.messagesPerConnection !== undefined ? round(run.connectHistogram.count / durationSeconds, 1) : null,
+    connectLatencyUs: settings.messagesPerConnection !== undefined ? run.connectHistogram.summary() : null,
     messagesPerSecond: round(run.measured / durationSeconds, 1),
     bytesPerSecond: Math.round((run.measured * settings.size) / durationSeconds),
     latencyUs: run.histogram.summary(),
@@ -435,6 +477,12 @@ function validate(settings: Settings): void {
   positive('messages', settings.messages);
   positive('rate', settings.rate);
   positive('connect rate', settings.connectRate);
+  positive('messages per connection', settings.messagesPerConnection);
+  if (settings.messagesPerConnection !== undefined) {
+    if (!Number.isInteger(settings.messagesPerConnection)) throw new BenchSetupError(`messages per connection must be a whole number, got ${settings.messagesPerConnection}`);
+    if (settings.rate !== undefined) throw new BenchSetupError('messages per connection applies to the closed loop, not with a rate');
+    if (settings.target.udp) throw new BenchSetupError('messages per connection needs connections: not with UDP');
+  }
   positive('timeout', settings.timeoutSeconds);
   if (settings.target.udp && settings.size > MAX_UDP_PAYLOAD) throw new BenchSetupError(`a UDP message holds at most ${MAX_UDP_PAYLOAD} bytes, got --size ${settings.size}`);
   if (!(settings.warmupSeconds >= 0)) throw new BenchSetupError(`warm-up must be 0 or more seconds, got ${settings.warmupSeconds}`);
@@ -470,32 +518,68 @@ function connectAll(run: Run): Promise<void> {
   });
 }
 
-function openConnection(run: Run, settled: () => void): void {
+/**
+ * Opens one connection. `settled` runs once it is live or has failed to open. A replacement
+ * (for one retired by messagesPerConnection) starts sending as soon as it is live.
+ */
+function openConnection(run: Run, settled: () => void, replacement = false): void {
   const closedLoop = run.options.rate === undefined;
+  const startedAt = performance.now();
   let connection: BenchConnection | undefined;
+  /** Ends the connecting state, once, however it ends. */
+  const stopConnecting = (): boolean => {
+    if (!run.connecting.delete(cancel)) return false;
+    clearTimeout(deadline);
+    return true;
+  };
+  const cancel = () => {
+    if (stopConnecting()) socket.destroy();
+  };
+  const connectFailed = (err?: NodeJS.ErrnoException) => {
+    if (!stopConnecting()) return;
+    run.errorsByKind.connect++;
+    if (err?.code === 'EMFILE' || err?.code === 'ENFILE') run.descriptorsExhausted = true;
+    socket.destroy();
+    settled();
+    if (replacement) run.lost(0);
+  };
+  // A connect that neither succeeds nor fails (a SYN into a black hole) fails after --timeout.
+  const deadline = setTimeout(connectFailed, run.options.timeoutSeconds * 1000);
+  run.connecting.add(cancel);
   const socket = openBenchSocket(run.options.target, run.readBuffer, {
     connected: () => {
+      if (!stopConnecting()) return;
       connection = new BenchConnection(run, socket);
       run.live.add(connection);
+      if (replacement) {
+        const now = performance.now();
+        run.replaced(startedAt, now - startedAt);
+        if (run.sending) connection.send(run.options.pipeline, now);
+      }
       settled();
     },
     data: (bytes, length) => {
       if (connection === undefined || connection.failed) return;
       const done = connection.receive(bytes, length, performance.now());
+      if (connection.spent) return replace(run, connection);
       if (done > 0 && closedLoop && run.sending) run.answerLater(connection, done);
     },
     error: (err) => {
       if (connection !== undefined) return connection.fail('closed');
-      run.errorsByKind.connect++;
-      if (err.code === 'EMFILE' || err.code === 'ENFILE') run.descriptorsExhausted = true;
-      socket.destroy();
-      settled();
+      connectFailed(err);
     },
     closed: () => {
       // The server going away before the run is over is an error, whatever was in flight.
       if (connection !== undefined && run.phase !== 'done') connection.fail('closed');
     },
   });
+}
+
+/** Retires a connection that has sent its share, and opens a new one while the run still sends. */
+function replace(run: Run, connection: BenchConnection): void {
+  connection.retire();
+  if (run.sending) openConnection(run, () => {}, true);
+  else run.lost(0);
 }
 
 /** Warm-up, then the measured window, then waiting for replies still owed. Returns a canceller. */

@@ -17,7 +17,8 @@ export function formatBytesPerSecond(bytesPerSecond: number): string {
 }
 
 export function describeSettings(result: BenchResult): string {
-  const load = result.rate !== null ? `open loop at ${integer.format(result.rate)} msg/s` : `pipeline ${result.pipeline}`;
+  const churn = result.messagesPerConnection !== null ? `, a new connection every ${integer.format(result.messagesPerConnection)} messages` : '';
+  const load = result.rate !== null ? `open loop at ${integer.format(result.rate)} msg/s` : `pipeline ${result.pipeline}${churn}`;
   return `${result.target}, ${result.connections} connections, ${result.size}-byte ${result.lines ? 'lines' : 'messages'}, ${load}, expect ${result.expectPrefix !== null ? `${JSON.stringify(result.expectPrefix)} + ` : ''}${result.expect}`;
 }
 
@@ -32,6 +33,7 @@ export function formatTable(result: BenchResult): string {
       'latency',
       `p50 ${us(l.p50)}  p90 ${us(l.p90)}  p99 ${us(l.p99)}  p99.9 ${us(l.p999)}  max ${us(l.max)}`,
     ],
+    ...(result.connectLatencyUs !== null ? [['connects', describeConnects(result, us)] as [string, string]] : []),
     ['errors', errorSummary(result)],
     ['mismatched', `${integer.format(result.mismatchedBytes)} bytes`],
     ['bench CPU', describeLoadCpu(result.loadCpuPercent)],
@@ -46,6 +48,13 @@ export function errorSummary(result: BenchResult): string {
     .filter(([, count]) => count > 0)
     .map(([kind, count]) => `${kind} ${count}`);
   return `${result.errors} (${parts.join(', ')})`;
+}
+
+/** `1,234/s, set-up p50 ... max ...`, for runs that replace their connections. */
+export function describeConnects(result: BenchResult, format: (us: number) => string, separator = '  '): string {
+  const c = result.connectLatencyUs;
+  if (c === null) return '';
+  return `${integer.format(result.connectsPerSecond ?? 0)}/s, set-up p50 ${format(c.p50)}${separator}p99 ${format(c.p99)}${separator}max ${format(c.max)}`;
 }
 
 /** True when every byte came back right and nothing was lost. */

@@ -18,6 +18,7 @@ interface BenchFlags extends TargetFlags {
   messages?: number;
   warmup?: number;
   connectRate?: number;
+  messagesPerConnection?: number;
   rate?: number;
   expect: TransformName;
   expectPrefix?: string;
@@ -39,11 +40,16 @@ export function benchCommand(): Command {
     .addOption(new Option('-n, --messages <n>', 'stop after this many measured messages instead').argParser(parsePositiveInteger))
     .addOption(new Option('--warmup <seconds>', 'load before measuring (default 1; 0 with --messages)').argParser(parseSeconds))
     .addOption(new Option('--connect-rate <per-second>', 'new connections per second (default: as fast as accepted)').argParser(parsePositiveInteger))
+    .addOption(
+      new Option('--messages-per-connection <n>', 'close each connection after N replies and open a new one (connection churn: accept rate, TLS handshakes)').argParser(
+        parsePositiveInteger,
+      ),
+    )
     .addOption(new Option('--rate <msgs-per-second>', 'open loop: send on a fixed schedule, latency from intended send time').argParser(parsePositiveInteger))
     .addOption(new Option('--expect <transform>', 'what the server sends back').choices(TRANSFORM_NAMES).default('echo'))
     .option('--expect-prefix <text>', 'the server puts TEXT before each reply (echoplex serve --prefix, Istio\'s tcp-echo-server; usually with --lines)')
     .option('--lines', 'make each message a line (printable text ending in its only newline), for servers that answer whole lines', false)
-    .addOption(new Option('--timeout <seconds>', 'longest wait for a reply').default(5).argParser(parseSeconds))
+    .addOption(new Option('--timeout <seconds>', 'longest wait for a reply or a connection').default(5).argParser(parseSeconds))
     .option('--json', 'print one JSON object instead of the table', false)
     .option('--report <file.html>', 'also write a self-contained HTML report')
     .action(async (flags: BenchFlags) => {
@@ -81,6 +87,7 @@ async function bench(flags: BenchFlags): Promise<number> {
     ...(flags.messages !== undefined && { messages: flags.messages }),
     ...(flags.warmup !== undefined && { warmupSeconds: flags.warmup }),
     ...(flags.connectRate !== undefined && { connectRate: flags.connectRate }),
+    ...(flags.messagesPerConnection !== undefined && { messagesPerConnection: flags.messagesPerConnection }),
     ...(flags.rate !== undefined && { rate: flags.rate }),
     ...(progressLine && {
       onProgress: (p) => {
