@@ -119,6 +119,20 @@ describe('behind HAProxy with send-proxy-v2', { skip: skipUnless(HAPROXY, 'hapro
     assert.ok(opened(a.stderr()) >= 5 && opened(b.stderr()) >= 5, 'round robin reached both instances');
   });
 
+  it('verifies connection churn through HAProxy: a new connection every 10 messages, each one to a backend', async () => {
+    const opened = () => (a.stderr().match(/new connection from/g) ?? []).length + (b.stderr().match(/new connection from/g) ?? []).length;
+    const before = opened();
+    const result = await runCli(['bench', '--port', String(frontend), '--connections', '10', '--messages-per-connection', '10', '--messages', '2000', '--json'], { ms: 30_000 });
+    assert.equal(result.code, 0, result.stderr);
+    const report = JSON.parse(result.stdout) as { messages: number; errors: number; connectsPerSecond: number };
+    assert.equal(report.messages, 2000);
+    assert.equal(report.errors, 0);
+    assert.ok(report.connectsPerSecond > 0);
+    // 2000 messages ten at a time: HAProxy opened at least 200 backend connections, with headers.
+    await waitUntil(() => opened() - before >= 200, 5000, `200 backend connections (saw ${opened() - before})`);
+    assert.doesNotMatch(a.stderr() + b.stderr(), /bad PROXY header/);
+  });
+
   it('keeps new connections working through the survivor when one instance stops', async () => {
     const stopping = a.stop('SIGTERM');
     // While HAProxy notices, and after: every new connection must still be served.
