@@ -1,6 +1,6 @@
 // A self-contained HTML report: inline SVG charts and the settings, viewable with no network.
 
-import type { BenchResult } from './loadgen.js';
+import type { BenchResult } from './settings.js';
 import { describeConnects, describeLoadCpu, describeSettings, errorSummary, formatBytesPerSecond, passed } from './report.js';
 
 const WIDTH = 720;

@@ -1,6 +1,6 @@
 // Renders bench results for people: a compact table, and the failure summary behind exit status 1.
 
-import type { BenchResult } from './loadgen.js';
+import type { BenchResult } from './settings.js';
 
 const integer = new Intl.NumberFormat('en-US', { maximumFractionDigits: 0 });
 const decimal = new Intl.NumberFormat('en-US', { maximumFractionDigits: 1 });

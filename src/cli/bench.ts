@@ -2,7 +2,7 @@
 
 import { readFile, writeFile } from 'node:fs/promises';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import type { BenchOptions } from '../bench/loadgen.js';
+import type { BenchOptions } from '../bench/settings.js';
 import { UsageError } from '../errors.js';
 import { MAX_UDP_PAYLOAD } from '../server/udp.js';
 import { TRANSFORM_NAMES, type TransformName } from '../server/transforms.js';

@@ -1,0 +1,139 @@
+// One bench connection: what it has sent and when, and the verification of every reply byte.
+
+import type { Run } from './run.js';
+import type { BenchErrorKind } from './settings.js';
+import type { BenchSocket } from './transports.js';
+
+/** One connection: a FIFO of send times, and where in the current reply the bytes have reached. */
+export class BenchConnection {
+  readonly socket: BenchSocket;
+  #run: Run;
+  #offsetInReply = 0;
+  #sendTimes: Float64Array;
+  #head = 0;
+  #count = 0;
+  #failed = false;
+  /** Messages this connection may still send, with `messagesPerConnection`; else unbounded. */
+  #quota: number;
+
+  constructor(run: Run, socket: BenchSocket) {
+    this.#run = run;
+    this.socket = socket;
+    this.#sendTimes = new Float64Array(Math.max(4, run.options.pipeline));
+    this.#quota = run.options.messagesPerConnection ?? Number.POSITIVE_INFINITY;
+  }
+
+  /** Sent its last message and has every reply: time to make way for a new connection. */
+  get spent(): boolean {
+    return this.#quota === 0 && this.#count === 0;
+  }
+
+  get inFlight(): number {
+    return this.#count;
+  }
+
+  get oldestSendTime(): number {
+    return this.#sendTimes[this.#head]!;
+  }
+
+  /** Sends `count` messages, stamping each with `stamp` (now, or its intended time in the open loop). */
+  send(count: number, stamp: number): void {
+    const run = this.#run;
+    count = Math.min(count, run.sendBudget, this.#quota);
+    if (count <= 0 || this.#failed) return;
+    run.sendBudget -= count;
+    this.#quota -= count;
+    run.inFlight += count;
+    for (let i = 0; i < count; i++) this.#push(stamp);
+    const { burstOf, payload } = run;
+    if (this.socket.datagrams) {
+      for (let i = 0; i < count; i++) this.socket.write(payload);
+      return;
+    }
+    const most = burstOf.length - 1;
+    for (let left = count; left > 0; left -= most) this.socket.write(burstOf[Math.min(left, most)]!);
+  }
+
+  /** Verifies and frames received bytes; returns how many replies completed. */
+  receive(bytes: Buffer, length: number, now: number): number {
+    const run = this.#run;
+    const expected = run.expected;
+    const size = expected.length;
+    let completed = 0;
+    let offset = 0;
+    while (offset < length) {
+      if (this.#count === 0) {
+        // Bytes nobody asked for: the server sent more than it was sent.
+        run.mismatchedBytes += length - offset;
+        run.errorsByKind.mismatch++;
+        return completed;
+      }
+      const take = Math.min(size - this.#offsetInReply, length - offset);
+      if (bytes.compare(expected, this.#offsetInReply, this.#offsetInReply + take, offset, offset + take) !== 0) {
+        this.#countMismatch(bytes, offset, take);
+      }
+      offset += take;
+      this.#offsetInReply += take;
+      if (this.#offsetInReply === size) {
+        this.#offsetInReply = 0;
+        run.completed(now, this.#shift());
+        completed++;
+      }
+    }
+    return completed;
+  }
+
+  /** Closes a connection that has done its share; not an error. */
+  retire(): void {
+    if (this.#failed) return;
+    this.#failed = true;
+    this.#run.live.delete(this);
+    this.socket.destroy();
+  }
+
+  fail(kind: BenchErrorKind): void {
+    if (this.#failed) return;
+    this.#failed = true;
+    const run = this.#run;
+    run.errorsByKind[kind]++;
+    run.live.delete(this);
+    const owed = this.#count;
+    this.#count = 0;
+    this.socket.destroy();
+    run.lost(owed);
+  }
+
+  get failed(): boolean {
+    return this.#failed;
+  }
+
+  #countMismatch(bytes: Buffer, offset: number, take: number): void {
+    const run = this.#run;
+    let differing = 0;
+    for (let i = 0; i < take; i++) if (bytes[offset + i] !== run.expected[this.#offsetInReply + i]) differing++;
+    if (differing > 0) {
+      run.mismatchedBytes += differing;
+      run.errorsByKind.mismatch++;
+    }
+  }
+
+  #push(stamp: number): void {
+    if (this.#count === this.#sendTimes.length) this.#grow();
+    this.#sendTimes[(this.#head + this.#count) % this.#sendTimes.length] = stamp;
+    this.#count++;
+  }
+
+  #shift(): number {
+    const stamp = this.#sendTimes[this.#head]!;
+    this.#head = (this.#head + 1) % this.#sendTimes.length;
+    this.#count--;
+    return stamp;
+  }
+
+  #grow(): void {
+    const bigger = new Float64Array(this.#sendTimes.length * 2);
+    for (let i = 0; i < this.#count; i++) bigger[i] = this.#sendTimes[(this.#head + i) % this.#sendTimes.length]!;
+    this.#sendTimes = bigger;
+    this.#head = 0;
+  }
+}

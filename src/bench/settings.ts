@@ -1,0 +1,156 @@
+// What a bench run is asked for and what it reports: options, their defaults and checks, results.
+
+import { EchoplexError } from '../errors.js';
+import type { TransformName } from '../server/transforms.js';
+import { MAX_UDP_PAYLOAD } from '../server/udp.js';
+import type { LatencySummary, PercentilePoint } from './histogram.js';
+import type { BenchTarget } from './transports.js';
+
+export interface BenchOptions extends Partial<BenchTarget> {
+  /** Concurrent connections. Default 50. */
+  connections?: number;
+  /** Bytes per message. Default 64. */
+  size?: number;
+  /** Messages in flight per connection in the closed loop. Default 1. */
+  pipeline?: number;
+  /** Measured seconds (after warm-up). Default 10; ignored when `messages` is set. */
+  durationSeconds?: number;
+  /** Stop after this many measured messages instead of after a duration. */
+  messages?: number;
+  /** Seconds of load before measuring starts. Default 1 (0 when `messages` is set). */
+  warmupSeconds?: number;
+  /** New connections per second while ramping up. Default: as fast as the server accepts. */
+  connectRate?: number;
+  /**
+   * Closed loop: each connection closes after this many replies and a new one takes its place,
+   * so the run measures connection set-up (accept, TLS handshakes, a proxy's connection table)
+   * as well as echoes. Default: connections stay open for the whole run.
+   */
+  messagesPerConnection?: number;
+  /** Open loop: total messages per second on a fixed schedule, latency from intended send time. */
+  rate?: number;
+  /** What the server should send back. Default `echo`. */
+  expect?: TransformName;
+  /** Text the server puts before each reply (`echoplex serve --prefix`, Istio's tcp-echo-server). */
+  expectPrefix?: string;
+  /**
+   * Make each message one line: printable ASCII ending in its only `\n`, for servers that
+   * answer whole lines (random bytes would leave a line server holding a partial line).
+   */
+  lines?: boolean;
+  /** Seconds a reply may take before the connection counts as timed out. Default 5. */
+  timeoutSeconds?: number;
+  /** Called about once a second while measuring. */
+  onProgress?: (progress: BenchProgress) => void;
+}
+
+export interface BenchProgress {
+  elapsedSeconds: number;
+  phase: 'connecting' | 'warmup' | 'measuring' | 'draining';
+  messagesPerSecond: number;
+  errors: number;
+}
+
+export type BenchErrorKind = 'connect' | 'closed' | 'timeout' | 'mismatch';
+
+export interface BenchResult {
+  target: string;
+  mode: 'closed-loop' | 'open-loop';
+  connections: number;
+  size: number;
+  pipeline: number;
+  rate: number | null;
+  expect: TransformName;
+  expectPrefix: string | null;
+  lines: boolean;
+  warmupSeconds: number;
+  durationSeconds: number;
+  messages: number;
+  /** Every verified reply of the run, warm-up and drain included: for CPU-per-message figures. */
+  messagesTotal: number;
+  messagesPerConnection: number | null;
+  /** With `messagesPerConnection`: connections opened in the measured window, per second. */
+  connectsPerSecond: number | null;
+  /** With `messagesPerConnection`: from connect() to ready (TLS handshake included), for those. */
+  connectLatencyUs: LatencySummary | null;
+  messagesPerSecond: number;
+  /** Payload bytes echoed per second, one direction. */
+  bytesPerSecond: number;
+  latencyUs: LatencySummary;
+  errors: number;
+  errorsByKind: Record<BenchErrorKind, number>;
+  mismatchedBytes: number;
+  /** Measured messages completed in each second of the run. */
+  timeline: number[];
+  /** The latency percentile curve, for reports. */
+  percentiles: PercentilePoint[];
+  /**
+   * CPU this process used in the measured window (user + system, every thread), as a percentage
+   * of one core. Near 100, the bench itself may be what limits the rate.
+   */
+  loadCpuPercent: number;
+}
+
+/** Thrown for settings that cannot work here, such as too few file descriptors. */
+export class BenchSetupError extends EchoplexError {
+  constructor(message: string) {
+    super('ERR_ECHOPLEX_BENCH_SETUP', message);
+  }
+}
+
+type OptionalSetting = 'messages' | 'rate' | 'connectRate' | 'expectPrefix' | 'messagesPerConnection';
+/** BenchOptions with every default filled in. */
+export type Settings = Required<Omit<BenchOptions, OptionalSetting | 'onProgress' | keyof BenchTarget>> & Pick<BenchOptions, OptionalSetting> & { target: BenchTarget };
+
+/** Fills in the defaults and checks that the settings can work; throws BenchSetupError if not. */
+export function resolveSettings(options: BenchOptions): Settings {
+  const settings: Settings = {
+    target: {
+      host: options.host ?? '127.0.0.1',
+      port: options.port ?? 1234,
+      ...(options.unix !== undefined && { unix: options.unix }),
+      ...(options.tls !== undefined && { tls: options.tls }),
+      ...(options.tlsInsecure !== undefined && { tlsInsecure: options.tlsInsecure }),
+      ...(options.tlsCa !== undefined && { tlsCa: options.tlsCa }),
+      ...(options.udp !== undefined && { udp: options.udp }),
+      ...(options.proxyProtocol !== undefined && { proxyProtocol: options.proxyProtocol }),
+    },
+    connections: options.connections ?? 50,
+    size: options.size ?? 64,
+    pipeline: options.pipeline ?? 1,
+    durationSeconds: options.durationSeconds ?? 10,
+    warmupSeconds: options.warmupSeconds ?? (options.messages !== undefined ? 0 : 1),
+    expect: options.expect ?? 'echo',
+    expectPrefix: options.expectPrefix,
+    lines: options.lines ?? false,
+    timeoutSeconds: options.timeoutSeconds ?? 5,
+    messages: options.messages,
+    rate: options.rate,
+    connectRate: options.connectRate,
+    messagesPerConnection: options.messagesPerConnection,
+  };
+  validate(settings);
+  return settings;
+}
+
+function validate(settings: Settings): void {
+  const positive = (name: string, value: number | undefined) => {
+    if (value !== undefined && !(Number.isFinite(value) && value > 0)) throw new BenchSetupError(`${name} must be a positive number, got ${value}`);
+  };
+  positive('connections', settings.connections);
+  positive('size', settings.size);
+  positive('pipeline', settings.pipeline);
+  positive('duration', settings.durationSeconds);
+  positive('messages', settings.messages);
+  positive('rate', settings.rate);
+  positive('connect rate', settings.connectRate);
+  positive('messages per connection', settings.messagesPerConnection);
+  if (settings.messagesPerConnection !== undefined) {
+    if (!Number.isInteger(settings.messagesPerConnection)) throw new BenchSetupError(`messages per connection must be a whole number, got ${settings.messagesPerConnection}`);
+    if (settings.rate !== undefined) throw new BenchSetupError('messages per connection applies to the closed loop, not with a rate');
+    if (settings.target.udp) throw new BenchSetupError('messages per connection needs connections: not with UDP');
+  }
+  positive('timeout', settings.timeoutSeconds);
+  if (settings.target.udp && settings.size > MAX_UDP_PAYLOAD) throw new BenchSetupError(`a UDP message holds at most ${MAX_UDP_PAYLOAD} bytes, got --size ${settings.size}`);
+  if (!(settings.warmupSeconds >= 0)) throw new BenchSetupError(`warm-up must be 0 or more seconds, got ${settings.warmupSeconds}`);
+}
