@@ -214,6 +214,23 @@ describe('echoplex bench (CLI)', () => {
     }
   });
 
+  it('--expect MODULE verifies a server running the same transform module, one line per message', async () => {
+    const reverse = './examples/transforms/reverse.js';
+    const server = await startServe(['--quiet', '--framing', 'line', '--transform', reverse]);
+    try {
+      const args = ['bench', '--port', String(server.port), '--lines', '-n', '500', '-c', '4', '--json'];
+      const result = await runCli([...args, '--expect', reverse]);
+      assert.equal(result.code, 0, result.stderr);
+      const json = JSON.parse(result.stdout) as { messages: number; expect: string };
+      assert.equal(json.messages, 500);
+      assert.equal(json.expect, reverse);
+      // The same server fails a bench told to expect a plain echo: the module's output is checked.
+      assert.equal((await runCli([...args, '--expect', 'echo'])).code, 1);
+    } finally {
+      await server.stop();
+    }
+  });
+
   it('reports its own CPU share of the measured window: high under a closed loop, low when nearly idle', async () => {
     const server = await startServe(['--quiet']);
     try {

@@ -19,7 +19,8 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
   checkDescriptorBudget(settings.connections);
 
   const payload = settings.lines ? randomLine(settings.size) : randomBytes(settings.size);
-  const reply = builtInTransform(settings.expect)(Buffer.from(payload));
+  const transform = typeof settings.expect === 'string' ? builtInTransform(settings.expect) : settings.expect.transform;
+  const reply = transform(Buffer.from(payload));
   const expected = settings.expectPrefix ? Buffer.concat([Buffer.from(settings.expectPrefix), reply]) : reply;
   const burst = Buffer.concat(Array.from({ length: Math.max(settings.pipeline, 16) }, () => payload));
   const run = new Run(settings, payload, expected, burst);
@@ -56,7 +57,7 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
     size: settings.size,
     pipeline: settings.pipeline,
     rate: settings.rate ?? null,
-    expect: settings.expect,
+    expect: typeof settings.expect === 'string' ? settings.expect : settings.expect.label,
     expectPrefix: settings.expectPrefix ?? null,
     lines: settings.lines,
     warmupSeconds: settings.warmupSeconds,

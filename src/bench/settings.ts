@@ -1,7 +1,7 @@
 // What a bench run is asked for and what it reports: options, their defaults and checks, results.
 
 import { EchoplexError } from '../errors.js';
-import type { TransformName } from '../server/transforms.js';
+import type { Transform, TransformName } from '../server/transforms.js';
 import { MAX_UDP_PAYLOAD } from '../server/udp.js';
 import type { LatencySummary, PercentilePoint } from './histogram.js';
 import type { BenchTarget } from './transports.js';
@@ -29,8 +29,8 @@ export interface BenchOptions extends Partial<BenchTarget> {
   messagesPerConnection?: number;
   /** Open loop: total messages per second on a fixed schedule, latency from intended send time. */
   rate?: number;
-  /** What the server should send back. Default `echo`. */
-  expect?: TransformName;
+  /** What the server should send back: a built-in transform, or one of your own. Default `echo`. */
+  expect?: TransformName | CustomExpectation;
   /** Text the server puts before each reply (`echoplex serve --prefix`, Istio's tcp-echo-server). */
   expectPrefix?: string;
   /**
@@ -60,7 +60,8 @@ export interface BenchResult {
   size: number;
   pipeline: number;
   rate: number | null;
-  expect: TransformName;
+  /** `echo`, `upper`, or the label of a custom expectation (a transform module's path). */
+  expect: string;
   expectPrefix: string | null;
   lines: boolean;
   warmupSeconds: number;
@@ -96,6 +97,17 @@ export class BenchSetupError extends EchoplexError {
   constructor(message: string) {
     super('ERR_ECHOPLEX_BENCH_SETUP', message);
   }
+}
+
+/**
+ * A reply computed by a transform of your own, such as the module given to `echoplex serve
+ * --transform`: applied to one message, it must give that message's reply (true of byte-for-byte
+ * transforms, and of line transforms when every message is a line).
+ */
+export interface CustomExpectation {
+  /** How reports name it, e.g. the module's path. */
+  label: string;
+  transform: Transform;
 }
 
 type OptionalSetting = 'messages' | 'rate' | 'connectRate' | 'expectPrefix' | 'messagesPerConnection';

@@ -5,8 +5,8 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import type { BenchOptions } from '../bench/settings.js';
 import { UsageError } from '../errors.js';
 import { MAX_UDP_PAYLOAD } from '../server/udp.js';
-import { TRANSFORM_NAMES, type TransformName } from '../server/transforms.js';
-import { parsePositiveInteger, parseSeconds, parseSize } from './parsers.js';
+import { isTransformName, loadTransformModule, TRANSFORM_NAMES } from '../server/transforms.js';
+import { parsePositiveInteger, parseSeconds, parseSize, parseTransform } from './parsers.js';
 import { targetOptions, wantsTls, type TargetFlags } from './target.js';
 
 interface BenchFlags extends TargetFlags {
@@ -20,7 +20,7 @@ interface BenchFlags extends TargetFlags {
   connectRate?: number;
   messagesPerConnection?: number;
   rate?: number;
-  expect: TransformName;
+  expect: string;
   expectPrefix?: string;
   lines: boolean;
   timeout: number;
@@ -46,7 +46,11 @@ export function benchCommand(): Command {
       ),
     )
     .addOption(new Option('--rate <msgs-per-second>', 'open loop: send on a fixed schedule, latency from intended send time').argParser(parsePositiveInteger))
-    .addOption(new Option('--expect <transform>', 'what the server sends back').choices(TRANSFORM_NAMES).default('echo'))
+    .addOption(
+      new Option('--expect <name|module>', `what the server sends back: ${TRANSFORM_NAMES.join(', ')}, or the module given to echoplex serve --transform, applied to each message`)
+        .default('echo')
+        .argParser(parseTransform),
+    )
     .option('--expect-prefix <text>', 'the server puts TEXT before each reply (echoplex serve --prefix, Istio\'s tcp-echo-server; usually with --lines)')
     .option('--lines', 'make each message a line (printable text ending in its only newline), for servers that answer whole lines', false)
     .addOption(new Option('--timeout <seconds>', 'longest wait for a reply or a connection').default(5).argParser(parseSeconds))
@@ -80,7 +84,7 @@ async function bench(flags: BenchFlags): Promise<number> {
     size: flags.size,
     pipeline: flags.pipeline,
     durationSeconds: flags.duration,
-    expect: flags.expect,
+    expect: isTransformName(flags.expect) ? flags.expect : { label: flags.expect, transform: await loadTransformModule(flags.expect, '--expect') },
     lines: flags.lines,
     ...(flags.expectPrefix !== undefined && { expectPrefix: flags.expectPrefix }),
     timeoutSeconds: flags.timeout,

@@ -2,6 +2,7 @@
 
 import { InvalidArgumentError } from 'commander';
 import { parseAllowList } from '../server/limits.js';
+import { isTransformName, isTransformPath, TRANSFORM_NAMES } from '../server/transforms.js';
 
 export function parsePort(value: string): number {
   if (!/^\d+$/.test(value)) throw new InvalidArgumentError(`"${value}" is not a port number (0-65535).`);
@@ -53,4 +54,10 @@ export function parseCidrList(value: string): string[] {
     throw new InvalidArgumentError((err as Error).message);
   }
   return cidrs;
+}
+
+/** A built-in transform's name, or a path to a transform module. */
+export function parseTransform(value: string): string {
+  if (isTransformName(value) || isTransformPath(value)) return value;
+  throw new InvalidArgumentError(`"${value}" is neither ${TRANSFORM_NAMES.join(' nor ')} nor a module path (./my-transform.js).`);
 }

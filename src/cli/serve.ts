@@ -6,11 +6,11 @@ import { Command, InvalidArgumentError } from 'commander';
 import type { WorkerMessage } from '../ops/workers.js';
 import { createEchoServer, type EchoServer, DEFAULT_HOST, DEFAULT_MAX_BUFFERED, DEFAULT_PORT, DEFAULT_SHUTDOWN_TIMEOUT_MS, type EchoServerOptions } from '../server/server.js';
 import { DEFAULT_MAX_LINE, FRAMINGS, type Framing } from '../server/framing.js';
-import { isTransformName, isTransformPath, loadTransformModule, TRANSFORM_NAMES } from '../server/transforms.js';
+import { isTransformName, loadTransformModule, TRANSFORM_NAMES } from '../server/transforms.js';
 import { createLogger, LOG_FORMATS, LOG_LEVEL_NAMES, type LogFormat, type LogLevel } from '../ops/log.js';
 import { DEFAULT_MAX_CONNECTIONS } from '../server/limits.js';
 import { envOption } from './environment.js';
-import { parseCidrList, parsePort, parsePortList, parsePositiveInteger, parseSeconds, parseSize } from './parsers.js';
+import { parseCidrList, parsePort, parsePortList, parsePositiveInteger, parseSeconds, parseSize, parseTransform } from './parsers.js';
 
 interface ServeFlags {
   host: string;
@@ -92,11 +92,6 @@ export function serveCommand(): Command {
 function parseWorkers(value: string): number {
   if (value === 'auto') return availableParallelism();
   return parsePositiveInteger(value);
-}
-
-function parseTransform(value: string): string {
-  if (isTransformName(value) || isTransformPath(value)) return value;
-  throw new InvalidArgumentError(`"${value}" is neither ${TRANSFORM_NAMES.join(' nor ')} nor a module path (./my-transform.js).`);
 }
 
 async function serverOptions(flags: ServeFlags, ports: number[]): Promise<EchoServerOptions> {

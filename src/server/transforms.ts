@@ -78,18 +78,19 @@ export type TransformModuleFunction = (input: Buffer) => Buffer | Uint8Array | s
 
 /**
  * Loads `--transform ./my-transform.js`: a module whose default export is a
- * `TransformModuleFunction`. Strings it returns are sent as UTF-8.
+ * `TransformModuleFunction`. Strings it returns are sent as UTF-8. `flag` names the option in
+ * errors (the bench loads the same modules for `--expect`).
  */
-export async function loadTransformModule(path: string): Promise<Transform> {
+export async function loadTransformModule(path: string, flag = '--transform'): Promise<Transform> {
   const url = pathToFileURL(resolve(path)).href;
   let module: { default?: unknown };
   try {
     module = (await import(url)) as { default?: unknown };
   } catch (err) {
-    throw new UsageError(`--transform: cannot load ${path}: ${(err as Error).message}`);
+    throw new UsageError(`${flag}: cannot load ${path}: ${(err as Error).message}`);
   }
   const fn = module.default;
-  if (typeof fn !== 'function') throw new UsageError(`--transform: ${path} has no default export function (export default (chunk) => chunk)`);
+  if (typeof fn !== 'function') throw new UsageError(`${flag}: ${path} has no default export function (export default (chunk) => chunk)`);
   const user = fn as TransformModuleFunction;
   return (chunk) => {
     const reply = user(chunk);
