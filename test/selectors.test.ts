@@ -1,6 +1,7 @@
 // echoplex/selectors, rule by rule, with real sockets: Python's selectors and socket semantics.
 
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import {
@@ -15,13 +16,24 @@ import {
   InvalidFileObjectError,
   NotRegisteredError,
   SelectorClosedError,
+  IPPROTO_TCP,
   SHUT_WR,
+  SO_ERROR,
+  SO_KEEPALIVE,
+  SO_REUSEADDR,
+  SO_TYPE,
+  SOCK_STREAM,
+  SOL_SOCKET,
+  TCP_NODELAY,
   select,
   socket,
   type Socket,
 } from '../src/selectors/index.js';
 import { kWatch } from '../src/selectors/socket.js';
+import { findProgram, skipUnless } from './helpers/peers.js';
 import { delay, waitUntil, withTimeout } from './helpers/timeout.js';
+
+const SS = findProgram(['ss', '/usr/sbin/ss', '/usr/bin/ss'], ['-V']);
 
 /** A listening selectors socket plus helpers to make connected pairs through it. */
 async function listener(): Promise<{ server: Socket; port: number; pair(): Promise<[client: Socket, conn: Socket]> }> {
@@ -416,6 +428,74 @@ describe('Socket semantics', () => {
     assert.throws(() => client.send('x'), (err: { code: string }) => err.code === 'EBADF');
     assert.throws(() => client.getpeername(), (err: { code: string }) => err.code === 'EBADF');
     conn.close();
+  });
+
+  it('setsockopt/getsockopt: the options Python servers set, and ENOPROTOOPT for the rest', async () => {
+    const s = socket();
+    // The first line of many Python servers, before bind().
+    s.setsockopt(SOL_SOCKET, SO_REUSEADDR, 1);
+    assert.equal(s.getsockopt(SOL_SOCKET, SO_REUSEADDR), 1);
+    assert.equal(s.getsockopt(SOL_SOCKET, SO_TYPE), SOCK_STREAM);
+    assert.throws(() => s.setsockopt(SOL_SOCKET, 7 /* SO_SNDBUF */, 4096), (err: { code: string; errno: number }) => err.code === 'ENOPROTOOPT' && err.errno === 92);
+    assert.throws(() => s.getsockopt(99, 1), (err: { code: string }) => err.code === 'ENOPROTOOPT');
+    s.close();
+    assert.throws(() => s.getsockopt(SOL_SOCKET, SO_TYPE), (err: { code: string }) => err.code === 'EBADF');
+
+    const [client, conn] = await l.pair();
+    try {
+      assert.equal(client.getsockopt(IPPROTO_TCP, TCP_NODELAY), 1, 'on by default, as in Node');
+      client.setsockopt(IPPROTO_TCP, TCP_NODELAY, 0);
+      assert.equal(client.getsockopt(IPPROTO_TCP, TCP_NODELAY), 0);
+      assert.equal(client.getsockopt(SOL_SOCKET, SO_ERROR), 0);
+    } finally {
+      client.close();
+      conn.close();
+    }
+  });
+
+  it('SO_KEEPALIVE reaches the kernel, set after connect or inherited from the listener', { skip: skipUnless(SS, 'ss', 'iproute2') }, async () => {
+    // `ss -o` shows a keep-alive timer on exactly the sockets that have SO_KEEPALIVE.
+    const keepAliveTimers = (port: number) => execFileSync(SS!, ['-tnoH', 'state', 'established', `( sport = :${port} or dport = :${port} )`], { encoding: 'utf8' }).match(/timer:\(keepalive/g)?.length ?? 0;
+    const [client, conn] = await l.pair();
+    try {
+      assert.equal(keepAliveTimers(client.getsockname()[1]), 0);
+      client.setsockopt(SOL_SOCKET, SO_KEEPALIVE, 1);
+      assert.equal(client.getsockopt(SOL_SOCKET, SO_KEEPALIVE), 1);
+      assert.equal(keepAliveTimers(client.getsockname()[1]), 1, 'the client socket, not its peer');
+    } finally {
+      client.close();
+      conn.close();
+    }
+
+    const server = socket();
+    server.setsockopt(SOL_SOCKET, SO_KEEPALIVE, 1);
+    server.bind(['127.0.0.1', 0]);
+    await server.listen();
+    const port = server.getsockname()[1];
+    const peer = net.connect(port, '127.0.0.1');
+    peer.on('error', () => {});
+    try {
+      const accepted = await withTimeout(
+        (async () => {
+          for (;;) {
+            try {
+              return server.accept()[0];
+            } catch (err) {
+              if (!(err instanceof BlockingIOError)) throw err;
+              await delay(10);
+            }
+          }
+        })(),
+        5000,
+        'accept',
+      );
+      assert.equal(accepted.getsockopt(SOL_SOCKET, SO_KEEPALIVE), 1);
+      assert.equal(keepAliveTimers(port), 1, 'the accepted socket inherits it; the Node client has none');
+      accepted.close();
+    } finally {
+      peer.destroy();
+      server.close();
+    }
   });
 
   it("using: closes at the end of the block, as Python's with-statement does, and the peer sees end of stream", async () => {

@@ -84,6 +84,7 @@ export const ERRNO = {
   ENOTCONN: 107,
   ETIMEDOUT: 110,
   ECONNREFUSED: 111,
+  ENOPROTOOPT: 92,
   EINPROGRESS: 115,
   EACCES: 13,
 } as const;

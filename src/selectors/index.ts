@@ -3,7 +3,25 @@
 export { BaseSelector, DefaultSelector, EVENT_READ, EVENT_WRITE } from './selector.js';
 export type { SelectorKey, ReadyEvent, FileObject } from './selector.js';
 export { select } from './select.js';
-export { socket, Socket, AF_INET, AF_INET6, AF_UNIX, SOCK_STREAM, SHUT_RD, SHUT_WR, SHUT_RDWR, SOCKET_BUFFER_BYTES } from './socket.js';
+export {
+  socket,
+  Socket,
+  AF_INET,
+  AF_INET6,
+  AF_UNIX,
+  SOCK_STREAM,
+  SHUT_RD,
+  SHUT_WR,
+  SHUT_RDWR,
+  SOCKET_BUFFER_BYTES,
+  SOL_SOCKET,
+  SO_REUSEADDR,
+  SO_TYPE,
+  SO_ERROR,
+  SO_KEEPALIVE,
+  IPPROTO_TCP,
+  TCP_NODELAY,
+} from './socket.js';
 export type { Address, Selectable } from './socket.js';
 export {
   OSError,

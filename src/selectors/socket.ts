@@ -17,6 +17,14 @@ export const SOCK_STREAM = 1;
 export const SHUT_RD = 0;
 export const SHUT_WR = 1;
 export const SHUT_RDWR = 2;
+// Socket options, with Linux's values, for setsockopt/getsockopt.
+export const SOL_SOCKET = 1;
+export const SO_REUSEADDR = 2;
+export const SO_TYPE = 3;
+export const SO_ERROR = 4;
+export const SO_KEEPALIVE = 9;
+export const IPPROTO_TCP = 6;
+export const TCP_NODELAY = 1;
 
 /** `[host, port]`, as Python's socket addresses for AF_INET and AF_INET6. */
 export type Address = readonly [host: string, port: number];
@@ -90,6 +98,10 @@ export class Socket implements Selectable, Disposable {
   #backlog: ByteStream[] = [];
   readonly #watchers = new Set<() => void>();
   #connectedText: string | undefined;
+  // Options as setsockopt left them; an accepted socket starts with its listener's.
+  #reuseAddress = false;
+  #keepAlive = false;
+  #noDelay = true;
 
   constructor(family: number = AF_INET, type: number = SOCK_STREAM) {
     if (type !== SOCK_STREAM) throw new OSError('EINVAL', ERRNO.EINVAL, 'only SOCK_STREAM sockets are supported');
@@ -99,8 +111,10 @@ export class Socket implements Selectable, Disposable {
   }
 
   /** Wraps an accepted connection; it starts reading into its buffer now. */
-  static #fromAccepted(stream: ByteStream, family: number): Socket {
+  static #fromAccepted(stream: ByteStream, family: number, listener: Socket): Socket {
     const socket = new Socket(family);
+    socket.#keepAlive = listener.#keepAlive;
+    socket.#noDelay = listener.#noDelay;
     socket.#attach(stream);
     socket.#state = 'connected';
     socket.#rememberPeer();
@@ -170,7 +184,7 @@ export class Socket implements Selectable, Disposable {
         stream.destroy();
         continue;
       }
-      const conn = Socket.#fromAccepted(stream, isIPv6(peer[0]) ? AF_INET6 : AF_INET);
+      const conn = Socket.#fromAccepted(stream, isIPv6(peer[0]) ? AF_INET6 : AF_INET, this);
       return [conn, conn.getpeername()];
     }
   }
@@ -272,6 +286,47 @@ export class Socket implements Selectable, Disposable {
     this.#notify();
   }
 
+  /**
+   * Python's setsockopt for the options TCP programs set. SO_KEEPALIVE and TCP_NODELAY apply to
+   * the connection (or wait for one; an accepted socket inherits its listener's, as on Linux).
+   * SO_REUSEADDR is recorded; Node sets it on every listening socket whatever the value. Any
+   * other option raises OSError (ENOPROTOOPT).
+   */
+  setsockopt(level: number, option: number, value: number | boolean): void {
+    this.#ensureOpen();
+    const on = Boolean(value);
+    if (level === SOL_SOCKET && option === SO_REUSEADDR) {
+      this.#reuseAddress = on;
+    } else if (level === SOL_SOCKET && option === SO_KEEPALIVE) {
+      this.#keepAlive = on;
+      this.#stream?.setKeepAlive(on);
+    } else if (level === IPPROTO_TCP && option === TCP_NODELAY) {
+      this.#noDelay = on;
+      this.#stream?.setNoDelay(on);
+    } else {
+      throw unsupportedOption(level, option);
+    }
+  }
+
+  /** Python's getsockopt: the options above, SO_TYPE, and SO_ERROR (the pending error's errno, or 0). */
+  getsockopt(level: number, option: number): number {
+    this.#ensureOpen();
+    if (level === SOL_SOCKET) {
+      switch (option) {
+        case SO_REUSEADDR:
+          return this.#reuseAddress || this.#state === 'listening' ? 1 : 0;
+        case SO_KEEPALIVE:
+          return this.#keepAlive ? 1 : 0;
+        case SO_TYPE:
+          return this.type;
+        case SO_ERROR:
+          return this.#error?.errno ?? 0;
+      }
+    }
+    if (level === IPPROTO_TCP && option === TCP_NODELAY) return this.#noDelay ? 1 : 0;
+    throw unsupportedOption(level, option);
+  }
+
   /** Closes; bytes already accepted by send() are still delivered, then FIN. Safe to call twice. */
   close(): void {
     if (this.#state === 'closed') return;
@@ -353,6 +408,9 @@ export class Socket implements Selectable, Disposable {
 
   #attach(stream: ByteStream): void {
     this.#stream = stream;
+    // Streams start with TCP_NODELAY on and keep-alive off.
+    if (!this.#noDelay) stream.setNoDelay(false);
+    if (this.#keepAlive) stream.setKeepAlive(true);
     stream.listen({
       data: (chunk) => {
         // A closed socket drops what still arrives; there is no one to recv() it.
@@ -428,6 +486,10 @@ export class Socket implements Selectable, Disposable {
   #ensureOpen(): void {
     if (this.#state === 'closed') throw new OSError('EBADF', ERRNO.EBADF, '[Errno 9] Bad file descriptor');
   }
+}
+
+function unsupportedOption(level: number, option: number): OSError {
+  return new OSError('ENOPROTOOPT', ERRNO.ENOPROTOOPT, `[Errno ${ERRNO.ENOPROTOOPT}] Protocol not available (level ${level}, option ${option})`);
 }
 
 /** Python's `socket.socket(family, type)`. */

@@ -1,6 +1,7 @@
 // The byte streams under a selectors Socket: libuv's TCP handle directly where this Node offers
 // it (see server/raw-tcp.ts), Node's net.Socket otherwise. Socket keeps Python's semantics on top.
 
+import { readFileSync } from 'node:fs';
 import { lookup } from 'node:dns/promises';
 import net from 'node:net';
 import { errorName, rawTcp, writeToHandle, WRITE_DONE, type RawTcp, type ShutdownRequest, type TcpHandle, type WriteRequest } from '../server/raw-tcp.js';
@@ -29,6 +30,10 @@ export interface ByteStream {
   write(bytes: Buffer): void;
   pause(): void;
   resume(): void;
+  /** TCP_NODELAY (on by default, as everywhere in Node). */
+  setNoDelay(on: boolean): void;
+  /** SO_KEEPALIVE, with the kernel's default idle time before the first probe. */
+  setKeepAlive(on: boolean): void;
   /** FIN after everything queued. */
   end(): void;
   /** FIN after everything queued, then close. */
@@ -49,6 +54,16 @@ export interface Transport {
   listen(host: string, port: number, backlog: number, onConnection: (stream: ByteStream) => void): Promise<ByteListener>;
   connect(host: string, port: number): Promise<ByteStream>;
 }
+
+// libuv sets the idle time along with SO_KEEPALIVE; Python's SO_KEEPALIVE leaves the kernel's.
+const KEEPALIVE_IDLE_SECONDS = ((): number => {
+  try {
+    const seconds = Number.parseInt(readFileSync('/proc/sys/net/ipv4/tcp_keepalive_time', 'utf8'), 10);
+    return seconds > 0 ? seconds : 7200;
+  } catch {
+    return 7200; // the Linux default, and the RFC 1122 minimum of two hours
+  }
+})();
 
 function systemError(status: number, syscall: string): NodeJS.ErrnoException {
   const code = errorName(status);
@@ -135,6 +150,14 @@ class RawStream implements ByteStream {
     const status = this.#handle.readStart();
     if (status < 0) return this.#fail(status, 'read');
     this.#reading = true;
+  }
+
+  setNoDelay(on: boolean): void {
+    if (!this.#destroyed) this.#handle.setNoDelay(on);
+  }
+
+  setKeepAlive(on: boolean): void {
+    if (!this.#destroyed) this.#handle.setKeepAlive(on, KEEPALIVE_IDLE_SECONDS);
   }
 
   end(): void {
@@ -316,6 +339,14 @@ class NetStream implements ByteStream {
 
   resume(): void {
     this.#socket.resume();
+  }
+
+  setNoDelay(on: boolean): void {
+    this.#socket.setNoDelay(on);
+  }
+
+  setKeepAlive(on: boolean): void {
+    this.#socket.setKeepAlive(on, KEEPALIVE_IDLE_SECONDS * 1000);
   }
 
   end(): void {

@@ -15,6 +15,8 @@ export interface TcpHandle {
   getsockname(out: Record<string, unknown>): number;
   getpeername(out: Record<string, unknown>): number;
   setNoDelay(enable: boolean): number;
+  /** SO_KEEPALIVE, and with it the idle seconds before the first probe (at least 1). */
+  setKeepAlive(enable: boolean, idleSeconds: number): number;
   readStart(): number;
   readStop(): number;
   writeBuffer(req: WriteRequest, data: Uint8Array): number;
@@ -90,7 +92,7 @@ function load(): RawTcp | undefined {
     if (typeof TCP !== 'function' || typeof TCPConnectWrap !== 'function' || !constants || typeof WriteWrap !== 'function' || typeof ShutdownWrap !== 'function') return undefined;
     if (!(streamBaseState instanceof Int32Array) || typeof kReadBytesOrError !== 'number' || typeof kLastWriteWasAsync !== 'number') return undefined;
     const probe = new TCP(constants.SERVER);
-    const methods = ['bind', 'bind6', 'listen', 'getsockname', 'readStart', 'readStop', 'writeBuffer', 'shutdown', 'close', 'setNoDelay', 'getpeername', 'useUserBuffer', 'connect', 'connect6'] as const;
+    const methods = ['bind', 'bind6', 'listen', 'getsockname', 'readStart', 'readStop', 'writeBuffer', 'shutdown', 'close', 'setNoDelay', 'setKeepAlive', 'getpeername', 'useUserBuffer', 'connect', 'connect6'] as const;
     const complete = methods.every((name) => typeof (probe as unknown as Record<string, unknown>)[name] === 'function');
     probe.close();
     if (!complete || getSystemErrorName(UV_EOF) !== 'EOF') return undefined;
