@@ -1,7 +1,7 @@
 // `npm run soak`: mixed, misbehaving clients against `echoplex serve` for a while; memory must stay flat.
 //
-// Normal echo clients, slow readers, clients that reset mid-stream and clients that half-close
-// run side by side. Resident memory is sampled through the run; the median of the last samples
+// Normal echo clients, connection churn (a new connection every 20 messages), slow readers,
+// clients that reset mid-stream and clients that half-close run side by side. Resident memory is sampled through the run; the median of the last samples
 // must be within 10% of the median just after warm-up, every echo must verify, and the server
 // must hold no more descriptors at the end than after warm-up.
 //
@@ -116,6 +116,8 @@ async function main(): Promise<void> {
 
   // Steady normal traffic for the whole run, verified by the bench.
   const steady = runBench({ port, connections: 20, size: 512, pipeline: 2, durationSeconds: seconds, warmupSeconds: 0 });
+  // Connections opened and closed all the while, as behind a proxy that does not pool them.
+  const churn = runBench({ port, connections: 10, messagesPerConnection: 20, durationSeconds: seconds, warmupSeconds: 0 });
   let descriptorsAfterWarmup: number | undefined;
   while (Date.now() < deadline) {
     const results = await Promise.all([
@@ -130,6 +132,7 @@ async function main(): Promise<void> {
     }
   }
   const bench = await steady;
+  const churned = await churn;
   clearInterval(sampler);
   await new Promise((resolve) => setTimeout(resolve, 1000));
   const descriptorsAtEnd = readdirSync(`/proc/${pid}/fd`).length;
@@ -144,6 +147,8 @@ async function main(): Promise<void> {
     mixedClientFailures: failures,
     steadyMessages: bench.messages,
     steadyErrors: bench.errors + bench.mismatchedBytes,
+    churnConnectsPerSecond: churned.connectsPerSecond,
+    churnErrors: churned.errors + churned.mismatchedBytes,
     rssAfterWarmupMiB: +(warm / 2 ** 20).toFixed(1),
     rssAtEndMiB: +(end / 2 ** 20).toFixed(1),
     rssGrowthPercent: +(growth * 100).toFixed(1),
@@ -152,7 +157,7 @@ async function main(): Promise<void> {
     rssMiBEvery5s: samples.filter((_, i) => i % 10 === 9).map((s) => +(s.rss / 2 ** 20).toFixed(0)),
   };
   console.log(JSON.stringify(report, null, 2));
-  const ok = failures === 0 && report.steadyErrors === 0 && growth <= 0.1 && descriptorsAtEnd <= (descriptorsAfterWarmup ?? Infinity);
+  const ok = failures === 0 && report.steadyErrors === 0 && report.churnErrors === 0 && growth <= 0.1 && descriptorsAtEnd <= (descriptorsAfterWarmup ?? Infinity);
   console.log(ok ? 'soak: PASS' : 'soak: FAIL');
   process.exitCode = ok ? 0 : 1;
 }
