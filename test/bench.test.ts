@@ -15,7 +15,7 @@ import { formatTable } from '../src/bench/report.js';
 import { runCli, startServe } from './helpers/cli.js';
 import { findProgram, skipUnless } from './helpers/peers.js';
 import { connectTo, readBytes, startServer } from './helpers/sockets.js';
-import { withTimeout } from './helpers/timeout.js';
+import { waitUntil, withTimeout } from './helpers/timeout.js';
 
 describe('runBench', () => {
   it('verifies every byte against an echo server, closed loop with pipelining', async () => {
@@ -148,6 +148,20 @@ describe('runBench: connection churn and connect failures', () => {
         5000,
         'every bench connection to close',
       );
+    } finally {
+      await running.close();
+    }
+  });
+
+  it('a connection still opening when the run ends is closed whole: a PROXY server sees every header', async () => {
+    const running = await startServer({ proxyProtocol: true });
+    try {
+      for (let i = 0; i < 5; i++) {
+        const result = await withTimeout(runBench({ port: running.port, proxyProtocol: 2, connections: 5, messagesPerConnection: 7, pipeline: 16, messages: 500 }), 20_000, 'bench');
+        assert.equal(result.errors, 0);
+      }
+      await waitUntil(() => running.server.stats().connectionsActive === 0, 5000, 'every bench connection to close');
+      assert.equal(running.server.stats().errors.proxy_header, 0, 'no connection ended before its PROXY header');
     } finally {
       await running.close();
     }

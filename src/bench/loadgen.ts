@@ -33,7 +33,6 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
       run.phase = 'done';
       for (const stop of stops) stop();
       for (const connection of run.live) connection.socket.destroy();
-      for (const cancel of [...run.connecting]) cancel();
       resolve();
     };
     const sweep = setInterval(() => sweepTimeouts(run), SWEEP_MS);
@@ -125,29 +124,33 @@ function openConnection(run: Run, settled: () => void, replacement = false): voi
   const closedLoop = run.options.rate === undefined;
   const startedAt = performance.now();
   let connection: BenchConnection | undefined;
+  let opening = true;
   /** Ends the connecting state, once, however it ends. */
   const stopConnecting = (): boolean => {
-    if (!run.connecting.delete(cancel)) return false;
+    if (!opening) return false;
+    opening = false;
+    run.connecting--;
     clearTimeout(deadline);
     return true;
   };
-  const cancel = () => {
-    if (stopConnecting()) socket.destroy();
-  };
   const connectFailed = (err?: NodeJS.ErrnoException) => {
     if (!stopConnecting()) return;
+    socket.destroy();
+    if (run.phase === 'done') return;
     run.errorsByKind.connect++;
     if (err?.code === 'EMFILE' || err?.code === 'ENFILE') run.descriptorsExhausted = true;
-    socket.destroy();
     settled();
     if (replacement) run.lost(0);
   };
   // A connect that neither succeeds nor fails (a SYN into a black hole) fails after --timeout.
   const deadline = setTimeout(connectFailed, run.options.timeoutSeconds * 1000);
-  run.connecting.add(cancel);
+  run.connecting++;
   const socket = openBenchSocket(run.options.target, run.readBuffer, {
     connected: () => {
       if (!stopConnecting()) return;
+      // Opened as the run ended: closed only now, once it is whole (a PROXY header sent, a TLS
+      // handshake done), so that the server does not log a client cut off halfway.
+      if (run.phase === 'done') return socket.destroy();
       connection = new BenchConnection(run, socket);
       run.live.add(connection);
       if (replacement) {
@@ -177,7 +180,7 @@ function openConnection(run: Run, settled: () => void, replacement = false): voi
 /** Retires a connection that has sent its share, and opens a new one while the run still sends. */
 function replace(run: Run, connection: BenchConnection): void {
   connection.retire();
-  if (run.sending) openConnection(run, () => {}, true);
+  if (run.sending && run.sendBudget > 0) openConnection(run, () => {}, true);
   else run.lost(0);
 }
 

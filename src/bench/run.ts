@@ -29,8 +29,8 @@ export class Run {
   readonly histogram = new LatencyHistogram();
   /** Connection set-up times, when connections are replaced during the run. */
   readonly connectHistogram = new LatencyHistogram();
-  /** Connections still opening, each with its canceller: the run is not out of connections while any are. */
-  readonly connecting = new Set<() => void>();
+  /** Connections still opening: the run is not out of connections while any are. */
+  connecting = 0;
   readonly timeline: number[] = [];
   readonly live = new Set<BenchConnection>();
   // One read buffer for every socket: onread hands us bytes synchronously, so none outlive a callback.
@@ -123,7 +123,7 @@ export class Run {
   }
 
   #maybeDone(now: number): void {
-    if (this.live.size === 0 && this.connecting.size === 0 && this.phase !== 'connecting') return this.finish();
+    if (this.live.size === 0 && this.connecting === 0 && this.phase !== 'connecting') return this.finish();
     if (this.phase === 'draining') return this.finish();
     if (this.phase === 'measuring' && this.sendBudget === 0 && this.inFlight === 0) {
       this.endMeasuring(now);
