@@ -4,7 +4,7 @@ import { EchoplexError } from '../errors.js';
 import type { Transform, TransformName } from '../server/transforms.js';
 import { MAX_UDP_PAYLOAD } from '../server/udp.js';
 import type { LatencySummary, PercentilePoint } from './histogram.js';
-import type { BenchTarget } from './transports.js';
+import { resolveTarget, type BenchTarget } from './transports.js';
 
 export interface BenchOptions extends Partial<BenchTarget> {
   /** Concurrent connections. Default 50. */
@@ -117,16 +117,7 @@ export type Settings = Required<Omit<BenchOptions, OptionalSetting | 'onProgress
 /** Fills in the defaults and checks that the settings can work; throws BenchSetupError if not. */
 export function resolveSettings(options: BenchOptions): Settings {
   const settings: Settings = {
-    target: {
-      host: options.host ?? '127.0.0.1',
-      port: options.port ?? 1234,
-      ...(options.unix !== undefined && { unix: options.unix }),
-      ...(options.tls !== undefined && { tls: options.tls }),
-      ...(options.tlsInsecure !== undefined && { tlsInsecure: options.tlsInsecure }),
-      ...(options.tlsCa !== undefined && { tlsCa: options.tlsCa }),
-      ...(options.udp !== undefined && { udp: options.udp }),
-      ...(options.proxyProtocol !== undefined && { proxyProtocol: options.proxyProtocol }),
-    },
+    target: resolveTarget(options),
     connections: options.connections ?? 50,
     size: options.size ?? 64,
     pipeline: options.pipeline ?? 1,

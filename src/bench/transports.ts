@@ -40,6 +40,20 @@ export interface BenchSocketEvents {
   closed(): void;
 }
 
+/** The target the options name, with the defaults filled in (`127.0.0.1:1234`). */
+export function resolveTarget(options: Partial<BenchTarget>): BenchTarget {
+  return {
+    host: options.host ?? '127.0.0.1',
+    port: options.port ?? 1234,
+    ...(options.unix !== undefined && { unix: options.unix }),
+    ...(options.tls !== undefined && { tls: options.tls }),
+    ...(options.tlsInsecure !== undefined && { tlsInsecure: options.tlsInsecure }),
+    ...(options.tlsCa !== undefined && { tlsCa: options.tlsCa }),
+    ...(options.udp !== undefined && { udp: options.udp }),
+    ...(options.proxyProtocol !== undefined && { proxyProtocol: options.proxyProtocol }),
+  };
+}
+
 /** `tcp://127.0.0.1:1234`, `tls://...`, `udp://...` or `unix:///path`, for reports. */
 export function describeTarget(target: BenchTarget): string {
   if (target.unix !== undefined) return `unix://${target.unix}`;

@@ -1,13 +1,13 @@
 // `echoplex bench`: flags to a run, a progress line on a terminal, a table or JSON, exit 1 on any error.
 
-import { readFile, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import type { BenchOptions } from '../bench/settings.js';
 import { UsageError } from '../errors.js';
 import { MAX_UDP_PAYLOAD } from '../server/udp.js';
-import { isTransformName, loadTransformModule, TRANSFORM_NAMES } from '../server/transforms.js';
+import { TRANSFORM_NAMES } from '../server/transforms.js';
 import { parsePositiveInteger, parseSeconds, parseSize, parseTransform } from './parsers.js';
-import { targetOptions, wantsTls, type TargetFlags } from './target.js';
+import { expectationFromFlag, targetFromFlags, targetOptions, type TargetFlags } from './target.js';
 
 interface BenchFlags extends TargetFlags {
   proxyProtocol?: 1 | 2;
@@ -72,19 +72,13 @@ async function bench(flags: BenchFlags): Promise<number> {
   if (flags.udp && flags.size > MAX_UDP_PAYLOAD) throw new UsageError(`--size: a UDP message holds at most ${MAX_UDP_PAYLOAD} bytes, got ${flags.size}`);
   const progressLine = !flags.json && process.stdout.isTTY;
   const options: BenchOptions = {
-    host: flags.host,
-    port: flags.port,
-    ...(flags.unix !== undefined && { unix: flags.unix }),
-    udp: flags.udp,
-    tls: wantsTls(flags),
-    tlsInsecure: flags.tlsInsecure,
-    ...(flags.tlsCa !== undefined && { tlsCa: await readCa(flags.tlsCa) }),
+    ...(await targetFromFlags(flags)),
     ...(flags.proxyProtocol !== undefined && { proxyProtocol: flags.proxyProtocol }),
     connections: flags.connections,
     size: flags.size,
     pipeline: flags.pipeline,
     durationSeconds: flags.duration,
-    expect: isTransformName(flags.expect) ? flags.expect : { label: flags.expect, transform: await loadTransformModule(flags.expect, '--expect') },
+    expect: await expectationFromFlag(flags.expect),
     lines: flags.lines,
     ...(flags.expectPrefix !== undefined && { expectPrefix: flags.expectPrefix }),
     timeoutSeconds: flags.timeout,
@@ -119,12 +113,4 @@ function parseProxyVersion(value: string): 1 | 2 {
   if (value === '1' || value === 'v1') return 1;
   if (value === '2' || value === 'v2') return 2;
   throw new InvalidArgumentError(`"${value}" is not a PROXY protocol version (1 or 2).`);
-}
-
-async function readCa(path: string): Promise<Buffer> {
-  try {
-    return await readFile(path);
-  } catch (err) {
-    throw new UsageError(`--tls-ca: cannot read ${path}: ${(err as Error).message}`);
-  }
 }

@@ -6,6 +6,7 @@ import { EchoplexError, UsageError } from '../errors.js';
 import { VERSION } from '../version.js';
 import { benchCommand } from './bench.js';
 import { clientCommand } from './client.js';
+import { pingCommand } from './ping.js';
 import { serveCommand } from './serve.js';
 
 const EXIT_FAILURE = 1;
@@ -13,12 +14,13 @@ const EXIT_USAGE = 2;
 
 function program(): Command {
   const root = new Command('echoplex')
-    .description('event-driven TCP echo server, client and verifying load generator')
+    .description('event-driven TCP echo server, client, ping and verifying load generator')
     .version(VERSION, '-V, --version', 'print the version and exit')
     .showHelpAfterError('(run with --help for usage)')
     .addCommand(serveCommand())
     .addCommand(clientCommand())
-    .addCommand(benchCommand());
+    .addCommand(benchCommand())
+    .addCommand(pingCommand());
   // Usage errors exit 2, like other Unix tools; commander would exit 1.
   root.exitOverride();
   for (const command of root.commands) command.exitOverride();

@@ -1,6 +1,11 @@
-// Flags that say how to reach a server, shared by `echoplex client` and `echoplex bench`.
+// Flags that say how to reach a server, shared by `echoplex client`, `bench` and `ping`.
 
+import { readFile } from 'node:fs/promises';
 import { Option } from 'commander';
+import type { CustomExpectation } from '../bench/settings.js';
+import type { BenchTarget } from '../bench/transports.js';
+import { UsageError } from '../errors.js';
+import { isTransformName, loadTransformModule, type TransformName } from '../server/transforms.js';
 import { parsePort } from './parsers.js';
 
 export interface TargetFlags {
@@ -29,4 +34,31 @@ export function targetOptions(udpHelp: string): Option[] {
 /** Whether any TLS flag was given: each of them implies TLS. */
 export function wantsTls(flags: TargetFlags): boolean {
   return flags.tls || flags.tlsInsecure || flags.tlsCa !== undefined;
+}
+
+/** The PEM CA file given to `--tls-ca`, read; a file that cannot be read is a usage error. */
+export async function readCaFile(path: string): Promise<Buffer> {
+  try {
+    return await readFile(path);
+  } catch (err) {
+    throw new UsageError(`--tls-ca: cannot read ${path}: ${(err as Error).message}`);
+  }
+}
+
+/** The target the flags name, for the bench and ping (the CA file read). */
+export async function targetFromFlags(flags: TargetFlags): Promise<Partial<BenchTarget>> {
+  return {
+    host: flags.host,
+    port: flags.port,
+    ...(flags.unix !== undefined && { unix: flags.unix }),
+    udp: flags.udp,
+    tls: wantsTls(flags),
+    tlsInsecure: flags.tlsInsecure,
+    ...(flags.tlsCa !== undefined && { tlsCa: await readCaFile(flags.tlsCa) }),
+  };
+}
+
+/** `--expect`: a built-in transform's name, or a module loaded as `serve --transform` loads it. */
+export async function expectationFromFlag(value: string): Promise<TransformName | CustomExpectation> {
+  return isTransformName(value) ? value : { label: value, transform: await loadTransformModule(value, '--expect') };
 }

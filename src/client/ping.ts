@@ -1,0 +1,250 @@
+// `echoplex ping`: one message at a time through an echo server, each round trip printed and
+// verified, as ping(8) does for ICMP; over TCP, TLS, a Unix socket or UDP.
+
+import { performance } from 'node:perf_hooks';
+import type { Writable } from 'node:stream';
+import { describeTarget, openBenchSocket, resolveTarget, type BenchSocket, type BenchTarget } from '../bench/transports.js';
+import type { CustomExpectation } from '../bench/settings.js';
+import { builtInTransform, type TransformName } from '../server/transforms.js';
+
+export interface PingOptions extends Partial<BenchTarget> {
+  /** Round trips to make. Default: until `signal` aborts. */
+  count?: number;
+  /** Seconds from one message to the next. Default 1. */
+  intervalSeconds?: number;
+  /** Bytes per message. Default 64. */
+  size?: number;
+  /** Seconds to wait for a connection or a reply before counting the message lost. Default 5. */
+  timeoutSeconds?: number;
+  /** What the server sends back. Default `echo`. */
+  expect?: TransformName | CustomExpectation;
+  /** Text the server puts before each reply. */
+  expectPrefix?: string;
+  /** Open a new connection for every message and time it too (tcping-style). */
+  newConnection?: boolean;
+  /** Stops after the message in flight, as Ctrl-C stops ping. */
+  signal?: AbortSignal;
+  /** Where the lines go. */
+  output: Writable;
+}
+
+export interface PingSummary {
+  sent: number;
+  received: number;
+  /** Replies whose bytes differed from what was expected. */
+  mismatched: number;
+  /** Round-trip times of the verified replies, in milliseconds. */
+  rttMs: { min: number; avg: number; max: number; mdev: number } | null;
+  /** With `newConnection`: connection set-up times (TLS handshake included), in milliseconds. */
+  connectMs: { min: number; avg: number; max: number; mdev: number } | null;
+}
+
+type Reply = { kind: 'bytes'; bytes: Buffer } | { kind: 'timeout' } | { kind: 'closed'; reason: string };
+
+/** One connection, read as whole replies: `length` bytes of a stream, or one datagram. */
+class PingLink {
+  readonly #socket: BenchSocket;
+  #buffered: Buffer[] = [];
+  #bufferedBytes = 0;
+  #closedReason: string | undefined;
+  #wake: (() => void) | undefined;
+
+  private constructor(target: BenchTarget, onConnected: () => void, onFailed: (reason: string) => void) {
+    let connected = false;
+    this.#socket = openBenchSocket(target, Buffer.allocUnsafe(64 * 1024), {
+      connected: () => {
+        connected = true;
+        onConnected();
+      },
+      data: (bytes, length) => {
+        // Copied: the bytes may sit in a buffer the next read reuses.
+        this.#buffered.push(Buffer.from(bytes.subarray(0, length)));
+        this.#bufferedBytes += length;
+        this.#wake?.();
+      },
+      error: (err) => {
+        const reason = err.code ?? err.message;
+        if (!connected) onFailed(reason);
+        this.#closedReason ??= reason;
+        this.#wake?.();
+      },
+      closed: () => {
+        this.#closedReason ??= 'connection closed';
+        this.#wake?.();
+      },
+    });
+  }
+
+  /** Resolves once connected; rejects with the reason it could not be. */
+  static open(target: BenchTarget, timeoutMs: number): Promise<PingLink> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        link.close();
+        reject(new Error(`no connection within ${timeoutMs / 1000} s`));
+      }, timeoutMs);
+      const link: PingLink = new PingLink(
+        target,
+        () => {
+          clearTimeout(timer);
+          resolve(link);
+        },
+        (reason) => {
+          clearTimeout(timer);
+          reject(new Error(reason));
+        },
+      );
+    });
+  }
+
+  send(bytes: Buffer): void {
+    this.#socket.write(bytes);
+  }
+
+  /** The next reply: `length` bytes of a stream, or the next datagram whatever its length. */
+  async reply(length: number, deadline: number): Promise<Reply> {
+    const datagrams = this.#socket.datagrams;
+    for (;;) {
+      if (datagrams && this.#buffered.length > 0) {
+        const bytes = this.#buffered.shift()!;
+        this.#bufferedBytes -= bytes.length;
+        return { kind: 'bytes', bytes };
+      }
+      if (!datagrams && this.#bufferedBytes >= length) {
+        const all = Buffer.concat(this.#buffered);
+        this.#buffered = all.length > length ? [all.subarray(length)] : [];
+        this.#bufferedBytes = all.length - length;
+        return { kind: 'bytes', bytes: all.subarray(0, length) };
+      }
+      if (this.#closedReason !== undefined) return { kind: 'closed', reason: this.#closedReason };
+      const left = deadline - performance.now();
+      if (left <= 0) return { kind: 'timeout' };
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(done, left);
+        function done(): void {
+          clearTimeout(timer);
+          resolve();
+        }
+        this.#wake = done;
+      });
+      this.#wake = undefined;
+    }
+  }
+
+  close(): void {
+    this.#socket.destroy();
+  }
+}
+
+/** ping(8)'s summary figures: min, mean, max and the mean deviation. */
+function spread(values: number[]): PingSummary['rttMs'] {
+  if (values.length === 0) return null;
+  const avg = values.reduce((sum, v) => sum + v, 0) / values.length;
+  const meanSquare = values.reduce((sum, v) => sum + v * v, 0) / values.length;
+  return { min: Math.min(...values), avg, max: Math.max(...values), mdev: Math.sqrt(Math.max(0, meanSquare - avg * avg)) };
+}
+
+const ms = (value: number) => value.toFixed(3);
+
+/** Pings until `count` messages have gone or `signal` aborts; prints as it goes and a summary at the end. */
+export async function runPing(options: PingOptions): Promise<PingSummary> {
+  const target = resolveTarget(options);
+  const size = options.size ?? 64;
+  const timeoutMs = (options.timeoutSeconds ?? 5) * 1000;
+  const intervalMs = (options.intervalSeconds ?? 1) * 1000;
+  const expect = options.expect ?? 'echo';
+  const transform = typeof expect === 'string' ? builtInTransform(expect) : expect.transform;
+  const prefix = Buffer.from(options.expectPrefix ?? '');
+  const replyTo = (payload: Buffer) => Buffer.concat([prefix, transform(Buffer.from(payload))]);
+  const where = describeTarget(target);
+  const out = (line: string) => options.output.write(`${line}\n`);
+  const rtts: number[] = [];
+  const connects: number[] = [];
+  let sent = 0;
+  let mismatched = 0;
+  let link: PingLink | undefined;
+  // UDP: replies of messages that timed out, which may still arrive, by content.
+  const overdue = new Map<string, number>();
+
+  out(`PING ${where}: ${size}-byte messages`);
+  const started = performance.now();
+  for (let seq = 1; options.count === undefined || seq <= options.count; seq++) {
+    if (options.signal?.aborted) break;
+    const begin = performance.now();
+    if (link === undefined) {
+      try {
+        link = await PingLink.open(target, timeoutMs);
+        const connectMs = performance.now() - begin;
+        if (options.newConnection) connects.push(connectMs);
+        else out(`connected to ${where} in ${ms(connectMs)} ms`);
+      } catch (err) {
+        sent++;
+        out(`seq=${seq} cannot connect: ${(err as Error).message}`);
+        await pause(intervalMs - (performance.now() - begin), options.signal);
+        continue;
+      }
+    }
+    const payload = message(seq, size);
+    const expected = replyTo(payload);
+    const sentAt = performance.now();
+    link.send(payload);
+    sent++;
+    const deadline = sentAt + timeoutMs;
+    let reply = await link.reply(expected.length, deadline);
+    while (reply.kind === 'bytes' && overdue.has(reply.bytes.toString('latin1'))) {
+      out(`late reply to seq=${overdue.get(reply.bytes.toString('latin1'))}`);
+      overdue.delete(reply.bytes.toString('latin1'));
+      reply = await link.reply(expected.length, deadline);
+    }
+    const rtt = performance.now() - sentAt;
+    const connectNote = options.newConnection ? ` connect=${ms(connects.at(-1)!)} ms` : '';
+    if (reply.kind === 'bytes' && reply.bytes.equals(expected)) {
+      rtts.push(rtt);
+      out(`${reply.bytes.length} bytes from ${where}: seq=${seq}${connectNote} time=${ms(rtt)} ms`);
+    } else if (reply.kind === 'bytes') {
+      mismatched++;
+      out(`${reply.bytes.length} bytes from ${where}: seq=${seq} time=${ms(rtt)} ms MISMATCH (not what --expect ${typeof expect === 'string' ? expect : expect.label} gives)`);
+    } else {
+      out(`seq=${seq} ${reply.kind === 'timeout' ? `no reply within ${timeoutMs / 1000} s` : reply.reason}`);
+      if (target.udp && reply.kind === 'timeout') overdue.set(expected.toString('latin1'), seq);
+    }
+    // A stream whose reply never came is out of step: the next message starts on a new connection.
+    if (options.newConnection || (reply.kind !== 'bytes' && !target.udp) || reply.kind === 'closed') {
+      link.close();
+      link = undefined;
+    }
+    if (options.count === undefined || seq < options.count) await pause(intervalMs - (performance.now() - begin), options.signal);
+  }
+  link?.close();
+
+  const summary: PingSummary = { sent, received: rtts.length + mismatched, mismatched, rttMs: spread(rtts), connectMs: options.newConnection ? spread(connects) : null };
+  const lost = sent - summary.received;
+  out(`--- ${where} echo statistics ---`);
+  out(`${sent} sent, ${summary.received} received, ${sent === 0 ? 0 : Math.round((lost / sent) * 100)}% lost, ${mismatched} mismatched, time ${Math.round(performance.now() - started)} ms`);
+  if (summary.connectMs) out(`connect min/avg/max/mdev = ${[summary.connectMs.min, summary.connectMs.avg, summary.connectMs.max, summary.connectMs.mdev].map(ms).join('/')} ms`);
+  if (summary.rttMs) out(`rtt min/avg/max/mdev = ${[summary.rttMs.min, summary.rttMs.avg, summary.rttMs.max, summary.rttMs.mdev].map(ms).join('/')} ms`);
+  return summary;
+}
+
+/**
+ * Message `seq`: its number, letters, and a newline at the end, so that servers that answer whole
+ * lines answer it too, and no two messages in a row are alike.
+ */
+function message(seq: number, size: number): Buffer {
+  const payload = Buffer.alloc(size, 0x61 + ((seq - 1) % 26));
+  if (size > 1) payload.write(String(seq).slice(-(size - 1)), 'latin1');
+  if (size > 1) payload[size - 1] = 0x0a;
+  return payload;
+}
+
+function pause(msLeft: number, signal: AbortSignal | undefined): Promise<void> {
+  if (msLeft <= 0 || signal?.aborted) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, msLeft);
+    function done(): void {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    }
+    signal?.addEventListener('abort', done, { once: true });
+  });
+}
