@@ -188,13 +188,7 @@ export async function runPing(options: PingOptions): Promise<PingSummary> {
     const sentAt = performance.now();
     link.send(payload);
     sent++;
-    const deadline = sentAt + timeoutMs;
-    let reply = await link.reply(expected.length, deadline);
-    while (reply.kind === 'bytes' && overdue.has(reply.bytes.toString('latin1'))) {
-      out(`late reply to seq=${overdue.get(reply.bytes.toString('latin1'))}`);
-      overdue.delete(reply.bytes.toString('latin1'));
-      reply = await link.reply(expected.length, deadline);
-    }
+    const reply = await replyPassingLateOnes(link, expected.length, sentAt + timeoutMs, overdue, out);
     const rtt = performance.now() - sentAt;
     const connectNote = options.newConnection ? ` connect=${ms(connects.at(-1)!)} ms` : '';
     if (reply.kind === 'bytes' && reply.bytes.equals(expected)) {
@@ -202,7 +196,7 @@ export async function runPing(options: PingOptions): Promise<PingSummary> {
       out(`${reply.bytes.length} bytes from ${where}: seq=${seq}${connectNote} time=${ms(rtt)} ms`);
     } else if (reply.kind === 'bytes') {
       mismatched++;
-      out(`${reply.bytes.length} bytes from ${where}: seq=${seq} time=${ms(rtt)} ms MISMATCH (not what --expect ${typeof expect === 'string' ? expect : expect.label} gives)`);
+      out(`${reply.bytes.length} bytes from ${where}: seq=${seq} time=${ms(rtt)} ms MISMATCH (not what ${typeof expect === 'string' ? expect : expect.label} gives)`);
     } else {
       out(`seq=${seq} ${reply.kind === 'timeout' ? `no reply within ${timeoutMs / 1000} s` : reply.reason}`);
       if (target.udp && reply.kind === 'timeout') overdue.set(expected.toString('latin1'), seq);
@@ -220,9 +214,26 @@ export async function runPing(options: PingOptions): Promise<PingSummary> {
   const lost = sent - summary.received;
   out(`--- ${where} echo statistics ---`);
   out(`${sent} sent, ${summary.received} received, ${sent === 0 ? 0 : Math.round((lost / sent) * 100)}% lost, ${mismatched} mismatched, time ${Math.round(performance.now() - started)} ms`);
-  if (summary.connectMs) out(`connect min/avg/max/mdev = ${[summary.connectMs.min, summary.connectMs.avg, summary.connectMs.max, summary.connectMs.mdev].map(ms).join('/')} ms`);
-  if (summary.rttMs) out(`rtt min/avg/max/mdev = ${[summary.rttMs.min, summary.rttMs.avg, summary.rttMs.max, summary.rttMs.mdev].map(ms).join('/')} ms`);
+  if (summary.connectMs) out(`connect ${formatSpread(summary.connectMs)}`);
+  if (summary.rttMs) out(`rtt ${formatSpread(summary.rttMs)}`);
   return summary;
+}
+
+/** The next reply, after any that belong to earlier messages which timed out (UDP), noted as late. */
+async function replyPassingLateOnes(link: PingLink, length: number, deadline: number, overdue: Map<string, number>, out: (line: string) => void): Promise<Reply> {
+  for (;;) {
+    const reply = await link.reply(length, deadline);
+    if (reply.kind !== 'bytes') return reply;
+    const key = reply.bytes.toString('latin1');
+    const lateSeq = overdue.get(key);
+    if (lateSeq === undefined) return reply;
+    overdue.delete(key);
+    out(`late reply to seq=${lateSeq}`);
+  }
+}
+
+function formatSpread(spread: NonNullable<PingSummary['rttMs']>): string {
+  return `min/avg/max/mdev = ${[spread.min, spread.avg, spread.max, spread.mdev].map(ms).join('/')} ms`;
 }
 
 /**
@@ -231,8 +242,10 @@ export async function runPing(options: PingOptions): Promise<PingSummary> {
  */
 function message(seq: number, size: number): Buffer {
   const payload = Buffer.alloc(size, 0x61 + ((seq - 1) % 26));
-  if (size > 1) payload.write(String(seq).slice(-(size - 1)), 'latin1');
-  if (size > 1) payload[size - 1] = 0x0a;
+  if (size > 1) {
+    payload.write(String(seq).slice(-(size - 1)), 'latin1');
+    payload[size - 1] = 0x0a;
+  }
   return payload;
 }
 
