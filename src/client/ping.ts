@@ -165,6 +165,8 @@ export async function runPing(options: PingOptions): Promise<PingSummary> {
   // UDP: replies of messages that timed out, which may still arrive, by content.
   const overdue = new Map<string, number>();
 
+  const moreToSend = (seq: number) => options.count === undefined || seq < options.count;
+
   out(`PING ${where}: ${size}-byte messages`);
   const started = performance.now();
   for (let seq = 1; options.count === undefined || seq <= options.count; seq++) {
@@ -179,7 +181,7 @@ export async function runPing(options: PingOptions): Promise<PingSummary> {
       } catch (err) {
         sent++;
         out(`seq=${seq} cannot connect: ${(err as Error).message}`);
-        await pause(intervalMs - (performance.now() - begin), options.signal);
+        if (moreToSend(seq)) await pause(intervalMs - (performance.now() - begin), options.signal);
         continue;
       }
     }
@@ -206,7 +208,7 @@ export async function runPing(options: PingOptions): Promise<PingSummary> {
       link.close();
       link = undefined;
     }
-    if (options.count === undefined || seq < options.count) await pause(intervalMs - (performance.now() - begin), options.signal);
+    if (moreToSend(seq)) await pause(intervalMs - (performance.now() - begin), options.signal);
   }
   link?.close();
 
