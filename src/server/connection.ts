@@ -264,7 +264,7 @@ export abstract class Connection {
     this.abort(`bad PROXY header: ${reason}`);
   }
 
-/** Counts a transport error by kind; the subclass closes the connection. */
+  /** Counts a transport error by kind; the subclass closes the connection. */
   protected failed(code: string | undefined, message: string): void {
     const context = this.context;
     if (code !== undefined && PEER_GONE_CODES.has(code)) {
