@@ -2,7 +2,7 @@
 
 import cluster from 'node:cluster';
 import { availableParallelism } from 'node:os';
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
 import type { WorkerMessage } from '../ops/workers.js';
 import { createEchoServer, type EchoServer, DEFAULT_HOST, DEFAULT_MAX_BUFFERED, DEFAULT_PORT, DEFAULT_SHUTDOWN_TIMEOUT_MS, type EchoServerOptions } from '../server/server.js';
 import { DEFAULT_MAX_LINE, FRAMINGS, type Framing } from '../server/framing.js';
