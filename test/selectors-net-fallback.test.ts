@@ -9,11 +9,11 @@ import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { withTimeout } from './helpers/timeout.js';
 
-const SUITE = fileURLToPath(new URL('./selectors.test.ts', import.meta.url));
+const SUITES = ['./selectors.test.ts', './selectors-properties.test.ts'].map((path) => fileURLToPath(new URL(path, import.meta.url)));
 
 describe('selectors on the net.Socket fallback', () => {
-  it('passes the whole selectors suite with ECHOPLEX_NO_RAW_TCP=1', async () => {
-    const child = spawn(process.execPath, ['--import', 'tsx', '--test', '--test-reporter=tap', SUITE], {
+  it('passes the whole selectors suite, properties included, with ECHOPLEX_NO_RAW_TCP=1', async () => {
+    const child = spawn(process.execPath, ['--import', 'tsx', '--test', '--test-reporter=tap', ...SUITES], {
       // NODE_TEST_CONTEXT would make the child report to this runner instead of running its own.
       env: { ...Object.fromEntries(Object.entries(process.env).filter(([name]) => name !== 'NODE_TEST_CONTEXT')), ECHOPLEX_NO_RAW_TCP: '1' },
       stdio: ['ignore', 'pipe', 'pipe'],
