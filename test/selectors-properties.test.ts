@@ -1,6 +1,7 @@
 // Property test of the selectors port on real sockets: random sends, receives and half-closes in
 // both directions, checked against a model of the bytes in flight. Readiness must be level-
-// triggered (READ exactly while recv would not block), and every byte must arrive once, in order.
+// triggered (READ exactly while recv would not block, WRITE exactly while send would take a
+// byte), and every byte must arrive once, in order.
 
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -12,6 +13,7 @@ type Op =
   | { kind: 'send'; from: 0 | 1; size: number; seed: number }
   | { kind: 'recv'; at: 0 | 1; size: number }
   | { kind: 'drain'; at: 0 | 1 }
+  | { kind: 'probe'; from: 0 | 1 }
   | { kind: 'shut'; from: 0 | 1 };
 
 const side = fc.constantFrom<0 | 1>(0, 1);
@@ -19,6 +21,7 @@ const op: fc.Arbitrary<Op> = fc.oneof(
   fc.record({ kind: fc.constant('send' as const), from: side, size: fc.oneof(fc.integer({ min: 1, max: 100 }), fc.integer({ min: 1, max: 90_000 })), seed: fc.nat(255) }),
   fc.record({ kind: fc.constant('recv' as const), at: side, size: fc.oneof(fc.integer({ min: 1, max: 100 }), fc.integer({ min: 1, max: 70_000 })) }),
   fc.record({ kind: fc.constant('drain' as const), at: side }),
+  fc.record({ kind: fc.constant('probe' as const), from: side }),
   fc.record({ kind: fc.constant('shut' as const), from: side }),
 );
 
@@ -120,6 +123,19 @@ describe('selectors properties on real sockets', () => {
               to.accept(bytes.subarray(0, sent));
             } else if (step.kind === 'recv') {
               await receive(step.at, step.size);
+            } else if (step.kind === 'probe') {
+              // WRITE exactly while send() would take a byte; checked with no turn of the loop between.
+              const to = directions[1 - step.from]!;
+              const [, w] = await select([], [ends[step.from]], [], 0);
+              const byte = Buffer.of(to.pendingBytes & 0xff);
+              if (w.length > 0) {
+                assert.equal(ends[step.from].send(byte), 1, 'WRITE reported, so send takes a byte');
+                to.accept(byte);
+              } else if (to.shut) {
+                assert.throws(() => ends[step.from].send(byte), (err: { code: string }) => err.code === 'EPIPE');
+              } else {
+                assert.throws(() => ends[step.from].send(byte), BlockingIOError, 'no WRITE, so send would block');
+              }
             } else if (step.kind === 'drain') {
               // A reader that takes everything: the sender's side must refill as room is made.
               while (directions[step.at].pendingBytes > 0) await receive(step.at, 65_536);
