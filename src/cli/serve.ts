@@ -33,6 +33,7 @@ interface ServeFlags {
   maxConnections: number;
   maxConnectionsPerIp?: number;
   idleTimeout: number;
+  delay: number;
   allow?: string[];
   metricsPort?: number;
   metricsHost: string;
@@ -75,6 +76,7 @@ export function serveCommand(): Command {
     .addOption(envOption('--max-connections <n>', 'connections open at once; more are closed at once').default(DEFAULT_MAX_CONNECTIONS).argParser(parsePositiveInteger))
     .addOption(envOption('--max-connections-per-ip <n>', 'connections open at once from one address (default: unlimited)').argParser(parsePositiveInteger))
     .addOption(envOption('--idle-timeout <seconds>', 'close connections with no traffic for this long; 0 = never').default(0).argParser(parseSeconds))
+    .addOption(envOption('--delay <seconds>', 'answer each chunk (each UDP datagram) this long after it arrived, in order: a slow server for timeout tests').default(0).argParser(parseSeconds))
     .addOption(envOption('--allow <cidr[,cidr...]>', 'only these IPv4/IPv6 networks may connect (default: all)').argParser(parseCidrList))
     .addOption(envOption('--workers <n|auto>', 'event loops (processes) sharing the ports; auto: one per CPU').default(1).argParser(parseWorkers))
     .addOption(envOption('--metrics-port <port>', 'serve /metrics, /healthz, /readyz and a status page (/) over HTTP on this port (default: off)').argParser(parsePort))
@@ -135,7 +137,8 @@ async function workerEnvironment(flags: ServeFlags): Promise<Record<string, stri
 function describeSettings(flags: ServeFlags): string {
   const framing = flags.framing === 'line' || flags.prefix !== undefined ? ', line mode' : '';
   const proxy = flags.proxyProtocol ? ', PROXY protocol' : '';
-  return `transform: ${flags.transform}${framing}${proxy}`;
+  const delay = flags.delay > 0 ? `, replies after ${flags.delay} s` : '';
+  return `transform: ${flags.transform}${framing}${proxy}${delay}`;
 }
 
 async function serve(flags: ServeFlags, ports: number[]): Promise<void> {
@@ -162,6 +165,7 @@ async function serve(flags: ServeFlags, ports: number[]): Promise<void> {
     ...(flags.maxConnectionsPerIp !== undefined && { maxConnectionsPerIp: flags.maxConnectionsPerIp }),
     ...(flags.allow !== undefined && { allow: flags.allow }),
     idleTimeoutMs: flags.idleTimeout * 1000,
+    delayMs: flags.delay * 1000,
   });
   let closeMetrics: (() => Promise<void>) | undefined;
   let signalled = false;

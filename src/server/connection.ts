@@ -33,6 +33,8 @@ export interface ConnectionContext {
   readonly logEvents: boolean;
   /** Unsent bytes above which a connection stops reading until its peer catches up. */
   readonly maxBuffered: number;
+  /** Milliseconds each received chunk waits before it is answered (a slow server, for tests of timeouts); 0: none. */
+  readonly delayMs: number;
   /** The PROXY header named the client: the server admits it by that address, or aborts it. */
   proxyHeaderRead(connection: Connection): void;
   connectionClosed(connection: Connection): void;
@@ -71,6 +73,12 @@ export abstract class Connection {
   #headerBytes: Buffer | undefined;
   #headerDeadline: NodeJS.Timeout | undefined;
   #lines: LineSplitter | undefined;
+  /** With a delay: received chunks waiting to be answered, oldest first (created on first use). */
+  #delayed: DelayQueue | undefined;
+  /** Input ended while chunks were still waiting: finish once they are answered. */
+  #endAfterDelayed = false;
+  /** Reading is held because delayed chunks pile up; the subclass must not resume it meanwhile. */
+  protected inputHeld = false;
 
   constructor(id: number, remoteAddress: string, remotePort: number, context: ConnectionContext) {
     this.id = id;
@@ -110,11 +118,27 @@ export abstract class Connection {
 
   /** Bytes moved in either direction: received, plus handed to the kernel. */
   get trafficCount(): number {
-    return this.bytesReceived + this.bytesSent - this.pendingBytes;
+    return this.bytesReceived + this.bytesSent - this.transportPendingBytes;
+  }
+
+  /** Bytes not yet handed to the kernel: replies queued for sending, and chunks waiting out a delay. */
+  get pendingBytes(): number {
+    return this.transportPendingBytes + this.delayedBytes;
+  }
+
+  /** Received bytes still waiting out the delay before they are answered. */
+  get delayedBytes(): number {
+    return this.#delayed?.bytes ?? 0;
   }
 
   /** Bytes accepted for sending that the kernel has not taken yet. */
-  abstract get pendingBytes(): number;
+  protected abstract get transportPendingBytes(): number;
+
+  /** Stop reading: delayed chunks pile up past maxBuffered. */
+  protected abstract holdInput(): void;
+
+  /** Reading may go on again, unless the subclass has its own reason to wait. */
+  protected abstract releaseInput(): void;
 
   /** Sends every pending byte, then FIN; the connection closes once the peer closes too. */
   abstract finish(): void;
@@ -122,6 +146,7 @@ export abstract class Connection {
   /** Closes at once, dropping whatever is still pending. */
   abort(reason: string): void {
     this.#closeReason ??= reason;
+    this.#delayed?.clear();
     this.destroy();
   }
 
@@ -150,14 +175,51 @@ export abstract class Connection {
       );
     }
     if (this.outputEnded) return;
+    if (context.delayMs > 0) return this.#delay(chunk);
+    this.#answer(chunk);
+  }
+
+  #answer(chunk: Buffer): void {
+    const context = this.context;
     const reply = context.lines === undefined ? this.#transform(chunk) : this.#replyToLines(chunk, context.lines);
     if (reply !== undefined) this.#sendReply(reply);
+  }
+
+  /** Answers `chunk` after the delay, in arrival order, holding input while too much waits. */
+  #delay(chunk: Buffer): void {
+    const context = this.context;
+    const queue = (this.#delayed ??= new DelayQueue(context.delayMs, (due) => this.#answerDelayed(due)));
+    // Copied: the chunk may sit in a buffer that the next read reuses.
+    queue.push(Buffer.from(chunk));
+    if (queue.bytes >= context.maxBuffered && !this.inputHeld) {
+      this.inputHeld = true;
+      this.holdInput();
+      context.stats.backpressurePauses++;
+    }
+  }
+
+  #answerDelayed(due: Buffer[]): void {
+    for (const chunk of due) if (!this.outputEnded) this.#answer(chunk);
+    const queue = this.#delayed!;
+    if (this.inputHeld && queue.bytes <= this.context.maxBuffered / 2) {
+      this.inputHeld = false;
+      this.releaseInput();
+    }
+    if (this.#endAfterDelayed && queue.bytes === 0) {
+      this.#endAfterDelayed = false;
+      this.inputEnded();
+    }
   }
 
   /** The peer sent FIN: echo a partial last line, then everything pending, then our FIN. */
   protected inputEnded(): void {
     if (this.#headerBytes !== undefined) {
       this.#rejectHeader('connection ended before its PROXY header');
+      return;
+    }
+    if (this.#delayed !== undefined && this.#delayed.bytes > 0) {
+      // Chunks still wait out the delay: their replies go first, then the rest of this.
+      this.#endAfterDelayed = true;
       return;
     }
     const tail = this.#lines?.flush();
@@ -283,6 +345,7 @@ export abstract class Connection {
   /** Called once, when the transport has closed; `unsent` bytes never reached the peer. */
   protected closed(unsent: number): void {
     clearTimeout(this.#headerDeadline);
+    this.#delayed?.clear();
     const context = this.context;
     this.bytesSent -= unsent;
     context.stats.bytesSent -= unsent;
@@ -295,4 +358,50 @@ export abstract class Connection {
     }
     context.connectionClosed(this);
   }
+}
+
+/**
+ * Chunks that wait a fixed time before they are answered, oldest first, on one timer per
+ * connection at a time (armed for the oldest chunk).
+ */
+class DelayQueue {
+  readonly #delayMs: number;
+  readonly #onDue: (chunks: Buffer[]) => void;
+  #chunks: Buffer[] = [];
+  #dueAt: number[] = [];
+  #timer: NodeJS.Timeout | undefined;
+  bytes = 0;
+
+  constructor(delayMs: number, onDue: (chunks: Buffer[]) => void) {
+    this.#delayMs = delayMs;
+    this.#onDue = onDue;
+  }
+
+  push(chunk: Buffer): void {
+    this.#chunks.push(chunk);
+    this.#dueAt.push(performance.now() + this.#delayMs);
+    this.bytes += chunk.length;
+    this.#timer ??= setTimeout(this.#fire, this.#delayMs);
+  }
+
+  clear(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#chunks = [];
+    this.#dueAt = [];
+    this.bytes = 0;
+  }
+
+  readonly #fire = (): void => {
+    this.#timer = undefined;
+    // A timer may fire a fraction of a millisecond before performance.now() says it is due.
+    const now = performance.now() + 1;
+    let count = 0;
+    while (count < this.#dueAt.length && this.#dueAt[count]! <= now) count++;
+    const due = this.#chunks.splice(0, count);
+    this.#dueAt.splice(0, count);
+    for (const chunk of due) this.bytes -= chunk.length;
+    if (this.#dueAt.length > 0) this.#timer = setTimeout(this.#fire, Math.max(1, this.#dueAt[0]! - performance.now()));
+    this.#onDue(due);
+  };
 }

@@ -15,7 +15,8 @@ export function startIdleSweeper(connections: ReadonlySet<Connection>, timeoutMs
   const timer = setInterval(() => {
     for (const connection of connections) {
       const traffic = connection.trafficCount;
-      if (traffic !== connection.trafficAtLastIdleSweep) {
+      // Replies waiting out --delay are the server's silence, not the client's.
+      if (traffic !== connection.trafficAtLastIdleSweep || connection.delayedBytes > 0) {
         connection.trafficAtLastIdleSweep = traffic;
         connection.quietSweeps = 0;
       } else if (++connection.quietSweeps >= SWEEPS_PER_TIMEOUT) {

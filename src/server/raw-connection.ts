@@ -63,8 +63,21 @@ export class RawConnection extends Connection {
     this.#startReading();
   }
 
-  get pendingBytes(): number {
+  protected get transportPendingBytes(): number {
     return this.#pending;
+  }
+
+  protected holdInput(): void {
+    this.#pauseReading();
+  }
+
+  protected releaseInput(): void {
+    if (this.#canResume()) this.#startReading();
+  }
+
+  /** Not read for none of the reasons that stop reading: end of input, a held buffer, a full queue. */
+  #canResume(): boolean {
+    return !this.#reading && !this.#closing && !this.#peerEnded && !this.#ownBufferHeld && !this.inputHeld && this.#pending <= this.context.maxBuffered / 2;
   }
 
   finish(): void {
@@ -141,7 +154,7 @@ export class RawConnection extends Connection {
     if (this.#closing) return;
     if (status < 0) return this.#fail(status);
     // Resume halfway down, like a high-water mark with hysteresis, so the pipe never idles.
-    if (!this.#reading && !this.#peerEnded && !this.#ownBufferHeld && this.#pending <= this.context.maxBuffered / 2) this.#startReading();
+    if (this.#canResume()) this.#startReading();
     if (this.#shutdownWhenFlushed && this.#pending === 0) {
       this.#shutdownWhenFlushed = false;
       this.#shutdown();

@@ -52,6 +52,11 @@ export interface EchoServerOptions extends AdmissionOptions {
   proxyHeaderTimeoutMs?: number;
   /** Queued output per connection above which the server stops reading it. Default 1 MiB. */
   maxBuffered?: number;
+  /**
+   * Answer each chunk (each datagram over UDP) this many milliseconds after it arrived, in order:
+   * a slow server, to test a proxy's timeouts or a client's patience. Default 0.
+   */
+  delayMs?: number;
   /** Where events go. Default: nowhere. */
   logger?: Logger;
   /**
@@ -128,6 +133,7 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
     this.#udp = options.udp ?? false;
     this.#tls = options.tls;
     if (this.#ports.length === 0 && this.#unixPaths.length === 0) throw new UsageError('nothing to listen on: give at least one port or Unix socket path');
+    if (options.delayMs !== undefined && !(Number.isFinite(options.delayMs) && options.delayMs >= 0)) throw new UsageError(`delay must be 0 or more milliseconds, got ${options.delayMs}`);
     this.#log = options.logger ?? silentLogger;
     this.#admission = new Admission(options);
     this.#proxyTrust = options.proxyTrust && options.proxyTrust.length > 0 ? parseAllowList(options.proxyTrust) : undefined;
@@ -144,6 +150,7 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
       log: this.#log,
       logEvents: (options.logConnectionEvents ?? true) && this.#log.isLevelEnabled('info'),
       maxBuffered: options.maxBuffered ?? DEFAULT_MAX_BUFFERED,
+      delayMs: options.delayMs ?? 0,
       proxyHeaderRead: (connection) => this.#proxyHeaderRead(connection),
       connectionClosed: (connection) => this.#connectionClosed(connection),
     };
@@ -276,6 +283,7 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
       port,
       transform: context.transform,
       prefix: context.lines?.prefix,
+      delayMs: context.delayMs,
       allows: (address) => this.#admission.allows(address),
       stats: this.#stats,
       log: this.#log,

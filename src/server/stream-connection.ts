@@ -23,8 +23,22 @@ export class StreamConnection extends Connection {
     socket.on('close', onClose);
   }
 
-  get pendingBytes(): number {
+  protected get transportPendingBytes(): number {
     return this.socket.writableLength;
+  }
+
+  protected holdInput(): void {
+    this.socket.pause();
+  }
+
+  protected releaseInput(): void {
+    // A full write queue keeps it paused until 'drain'.
+    if (!this.socket.writableNeedDrain) this.socket.resume();
+  }
+
+  /** The write queue drained: read again, unless delayed chunks still hold input. */
+  static onDrain(socket: Socket): void {
+    if (!owner(socket).inputHeld) socket.resume();
   }
 
   finish(): void {
@@ -76,7 +90,7 @@ function onData(this: Socket, chunk: Buffer): void {
 }
 
 function onDrain(this: Socket): void {
-  this.resume();
+  StreamConnection.onDrain(this);
 }
 
 function onEnd(this: Socket): void {

@@ -20,6 +20,8 @@ export interface UdpEchoOptions {
   transform: Transform;
   /** Put before each reply (line mode's --prefix; a datagram is one message). */
   prefix: Buffer | undefined;
+  /** Milliseconds each reply waits before it is sent; 0: none. */
+  delayMs: number;
   /** Source addresses the allow-list lets in; others' datagrams are dropped. */
   allows(address: string): boolean;
   stats: ServerStats;
@@ -39,7 +41,8 @@ export async function listenUdp(options: UdpEchoOptions): Promise<Listener> {
   // libuv reads into a 64 KiB buffer, so every datagram up to the protocol's limit arrives whole;
   // the kernel buffers are raised so that a burst of large ones is not dropped on arrival.
   const socket = dgram.createSocket({ type: isIPv6(ip) ? 'udp6' : 'udp4', recvBufferSize: 4 * 1024 * 1024, sendBufferSize: 4 * 1024 * 1024 });
-  socket.on('message', (message, remote) => echoDatagram(socket, message, remote, options));
+  const delayed = new DelayedReplies(options.delayMs);
+  socket.on('message', (message, remote) => echoDatagram(socket, message, remote, options, delayed));
   await new Promise<void>((resolve, reject) => {
     const onError = (err: Error) => reject(new ListenError(endpoint, describeListenError(systemErrorCode(err), err.message), err));
     socket.once('error', onError);
@@ -59,12 +62,52 @@ export async function listenUdp(options: UdpEchoOptions): Promise<Listener> {
     close: () => {
       if (!open) return;
       open = false;
+      delayed.clear();
       socket.close();
     },
   };
 }
 
-function echoDatagram(socket: dgram.Socket, message: Buffer, remote: dgram.RemoteInfo, options: UdpEchoOptions): void {
+/**
+ * Replies waiting out --delay. Past this many bytes waiting, a datagram is dropped, as a full
+ * socket buffer would drop it: a flood cannot grow the server's memory without bound.
+ */
+const MAX_DELAYED_BYTES = 4 * 1024 * 1024;
+
+class DelayedReplies {
+  readonly #delayMs: number;
+  readonly #timers = new Set<NodeJS.Timeout>();
+  #bytes = 0;
+
+  constructor(delayMs: number) {
+    this.#delayMs = delayMs;
+  }
+
+  get active(): boolean {
+    return this.#delayMs > 0;
+  }
+
+  /** Runs `send` after the delay; false (and nothing runs) when too much is waiting already. */
+  schedule(bytes: number, send: () => void): boolean {
+    if (this.#bytes + bytes > MAX_DELAYED_BYTES) return false;
+    this.#bytes += bytes;
+    const timer = setTimeout(() => {
+      this.#timers.delete(timer);
+      this.#bytes -= bytes;
+      send();
+    }, this.#delayMs);
+    this.#timers.add(timer);
+    return true;
+  }
+
+  clear(): void {
+    for (const timer of this.#timers) clearTimeout(timer);
+    this.#timers.clear();
+    this.#bytes = 0;
+  }
+}
+
+function echoDatagram(socket: dgram.Socket, message: Buffer, remote: dgram.RemoteInfo, options: UdpEchoOptions, delayed: DelayedReplies): void {
   const { stats, log } = options;
   const address = canonicalAddress(remote.address);
   const peer = formatHostPort(address, remote.port);
@@ -88,11 +131,18 @@ function echoDatagram(socket: dgram.Socket, message: Buffer, remote: dgram.Remot
     return;
   }
   if (options.prefix !== undefined) reply = Buffer.concat([options.prefix, reply]);
-  stats.bytesSent += reply.length;
-  socket.send(reply, remote.port, remote.address, (err) => {
-    if (err === null || err === undefined) return;
-    stats.bytesSent -= reply.length;
+  const send = () => {
+    stats.bytesSent += reply.length;
+    socket.send(reply, remote.port, remote.address, (err) => {
+      if (err === null || err === undefined) return;
+      stats.bytesSent -= reply.length;
+      stats.errors.udp++;
+      log.warn({ event: 'error', kind: 'udp', peer, err: err.message }, `could not send ${reply.length} bytes by UDP to ${peer}: ${err.message}`);
+    });
+  };
+  if (!delayed.active) return send();
+  if (!delayed.schedule(reply.length, send)) {
     stats.errors.udp++;
-    log.warn({ event: 'error', kind: 'udp', peer, err: err.message }, `could not send ${reply.length} bytes by UDP to ${peer}: ${err.message}`);
-  });
+    log.debug({ event: 'error', kind: 'udp', peer, err: 'delay queue full' }, `dropped a datagram from ${peer}: more than ${MAX_DELAYED_BYTES} bytes of replies wait out --delay`);
+  }
 }
