@@ -89,6 +89,20 @@ for (const rawHandles of [true, false]) {
       }
     });
 
+    it('a reply that ends the connection (a line too long) lets it close even while input is held', async () => {
+      const running = await startServer({ delayMs: 50, maxBuffered: 1024, framing: 'line', maxLine: 100, rawHandles });
+      try {
+        const socket = await connectTo(running.port);
+        const untilFin = readToEnd(socket, 3000);
+        socket.write(Buffer.alloc(8000, 0x61)); // no newline: past --max-line, and past maxBuffered waiting
+        assert.match((await untilFin).toString(), /^error: line longer than 100 bytes/);
+        socket.end();
+        await waitUntil(() => running.server.stats().connectionsActive === 0, 3000, 'the server to see our FIN and close');
+      } finally {
+        await running.close();
+      }
+    });
+
     it('a graceful close still delivers replies that were waiting', async () => {
       const running = await startServer({ delayMs: 200, rawHandles });
       const socket = await connectTo(running.port);

@@ -199,8 +199,15 @@ export abstract class Connection {
   }
 
   #answerDelayed(due: Buffer[]): void {
-    for (const chunk of due) if (!this.outputEnded) this.#answer(chunk);
     const queue = this.#delayed!;
+    for (const chunk of due) {
+      // An answer can end the connection (a transform error aborts it): the rest are dropped.
+      if (queue.cleared) return;
+      if (this.outputEnded) break;
+      this.#answer(chunk);
+    }
+    // Every waiting chunk comes due in turn, answered or (once our side has ended) dropped, so a
+    // hold always ends, and reading goes on to see the peer's FIN.
     if (this.inputHeld && queue.bytes <= this.context.maxBuffered / 2) {
       this.inputHeld = false;
       this.releaseInput();
@@ -371,6 +378,8 @@ class DelayQueue {
   #dueAt: number[] = [];
   #timer: NodeJS.Timeout | undefined;
   bytes = 0;
+  /** The connection was aborted or closed: nothing more is answered. */
+  cleared = false;
 
   constructor(delayMs: number, onDue: (chunks: Buffer[]) => void) {
     this.#delayMs = delayMs;
@@ -378,6 +387,7 @@ class DelayQueue {
   }
 
   push(chunk: Buffer): void {
+    if (this.cleared) return;
     this.#chunks.push(chunk);
     this.#dueAt.push(performance.now() + this.#delayMs);
     this.bytes += chunk.length;
@@ -385,6 +395,7 @@ class DelayQueue {
   }
 
   clear(): void {
+    this.cleared = true;
     clearTimeout(this.#timer);
     this.#timer = undefined;
     this.#chunks = [];
