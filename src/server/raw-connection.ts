@@ -75,7 +75,7 @@ export class RawConnection extends Connection {
     if (this.#canResume()) this.#startReading();
   }
 
-  /** Not read for none of the reasons that stop reading: end of input, a held buffer, a full queue. */
+  /** Reading is stopped, and no reason to keep it stopped holds: end of input, a held buffer, delayed chunks, a full queue. */
   #canResume(): boolean {
     return !this.#reading && !this.#closing && !this.#peerEnded && !this.#ownBufferHeld && !this.inputHeld && this.#pending <= this.context.maxBuffered / 2;
   }
