@@ -5,9 +5,8 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import type { BenchOptions } from '../bench/settings.js';
 import { UsageError } from '../errors.js';
 import { MAX_UDP_PAYLOAD } from '../server/udp.js';
-import { TRANSFORM_NAMES } from '../server/transforms.js';
-import { parsePositiveInteger, parseSeconds, parseSize, parseTransform } from './parsers.js';
-import { expectationFromFlag, targetFromFlags, targetOptions, type TargetFlags } from './target.js';
+import { parsePositiveInteger, parseSeconds, parseSize } from './parsers.js';
+import { expectationFromFlag, expectationOptions, targetFromFlags, targetOptions, type TargetFlags } from './target.js';
 
 interface BenchFlags extends TargetFlags {
   proxyProtocol?: 1 | 2;
@@ -30,7 +29,7 @@ interface BenchFlags extends TargetFlags {
 
 export function benchCommand(): Command {
   const command = new Command('bench').description('load an echo server, verify every byte, report throughput and latency percentiles');
-  for (const option of targetOptions('send datagrams, one message each (--connections UDP sockets)')) command.addOption(option);
+  for (const option of [...targetOptions('send datagrams, one message each (--connections UDP sockets)'), ...expectationOptions()]) command.addOption(option);
   return command
     .addOption(new Option('--proxy-protocol <version>', 'open each connection with a PROXY header, v1 or v2').argParser(parseProxyVersion))
     .addOption(new Option('-c, --connections <n>', 'concurrent connections').default(50).argParser(parsePositiveInteger))
@@ -46,12 +45,6 @@ export function benchCommand(): Command {
       ),
     )
     .addOption(new Option('--rate <msgs-per-second>', 'open loop: send on a fixed schedule, latency from intended send time').argParser(parsePositiveInteger))
-    .addOption(
-      new Option('--expect <name|module>', `what the server sends back: ${TRANSFORM_NAMES.join(', ')}, or the module given to echoplex serve --transform, applied to each message`)
-        .default('echo')
-        .argParser(parseTransform),
-    )
-    .option('--expect-prefix <text>', 'the server puts TEXT before each reply (echoplex serve --prefix, Istio\'s tcp-echo-server; usually with --lines)')
     .option('--lines', 'make each message a line (printable text ending in its only newline), for servers that answer whole lines', false)
     .addOption(new Option('--timeout <seconds>', 'longest wait for a reply or a connection').default(5).argParser(parseSeconds))
     .option('--json', 'print one JSON object instead of the table', false)

@@ -2,8 +2,8 @@
 
 import { Command, Option } from 'commander';
 import type { PingOptions } from '../client/ping.js';
-import { parsePositiveInteger, parseSeconds, parseSize, parseTransform } from './parsers.js';
-import { expectationFromFlag, targetFromFlags, targetOptions, type TargetFlags } from './target.js';
+import { parsePositiveInteger, parseSeconds, parseSize } from './parsers.js';
+import { expectationFromFlag, expectationOptions, targetFromFlags, targetOptions, type TargetFlags } from './target.js';
 
 interface PingFlags extends TargetFlags {
   count?: number;
@@ -17,14 +17,12 @@ interface PingFlags extends TargetFlags {
 
 export function pingCommand(): Command {
   const command = new Command('ping').description('one message at a time through an echo server, each round trip timed and verified, like ping(8)');
-  for (const option of targetOptions('ping with datagrams (echo over UDP, RFC 862)')) command.addOption(option);
+  for (const option of [...targetOptions('ping with datagrams (echo over UDP, RFC 862)'), ...expectationOptions()]) command.addOption(option);
   return command
     .addOption(new Option('-c, --count <n>', 'stop after N messages (default: until Ctrl-C)').argParser(parsePositiveInteger))
     .addOption(new Option('-i, --interval <seconds>', 'from one message to the next').default(1).argParser(parseSeconds))
     .addOption(new Option('-s, --size <bytes>', 'bytes per message (ends in a newline, so line servers answer too)').default(64).argParser(parseSize))
     .addOption(new Option('--timeout <seconds>', 'longest wait for a connection or a reply').default(5).argParser(parseSeconds))
-    .addOption(new Option('--expect <name|module>', 'what the server sends back: echo, upper, or a transform module').default('echo').argParser(parseTransform))
-    .option('--expect-prefix <text>', 'the server puts TEXT before each reply')
     .option('--new-connection', 'connect afresh for every message and time the connection too', false)
     .action(async (flags: PingFlags) => {
       process.exitCode = await ping(flags);

@@ -5,8 +5,8 @@ import { Option } from 'commander';
 import type { CustomExpectation } from '../bench/settings.js';
 import type { BenchTarget } from '../bench/transports.js';
 import { UsageError } from '../errors.js';
-import { isTransformName, loadTransformModule, type TransformName } from '../server/transforms.js';
-import { parsePort } from './parsers.js';
+import { isTransformName, loadTransformModule, TRANSFORM_NAMES, type TransformName } from '../server/transforms.js';
+import { parsePort, parseTransform } from './parsers.js';
 
 export interface TargetFlags {
   host: string;
@@ -61,4 +61,14 @@ export async function targetFromFlags(flags: TargetFlags): Promise<Partial<Bench
 /** `--expect`: a built-in transform's name, or a module loaded as `serve --transform` loads it. */
 export async function expectationFromFlag(value: string): Promise<TransformName | CustomExpectation> {
   return isTransformName(value) ? value : { label: value, transform: await loadTransformModule(value, '--expect') };
+}
+
+/** `--expect` and `--expect-prefix`: what the bench and ping check each reply against. */
+export function expectationOptions(): Option[] {
+  return [
+    new Option('--expect <name|module>', `what the server sends back: ${TRANSFORM_NAMES.join(', ')}, or the module given to echoplex serve --transform, applied to each message`)
+      .default('echo')
+      .argParser(parseTransform),
+    new Option('--expect-prefix <text>', "the server puts TEXT before each reply (echoplex serve --prefix, Istio's tcp-echo-server)"),
+  ];
 }

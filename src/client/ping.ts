@@ -39,6 +39,9 @@ export interface PingSummary {
   connectMs: { min: number; avg: number; max: number; mdev: number } | null;
 }
 
+// Reads of plain TCP land here; each is copied out at once, so every link can share it.
+let sharedReadBuffer: Buffer | undefined;
+
 type Reply = { kind: 'bytes'; bytes: Buffer } | { kind: 'timeout' } | { kind: 'closed'; reason: string };
 
 /** One connection, read as whole replies: `length` bytes of a stream, or one datagram. */
@@ -51,7 +54,7 @@ class PingLink {
 
   private constructor(target: BenchTarget, onConnected: () => void, onFailed: (reason: string) => void) {
     let connected = false;
-    this.#socket = openBenchSocket(target, Buffer.allocUnsafe(64 * 1024), {
+    this.#socket = openBenchSocket(target, (sharedReadBuffer ??= Buffer.allocUnsafe(64 * 1024)), {
       connected: () => {
         connected = true;
         onConnected();

@@ -75,7 +75,7 @@ export abstract class Connection {
   #headerDeadline: NodeJS.Timeout | undefined;
   #lines: LineSplitter | undefined;
   /** With a delay: received chunks waiting to be answered, oldest first (created on first use). */
-  #delayed: DelayQueue | undefined;
+  #delayed: DelayQueue<Buffer> | undefined;
   /** Input ended while chunks were still waiting: finish once they are answered. */
   #endAfterDelayed = false;
   /** Reading is held because delayed chunks pile up; the subclass must not resume it meanwhile. */
@@ -189,7 +189,7 @@ export abstract class Connection {
   /** Answers `chunk` after the delay, in arrival order, holding input while too much waits. */
   #delay(chunk: Buffer): void {
     const context = this.context;
-    const queue = (this.#delayed ??= new DelayQueue(context.delayMs, (due) => this.#answerDelayed(due)));
+    const queue = (this.#delayed ??= new DelayQueue<Buffer>(context.delayMs, byteLength, (due) => this.#answerDelayed(due)));
     // Copied: the chunk may sit in a buffer that the next read reuses.
     queue.push(Buffer.from(chunk));
     if (queue.bytes >= context.maxBuffered && !this.inputHeld) {
@@ -367,3 +367,5 @@ export abstract class Connection {
     context.connectionClosed(this);
   }
 }
+
+const byteLength = (chunk: Buffer): number => chunk.length;

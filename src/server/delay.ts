@@ -1,29 +1,31 @@
-// --delay: received chunks held for a fixed time before they are answered, in arrival order.
+// --delay: what was received held for a fixed time before it is answered, in arrival order.
 
 /**
- * Chunks that wait a fixed time before they are answered, oldest first, on one timer per
- * connection at a time (armed for the oldest chunk).
+ * Items (a connection's chunks, or a UDP socket's replies) that wait a fixed time, oldest first,
+ * on one timer at a time armed for the oldest; `bytes` is what they hold, for backpressure.
  */
-export class DelayQueue {
+export class DelayQueue<T> {
   readonly #delayMs: number;
-  readonly #onDue: (chunks: Buffer[]) => void;
-  #chunks: Buffer[] = [];
+  readonly #sizeOf: (item: T) => number;
+  readonly #onDue: (items: T[]) => void;
+  #items: T[] = [];
   #dueAt: number[] = [];
   #timer: NodeJS.Timeout | undefined;
   bytes = 0;
-  /** The connection was aborted or closed: nothing more is answered. */
+  /** Cleared on abort or close: nothing more is queued or handed on. */
   cleared = false;
 
-  constructor(delayMs: number, onDue: (chunks: Buffer[]) => void) {
+  constructor(delayMs: number, sizeOf: (item: T) => number, onDue: (items: T[]) => void) {
     this.#delayMs = delayMs;
+    this.#sizeOf = sizeOf;
     this.#onDue = onDue;
   }
 
-  push(chunk: Buffer): void {
+  push(item: T): void {
     if (this.cleared) return;
-    this.#chunks.push(chunk);
+    this.#items.push(item);
     this.#dueAt.push(performance.now() + this.#delayMs);
-    this.bytes += chunk.length;
+    this.bytes += this.#sizeOf(item);
     this.#timer ??= setTimeout(this.#fire, this.#delayMs);
   }
 
@@ -31,7 +33,7 @@ export class DelayQueue {
     this.cleared = true;
     clearTimeout(this.#timer);
     this.#timer = undefined;
-    this.#chunks = [];
+    this.#items = [];
     this.#dueAt = [];
     this.bytes = 0;
   }
@@ -42,9 +44,9 @@ export class DelayQueue {
     const now = performance.now() + 1;
     let count = 0;
     while (count < this.#dueAt.length && this.#dueAt[count]! <= now) count++;
-    const due = this.#chunks.splice(0, count);
+    const due = this.#items.splice(0, count);
     this.#dueAt.splice(0, count);
-    for (const chunk of due) this.bytes -= chunk.length;
+    for (const item of due) this.bytes -= this.#sizeOf(item);
     if (this.#dueAt.length > 0) this.#timer = setTimeout(this.#fire, Math.max(1, this.#dueAt[0]! - performance.now()));
     this.#onDue(due);
   };

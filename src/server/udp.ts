@@ -6,6 +6,7 @@ import { isIP, isIPv6 } from 'node:net';
 import { ListenError, systemErrorCode } from '../errors.js';
 import { describeBytes, type Logger } from '../ops/log.js';
 import { formatEndpoint, formatHostPort } from './address.js';
+import { DelayQueue } from './delay.js';
 import { canonicalAddress } from './limits.js';
 import { describeListenError, type Listener } from './listener.js';
 import type { ServerStats } from './stats.js';
@@ -41,7 +42,7 @@ export async function listenUdp(options: UdpEchoOptions): Promise<Listener> {
   // libuv reads into a 64 KiB buffer, so every datagram up to the protocol's limit arrives whole;
   // the kernel buffers are raised so that a burst of large ones is not dropped on arrival.
   const socket = dgram.createSocket({ type: isIPv6(ip) ? 'udp6' : 'udp4', recvBufferSize: 4 * 1024 * 1024, sendBufferSize: 4 * 1024 * 1024 });
-  const delayed = new DelayedReplies(options.delayMs);
+  const delayed = options.delayMs > 0 ? new DelayQueue<DelayedReply>(options.delayMs, (item) => item.reply.length, (due) => due.forEach((item) => item.send())) : undefined;
   socket.on('message', (message, remote) => echoDatagram(socket, message, remote, options, delayed));
   await new Promise<void>((resolve, reject) => {
     const onError = (err: Error) => reject(new ListenError(endpoint, describeListenError(systemErrorCode(err), err.message), err));
@@ -62,7 +63,7 @@ export async function listenUdp(options: UdpEchoOptions): Promise<Listener> {
     close: () => {
       if (!open) return;
       open = false;
-      delayed.clear();
+      delayed?.clear();
       socket.close();
     },
   };
@@ -74,40 +75,12 @@ export async function listenUdp(options: UdpEchoOptions): Promise<Listener> {
  */
 const MAX_DELAYED_BYTES = 4 * 1024 * 1024;
 
-class DelayedReplies {
-  readonly #delayMs: number;
-  readonly #timers = new Set<NodeJS.Timeout>();
-  #bytes = 0;
-
-  constructor(delayMs: number) {
-    this.#delayMs = delayMs;
-  }
-
-  get active(): boolean {
-    return this.#delayMs > 0;
-  }
-
-  /** Runs `send` after the delay; false (and nothing runs) when too much is waiting already. */
-  schedule(bytes: number, send: () => void): boolean {
-    if (this.#bytes + bytes > MAX_DELAYED_BYTES) return false;
-    this.#bytes += bytes;
-    const timer = setTimeout(() => {
-      this.#timers.delete(timer);
-      this.#bytes -= bytes;
-      send();
-    }, this.#delayMs);
-    this.#timers.add(timer);
-    return true;
-  }
-
-  clear(): void {
-    for (const timer of this.#timers) clearTimeout(timer);
-    this.#timers.clear();
-    this.#bytes = 0;
-  }
+interface DelayedReply {
+  reply: Buffer;
+  send(): void;
 }
 
-function echoDatagram(socket: dgram.Socket, message: Buffer, remote: dgram.RemoteInfo, options: UdpEchoOptions, delayed: DelayedReplies): void {
+function echoDatagram(socket: dgram.Socket, message: Buffer, remote: dgram.RemoteInfo, options: UdpEchoOptions, delayed: DelayQueue<DelayedReply> | undefined): void {
   const { stats, log } = options;
   const address = canonicalAddress(remote.address);
   const peer = formatHostPort(address, remote.port);
@@ -140,8 +113,10 @@ function echoDatagram(socket: dgram.Socket, message: Buffer, remote: dgram.Remot
       log.warn({ event: 'error', kind: 'udp', peer, err: err.message }, `could not send ${reply.length} bytes by UDP to ${peer}: ${err.message}`);
     });
   };
-  if (!delayed.active) return send();
-  if (!delayed.schedule(reply.length, send)) {
+  if (delayed === undefined) return send();
+  if (delayed.bytes + reply.length <= MAX_DELAYED_BYTES) {
+    delayed.push({ reply, send });
+  } else {
     stats.errors.udp++;
     log.debug({ event: 'error', kind: 'udp', peer, err: 'delay queue full' }, `dropped a datagram from ${peer}: more than ${MAX_DELAYED_BYTES} bytes of replies wait out --delay`);
   }
