@@ -18,8 +18,8 @@ function chunkAt(index: number): Buffer {
 }
 
 /** `echoplex serve` with its settled memory noted, and one connected client that does not read. */
-async function serveWithIdleReader() {
-  const server = await startServe(['--quiet']);
+async function serveWithIdleReader(env: NodeJS.ProcessEnv) {
+  const server = await startServe(['--quiet'], { env });
   try {
     await delay(300);
     const baseline = residentBytes(server.child.pid!);
@@ -32,9 +32,12 @@ async function serveWithIdleReader() {
   }
 }
 
-describe('slow reader', () => {
+// `--quiet` TCP connections run on the native engine where it was built; the same limits hold
+// on the TypeScript path.
+for (const [path, env] of [['the native engine', {}], ['TypeScript', { ECHOPLEX_NO_NATIVE: '1' }]] as const) {
+describe(`slow reader (${path})`, () => {
   it('bounds server memory while the client does not read, then delivers every byte', async () => {
-    const { server, socket, grown: memoryGrowth } = await serveWithIdleReader();
+    const { server, socket, grown: memoryGrowth } = await serveWithIdleReader(env);
     try {
       const sent = createHash('sha256');
       let sentBytes = 0;
@@ -78,9 +81,9 @@ describe('slow reader', () => {
   });
 });
 
-describe('many tiny writes', () => {
+describe(`many tiny writes (${path})`, () => {
   it('a client sending one byte at a time and never reading cannot inflate the server', async () => {
-    const { server, socket, grown: memoryGrowth } = await serveWithIdleReader();
+    const { server, socket, grown: memoryGrowth } = await serveWithIdleReader(env);
     try {
       socket.setNoDelay(true);
       let sent = 0;
@@ -105,3 +108,4 @@ describe('many tiny writes', () => {
     }
   });
 });
+}

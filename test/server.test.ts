@@ -3,6 +3,8 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
+import { nativeEngine } from '../src/server/native-engine.js';
+import { skipUnless } from './helpers/peers.js';
 import { closed, connectTo, readBytes, readToEnd, roundTrip, startServer, type RunningServer } from './helpers/sockets.js';
 import { waitUntil, withTimeout } from './helpers/timeout.js';
 
@@ -11,19 +13,26 @@ function pythonUpper(bytes: Buffer): Buffer {
   return Buffer.from(bytes.map((b) => (b >= 97 && b <= 122 ? b - 32 : b)));
 }
 
-// Every behaviour holds on both transports: raw libuv handles (the default) and net.Socket.
-for (const rawHandles of [true, false]) {
-describe(`server on ${rawHandles ? 'raw handles' : 'net.Socket'}`, () => {
-  it('uses the transport asked for', async () => {
-    const running = await startServer({ rawHandles });
-    assert.equal(running.server.usesRawHandles, rawHandles);
+// Every behaviour holds on each connection path: the native engine (the default where it was
+// built), libuv's handles from TypeScript, and net.Socket.
+const PATHS = [
+  { name: 'the native engine', options: { rawHandles: true, nativeEngine: true }, skip: skipUnless(nativeEngine && 'built', 'the native engine', 'g++ make (then npm install)') },
+  { name: 'raw handles', options: { rawHandles: true, nativeEngine: false }, skip: undefined },
+  { name: 'net.Socket', options: { rawHandles: false, nativeEngine: false }, skip: undefined },
+];
+for (const { name, options: path, skip } of PATHS) {
+describe(`server on ${name}`, { skip }, () => {
+  it('uses the path asked for', async () => {
+    const running = await startServer(path);
+    assert.equal(running.server.usesRawHandles, path.rawHandles);
+    assert.equal(running.server.usesNativeEngine, path.nativeEngine);
     await running.close();
   });
 
   describe('echo transform', () => {
     let running: RunningServer;
     before(async () => {
-      running = await startServer({ rawHandles });
+      running = await startServer(path);
     });
     after(() => running.close());
 
@@ -87,7 +96,7 @@ describe(`server on ${rawHandles ? 'raw handles' : 'net.Socket'}`, () => {
   describe('upper transform', () => {
     let running: RunningServer;
     before(async () => {
-      running = await startServer({ transform: 'upper', rawHandles });
+      running = await startServer({ ...path, transform: 'upper' });
     });
     after(() => running.close());
 
@@ -114,7 +123,7 @@ describe(`server on ${rawHandles ? 'raw handles' : 'net.Socket'}`, () => {
 
   describe('graceful close', () => {
     it('stops accepting, finishes in-flight echoes, and resolves', async () => {
-      const running = await startServer({ rawHandles });
+      const running = await startServer(path);
       const socket = await connectTo(running.port);
       const payload = randomBytes(1024 * 1024);
       const reply = readToEnd(socket, 20_000);
@@ -130,7 +139,7 @@ describe(`server on ${rawHandles ? 'raw handles' : 'net.Socket'}`, () => {
     });
 
     it('closes connections that outlive the timeout and counts them', async () => {
-      const running = await startServer({ rawHandles });
+      const running = await startServer(path);
       const socket = await connectTo(running.port);
       // A client that keeps streaming never goes quiet, so only the deadline ends it.
       const streaming = setInterval(() => socket.write(randomBytes(1000)), 10);

@@ -52,9 +52,9 @@ const PEER_GONE_CODES = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED', 'ETIMEDO
  */
 export abstract class Connection {
   readonly id: number;
-  /** Bytes received, and bytes accepted for sending (minus any dropped at an abrupt close). */
-  bytesReceived = 0;
-  bytesSent = 0;
+  /** Counted here unless a subclass moves the bytes itself (see native-connection.ts). */
+  protected receivedBytes = 0;
+  protected sentBytes = 0;
   /** Bytes received at the last shutdown sweep (see shutdown.ts). */
   bytesAtLastSweep = 0;
   /** Traffic seen by the last idle sweep, and how many sweeps in a row saw none (see idle.ts). */
@@ -91,6 +91,16 @@ export abstract class Connection {
       this.#headerDeadline = setTimeout(() => this.#rejectHeader(`no complete PROXY header within ${context.proxyHeaderTimeoutMs! / 1000}s`), context.proxyHeaderTimeoutMs);
       this.#headerDeadline.unref();
     }
+  }
+
+  /** Bytes received from the client. */
+  get bytesReceived(): number {
+    return this.receivedBytes;
+  }
+
+  /** Bytes accepted for sending, less any dropped at an abrupt close. */
+  get bytesSent(): number {
+    return this.sentBytes;
   }
 
   /** The client's address: the PROXY header's source where there is one, else the socket peer. */
@@ -167,7 +177,7 @@ export abstract class Connection {
       chunk = rest;
     }
     const context = this.context;
-    this.bytesReceived += chunk.length;
+    this.receivedBytes += chunk.length;
     context.stats.bytesReceived += chunk.length;
     if (context.logEvents) {
       context.log.info(
@@ -241,7 +251,7 @@ export abstract class Connection {
   }
 
   #sendReply(reply: Buffer): void {
-    this.bytesSent += reply.length;
+    this.sentBytes += reply.length;
     this.context.stats.bytesSent += reply.length;
     this.send(reply);
   }
@@ -355,7 +365,7 @@ export abstract class Connection {
     clearTimeout(this.#headerDeadline);
     this.#delayed?.clear();
     const context = this.context;
-    this.bytesSent -= unsent;
+    this.sentBytes -= unsent;
     context.stats.bytesSent -= unsent;
     if (context.logEvents) {
       const reason = this.#closeReason ?? 'closed';

@@ -9,6 +9,7 @@ import { ListenError, systemErrorCode } from '../errors.js';
 import { formatEndpoint } from './address.js';
 import type { Connection, ConnectionContext } from './connection.js';
 import { parseProxyHeader, type ProxyHeader, type ProxyParseResult } from './proxy-protocol.js';
+import type { NativeEcho } from './native-connection.js';
 import { RawConnection } from './raw-connection.js';
 import { errorName, type RawTcp, type TcpHandle } from './raw-tcp.js';
 import { StreamConnection } from './stream-connection.js';
@@ -54,6 +55,11 @@ export interface ListenOptions {
   port: number;
   context: ConnectionContext;
   handler: AcceptHandler;
+}
+
+export interface RawListenOptions extends ListenOptions {
+  /** Hand accepted connections to this native engine (see native-engine.ts) where it can take them. */
+  native?: NativeEcho | undefined;
 }
 
 export interface NetListenOptions extends ListenOptions {
@@ -227,7 +233,7 @@ export async function removeStaleSocket(path: string, endpoint: string): Promise
 
 const BACKLOG = 511;
 
-export async function listenRaw(raw: RawTcp, options: ListenOptions): Promise<Listener> {
+export async function listenRaw(raw: RawTcp, options: RawListenOptions): Promise<Listener> {
   if (cluster.isWorker) return listenRawInWorker(raw, options);
   const { host, port } = options;
   const endpoint = formatEndpoint('tcp', host, port);
@@ -261,7 +267,7 @@ export async function listenRaw(raw: RawTcp, options: ListenOptions): Promise<Li
 }
 
 /** What libuv calls for each accepted connection: the client's raw handle, wrapped or refused. */
-function rawAcceptor(raw: RawTcp, { context, handler }: ListenOptions): (status: number, client?: TcpHandle) => void {
+function rawAcceptor(raw: RawTcp, { context, handler, native }: RawListenOptions): (status: number, client?: TcpHandle) => void {
   return (status, client) => {
     if (status < 0 || client === undefined) {
       const code = errorName(status);
@@ -275,7 +281,16 @@ function rawAcceptor(raw: RawTcp, { context, handler }: ListenOptions): (status:
     handler.accepted(
       remoteAddress,
       remotePort,
-      (id, address) => new RawConnection(id, client, address, remotePort!, context, raw),
+      (id, address) => {
+        if (native !== undefined) {
+          try {
+            return native.adopt(id, client, address, remotePort!, context);
+          } catch {
+            // Out of descriptors for the engine's copy, say: this one is served in JavaScript.
+          }
+        }
+        return new RawConnection(id, client, address, remotePort!, context, raw);
+      },
       () => client.close(),
     );
   };
@@ -288,7 +303,7 @@ function rawAcceptor(raw: RawTcp, { context, handler }: ListenOptions): (status:
  * round-robin stand-in, or the shared socket) calls `onconnection(status, clientHandle)` either
  * way. Where that internal is not there, connections stay on net.Socket.
  */
-async function listenRawInWorker(raw: RawTcp, options: ListenOptions): Promise<Listener> {
+async function listenRawInWorker(raw: RawTcp, options: RawListenOptions): Promise<Listener> {
   const listener = await listenNet(options);
   const handle = (listener.server as unknown as { _handle?: { onconnection?: unknown } })._handle;
   if (handle && typeof handle.onconnection === 'function') handle.onconnection = rawAcceptor(raw, options);

@@ -9,6 +9,8 @@ import { getSystemErrorName } from 'node:util';
 
 /** The parts of TCPWrap we use. Return values are 0 or a negative libuv error. */
 export interface TcpHandle {
+  /** The socket's descriptor (-1 where the platform has none to show). */
+  readonly fd: number;
   bind(address: string, port: number): number;
   bind6(address: string, port: number, flags: number): number;
   listen(backlog: number): number;

@@ -13,6 +13,8 @@ import { DEFAULT_MAX_LINE, type Framing } from './framing.js';
 import { Admission, canonicalAddress, parseAllowList, type AdmissionOptions } from './limits.js';
 import { listenNet, listenRaw, type AcceptHandler, type Listener } from './listener.js';
 import type { ProxyHeader } from './proxy-protocol.js';
+import { NativeEcho } from './native-connection.js';
+import { nativeEngine } from './native-engine.js';
 import { rawTcp } from './raw-tcp.js';
 import { drainConnections, type DrainResult } from './shutdown.js';
 import { copyStats, emptyStats, type RejectReason, type ServerStats, type StreamTransport, type Transport } from './stats.js';
@@ -72,6 +74,14 @@ export interface EchoServerOptions extends AdmissionOptions {
    * net.Socket path is used otherwise, or when this is false.
    */
   rawHandles?: boolean;
+  /**
+   * Let the native engine (native/echo_engine.c, built by `npm install`) echo plain TCP
+   * connections with no JavaScript per message. It takes them only where it behaves the same:
+   * raw framing, the `echo` or `upper` transform, no PROXY protocol, no delay, no per-event
+   * log lines; other connections, or all of them when this is false, run in JavaScript.
+   * Default true where the engine was built.
+   */
+  nativeEngine?: boolean;
 }
 
 export interface BoundAddress {
@@ -118,6 +128,7 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
   #atDescriptorCeiling = false;
   #listeners: Listener[] = [];
   readonly #useRaw: boolean;
+  readonly #native: NativeEcho | undefined;
   #addresses: BoundAddress[] = [];
   #state: ServerState = 'new';
   #nextConnectionId = 1;
@@ -154,6 +165,12 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
       proxyHeaderRead: (connection) => this.#proxyHeaderRead(connection),
       connectionClosed: (connection) => this.#connectionClosed(connection),
     };
+    const context = this.#context;
+    const nativeFits = this.#tls === undefined && typeof transform !== 'function' && context.lines === undefined && context.proxyHeaderTimeoutMs === undefined && context.delayMs === 0 && !context.logEvents;
+    this.#native =
+      this.#useRaw && (options.nativeEngine ?? true) && nativeEngine !== undefined && nativeFits
+        ? new NativeEcho(nativeEngine, { upper: transform === 'upper', maxBuffered: context.maxBuffered })
+        : undefined;
   }
 
   get state(): ServerState {
@@ -176,7 +193,8 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
 
   /** A snapshot of the counters. */
   stats(): ServerStats {
-    return copyStats(this.#stats);
+    const stats = copyStats(this.#stats);
+    return this.#native === undefined ? stats : this.#native.addTotalsTo(stats);
   }
 
   /**
@@ -248,6 +266,11 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
     return this.#useRaw;
   }
 
+  /** True when plain TCP connections are echoed by the native engine (see `nativeEngine`). */
+  get usesNativeEngine(): boolean {
+    return this.#native !== undefined;
+  }
+
   #listening(transport: Transport, listener: Listener): BoundAddress {
     this.#listeners.push(listener);
     const { host, port, family } = listener.address;
@@ -269,7 +292,7 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
       return listenNet({ host: this.#host, port, tls: this.#tls, context: { ...this.#context, transport: 'tls' }, handler: this.#handler });
     }
     const options = { host: this.#host, port, context: { ...this.#context, transport: 'tcp' as const }, handler: this.#handler };
-    return this.#useRaw ? listenRaw(rawTcp!, options) : listenNet(options);
+    return this.#useRaw ? listenRaw(rawTcp!, { ...options, native: this.#native }) : listenNet(options);
   }
 
   #bindUnix(path: string): Promise<Listener> {
