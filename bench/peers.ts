@@ -67,6 +67,13 @@ export const PEERS: Peer[] = [
   { name: 'echoplex', transform: 'echo', command: (p) => [process.execPath, CLI, 'serve', '--quiet', '--port', String(p)], unavailable: () => undefined },
   { name: 'echoplex-upper', transform: 'upper', command: (p) => [process.execPath, CLI, 'serve', '--quiet', '--transform', 'upper', '--port', String(p)], unavailable: () => undefined },
   {
+    // The TypeScript path: what echoplex runs where the native engine was not built.
+    name: 'echoplex-ts',
+    transform: 'echo',
+    command: (p) => ['env', 'ECHOPLEX_NO_NATIVE=1', process.execPath, CLI, 'serve', '--quiet', '--port', String(p)],
+    unavailable: () => undefined,
+  },
+  {
     name: 'echoplex-net',
     transform: 'echo',
     command: (p) => ['env', 'ECHOPLEX_NO_RAW_TCP=1', process.execPath, CLI, 'serve', '--quiet', '--port', String(p)],

@@ -273,6 +273,7 @@ static void on_closed(uv_handle_t *handle) {
   // Every write callback has run by now: what is still pending never reached the peer.
   conn->bytes_sent -= conn->pending;
   engine->bytes_sent -= conn->pending;
+  conn->pending = 0;
   napi_env env = engine->env;
   napi_handle_scope scope;
   if (napi_open_handle_scope(env, &scope) == napi_ok) {
@@ -298,6 +299,26 @@ static void on_closed(uv_handle_t *handle) {
 }
 
 // ---- Node-API glue ----
+
+// Tags on the objects handed to JavaScript, so that one passed in the wrong place is an error, not a crash.
+static const napi_type_tag ENGINE_TAG = {0x6563686f706c6578ULL, 0x656e67696e650001ULL};
+static const napi_type_tag CONNECTION_TAG = {0x6563686f706c6578ULL, 0x636f6e6e00000001ULL};
+
+static void *tagged_external(napi_env env, napi_value value, const napi_type_tag *tag, const char *expected) {
+  bool matches = false;
+  void *data = NULL;
+  if (napi_check_object_type_tag(env, value, tag, &matches) != napi_ok || !matches || napi_get_value_external(env, value, &data) != napi_ok) {
+    bool pending = false;
+    napi_is_exception_pending(env, &pending);
+    if (pending) {
+      napi_value ignored;
+      napi_get_and_clear_last_exception(env, &ignored);
+    }
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", expected);
+    return NULL;
+  }
+  return data;
+}
 
 #define CHECK(call)                                   \
   do {                                                \
@@ -346,12 +367,11 @@ static napi_value get_args(napi_env env, napi_callback_info info, size_t expecte
 }
 
 static connection_t *connection_arg(napi_env env, napi_value value) {
-  void *data = NULL;
-  if (napi_get_value_external(env, value, &data) != napi_ok) {
-    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "expected a native connection");
-    return NULL;
-  }
-  return data;
+  return tagged_external(env, value, &CONNECTION_TAG, "expected a native connection");
+}
+
+static engine_t *engine_arg(napi_env env, napi_value value) {
+  return tagged_external(env, value, &ENGINE_TAG, "expected a native engine");
 }
 
 /** createEngine(upper: boolean, maxBuffered: number, onClose: (token, status) => void) */
@@ -379,7 +399,7 @@ static napi_value create_engine(napi_env env, napi_callback_info info) {
   if (napi_create_reference(env, argv[2], 1, &engine->on_close) != napi_ok ||
       napi_create_string_utf8(env, "echoplex:native", NAPI_AUTO_LENGTH, &resource_name) != napi_ok ||
       napi_async_init(env, NULL, resource_name, &engine->async_context) != napi_ok ||
-      napi_create_external(env, engine, engine_finalize, NULL, &result) != napi_ok) {
+      napi_create_external(env, engine, engine_finalize, NULL, &result) != napi_ok || napi_type_tag_object(env, result, &ENGINE_TAG) != napi_ok) {
     // Only the first steps can fail here, before anything but the reference exists.
     if (engine->on_close) napi_delete_reference(env, engine->on_close);
     free(read_buffer);
@@ -396,10 +416,10 @@ static napi_value create_engine(napi_env env, napi_callback_info info) {
 static napi_value adopt(napi_env env, napi_callback_info info) {
   napi_value argv[3];
   if (get_args(env, info, 3, argv) == NULL) return NULL;
-  engine_t *engine;
   int32_t fd;
   uv_loop_t *loop;
-  CHECK(napi_get_value_external(env, argv[0], (void **)&engine));
+  engine_t *engine = engine_arg(env, argv[0]);
+  if (engine == NULL) return NULL;
   CHECK(napi_get_value_int32(env, argv[1], &fd));
   CHECK(napi_get_uv_event_loop(env, &loop));
   connection_t *conn = calloc(1, sizeof *conn);
@@ -415,6 +435,12 @@ static napi_value adopt(napi_env env, napi_callback_info info) {
   if (napi_create_external(env, conn, connection_finalize, NULL, &result) != napi_ok) {
     napi_delete_reference(env, conn->token);
     connection_release(conn);
+    return throw_failed(env, "adopt");
+  }
+  if (napi_type_tag_object(env, result, &CONNECTION_TAG) != napi_ok) {
+    // The finalizer will release it; only the reference is ours to drop.
+    napi_delete_reference(env, conn->token);
+    conn->token = NULL;
     return throw_failed(env, "adopt");
   }
   // From here the returned object owns the connection: its finalizer releases it.
@@ -500,8 +526,8 @@ static napi_value js_counters(napi_env env, napi_callback_info info) {
 static napi_value js_totals(napi_env env, napi_callback_info info) {
   napi_value argv[2];
   if (get_args(env, info, 2, argv) == NULL) return NULL;
-  engine_t *engine;
-  CHECK(napi_get_value_external(env, argv[0], (void **)&engine));
+  engine_t *engine = engine_arg(env, argv[0]);
+  if (engine == NULL) return NULL;
   napi_typedarray_type type;
   size_t length;
   void *data;

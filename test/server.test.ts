@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { nativeEngine } from '../src/server/native-engine.js';
+import { recordingLogger } from './helpers/logs.js';
 import { skipUnless } from './helpers/peers.js';
 import { closed, connectTo, readBytes, readToEnd, roundTrip, startServer, type RunningServer } from './helpers/sockets.js';
 import { waitUntil, withTimeout } from './helpers/timeout.js';
@@ -181,4 +182,51 @@ describe('IPv6 and dual stack', () => {
       }
     });
   }
+});
+
+describe('what the native engine takes', { skip: skipUnless(nativeEngine && 'built', 'the native engine', 'g++ make (then npm install)') }, () => {
+  it('takes plain echo and upper, and leaves to TypeScript what it does not do', async () => {
+    const cases: Array<[string, Parameters<typeof startServer>[0], boolean]> = [
+      ['echo', {}, true],
+      ['upper', { transform: 'upper' }, true],
+      ['line mode', { framing: 'line' }, false],
+      ['a PROXY header', { proxyProtocol: true }, false],
+      ['a delay', { delayMs: 10 }, false],
+      ['a transform function', { transform: (chunk) => chunk }, false],
+      ['per-event log lines', { logger: recordingLogger() }, false],
+      ['net.Socket', { rawHandles: false }, false],
+    ];
+    for (const [name, options, expected] of cases) {
+      const running = await startServer(options);
+      try {
+        assert.equal(running.server.usesNativeEngine, expected, name);
+        // Either way the connection is served the same.
+        const upper = options?.transform === 'upper';
+        const header = options?.proxyProtocol ? 'PROXY TCP4 127.0.0.1 127.0.0.1 40000 1234\r\n' : '';
+        const socket = await connectTo(running.port);
+        const reply = readBytes(socket, 'native?\n'.length);
+        socket.write(`${header}native?\n`);
+        assert.equal((await reply).toString(), upper ? 'NATIVE?\n' : 'native?\n', name);
+        socket.destroy();
+      } finally {
+        await running.close();
+      }
+    }
+  });
+
+  it('counts the bytes of a connection it served, and reports its close to the server', async () => {
+    const running = await startServer();
+    try {
+      assert.equal(running.server.usesNativeEngine, true);
+      const payload = randomBytes(300_000);
+      assert.ok((await roundTrip(running.port, payload, 10_000)).equals(payload));
+      await waitUntil(() => running.server.connections.size === 0, 5000, 'the connection to close');
+      const stats = running.server.stats();
+      assert.equal(stats.bytesReceived, payload.length);
+      assert.equal(stats.bytesSent, payload.length);
+      assert.equal(stats.connectionsActive, 0);
+    } finally {
+      await running.close();
+    }
+  });
 });

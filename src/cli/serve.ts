@@ -210,7 +210,8 @@ async function serve(flags: ServeFlags, ports: number[]): Promise<void> {
     closeMetrics = metrics.close;
     logger.info({ event: 'metrics', url: metrics.url }, `metrics on ${metrics.url}/metrics (probes: /healthz, /readyz; status page: /)`);
   }
-  process.stdout.write(`echoplex listening on ${urls.join(', ')} (${describeSettings(flags)})\n`);
+  const engine = server.usesNativeEngine ? ', native engine' : '';
+  process.stdout.write(`echoplex listening on ${urls.join(', ')} (${describeSettings(flags)}${engine})\n`);
 }
 
 /** In a cluster worker: answer the primary's requests for counters and metrics, then say we listen. */

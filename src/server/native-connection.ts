@@ -46,13 +46,16 @@ const counters = new Float64Array(3);
 export class NativeConnection extends Connection {
   readonly #binding: NativeEngineBinding;
   readonly #native: NativeHandle;
+  /** Kept alive while any of its connections is: its close handler must outlive them. */
+  readonly #engine: EngineHandle;
   #writeEnded = false;
   #closing = false;
 
   constructor(id: number, remoteAddress: string, remotePort: number, context: ConnectionContext, binding: NativeEngineBinding, engine: EngineHandle, handle: TcpHandle) {
     super(id, remoteAddress, remotePort, context);
     this.#binding = binding;
-    this.#native = binding.adopt(engine, handle.fd, this);
+    this.#engine = engine;
+    this.#native = binding.adopt(this.#engine, handle.fd, this);
   }
 
   override get bytesReceived(): number {
