@@ -286,7 +286,8 @@ function rawAcceptor(raw: RawTcp, { context, handler, native }: RawListenOptions
           try {
             return native.adopt(id, client, address, remotePort!, context);
           } catch {
-            // Out of descriptors for the engine's copy, say: this one is served in JavaScript.
+            // The engine could not take it (no descriptor left for its copy, say): the handle
+            // is untouched, and this connection is served in TypeScript like any other.
           }
         }
         return new RawConnection(id, client, address, remotePort!, context, raw);

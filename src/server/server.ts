@@ -108,6 +108,16 @@ interface EchoServerEvents {
   close: [result: DrainResult];
 }
 
+/**
+ * The native engine for these settings, where it was built and does exactly what they ask:
+ * plain TCP, raw framing, a built-in transform, no PROXY header, no delay, no per-event logs.
+ */
+function nativeEchoFor(transform: TransformName | Transform, tls: TlsOptions | undefined, context: Omit<ConnectionContext, 'transport'>): NativeEcho | undefined {
+  if (nativeEngine === undefined || typeof transform === 'function' || tls !== undefined) return undefined;
+  if (context.lines !== undefined || context.proxyHeaderTimeoutMs !== undefined || context.delayMs > 0 || context.logEvents) return undefined;
+  return new NativeEcho(nativeEngine, { upper: transform === 'upper', maxBuffered: context.maxBuffered });
+}
+
 export class EchoServer extends EventEmitter<EchoServerEvents> {
   readonly #host: string;
   readonly #ports: readonly number[];
@@ -165,12 +175,7 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
       proxyHeaderRead: (connection) => this.#proxyHeaderRead(connection),
       connectionClosed: (connection) => this.#connectionClosed(connection),
     };
-    const context = this.#context;
-    const nativeFits = this.#tls === undefined && typeof transform !== 'function' && context.lines === undefined && context.proxyHeaderTimeoutMs === undefined && context.delayMs === 0 && !context.logEvents;
-    this.#native =
-      this.#useRaw && (options.nativeEngine ?? true) && nativeEngine !== undefined && nativeFits
-        ? new NativeEcho(nativeEngine, { upper: transform === 'upper', maxBuffered: context.maxBuffered })
-        : undefined;
+    this.#native = this.#useRaw && (options.nativeEngine ?? true) ? nativeEchoFor(transform, this.#tls, this.#context) : undefined;
   }
 
   get state(): ServerState {
