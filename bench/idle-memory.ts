@@ -35,7 +35,7 @@ async function openIdle(port: number, count: number): Promise<net.Socket[]> {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { connections: { type: 'string', default: '10000' }, peers: { type: 'string', default: 'c-epoll,echoplex,echoplex-net,node-pipe,uvloop' } } });
+  const { values } = parseArgs({ options: { connections: { type: 'string', default: '10000' }, peers: { type: 'string', default: 'c-epoll,echoplex,echoplex-ts,echoplex-net,node-pipe,uvloop' } } });
   const count = Number(values.connections);
   const limit = openFileLimit();
   if (limit !== undefined && limit < count + 100) throw new Error(`needs about ${count + 100} descriptors; raise the limit with \`ulimit -n ${count + 1024}\``);
