@@ -62,8 +62,6 @@ typedef struct connection {
   size_t queued_capacity;
   unsigned writing : 1;
   unsigned reading : 1;
-  /** JavaScript asked to stop reading. */
-  unsigned held : 1;
   unsigned peer_ended : 1;
   unsigned write_ended : 1;
   unsigned shutdown_when_flushed : 1;
@@ -130,7 +128,7 @@ static void stop_reading(connection_t *conn) {
 
 /** Reading is stopped, and no reason to keep it stopped holds. */
 static int can_resume(const connection_t *conn) {
-  return !conn->reading && !conn->closing && !conn->peer_ended && !conn->held && conn->pending <= conn->engine->max_buffered / 2;
+  return !conn->reading && !conn->closing && !conn->peer_ended && conn->pending <= conn->engine->max_buffered / 2;
 }
 
 /** Hands the queued bytes to libuv as the one write in flight. */
@@ -486,21 +484,6 @@ static napi_value js_destroy(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/** hold(conn, held): stop reading (true), or allow it again (false). */
-static napi_value js_hold(napi_env env, napi_callback_info info) {
-  napi_value argv[2];
-  if (get_args(env, info, 2, argv) == NULL) return NULL;
-  connection_t *conn = connection_arg(env, argv[0]);
-  bool held;
-  if (conn == NULL) return NULL;
-  CHECK(napi_get_value_bool(env, argv[1], &held));
-  conn->held = held;
-  if (conn->closing) return NULL;
-  if (held) stop_reading(conn);
-  else if (can_resume(conn)) start_reading(conn);
-  return NULL;
-}
-
 /** counters(conn, out: Float64Array(3)): bytes received, bytes sent, bytes pending. */
 static napi_value js_counters(napi_env env, napi_callback_info info) {
   napi_value argv[2];
@@ -549,7 +532,6 @@ NAPI_MODULE_INIT() {
       {"adopt", NULL, adopt, NULL, NULL, NULL, napi_enumerable, NULL},
       {"finish", NULL, js_finish, NULL, NULL, NULL, napi_enumerable, NULL},
       {"destroy", NULL, js_destroy, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"hold", NULL, js_hold, NULL, NULL, NULL, napi_enumerable, NULL},
       {"counters", NULL, js_counters, NULL, NULL, NULL, napi_enumerable, NULL},
       {"totals", NULL, js_totals, NULL, NULL, NULL, napi_enumerable, NULL},
   };

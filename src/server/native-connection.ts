@@ -73,12 +73,13 @@ export class NativeConnection extends Connection {
     return counters[2]!;
   }
 
+  // Input is held only for --delay, and the engine never takes a delayed connection (server.ts).
   protected holdInput(): void {
-    this.#binding.hold(this.#native, true);
+    throw new Error('a native connection has no delay to hold its input for');
   }
 
   protected releaseInput(): void {
-    this.#binding.hold(this.#native, false);
+    throw new Error('a native connection has no delay to hold its input for');
   }
 
   finish(): void {

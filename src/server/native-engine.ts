@@ -21,15 +21,13 @@ export interface NativeEngineBinding {
   finish(connection: NativeHandle): void;
   /** Closes at once, dropping pending bytes. */
   destroy(connection: NativeHandle): void;
-  /** Stops reading (true), or lets it go on (false) when nothing else holds it. */
-  hold(connection: NativeHandle, held: boolean): void;
   /** Fills `out` with bytes received, bytes sent, bytes pending. */
   counters(connection: NativeHandle, out: Float64Array): void;
   /** Fills `out` with the engine's bytes received, bytes sent, backpressure pauses. */
   totals(engine: EngineHandle, out: Float64Array): void;
 }
 
-const FUNCTIONS = ['createEngine', 'adopt', 'finish', 'destroy', 'hold', 'counters', 'totals'] as const;
+const FUNCTIONS = ['createEngine', 'adopt', 'finish', 'destroy', 'counters', 'totals'] as const;
 
 function load(): NativeEngineBinding | undefined {
   if (process.env['ECHOPLEX_NO_NATIVE']) return undefined;
