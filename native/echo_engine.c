@@ -1,7 +1,8 @@
 // The native engine: echoes adopted TCP connections inside libuv, with no call into JavaScript per message.
 //
-// Node's own TCP path costs one JavaScript callback per read (about 3 us of CPU on these
-// machines, against 0.3 us for the whole per-message user time of a C epoll server). A
+// Node's own TCP path costs one JavaScript callback per read (about 2.5 us of CPU per 64-byte
+// echo on these machines, against 0.2 us for the whole per-message user time of a C epoll
+// server; BENCHMARKS.md). A
 // connection adopted here is read, transformed and written back by C callbacks on Node's own
 // event loop; JavaScript hears about it once, when it closes. Everything that needs a decision
 // per connection (admission, limits, logs, metrics, shutdown) stays in TypeScript
@@ -38,7 +39,7 @@ typedef struct engine {
   uint64_t backpressure_pauses;
   /** One buffer for every read: each chunk is answered (or copied) before the next read. */
   char *read_buffer;
-  /** The JavaScript engine object, plus every connection not yet closed. */
+  /** The JavaScript engine object, plus every connection not yet released. */
   int refs;
 } engine_t;
 
