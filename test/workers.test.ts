@@ -31,7 +31,7 @@ describe('--workers', () => {
       const metrics = await (await get('/metrics')).text();
       assert.equal(metricValue(metrics, 'echoplex_bytes_sent_total'), 20_000);
       assert.equal(metricValue(metrics, 'echoplex_connections_total'), 20);
-      assert.match(metrics, /^echoplex_build_info\{version="[^"]+"\} 1$/m, 'one build, not one per worker');
+      assert.match(metrics, /^echoplex_build_info\{version="[^"]+",engine="[a-z-]+"\} 1$/m, 'one build, not one per worker');
       assert.equal((await get('/readyz')).status, 200);
 
       // A worker killed outright is replaced, and the port keeps answering meanwhile.

@@ -49,13 +49,15 @@ export function createMetricsRegistry(server: EchoServer): Registry {
   // The usual Prometheus idiom: a constant 1 whose label says which build is running, so a
   // dashboard can tell a rollout apart from a regression.
   // Workers all run the same build: their 1s are not summed but taken once.
+  // The engine label says which connection path serves plain TCP (see README "The native
+  // engine"): a server that fell back to TypeScript is visible from its metrics.
   new Gauge({
     name: 'echoplex_build_info',
-    help: 'Always 1; the label is the running echoplex version',
-    labelNames: ['version'],
+    help: 'Always 1; the labels are the running echoplex version and the engine serving plain TCP (native, raw-handles or net)',
+    labelNames: ['version', 'engine'],
     aggregator: 'first',
     registers: [registry],
-  }).set({ version: VERSION }, 1);
+  }).set({ version: VERSION, engine: server.usesNativeEngine ? 'native' : server.usesRawHandles ? 'raw-handles' : 'net' }, 1);
   new Gauge({
     name: 'echoplex_connections_active',
     help: 'Connections open now',
