@@ -465,23 +465,38 @@ static napi_value adopt(napi_env env, napi_callback_info info) {
   return result;
 }
 
-/** finish(conn): send what is pending, then FIN. */
-static napi_value js_finish(napi_env env, napi_callback_info info) {
+/** The connection that is a function's only argument, or NULL with an error thrown. */
+static connection_t *only_connection(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   if (get_args(env, info, 1, argv) == NULL) return NULL;
-  connection_t *conn = connection_arg(env, argv[0]);
-  if (conn == NULL) return NULL;
-  finish(conn);
+  return connection_arg(env, argv[0]);
+}
+
+/** Where to write three figures: the data of a Float64Array of at least 3, or NULL with an error thrown. */
+static double *three_figures_out(napi_env env, napi_value value) {
+  napi_typedarray_type type;
+  size_t length;
+  void *data;
+  if (napi_get_typedarray_info(env, value, &type, &length, &data, NULL, NULL) != napi_ok || type != napi_float64_array || length < 3) {
+    bool pending = false;
+    napi_is_exception_pending(env, &pending);
+    if (!pending) napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "expected a Float64Array of 3");
+    return NULL;
+  }
+  return data;
+}
+
+/** finish(conn): send what is pending, then FIN. */
+static napi_value js_finish(napi_env env, napi_callback_info info) {
+  connection_t *conn = only_connection(env, info);
+  if (conn != NULL) finish(conn);
   return NULL;
 }
 
 /** destroy(conn): close at once, dropping what is pending. */
 static napi_value js_destroy(napi_env env, napi_callback_info info) {
-  napi_value argv[1];
-  if (get_args(env, info, 1, argv) == NULL) return NULL;
-  connection_t *conn = connection_arg(env, argv[0]);
-  if (conn == NULL) return NULL;
-  close_connection(conn);
+  connection_t *conn = only_connection(env, info);
+  if (conn != NULL) close_connection(conn);
   return NULL;
 }
 
@@ -490,16 +505,8 @@ static napi_value js_counters(napi_env env, napi_callback_info info) {
   napi_value argv[2];
   if (get_args(env, info, 2, argv) == NULL) return NULL;
   connection_t *conn = connection_arg(env, argv[0]);
-  if (conn == NULL) return NULL;
-  napi_typedarray_type type;
-  size_t length;
-  void *data;
-  CHECK(napi_get_typedarray_info(env, argv[1], &type, &length, &data, NULL, NULL));
-  if (type != napi_float64_array || length < 3) {
-    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "expected a Float64Array of 3");
-    return NULL;
-  }
-  double *out = data;
+  double *out = conn == NULL ? NULL : three_figures_out(env, argv[1]);
+  if (out == NULL) return NULL;
   out[0] = (double)conn->bytes_received;
   out[1] = (double)conn->bytes_sent;
   out[2] = (double)conn->pending;
@@ -511,16 +518,8 @@ static napi_value js_totals(napi_env env, napi_callback_info info) {
   napi_value argv[2];
   if (get_args(env, info, 2, argv) == NULL) return NULL;
   engine_t *engine = engine_arg(env, argv[0]);
-  if (engine == NULL) return NULL;
-  napi_typedarray_type type;
-  size_t length;
-  void *data;
-  CHECK(napi_get_typedarray_info(env, argv[1], &type, &length, &data, NULL, NULL));
-  if (type != napi_float64_array || length < 3) {
-    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "expected a Float64Array of 3");
-    return NULL;
-  }
-  double *out = data;
+  double *out = engine == NULL ? NULL : three_figures_out(env, argv[1]);
+  if (out == NULL) return NULL;
   out[0] = (double)engine->bytes_received;
   out[1] = (double)engine->bytes_sent;
   out[2] = (double)engine->backpressure_pauses;
