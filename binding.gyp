@@ -1,8 +1,8 @@
 {
   "targets": [
     {
-      "target_name": "echo_engine",
-      "sources": ["native/echo_engine.c"],
+      "target_name": "echoplex",
+      "sources": ["native/addon.c", "native/glue.c", "native/echo_engine.c"],
       "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
       "defines": ["NAPI_VERSION=8"]
     }

@@ -13,8 +13,10 @@
 // peer's FIN is answered, after every pending byte, by ours; the connection closes when both
 // directions are done, or at the first error.
 
-#include <node_api.h>
 #include <uv.h>
+
+#include "engines.h"
+#include "glue.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -281,12 +283,7 @@ static void on_closed(uv_handle_t *handle) {
         napi_create_int32(env, conn->error, &args[1]) == napi_ok) {
       args[0] = token;
       // The token is also `this`: Node's callback machinery needs an object receiver.
-      napi_status status = napi_make_callback(env, engine->async_context, token, callback, 2, args, NULL);
-      if (status == napi_pending_exception) {
-        // A throw from the close handler is the program's, as from any event handler.
-        napi_value err;
-        if (napi_get_and_clear_last_exception(env, &err) == napi_ok) napi_fatal_exception(env, err);
-      }
+      call_from_loop(env, engine->async_context, token, callback, 2, args);
     }
     napi_close_handle_scope(env, scope);
   }
@@ -303,43 +300,6 @@ static void on_closed(uv_handle_t *handle) {
 static const napi_type_tag ENGINE_TAG = {0x6563686f706c6578ULL, 0x656e67696e650001ULL};
 static const napi_type_tag CONNECTION_TAG = {0x6563686f706c6578ULL, 0x636f6e6e00000001ULL};
 
-static void *tagged_external(napi_env env, napi_value value, const napi_type_tag *tag, const char *expected) {
-  bool matches = false;
-  void *data = NULL;
-  if (napi_check_object_type_tag(env, value, tag, &matches) != napi_ok || !matches || napi_get_value_external(env, value, &data) != napi_ok) {
-    bool pending = false;
-    napi_is_exception_pending(env, &pending);
-    if (pending) {
-      napi_value ignored;
-      napi_get_and_clear_last_exception(env, &ignored);
-    }
-    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", expected);
-    return NULL;
-  }
-  return data;
-}
-
-#define CHECK(call)                                   \
-  do {                                                \
-    if ((call) != napi_ok) return throw_failed(env, #call); \
-  } while (0)
-
-static napi_value throw_failed(napi_env env, const char *what) {
-  const napi_extended_error_info *info = NULL;
-  napi_get_last_error_info(env, &info);
-  bool pending = false;
-  napi_is_exception_pending(env, &pending);
-  if (!pending) napi_throw_error(env, "ERR_ECHOPLEX_NATIVE", info && info->error_message ? info->error_message : what);
-  return NULL;
-}
-
-static napi_value throw_status(napi_env env, int status, const char *what) {
-  char message[160];
-  snprintf(message, sizeof message, "%s: %s", what, uv_strerror(status));
-  napi_throw_error(env, uv_err_name(status), message);
-  return NULL;
-}
-
 static void engine_finalize(napi_env env, void *data, void *hint) {
   (void)hint;
   engine_t *engine = data;
@@ -353,16 +313,6 @@ static void connection_finalize(napi_env env, void *data, void *hint) {
   (void)env;
   (void)hint;
   connection_release(data);
-}
-
-static napi_value get_args(napi_env env, napi_callback_info info, size_t expected, napi_value *argv) {
-  size_t argc = expected;
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < expected) {
-    napi_throw_type_error(env, "ERR_INVALID_ARG_COUNT", "missing arguments");
-    return NULL;
-  }
-  return argv[0];
 }
 
 static connection_t *connection_arg(napi_env env, napi_value value) {
@@ -472,20 +422,6 @@ static connection_t *only_connection(napi_env env, napi_callback_info info) {
   return connection_arg(env, argv[0]);
 }
 
-/** Where to write three figures: the data of a Float64Array of at least 3, or NULL with an error thrown. */
-static double *three_figures_out(napi_env env, napi_value value) {
-  napi_typedarray_type type;
-  size_t length;
-  void *data;
-  if (napi_get_typedarray_info(env, value, &type, &length, &data, NULL, NULL) != napi_ok || type != napi_float64_array || length < 3) {
-    bool pending = false;
-    napi_is_exception_pending(env, &pending);
-    if (!pending) napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "expected a Float64Array of 3");
-    return NULL;
-  }
-  return data;
-}
-
 /** finish(conn): send what is pending, then FIN. */
 static napi_value js_finish(napi_env env, napi_callback_info info) {
   connection_t *conn = only_connection(env, info);
@@ -505,7 +441,7 @@ static napi_value js_counters(napi_env env, napi_callback_info info) {
   napi_value argv[2];
   if (get_args(env, info, 2, argv) == NULL) return NULL;
   connection_t *conn = connection_arg(env, argv[0]);
-  double *out = conn == NULL ? NULL : three_figures_out(env, argv[1]);
+  double *out = conn == NULL ? NULL : float64_array(env, argv[1], 3);
   if (out == NULL) return NULL;
   out[0] = (double)conn->bytes_received;
   out[1] = (double)conn->bytes_sent;
@@ -518,7 +454,7 @@ static napi_value js_totals(napi_env env, napi_callback_info info) {
   napi_value argv[2];
   if (get_args(env, info, 2, argv) == NULL) return NULL;
   engine_t *engine = engine_arg(env, argv[0]);
-  double *out = engine == NULL ? NULL : three_figures_out(env, argv[1]);
+  double *out = engine == NULL ? NULL : float64_array(env, argv[1], 3);
   if (out == NULL) return NULL;
   out[0] = (double)engine->bytes_received;
   out[1] = (double)engine->bytes_sent;
@@ -526,7 +462,7 @@ static napi_value js_totals(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-NAPI_MODULE_INIT() {
+napi_value echo_engine_init(napi_env env, napi_value exports) {
   napi_property_descriptor functions[] = {
       {"createEngine", NULL, create_engine, NULL, NULL, NULL, napi_enumerable, NULL},
       {"adopt", NULL, adopt, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -1,11 +1,6 @@
-// The optional native engine (native/echo_engine.c): loaded when it was built, skipped otherwise.
-//
-// It is compiled by `npm install` (node-gyp, with the C compiler Node's addons use); where that
-// failed or is not wanted (ECHOPLEX_NO_NATIVE=1), connections run on the TypeScript paths,
-// which behave the same and cost more CPU per message.
+// The server's native engine (native/echo_engine.c): its functions, where the addon was built.
 
-import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
+import { addonBinding } from '../native/addon.js';
 
 /** An engine's own opaque object; one per server, so that counters stay per server. */
 export type EngineHandle = { readonly __brand: 'echoplex.native.engine' };
@@ -29,20 +24,5 @@ export interface NativeEngineBinding {
 
 const FUNCTIONS = ['createEngine', 'adopt', 'finish', 'destroy', 'counters', 'totals'] as const;
 
-function load(): NativeEngineBinding | undefined {
-  if (process.env['ECHOPLEX_NO_NATIVE']) return undefined;
-  // Adopting a descriptor is a Unix notion; elsewhere the TypeScript paths serve.
-  if (process.platform === 'win32') return undefined;
-  const path = new URL('../../build/Release/echo_engine.node', import.meta.url);
-  if (!existsSync(path)) return undefined;
-  try {
-    const binding = createRequire(import.meta.url)(path.pathname) as Partial<NativeEngineBinding>;
-    return FUNCTIONS.every((name) => typeof binding[name] === 'function') ? (binding as NativeEngineBinding) : undefined;
-  } catch {
-    // Built for another Node or platform: the TypeScript paths serve instead.
-    return undefined;
-  }
-}
-
 /** The native engine, or undefined where it was not built (or is turned off). */
-export const nativeEngine: NativeEngineBinding | undefined = load();
+export const nativeEngine: NativeEngineBinding | undefined = addonBinding<NativeEngineBinding>(FUNCTIONS);

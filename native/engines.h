@@ -1,0 +1,11 @@
+// The addon's engines, each adding its functions to the module's exports (see addon.c).
+
+#ifndef ECHOPLEX_ENGINES_H
+#define ECHOPLEX_ENGINES_H
+
+#include <node_api.h>
+
+/** The server's echo engine (echo_engine.c): createEngine, adopt, finish, destroy, counters, totals. */
+napi_value echo_engine_init(napi_env env, napi_value exports);
+
+#endif
