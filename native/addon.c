@@ -1,7 +1,8 @@
-// The native addon's entry point: one module for every engine.
+// The native addon's entry point: one module, two engines (the server's echo, the bench's closed loop).
 
 #include "engines.h"
 
 NAPI_MODULE_INIT() {
-  return echo_engine_init(env, exports);
+  if (echo_engine_init(env, exports) == NULL) return NULL;
+  return bench_engine_init(env, exports);
 }

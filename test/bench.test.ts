@@ -11,56 +11,164 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { BENCH_LOAD_PEER, PEERS, pairedRatio, startPeer, table, targetsTable, type Measurement } from '../bench/peers.js';
 import { runBench } from '../src/bench/loadgen.js';
+import { nativeBenchAvailable } from '../src/bench/native-bench.js';
+import type { BenchOptions } from '../src/bench/settings.js';
 import { formatTable } from '../src/bench/report.js';
 import { runCli, startServe } from './helpers/cli.js';
 import { findProgram, skipUnless } from './helpers/peers.js';
 import { connectTo, readBytes, startServer } from './helpers/sockets.js';
 import { waitUntil, withTimeout } from './helpers/timeout.js';
 
-describe('runBench', () => {
-  it('verifies every byte against an echo server, closed loop with pipelining', async () => {
-    const running = await startServer();
-    try {
-      const result = await withTimeout(runBench({ port: running.port, connections: 20, size: 1000, pipeline: 4, messages: 4000 }), 20_000, 'bench');
-      assert.equal(result.errors, 0);
-      assert.equal(result.mismatchedBytes, 0);
-      assert.equal(result.messages, 4000);
-      // The server's own counters must agree with what the bench says went through.
-      assert.equal(running.server.stats().bytesReceived, 4000 * 1000);
-      assert.ok(result.latencyUs.p50 > 0 && result.latencyUs.p50 <= result.latencyUs.p99 && result.latencyUs.p99 <= result.latencyUs.max);
-    } finally {
-      await running.close();
-    }
-  });
+// The closed loop over plain TCP runs on the native engine where it was built; every check of
+// what the bench verifies and counts runs on both.
+const ENGINES = [
+  { name: 'the native engine', nativeEngine: true, skip: skipUnless(nativeBenchAvailable ? 'built' : undefined, 'the native engine', 'g++ make (then npm install)') },
+  { name: 'TypeScript', nativeEngine: false, skip: undefined },
+];
 
-  it('handles replies fragmented and coalesced arbitrarily', async () => {
-    // A server that answers in odd-sized pieces at odd moments.
-    const choppy = net.createServer((socket) => {
-      let pending = Buffer.alloc(0);
-      socket.on('data', (chunk: Buffer) => {
-        pending = Buffer.concat([pending, chunk]);
-        setTimeout(() => {
-          while (pending.length > 0) {
-            const piece = Math.min(pending.length, 1 + Math.floor(Math.random() * 37));
-            socket.write(pending.subarray(0, piece));
-            pending = pending.subarray(piece);
-          }
-        }, Math.random() * 3);
-      });
-      socket.on('error', () => {});
+for (const { name, nativeEngine, skip } of ENGINES) {
+  describe(`runBench on ${name}`, { skip }, () => {
+    const bench = (options: BenchOptions) => runBench({ ...options, nativeEngine });
+
+    it('verifies every byte against an echo server, closed loop with pipelining', async () => {
+      const running = await startServer();
+      try {
+        const result = await withTimeout(bench({ port: running.port, connections: 20, size: 1000, pipeline: 4, messages: 4000 }), 20_000, 'bench');
+        assert.equal(result.engine, nativeEngine ? 'native' : 'typescript');
+        assert.equal(result.errors, 0);
+        assert.equal(result.mismatchedBytes, 0);
+        assert.equal(result.messages, 4000);
+        // The server's own counters must agree with what the bench says went through.
+        assert.equal(running.server.stats().bytesReceived, 4000 * 1000);
+        assert.ok(result.latencyUs.p50 > 0 && result.latencyUs.p50 <= result.latencyUs.p99 && result.latencyUs.p99 <= result.latencyUs.max);
+      } finally {
+        await running.close();
+      }
     });
-    await new Promise<void>((resolve) => choppy.listen(0, '127.0.0.1', resolve));
-    try {
-      const { port } = choppy.address() as net.AddressInfo;
-      const result = await withTimeout(runBench({ port, connections: 8, size: 100, pipeline: 3, messages: 2000 }), 20_000, 'bench');
-      assert.equal(result.errors, 0);
-      assert.equal(result.mismatchedBytes, 0);
-      assert.equal(result.messages, 2000);
-    } finally {
-      choppy.close();
-    }
-  });
 
+    it('handles replies fragmented and coalesced arbitrarily', async () => {
+      // A server that answers in odd-sized pieces at odd moments.
+      const choppy = net.createServer((socket) => {
+        let pending = Buffer.alloc(0);
+        socket.on('data', (chunk: Buffer) => {
+          pending = Buffer.concat([pending, chunk]);
+          setTimeout(() => {
+            while (pending.length > 0) {
+              const piece = Math.min(pending.length, 1 + Math.floor(Math.random() * 37));
+              socket.write(pending.subarray(0, piece));
+              pending = pending.subarray(piece);
+            }
+          }, Math.random() * 3);
+        });
+        socket.on('error', () => {});
+      });
+      await new Promise<void>((resolve) => choppy.listen(0, '127.0.0.1', resolve));
+      try {
+        const { port } = choppy.address() as net.AddressInfo;
+        const result = await withTimeout(bench({ port, connections: 8, size: 100, pipeline: 3, messages: 2000 }), 20_000, 'bench');
+        assert.equal(result.errors, 0);
+        assert.equal(result.mismatchedBytes, 0);
+        assert.equal(result.messages, 2000);
+      } finally {
+        choppy.close();
+      }
+    });
+
+    it('lines: every message is one printable line, which a line-mode server answers', async () => {
+      // A server that answers each whole line and keeps what it saw of them.
+      const lines: Buffer[] = [];
+      const lineServer = net.createServer((socket) => {
+        let partial = Buffer.alloc(0);
+        socket.on('data', (chunk: Buffer) => {
+          partial = Buffer.concat([partial, chunk]);
+          for (let end = partial.indexOf(0x0a); end >= 0; end = partial.indexOf(0x0a)) {
+            const line = partial.subarray(0, end + 1);
+            lines.push(line);
+            socket.write(line);
+            partial = partial.subarray(end + 1);
+          }
+        });
+        socket.on('error', () => {});
+      });
+      await new Promise<void>((resolve) => lineServer.listen(0, '127.0.0.1', resolve));
+      const echoplexLines = await startServer({ framing: 'line', transform: 'upper' });
+      try {
+        const { port } = lineServer.address() as net.AddressInfo;
+        const result = await withTimeout(bench({ port, lines: true, connections: 4, size: 200, pipeline: 2, messages: 400, timeoutSeconds: 2 }), 20_000, 'bench');
+        assert.equal(result.errors, 0);
+        assert.equal(result.lines, true);
+        assert.ok(lines.length >= 400, `the server saw ${lines.length} lines`);
+        for (const line of lines) {
+          assert.equal(line.length, 200, 'one newline per message, at its end');
+          assert.ok(line.subarray(0, -1).every((byte) => byte >= 0x20 && byte < 0x7f), `printable: ${line.toString('latin1')}`);
+        }
+        const upper = await withTimeout(bench({ port: echoplexLines.port, lines: true, expect: 'upper', connections: 4, pipeline: 4, messages: 1000, timeoutSeconds: 2 }), 20_000, 'bench');
+        assert.equal(upper.errors, 0);
+        assert.equal(upper.messages, 1000);
+      } finally {
+        lineServer.close();
+        await echoplexLines.close();
+      }
+    });
+
+    it('expectPrefix: verifies a server that puts text before each line, and counts its absence', async () => {
+      // As Istio's tcp-echo-server answers `world` with `hello world`.
+      const running = await startServer({ framing: 'line', prefix: 'hello ' });
+      try {
+        const settings = { port: running.port, lines: true, connections: 4, size: 50, messages: 500, timeoutSeconds: 2 };
+        const prefixed = await withTimeout(bench({ ...settings, expectPrefix: 'hello ' }), 20_000, 'bench');
+        assert.equal(prefixed.errors, 0);
+        assert.equal(prefixed.messages, 500);
+        assert.equal(prefixed.expectPrefix, 'hello ');
+        const unexpected = await withTimeout(bench({ ...settings, messages: 50 }), 20_000, 'bench');
+        assert.ok(unexpected.mismatchedBytes > 0, 'replies with a prefix the bench was not told of do not pass');
+      } finally {
+        await running.close();
+      }
+    });
+    it('counts bytes the server sends unasked as mismatched', async () => {
+      // Every chunk answered twice: the second copy is bytes nobody asked for.
+      const doubling = net.createServer((socket) => {
+        socket.on('data', (chunk: Buffer) => socket.write(Buffer.concat([chunk, chunk])));
+        socket.on('error', () => {});
+      });
+      await new Promise<void>((resolve) => doubling.listen(0, '127.0.0.1', resolve));
+      try {
+        const { port } = doubling.address() as net.AddressInfo;
+        const result = await withTimeout(bench({ port, connections: 2, size: 32, messages: 50, timeoutSeconds: 2 }), 20_000, 'bench');
+        assert.ok(result.mismatchedBytes >= 32, `mismatched ${result.mismatchedBytes}`);
+        assert.ok(result.errorsByKind.mismatch > 0);
+      } finally {
+        doubling.close();
+      }
+    });
+
+    it('counts a reply that never comes as a timeout, and one cut off by the server as closed', async () => {
+      // The first connection is never answered; the second is closed after its first reply.
+      let accepted = 0;
+      const server = net.createServer((socket) => {
+        socket.on('error', () => {});
+        const which = accepted++;
+        if (which === 1) socket.once('data', (chunk: Buffer) => socket.end(chunk));
+        else if (which > 1) socket.pipe(socket);
+      });
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      try {
+        const { port } = server.address() as net.AddressInfo;
+        const started = performance.now();
+        const result = await withTimeout(bench({ port, connections: 3, durationSeconds: 2, warmupSeconds: 0, timeoutSeconds: 0.5 }), 20_000, 'bench');
+        assert.equal(result.errorsByKind.timeout, 1, JSON.stringify(result.errorsByKind));
+        assert.equal(result.errorsByKind.closed, 1, JSON.stringify(result.errorsByKind));
+        assert.ok(result.messages > 100, `the healthy connection went on: ${result.messages}`);
+        assert.ok(performance.now() - started < 5000);
+      } finally {
+        server.close();
+      }
+    });
+  });
+}
+
+describe('runBench open loop', () => {
   it('open loop measures from the intended send time', async () => {
     const running = await startServer();
     try {
@@ -69,59 +177,8 @@ describe('runBench', () => {
       assert.equal(result.errors, 0);
       // A fixed schedule of 2000/s for 1 s: within 15% of 2000 messages.
       assert.ok(Math.abs(result.messages - 2000) < 300, `sent ${result.messages} messages`);
-    } finally {
-      await running.close();
-    }
-  });
-
-  it('lines: every message is one printable line, which a line-mode server answers', async () => {
-    // A server that answers each whole line and keeps what it saw of them.
-    const lines: Buffer[] = [];
-    const lineServer = net.createServer((socket) => {
-      let partial = Buffer.alloc(0);
-      socket.on('data', (chunk: Buffer) => {
-        partial = Buffer.concat([partial, chunk]);
-        for (let end = partial.indexOf(0x0a); end >= 0; end = partial.indexOf(0x0a)) {
-          const line = partial.subarray(0, end + 1);
-          lines.push(line);
-          socket.write(line);
-          partial = partial.subarray(end + 1);
-        }
-      });
-      socket.on('error', () => {});
-    });
-    await new Promise<void>((resolve) => lineServer.listen(0, '127.0.0.1', resolve));
-    const echoplexLines = await startServer({ framing: 'line', transform: 'upper' });
-    try {
-      const { port } = lineServer.address() as net.AddressInfo;
-      const result = await withTimeout(runBench({ port, lines: true, connections: 4, size: 200, pipeline: 2, messages: 400, timeoutSeconds: 2 }), 20_000, 'bench');
-      assert.equal(result.errors, 0);
-      assert.equal(result.lines, true);
-      assert.ok(lines.length >= 400, `the server saw ${lines.length} lines`);
-      for (const line of lines) {
-        assert.equal(line.length, 200, 'one newline per message, at its end');
-        assert.ok(line.subarray(0, -1).every((byte) => byte >= 0x20 && byte < 0x7f), `printable: ${line.toString('latin1')}`);
-      }
-      const upper = await withTimeout(runBench({ port: echoplexLines.port, lines: true, expect: 'upper', connections: 4, pipeline: 4, messages: 1000, timeoutSeconds: 2 }), 20_000, 'bench');
-      assert.equal(upper.errors, 0);
-      assert.equal(upper.messages, 1000);
-    } finally {
-      lineServer.close();
-      await echoplexLines.close();
-    }
-  });
-
-  it('expectPrefix: verifies a server that puts text before each line, and counts its absence', async () => {
-    // As Istio's tcp-echo-server answers `world` with `hello world`.
-    const running = await startServer({ framing: 'line', prefix: 'hello ' });
-    try {
-      const settings = { port: running.port, lines: true, connections: 4, size: 50, messages: 500, timeoutSeconds: 2 };
-      const prefixed = await withTimeout(runBench({ ...settings, expectPrefix: 'hello ' }), 20_000, 'bench');
-      assert.equal(prefixed.errors, 0);
-      assert.equal(prefixed.messages, 500);
-      assert.equal(prefixed.expectPrefix, 'hello ');
-      const unexpected = await withTimeout(runBench({ ...settings, messages: 50 }), 20_000, 'bench');
-      assert.ok(unexpected.mismatchedBytes > 0, 'replies with a prefix the bench was not told of do not pass');
+      // The schedule is kept in TypeScript, whatever engine the closed loop would use.
+      assert.equal(result.engine, 'typescript');
     } finally {
       await running.close();
     }

@@ -4,8 +4,25 @@ import type { Run } from './run.js';
 import type { BenchErrorKind } from './settings.js';
 import type { BenchSocket } from './transports.js';
 
+/** What a run asks of a connection, whichever engine carries it (see native-bench.ts for the other). */
+export interface LoadConnection {
+  readonly failed: boolean;
+  /** Sent its last message and has every reply: time to make way for a new connection. */
+  readonly spent: boolean;
+  /** Sends `count` messages, stamping each with `stamp` (now, or its intended time in the open loop). */
+  send(count: number, stamp: number): void;
+  /** Its oldest reply has been owed for more than `limitMs`. */
+  isOverdue(now: number, limitMs: number): boolean;
+  /** Counts an error of `kind` and closes; replies still owed are lost. */
+  fail(kind: BenchErrorKind): void;
+  /** Closes a connection that has done its share; not an error. */
+  retire(): void;
+  /** Closes at once, as the run ends. */
+  destroy(): void;
+}
+
 /** One connection: a FIFO of send times, and where in the current reply the bytes have reached. */
-export class BenchConnection {
+export class BenchConnection implements LoadConnection {
   readonly socket: BenchSocket;
   #run: Run;
   #offsetInReply = 0;
@@ -23,20 +40,14 @@ export class BenchConnection {
     this.#quota = run.options.messagesPerConnection ?? Number.POSITIVE_INFINITY;
   }
 
-  /** Sent its last message and has every reply: time to make way for a new connection. */
   get spent(): boolean {
     return this.#quota === 0 && this.#count === 0;
   }
 
-  get inFlight(): number {
-    return this.#count;
+  isOverdue(now: number, limitMs: number): boolean {
+    return this.#count > 0 && now - this.#sendTimes[this.#head]! > limitMs;
   }
 
-  get oldestSendTime(): number {
-    return this.#sendTimes[this.#head]!;
-  }
-
-  /** Sends `count` messages, stamping each with `stamp` (now, or its intended time in the open loop). */
   send(count: number, stamp: number): void {
     const run = this.#run;
     count = Math.min(count, run.sendBudget, this.#quota);
@@ -83,7 +94,6 @@ export class BenchConnection {
     return completed;
   }
 
-  /** Closes a connection that has done its share; not an error. */
   retire(): void {
     if (this.#failed) return;
     this.#failed = true;
@@ -105,6 +115,10 @@ export class BenchConnection {
 
   get failed(): boolean {
     return this.#failed;
+  }
+
+  destroy(): void {
+    this.socket.destroy();
   }
 
   #countMismatch(bytes: Buffer, offset: number, take: number): void {

@@ -1,7 +1,7 @@
 // A self-contained HTML report: inline SVG charts and the settings, viewable with no network.
 
 import type { BenchResult } from './settings.js';
-import { describeConnects, describeLoadCpu, describeSettings, errorSummary, formatBytesPerSecond, passed } from './report.js';
+import { describeConnects, describeEngine, describeLoadCpu, describeSettings, errorSummary, formatBytesPerSecond, passed } from './report.js';
 
 const WIDTH = 720;
 const HEIGHT = 280;
@@ -19,7 +19,7 @@ export function renderHtmlReport(result: BenchResult, generatedAt = new Date()):
     ...(result.connectLatencyUs !== null ? [['Connections', describeConnects(result, (us) => `${us} us`, ', ')] as [string, string]] : []),
     ['Errors', errorSummary(result)],
     ['Mismatched bytes', String(result.mismatchedBytes)],
-    ['Bench CPU', describeLoadCpu(result.loadCpuPercent)],
+    ['Bench CPU', `${describeLoadCpu(result.loadCpuPercent)}, ${describeEngine(result)}`],
     ['Verdict', passed(result) ? 'PASS: every byte verified' : 'FAIL'],
   ];
   return `<!doctype html>

@@ -5,10 +5,11 @@ import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { checkDescriptorBudget } from '../ops/descriptors.js';
 import { builtInTransform } from '../server/transforms.js';
-import { BenchConnection } from './connection.js';
+import { BenchConnection, type LoadConnection } from './connection.js';
+import { NativeBench, type NativeBenchConnection } from './native-bench.js';
 import { Run } from './run.js';
-import { BenchSetupError, resolveSettings, type BenchOptions, type BenchProgress, type BenchResult } from './settings.js';
-import { describeTarget, openBenchSocket } from './transports.js';
+import { BenchSetupError, resolveSettings, type BenchOptions, type BenchProgress, type BenchResult, type Settings } from './settings.js';
+import { adoptable, connectForAdoption, describeTarget, openBenchSocket } from './transports.js';
 
 const MAX_CONNECTS_IN_FLIGHT = 256;
 const SWEEP_MS = 100;
@@ -24,6 +25,7 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
   const expected = settings.expectPrefix ? Buffer.concat([Buffer.from(settings.expectPrefix), reply]) : reply;
   const burst = Buffer.concat(Array.from({ length: Math.max(settings.pipeline, 16) }, () => payload));
   const run = new Run(settings, payload, expected, burst);
+  if (nativeEngineFits(settings)) run.engine = NativeBench.create(run, payload, expected, burst.length / payload.length);
 
   await new Promise<void>((resolve) => {
     const stops: Array<() => void> = [];
@@ -32,7 +34,8 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
       run.endMeasuring(performance.now());
       run.phase = 'done';
       for (const stop of stops) stop();
-      for (const connection of run.live) connection.socket.destroy();
+      for (const connection of run.live) connection.destroy();
+      run.engine?.close();
       resolve();
     };
     const sweep = setInterval(() => sweepTimeouts(run), SWEEP_MS);
@@ -52,6 +55,7 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
   return {
     target: describeTarget(settings.target),
     mode: settings.rate !== undefined ? 'open-loop' : 'closed-loop',
+    engine: run.engine !== undefined ? 'native' : 'typescript',
     connections: settings.connections,
     size: settings.size,
     pipeline: settings.pipeline,
@@ -76,6 +80,15 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
     percentiles: run.histogram.curve(),
     loadCpuPercent: round((run.measuredCpuMicros / (durationSeconds * 1e6)) * 100, 1),
   };
+}
+
+/**
+ * The native engine carries the plain closed loop: TCP to an IP address, connections that stay
+ * open. The open loop's schedule, TLS, UDP, Unix sockets, PROXY headers and replaced
+ * connections stay in TypeScript, as does everything when `nativeEngine: false` is passed.
+ */
+function nativeEngineFits(settings: Settings): boolean {
+  return settings.nativeEngine && settings.rate === undefined && settings.messagesPerConnection === undefined && adoptable(settings.target);
 }
 
 /** `size` bytes: random printable ASCII (space to tilde), then the line's one `\n`. */
@@ -121,9 +134,7 @@ function connectAll(run: Run): Promise<void> {
  * (for one retired by messagesPerConnection) starts sending as soon as it is live.
  */
 function openConnection(run: Run, settled: () => void, replacement = false): void {
-  const closedLoop = run.options.rate === undefined;
   const startedAt = performance.now();
-  let connection: BenchConnection | undefined;
   let opening = true;
   /** Ends the connecting state, once, however it ends. */
   const stopConnecting = (): boolean => {
@@ -133,32 +144,67 @@ function openConnection(run: Run, settled: () => void, replacement = false): voi
     clearTimeout(deadline);
     return true;
   };
-  const connectFailed = (err?: NodeJS.ErrnoException) => {
-    if (!stopConnecting()) return;
-    socket.destroy();
+  const countFailure = (err?: NodeJS.ErrnoException) => {
     if (run.phase === 'done') return;
     run.errorsByKind.connect++;
     if (err?.code === 'EMFILE' || err?.code === 'ENFILE') run.descriptorsExhausted = true;
     settled();
     if (replacement) run.lost(0);
   };
+  const connectFailed = (err?: NodeJS.ErrnoException) => {
+    if (!stopConnecting()) return;
+    cancel();
+    countFailure(err);
+  };
+  const opened = (connection: LoadConnection) => {
+    run.live.add(connection);
+    if (replacement) {
+      const now = performance.now();
+      run.replaced(startedAt, now - startedAt);
+      if (run.sending) connection.send(run.options.pipeline, now);
+    }
+    settled();
+  };
   // A connect that neither succeeds nor fails (a SYN into a black hole) fails after --timeout.
   const deadline = setTimeout(connectFailed, run.options.timeoutSeconds * 1000);
   run.connecting++;
+  const engine = run.engine;
+  const cancel =
+    engine === undefined
+      ? openTypeScriptConnection(run, { stopConnecting, connectFailed, opened })
+      : connectForAdoption(run.options.target, {
+          connected: (fd) => {
+            if (!stopConnecting() || run.phase === 'done') return;
+            let connection: NativeBenchConnection;
+            try {
+              connection = engine.adopt(fd);
+            } catch (err) {
+              return countFailure(err as NodeJS.ErrnoException);
+            }
+            opened(connection);
+          },
+          failed: connectFailed,
+        });
+}
+
+interface Opening {
+  stopConnecting(): boolean;
+  connectFailed(err?: NodeJS.ErrnoException): void;
+  opened(connection: LoadConnection): void;
+}
+
+/** A connection whose every read comes to BenchConnection in JavaScript. Returns its destroyer. */
+function openTypeScriptConnection(run: Run, opening: Opening): () => void {
+  const closedLoop = run.options.rate === undefined;
+  let connection: BenchConnection | undefined;
   const socket = openBenchSocket(run.options.target, run.readBuffer, {
     connected: () => {
-      if (!stopConnecting()) return;
+      if (!opening.stopConnecting()) return;
       // Opened as the run ended: closed only now, once it is whole (a PROXY header sent, a TLS
       // handshake done), so that the server does not log a client cut off halfway.
       if (run.phase === 'done') return socket.destroy();
       connection = new BenchConnection(run, socket);
-      run.live.add(connection);
-      if (replacement) {
-        const now = performance.now();
-        run.replaced(startedAt, now - startedAt);
-        if (run.sending) connection.send(run.options.pipeline, now);
-      }
-      settled();
+      opening.opened(connection);
     },
     data: (bytes, length) => {
       if (connection === undefined || connection.failed) return;
@@ -168,13 +214,14 @@ function openConnection(run: Run, settled: () => void, replacement = false): voi
     },
     error: (err) => {
       if (connection !== undefined) return connection.fail('closed');
-      connectFailed(err);
+      opening.connectFailed(err);
     },
     closed: () => {
       // The server going away before the run is over is an error, whatever was in flight.
       if (connection !== undefined && run.phase !== 'done') connection.fail('closed');
     },
   });
+  return () => socket.destroy();
 }
 
 /** Retires a connection that has sent its share, and opens a new one while the run still sends. */
@@ -192,7 +239,7 @@ function startPhases(run: Run): () => void {
   const beginMeasuring = () => {
     run.startMeasuring();
     if (messages !== undefined) {
-      run.sendBudget = messages;
+      run.setSendBudget(messages);
     } else {
       timers.push(setTimeout(beginDraining, durationSeconds * 1000));
     }
@@ -200,6 +247,7 @@ function startPhases(run: Run): () => void {
   const beginDraining = () => {
     run.phase = 'draining';
     run.endMeasuring(performance.now());
+    run.syncEngine();
     if (run.inFlight === 0) run.finish();
   };
   if (warmupSeconds > 0) {
@@ -225,7 +273,7 @@ function sweepTimeouts(run: Run): void {
   const now = performance.now();
   const limitMs = run.options.timeoutSeconds * 1000;
   for (const connection of [...run.live]) {
-    if (connection.inFlight > 0 && now - connection.oldestSendTime > limitMs) connection.fail('timeout');
+    if (connection.isOverdue(now, limitMs)) connection.fail('timeout');
   }
 }
 

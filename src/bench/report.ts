@@ -36,7 +36,7 @@ export function formatTable(result: BenchResult): string {
     ...(result.connectLatencyUs !== null ? [['connects', describeConnects(result, us)] as [string, string]] : []),
     ['errors', errorSummary(result)],
     ['mismatched', `${integer.format(result.mismatchedBytes)} bytes`],
-    ['bench CPU', describeLoadCpu(result.loadCpuPercent)],
+    ['bench CPU', `${describeLoadCpu(result.loadCpuPercent)}, ${describeEngine(result)}`],
   ];
   const width = Math.max(...rows.map(([label]) => label.length));
   return rows.map(([label, value]) => `${label.padEnd(width)}  ${value}`).join('\n') + '\n';
@@ -60,6 +60,11 @@ export function describeConnects(result: BenchResult, format: (us: number) => st
 /** True when every byte came back right and nothing was lost. */
 export function passed(result: BenchResult): boolean {
   return result.errors === 0 && result.mismatchedBytes === 0;
+}
+
+/** Which engine carried the connections, for the CPU figure's reader. */
+export function describeEngine(result: BenchResult): string {
+  return result.engine === 'native' ? 'native engine' : 'TypeScript engine';
 }
 
 /** Past this share of one core, the load generator is likely what sets the rate. */

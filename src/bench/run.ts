@@ -1,8 +1,9 @@
 // The state one bench run shares across its connections: phases, the measured window, counts.
 
 import { performance } from 'node:perf_hooks';
-import type { BenchConnection } from './connection.js';
+import type { BenchConnection, LoadConnection } from './connection.js';
 import { LatencyHistogram } from './histogram.js';
+import type { NativeBench } from './native-bench.js';
 import type { BenchErrorKind, BenchProgress, Settings } from './settings.js';
 
 export type Phase = BenchProgress['phase'] | 'done';
@@ -11,7 +12,7 @@ const READ_BUFFER_BYTES = 64 * 1024;
 
 /** State shared by all connections of one run. */
 export class Run {
-  phase: Phase = 'connecting';
+  #phase: Phase = 'connecting';
   measureStartedAt = 0;
   measureEndedAt = 0;
   /** CPU microseconds this process used between the two. */
@@ -21,8 +22,10 @@ export class Run {
   completedTotal = 0;
   /** Replies owed across all connections; when it reaches 0 the run may be over. */
   inFlight = 0;
-  /** Sends still allowed: unbounded, except while measuring a fixed number of messages. */
+  /** Sends still allowed: unbounded, except while measuring a fixed number of messages (set with setSendBudget). */
   sendBudget = Number.POSITIVE_INFINITY;
+  /** The native engine carrying this run's connections, if it does (see native-bench.ts). */
+  engine: NativeBench | undefined;
   mismatchedBytes = 0;
   descriptorsExhausted = false;
   readonly errorsByKind: Record<BenchErrorKind, number> = { connect: 0, closed: 0, timeout: 0, mismatch: 0 };
@@ -32,7 +35,7 @@ export class Run {
   /** Connections still opening: the run is not out of connections while any are. */
   connecting = 0;
   readonly timeline: number[] = [];
-  readonly live = new Set<BenchConnection>();
+  readonly live = new Set<LoadConnection>();
   // One read buffer for every socket: onread hands us bytes synchronously, so none outlive a callback.
   readonly readBuffer = Buffer.allocUnsafe(READ_BUFFER_BYTES);
   finish: () => void = () => {};
@@ -54,8 +57,30 @@ export class Run {
     return e.connect + e.closed + e.timeout + e.mismatch;
   }
 
+  get phase(): Phase {
+    return this.#phase;
+  }
+
+  set phase(phase: Phase) {
+    this.#phase = phase;
+    if (this.engine === undefined) return;
+    // The engine's budget is the current one: take it before handing it back.
+    this.engine.sync();
+    this.engine.setSending(this.sending, this.sendBudget);
+  }
+
   get sending(): boolean {
-    return this.phase === 'warmup' || this.phase === 'measuring';
+    return this.#phase === 'warmup' || this.#phase === 'measuring';
+  }
+
+  setSendBudget(messages: number): void {
+    this.sendBudget = messages;
+    this.engine?.setSending(this.sending, messages);
+  }
+
+  /** Brings what the native engine has done since into the counts (a no-op without one). */
+  syncEngine(): void {
+    this.engine?.sync();
   }
 
   // Closed loop: replies read in this event-loop turn, answered together once the turn's reads are done.

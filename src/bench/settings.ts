@@ -40,6 +40,13 @@ export interface BenchOptions extends Partial<BenchTarget> {
   lines?: boolean;
   /** Seconds a reply may take before the connection counts as timed out. Default 5. */
   timeoutSeconds?: number;
+  /**
+   * Let the native engine (native/bench_engine.c, built by `npm install`) carry the plain
+   * closed loop over TCP: read, verify, time and answer in C, with the same results. Default
+   * true; where the addon was not built, or for any other kind of run, connections run in
+   * TypeScript.
+   */
+  nativeEngine?: boolean;
   /** Called about once a second while measuring. */
   onProgress?: (progress: BenchProgress) => void;
 }
@@ -56,6 +63,8 @@ export type BenchErrorKind = 'connect' | 'closed' | 'timeout' | 'mismatch';
 export interface BenchResult {
   target: string;
   mode: 'closed-loop' | 'open-loop';
+  /** What carried the connections: the native engine or TypeScript (see `nativeEngine`). */
+  engine: 'native' | 'typescript';
   connections: number;
   size: number;
   pipeline: number;
@@ -131,6 +140,7 @@ export function resolveSettings(options: BenchOptions): Settings {
     rate: options.rate,
     connectRate: options.connectRate,
     messagesPerConnection: options.messagesPerConnection,
+    nativeEngine: options.nativeEngine ?? true,
   };
   validate(settings);
   return settings;

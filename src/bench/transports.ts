@@ -102,8 +102,7 @@ function openRawSocket(raw: RawTcp, target: BenchTarget, readBuffer: Buffer, eve
   };
   const fail = (status: number) => {
     if (!open) return;
-    const code = errorName(status);
-    events.error(Object.assign(new Error(code), { code }));
+    events.error(errnoError(status));
     close();
   };
   const onWriteComplete = function (this: WriteRequest, status: number) {
@@ -124,8 +123,7 @@ function openRawSocket(raw: RawTcp, target: BenchTarget, readBuffer: Buffer, eve
       else fail(nread);
     }
   };
-  const req = raw.newConnectRequest();
-  req.oncomplete = (status) => {
+  startConnect(raw, handle, target, (status) => {
     if (!open) return;
     if (status < 0) return fail(status);
     handle.setNoDelay(true);
@@ -134,13 +132,55 @@ function openRawSocket(raw: RawTcp, target: BenchTarget, readBuffer: Buffer, eve
     if (started < 0) return fail(started);
     if (target.proxyProtocol !== undefined) write(proxyHeader(target.proxyProtocol, addressOf(handle, 'getsockname'), addressOf(handle, 'getpeername')));
     events.connected();
-  };
-  const status = net.isIPv6(target.host) ? handle.connect6(req, target.host, target.port) : handle.connect(req, target.host, target.port);
-  if (status < 0) {
-    // Reported from the next tick, as a failed connection always is.
-    process.nextTick(() => fail(status));
-  }
+  });
   return { write, destroy: close, datagrams: false };
+}
+
+/** Whether `connectForAdoption` can reach this target: plain TCP to an IP address, no PROXY header. */
+export function adoptable(target: BenchTarget): boolean {
+  return rawTcp !== undefined && target.unix === undefined && !target.tls && !target.udp && target.proxyProtocol === undefined && net.isIP(target.host) !== 0;
+}
+
+/**
+ * Connects to an `adoptable` target and hands the connected descriptor to `connected`, which
+ * takes its own duplicate (the native engine does); our handle is closed after it returns.
+ * Returns a canceller for a connect still in progress.
+ */
+export function connectForAdoption(target: BenchTarget, events: { connected(fd: number): void; failed(err: NodeJS.ErrnoException): void }): () => void {
+  const raw = rawTcp!;
+  const handle = raw.newClientHandle();
+  let open = true;
+  const close = () => {
+    if (!open) return;
+    open = false;
+    handle.close();
+  };
+  startConnect(raw, handle, target, (status) => {
+    if (!open) return;
+    if (status < 0) {
+      close();
+      return events.failed(errnoError(status));
+    }
+    try {
+      events.connected(handle.fd);
+    } finally {
+      close();
+    }
+  });
+  return close;
+}
+
+function startConnect(raw: RawTcp, handle: TcpHandle, target: BenchTarget, done: (status: number) => void): void {
+  const req = raw.newConnectRequest();
+  req.oncomplete = (status) => done(status);
+  const status = net.isIPv6(target.host) ? handle.connect6(req, target.host, target.port) : handle.connect(req, target.host, target.port);
+  // Reported from the next tick, as a failed connection always is.
+  if (status < 0) process.nextTick(() => done(status));
+}
+
+function errnoError(status: number): NodeJS.ErrnoException {
+  const code = errorName(status);
+  return Object.assign(new Error(code), { code });
 }
 
 function addressOf(handle: TcpHandle, which: 'getsockname' | 'getpeername'): ProxyEndpoint | undefined {
