@@ -1,4 +1,4 @@
-// The addon's two engines, each adding its functions to the module's exports (see addon.c).
+// The addon's engines, each adding its functions to the module's exports (see addon.c).
 
 #ifndef ECHOPLEX_ENGINES_H
 #define ECHOPLEX_ENGINES_H
@@ -9,5 +9,8 @@
 napi_value echo_engine_init(napi_env env, napi_value exports);
 /** The bench's closed-loop engine (bench_engine.c): createBench, adoptBench, send, ... */
 napi_value bench_engine_init(napi_env env, napi_value exports);
+
+/** The selectors' native sockets (socket_engine.c): createSockets, adoptSocket, socketRecv, socketSend, ... */
+napi_value socket_engine_init(napi_env env, napi_value exports);
 
 #endif

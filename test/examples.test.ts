@@ -70,9 +70,13 @@ for (const { name, expect } of SERVERS) {
         }
       }
       assert.ok(sent < 256 * 1024 * 1024, `the server kept reading: ${sent} bytes accepted`);
-      const back = readBytes(socket, sent, 30_000);
+      // A failure says what the program printed last (its per-message lines left out).
+      const lastWords = () => program.output().split('\n').filter((line) => !line.includes('收到来自') && !line.startsWith('echoing')).slice(-20).join('\n');
+      const back = readBytes(socket, sent, 30_000).catch((err: Error) => {
+        throw new Error(`${err.message}; the program's last lines:\n${lastWords()}`);
+      });
       socket.resume();
-      assert.equal((await back).length, sent, program.output().slice(-500));
+      assert.equal((await back).length, sent, lastWords());
       socket.destroy();
     });
   });

@@ -29,7 +29,8 @@ import {
   socket,
   type Socket,
 } from '../src/selectors/index.js';
-import { kWatch } from '../src/selectors/socket.js';
+import { nativeSocketsAvailable } from '../src/selectors/native-plane.js';
+import { kPlane, kWatch } from '../src/selectors/socket.js';
 import { findProgram, skipUnless } from './helpers/peers.js';
 import { delay, waitUntil, withTimeout } from './helpers/timeout.js';
 
@@ -343,6 +344,35 @@ describe('Socket semantics', () => {
         return false;
       }
     }, 5000, 'end of stream');
+    client.close();
+    conn.close();
+  });
+
+  it('connected sockets read and write through the native addon where it was built, through streams otherwise', async () => {
+    const [client, conn] = await l.pair();
+    const expected = nativeSocketsAvailable ? 'native' : 'stream';
+    assert.equal(client[kPlane](), expected);
+    assert.equal(conn[kPlane](), expected);
+    // Where the addon is required (CI), it must have been built and must be in use.
+    if (process.env['ECHOPLEX_REQUIRE_PEERS'] === '1' && !process.env['ECHOPLEX_NO_NATIVE']) assert.equal(expected, 'native');
+    client.close();
+    conn.close();
+  });
+
+  it('READ ends with the data: a recv that asks for exactly what is left leaves nothing reported', async () => {
+    const [client, conn] = await l.pair();
+    for (const size of [10, 1024, 4096]) {
+      client.send(Buffer.alloc(size, 0x41));
+      // Each recv asks for exactly the bytes still to come, so the last one fills its buffer.
+      for (let got = 0; got < size; ) {
+        const [ready] = await withTimeout(select([conn], [], [], 5), 6000, 'READ');
+        assert.equal(ready.length, 1, 'READ while bytes are on their way');
+        got += conn.recv(size - got).length;
+      }
+      const [after] = await select([conn], [], [], 0);
+      assert.equal(after.length, 0, `not READ once all ${size} bytes are taken`);
+      assert.throws(() => conn.recv(size), BlockingIOError);
+    }
     client.close();
     conn.close();
   });

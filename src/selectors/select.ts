@@ -21,8 +21,8 @@ export async function select<R extends Watchable, W extends Watchable, X extends
   for (;;) {
     // Let due I/O land before reading readiness (and never starve the loop on always-ready lists).
     await new Promise((resolve) => setImmediate(resolve));
-    const r = rlist.filter((item) => (toSelectable(item)[kReadiness]() & READABLE) !== 0);
-    const w = wlist.filter((item) => (toSelectable(item)[kReadiness]() & WRITABLE) !== 0);
+    const r = rlist.filter((item) => (toSelectable(item)[kReadiness](READABLE)) !== 0);
+    const w = wlist.filter((item) => (toSelectable(item)[kReadiness](WRITABLE)) !== 0);
     const x = xlist.filter((item) => toSelectable(item)[kPendingError]());
     if (r.length + w.length + x.length > 0) return [r, w, x];
     const remaining = deadline === undefined ? undefined : deadline - performance.now();

@@ -7,6 +7,7 @@ import {
   NotRegisteredError,
   SelectorClosedError,
 } from './errors.js';
+import { afterThisTurnsReads } from './native-plane.js';
 import { isSelectable, kReadiness, kUnwatch, kWatch, socketForFd, type Selectable } from './socket.js';
 
 /** Ready to read: `recv` would return data, end of stream or an error, or `accept` a connection. */
@@ -178,7 +179,7 @@ export class DefaultSelector<T = unknown> extends BaseSelector<T> {
   #collectReady(): Array<ReadyEvent<T>> {
     const ready: Array<ReadyEvent<T>> = [];
     for (const key of this.#candidates) {
-      const events = key.selectable[kReadiness]() & key.events;
+      const events = key.selectable[kReadiness](key.events);
       if (events === 0) this.#candidates.delete(key);
       else ready.push([key, events]);
     }
@@ -193,7 +194,7 @@ export class DefaultSelector<T = unknown> extends BaseSelector<T> {
     // message instead of 14.1-16.6 (BENCHMARKS.md).
     if (this.#wake !== undefined && !this.#wakeQueued) {
       this.#wakeQueued = true;
-      setImmediate(this.#wakeAfterReads);
+      afterThisTurnsReads(this.#wakeAfterReads);
     }
   }
 

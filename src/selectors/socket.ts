@@ -1,22 +1,17 @@
-// Python-style non-blocking sockets over Node's `net`, with level-triggered readiness for selectors.
+// Python-style non-blocking sockets: their life cycle on Node's listeners, their bytes through a data plane (native or streams).
 
 import { isIPv6 } from 'node:net';
+import { BlockingIOError, ERRNO, fromSystemError, OSError } from './errors.js';
+import { NativePlane } from './native-plane.js';
+import { READABLE, SHUT_RD, SHUT_RDWR, SHUT_WR, StreamPlane, type DataPlane } from './plane.js';
 import { transport, type ByteListener, type ByteStream } from './stream.js';
-import {
-  BlockingIOError,
-  BrokenPipeError,
-  ERRNO,
-  fromSystemError,
-  OSError,
-} from './errors.js';
+
+export { READABLE, SHUT_RD, SHUT_RDWR, SHUT_WR, SOCKET_BUFFER_BYTES, WRITABLE } from './plane.js';
 
 export const AF_UNIX = 1;
 export const AF_INET = 2;
 export const AF_INET6 = 10;
 export const SOCK_STREAM = 1;
-export const SHUT_RD = 0;
-export const SHUT_WR = 1;
-export const SHUT_RDWR = 2;
 // Socket options, with Linux's values, for setsockopt/getsockopt.
 export const SOL_SOCKET = 1;
 export const SO_REUSEADDR = 2;
@@ -29,16 +24,6 @@ export const TCP_NODELAY = 1;
 /** `[host, port]`, as Python's socket addresses for AF_INET and AF_INET6. */
 export type Address = readonly [host: string, port: number];
 
-/** Readiness bits; the same values as `EVENT_READ` and `EVENT_WRITE`. */
-export const READABLE = 1;
-export const WRITABLE = 2;
-
-/**
- * Bytes a socket buffers on each side, like a kernel socket buffer: reading from the network
- * pauses when this much is waiting for `recv()`, and `send()` accepts at most this much queued.
- */
-export const SOCKET_BUFFER_BYTES = 64 * 1024;
-
 const KERNEL_BACKLOG_FLOOR = 511;
 
 /** What a selector needs from anything it watches (kept off the public surface by symbols). */
@@ -46,10 +31,13 @@ export const kReadiness = Symbol('echoplex.selectors.readiness');
 export const kWatch = Symbol('echoplex.selectors.watch');
 export const kUnwatch = Symbol('echoplex.selectors.unwatch');
 export const kPendingError = Symbol('echoplex.selectors.pendingError');
+/** Which data plane a connected socket uses ('native' or 'stream'), for tests and diagnostics. */
+export const kPlane = Symbol('echoplex.selectors.plane');
 
 export interface Selectable {
   fileno(): number;
-  [kReadiness](): number;
+  /** Which of the `wanted` readiness bits (READABLE, WRITABLE) hold now. */
+  [kReadiness](wanted: number): number;
   [kPendingError](): boolean;
   [kWatch](listener: () => void): void;
   [kUnwatch](listener: () => void): void;
@@ -82,18 +70,13 @@ export class Socket implements Selectable, Disposable {
   readonly family: number;
   readonly type: number;
   #state: State = 'new';
-  #stream: ByteStream | undefined;
+  /** A connected socket's reads and writes: native system calls where the addon was built, Node's streams otherwise. */
+  #plane: DataPlane | undefined;
   #listener: ByteListener | undefined;
   #boundTo: Address | undefined;
   #peer: Address | undefined;
   #fd: number;
   #blocking = true;
-  // Receive side: chunks Node has read and recv() has not yet taken.
-  #received: Buffer[] = [];
-  #receivedBytes = 0;
-  #eof = false;
-  #error: OSError | undefined;
-  #writeShut = false;
   // Listening side: connections accepted by Node, waiting for accept().
   #backlog: ByteStream[] = [];
   readonly #watchers = new Set<() => void>();
@@ -117,7 +100,6 @@ export class Socket implements Selectable, Disposable {
     socket.#noDelay = listener.#noDelay;
     socket.#attach(stream);
     socket.#state = 'connected';
-    socket.#rememberPeer();
     return socket;
   }
 
@@ -204,7 +186,6 @@ export class Socket implements Selectable, Disposable {
     }
     this.#attach(stream);
     this.#state = 'connected';
-    this.#rememberPeer();
     this.#notify();
   }
 
@@ -213,16 +194,7 @@ export class Socket implements Selectable, Disposable {
    * BlockingIOError when nothing has arrived, ConnectionResetError after a reset.
    */
   recv(bufsize: number): Buffer {
-    this.#ensureOpen();
-    if (this.#error) throw this.#error;
-    if (this.#state !== 'connected') throw new OSError('ENOTCONN', ERRNO.ENOTCONN, '[Errno 107] Transport endpoint is not connected');
-    if (this.#receivedBytes === 0) {
-      if (this.#eof) return Buffer.alloc(0);
-      throw new BlockingIOError();
-    }
-    const chunk = this.#takeReceived(Math.max(0, Math.floor(bufsize)));
-    if (this.#receivedBytes < SOCKET_BUFFER_BYTES && this.#stream?.paused && !this.#eof) this.#stream.resume();
-    return chunk;
+    return this.#connected().recv(bufsize);
   }
 
   /**
@@ -231,18 +203,8 @@ export class Socket implements Selectable, Disposable {
    * is full, BrokenPipeError after `shutdown(SHUT_WR)` or once the peer has gone.
    */
   send(data: Uint8Array | string): number {
-    this.#ensureOpen();
-    if (this.#error) throw this.#error;
-    if (this.#state !== 'connected' || !this.#stream) throw new OSError('ENOTCONN', ERRNO.ENOTCONN, '[Errno 107] Transport endpoint is not connected');
-    if (this.#writeShut) throw new BrokenPipeError();
-    const bytes = typeof data === 'string' ? Buffer.from(data) : data;
-    if (bytes.length === 0) return 0;
-    const room = SOCKET_BUFFER_BYTES - this.#stream.writableLength;
-    if (room <= 0) throw new BlockingIOError();
-    const accepted = Math.min(room, bytes.length);
-    // Copy: the caller may reuse its buffer after send() returns, as with a real socket.
-    this.#stream.write(Buffer.from(accepted === bytes.length ? bytes : bytes.subarray(0, accepted)));
-    return accepted;
+    const plane = this.#connected();
+    return plane.send(typeof data === 'string' ? Buffer.from(data) : data);
   }
 
   /** Sends all of `data`, waiting for room as needed (Python's blocking sendall). */
@@ -272,17 +234,9 @@ export class Socket implements Selectable, Disposable {
 
   /** Stops sending (SHUT_WR: FIN after queued bytes), receiving, or both. */
   shutdown(how: number): void {
-    this.#ensureOpen();
-    if (this.#state !== 'connected' || !this.#stream) throw new OSError('ENOTCONN', ERRNO.ENOTCONN, '[Errno 107] Transport endpoint is not connected');
-    if (how === SHUT_WR || how === SHUT_RDWR) {
-      this.#writeShut = true;
-      this.#stream.end();
-    }
-    if (how === SHUT_RD || how === SHUT_RDWR) {
-      this.#eof = true;
-      this.#received = [];
-      this.#receivedBytes = 0;
-    }
+    const plane = this.#connected();
+    if (how !== SHUT_RD && how !== SHUT_WR && how !== SHUT_RDWR) throw new OSError('EINVAL', ERRNO.EINVAL, '[Errno 22] Invalid argument');
+    plane.shutdown(how);
     this.#notify();
   }
 
@@ -299,10 +253,10 @@ export class Socket implements Selectable, Disposable {
       this.#reuseAddress = on;
     } else if (level === SOL_SOCKET && option === SO_KEEPALIVE) {
       this.#keepAlive = on;
-      this.#stream?.setKeepAlive(on);
+      this.#plane?.setKeepAlive(on);
     } else if (level === IPPROTO_TCP && option === TCP_NODELAY) {
       this.#noDelay = on;
-      this.#stream?.setNoDelay(on);
+      this.#plane?.setNoDelay(on);
     } else {
       throw unsupportedOption(level, option);
     }
@@ -320,7 +274,7 @@ export class Socket implements Selectable, Disposable {
         case SO_TYPE:
           return this.type;
         case SO_ERROR:
-          return this.#error?.errno ?? 0;
+          return this.#plane?.pendingError()?.errno ?? 0;
       }
     }
     if (level === IPPROTO_TCP && option === TCP_NODELAY) return this.#noDelay ? 1 : 0;
@@ -332,15 +286,10 @@ export class Socket implements Selectable, Disposable {
     if (this.#state === 'closed') return;
     this.#state = 'closed';
     socketsByFd.delete(this.#fd);
-    if (this.#stream) {
-      if (this.#error) this.#stream.destroy();
-      else this.#stream.endAndClose();
-    }
+    this.#plane?.close();
     this.#listener?.close();
     for (const pending of this.#backlog) pending.destroy();
     this.#backlog = [];
-    this.#received = [];
-    this.#receivedBytes = 0;
     this.#notify();
   }
 
@@ -351,7 +300,7 @@ export class Socket implements Selectable, Disposable {
 
   getpeername(): Address {
     this.#ensureOpen();
-    if (!this.#peer || this.#error || this.#state !== 'connected') {
+    if (!this.#peer || this.#plane?.pendingError() || this.#state !== 'connected') {
       throw new OSError('ENOTCONN', ERRNO.ENOTCONN, '[Errno 107] Transport endpoint is not connected');
     }
     return this.#peer;
@@ -359,7 +308,7 @@ export class Socket implements Selectable, Disposable {
 
   getsockname(): Address {
     this.#ensureOpen();
-    const local = this.#stream?.localEndpoint();
+    const local = this.#plane?.localEndpoint();
     if (local !== undefined) return local;
     return this.#boundTo ?? [this.family === AF_INET6 ? '::' : '0.0.0.0', 0];
   }
@@ -367,35 +316,34 @@ export class Socket implements Selectable, Disposable {
   toString(): string {
     // A connected socket's text cannot change until it errs or closes, and programs ported from
     // Python print it with every message.
-    if (this.#state === 'connected' && !this.#error) return (this.#connectedText ??= this.#describe());
+    if (this.#state === 'connected' && !this.#plane?.pendingError()) return (this.#connectedText ??= this.#describe());
     return this.#describe();
   }
 
   #describe(): string {
     const state = this.#state === 'closed' ? ' [closed]' : '';
     const local = this.#state === 'closed' ? '' : `, laddr=${formatAddress(this.getsockname())}`;
-    const remote = this.#peer && this.#state === 'connected' && !this.#error ? `, raddr=${formatAddress(this.#peer)}` : '';
+    const remote = this.#peer && this.#state === 'connected' && !this.#plane?.pendingError() ? `, raddr=${formatAddress(this.#peer)}` : '';
     return `<socket fd=${this.fileno()}${local}${remote}${state}>`;
   }
 
-  [kReadiness](): number {
+  [kReadiness](wanted: number): number {
     switch (this.#state) {
       case 'listening':
-        return this.#backlog.length > 0 ? READABLE : 0;
-      case 'connected': {
-        // An error makes both directions "ready", as epoll reports EPOLLERR: the call then raises.
-        if (this.#error) return READABLE | WRITABLE;
-        let ready = this.#receivedBytes > 0 || this.#eof ? READABLE : 0;
-        if (!this.#writeShut && this.#stream && this.#stream.writableLength < SOCKET_BUFFER_BYTES) ready |= WRITABLE;
-        return ready;
-      }
+        return this.#backlog.length > 0 ? wanted & READABLE : 0;
+      case 'connected':
+        return this.#plane!.readiness(wanted);
       default:
         return 0;
     }
   }
 
+  [kPlane](): 'native' | 'stream' | undefined {
+    return this.#plane === undefined ? undefined : this.#plane instanceof NativePlane ? 'native' : 'stream';
+  }
+
   [kPendingError](): boolean {
-    return this.#error !== undefined;
+    return this.#plane?.pendingError() !== undefined;
   }
 
   [kWatch](listener: () => void): void {
@@ -407,37 +355,14 @@ export class Socket implements Selectable, Disposable {
   }
 
   #attach(stream: ByteStream): void {
-    this.#stream = stream;
+    this.#peer = stream.remoteEndpoint();
+    const onChange = () => this.#notify();
+    const plane = NativePlane.adopt(stream, onChange) ?? new StreamPlane(stream, onChange);
+    this.#plane = plane;
     // Streams start with TCP_NODELAY on and keep-alive off.
-    if (!this.#noDelay) stream.setNoDelay(false);
-    if (this.#keepAlive) stream.setKeepAlive(true);
-    stream.listen({
-      data: (chunk) => {
-        // A closed socket drops what still arrives; there is no one to recv() it.
-        if (this.#state === 'closed') return;
-        this.#received.push(chunk);
-        this.#receivedBytes += chunk.length;
-        // Like a full kernel receive buffer: stop reading until recv() makes room.
-        if (this.#receivedBytes >= SOCKET_BUFFER_BYTES) stream.pause();
-        this.#notify();
-      },
-      end: () => {
-        this.#eof = true;
-        this.#notify();
-      },
-      drain: () => this.#notify(),
-      error: (err) => {
-        this.#error ??= fromSystemError(err);
-        this.#notify();
-      },
-      close: () => {
-        // Closed without an error or an end we saw (e.g. destroyed): end of stream.
-        this.#eof = true;
-        this.#notify();
-      },
-    });
-    this.#adoptOsFd(stream.fd);
-    stream.resume();
+    if (!this.#noDelay) plane.setNoDelay(false);
+    if (this.#keepAlive) plane.setKeepAlive(true);
+    this.#adoptOsFd(plane.fd);
   }
 
   /** Uses the real descriptor where the handle exposes it (Unix); keeps the stand-in otherwise. */
@@ -449,22 +374,6 @@ export class Socket implements Selectable, Disposable {
   #queueConnection(stream: ByteStream): void {
     this.#backlog.push(stream);
     this.#notify();
-  }
-
-  #rememberPeer(): void {
-    this.#peer = this.#stream?.remoteEndpoint();
-  }
-
-  #takeReceived(limit: number): Buffer {
-    const first = this.#received[0]!;
-    if (first.length <= limit) {
-      this.#received.shift();
-      this.#receivedBytes -= first.length;
-      return first;
-    }
-    this.#received[0] = first.subarray(limit);
-    this.#receivedBytes -= limit;
-    return first.subarray(0, limit);
   }
 
   #nextChange(): Promise<void> {
@@ -481,6 +390,13 @@ export class Socket implements Selectable, Disposable {
     // A Set visits what is added during the loop and skips what is deleted, so watchers that
     // remove themselves need no copy; none adds another synchronously.
     for (const watcher of this.#watchers) watcher();
+  }
+
+  /** The data plane of an open, connected socket; throws EBADF or ENOTCONN otherwise. */
+  #connected(): DataPlane {
+    this.#ensureOpen();
+    if (this.#state !== 'connected' || this.#plane === undefined) throw new OSError('ENOTCONN', ERRNO.ENOTCONN, '[Errno 107] Transport endpoint is not connected');
+    return this.#plane;
   }
 
   #ensureOpen(): void {

@@ -1,0 +1,171 @@
+// What a connected Socket reads and writes through, and the plane built on Node's byte streams.
+
+import { BlockingIOError, BrokenPipeError, fromSystemError, type OSError } from './errors.js';
+import type { ByteStream, Endpoint } from './stream.js';
+
+/** Readiness bits; the same values as `EVENT_READ` and `EVENT_WRITE`. */
+export const READABLE = 1;
+export const WRITABLE = 2;
+
+export const SHUT_RD = 0;
+export const SHUT_WR = 1;
+export const SHUT_RDWR = 2;
+
+/**
+ * Bytes a stream-backed socket buffers on each side, like a kernel socket buffer: reading from
+ * the network pauses when this much is waiting for `recv()`, and `send()` accepts at most this
+ * much queued. (Native sockets have the kernel's own buffers.)
+ */
+export const SOCKET_BUFFER_BYTES = 64 * 1024;
+
+/**
+ * A connected socket's data: Python's non-blocking recv and send, and readiness as a level-
+ * triggered selector sees it. `onChange` (given at construction) runs when readiness may have
+ * grown.
+ */
+export interface DataPlane {
+  /** The OS descriptor, where known. */
+  readonly fd: number | undefined;
+  /**
+   * Of the `wanted` bits: READABLE while `recv` would not block (data, end of stream, an
+   * error); WRITABLE while `send` would take a byte (on native sockets, while the kernel's poll
+   * says so, as Python's select does).
+   */
+  readiness(wanted: number): number;
+  pendingError(): OSError | undefined;
+  /** Up to `bufsize` bytes; empty at end of stream. Throws BlockingIOError, or the socket's OSError. */
+  recv(bufsize: number): Buffer;
+  /** Bytes taken (fewer than given when the buffer fills). Throws BlockingIOError when none fit. */
+  send(bytes: Uint8Array): number;
+  shutdown(how: number): void;
+  /** Queued bytes still go out, then FIN. */
+  close(): void;
+  setNoDelay(on: boolean): void;
+  setKeepAlive(on: boolean): void;
+  localEndpoint(): Endpoint | undefined;
+}
+
+/**
+ * Python's semantics over a push stream: chunks Node reads wait in a buffer for `recv()`, and
+ * reading pauses when SOCKET_BUFFER_BYTES are waiting, as a full kernel buffer would.
+ */
+export class StreamPlane implements DataPlane {
+  readonly #stream: ByteStream;
+  #received: Buffer[] = [];
+  #receivedBytes = 0;
+  #eof = false;
+  #error: OSError | undefined;
+  #writeShut = false;
+  #closed = false;
+
+  constructor(stream: ByteStream, onChange: () => void) {
+    this.#stream = stream;
+    stream.listen({
+      data: (chunk) => {
+        // A closed socket drops what still arrives; there is no one to recv() it.
+        if (this.#closed) return;
+        this.#received.push(chunk);
+        this.#receivedBytes += chunk.length;
+        if (this.#receivedBytes >= SOCKET_BUFFER_BYTES) stream.pause();
+        onChange();
+      },
+      end: () => {
+        this.#eof = true;
+        onChange();
+      },
+      drain: onChange,
+      error: (err) => {
+        this.#error ??= fromSystemError(err);
+        onChange();
+      },
+      close: () => {
+        // Closed without an error or an end we saw (e.g. destroyed): end of stream.
+        this.#eof = true;
+        onChange();
+      },
+    });
+    stream.resume();
+  }
+
+  get fd(): number | undefined {
+    return this.#stream.fd;
+  }
+
+  readiness(wanted: number): number {
+    if (this.#error) return wanted & (READABLE | WRITABLE);
+    let ready = this.#receivedBytes > 0 || this.#eof ? READABLE : 0;
+    if (!this.#writeShut && this.#stream.writableLength < SOCKET_BUFFER_BYTES) ready |= WRITABLE;
+    return ready & wanted;
+  }
+
+  pendingError(): OSError | undefined {
+    return this.#error;
+  }
+
+  recv(bufsize: number): Buffer {
+    if (this.#error) throw this.#error;
+    if (this.#receivedBytes === 0) {
+      if (this.#eof) return Buffer.alloc(0);
+      throw new BlockingIOError();
+    }
+    const chunk = this.#takeReceived(Math.max(0, Math.floor(bufsize)));
+    if (this.#receivedBytes < SOCKET_BUFFER_BYTES && this.#stream.paused && !this.#eof) this.#stream.resume();
+    return chunk;
+  }
+
+  send(bytes: Uint8Array): number {
+    if (this.#error) throw this.#error;
+    if (this.#writeShut) throw new BrokenPipeError();
+    if (bytes.length === 0) return 0;
+    const room = SOCKET_BUFFER_BYTES - this.#stream.writableLength;
+    if (room <= 0) throw new BlockingIOError();
+    const accepted = Math.min(room, bytes.length);
+    // Copy: the caller may reuse its buffer after send() returns, as with a real socket.
+    this.#stream.write(Buffer.from(accepted === bytes.length ? bytes : bytes.subarray(0, accepted)));
+    return accepted;
+  }
+
+  shutdown(how: number): void {
+    if (how === SHUT_WR || how === SHUT_RDWR) {
+      this.#writeShut = true;
+      this.#stream.end();
+    }
+    if (how === SHUT_RD || how === SHUT_RDWR) {
+      this.#eof = true;
+      this.#received = [];
+      this.#receivedBytes = 0;
+    }
+  }
+
+  close(): void {
+    this.#closed = true;
+    if (this.#error) this.#stream.destroy();
+    else this.#stream.endAndClose();
+    this.#received = [];
+    this.#receivedBytes = 0;
+  }
+
+  setNoDelay(on: boolean): void {
+    this.#stream.setNoDelay(on);
+  }
+
+  setKeepAlive(on: boolean): void {
+    this.#stream.setKeepAlive(on);
+  }
+
+  localEndpoint(): Endpoint | undefined {
+    return this.#stream.localEndpoint();
+  }
+
+  #takeReceived(limit: number): Buffer {
+    const first = this.#received[0]!;
+    if (first.length <= limit) {
+      this.#received.shift();
+      this.#receivedBytes -= first.length;
+      return first;
+    }
+    this.#received[0] = first.subarray(limit);
+    this.#receivedBytes -= limit;
+    return first.subarray(0, limit);
+  }
+}
