@@ -15,13 +15,10 @@
 
 #include <uv.h>
 
-#include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "engines.h"
 #include "glue.h"
@@ -476,26 +473,15 @@ static napi_value adopt_bench(napi_env env, napi_callback_info info) {
   conn->capacity = 4;
   conn->refs = 1;
   bench->refs++;
-  napi_value result;
-  if (napi_create_reference(env, argv[2], 1, &conn->token) != napi_ok) {
-    connection_release(conn);
-    return throw_failed(env, "adoptBench");
+  bool held;
+  napi_value result = wrap_connection(env, conn, connection_finalize, &BENCH_CONNECTION_TAG, argv[2], &conn->token, &held);
+  if (result == NULL) {
+    if (!held) connection_release(conn);
+    return NULL;
   }
-  if (napi_create_external(env, conn, connection_finalize, NULL, &result) != napi_ok) {
-    napi_delete_reference(env, conn->token);
-    connection_release(conn);
-    return throw_failed(env, "adoptBench");
-  }
-  // From here the returned object owns the connection: its finalizer releases it.
-  if (napi_type_tag_object(env, result, &BENCH_CONNECTION_TAG) != napi_ok) {
-    napi_delete_reference(env, conn->token);
-    conn->token = NULL;
-    return throw_failed(env, "adoptBench");
-  }
-  int own_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-  int status = own_fd < 0 ? -errno : uv_tcp_init(loop, &conn->tcp);
+  int opened;
+  int status = open_duplicate(loop, &conn->tcp, fd, &opened);
   if (status < 0) {
-    if (own_fd >= 0) close(own_fd);
     napi_delete_reference(env, conn->token);
     conn->token = NULL;
     return throw_status(env, status, "adoptBench");
@@ -503,10 +489,8 @@ static napi_value adopt_bench(napi_env env, napi_callback_info info) {
   // The handle is the second owner, until its close callback.
   conn->refs++;
   conn->tcp.data = conn;
-  status = uv_tcp_open(&conn->tcp, own_fd);
-  if (status < 0) {
-    close(own_fd);
-    close_connection(conn, status);
+  if (opened < 0) {
+    close_connection(conn, opened);
     return result;
   }
   uv_tcp_nodelay(&conn->tcp, 1);

@@ -18,14 +18,10 @@
 #include "engines.h"
 #include "glue.h"
 
-#include <errno.h>
 #include <stdbool.h>
-#include <stdio.h>
-#include <fcntl.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #define READ_BUFFER_BYTES (64 * 1024)
 
@@ -376,27 +372,15 @@ static napi_value adopt(napi_env env, napi_callback_info info) {
   conn->engine = engine;
   conn->refs = 1;
   engine->refs++;
-  napi_value result;
-  if (napi_create_reference(env, argv[2], 1, &conn->token) != napi_ok) {
-    connection_release(conn);
-    return throw_failed(env, "adopt");
+  bool held;
+  napi_value result = wrap_connection(env, conn, connection_finalize, &CONNECTION_TAG, argv[2], &conn->token, &held);
+  if (result == NULL) {
+    if (!held) connection_release(conn);
+    return NULL;
   }
-  if (napi_create_external(env, conn, connection_finalize, NULL, &result) != napi_ok) {
-    napi_delete_reference(env, conn->token);
-    connection_release(conn);
-    return throw_failed(env, "adopt");
-  }
-  if (napi_type_tag_object(env, result, &CONNECTION_TAG) != napi_ok) {
-    // The finalizer will release it; only the reference is ours to drop.
-    napi_delete_reference(env, conn->token);
-    conn->token = NULL;
-    return throw_failed(env, "adopt");
-  }
-  // From here the returned object owns the connection: its finalizer releases it.
-  int own_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-  int status = own_fd < 0 ? -errno : uv_tcp_init(loop, &conn->tcp);
+  int opened;
+  int status = open_duplicate(loop, &conn->tcp, fd, &opened);
   if (status < 0) {
-    if (own_fd >= 0) close(own_fd);
     napi_delete_reference(env, conn->token);
     conn->token = NULL;
     return throw_status(env, status, "adopt");
@@ -404,10 +388,8 @@ static napi_value adopt(napi_env env, napi_callback_info info) {
   // The handle is the second owner, until its close callback.
   conn->refs++;
   conn->tcp.data = conn;
-  status = uv_tcp_open(&conn->tcp, own_fd);
-  if (status < 0) {
-    close(own_fd);
-    fail(conn, status);
+  if (opened < 0) {
+    fail(conn, opened);
     return result;
   }
   uv_tcp_nodelay(&conn->tcp, 1);

@@ -2,8 +2,11 @@
 
 #include "glue.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <unistd.h>
 #include <uv.h>
 
 napi_value throw_failed(napi_env env, const char *what) {
@@ -74,4 +77,41 @@ void call_from_loop(napi_env env, napi_async_context context, napi_value receive
     napi_value err;
     if (napi_get_and_clear_last_exception(env, &err) == napi_ok) napi_fatal_exception(env, err);
   }
+}
+
+napi_value wrap_connection(napi_env env, void *data, napi_finalize finalize, const napi_type_tag *tag, napi_value token, napi_ref *token_ref, bool *held) {
+  *held = false;
+  napi_value result;
+  if (napi_create_reference(env, token, 1, token_ref) != napi_ok) return throw_failed(env, "wrap");
+  if (napi_create_external(env, data, finalize, NULL, &result) != napi_ok) {
+    napi_delete_reference(env, *token_ref);
+    *token_ref = NULL;
+    return throw_failed(env, "wrap");
+  }
+  // From here the external owns `data`: its finalizer releases it.
+  *held = true;
+  if (napi_type_tag_object(env, result, tag) != napi_ok) {
+    napi_delete_reference(env, *token_ref);
+    *token_ref = NULL;
+    return throw_failed(env, "wrap");
+  }
+  return result;
+}
+
+int duplicate_socket(int fd) {
+  int own = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  return own < 0 ? -errno : own;
+}
+
+int open_duplicate(uv_loop_t *loop, uv_tcp_t *tcp, int fd, int *opened) {
+  int own_fd = duplicate_socket(fd);
+  if (own_fd < 0) return own_fd;
+  int status = uv_tcp_init(loop, tcp);
+  if (status < 0) {
+    close(own_fd);
+    return status;
+  }
+  *opened = uv_tcp_open(tcp, own_fd);
+  if (*opened < 0) close(own_fd);
+  return 0;
 }

@@ -4,6 +4,8 @@
 #define ECHOPLEX_GLUE_H
 
 #include <node_api.h>
+#include <uv.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 /** Returns NULL from the calling function, with an error thrown, when a Node-API call fails. */
@@ -22,6 +24,21 @@ napi_value get_args(napi_env env, napi_callback_info info, size_t expected, napi
 void *tagged_external(napi_env env, napi_value value, const napi_type_tag *tag, const char *expected);
 /** The data of a Float64Array of at least `length`; NULL with a TypeError thrown otherwise. */
 double *float64_array(napi_env env, napi_value value, size_t length);
+/**
+ * The object JavaScript holds for a native connection: an external for `data` tagged `tag`,
+ * released by `finalize`, with a reference to `token` made in `*token_ref`. NULL with an error
+ * thrown on failure; `*held` then says whether the finalizer already owns `data` (if not, the
+ * caller releases it).
+ */
+napi_value wrap_connection(napi_env env, void *data, napi_finalize finalize, const napi_type_tag *tag, napi_value token, napi_ref *token_ref, bool *held);
+/** A close-on-exec duplicate of the socket `fd`, or a negative errno. */
+int duplicate_socket(int fd);
+/**
+ * Initialises `tcp` on `loop` and opens on it a duplicate of the connected socket `fd`. A
+ * negative return means nothing was made; 0 means the handle exists (close it with uv_close)
+ * and `*opened` is 0, or the error opening the duplicate (which is then closed).
+ */
+int open_duplicate(uv_loop_t *loop, uv_tcp_t *tcp, int fd, int *opened);
 /**
  * Calls `callback` with `receiver` as `this`, from a libuv callback (outside any JavaScript
  * frame): microtasks run afterwards, and a throw is reported as an uncaught exception, as from

@@ -330,8 +330,8 @@ static napi_value adopt_socket(napi_env env, napi_callback_info info) {
     napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "slot out of range");
     return NULL;
   }
-  int own_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-  if (own_fd < 0) return throw_status(env, -errno, "adoptSocket");
+  int own_fd = duplicate_socket(fd);
+  if (own_fd < 0) return throw_status(env, own_fd, "adoptSocket");
   int status = fcntl(own_fd, F_SETFL, fcntl(own_fd, F_GETFL) | O_NONBLOCK) < 0 ? -errno : 0;
   native_socket_t *sock = status < 0 ? NULL : calloc(1, sizeof *sock);
   if (sock == NULL) {
