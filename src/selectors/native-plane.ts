@@ -104,11 +104,12 @@ let sockets: NativeSockets | undefined;
  * sends, full buffers, resets and half-closes are what the system calls report.
  */
 export class NativePlane implements DataPlane {
-  readonly fd: number;
   readonly #sockets: NativeSockets;
   readonly #binding: NativeSocketsBinding;
   #handle: SocketHandle | undefined;
-  #slot: number;
+  /** Our duplicate of the descriptor Node accepted or connected. */
+  #fd = -1;
+  #slot = -1;
   readonly #local: Endpoint | undefined;
   #error: OSError | undefined;
   readonly onChange: () => void;
@@ -133,8 +134,10 @@ export class NativePlane implements DataPlane {
     this.#binding = nativeBinding;
     this.#local = local;
     this.onChange = onChange;
-    this.#slot = -1;
-    this.fd = -1;
+  }
+
+  get fd(): number {
+    return this.#fd;
   }
 
   #adopt(fd: number): boolean {
@@ -143,7 +146,7 @@ export class NativePlane implements DataPlane {
     try {
       const [handle, ownFd] = this.#binding.adoptSocket(this.#sockets.handle, fd, slot);
       this.#handle = handle;
-      (this as { fd: number }).fd = ownFd;
+      this.#fd = ownFd;
       this.#slot = slot;
       return true;
     } catch {
