@@ -2,6 +2,8 @@
 
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { nativeEngine } from '../src/server/native-engine.js';
 import { recordingLogger } from './helpers/logs.js';
@@ -137,6 +139,25 @@ describe(`server on ${name}`, { skip }, () => {
       const result = await withTimeout(closing, 8000, 'close');
       assert.equal(result.forced, 0);
       await assert.rejects(connectTo(running.port), /ECONNREFUSED/);
+    });
+
+    it('serves a client already waiting in the accept queue when close() begins, instead of resetting it', async () => {
+      const running = await startServer(path);
+      const client = net.connect({ host: '127.0.0.1', port: running.port });
+      client.on('error', () => {});
+      // net.connect() makes its connect() system call on the next tick; once that has run, the
+      // kernel has completed the handshake on loopback and the client waits in the accept queue,
+      // with no poll of the event loop since, so the server has not accepted it yet.
+      await new Promise((resolve) => process.nextTick(resolve));
+      const closing = running.server.close({ timeoutMs: 5000 });
+      await withTimeout(once(client, 'connect'), 5000, 'connect');
+      const reply = readBytes(client, 5, 5000);
+      client.write('hello');
+      assert.equal((await reply).toString(), 'hello', 'the queued client was served, not reset');
+      client.end();
+      const result = await withTimeout(closing, 8000, 'close');
+      assert.equal(result.forced, 0);
+      await assert.rejects(connectTo(running.port), /ECONNREFUSED/, 'no longer listening once the queue was taken in');
     });
 
     it('closes connections that outlive the timeout and counts them', async () => {

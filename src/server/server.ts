@@ -141,6 +141,8 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
   readonly #native: NativeEcho | undefined;
   #addresses: BoundAddress[] = [];
   #state: ServerState = 'new';
+  /** Draining has begun, and the accept queue is still being taken in (see #close). */
+  #lastCall = false;
   #nextConnectionId = 1;
   #closing: Promise<DrainResult> | undefined;
 
@@ -258,6 +260,13 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
     // Readiness flips before anything else, so a load balancer stops sending new clients first.
     this.#state = 'draining';
     this.emit('draining');
+    // Clients the kernel has already connected wait in the accept queue, and closing the
+    // listening socket would reset them (a load balancer that picked this instance a moment
+    // ago would pass the reset on). One more poll of the event loop takes them in, to be
+    // drained with the rest; only then do the listeners close.
+    this.#lastCall = true;
+    await afterNextPoll();
+    this.#lastCall = false;
     this.#listeners.forEach((listener) => listener.close());
     const result = await drainConnections(this.#connections, { timeoutMs });
     this.#stopIdleSweeper?.();
@@ -322,7 +331,7 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
   #accept(remoteAddress: string | undefined, remotePort: number | undefined, adopt: (id: number, remoteAddress: string) => Connection, reject: () => void, header?: ProxyHeader): void {
     // A client that reset before we got to it has no peer address any more (the seed's select
     // server crashed calling getpeername() on such a socket): just let it go.
-    if (remoteAddress === undefined || remotePort === undefined || this.#state !== 'listening') {
+    if (remoteAddress === undefined || remotePort === undefined || (this.#state !== 'listening' && !this.#lastCall)) {
       reject();
       return;
     }
@@ -468,4 +477,9 @@ function formatPeer(address: string, port: number): string {
 /** Creates a server; call `listen()` to start it. */
 export function createEchoServer(options: EchoServerOptions = {}): EchoServer {
   return new EchoServer(options);
+}
+
+/** Resolves after the event loop has polled for I/O at least once more (two check phases apart). */
+function afterNextPoll(): Promise<void> {
+  return new Promise((resolve) => setImmediate(() => setImmediate(resolve)));
 }
