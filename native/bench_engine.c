@@ -117,15 +117,7 @@ static void flush_replies(bench_t *bench) {
   if (bench->batch_count == 0 || bench->on_replies == NULL) return;
   size_t count = bench->batch_count;
   bench->batch_count = 0;
-  napi_env env = bench->env;
-  napi_handle_scope scope;
-  if (napi_open_handle_scope(env, &scope) != napi_ok) return;
-  napi_value receiver, callback, argv[1];
-  if (napi_get_reference_value(env, bench->receiver, &receiver) == napi_ok && napi_get_reference_value(env, bench->on_replies, &callback) == napi_ok &&
-      napi_create_uint32(env, (uint32_t)count, &argv[0]) == napi_ok) {
-    call_from_loop(env, bench->async_context, receiver, callback, 1, argv);
-  }
-  napi_close_handle_scope(env, scope);
+  call_with_count(bench->env, bench->async_context, bench->receiver, bench->on_replies, (uint32_t)count);
 }
 
 static void record_reply(bench_t *bench, double sent_at, double received_at) {
@@ -341,11 +333,8 @@ static bench_connection_t *connection_arg(napi_env env, napi_value value) {
 
 /** Drops the references into JavaScript; the engine answers nothing after this. */
 static void bench_detach(napi_env env, bench_t *bench) {
-  napi_ref *refs[] = {&bench->on_replies, &bench->on_close, &bench->receiver, &bench->batch_ref};
-  for (size_t i = 0; i < sizeof refs / sizeof refs[0]; i++) {
-    if (*refs[i] != NULL) napi_delete_reference(env, *refs[i]);
-    *refs[i] = NULL;
-  }
+  napi_ref *const refs[] = {&bench->on_replies, &bench->on_close, &bench->receiver, &bench->batch_ref};
+  delete_references(env, refs, sizeof refs / sizeof refs[0]);
   bench->batch = NULL;
   bench->batch_pairs = 0;
   bench->batch_count = 0;
@@ -441,12 +430,9 @@ static napi_value create_bench(napi_env env, napi_callback_info info) {
     return throw_failed(env, "createBench");
   }
   // From here the returned object owns the engine: its finalizer releases it.
-  uv_check_init(loop, &bench->check);
-  bench->check.data = bench;
-  bench->refs++;
-  uv_check_start(&bench->check, on_check);
   // The check only does work for connections, which keep the loop alive themselves.
-  uv_unref((uv_handle_t *)&bench->check);
+  start_turn_check(loop, &bench->check, bench, on_check);
+  bench->refs++;
   CHECK(napi_type_tag_object(env, result, &BENCH_TAG));
   return result;
 }

@@ -115,3 +115,29 @@ int open_duplicate(uv_loop_t *loop, uv_tcp_t *tcp, int fd, int *opened) {
   if (*opened < 0) close(own_fd);
   return 0;
 }
+
+void call_with_count(napi_env env, napi_async_context context, napi_ref receiver, napi_ref callback, uint32_t count) {
+  if (receiver == NULL || callback == NULL) return;
+  napi_handle_scope scope;
+  if (napi_open_handle_scope(env, &scope) != napi_ok) return;
+  napi_value self, function, argv[1];
+  if (napi_get_reference_value(env, receiver, &self) == napi_ok && napi_get_reference_value(env, callback, &function) == napi_ok &&
+      napi_create_uint32(env, count, &argv[0]) == napi_ok) {
+    call_from_loop(env, context, self, function, 1, argv);
+  }
+  napi_close_handle_scope(env, scope);
+}
+
+void delete_references(napi_env env, napi_ref *const *refs, size_t count) {
+  for (size_t i = 0; i < count; i++) {
+    if (*refs[i] != NULL) napi_delete_reference(env, *refs[i]);
+    *refs[i] = NULL;
+  }
+}
+
+void start_turn_check(uv_loop_t *loop, uv_check_t *check, void *data, uv_check_cb on_check) {
+  uv_check_init(loop, check);
+  check->data = data;
+  uv_check_start(check, on_check);
+  uv_unref((uv_handle_t *)check);
+}

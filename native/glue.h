@@ -7,6 +7,7 @@
 #include <uv.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /** Returns NULL from the calling function, with an error thrown, when a Node-API call fails. */
 #define CHECK(call)                                             \
@@ -45,5 +46,18 @@ int open_duplicate(uv_loop_t *loop, uv_tcp_t *tcp, int fd, int *opened);
  * any event handler.
  */
 void call_from_loop(napi_env env, napi_async_context context, napi_value receiver, napi_value callback, size_t argc, const napi_value *argv);
+
+/**
+ * From the loop: calls the function `callback` refers to with `receiver`'s object as `this` and
+ * `count` as its argument (see call_from_loop). Nothing happens if either reference is gone.
+ */
+void call_with_count(napi_env env, napi_async_context context, napi_ref receiver, napi_ref callback, uint32_t count);
+/** Deletes each non-NULL reference and sets it to NULL. */
+void delete_references(napi_env env, napi_ref *const *refs, size_t count);
+/**
+ * Starts `check` on `loop`, calling `on_check` at the end of every turn's polling, without
+ * keeping the loop alive (the handles it serves do that).
+ */
+void start_turn_check(uv_loop_t *loop, uv_check_t *check, void *data, uv_check_cb on_check);
 
 #endif

@@ -169,15 +169,7 @@ static void flush_changed(sockets_t *sockets) {
   if (sockets->changed_count == 0 || sockets->on_changed == NULL) return;
   size_t count = sockets->changed_count;
   sockets->changed_count = 0;
-  napi_env env = sockets->env;
-  napi_handle_scope scope;
-  if (napi_open_handle_scope(env, &scope) != napi_ok) return;
-  napi_value receiver, callback, argv[1];
-  if (napi_get_reference_value(env, sockets->receiver, &receiver) == napi_ok && napi_get_reference_value(env, sockets->on_changed, &callback) == napi_ok &&
-      napi_create_uint32(env, (uint32_t)count, &argv[0]) == napi_ok) {
-    call_from_loop(env, sockets->async_context, receiver, callback, 1, argv);
-  }
-  napi_close_handle_scope(env, scope);
+  call_with_count(sockets->env, sockets->async_context, sockets->receiver, sockets->on_changed, (uint32_t)count);
 }
 
 /** The end of a turn's polling: JavaScript hears every socket that became ready in it, at once. */
@@ -215,11 +207,8 @@ static native_socket_t *socket_arg(napi_env env, napi_value value) {
 }
 
 static void sockets_detach(napi_env env, sockets_t *sockets) {
-  napi_ref *refs[] = {&sockets->on_changed, &sockets->receiver, &sockets->flags_ref, &sockets->changed_ref, &sockets->read_buffer_ref};
-  for (size_t i = 0; i < sizeof refs / sizeof refs[0]; i++) {
-    if (*refs[i] != NULL) napi_delete_reference(env, *refs[i]);
-    *refs[i] = NULL;
-  }
+  napi_ref *const refs[] = {&sockets->on_changed, &sockets->receiver, &sockets->flags_ref, &sockets->changed_ref, &sockets->read_buffer_ref};
+  delete_references(env, refs, sizeof refs / sizeof refs[0]);
 }
 
 static void sockets_finalize(napi_env env, void *data, void *hint) {
@@ -302,12 +291,9 @@ static napi_value create_sockets(napi_env env, napi_callback_info info) {
     return throw_failed(env, "createSockets");
   }
   // From here the returned object owns the sockets: its finalizer releases them.
-  uv_check_init(loop, &sockets->check);
-  sockets->check.data = sockets;
-  sockets->refs++;
-  uv_check_start(&sockets->check, on_check);
   // Sockets keep the loop alive through their poll handles; the check alone must not.
-  uv_unref((uv_handle_t *)&sockets->check);
+  start_turn_check(loop, &sockets->check, sockets, on_check);
+  sockets->refs++;
   CHECK(napi_type_tag_object(env, result, &SOCKETS_TAG));
   return result;
 }
