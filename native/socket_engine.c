@@ -14,7 +14,9 @@
 // nothing, and after a read that filled the caller's buffer if the kernel has nothing more. WRITABLE is what the kernel's poll says (room above its low-water mark), confirmed
 // lazily: a send() that the kernel took whole leaves it unchecked, and the next question about
 // writing asks the kernel (one poll() system call); a send() that finds the buffer full clears
-// it, and the poll handle then watches for room. A socket that is readable and not read across a turn of the loop is no longer
+// it, and the poll handle then watches for room. For sockets the program asks about writing
+// (select's wlist, a WRITE registration), the sends of a turn are confirmed together at its end
+// with one poll() over all of them, so a steady writer pays no system call per message for it. A socket that is readable and not read across a turn of the loop is no longer
 // polled for reading until recv() is called, so that a program that leaves it unread does not
 // keep the loop spinning.
 
@@ -58,6 +60,11 @@ typedef struct sockets {
   int check_closing;
   char *read_buffer;
   size_t read_buffer_length;
+  /** Sockets sent to this turn whose WRITE is to be confirmed at its end, each holding a reference. */
+  struct native_socket **unconfirmed;
+  struct pollfd *probes;
+  size_t unconfirmed_count;
+  size_t unconfirmed_capacity;
   /** The JavaScript object, the check handle, and every socket not yet released. */
   int refs;
 } sockets_t;
@@ -75,6 +82,9 @@ typedef struct native_socket {
   /** After shutdown(SHUT_WR) send() only fails (EPIPE): never WRITE-ready again, though the kernel says writable. */
   unsigned write_shut : 1;
   unsigned closing : 1;
+  /** The program has asked whether this socket can be written: its sends are confirmed at the turn's end. */
+  unsigned write_asked : 1;
+  unsigned awaiting_confirmation : 1;
   /** The first error, as a negative errno, reported by every later recv/send. */
   int error;
   /** The poll handle until its close callback, and the JavaScript object. */
@@ -83,6 +93,8 @@ typedef struct native_socket {
 
 static void sockets_release(sockets_t *sockets) {
   if (--sockets->refs > 0) return;
+  free(sockets->unconfirmed);
+  free(sockets->probes);
   free(sockets);
 }
 
@@ -172,8 +184,61 @@ static void flush_changed(sockets_t *sockets) {
   call_with_count(sockets->env, sockets->async_context, sockets->receiver, sockets->on_changed, (uint32_t)count);
 }
 
-/** The end of a turn's polling: JavaScript hears every socket that became ready in it, at once. */
+/** Asks the kernel whether each socket sent to this turn still has room: one poll() for all. */
+static void confirm_writes(sockets_t *sockets) {
+  size_t count = sockets->unconfirmed_count;
+  if (count == 0) return;
+  sockets->unconfirmed_count = 0;
+  nfds_t probing = 0;
+  for (size_t i = 0; i < count; i++) {
+    native_socket_t *sock = sockets->unconfirmed[i];
+    int unchecked = !sock->closing && (*flags_of(sock) & READY_WRITE_UNCHECKED);
+    // A socket closed or asked about since has no probe: fd -1 makes poll() skip it.
+    sockets->probes[i] = (struct pollfd){.fd = unchecked ? sock->fd : -1, .events = POLLOUT, .revents = 0};
+    probing += unchecked;
+  }
+  int polled = probing > 0 ? poll(sockets->probes, count, 0) : 0;
+  for (size_t i = 0; i < count; i++) {
+    native_socket_t *sock = sockets->unconfirmed[i];
+    sock->awaiting_confirmation = 0;
+    // A failed poll() confirms nothing: each socket is then asked on its own when it matters.
+    if (polled >= 0 && sockets->probes[i].fd >= 0) {
+      *flags_of(sock) &= ~READY_WRITE_UNCHECKED;
+      if (sockets->probes[i].revents == 0) {
+        *flags_of(sock) &= ~READY_WRITE;
+        update_watch(sock, 0);
+      }
+    }
+    socket_release(sock);
+  }
+}
+
+/** Notes a socket whose WRITE a send left unconfirmed, to be asked about with the turn's others. */
+static void await_confirmation(native_socket_t *sock) {
+  sockets_t *sockets = sock->sockets;
+  if (sock->awaiting_confirmation) return;
+  if (sockets->unconfirmed_count == sockets->unconfirmed_capacity) {
+    size_t capacity = sockets->unconfirmed_capacity == 0 ? 64 : sockets->unconfirmed_capacity * 2;
+    native_socket_t **unconfirmed = realloc(sockets->unconfirmed, capacity * sizeof *unconfirmed);
+    if (unconfirmed == NULL) return;  // then this socket is asked on its own, when it matters
+    sockets->unconfirmed = unconfirmed;
+    struct pollfd *probes = realloc(sockets->probes, capacity * sizeof *probes);
+    if (probes == NULL) return;
+    sockets->probes = probes;
+    sockets->unconfirmed_capacity = capacity;
+  }
+  sock->awaiting_confirmation = 1;
+  sock->refs++;
+  sockets->unconfirmed[sockets->unconfirmed_count++] = sock;
+}
+
+/**
+ * The end of a turn's polling: the turn's sends are confirmed, then JavaScript hears every
+ * socket that became ready in it, at once. This check handle runs before Node's immediates (libuv
+ * runs the newest check first), so a select() resumed by setImmediate reads confirmed flags.
+ */
 static void on_check(uv_check_t *check) {
+  confirm_writes(check->data);
   flush_changed(check->data);
 }
 
@@ -216,6 +281,9 @@ static void sockets_finalize(napi_env env, void *data, void *hint) {
   sockets_t *sockets = data;
   sockets_detach(env, sockets);
   napi_async_destroy(env, sockets->async_context);
+  // The check that would confirm them is closing: let go of the sockets still waiting for it.
+  for (size_t i = 0; i < sockets->unconfirmed_count; i++) socket_release(sockets->unconfirmed[i]);
+  sockets->unconfirmed_count = 0;
   if (!sockets->check_closing) {
     sockets->check_closing = 1;
     uv_close((uv_handle_t *)&sockets->check, on_check_closed);
@@ -440,6 +508,7 @@ static napi_value socket_send(napi_env env, napi_callback_info info) {
     update_watch(sock, 0);
   } else if (sent > 0) {
     *flags_of(sock) |= READY_WRITE_UNCHECKED;
+    if (sock->write_asked) await_confirmation(sock);
   }
   CHECK(napi_create_int32(env, (int32_t)sent, &result));
   return result;
@@ -452,6 +521,7 @@ static napi_value socket_check_writable(napi_env env, napi_callback_info info) {
   native_socket_t *sock = socket_arg(env, argv[0]);
   if (sock == NULL) return NULL;
   int32_t *flags = flags_of(sock);
+  sock->write_asked = 1;
   if (*flags & READY_WRITE_UNCHECKED) {
     struct pollfd probe = {.fd = sock->fd, .events = POLLOUT, .revents = 0};
     int ready = poll(&probe, 1, 0);

@@ -377,6 +377,42 @@ describe('Socket semantics', () => {
     conn.close();
   });
 
+  it('WRITE ends at the kernel\'s low-water mark, before the buffer is full, and comes back when the peer reads', { skip: !nativeSocketsAvailable && 'streams keep their own buffer, writable while a byte fits' }, async () => {
+    const [client, conn] = await l.pair();
+    const chunk = Buffer.alloc(16 * 1024, 0x42);
+    let sent = 0;
+    let wholeSendsOnly = true;
+    let writable = true;
+    // A select() each turn, as the ported select server does: sends are confirmed between turns.
+    for (let i = 0; i < 4000 && writable && wholeSendsOnly; i++) {
+      const [, w] = await select([], [client], [], 0);
+      writable = w.length > 0;
+      if (!writable) break;
+      const taken = client.send(chunk);
+      sent += taken;
+      wholeSendsOnly = taken === chunk.length;
+    }
+    // Linux's poll (and so Python's select) drops POLLOUT once a third of the buffer is left,
+    // while send() still takes whole chunks: WRITE must go with it, not only when a send falls short.
+    assert.equal(writable, false, 'WRITE ended');
+    assert.ok(wholeSendsOnly, 'every send before that was taken whole');
+    let received = 0;
+    await withTimeout(
+      (async () => {
+        for (;;) {
+          const [r, w] = await select([conn], [client], [], 5);
+          if (w.length > 0) return;
+          if (r.length > 0) received += conn.recv(1024 * 1024).length;
+        }
+      })(),
+      10_000,
+      'WRITE after the peer reads',
+    );
+    assert.ok(received > 0 && received <= sent);
+    client.close();
+    conn.close();
+  });
+
   it('recv raises ConnectionResetError (ECONNRESET) after a reset', async () => {
     const raw = net.connect({ port: l.port, host: '127.0.0.1' });
     await new Promise((resolve) => raw.once('connect', resolve));
