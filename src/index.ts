@@ -17,6 +17,6 @@ export { runClient, connect } from './client/client.js';
 export type { ClientOptions, ConnectOptions } from './client/client.js';
 export { runPing } from './client/ping.js';
 export type { PingOptions, PingSummary } from './client/ping.js';
-export { TextLogger, silentLogger, reprBytes } from './ops/log.js';
+export { TextLogger, silentLogger, reprBytes, reprBytesMaxLength, writeReprBytes } from './ops/log.js';
 export type { Logger, LogLevel, LogFields } from './ops/log.js';
 export { EchoplexError, UsageError, ListenError, ConnectError } from './errors.js';

@@ -8,7 +8,7 @@ import { upperTransform } from '../src/server/transforms.js';
 import { startExample, startSeed, runExampleClient, type Program } from './helpers/programs.js';
 import { seedUnavailable } from './helpers/seed.js';
 import { closed, connectTo, readBytes, readToEnd, roundTrip } from './helpers/sockets.js';
-import { withTimeout } from './helpers/timeout.js';
+import { waitUntil, withTimeout } from './helpers/timeout.js';
 
 const SERVERS = [
   { name: 'select-server', expect: 'upper' as const },
@@ -106,8 +106,14 @@ describe('ported clients', () => {
 });
 
 describe('ports beside the seed originals', { skip: seedUnavailable() }, () => {
-  for (const name of ['select_server', 'selectors_server']) {
-    it(`${name}.py and its port answer the same bytes`, async () => {
+  // The line each server prints per message, up to where they must differ (the selectors
+  // seed's socket repr names its own descriptor and ports).
+  const MESSAGE_LINE = { select_server: /^收到来自\[.*$/, selectors_server: /^echoing .* to / };
+  const messageLines = (program: Program, name: keyof typeof MESSAGE_LINE) =>
+    program.output().split('\n').flatMap((line) => line.match(MESSAGE_LINE[name])?.[0] ?? []);
+
+  for (const name of ['select_server', 'selectors_server'] as const) {
+    it(`${name}.py and its port answer the same bytes, and print the same line for each message`, async () => {
       const seed = await startSeed(name);
       const port = await startExample(name.replace('_', '-'));
       const toSeed = await connectTo(seed.port);
@@ -123,6 +129,8 @@ describe('ports beside the seed originals', { skip: seedUnavailable() }, () => {
           toPort.write(payload);
           assert.deepEqual(await fromPort, await fromSeed, `reply to ${JSON.stringify(text)}`);
         }
+        await waitUntil(() => messageLines(seed, name).length === 4 && messageLines(port, name).length === 4, 5000, 'a line per message');
+        assert.deepEqual(messageLines(port, name), messageLines(seed, name));
       } finally {
         toSeed.destroy();
         toPort.destroy();

@@ -1,37 +1,54 @@
 // Small stand-ins for Python built-ins the seed programs use: print, repr of bytes, input, argv port.
 
 import readline from 'node:readline';
-import { reprBytes, upperTransform } from 'echoplex';
+import { reprBytes, reprBytesMaxLength, upperTransform, writeReprBytes } from 'echoplex';
 
 // Python buffers stdout by blocks when it is not a terminal, and by lines when it is; a write
-// system call per print() would cost more than the echo itself. Lines are joined as a string and
-// encoded once per block (measured: cheaper than encoding each line into a Buffer).
-const BLOCK_CHARS = 8192;
+// system call per print() would cost more than the echo itself. Lines are encoded straight into
+// the block, bytes as their repr() in ASCII, so no line is built as a string first.
+const BLOCK_BYTES = 8192;
 const lineBuffered = process.stdout.isTTY === true;
-let pending = '';
+let block = Buffer.allocUnsafe(2 * BLOCK_BYTES);
+let used = 0;
 let flushScheduled = false;
 
 function flush(): void {
   flushScheduled = false;
-  if (pending.length === 0) return;
-  // Encoded in one pass into room for the worst case (3 bytes per UTF-16 unit): writing the
-  // string would measure its UTF-8 length first, twice the work for the seed's Chinese lines.
-  const block = Buffer.allocUnsafe(pending.length * 3);
-  const length = block.write(pending);
-  pending = '';
-  process.stdout.write(block.subarray(0, length));
+  if (used === 0) return;
+  // The stream may still hold the block after write() returns: the next lines go to a new one.
+  process.stdout.write(block.subarray(0, used));
+  block = Buffer.allocUnsafe(2 * BLOCK_BYTES);
+  used = 0;
 }
 process.on('exit', flush);
 
+/** Makes room for `bytes` more in the block, flushing it first if they would not fit. */
+function reserve(bytes: number): void {
+  if (used + bytes <= block.length) return;
+  flush();
+  if (bytes > block.length) block = Buffer.allocUnsafe(bytes);
+}
+
 /** Python's print(): arguments as strings, separated by spaces; buffered as Python buffers it. */
 export function print(...values: unknown[]): void {
-  let line = '';
   for (let i = 0; i < values.length; i++) {
     const value = values[i];
-    line += `${i > 0 ? ' ' : ''}${Buffer.isBuffer(value) ? repr(value) : String(value)}`;
+    // One byte for the separator or the newline; UTF-8 takes at most 3 bytes per UTF-16 unit.
+    if (Buffer.isBuffer(value)) {
+      reserve(reprBytesMaxLength(value.length) + 1);
+      used = writeReprBytes(value, block, used);
+    } else {
+      const text = String(value);
+      reserve(text.length * 3 + 1);
+      used += block.write(text, used);
+    }
+    block[used++] = i < values.length - 1 ? 0x20 : 0x0a;
   }
-  pending += `${line}\n`;
-  if (lineBuffered || pending.length >= BLOCK_CHARS) flush();
+  if (values.length === 0) {
+    reserve(1);
+    block[used++] = 0x0a;
+  }
+  if (lineBuffered || used >= BLOCK_BYTES) flush();
   else if (!flushScheduled) {
     flushScheduled = true;
     setImmediate(flush);

@@ -61,12 +61,23 @@ export const silentLogger: Logger = new TextLogger('silent');
 
 /** Python's repr() of bytes, e.g. `b'hello\\n'`: how the seed's prints show data. */
 export function reprBytes(bytes: Uint8Array): string {
+  if (reprScratch.length < reprBytesMaxLength(bytes.length)) reprScratch = Buffer.allocUnsafe(reprBytesMaxLength(bytes.length));
+  // Written as ASCII bytes and decoded once: a string per byte would cost more than the echo.
+  return reprScratch.toString('latin1', 0, writeReprBytes(bytes, reprScratch, 0));
+}
+
+/** The most bytes reprBytes can write for `length` bytes: \xNN for each, b and two quotes. */
+export function reprBytesMaxLength(length: number): number {
+  return length * 4 + 3;
+}
+
+/**
+ * reprBytes written as ASCII into `out` at `at` (room for reprBytesMaxLength is the caller's
+ * to make); returns where it ended. For output built as bytes, with no string in between.
+ */
+export function writeReprBytes(bytes: Uint8Array, out: Uint8Array, at: number): number {
   // Python picks double quotes when the bytes hold a ' but no ", so the ' needs no escape.
   const quote = bytes.includes(0x27) && !bytes.includes(0x22) ? 0x22 : 0x27;
-  // Written as ASCII bytes and decoded once: a string per byte would cost more than the echo.
-  if (reprScratch.length < bytes.length * 4 + 3) reprScratch = Buffer.allocUnsafe(bytes.length * 4 + 3);
-  const out = reprScratch;
-  let at = 0;
   out[at++] = 0x62; // b
   out[at++] = quote;
   for (let i = 0; i < bytes.length; i++) {
@@ -86,7 +97,7 @@ export function reprBytes(bytes: Uint8Array): string {
     }
   }
   out[at++] = quote;
-  return out.toString('latin1', 0, at);
+  return at;
 }
 
 let reprScratch = Buffer.allocUnsafe(4 * 1024);

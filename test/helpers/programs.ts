@@ -19,7 +19,8 @@ export interface Program {
 }
 
 async function start(command: string, args: string[], port: number): Promise<Program> {
-  const child = spawn(command, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  // Python holds piped output in blocks until exit; tests read the seed's lines as they come.
+  const child = spawn(command, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PYTHONUNBUFFERED: '1' } });
   let output = '';
   child.stdout!.setEncoding('utf8').on('data', (s: string) => (output += s));
   child.stderr!.setEncoding('utf8').on('data', (s: string) => (output += s));
