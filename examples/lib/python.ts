@@ -4,16 +4,29 @@ import readline from 'node:readline';
 import { reprBytes, reprBytesMaxLength, upperTransform, writeReprBytes } from 'echoplex';
 
 // Python buffers stdout by blocks when it is not a terminal, and by lines when it is; a write
-// system call per print() would cost more than the echo itself. Lines are encoded straight into
-// the block, bytes as their repr() in ASCII, so no line is built as a string first.
+// system call per print() would cost more than the echo itself. Text is joined as a string and
+// encoded a block at a time; bytes are written into the block as their repr() in ASCII, with
+// no string in between. (Encoding each line on its own costs more: measured in the selectors
+// port, whose lines are all text.)
 const BLOCK_BYTES = 8192;
 const lineBuffered = process.stdout.isTTY === true;
 let block = Buffer.allocUnsafe(2 * BLOCK_BYTES);
 let used = 0;
+/** Text printed after the block's bytes, not yet encoded. */
+let text = '';
 let flushScheduled = false;
+
+/** Encodes the pending text into the block: in one pass, into room for the worst case (3 bytes per UTF-16 unit). */
+function encodeText(): void {
+  if (text.length === 0) return;
+  reserve(text.length * 3);
+  used += block.write(text, used);
+  text = '';
+}
 
 function flush(): void {
   flushScheduled = false;
+  encodeText();
   if (used === 0) return;
   // The stream may still hold the block after write() returns: the next lines go to a new one.
   process.stdout.write(block.subarray(0, used));
@@ -22,33 +35,36 @@ function flush(): void {
 }
 process.on('exit', flush);
 
-/** Makes room for `bytes` more in the block, flushing it first if they would not fit. */
+/** Makes room for `bytes` more in the block, writing it out first if they would not fit. */
 function reserve(bytes: number): void {
   if (used + bytes <= block.length) return;
-  flush();
-  if (bytes > block.length) block = Buffer.allocUnsafe(bytes);
+  if (used > 0) {
+    process.stdout.write(block.subarray(0, used));
+    used = 0;
+  }
+  block = Buffer.allocUnsafe(Math.max(2 * BLOCK_BYTES, bytes));
 }
 
 /** Python's print(): arguments as strings, separated by spaces; buffered as Python buffers it. */
 export function print(...values: unknown[]): void {
+  // The line's text so far: appended to the pending text once, or encoded before bytes.
+  let line = '';
   for (let i = 0; i < values.length; i++) {
     const value = values[i];
-    // One byte for the separator or the newline; UTF-8 takes at most 3 bytes per UTF-16 unit.
+    const end = i < values.length - 1 ? ' ' : '\n';
     if (Buffer.isBuffer(value)) {
+      text += line;
+      line = '';
+      encodeText();
       reserve(reprBytesMaxLength(value.length) + 1);
       used = writeReprBytes(value, block, used);
+      block[used++] = end === ' ' ? 0x20 : 0x0a;
     } else {
-      const text = String(value);
-      reserve(text.length * 3 + 1);
-      used += block.write(text, used);
+      line += String(value) + end;
     }
-    block[used++] = i < values.length - 1 ? 0x20 : 0x0a;
   }
-  if (values.length === 0) {
-    reserve(1);
-    block[used++] = 0x0a;
-  }
-  if (lineBuffered || used >= BLOCK_BYTES) flush();
+  text += values.length === 0 ? '\n' : line;
+  if (lineBuffered || used + text.length >= BLOCK_BYTES) flush();
   else if (!flushScheduled) {
     flushScheduled = true;
     setImmediate(flush);
