@@ -2,6 +2,7 @@
 
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { once } from 'node:events';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import {
@@ -313,6 +314,48 @@ describe('DefaultSelector.select', () => {
     assert.deepEqual(conn.getpeername(), client.getsockname());
     sel.close();
     client.close();
+    conn.close();
+  });
+
+  it('a client that resets while waiting for accept(): READ held, so accept() hands it out, and recv gives its bytes then ECONNRESET', async () => {
+    // Without the address learned on arrival, accept() found no peer and raised BlockingIOError
+    // right after select() said READ: the seed's one-accept-per-event server died of it.
+    const sel = new DefaultSelector();
+    sel.register(l.server, EVENT_READ);
+    const client = net.connect(l.port, '127.0.0.1');
+    await withTimeout(once(client, 'connect'), 5000, 'connect');
+    const clientAddress: [string, number] = [client.localAddress!, client.localPort!];
+    client.write('last words');
+    const ready = await withTimeout(sel.select(5), 6000, 'accept readiness');
+    assert.equal(ready[0]![0].fileobj, l.server);
+    client.resetAndDestroy();
+    await withTimeout(once(client, 'close'), 5000, 'reset sent');
+    await delay(50); // the RST reaches the waiting connection
+    // Linux's accept() returns a connection reset in the queue, with its address; so must ours.
+    const [conn, address] = l.server.accept();
+    assert.deepEqual(address, clientAddress);
+    const received = await withTimeout(
+      (async () => {
+        let text = '';
+        for (;;) {
+          let chunk: Buffer;
+          try {
+            chunk = await conn.recvAsync(100);
+          } catch (err) {
+            assert.ok(err instanceof ConnectionResetError, String(err));
+            return text;
+          }
+          // On streams libuv reports a reset that follows unread bytes as end of stream.
+          if (chunk.length === 0 && !nativeSocketsAvailable) return text;
+          assert.ok(chunk.length > 0, 'a reset, not an orderly end of stream');
+          text += chunk.toString();
+        }
+      })(),
+      5000,
+      'ECONNRESET',
+    );
+    assert.ok('last words'.startsWith(received), `received ${JSON.stringify(received)}`);
+    sel.close();
     conn.close();
   });
 });

@@ -160,7 +160,7 @@ export class Socket implements Selectable, Disposable {
     for (;;) {
       const stream = this.#backlog.shift();
       if (stream === undefined) throw new BlockingIOError();
-      // A connection reset while it waited in the backlog has no peer any more: skip it, as the kernel would.
+      // Only a connection whose address was never learned is skipped (see #queueConnection).
       const peer = stream.destroyed ? undefined : stream.remoteEndpoint();
       if (peer === undefined) {
         stream.destroy();
@@ -372,6 +372,15 @@ export class Socket implements Selectable, Disposable {
   }
 
   #queueConnection(stream: ByteStream): void {
+    // The peer's address is learned as the connection arrives (the stream keeps it): one reset
+    // later, while it waits, is still handed out by accept() with its address, as Linux's accept()
+    // does, and its recv() gives what it sent and then ConnectionResetError. Asking only in
+    // accept() found no peer for it, after select() had already reported READ.
+    if (stream.remoteEndpoint() === undefined) {
+      // Reset before we even saw it: never reported, nothing to hand out.
+      stream.destroy();
+      return;
+    }
     this.#backlog.push(stream);
     this.#notify();
   }
