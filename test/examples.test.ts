@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { runBench } from '../src/bench/loadgen.js';
 import { upperTransform } from '../src/server/transforms.js';
-import { startExample, startSeed, runExampleClient, type Program } from './helpers/programs.js';
+import { startExample, startSeed, startTypeScript, runExampleClient, type Program } from './helpers/programs.js';
 import { seedUnavailable } from './helpers/seed.js';
 import { closed, connectTo, readBytes, readToEnd, roundTrip } from './helpers/sockets.js';
 import { waitUntil, withTimeout } from './helpers/timeout.js';
@@ -81,6 +81,33 @@ for (const { name, expect } of SERVERS) {
     });
   });
 }
+
+describe('the article\'s selectors server as a newcomer writes it (test/fixtures/article-selectors-server.ts)', () => {
+  let program: Program;
+  before(async () => {
+    program = await startTypeScript('test/fixtures/article-selectors-server.ts');
+  });
+  after(() => program.stop());
+
+  it('serves 5,000 concurrent clients with every byte verified while others reset mid-stream', async () => {
+    const load = withTimeout(runBench({ port: program.port, connections: 5000, size: 64, messages: 20_000, expect: 'echo', timeoutSeconds: 30 }), 90_000, 'bench');
+    // Clients that send and reset without reading, while the 5,000 are served.
+    for (let i = 0; i < 20; i++) {
+      const victim = await connectTo(program.port);
+      victim.write(randomBytes(50_000));
+      victim.resetAndDestroy();
+      await closed(victim);
+    }
+    const result = await load;
+    assert.equal(result.errors, 0, JSON.stringify(result.errorsByKind));
+    assert.equal(result.mismatchedBytes, 0);
+    assert.equal(result.messages, 20_000);
+    assert.equal(result.connections, 5000);
+    const payload = randomBytes(500);
+    assert.deepEqual(await roundTrip(program.port, payload), payload);
+    assert.match(program.output(), /Client forcibly closed\./, 'a reset reached the program as ConnectionResetError');
+  });
+});
 
 describe('ported clients', () => {
   const servers: Record<string, Program> = {};

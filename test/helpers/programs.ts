@@ -44,9 +44,14 @@ async function start(command: string, args: string[], port: number): Promise<Pro
 }
 
 /** `examples/NAME.ts PORT`, run with tsx as `npm run NAME` does. */
-export async function startExample(name: string): Promise<Program> {
+export function startExample(name: string): Promise<Program> {
+  return startTypeScript(`examples/${name}.ts`);
+}
+
+/** A TypeScript program (path from the repository root) that takes its port as its argument, run with tsx. */
+export async function startTypeScript(path: string): Promise<Program> {
   const port = await freePort();
-  return start(process.execPath, ['--import', 'tsx', `examples/${name}.ts`, String(port)], port);
+  return start(process.execPath, ['--import', 'tsx', path, String(port)], port);
 }
 
 export async function startSeed(name: string): Promise<Program> {
