@@ -109,6 +109,22 @@ describe('DefaultSelector rules', () => {
     conn.close();
   });
 
+  it('a socket closed before unregister() is still found, as selectors.py finds it by identity', async () => {
+    const [client, conn] = await l.pair();
+    const sel = new DefaultSelector<string>();
+    const key = sel.register(conn, EVENT_READ, 'conn');
+    const fd = conn.fileno();
+    conn.close();
+    assert.equal(sel.getKey(conn), key);
+    assert.equal(sel.modify(conn, EVENT_READ, 'again').data, 'again');
+    assert.equal(sel.unregister(conn).fd, fd);
+    assert.equal(sel.getMap().size, 0, 'no stale key left under the old descriptor');
+    // Never registered and closed: Python raises ValueError (an invalid descriptor).
+    assert.throws(() => sel.unregister(conn), InvalidFileObjectError);
+    client.close();
+    sel.close();
+  });
+
   it('keys are read-only', async () => {
     const [client, conn] = await l.pair();
     const sel = new DefaultSelector();

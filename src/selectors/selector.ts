@@ -102,7 +102,7 @@ export class DefaultSelector<T = unknown> extends BaseSelector<T> {
 
   unregister(fileobj: FileObject): SelectorKey<T> {
     const keys = this.#open();
-    const fd = resolveFd(fileobj);
+    const fd = this.#lookupFd(keys, fileobj);
     const key = keys.get(fd);
     if (key === undefined) throw new NotRegisteredError(fileobj);
     keys.delete(fd);
@@ -113,7 +113,7 @@ export class DefaultSelector<T = unknown> extends BaseSelector<T> {
 
   override modify(fileobj: FileObject, events: number, data?: T): SelectorKey<T> {
     const keys = this.#open();
-    const fd = resolveFd(fileobj);
+    const fd = this.#lookupFd(keys, fileobj);
     const old = keys.get(fd);
     if (old === undefined) throw new NotRegisteredError(fileobj);
     if (!Number.isInteger(events) || events === 0 || (events & ~(EVENT_READ | EVENT_WRITE)) !== 0) throw new InvalidEventsError(events);
@@ -162,9 +162,22 @@ export class DefaultSelector<T = unknown> extends BaseSelector<T> {
   }
 
   override getKey(fileobj: FileObject): SelectorKey<T> {
-    const key = this.#open().get(resolveFd(fileobj));
+    const keys = this.#open();
+    const key = keys.get(this.#lookupFd(keys, fileobj));
     if (key === undefined) throw new NotRegisteredError(fileobj);
     return key;
+  }
+
+  /**
+   * The descriptor `fileobj` is registered under. A socket closed before it was unregistered
+   * (fileno() is -1) is found by identity, as selectors.py's exhaustive search does, so that
+   * closing first and unregistering second works as in Python and leaves no stale key behind.
+   */
+  #lookupFd(keys: Map<number, RegisteredKey<T>>, fileobj: FileObject): number {
+    const fd = resolveFd(fileobj);
+    if (fd >= 0) return fd;
+    for (const key of keys.values()) if (key.fileobj === fileobj) return key.fd;
+    throw new InvalidFileObjectError(`Invalid file descriptor: ${fd}`);
   }
 
   /** Unregisters everything; the selector cannot be used afterwards. A pending select() resolves to []. */
