@@ -458,8 +458,12 @@ static napi_value socket_recv(napi_env env, napi_callback_info info) {
     return result;
   }
   if (got == 0 && wanted > 0) {
-    // End of stream is readable for good: no need to watch for it any more.
+    // End of stream is readable for good: no need to watch for it any more. A short read just
+    // before may have cleared READ with the FIN still queued behind the bytes: set it again.
+    int32_t before = *flags_of(sock);
     sock->eof = 1;
+    *flags_of(sock) |= READY_READ;
+    mark_changed(sock, before);
   } else if ((size_t)got < wanted) {
     // A short read emptied the receive buffer (more may arrive; the poll handle is watching).
     *flags_of(sock) &= ~READY_READ;

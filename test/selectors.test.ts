@@ -407,6 +407,29 @@ describe('Socket semantics', () => {
     conn.close();
   });
 
+  it('READ holds at end of stream as soon as recv has returned it, with no turn of the loop between', async () => {
+    const [client, conn] = await l.pair();
+    client.send('bye');
+    client.shutdown(SHUT_WR);
+    // Both the bytes and the FIN are in before the program looks.
+    await delay(50);
+    const sel = new DefaultSelector();
+    try {
+      sel.register(conn, EVENT_READ);
+      assert.equal((await withTimeout(sel.select(5), 6000, 'READ')).length, 1);
+      // recv(100) comes back short (3 bytes) with the FIN still queued behind them.
+      assert.equal(conn.recv(100).toString(), 'bye');
+      assert.equal(conn.recv(100).length, 0, 'end of stream');
+      assert.equal((await sel.select(0)).length, 1, 'READ while recv would return end of stream');
+      const [r] = await select([conn], [], [], 0);
+      assert.equal(r.length, 1);
+    } finally {
+      sel.close();
+      client.close();
+      conn.close();
+    }
+  });
+
   it('connected sockets read and write through the native addon where it was built, through streams otherwise', async () => {
     const [client, conn] = await l.pair();
     const expected = nativeSocketsAvailable ? 'native' : 'stream';
