@@ -267,6 +267,29 @@ describe('echoplex bench (CLI)', () => {
     }
   });
 
+  it('explains replies that never came: --lines when none came, the server when only some did', async () => {
+    const lineServer = await startServe(['--quiet', '--framing', 'line']);
+    // Echoes every connection but the first, which it accepts and never answers.
+    let accepted = 0;
+    const stalling = net.createServer((socket) => {
+      if (accepted++ > 0) socket.pipe(socket);
+      else socket.on('data', () => {});
+    });
+    await new Promise<void>((resolve) => stalling.listen(0, '127.0.0.1', resolve));
+    try {
+      const none = await runCli(['bench', '--port', String(lineServer.port), '-d', '1', '--warmup', '0', '-c', '3', '--timeout', '0.5']);
+      assert.equal(none.code, 1);
+      assert.match(none.stderr, /no reply came: .*--lines/);
+      const some = await runCli(['bench', '--port', String((stalling.address() as net.AddressInfo).port), '-d', '1', '--warmup', '0', '-c', '3', '--timeout', '0.5']);
+      assert.equal(some.code, 1);
+      assert.match(some.stderr, /1 connection waited over --timeout for a reply while others were answered/);
+      assert.doesNotMatch(some.stderr, /--lines/);
+    } finally {
+      await lineServer.stop();
+      stalling.close();
+    }
+  });
+
   it('passes with --expect upper against an upper server and prints one JSON object', async () => {
     const server = await startServe(['--quiet', '--transform', 'upper']);
     try {

@@ -2,7 +2,7 @@
 
 import { writeFile } from 'node:fs/promises';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import type { BenchOptions } from '../bench/settings.js';
+import type { BenchOptions, BenchResult } from '../bench/settings.js';
 import { UsageError } from '../errors.js';
 import { MAX_UDP_PAYLOAD } from '../server/udp.js';
 import { parsePositiveInteger, parseSeconds, parseSize } from './parsers.js';
@@ -97,8 +97,8 @@ async function bench(flags: BenchFlags): Promise<number> {
   }
   if (passed(result)) return 0;
   process.stderr.write(`echoplex bench: FAILED: errors ${errorSummary(result)}, ${result.mismatchedBytes} mismatched bytes\n`);
-  // Random bytes leave a server that answers whole lines waiting for the rest of a line.
-  if (result.errorsByKind.timeout > 0 && !flags.lines) process.stderr.write('echoplex bench: (a server that answers only whole lines needs --lines)\n');
+  const hint = timeoutHint(result, flags.lines === true);
+  if (hint !== undefined) process.stderr.write(`echoplex bench: (${hint})\n`);
   return 1;
 }
 
@@ -106,4 +106,14 @@ function parseProxyVersion(value: string): 1 | 2 {
   if (value === '1' || value === 'v1') return 1;
   if (value === '2' || value === 'v2') return 2;
   throw new InvalidArgumentError(`"${value}" is not a PROXY protocol version (1 or 2).`);
+}
+
+/** What replies that never came most likely mean, judged by whether any reply came at all. */
+function timeoutHint(result: BenchResult, lines: boolean): string | undefined {
+  if (result.errorsByKind.timeout === 0) return undefined;
+  // Random bytes leave a server that answers whole lines waiting for the rest of a line: no
+  // reply ever comes. Replies to some connections and none to others point at the server.
+  if (result.messagesTotal === 0) return lines ? undefined : 'no reply came: a server that answers only whole lines needs --lines';
+  const waited = result.errorsByKind.timeout;
+  return `${waited} ${waited === 1 ? 'connection' : 'connections'} waited over --timeout for a reply while others were answered: a server slow to accept (a small listen backlog: try --connect-rate) or one that stalls some clients`;
 }
