@@ -9,16 +9,23 @@
 // that JavaScript reads (src/selectors/native-plane.ts), and list the slots that became ready,
 // which JavaScript hears about once per turn of the loop, in the check phase.
 //
-// Readiness is level-triggered like epoll's default. READABLE stays set while recv() would not
-// block: data, end of stream or an error. It is cleared when a read comes back short or finds
-// nothing, and after a read that filled the caller's buffer if the kernel has nothing more. WRITABLE is what the kernel's poll says (room above its low-water mark), confirmed
-// lazily: a send() that the kernel took whole leaves it unchecked, and the next question about
-// writing asks the kernel (one poll() system call); a send() that finds the buffer full clears
-// it, and the poll handle then watches for room. For sockets the program asks about writing
-// (select's wlist, a WRITE registration), the sends of a turn are confirmed together at its end
-// with one poll() over all of them, so a steady writer pays no system call per message for it. A socket that is readable and not read across a turn of the loop is no longer
-// polled for reading until recv() is called, so that a program that leaves it unread does not
-// keep the loop spinning.
+// Readiness is level-triggered like epoll's default.
+//
+// READABLE stays set while recv() would not block: data, end of stream or an error. It is
+// cleared when a read comes back short or finds nothing, and after a read that filled the
+// caller's buffer if the kernel has nothing more; the poll handle sets it again when more comes.
+// Once recv() has returned end of stream it stays set for good.
+//
+// WRITABLE is what the kernel's poll says (room above its low-water mark), confirmed lazily: a
+// send() that the kernel took whole leaves it unchecked, and the next question about writing
+// asks the kernel (one poll() system call); a send() that finds the buffer full clears it, and
+// the poll handle then watches for room. For sockets the program asks about writing (select's
+// wlist, a WRITE registration), the sends of a turn are confirmed together at its end with one
+// poll() over all of them, so a steady writer pays no system call per message for it.
+//
+// A socket that is readable and not read across a turn of the loop is no longer polled for
+// reading until recv() is called, so that a program that leaves it unread does not keep the
+// loop spinning.
 
 #include <uv.h>
 
