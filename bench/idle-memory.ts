@@ -3,13 +3,12 @@
 // For each server: start it, read VmRSS, open N connections (default 10,000) that send one
 // byte each and get it back (so every connection has been fully set up and served once), wait
 // for memory to settle, read VmRSS again. Reports (after - before) / N, in KB per connection.
-// Usage: node --import tsx bench/idle-memory.ts [--connections 10000] [--peers name,...]
 
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
-import { parseArgs } from 'node:util';
 import { openFileLimit } from '../src/ops/descriptors.js';
 import { buildCPeers, PEERS, startPeer } from './peers.js';
+import { namesFrom, positiveNumber, scriptOptions } from './script-args.js';
 
 function rssKb(pid: number): number {
   return Number(/^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
@@ -35,14 +34,18 @@ async function openIdle(port: number, count: number): Promise<net.Socket[]> {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { connections: { type: 'string', default: '10000' }, peers: { type: 'string', default: 'c-epoll,echoplex,echoplex-ts,echoplex-net,node-pipe,uvloop' } } });
-  const count = Number(values.connections);
+  const values = scriptOptions(
+    { connections: { type: 'string', default: '10000' }, peers: { type: 'string', default: 'c-epoll,echoplex,echoplex-ts,echoplex-net,node-pipe,uvloop' } },
+    `Usage: node --import tsx bench/idle-memory.ts [--connections 10000] [--peers name,...]\n  peers: ${PEERS.map((p) => p.name).join(', ')}`,
+  );
+  const count = positiveNumber(values.connections, 'connections');
+  const peerNames = namesFrom(values.peers, PEERS.map((p) => p.name), 'peer');
   const limit = openFileLimit();
   if (limit !== undefined && limit < count + 100) throw new Error(`needs about ${count + 100} descriptors; raise the limit with \`ulimit -n ${count + 1024}\``);
   buildCPeers();
   console.log(`| server | RSS before (MiB) | RSS with ${count} idle connections (MiB) | KB per connection |`);
   console.log('|---|---|---|---|');
-  for (const name of values.peers!.split(',')) {
+  for (const name of peerNames) {
     const peer = PEERS.find((p) => p.name === name);
     if (!peer || peer.unavailable()) {
       console.error(`skipping ${name}`);

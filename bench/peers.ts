@@ -4,16 +4,13 @@
 // round the peers run one after another (rounds interleave, so drift hits all alike); the
 // table holds medians. Server CPU time comes from /proc/PID/stat (user+sys) over the load run,
 // divided by every reply the load generator verified in that run.
-//
-// Usage: node --import tsx bench/peers.ts [--rounds 3] [--duration 5] [--load echoplex|c]
-//          [--peers name,...] [--scenarios name,...] [--write]
 
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { namesFrom, oneOf, positiveNumber, scriptOptions } from './script-args.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const PEERS_DIR = `${ROOT}bench/peers/`;
@@ -364,9 +361,16 @@ export function targetsTable(results: ReadonlyMap<string, ReadonlyMap<string, Me
   return lines.length > 2 ? `Targets\n\n${lines.join('\n')}\n` : '';
 }
 
+const USAGE = `Usage: node --import tsx bench/peers.ts [--rounds 3] [--duration 5] [--warmup 1] [--load echoplex|c]
+         [--peers name,...] [--scenarios name,...] [--write]
+  --load c     drive the servers with bench/peers/loadgen.c instead of echoplex bench
+  --write      put the results into BENCHMARKS.md's generated block
+  peers:       ${PEERS.map((p) => p.name).join(', ')}
+  scenarios:   ${SCENARIOS.map((s) => s.name).join(', ')}`;
+
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
+  const values = scriptOptions(
+    {
       rounds: { type: 'string', default: '3' },
       duration: { type: 'string', default: '5' },
       warmup: { type: 'string', default: '1' },
@@ -375,14 +379,16 @@ async function main(): Promise<void> {
       scenarios: { type: 'string', default: '64B-p1,64B-p16,64KiB,latency' },
       write: { type: 'boolean', default: false },
     },
-  });
-  const load = values.load === 'c' ? 'c' : 'echoplex';
-  const rounds = Number(values.rounds);
-  const duration = Number(values.duration);
+    USAGE,
+  );
+  const load = oneOf(values.load, ['echoplex', 'c'], 'load');
+  const rounds = positiveNumber(values.rounds, 'rounds');
+  const duration = positiveNumber(values.duration, 'duration');
   const warmup = Number(values.warmup);
+  const wanted = values.peers === undefined ? undefined : namesFrom(values.peers, PEERS.map((p) => p.name), 'peer');
+  const scenarioNames = namesFrom(values.scenarios, SCENARIOS.map((s) => s.name), 'scenario');
   buildCPeers();
   if (load === 'c' && !existsSync(`${BIN_DIR}loadgen`)) throw new Error('--load c needs cc to build bench/peers/loadgen.c');
-  const wanted = values.peers?.split(',');
   const peers: Peer[] = [];
   for (const peer of PEERS) {
     if (wanted && !wanted.includes(peer.name)) continue;
@@ -390,7 +396,7 @@ async function main(): Promise<void> {
     if (why) console.error(`skipping ${peer.name}: ${why}`);
     else peers.push(peer);
   }
-  const scenarios = SCENARIOS.filter((s) => values.scenarios!.split(',').includes(s.name));
+  const scenarios = SCENARIOS.filter((s) => scenarioNames.includes(s.name));
   const sections: string[] = [];
   const allResults = new Map<string, Map<string, Measurement[]>>();
   for (const scenario of scenarios) {

@@ -8,16 +8,14 @@
 // The warm-up defaults to half the run: under this mix V8 grows its young generation (heapTotal
 // 16 -> 40 MiB, heapUsed flat at 8-18 MiB) during the first ~30 s, and RSS follows, then stays
 // flat. A leak shows as growth after that point, which is what the check looks for.
-//
-// Usage: node --import tsx bench/soak.ts [--seconds 60] [--warmup SECONDS (default: half)]
 
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import { runBench } from '../src/bench/loadgen.js';
+import { positiveNumber, scriptOptions } from './script-args.js';
 
 const CLI = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));
 
@@ -95,10 +93,12 @@ async function halfCloser(port: number): Promise<boolean> {
   return Buffer.concat(chunks).equals(payload);
 }
 
+const USAGE = 'Usage: node --import tsx bench/soak.ts [--seconds 60] [--warmup SECONDS (default: half the run)]';
+
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { seconds: { type: 'string', default: '60' }, warmup: { type: 'string' } } });
-  const seconds = Number(values.seconds);
-  const warmup = values.warmup !== undefined ? Number(values.warmup) : seconds / 2;
+  const values = scriptOptions({ seconds: { type: 'string', default: '60' }, warmup: { type: 'string' } }, USAGE);
+  const seconds = positiveNumber(values.seconds, 'seconds');
+  const warmup = values.warmup !== undefined ? positiveNumber(values.warmup, 'warmup') : seconds / 2;
   const server = spawn(process.execPath, [CLI, 'serve', '--quiet', '--port', '0'], { stdio: ['ignore', 'pipe', 'inherit'] });
   const port = await new Promise<number>((resolve) => {
     server.stdout!.setEncoding('utf8').on('data', (s: string) => {

@@ -1,7 +1,7 @@
 // The bench against real servers: verification, failure reporting, JSON and the HTML report.
 
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { readFile, rm } from 'node:fs/promises';
@@ -401,6 +401,31 @@ describe('bench:peers environment', () => {
       assert.equal(seen, 'undefined');
     } finally {
       await peer.stop();
+    }
+  });
+});
+
+describe('benchmark scripts on the command line', () => {
+  const script = (args: string[]) => spawnSync(process.execPath, ['--import', 'tsx', ...args], { encoding: 'utf8', timeout: 30_000 });
+
+  it('--help prints the usage with the peers and scenarios, and exits 0', () => {
+    const help = script(['bench/peers.ts', '--help']);
+    assert.equal(help.status, 0, help.stderr);
+    assert.match(help.stdout, /^Usage: .*bench\/peers\.ts/);
+    for (const name of ['port-select', 'seed-selectors', '64B-p1', '64KiB']) assert.ok(help.stdout.includes(name), name);
+  });
+
+  it('refuses an unknown peer, scenario, option or load generator by name, exit 2, before running anything', () => {
+    for (const [args, message] of [
+      [['bench/peers.ts', '--peers', 'port-selectorz'], /unknown peer: port-selectorz \(known: c-epoll,/],
+      [['bench/peers.ts', '--scenarios', '64B'], /unknown scenario: 64B/],
+      [['bench/peers.ts', '--load', 'wrk'], /--load must be one of echoplex, c/],
+      [['bench/soak.ts', '--seconds', 'ten'], /--seconds must be a positive number/],
+      [['bench/idle-memory.ts', '--conections', '5'], /Unknown option '--conections'/],
+    ] as const) {
+      const run = script([...args]);
+      assert.equal(run.status, 2, `${args.join(' ')}: ${run.stderr}`);
+      assert.match(run.stderr, message);
     }
   });
 });
