@@ -18,7 +18,10 @@ interface NativeSocketsBinding {
   socketRecv(socket: SocketHandle, bufsize: number): number;
   /** Bytes taken, or a negative errno. */
   socketSend(socket: SocketHandle, bytes: Uint8Array): number;
-  /** Asks the kernel whether WRITE still holds after a send; returns the slot's flags. */
+  /**
+   * Asks the kernel whether WRITE still holds after a send; returns the slot's flags. From then
+   * on the socket's sends are confirmed at the end of each turn, with the turn's others.
+   */
   socketCheckWritable(socket: SocketHandle): number;
   socketShutdown(socket: SocketHandle, how: number): number;
   socketSetOption(socket: SocketHandle, level: number, option: number, value: number): number;
