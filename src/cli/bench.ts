@@ -113,7 +113,10 @@ function timeoutHint(result: BenchResult, lines: boolean): string | undefined {
   if (result.errorsByKind.timeout === 0) return undefined;
   // Random bytes leave a server that answers whole lines waiting for the rest of a line: no
   // reply ever comes. Replies to some connections and none to others point at the server.
-  if (result.messagesTotal === 0) return lines ? undefined : 'no reply came: a server that answers only whole lines needs --lines';
+  if (result.messagesTotal === 0) {
+    const slow = 'a server slower than that needs a longer --timeout';
+    return lines ? `no reply came within --timeout: ${slow}` : `no reply came within --timeout: a server that answers only whole lines needs --lines; ${slow}`;
+  }
   const waited = result.errorsByKind.timeout;
   return `${waited} ${waited === 1 ? 'connection' : 'connections'} waited over --timeout for a reply while others were answered: a server slow to accept (a small listen backlog: try --connect-rate) or one that stalls some clients`;
 }
