@@ -24,25 +24,27 @@ function encodeText(): void {
   text = '';
 }
 
-function flush(): void {
-  flushScheduled = false;
-  encodeText();
+/** Writes out the block's bytes, if any. */
+function writeBlock(): void {
   if (used === 0) return;
   // The stream may still hold the block after write() returns: the next lines go to a new one.
   process.stdout.write(block.subarray(0, used));
   block = Buffer.allocUnsafe(2 * BLOCK_BYTES);
   used = 0;
 }
+
+function flush(): void {
+  flushScheduled = false;
+  encodeText();
+  writeBlock();
+}
 process.on('exit', flush);
 
 /** Makes room for `bytes` more in the block, writing it out first if they would not fit. */
 function reserve(bytes: number): void {
   if (used + bytes <= block.length) return;
-  if (used > 0) {
-    process.stdout.write(block.subarray(0, used));
-    used = 0;
-  }
-  block = Buffer.allocUnsafe(Math.max(2 * BLOCK_BYTES, bytes));
+  writeBlock();
+  if (bytes > block.length) block = Buffer.allocUnsafe(bytes);
 }
 
 /** Python's print(): arguments as strings, separated by spaces; buffered as Python buffers it. */
