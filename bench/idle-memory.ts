@@ -6,7 +6,7 @@
 
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
-import { openFileLimit } from '../src/ops/descriptors.js';
+import { openFileLimit } from '../src/core/descriptors.js';
 import { buildCPeers, PEERS, startPeer } from './peers.js';
 import { namesFrom, positiveNumber, scriptOptions } from './script-args.js';
 

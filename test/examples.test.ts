@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { runBench } from '../src/bench/loadgen.js';
-import { upperTransform } from '../src/server/transforms.js';
+import { upperTransform } from '../src/protocol/transforms.js';
 import { startExample, startSeed, startTypeScript, runExampleClient, type Program } from './helpers/programs.js';
 import { seedUnavailable } from './helpers/seed.js';
 import { closed, connectTo, readBytes, readToEnd, roundTrip } from './helpers/sockets.js';

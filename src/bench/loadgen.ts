@@ -3,8 +3,8 @@
 
 import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import { checkDescriptorBudget } from '../ops/descriptors.js';
-import { builtInTransform } from '../server/transforms.js';
+import { checkDescriptorBudget } from '../core/descriptors.js';
+import { builtInTransform } from '../protocol/transforms.js';
 import { BenchConnection, type LoadConnection } from './connection.js';
 import { NativeBench, type NativeBenchConnection } from './native-bench.js';
 import { Run } from './run.js';

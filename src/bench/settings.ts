@@ -1,7 +1,7 @@
 // What a bench run is asked for and what it reports: options, their defaults and checks, results.
 
-import { EchoplexError } from '../errors.js';
-import type { Transform, TransformName } from '../server/transforms.js';
+import { EchoplexError } from '../core/errors.js';
+import type { Transform, TransformName } from '../protocol/transforms.js';
 import { MAX_UDP_PAYLOAD } from '../server/udp.js';
 import type { LatencySummary, PercentilePoint } from './histogram.js';
 import { resolveTarget, type BenchTarget } from './transports.js';

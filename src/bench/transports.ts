@@ -4,9 +4,9 @@
 import dgram from 'node:dgram';
 import net from 'node:net';
 import tls from 'node:tls';
-import { encodeProxyV1, encodeProxyV2, type ProxyEndpoint } from '../server/proxy-protocol.js';
+import { encodeProxyV1, encodeProxyV2, type ProxyEndpoint } from '../protocol/proxy-protocol.js';
 import { errorName, rawTcp, writeToHandle, type RawTcp, type TcpHandle, type WriteRequest } from '../server/raw-tcp.js';
-import { formatEndpoint } from '../server/address.js';
+import { formatEndpoint } from '../core/address.js';
 
 export interface BenchTarget {
   host: string;

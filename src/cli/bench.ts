@@ -3,7 +3,7 @@
 import { writeFile } from 'node:fs/promises';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import type { BenchOptions, BenchResult } from '../bench/settings.js';
-import { UsageError } from '../errors.js';
+import { UsageError } from '../core/errors.js';
 import { MAX_UDP_PAYLOAD } from '../server/udp.js';
 import { parsePositiveInteger, parseSeconds, parseSize } from './parsers.js';
 import { expectationFromFlag, expectationOptions, targetFromFlags, targetOptions, type TargetFlags } from './target.js';

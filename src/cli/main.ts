@@ -2,8 +2,8 @@
 // The `echoplex` command: subcommands, and one place that turns errors into exit statuses.
 
 import { Command, CommanderError } from 'commander';
-import { EchoplexError, UsageError } from '../errors.js';
-import { VERSION } from '../version.js';
+import { EchoplexError, UsageError } from '../core/errors.js';
+import { VERSION } from '../core/version.js';
 import { benchCommand } from './bench.js';
 import { clientCommand } from './client.js';
 import { pingCommand } from './ping.js';

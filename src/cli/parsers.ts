@@ -2,7 +2,7 @@
 
 import { InvalidArgumentError } from 'commander';
 import { parseAllowList } from '../server/limits.js';
-import { isTransformName, isTransformPath, TRANSFORM_NAMES } from '../server/transforms.js';
+import { isTransformName, isTransformPath, TRANSFORM_NAMES } from '../protocol/transforms.js';
 
 export function parsePort(value: string): number {
   if (!/^\d+$/.test(value)) throw new InvalidArgumentError(`"${value}" is not a port number (0-65535).`);

@@ -4,8 +4,8 @@ import { readFile } from 'node:fs/promises';
 import { Option } from 'commander';
 import type { CustomExpectation } from '../bench/settings.js';
 import type { BenchTarget } from '../bench/transports.js';
-import { UsageError } from '../errors.js';
-import { isTransformName, loadTransformModule, TRANSFORM_NAMES, type TransformName } from '../server/transforms.js';
+import { UsageError } from '../core/errors.js';
+import { isTransformName, loadTransformModule, TRANSFORM_NAMES, type TransformName } from '../protocol/transforms.js';
 import { parsePort, parseTransform } from './parsers.js';
 
 export interface TargetFlags {

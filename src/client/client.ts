@@ -5,8 +5,8 @@ import net from 'node:net';
 import readline from 'node:readline';
 import tls from 'node:tls';
 import type { Readable, Writable } from 'node:stream';
-import { ConnectError, systemErrorCode } from '../errors.js';
-import { formatHostPort } from '../server/address.js';
+import { ConnectError, systemErrorCode } from '../core/errors.js';
+import { formatHostPort } from '../core/address.js';
 
 /** How to reach the server, beyond host and port. */
 export interface ConnectOptions {

@@ -5,7 +5,7 @@ import { performance } from 'node:perf_hooks';
 import type { Writable } from 'node:stream';
 import { describeTarget, openBenchSocket, resolveTarget, type BenchSocket, type BenchTarget } from '../bench/transports.js';
 import type { CustomExpectation } from '../bench/settings.js';
-import { builtInTransform, type TransformName } from '../server/transforms.js';
+import { builtInTransform, type TransformName } from '../protocol/transforms.js';
 
 export interface PingOptions extends Partial<BenchTarget> {
   /** Round trips to make. Default: until `signal` aborts. */

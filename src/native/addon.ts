@@ -1,32 +1,48 @@
-// The optional native addon (native/*.c, built by `npm install`): loaded once, where it was built.
-//
-// node-gyp compiles it with the C compiler Node's addons use; where that failed or is not wanted
-// (ECHOPLEX_NO_NATIVE=1), every connection runs on the TypeScript paths, which behave the same
-// and cost more CPU per message.
+// The native addon (native/*.c): a prebuilt binary from the package, or one compiled here; loaded once.
 
-import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
 
-let addon: Record<string, unknown> | null | undefined;
+const require = createRequire(import.meta.url);
+/** The package root: node-gyp-build looks in its `prebuilds/` and `build/Release/`. */
+const PACKAGE_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
-function load(): Record<string, unknown> | null {
-  if (process.env['ECHOPLEX_NO_NATIVE']) return null;
-  // Adopting a descriptor is a Unix notion; elsewhere the TypeScript paths serve.
-  if (process.platform === 'win32') return null;
-  const path = new URL('../../build/Release/echoplex.node', import.meta.url);
-  if (!existsSync(path)) return null;
+type Addon = Record<string, unknown>;
+
+let addon: Addon | undefined;
+let absence: string | undefined;
+
+function load(): void {
+  if (addon !== undefined || absence !== undefined) return;
+  // Adopting a descriptor is a Unix notion; elsewhere the portable engine serves.
+  if (process.platform === 'win32') {
+    absence = 'the native engine runs on Unix systems only';
+    return;
+  }
   try {
-    return createRequire(import.meta.url)(path.pathname) as Record<string, unknown>;
-  } catch {
-    // Built for another Node or platform: the TypeScript paths serve instead.
-    return null;
+    const nodeGypBuild = require('node-gyp-build') as (root: string) => Addon;
+    addon = nodeGypBuild(PACKAGE_ROOT);
+  } catch (err) {
+    // No prebuilt binary for this platform, and none compiled (no C compiler or make at install).
+    absence = err instanceof Error ? err.message.split('\n')[0] : String(err);
   }
 }
 
-/** The addon's functions as `T`, or undefined where it is absent, turned off, or lacks one of `functions`. */
+/** The addon's exports, or undefined where it was neither shipped for this platform nor built. */
+export function loadAddon(): Addon | undefined {
+  load();
+  return addon;
+}
+
+/** Why the addon is not there (undefined when it is). */
+export function addonAbsence(): string | undefined {
+  load();
+  return absence;
+}
+
+/** The addon's functions as `T`, or undefined where it is absent or lacks one of `functions`. */
 export function addonBinding<T>(functions: readonly string[]): T | undefined {
-  if (addon === undefined) addon = load();
-  if (addon === null) return undefined;
-  const binding = addon;
+  const binding = loadAddon();
+  if (binding === undefined) return undefined;
   return functions.every((name) => typeof binding[name] === 'function') ? (binding as T) : undefined;
 }

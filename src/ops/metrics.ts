@@ -6,7 +6,7 @@ import type { AddressInfo } from 'node:net';
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import type { EchoServer } from '../server/server.js';
 import type { ErrorKind, RejectReason, ServerStats, Transport } from '../server/stats.js';
-import { VERSION } from '../version.js';
+import { VERSION } from '../core/version.js';
 import { STATUS_PAGE, StatusFeed } from './status.js';
 
 export interface MetricsOptions {

@@ -3,10 +3,10 @@
 // and serves metrics summed over every worker.
 
 import cluster, { type Worker } from 'node:cluster';
-import { ListenError } from '../errors.js';
+import { ListenError } from '../core/errors.js';
 import { removeStaleSocket } from '../server/listener.js';
 import { addStats, emptyStats, type ServerStats } from '../server/stats.js';
-import type { Logger } from './log.js';
+import type { Logger } from '../core/log.js';
 
 /** Messages between the primary and its workers. */
 export type WorkerMessage =

@@ -1,6 +1,6 @@
 // Python's socket and selector exceptions as typed errors, each with a stable `code`.
 
-import { EchoplexError } from '../errors.js';
+import { EchoplexError } from '../core/errors.js';
 
 /** Python's OSError: `errno` is the number, `code` the symbolic name (EAGAIN, ECONNRESET...). */
 export class OSError extends EchoplexError {

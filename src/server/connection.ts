@@ -1,14 +1,14 @@
 // One client connection: what every transport shares (counters, transform, logs, failures).
 
 import { isIP } from 'node:net';
-import { describeBytes, type Logger } from '../ops/log.js';
-import { formatHostPort } from './address.js';
+import { describeBytes, type Logger } from '../core/log.js';
+import { formatHostPort } from '../core/address.js';
 import { DelayQueue } from './delay.js';
-import { LineSplitter } from './framing.js';
+import { LineSplitter } from '../protocol/framing.js';
 import { canonicalAddress } from './limits.js';
-import { parseProxyHeader, type ProxyHeader } from './proxy-protocol.js';
+import { parseProxyHeader, type ProxyHeader } from '../protocol/proxy-protocol.js';
 import type { ServerStats, StreamTransport } from './stats.js';
-import type { Transform } from './transforms.js';
+import type { Transform } from '../protocol/transforms.js';
 
 /** Line mode's settings (see framing.ts). */
 export interface LineMode {

@@ -1,7 +1,7 @@
 // Admission control: connection limits (total and per source address) and the address allow-list.
 
 import { BlockList, isIP, isIPv4, isIPv6 } from 'node:net';
-import { UsageError } from '../errors.js';
+import { UsageError } from '../core/errors.js';
 import type { RejectReason } from './stats.js';
 
 export const DEFAULT_MAX_CONNECTIONS = 10_000;

@@ -1,7 +1,7 @@
 // A connection on Node's public net.Socket: the portable path, used where raw handles are not.
 
 import type { Socket } from 'node:net';
-import { systemErrorCode } from '../errors.js';
+import { systemErrorCode } from '../core/errors.js';
 import { Connection, type ConnectionContext } from './connection.js';
 
 // Listeners are shared functions (one set for all connections, `this` is the socket) rather than

@@ -3,7 +3,7 @@
 import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import type { TlsOptions } from 'node:tls';
-import { UsageError } from '../errors.js';
+import { UsageError } from '../core/errors.js';
 
 export interface TlsFiles {
   /** PEM certificate (chain) and private key files. */

@@ -3,14 +3,14 @@
 import dgram from 'node:dgram';
 import { lookup } from 'node:dns/promises';
 import { isIP, isIPv6 } from 'node:net';
-import { ListenError, systemErrorCode } from '../errors.js';
-import { describeBytes, type Logger } from '../ops/log.js';
-import { formatEndpoint, formatHostPort } from './address.js';
+import { ListenError, systemErrorCode } from '../core/errors.js';
+import { describeBytes, type Logger } from '../core/log.js';
+import { formatEndpoint, formatHostPort } from '../core/address.js';
 import { DelayQueue } from './delay.js';
 import { canonicalAddress } from './limits.js';
 import { describeListenError, type Listener } from './listener.js';
 import type { ServerStats } from './stats.js';
-import type { Transform } from './transforms.js';
+import type { Transform } from '../protocol/transforms.js';
 
 /** The largest UDP payload over IPv4 (65,535 minus the IP and UDP headers). */
 export const MAX_UDP_PAYLOAD = 65_507;

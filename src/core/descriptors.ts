@@ -1,7 +1,7 @@
 // File-descriptor budget: the process limit, how many are open, and a `ulimit -n` hint.
 
 import { readdirSync, readFileSync } from 'node:fs';
-import { EchoplexError } from '../errors.js';
+import { EchoplexError } from './errors.js';
 
 /** Descriptors a Node process needs besides its connections (stdio, libuv, timers...). */
 const RESERVED_DESCRIPTORS = 64;
