@@ -35,7 +35,7 @@ async function openIdle(port: number, count: number): Promise<net.Socket[]> {
 
 async function main(): Promise<void> {
   const values = scriptOptions(
-    { connections: { type: 'string', default: '10000' }, peers: { type: 'string', default: 'c-epoll,echoplex,echoplex-ts,echoplex-net,node-pipe,uvloop' } },
+    { connections: { type: 'string', default: '10000' }, peers: { type: 'string', default: 'c-epoll,echoplex,echoplex-portable,node-pipe,uvloop' } },
     `Usage: node --import tsx bench/idle-memory.ts [--connections 10000] [--peers name,...]\n  peers: ${PEERS.map((p) => p.name).join(', ')}`,
   );
   const count = positiveNumber(values.connections, 'connections');

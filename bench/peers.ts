@@ -64,16 +64,17 @@ export const PEERS: Peer[] = [
   { name: 'echoplex', transform: 'echo', command: (p) => [process.execPath, CLI, 'serve', '--quiet', '--port', String(p)], unavailable: () => undefined },
   { name: 'echoplex-upper', transform: 'upper', command: (p) => [process.execPath, CLI, 'serve', '--quiet', '--transform', 'upper', '--port', String(p)], unavailable: () => undefined },
   {
-    // The TypeScript path: what echoplex runs where the native engine was not built.
-    name: 'echoplex-ts',
+    // The portable engine: what echoplex runs where the native engine was not built.
+    name: 'echoplex-portable',
     transform: 'echo',
-    command: (p) => ['env', 'ECHOPLEX_NO_NATIVE=1', process.execPath, CLI, 'serve', '--quiet', '--port', String(p)],
+    command: (p) => [process.execPath, CLI, 'serve', '--quiet', '--engine', 'portable', '--port', String(p)],
     unavailable: () => undefined,
   },
   {
-    name: 'echoplex-net',
+    // `npm start` as it is: open and close logged for every connection.
+    name: 'echoplex-logged',
     transform: 'echo',
-    command: (p) => ['env', 'ECHOPLEX_NO_RAW_TCP=1', process.execPath, CLI, 'serve', '--quiet', '--port', String(p)],
+    command: (p) => [process.execPath, CLI, 'serve', '--port', String(p)],
     unavailable: () => undefined,
   },
   {

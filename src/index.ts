@@ -5,8 +5,8 @@ export type { EchoServerOptions, BoundAddress, CloseOptions, ServerState } from 
 export type { Connection } from './server/connection.js';
 export type { ServerStats, RejectReason, ErrorKind, Transport, StreamTransport } from './server/stats.js';
 export type { DrainResult } from './server/shutdown.js';
-export { echoTransform, upperTransform, TRANSFORM_NAMES, loadTransformModule } from './protocol/transforms.js';
-export type { Transform, TransformName, TransformModuleFunction } from './protocol/transforms.js';
+export { echoTransform, upperTransform, TRANSFORM_NAMES, loadTransformModule, toTransform, TransformResultError } from './protocol/transforms.js';
+export type { Transform, UserTransform, TransformName, TransformModuleFunction } from './protocol/transforms.js';
 export { LineSplitter, FRAMINGS, DEFAULT_MAX_LINE } from './protocol/framing.js';
 export type { Framing } from './protocol/framing.js';
 export { parseProxyHeader, encodeProxyV1, encodeProxyV2, PROXY_V2_SIGNATURE } from './protocol/proxy-protocol.js';
@@ -19,4 +19,6 @@ export { runPing } from './client/ping.js';
 export type { PingOptions, PingSummary } from './client/ping.js';
 export { TextLogger, silentLogger, reprBytes, reprBytesMaxLength, writeReprBytes } from './core/log.js';
 export type { Logger, LogLevel, LogFields } from './core/log.js';
+export { ENGINE_CHOICES, ENGINE_VARIABLE } from './native/engine.js';
+export type { EngineChoice, EngineName } from './native/engine.js';
 export { EchoplexError, UsageError, ListenError, ConnectError } from './core/errors.js';

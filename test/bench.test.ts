@@ -22,19 +22,19 @@ import { waitUntil, withTimeout } from './helpers/timeout.js';
 // The closed loop over plain TCP runs on the native engine where it was built; every check of
 // what the bench verifies and counts runs on both.
 const ENGINES = [
-  { name: 'the native engine', nativeEngine: true, skip: skipUnless(nativeBenchAvailable ? 'built' : undefined, 'the native engine', 'g++ make (then npm install)') },
-  { name: 'TypeScript', nativeEngine: false, skip: undefined },
+  { name: 'the native engine', engine: 'native' as const, skip: skipUnless(nativeBenchAvailable ? 'built' : undefined, 'the native engine', 'g++ make (then npm install)') },
+  { name: 'the portable engine', engine: 'portable' as const, skip: undefined },
 ];
 
-for (const { name, nativeEngine, skip } of ENGINES) {
+for (const { name, engine, skip } of ENGINES) {
   describe(`runBench on ${name}`, { skip }, () => {
-    const bench = (options: BenchOptions) => runBench({ ...options, nativeEngine });
+    const bench = (options: BenchOptions) => runBench({ ...options, engine });
 
     it('verifies every byte against an echo server, closed loop with pipelining', async () => {
       const running = await startServer();
       try {
         const result = await withTimeout(bench({ port: running.port, connections: 20, size: 1000, pipeline: 4, messages: 4000 }), 20_000, 'bench');
-        assert.equal(result.engine, nativeEngine ? 'native' : 'typescript');
+        assert.equal(result.engine, engine);
         assert.equal(result.errors, 0);
         assert.equal(result.mismatchedBytes, 0);
         assert.equal(result.messages, 4000);
@@ -178,7 +178,7 @@ describe('runBench open loop', () => {
       // A fixed schedule of 2000/s for 1 s: within 15% of 2000 messages.
       assert.ok(Math.abs(result.messages - 2000) < 300, `sent ${result.messages} messages`);
       // The schedule is kept in TypeScript, whatever engine the closed loop would use.
-      assert.equal(result.engine, 'typescript');
+      assert.equal(result.engine, 'portable');
     } finally {
       await running.close();
     }

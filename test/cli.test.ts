@@ -1,6 +1,7 @@
 // The built CLI as a user runs it: exit statuses, messages, the listening line, signals.
 
 import assert from 'node:assert/strict';
+import { addonAbsence } from '../src/native/addon.js';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
@@ -207,8 +208,8 @@ describe('configuration from the environment', () => {
 });
 
 describe('logs', () => {
-  it('--log-format json writes one JSON object per event with connection id and peer', async () => {
-    const server = await startServe(['--log-format', 'json']);
+  it('--log-format json writes one JSON object per event with connection id and peer (each chunk at --log-level debug)', async () => {
+    const server = await startServe(['--log-format', 'json', '--log-level', 'debug']);
     try {
       await runCli(['client', '--port', String(server.port)], { input: 'json\n' });
       await new Promise((resolve) => setTimeout(resolve, 200));
@@ -227,7 +228,25 @@ describe('logs', () => {
     assert.match(open.peer!, /^127\.0\.0\.1:\d+$/);
     assert.equal(data.conn, open.conn);
     assert.equal(data.bytes, 5);
+    assert.equal(data.level, 20, 'each chunk is logged at debug');
+    assert.equal(open.level, 30, 'open and close at info');
     assert.ok(events.some((e) => e.event === 'shutdown'));
+  });
+
+  it('at the default level, logs each connection once at open and once at close, not each chunk, on the native engine', async () => {
+    const server = await startServe([]);
+    try {
+      const result = await runCli(['client', '--port', String(server.port)], { input: 'one\ntwo\nthree\n' });
+      assert.equal(result.stdout, 'one\ntwo\nthree\n');
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    } finally {
+      await server.stop();
+    }
+    const log = server.stderr();
+    assert.match(log, /new connection from 127\.0\.0\.1:\d+ \(#1\)/);
+    assert.match(log, /connection from 127\.0\.0\.1:\d+ closed \(#1, 14 bytes in, 14 out\)/);
+    assert.doesNotMatch(log, /received \d+ bytes/);
+    if (addonAbsence() === undefined) assert.match(server.stdout(), /, native engine\)/);
   });
 
   it('--log-level warn drops info lines', async () => {

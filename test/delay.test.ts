@@ -12,10 +12,10 @@ import { runCli, startServe } from './helpers/cli.js';
 import { closed, connectTo, readBytes, readToEnd, roundTrip, startServer } from './helpers/sockets.js';
 import { delay, waitUntil, withTimeout } from './helpers/timeout.js';
 
-for (const rawHandles of [true, false]) {
-  describe(`--delay on ${rawHandles ? "libuv's TCP handles" : 'net.Socket'}`, () => {
+{
+  describe('--delay', () => {
     it('answers each chunk the delay after it arrived, in order', async () => {
-      const running = await startServer({ delayMs: 150, rawHandles });
+      const running = await startServer({ delayMs: 150 });
       try {
         const socket = await connectTo(running.port);
         const arrivals: Array<{ at: number; bytes: string }> = [];
@@ -40,7 +40,7 @@ for (const rawHandles of [true, false]) {
     });
 
     it('a half-close waits for the delayed replies, then FIN', async () => {
-      const running = await startServer({ delayMs: 100, rawHandles });
+      const running = await startServer({ delayMs: 100 });
       try {
         const socket = await connectTo(running.port);
         const payload = randomBytes(10_000);
@@ -54,7 +54,7 @@ for (const rawHandles of [true, false]) {
 
     it('holds reading while delayed chunks pile up, so a flooding client cannot grow memory', async () => {
       const maxBuffered = 64 * 1024;
-      const running = await startServer({ delayMs: 100, maxBuffered, rawHandles });
+      const running = await startServer({ delayMs: 100, maxBuffered });
       try {
         const socket = await connectTo(running.port);
         const payload = randomBytes(1024 * 1024);
@@ -75,7 +75,7 @@ for (const rawHandles of [true, false]) {
     });
 
     it('the idle timeout does not count the delay as the client being idle', async () => {
-      const running = await startServer({ delayMs: 400, idleTimeoutMs: 150, rawHandles });
+      const running = await startServer({ delayMs: 400, idleTimeoutMs: 150 });
       try {
         const socket = await connectTo(running.port);
         // Everything up to the server's FIN, which the idle timeout sends once both sides are quiet.
@@ -90,7 +90,7 @@ for (const rawHandles of [true, false]) {
     });
 
     it('a reply that ends the connection (a line too long) lets it close even while input is held', async () => {
-      const running = await startServer({ delayMs: 50, maxBuffered: 1024, framing: 'line', maxLine: 100, rawHandles });
+      const running = await startServer({ delayMs: 50, maxBuffered: 1024, framing: 'line', maxLine: 100 });
       try {
         const socket = await connectTo(running.port);
         const untilFin = readToEnd(socket, 3000);
@@ -104,7 +104,7 @@ for (const rawHandles of [true, false]) {
     });
 
     it('a graceful close still delivers replies that were waiting', async () => {
-      const running = await startServer({ delayMs: 200, rawHandles });
+      const running = await startServer({ delayMs: 200 });
       const socket = await connectTo(running.port);
       const reply = readToEnd(socket, 5000);
       socket.write('last words');

@@ -7,8 +7,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
-import { BlockingIOError, DefaultSelector, EVENT_READ, select, SHUT_WR, socket, type Socket } from '../src/selectors/index.js';
-import { nativeSocketsAvailable } from '../src/selectors/native-plane.js';
+import { addonAbsence } from '../src/native/addon.js';
+import { BlockingIOError, DefaultSelector, EVENT_READ, select, SHUT_WR, socket, type Socket, useEngine } from '../src/selectors/index.js';
+import { skipUnless } from './helpers/peers.js';
 import { withTimeout } from './helpers/timeout.js';
 
 type Op =
@@ -54,113 +55,119 @@ async function readable(sel: DefaultSelector, conn: Socket, at: 0 | 1, timeout: 
   return r.length > 0;
 }
 
-describe('selectors properties on real sockets', () => {
-  let server: Socket;
-  let port: number;
-  before(async () => {
-    server = socket();
-    server.bind(['127.0.0.1', 0]);
-    await server.listen();
-    port = server.getsockname()[1];
-  });
-  after(() => server.close());
+const nativeSkip = skipUnless(addonAbsence() === undefined ? 'built' : undefined, 'the native engine', 'g++ make (then npm install)');
 
-  it('level-triggered READ and in-order, exactly-once bytes under random sends, receives and half-closes', async () => {
-    await fc.assert(
-      fc.asyncProperty(fc.array(op, { minLength: 1, maxLength: 30, size: 'max' }), async (ops) => {
-        const client = socket();
-        await withTimeout(client.connect(['127.0.0.1', port]), 5000, 'connect');
-        let accepted: Socket | undefined;
-        for (let i = 0; i < 500 && accepted === undefined; i++) {
-          try {
-            accepted = server.accept()[0];
-          } catch (err) {
-            if (!(err instanceof BlockingIOError)) throw err;
-            await new Promise((resolve) => setTimeout(resolve, 2));
-          }
-        }
-        assert.ok(accepted, 'accepted');
-        const ends: [Socket, Socket] = [client, accepted];
-        // directions[i]: bytes travelling towards ends[i].
-        const directions = [new Direction(), new Direction()] as const;
-        const selector = new DefaultSelector();
-        selector.register(ends[0], EVENT_READ);
-        const receive = async (at: 0 | 1, size: number): Promise<void> => {
-          const here = directions[at];
-          const conn = ends[at];
-          if (here.pendingBytes > 0 || here.shut) {
-            // Bytes (or the end) are on their way: READ must come, and then recv must not block.
-            assert.ok(await withTimeout(readable(selector, conn, at, 2), 3000, 'readiness'), 'READ reported for bytes in flight');
-            const got = conn.recv(size);
-            if (here.pendingBytes === 0) {
-              assert.equal(got.length, 0, 'end of stream once every byte is read');
-              assert.ok(await readable(selector, conn, at, 0), 'READ stays set at end of stream');
-            } else {
-              assert.ok(got.length > 0 && got.length <= size);
-              assert.ok(got.equals(here.take(got.length)), 'bytes in order, each once');
+for (const engine of ['native', 'portable'] as const) {
+  describe(`selectors properties on real sockets, ${engine} engine`, { skip: engine === 'native' ? nativeSkip : undefined }, () => {
+    before(() => useEngine(engine));
+    after(() => useEngine(undefined));
+    let server: Socket;
+    let port: number;
+    before(async () => {
+      server = socket();
+      server.bind(['127.0.0.1', 0]);
+      await server.listen();
+      port = server.getsockname()[1];
+    });
+    after(() => server.close());
+
+    it('level-triggered READ and in-order, exactly-once bytes under random sends, receives and half-closes', async () => {
+      await fc.assert(
+        fc.asyncProperty(fc.array(op, { minLength: 1, maxLength: 30, size: 'max' }), async (ops) => {
+          const client = socket();
+          await withTimeout(client.connect(['127.0.0.1', port]), 5000, 'connect');
+          let accepted: Socket | undefined;
+          for (let i = 0; i < 500 && accepted === undefined; i++) {
+            try {
+              accepted = server.accept()[0];
+            } catch (err) {
+              if (!(err instanceof BlockingIOError)) throw err;
+              await new Promise((resolve) => setTimeout(resolve, 2));
             }
-          } else {
-            // Nothing on the way: not readable, and recv would block.
-            assert.equal(await readable(selector, conn, at, 0), false, 'no READ without bytes');
-            assert.throws(() => conn.recv(size), BlockingIOError);
           }
-        };
-        try {
-          for (const step of ops) {
-            if (step.kind === 'send') {
-              const to = directions[1 - step.from]!;
-              const bytes = Buffer.alloc(step.size, step.seed);
-              bytes[0] = (step.seed + to.pendingBytes) & 0xff; // not a run of one byte, so order shows
-              if (to.shut) {
-                assert.throws(() => ends[step.from].send(bytes), (err: { code: string }) => err.code === 'EPIPE');
-                continue;
+          assert.ok(accepted, 'accepted');
+          const ends: [Socket, Socket] = [client, accepted];
+          // directions[i]: bytes travelling towards ends[i].
+          const directions = [new Direction(), new Direction()] as const;
+          const selector = new DefaultSelector();
+          selector.register(ends[0], EVENT_READ);
+          const receive = async (at: 0 | 1, size: number): Promise<void> => {
+            const here = directions[at];
+            const conn = ends[at];
+            if (here.pendingBytes > 0 || here.shut) {
+              // Bytes (or the end) are on their way: READ must come, and then recv must not block.
+              assert.ok(await withTimeout(readable(selector, conn, at, 2), 3000, 'readiness'), 'READ reported for bytes in flight');
+              const got = conn.recv(size);
+              if (here.pendingBytes === 0) {
+                assert.equal(got.length, 0, 'end of stream once every byte is read');
+                assert.ok(await readable(selector, conn, at, 0), 'READ stays set at end of stream');
+              } else {
+                assert.ok(got.length > 0 && got.length <= size);
+                assert.ok(got.equals(here.take(got.length)), 'bytes in order, each once');
               }
-              let sent = 0;
-              try {
-                sent = ends[step.from].send(bytes);
-                assert.ok(sent > 0 && sent <= bytes.length, `send took ${sent} of ${bytes.length}`);
-              } catch (err) {
-                if (!(err instanceof BlockingIOError)) throw err;
-              }
-              to.accept(bytes.subarray(0, sent));
-            } else if (step.kind === 'recv') {
-              await receive(step.at, step.size);
-            } else if (step.kind === 'probe') {
-              // WRITE exactly while send() would take a byte; checked with no turn of the loop between.
-              const to = directions[1 - step.from]!;
-              const [, w] = await select([], [ends[step.from]], [], 0);
-              const byte = Buffer.of(to.pendingBytes & 0xff);
-              if (w.length > 0) {
-                assert.equal(ends[step.from].send(byte), 1, 'WRITE reported, so send takes a byte');
-                to.accept(byte);
-              } else if (to.shut) {
-                assert.throws(() => ends[step.from].send(byte), (err: { code: string }) => err.code === 'EPIPE');
-              } else if (nativeSocketsAvailable) {
-                // Native sockets report WRITE as the kernel's poll does (room above its low-water
-                // mark), as Python's select does: below that mark a send may still take a byte.
+            } else {
+              // Nothing on the way: not readable, and recv would block.
+              assert.equal(await readable(selector, conn, at, 0), false, 'no READ without bytes');
+              assert.throws(() => conn.recv(size), BlockingIOError);
+            }
+          };
+          try {
+            for (const step of ops) {
+              if (step.kind === 'send') {
+                const to = directions[1 - step.from]!;
+                const bytes = Buffer.alloc(step.size, step.seed);
+                bytes[0] = (step.seed + to.pendingBytes) & 0xff; // not a run of one byte, so order shows
+                if (to.shut) {
+                  assert.throws(() => ends[step.from].send(bytes), (err: { code: string }) => err.code === 'EPIPE');
+                  continue;
+                }
+                let sent = 0;
                 try {
-                  to.accept(byte.subarray(0, ends[step.from].send(byte)));
+                  sent = ends[step.from].send(bytes);
+                  assert.ok(sent > 0 && sent <= bytes.length, `send took ${sent} of ${bytes.length}`);
                 } catch (err) {
                   if (!(err instanceof BlockingIOError)) throw err;
                 }
-              } else {
-                assert.throws(() => ends[step.from].send(byte), BlockingIOError, 'no WRITE, so send would block');
+                to.accept(bytes.subarray(0, sent));
+              } else if (step.kind === 'recv') {
+                await receive(step.at, step.size);
+              } else if (step.kind === 'probe') {
+                // WRITE exactly while send() would take a byte; checked with no turn of the loop between.
+                const to = directions[1 - step.from]!;
+                const [, w] = await select([], [ends[step.from]], [], 0);
+                const byte = Buffer.of(to.pendingBytes & 0xff);
+                if (w.length > 0) {
+                  assert.equal(ends[step.from].send(byte), 1, 'WRITE reported, so send takes a byte');
+                  to.accept(byte);
+                } else if (to.shut) {
+                  assert.throws(() => ends[step.from].send(byte), (err: { code: string }) => err.code === 'EPIPE');
+                } else if (engine === 'native') {
+                  // Native sockets report WRITE as the kernel's poll does (room above its low-water
+                  // mark), as Python's select does: below that mark a send may still take a byte.
+                  try {
+                    to.accept(byte.subarray(0, ends[step.from].send(byte)));
+                  } catch (err) {
+                    if (!(err instanceof BlockingIOError)) throw err;
+                  }
+                } else {
+                  assert.throws(() => ends[step.from].send(byte), BlockingIOError, 'no WRITE, so send would block');
+                }
+              } else if (step.kind === 'drain') {
+                // A reader that takes everything: the sender's side must refill as room is made.
+                while (directions[step.at].pendingBytes > 0) await receive(step.at, 65_536);
+              } else if (!directions[1 - step.from]!.shut) {
+                ends[step.from].shutdown(SHUT_WR);
+                directions[1 - step.from]!.shut = true;
               }
-            } else if (step.kind === 'drain') {
-              // A reader that takes everything: the sender's side must refill as room is made.
-              while (directions[step.at].pendingBytes > 0) await receive(step.at, 65_536);
-            } else if (!directions[1 - step.from]!.shut) {
-              ends[step.from].shutdown(SHUT_WR);
-              directions[1 - step.from]!.shut = true;
             }
+          } finally {
+            selector.close();
+            client.close();
+            accepted.close();
           }
-        } finally {
-          selector.close();
-          client.close();
-          accepted.close();
-        }
-      }),
-      { numRuns: 40 },
-    );
+        }),
+        { numRuns: 40 },
+      );
+    });
   });
-});
+}

@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { nativeEngine } from '../src/server/native-engine.js';
+import { addonAbsence } from '../src/native/addon.js';
 import { recordingLogger } from './helpers/logs.js';
 import { skipUnless } from './helpers/peers.js';
 import { closed, connectTo, readBytes, readToEnd, roundTrip, startServer, type RunningServer } from './helpers/sockets.js';
@@ -16,19 +16,19 @@ function pythonUpper(bytes: Buffer): Buffer {
   return Buffer.from(bytes.map((b) => (b >= 97 && b <= 122 ? b - 32 : b)));
 }
 
-// Every behaviour holds on each connection path: the native engine (the default where it was
-// built), libuv's handles from TypeScript, and net.Socket.
-const PATHS = [
-  { name: 'the native engine', options: { rawHandles: true, nativeEngine: true }, skip: skipUnless(nativeEngine && 'built', 'the native engine', 'g++ make (then npm install)') },
-  { name: 'raw handles', options: { rawHandles: true, nativeEngine: false }, skip: undefined },
-  { name: 'net.Socket', options: { rawHandles: false, nativeEngine: false }, skip: undefined },
+const nativeSkip = skipUnless(addonAbsence() === undefined ? 'built' : undefined, 'the native engine', 'g++ make (then npm install)');
+
+// Every behaviour holds on each engine: the native one (the default where it was built) and
+// the portable one.
+const ENGINES = [
+  { name: 'the native engine', options: { engine: 'native' as const }, skip: nativeSkip },
+  { name: 'the portable engine', options: { engine: 'portable' as const }, skip: undefined },
 ];
-for (const { name, options: path, skip } of PATHS) {
+for (const { name, options: path, skip } of ENGINES) {
 describe(`server on ${name}`, { skip }, () => {
-  it('uses the path asked for', async () => {
+  it('uses the engine asked for', async () => {
     const running = await startServer(path);
-    assert.equal(running.server.usesRawHandles, path.rawHandles);
-    assert.equal(running.server.usesNativeEngine, path.nativeEngine);
+    assert.equal(running.server.engine, path.engine);
     await running.close();
   });
 
@@ -180,9 +180,9 @@ describe(`server on ${name}`, { skip }, () => {
 }
 
 describe('IPv6 and dual stack', () => {
-  for (const rawHandles of [true, false]) {
-    it(`serves on ::1 and shows IPv4 clients of :: in IPv4 notation (${rawHandles ? 'raw handles' : 'net.Socket'})`, async () => {
-      const v6 = await startServer({ host: '::1', rawHandles });
+  for (const engine of ['native', 'portable'] as const) {
+    it(`serves on ::1 and shows IPv4 clients of :: in IPv4 notation (${engine} engine)`, { skip: engine === 'native' ? nativeSkip : undefined }, async () => {
+      const v6 = await startServer({ host: '::1', engine });
       try {
         assert.equal(v6.server.addresses[0]!.url, `tcp://[::1]:${v6.port}`);
         const payload = randomBytes(1000);
@@ -190,7 +190,7 @@ describe('IPv6 and dual stack', () => {
       } finally {
         await v6.close();
       }
-      const dual = await startServer({ host: '::', rawHandles });
+      const dual = await startServer({ host: '::', engine });
       try {
         const seen: string[] = [];
         dual.server.on('connection', (connection) => seen.push(connection.peer));
@@ -205,8 +205,8 @@ describe('IPv6 and dual stack', () => {
   }
 });
 
-describe('what the native engine takes', { skip: skipUnless(nativeEngine && 'built', 'the native engine', 'g++ make (then npm install)') }, () => {
-  it('takes plain echo and upper, and leaves to TypeScript what it does not do', async () => {
+describe('what the native engine takes', { skip: nativeSkip }, () => {
+  it('takes plain echo and upper, with open and close logged, and leaves the rest to the portable engine', async () => {
     const cases: Array<[string, Parameters<typeof startServer>[0], boolean]> = [
       ['echo', {}, true],
       ['upper', { transform: 'upper' }, true],
@@ -214,13 +214,14 @@ describe('what the native engine takes', { skip: skipUnless(nativeEngine && 'bui
       ['a PROXY header', { proxyProtocol: true }, false],
       ['a delay', { delayMs: 10 }, false],
       ['a transform function', { transform: (chunk) => chunk }, false],
-      ['per-event log lines', { logger: recordingLogger() }, false],
-      ['net.Socket', { rawHandles: false }, false],
+      ['open and close logged (info)', { logger: recordingLogger('info') }, true],
+      ['each chunk logged (debug)', { logger: recordingLogger('debug') }, false],
+      ['the portable engine asked for', { engine: 'portable' }, false],
     ];
     for (const [name, options, expected] of cases) {
       const running = await startServer(options);
       try {
-        assert.equal(running.server.usesNativeEngine, expected, name);
+        assert.equal(running.server.engine, expected ? 'native' : 'portable', name);
         // Either way the connection is served the same.
         const upper = options?.transform === 'upper';
         const header = options?.proxyProtocol ? 'PROXY TCP4 127.0.0.1 127.0.0.1 40000 1234\r\n' : '';
@@ -238,7 +239,7 @@ describe('what the native engine takes', { skip: skipUnless(nativeEngine && 'bui
   it('counts the bytes of a connection it served, and reports its close to the server', async () => {
     const running = await startServer();
     try {
-      assert.equal(running.server.usesNativeEngine, true);
+      assert.equal(running.server.engine, 'native');
       const payload = randomBytes(300_000);
       assert.ok((await roundTrip(running.port, payload, 10_000)).equals(payload));
       await waitUntil(() => running.server.connections.size === 0, 5000, 'the connection to close');

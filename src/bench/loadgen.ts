@@ -55,7 +55,7 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
   return {
     target: describeTarget(settings.target),
     mode: settings.rate !== undefined ? 'open-loop' : 'closed-loop',
-    engine: run.engine !== undefined ? 'native' : 'typescript',
+    engine: run.engine !== undefined ? 'native' : 'portable',
     connections: settings.connections,
     size: settings.size,
     pipeline: settings.pipeline,
@@ -83,12 +83,12 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
 }
 
 /**
- * The native engine carries the plain closed loop: TCP to an IP address, connections that stay
- * open. The open loop's schedule, TLS, UDP, Unix sockets, PROXY headers and replaced
- * connections stay in TypeScript, as does everything when `nativeEngine: false` is passed.
+ * The native engine carries the plain closed loop: TCP, connections that stay open. The open
+ * loop's schedule, TLS, UDP, Unix sockets, PROXY headers and replaced connections stay
+ * portable, as does everything with `engine: 'portable'`.
  */
 function nativeEngineFits(settings: Settings): boolean {
-  return settings.nativeEngine && settings.rate === undefined && settings.messagesPerConnection === undefined && adoptable(settings.target);
+  return settings.engine === 'native' && settings.rate === undefined && settings.messagesPerConnection === undefined && adoptable(settings.target);
 }
 
 /** `size` bytes: random printable ASCII (space to tilde), then the line's one `\n`. */

@@ -44,7 +44,7 @@ const FUNCTIONS = ['createBench', 'adoptBench', 'benchSend', 'benchDestroy', 'be
 
 const binding = addonBinding<NativeBenchBinding>(FUNCTIONS);
 
-/** Whether the addon with the bench engine was built (and is not turned off with ECHOPLEX_NO_NATIVE). */
+/** Whether the addon with the bench engine was built. */
 export const nativeBenchAvailable = binding !== undefined;
 
 /** Pairs handed over per call at most; a turn's replies rarely fill it. */

@@ -1,5 +1,6 @@
 // What a bench run is asked for and what it reports: options, their defaults and checks, results.
 
+import { chooseEngine, type EngineChoice, type EngineName } from '../native/engine.js';
 import { EchoplexError } from '../core/errors.js';
 import type { Transform, TransformName } from '../protocol/transforms.js';
 import { MAX_UDP_PAYLOAD } from '../server/udp.js';
@@ -41,12 +42,12 @@ export interface BenchOptions extends Partial<BenchTarget> {
   /** Seconds a reply may take before the connection counts as timed out. Default 5. */
   timeoutSeconds?: number;
   /**
-   * Let the native engine (native/bench_engine.c, built by `npm install`) carry the plain
-   * closed loop over TCP: read, verify, time and answer in C, with the same results. Default
-   * true; where the addon was not built, or for any other kind of run, connections run in
-   * TypeScript.
+   * What carries the plain closed loop over TCP: `native` (native/bench_engine.c: read, verify,
+   * time and answer in C, with the same results), `portable` (net.Socket), or `auto` (default:
+   * native where the addon loads; ECHOPLEX_ENGINE sets this default). Every other kind of run
+   * (open loop, TLS, UDP, Unix sockets, PROXY headers, replaced connections) is portable.
    */
-  nativeEngine?: boolean;
+  engine?: EngineChoice;
   /** Called about once a second while measuring. */
   onProgress?: (progress: BenchProgress) => void;
 }
@@ -63,8 +64,8 @@ export type BenchErrorKind = 'connect' | 'closed' | 'timeout' | 'mismatch';
 export interface BenchResult {
   target: string;
   mode: 'closed-loop' | 'open-loop';
-  /** What carried the connections: the native engine or TypeScript (see `nativeEngine`). */
-  engine: 'native' | 'typescript';
+  /** What carried the connections (see the `engine` option). */
+  engine: EngineName;
   connections: number;
   size: number;
   pipeline: number;
@@ -121,7 +122,7 @@ export interface CustomExpectation {
 
 type OptionalSetting = 'messages' | 'rate' | 'connectRate' | 'expectPrefix' | 'messagesPerConnection';
 /** BenchOptions with every default filled in. */
-export type Settings = Required<Omit<BenchOptions, OptionalSetting | 'onProgress' | keyof BenchTarget>> & Pick<BenchOptions, OptionalSetting> & { target: BenchTarget };
+export type Settings = Required<Omit<BenchOptions, OptionalSetting | 'onProgress' | 'engine' | keyof BenchTarget>> & Pick<BenchOptions, OptionalSetting> & { target: BenchTarget; engine: EngineName };
 
 /** Fills in the defaults and checks that the settings can work; throws BenchSetupError if not. */
 export function resolveSettings(options: BenchOptions): Settings {
@@ -140,7 +141,7 @@ export function resolveSettings(options: BenchOptions): Settings {
     rate: options.rate,
     connectRate: options.connectRate,
     messagesPerConnection: options.messagesPerConnection,
-    nativeEngine: options.nativeEngine ?? true,
+    engine: chooseEngine(options.engine),
   };
   validate(settings);
   return settings;

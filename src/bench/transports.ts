@@ -5,7 +5,7 @@ import dgram from 'node:dgram';
 import net from 'node:net';
 import tls from 'node:tls';
 import { encodeProxyV1, encodeProxyV2, type ProxyEndpoint } from '../protocol/proxy-protocol.js';
-import { errorName, rawTcp, writeToHandle, type RawTcp, type TcpHandle, type WriteRequest } from '../server/raw-tcp.js';
+import { descriptorOf } from '../native/descriptor.js';
 import { formatEndpoint } from '../core/address.js';
 
 export interface BenchTarget {
@@ -64,9 +64,6 @@ export function describeTarget(target: BenchTarget): string {
 export function openBenchSocket(target: BenchTarget, readBuffer: Buffer, events: BenchSocketEvents): BenchSocket {
   if (target.udp) return openDatagramSocket(target, events);
   if (target.tls) return openTlsSocket(target, events);
-  // Plain TCP to an IP address: libuv's handle directly, as the server does, so that the load
-  // generator spends less per message than the servers it measures.
-  if (rawTcp !== undefined && target.unix === undefined && net.isIP(target.host) !== 0) return openRawSocket(rawTcp, target, readBuffer, events);
   const socket = net.connect({
     ...(target.unix !== undefined ? { path: target.unix } : { host: target.host, port: target.port }),
     noDelay: true,
@@ -88,105 +85,31 @@ export function openBenchSocket(target: BenchTarget, readBuffer: Buffer, events:
   return { write: (bytes) => void socket.write(bytes), destroy: () => socket.destroy(), datagrams: false };
 }
 
-/**
- * A TCP connection on a raw libuv handle (see server/raw-tcp.ts). Every payload the bench writes
- * is immutable (the run's burst buffer, or a PROXY header), so a pending write may hold it.
- */
-function openRawSocket(raw: RawTcp, target: BenchTarget, readBuffer: Buffer, events: BenchSocketEvents): BenchSocket {
-  const handle = raw.newClientHandle();
-  let open = true;
-  const close = () => {
-    if (!open) return;
-    open = false;
-    handle.close(() => events.closed());
-  };
-  const fail = (status: number) => {
-    if (!open) return;
-    events.error(errnoError(status));
-    close();
-  };
-  const onWriteComplete = function (this: WriteRequest, status: number) {
-    this.buffer = null;
-    if (status < 0) fail(status);
-  };
-  const write = (bytes: Buffer) => {
-    if (!open) return;
-    const result = writeToHandle(raw, handle, bytes, undefined, onWriteComplete);
-    if (result < 0) fail(result);
-  };
-  handle.onread = () => {
-    const nread = raw.lastReadResult();
-    if (nread > 0) events.data(readBuffer, nread);
-    else if (nread < 0) {
-      // End of stream before the run is over is the server leaving: the bench counts it as such.
-      if (nread === raw.EOF) close();
-      else fail(nread);
-    }
-  };
-  startConnect(raw, handle, target, (status) => {
-    if (!open) return;
-    if (status < 0) return fail(status);
-    handle.setNoDelay(true);
-    handle.useUserBuffer(readBuffer);
-    const started = handle.readStart();
-    if (started < 0) return fail(started);
-    if (target.proxyProtocol !== undefined) write(proxyHeader(target.proxyProtocol, addressOf(handle, 'getsockname'), addressOf(handle, 'getpeername')));
-    events.connected();
-  });
-  return { write, destroy: close, datagrams: false };
-}
-
-/** Whether `connectForAdoption` can reach this target: plain TCP to an IP address, no PROXY header. */
+/** Whether `connectForAdoption` can reach this target: plain TCP, no PROXY header. */
 export function adoptable(target: BenchTarget): boolean {
-  return rawTcp !== undefined && target.unix === undefined && !target.tls && !target.udp && target.proxyProtocol === undefined && net.isIP(target.host) !== 0;
+  return target.unix === undefined && !target.tls && !target.udp && target.proxyProtocol === undefined;
 }
 
 /**
  * Connects to an `adoptable` target and hands the connected descriptor to `connected`, which
- * takes its own duplicate (the native engine does); our handle is closed after it returns.
+ * takes its own duplicate (the native engine does); our socket is closed after it returns.
  * Returns a canceller for a connect still in progress.
  */
 export function connectForAdoption(target: BenchTarget, events: { connected(fd: number): void; failed(err: NodeJS.ErrnoException): void }): () => void {
-  const raw = rawTcp!;
-  const handle = raw.newClientHandle();
-  let open = true;
-  const close = () => {
-    if (!open) return;
-    open = false;
-    handle.close();
-  };
-  startConnect(raw, handle, target, (status) => {
-    if (!open) return;
-    if (status < 0) {
-      close();
-      return events.failed(errnoError(status));
-    }
+  // Paused from the start: the engine reads, not Node.
+  const socket = net.connect({ host: target.host, port: target.port, noDelay: true });
+  socket.pause();
+  socket.once('error', (err) => events.failed(err));
+  socket.once('connect', () => {
+    const fd = descriptorOf(socket);
     try {
-      events.connected(handle.fd);
+      if (fd === undefined) events.failed(Object.assign(new Error('this platform shows no descriptor for a socket'), { code: 'ENOTSUP' }));
+      else events.connected(fd);
     } finally {
-      close();
+      socket.destroy();
     }
   });
-  return close;
-}
-
-function startConnect(raw: RawTcp, handle: TcpHandle, target: BenchTarget, done: (status: number) => void): void {
-  const req = raw.newConnectRequest();
-  req.oncomplete = (status) => done(status);
-  const status = net.isIPv6(target.host) ? handle.connect6(req, target.host, target.port) : handle.connect(req, target.host, target.port);
-  // Reported from the next tick, as a failed connection always is.
-  if (status < 0) process.nextTick(() => done(status));
-}
-
-function errnoError(status: number): NodeJS.ErrnoException {
-  const code = errorName(status);
-  return Object.assign(new Error(code), { code });
-}
-
-function addressOf(handle: TcpHandle, which: 'getsockname' | 'getpeername'): ProxyEndpoint | undefined {
-  const out: Record<string, unknown> = {};
-  if (handle[which](out) !== 0) return undefined;
-  return { address: out['address'] as string, port: out['port'] as number };
+  return () => socket.destroy();
 }
 
 function proxyHeader(version: 1 | 2, source: ProxyEndpoint | undefined, destination: ProxyEndpoint | undefined): Buffer {

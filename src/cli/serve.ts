@@ -9,6 +9,7 @@ import { DEFAULT_MAX_LINE, FRAMINGS, type Framing } from '../protocol/framing.js
 import { isTransformName, loadTransformModule, TRANSFORM_NAMES } from '../protocol/transforms.js';
 import { createLogger, LOG_FORMATS, LOG_LEVEL_NAMES, type LogFormat, type LogLevel } from '../core/log.js';
 import { DEFAULT_MAX_CONNECTIONS } from '../server/limits.js';
+import { ENGINE_CHOICES, fallbackNotice, type EngineChoice } from '../native/engine.js';
 import { envOption } from './environment.js';
 import { parseCidrList, parsePort, parsePortList, parsePositiveInteger, parseSeconds, parseSize, parseTransform } from './parsers.js';
 
@@ -40,6 +41,7 @@ interface ServeFlags {
   logFormat: LogFormat;
   logLevel: LogLevel;
   quiet: boolean;
+  engine: EngineChoice;
 }
 
 export function serveCommand(): Command {
@@ -83,6 +85,7 @@ export function serveCommand(): Command {
     .addOption(envOption('--metrics-host <host>', 'address for the metrics port').default('127.0.0.1'))
     .addOption(envOption('--log-format <format>', 'text lines, or one JSON object per event').choices(LOG_FORMATS).default('text'))
     .addOption(envOption('--log-level <level>', 'least severe level logged').choices(LOG_LEVEL_NAMES).default('info'))
+    .addOption(envOption('--engine <engine>', 'what moves plain TCP bytes: native (C, no JavaScript per message), portable (net.Socket), auto: native where built').choices(ENGINE_CHOICES).default('auto'))
     .addOption(envOption('-q, --quiet', 'no per-event log lines (warnings and errors still go to stderr)').default(false))
     .action(async (flags: ServeFlags, command: Command) => {
       // `--unix PATH` alone serves only the socket; a port given as well adds TCP.
@@ -166,7 +169,10 @@ async function serve(flags: ServeFlags, ports: number[]): Promise<void> {
     ...(flags.allow !== undefined && { allow: flags.allow }),
     idleTimeoutMs: flags.idleTimeout * 1000,
     delayMs: flags.delay * 1000,
+    engine: flags.engine,
   });
+  const notice = fallbackNotice(flags.engine);
+  if (notice !== undefined) logger.warn({ event: 'engine_fallback' }, notice);
   let closeMetrics: (() => Promise<void>) | undefined;
   let signalled = false;
   const onSignal = (signal: NodeJS.Signals) => {
@@ -206,12 +212,18 @@ async function serve(flags: ServeFlags, ports: number[]): Promise<void> {
   if (flags.metricsPort !== undefined) {
     // Loaded only when asked for: a plain echo server carries no HTTP or metrics code.
     const { startMetricsServer, serverMetricsSource } = await import('../ops/metrics.js');
-    const metrics = await startMetricsServer(serverMetricsSource(server), { host: flags.metricsHost, port: flags.metricsPort });
+    // Every listener is up before the listening line, or none stays up: a server without the
+    // probes it was asked for would look healthy to nobody and serve anyway.
+    const metrics = await startMetricsServer(serverMetricsSource(server), { host: flags.metricsHost, port: flags.metricsPort }).catch((err: unknown) => {
+      server.destroy();
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+      throw err;
+    });
     closeMetrics = metrics.close;
     logger.info({ event: 'metrics', url: metrics.url }, `metrics on ${metrics.url}/metrics (probes: /healthz, /readyz; status page: /)`);
   }
-  const engine = server.usesNativeEngine ? ', native engine' : '';
-  process.stdout.write(`echoplex listening on ${urls.join(', ')} (${describeSettings(flags)}${engine})\n`);
+  process.stdout.write(`echoplex listening on ${urls.join(', ')} (${describeSettings(flags)}, ${server.engine} engine)\n`);
 }
 
 /** In a cluster worker: answer the primary's requests for counters and metrics, then say we listen. */

@@ -1,5 +1,7 @@
 // Typed errors with stable codes, shared by the server, client, bench and CLI.
 
+import { getSystemErrorName } from 'node:util';
+
 /** Base class: every echoplex error carries a stable, documented `code`. */
 export class EchoplexError extends Error {
   readonly code: string;
@@ -40,4 +42,32 @@ export function systemErrorCode(err: unknown): string | undefined {
     return typeof code === 'string' ? code : undefined;
   }
   return undefined;
+}
+
+/** `ECONNRESET` for -104, and so on: the name of a negative errno (or libuv error) status. */
+export function errorName(status: number): string {
+  try {
+    return getSystemErrorName(status);
+  } catch {
+    return `E${-status}`;
+  }
+}
+
+/** What a failed listen means, in words, from its code (`path`: the Unix socket asked for). */
+export function describeListenError(code: string | undefined, fallback: string, path?: string): string {
+  switch (code) {
+    case 'EADDRINUSE':
+      return path === undefined ? 'address already in use (is another server running on this port?)' : 'address already in use';
+    case 'EACCES':
+      return path === undefined ? 'permission denied (ports below 1024 need privileges)' : 'permission denied (cannot create the socket file there)';
+    case 'ENOENT':
+      return path === undefined ? fallback : 'no such directory for the socket file';
+    case 'EADDRNOTAVAIL':
+      return 'address not available on this host';
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return 'unknown host';
+    default:
+      return fallback;
+  }
 }

@@ -46,3 +46,26 @@ export function addonBinding<T>(functions: readonly string[]): T | undefined {
   if (binding === undefined) return undefined;
   return functions.every((name) => typeof binding[name] === 'function') ? (binding as T) : undefined;
 }
+
+/** The platform values the addon was compiled with (socket options, errno values). */
+export interface PlatformConstants {
+  readonly EAGAIN: number;
+  readonly EBADF: number;
+  readonly SOL_SOCKET: number;
+  readonly SO_REUSEADDR: number;
+  readonly SO_TYPE: number;
+  readonly SO_ERROR: number;
+  readonly SO_KEEPALIVE: number;
+  readonly IPPROTO_TCP: number;
+  readonly TCP_NODELAY: number;
+  readonly AF_UNIX: number;
+  readonly AF_INET: number;
+  readonly AF_INET6: number;
+  readonly SOCK_STREAM: number;
+}
+
+/** The addon's constants, or undefined where the addon is absent. */
+export function platformConstants(): PlatformConstants | undefined {
+  const constants = loadAddon()?.['constants'];
+  return typeof constants === 'object' && constants !== null ? (constants as PlatformConstants) : undefined;
+}

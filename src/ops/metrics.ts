@@ -1,6 +1,8 @@
 // Prometheus metrics, health probes and the status page over HTTP, read from the server's own
 // counters when asked.
 
+import { describeListenError, ListenError, systemErrorCode } from '../core/errors.js';
+import { formatHostPort } from '../core/address.js';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
@@ -49,15 +51,15 @@ export function createMetricsRegistry(server: EchoServer): Registry {
   // The usual Prometheus idiom: a constant 1 whose label says which build is running, so a
   // dashboard can tell a rollout apart from a regression.
   // Workers all run the same build: their 1s are not summed but taken once.
-  // The engine label says which connection path serves plain TCP (see README "The native
-  // engine"): a server that fell back to TypeScript is visible from its metrics.
+  // The engine label says which engine serves plain TCP: a server that fell back to the
+  // portable one is visible from its metrics.
   new Gauge({
     name: 'echoplex_build_info',
-    help: 'Always 1; the labels are the running echoplex version and the engine serving plain TCP (native, raw-handles or net)',
+    help: 'Always 1; the labels are the running echoplex version and the engine serving plain TCP (native or portable)',
     labelNames: ['version', 'engine'],
     aggregator: 'first',
     registers: [registry],
-  }).set({ version: VERSION, engine: server.usesNativeEngine ? 'native' : server.usesRawHandles ? 'raw-handles' : 'net' }, 1);
+  }).set({ version: VERSION, engine: server.engine }, 1);
   new Gauge({
     name: 'echoplex_connections_active',
     help: 'Connections open now',
@@ -157,9 +159,9 @@ export async function startMetricsServer(source: MetricsSource, options: Metrics
   });
   const host = options.host ?? '127.0.0.1';
   await new Promise<void>((resolve, reject) => {
-    httpServer.once('error', reject);
+    httpServer.once('error', (err) => reject(new ListenError(`http://${formatHostPort(host, options.port)}`, describeListenError(systemErrorCode(err), err.message), err)));
     httpServer.listen(options.port, host, () => {
-      httpServer.off('error', reject);
+      httpServer.removeAllListeners('error');
       resolve();
     });
   });

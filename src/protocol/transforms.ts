@@ -10,6 +10,43 @@ import { UsageError } from '../core/errors.js';
  */
 export type Transform = (chunk: Buffer) => Buffer;
 
+/**
+ * A transform as a user writes it (a library option, or a `--transform` module's default
+ * export): a Uint8Array or a string (sent as UTF-8) will do as well as a Buffer.
+ */
+export type UserTransform = (chunk: Buffer) => Buffer | Uint8Array | string;
+
+/** Thrown by a wrapped user transform that returned something other than bytes or a string. */
+export class TransformResultError extends TypeError {
+  readonly code = 'ERR_ECHOPLEX_TRANSFORM_RESULT';
+  constructor(result: unknown) {
+    super(`the transform returned ${describeValue(result)}; expected a Buffer, Uint8Array or string`);
+    this.name = 'TransformResultError';
+  }
+}
+
+function describeValue(value: unknown): string {
+  if (value === null) return 'null';
+  if (value instanceof Promise) return 'a Promise (transforms must be synchronous)';
+  if (Array.isArray(value)) return 'an array';
+  if (typeof value === 'object') return `an object (${value.constructor?.name ?? 'Object'})`;
+  return typeof value === 'undefined' ? 'undefined' : `a ${typeof value}`;
+}
+
+/**
+ * `user` as a Transform: its Uint8Arrays and strings become Buffers, and anything else throws a
+ * TransformResultError, which closes only the connection it was answering.
+ */
+export function toTransform(user: UserTransform): Transform {
+  return (chunk) => {
+    const reply: unknown = user(chunk);
+    if (Buffer.isBuffer(reply)) return reply;
+    if (typeof reply === 'string') return Buffer.from(reply);
+    if (reply instanceof Uint8Array) return Buffer.from(reply.buffer, reply.byteOffset, reply.byteLength);
+    throw new TransformResultError(reply);
+  };
+}
+
 export const TRANSFORM_NAMES = ['echo', 'upper'] as const;
 export type TransformName = (typeof TRANSFORM_NAMES)[number];
 
@@ -74,7 +111,7 @@ export function builtInTransform(name: TransformName): Transform {
  * The default export of a transform module: receives each chunk (each line in line mode) and
  * returns the bytes to send back. It may change the chunk in place and return it.
  */
-export type TransformModuleFunction = (input: Buffer) => Buffer | Uint8Array | string;
+export type TransformModuleFunction = UserTransform;
 
 /**
  * Loads `--transform ./my-transform.js`: a module whose default export is a
@@ -91,14 +128,7 @@ export async function loadTransformModule(path: string, flag = '--transform'): P
   }
   const fn = module.default;
   if (typeof fn !== 'function') throw new UsageError(`${flag}: ${path} has no default export function (export default (chunk) => chunk)`);
-  const user = fn as TransformModuleFunction;
-  return (chunk) => {
-    const reply = user(chunk);
-    if (Buffer.isBuffer(reply)) return reply;
-    if (typeof reply === 'string') return Buffer.from(reply);
-    if (reply instanceof Uint8Array) return Buffer.from(reply.buffer, reply.byteOffset, reply.byteLength);
-    throw new TypeError(`transform returned ${typeof reply}, expected a Buffer, Uint8Array or string`);
-  };
+  return toTransform(fn as UserTransform);
 }
 
 /** A transform given on the command line: a built-in name, or a path to a module (has a `/` or ends in .js/.mjs). */

@@ -21,7 +21,9 @@ export {
   SO_KEEPALIVE,
   IPPROTO_TCP,
   TCP_NODELAY,
+  useEngine,
 } from './socket.js';
+export type { EngineChoice } from '../native/engine.js';
 export type { Address, Selectable } from './socket.js';
 export {
   OSError,

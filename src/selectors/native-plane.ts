@@ -1,7 +1,7 @@
 // Sockets on the native addon (native/socket_engine.c): recv and send are system calls, readiness is read from shared memory.
 
-import { addonBinding } from '../native/addon.js';
-import { errorName } from '../server/raw-tcp.js';
+import { addonBinding, platformConstants } from '../native/addon.js';
+import { errorName } from '../core/errors.js';
 import { BlockingIOError, fromSystemError, type OSError } from './errors.js';
 import { READABLE, WRITABLE, type DataPlane } from './plane.js';
 import type { ByteStream, Endpoint } from './stream.js';
@@ -35,12 +35,8 @@ const binding = addonBinding<NativeSocketsBinding>(FUNCTIONS);
 
 const READY_ERROR = 4;
 const READY_WRITE_UNCHECKED = 8;
-const EAGAIN = -11;
-// setsockopt levels and options, Linux's values (the ones socket.ts exports).
-const SOL_SOCKET = 1;
-const SO_KEEPALIVE = 9;
-const IPPROTO_TCP = 6;
-const TCP_NODELAY = 1;
+// The platform's values, from the addon that passes them to the kernel.
+const constants = binding === undefined ? undefined : platformConstants();
 /** Sockets open at once on the native plane; past this, new ones use the stream plane. */
 const SLOTS = 1 << 16;
 const CHANGED_PER_TURN = 4096;
@@ -202,12 +198,12 @@ export class NativePlane implements DataPlane {
   }
 
   setNoDelay(on: boolean): void {
-    this.#setOption(IPPROTO_TCP, TCP_NODELAY, on);
+    this.#setOption(constants!.IPPROTO_TCP, constants!.TCP_NODELAY, on);
   }
 
   setKeepAlive(on: boolean): void {
     // Python's SO_KEEPALIVE alone: the kernel's idle time before the first probe.
-    this.#setOption(SOL_SOCKET, SO_KEEPALIVE, on);
+    this.#setOption(constants!.SOL_SOCKET, constants!.SO_KEEPALIVE, on);
   }
 
   localEndpoint(): Endpoint | undefined {
@@ -221,12 +217,12 @@ export class NativePlane implements DataPlane {
   }
 
   #open(): SocketHandle {
-    if (this.#handle === undefined) throw errnoError(-9); // EBADF
+    if (this.#handle === undefined) throw errnoError(-constants!.EBADF);
     return this.#handle;
   }
 
   #failure(status: number): OSError {
-    if (status === EAGAIN) return new BlockingIOError();
+    if (status === -constants!.EAGAIN) return new BlockingIOError();
     const error = errnoError(status);
     // A socket error sticks (every later call reports it); EPIPE after SHUT_WR does not.
     if (this.#binding.socketError(this.#handle!) === status) this.#error ??= error;

@@ -2,11 +2,25 @@
 
 import { isIPv6 } from 'node:net';
 import { BlockingIOError, ERRNO, fromSystemError, OSError } from './errors.js';
+import { chooseEngine, type EngineChoice } from '../native/engine.js';
 import { NativePlane } from './native-plane.js';
 import { READABLE, SHUT_RD, SHUT_RDWR, SHUT_WR, StreamPlane, type DataPlane } from './plane.js';
 import { transport, type ByteListener, type ByteStream } from './stream.js';
 
 export { READABLE, SHUT_RD, SHUT_RDWR, SHUT_WR, SOCKET_BUFFER_BYTES, WRITABLE } from './plane.js';
+
+let engineChoice: EngineChoice | undefined;
+
+/**
+ * Which engine carries the sockets connected from now on: `native` (the addon: recv and send are
+ * the kernel's own), `portable` (Node's net.Socket), or `auto` (native where the addon loads).
+ * Undefined goes back to the default, the ECHOPLEX_ENGINE variable or `auto`. Sockets already
+ * connected keep theirs. Asking for `native` where the addon is missing throws a UsageError.
+ */
+export function useEngine(choice: EngineChoice | undefined): void {
+  if (choice !== undefined) chooseEngine(choice);
+  engineChoice = choice;
+}
 
 export const AF_UNIX = 1;
 export const AF_INET = 2;
@@ -357,7 +371,7 @@ export class Socket implements Selectable, Disposable {
   #attach(stream: ByteStream): void {
     this.#peer = stream.remoteEndpoint();
     const onChange = () => this.#notify();
-    const plane = NativePlane.adopt(stream, onChange) ?? new StreamPlane(stream, onChange);
+    const plane = (chooseEngine(engineChoice) === 'native' ? NativePlane.adopt(stream, onChange) : undefined) ?? new StreamPlane(stream, onChange);
     this.#plane = plane;
     // Streams start with TCP_NODELAY on and keep-alive off.
     if (!this.#noDelay) plane.setNoDelay(false);

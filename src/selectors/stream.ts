@@ -1,10 +1,9 @@
-// The byte streams under a selectors Socket: libuv's TCP handle directly where this Node offers
-// it (see server/raw-tcp.ts), Node's net.Socket otherwise. Socket keeps Python's semantics on top.
+// The byte streams under a selectors Socket: Node's net.Socket, the portable engine (the native one
+// adopts its descriptor, see native-plane.ts). Socket keeps Python's semantics on top.
 
 import { readFileSync } from 'node:fs';
-import { lookup } from 'node:dns/promises';
 import net from 'node:net';
-import { errorName, rawTcp, writeToHandle, WRITE_DONE, type RawTcp, type ShutdownRequest, type TcpHandle, type WriteRequest } from '../server/raw-tcp.js';
+import { descriptorOf } from '../native/descriptor.js';
 
 export type Endpoint = readonly [host: string, port: number];
 
@@ -65,234 +64,6 @@ const KEEPALIVE_IDLE_SECONDS = ((): number => {
   }
 })();
 
-function systemError(status: number, syscall: string): NodeJS.ErrnoException {
-  const code = errorName(status);
-  return Object.assign(new Error(`${syscall} ${code}`), { code, errno: status, syscall });
-}
-
-// ---- libuv's TCP handle --------------------------------------------------------------------
-
-const kOwner = Symbol('echoplex.selectors.rawStream');
-type OwnedHandle = TcpHandle & { [kOwner]: RawStream };
-const READ_BUFFER_BYTES = 64 * 1024;
-let sharedReadBuffer: Buffer | undefined;
-
-class RawStream implements ByteStream {
-  readonly #handle: TcpHandle;
-  readonly #raw: RawTcp;
-  #events: StreamEvents | undefined;
-  #pending = 0;
-  #reading = false;
-  #ended = false;
-  #closeWhenFlushed = false;
-  #shutdownWhenFlushed = false;
-  #destroyed = false;
-  #local: Endpoint | undefined;
-  #remote: Endpoint | undefined;
-
-  constructor(handle: TcpHandle, raw: RawTcp) {
-    this.#handle = handle;
-    this.#raw = raw;
-    (handle as OwnedHandle)[kOwner] = this;
-    handle.onread = onRawRead;
-    handle.setNoDelay(true);
-    sharedReadBuffer ??= Buffer.allocUnsafe(READ_BUFFER_BYTES);
-    handle.useUserBuffer(sharedReadBuffer);
-  }
-
-  get writableLength(): number {
-    return this.#pending;
-  }
-
-  get destroyed(): boolean {
-    return this.#destroyed;
-  }
-
-  get paused(): boolean {
-    return !this.#reading;
-  }
-
-  get fd(): number | undefined {
-    const fd = (this.#handle as unknown as { fd?: unknown }).fd;
-    return typeof fd === 'number' && fd >= 0 ? fd : undefined;
-  }
-
-  listen(events: StreamEvents): void {
-    this.#events = events;
-  }
-
-  write(bytes: Buffer): void {
-    if (this.#destroyed || bytes.length === 0) return;
-    const result = writeToHandle(this.#raw, this.#handle, bytes, this, onRawWriteComplete);
-    if (result === WRITE_DONE) return;
-    if (result < 0) return this.#fail(result, 'write');
-    this.#pending += bytes.length;
-  }
-
-  writeComplete(req: WriteRequest, status: number): void {
-    this.#pending -= req.bytes;
-    req.buffer = null;
-    if (this.#destroyed) return;
-    if (status < 0) return this.#fail(status, 'write');
-    if (this.#pending > 0) return;
-    if (this.#shutdownWhenFlushed) this.#shutdown();
-    this.#events?.drain();
-  }
-
-  pause(): void {
-    if (!this.#reading) return;
-    this.#handle.readStop();
-    this.#reading = false;
-  }
-
-  resume(): void {
-    if (this.#reading || this.#destroyed || this.#ended) return;
-    const status = this.#handle.readStart();
-    if (status < 0) return this.#fail(status, 'read');
-    this.#reading = true;
-  }
-
-  setNoDelay(on: boolean): void {
-    if (!this.#destroyed) this.#handle.setNoDelay(on);
-  }
-
-  setKeepAlive(on: boolean): void {
-    if (!this.#destroyed) this.#handle.setKeepAlive(on, KEEPALIVE_IDLE_SECONDS);
-  }
-
-  end(): void {
-    if (this.#destroyed) return;
-    if (this.#pending === 0) this.#shutdown();
-    else this.#shutdownWhenFlushed = true;
-  }
-
-  endAndClose(): void {
-    this.#closeWhenFlushed = true;
-    this.end();
-  }
-
-  destroy(): void {
-    if (this.#destroyed) return;
-    this.#destroyed = true;
-    this.#reading = false;
-    this.#handle.close(() => this.#events?.close());
-  }
-
-  localEndpoint(): Endpoint | undefined {
-    return (this.#local ??= endpointOf(this.#handle, 'getsockname'));
-  }
-
-  remoteEndpoint(): Endpoint | undefined {
-    return (this.#remote ??= endpointOf(this.#handle, 'getpeername'));
-  }
-
-  onRead(): void {
-    const nread = this.#raw.lastReadResult();
-    if (nread > 0) {
-      // Copied: the chunk waits for recv() while the shared buffer takes the next read.
-      this.#events?.data(Buffer.from(sharedReadBuffer!.subarray(0, nread)));
-    } else if (nread === this.#raw.EOF) {
-      this.#ended = true;
-      this.pause();
-      this.#events?.end();
-    } else if (nread < 0) {
-      this.#fail(nread, 'read');
-    }
-  }
-
-  #shutdown(): void {
-    this.#shutdownWhenFlushed = false;
-    const req = this.#raw.newShutdownRequest();
-    req.handle = this.#handle;
-    req.owner = this;
-    req.oncomplete = onRawShutdownComplete;
-    if (this.#handle.shutdown(req) < 0 && this.#closeWhenFlushed) this.destroy();
-  }
-
-  shutdownComplete(): void {
-    if (this.#closeWhenFlushed) this.destroy();
-  }
-
-  #fail(status: number, syscall: string): void {
-    if (this.#destroyed) return;
-    this.#events?.error(systemError(status, syscall));
-    this.destroy();
-  }
-}
-
-function onRawRead(this: TcpHandle): void {
-  (this as OwnedHandle)[kOwner].onRead();
-}
-
-function onRawWriteComplete(this: WriteRequest, status: number): void {
-  (this.owner as RawStream).writeComplete(this, status);
-}
-
-function onRawShutdownComplete(this: ShutdownRequest): void {
-  (this.owner as RawStream).shutdownComplete();
-}
-
-function endpointOf(handle: TcpHandle, which: 'getsockname' | 'getpeername'): Endpoint | undefined {
-  const out: Record<string, unknown> = {};
-  if (handle[which](out) !== 0) return undefined;
-  return [out['address'] as string, out['port'] as number];
-}
-
-async function resolveHost(host: string): Promise<string> {
-  return net.isIP(host) ? host : (await lookup(host)).address;
-}
-
-function rawTransport(raw: RawTcp): Transport {
-  return {
-    async listen(host, port, backlog, onConnection) {
-      const ip = await resolveHost(host);
-      const handle = raw.newServerHandle();
-      let status = net.isIPv6(ip) ? handle.bind6(ip, port, 0) : handle.bind(ip, port);
-      if (status === 0) status = handle.listen(backlog);
-      if (status < 0) {
-        handle.close();
-        throw systemError(status, 'listen');
-      }
-      // Accept errors (EMFILE...) are not the listening socket's failure: libuv retries.
-      handle.onconnection = (accepted: number, client?: TcpHandle) => {
-        if (accepted === 0 && client !== undefined) onConnection(new RawStream(client, raw));
-      };
-      let open = true;
-      return {
-        endpoint: endpointOf(handle, 'getsockname')!,
-        fd: (handle as unknown as { fd?: number }).fd,
-        close: () => {
-          if (!open) return;
-          open = false;
-          handle.close();
-        },
-      };
-    },
-    async connect(host, port) {
-      const ip = await resolveHost(host);
-      const handle = raw.newClientHandle();
-      const req = raw.newConnectRequest();
-      return new Promise<ByteStream>((resolve, reject) => {
-        req.oncomplete = (status) => {
-          if (status < 0) {
-            handle.close();
-            reject(systemError(status, 'connect'));
-          } else {
-            resolve(new RawStream(handle, raw));
-          }
-        };
-        const status = net.isIPv6(ip) ? handle.connect6(req, ip, port) : handle.connect(req, ip, port);
-        if (status < 0) {
-          handle.close();
-          reject(systemError(status, 'connect'));
-        }
-      });
-    },
-  };
-}
-
-// ---- net.Socket ---------------------------------------------------------------------------
-
 class NetStream implements ByteStream {
   readonly #socket: net.Socket;
 
@@ -315,8 +86,7 @@ class NetStream implements ByteStream {
   }
 
   get fd(): number | undefined {
-    const fd = (this.#socket as unknown as { _handle?: { fd?: unknown } })._handle?.fd;
-    return typeof fd === 'number' && fd >= 0 ? fd : undefined;
+    return descriptorOf(this.#socket);
   }
 
   listen(events: StreamEvents): void {
@@ -374,7 +144,7 @@ class NetStream implements ByteStream {
   }
 }
 
-const netTransport: Transport = {
+export const transport: Transport = {
   async listen(host, port, backlog, onConnection) {
     const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true });
     server.on('connection', (socket) => {
@@ -392,8 +162,7 @@ const netTransport: Transport = {
     // Accept errors (EMFILE...) are not this socket's failure; Node retries on the next connection.
     server.on('error', () => {});
     const address = server.address() as net.AddressInfo;
-    const fd = (server as unknown as { _handle?: { fd?: unknown } })._handle?.fd;
-    return { endpoint: [address.address, address.port], fd: typeof fd === 'number' ? fd : undefined, close: () => server.close() };
+    return { endpoint: [address.address, address.port], fd: descriptorOf(server), close: () => server.close() };
   },
   connect(host, port) {
     return new Promise((resolve, reject) => {
@@ -408,5 +177,3 @@ const netTransport: Transport = {
   },
 };
 
-/** libuv's handles where available (`ECHOPLEX_NO_RAW_TCP=1` turns them off), net.Socket otherwise. */
-export const transport: Transport = rawTcp !== undefined ? rawTransport(rawTcp) : netTransport;

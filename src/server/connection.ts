@@ -30,8 +30,10 @@ export interface ConnectionContext {
   readonly proxyHeaderTimeoutMs: number | undefined;
   readonly stats: ServerStats;
   readonly log: Logger;
-  /** Per-event log lines (open, data, close) are on; checked once per event, not per field. */
+  /** Per-connection log lines (open, close) are on; checked once per event, not per field. */
   readonly logEvents: boolean;
+  /** Per-chunk log lines (at `debug`) are on. */
+  readonly logData: boolean;
   /** Unsent bytes above which a connection stops reading until its peer catches up. */
   readonly maxBuffered: number;
   /** Milliseconds each received chunk waits before it is answered (a slow server, for tests of timeouts); 0: none. */
@@ -179,8 +181,8 @@ export abstract class Connection {
     const context = this.context;
     this.receivedBytes += chunk.length;
     context.stats.bytesReceived += chunk.length;
-    if (context.logEvents) {
-      context.log.info(
+    if (context.logData) {
+      context.log.debug(
         { event: 'data', conn: this.id, peer: this.peer, bytes: chunk.length },
         `received ${chunk.length} bytes from ${this.peer} (#${this.id}): ${describeBytes(chunk)}`,
       );

@@ -1,18 +1,15 @@
-// Listening sockets: on net.Server (portable) or on a raw libuv TCP handle (fast), one interface.
+// Listening sockets, always on net.Server (TLS, Unix sockets and cluster workers alike); an engine takes each connection.
 
 import cluster from 'node:cluster';
-import { lookup } from 'node:dns/promises';
 import { lstat, unlink } from 'node:fs/promises';
 import net from 'node:net';
 import tls from 'node:tls';
-import { ListenError, systemErrorCode } from '../core/errors.js';
+import { describeListenError, ListenError, systemErrorCode } from '../core/errors.js';
 import { formatEndpoint } from '../core/address.js';
 import type { Connection, ConnectionContext } from './connection.js';
 import { parseProxyHeader, type ProxyHeader, type ProxyParseResult } from '../protocol/proxy-protocol.js';
-import type { NativeEcho } from './native-connection.js';
-import { RawConnection } from './raw-connection.js';
-import { errorName, type RawTcp, type TcpHandle } from './raw-tcp.js';
-import { StreamConnection } from './stream-connection.js';
+import type { ServerEngine } from './engines/engine.js';
+import { portableEngine, StreamConnection } from './engines/portable.js';
 
 export interface ListenAddress {
   host: string;
@@ -57,12 +54,9 @@ export interface ListenOptions {
   handler: AcceptHandler;
 }
 
-export interface RawListenOptions extends ListenOptions {
-  /** Hand accepted connections to this native engine (see native-engine.ts) where it can take them. */
-  native?: NativeEcho | undefined;
-}
-
 export interface NetListenOptions extends ListenOptions {
+  /** The engine for plain TCP connections (TLS and Unix sockets are always portable). Default portable. */
+  engine?: ServerEngine;
   /** Listen on this Unix socket path instead of host and port. */
   path?: string;
   /** Serve TLS with these settings instead of plain TCP. */
@@ -72,13 +66,15 @@ export interface NetListenOptions extends ListenOptions {
 export async function listenNet(options: NetListenOptions): Promise<Listener> {
   if (options.tls && options.context.proxyHeaderTimeoutMs !== undefined) return listenTlsBehindProxy(options, options.tls, options.context.proxyHeaderTimeoutMs);
   const { host, port, path, tls: tlsOptions, context, handler } = options;
+  const engine = tlsOptions === undefined && path === undefined ? (options.engine ?? portableEngine) : portableEngine;
   const socketOptions = {
     allowHalfOpen: true,
     noDelay: true,
     // Makes write() report backpressure exactly at maxBuffered queued bytes.
     highWaterMark: context.maxBuffered,
   };
-  const server = tlsOptions ? tls.createServer({ ...socketOptions, ...tlsOptions }) : net.createServer(socketOptions);
+  // Plain sockets arrive paused: an engine in C must take them before Node reads a byte.
+  const server = tlsOptions ? tls.createServer({ ...socketOptions, ...tlsOptions }) : net.createServer({ ...socketOptions, pauseOnConnect: true });
   const endpoint = path !== undefined ? `unix://${path}` : formatEndpoint(tlsOptions ? 'tls' : 'tcp', host, port);
   const onSocket = (socket: net.Socket) => {
     const remoteAddress = path !== undefined ? `unix:${path}` : socket.remoteAddress;
@@ -87,7 +83,7 @@ export async function listenNet(options: NetListenOptions): Promise<Listener> {
       remoteAddress,
       remotePort,
       (id, address) => {
-        const connection = new StreamConnection(id, socket, address, remotePort!, context);
+        const connection = engine.adopt(id, socket, address, remotePort!, context);
         if (socket instanceof tls.TLSSocket) connection.clientCertificateSubject = certificateSubject(socket);
         return connection;
       },
@@ -116,7 +112,7 @@ export async function listenNet(options: NetListenOptions): Promise<Listener> {
 
 async function startListening(server: net.Server, where: net.ListenOptions, endpoint: string, handler: AcceptHandler): Promise<void> {
   await new Promise<void>((resolve, reject) => {
-    const onError = (err: Error) => reject(new ListenError(endpoint, describeListenError(systemErrorCode(err), err.message), err));
+    const onError = (err: Error) => reject(new ListenError(endpoint, describeListenError(systemErrorCode(err), err.message, where.path), err));
     server.once('error', onError);
     server.listen(where, () => {
       server.off('error', onError);
@@ -229,100 +225,4 @@ export async function removeStaleSocket(path: string, endpoint: string): Promise
   });
   if (live) throw new ListenError(endpoint, 'another server is listening on this socket', undefined);
   await unlink(path);
-}
-
-const BACKLOG = 511;
-
-export async function listenRaw(raw: RawTcp, options: RawListenOptions): Promise<Listener> {
-  if (cluster.isWorker) return listenRawInWorker(raw, options);
-  const { host, port } = options;
-  const endpoint = formatEndpoint('tcp', host, port);
-  const ip = net.isIP(host) ? host : await lookup(host).then(
-    (found) => found.address,
-    (err: Error) => {
-      throw new ListenError(endpoint, describeListenError(systemErrorCode(err), err.message), err);
-    },
-  );
-  const handle = raw.newServerHandle();
-  // bind6 without the IPv6-only flag is dual stack where the OS allows, as net does for '::'.
-  let status = net.isIPv6(ip) ? handle.bind6(ip, port, 0) : handle.bind(ip, port);
-  if (status === 0) status = handle.listen(BACKLOG);
-  if (status < 0) {
-    handle.close();
-    const code = errorName(status);
-    throw new ListenError(endpoint, describeListenError(code, code), Object.assign(new Error(code), { code }));
-  }
-  const bound: Record<string, unknown> = {};
-  handle.getsockname(bound);
-  handle.onconnection = rawAcceptor(raw, options);
-  let open = true;
-  return {
-    address: { host: bound['address'] as string, port: bound['port'] as number, family: bound['family'] as string },
-    close: () => {
-      if (!open) return;
-      open = false;
-      handle.close();
-    },
-  };
-}
-
-/** What libuv calls for each accepted connection: the client's raw handle, wrapped or refused. */
-function rawAcceptor(raw: RawTcp, { context, handler, native }: RawListenOptions): (status: number, client?: TcpHandle) => void {
-  return (status, client) => {
-    if (status < 0 || client === undefined) {
-      const code = errorName(status);
-      handler.failed(Object.assign(new Error(`accept: ${code}`), { code }));
-      return;
-    }
-    const peer: Record<string, unknown> = {};
-    const known = client.getpeername(peer) === 0;
-    const remoteAddress = known ? (peer['address'] as string) : undefined;
-    const remotePort = known ? (peer['port'] as number) : undefined;
-    handler.accepted(
-      remoteAddress,
-      remotePort,
-      (id, address) => {
-        if (native !== undefined) {
-          try {
-            return native.adopt(id, client, address, remotePort!, context);
-          } catch {
-            // The engine could not take it (no descriptor left for its copy, say): the handle
-            // is untouched, and this connection is served in TypeScript like any other.
-          }
-        }
-        return new RawConnection(id, client, address, remotePort!, context, raw);
-      },
-      () => client.close(),
-    );
-  };
-}
-
-/**
- * In a cluster worker the listening socket belongs to the primary, which hands each accepted
- * connection over as a TCP handle; only net.Server speaks that protocol. So the worker listens
- * with net.Server and takes the handles from it as they arrive: net's handle (the primary's
- * round-robin stand-in, or the shared socket) calls `onconnection(status, clientHandle)` either
- * way. Where that internal is not there, connections stay on net.Socket.
- */
-async function listenRawInWorker(raw: RawTcp, options: RawListenOptions): Promise<Listener> {
-  const listener = await listenNet(options);
-  const handle = (listener.server as unknown as { _handle?: { onconnection?: unknown } })._handle;
-  if (handle && typeof handle.onconnection === 'function') handle.onconnection = rawAcceptor(raw, options);
-  return listener;
-}
-
-export function describeListenError(code: string | undefined, fallback: string): string {
-  switch (code) {
-    case 'EADDRINUSE':
-      return 'address already in use (is another server running on this port?)';
-    case 'EACCES':
-      return 'permission denied (ports below 1024 need privileges)';
-    case 'EADDRNOTAVAIL':
-      return 'address not available on this host';
-    case 'ENOTFOUND':
-    case 'EAI_AGAIN':
-      return 'unknown host';
-    default:
-      return fallback;
-  }
 }

@@ -11,14 +11,15 @@ import type { Connection, ConnectionContext } from './connection.js';
 import { startIdleSweeper } from './idle.js';
 import { DEFAULT_MAX_LINE, type Framing } from '../protocol/framing.js';
 import { Admission, canonicalAddress, parseAllowList, type AdmissionOptions } from './limits.js';
-import { listenNet, listenRaw, type AcceptHandler, type Listener } from './listener.js';
+import { listenNet, type AcceptHandler, type Listener } from './listener.js';
 import type { ProxyHeader } from '../protocol/proxy-protocol.js';
-import { NativeEcho } from './native-connection.js';
-import { nativeEngine } from './native-engine.js';
-import { rawTcp } from './raw-tcp.js';
+import { chooseEngine, type EngineChoice, type EngineName } from '../native/engine.js';
+import type { ServerEngine } from './engines/engine.js';
+import { NativeEcho } from './engines/native.js';
+import { portableEngine } from './engines/portable.js';
 import { drainConnections, type DrainResult } from './shutdown.js';
 import { copyStats, emptyStats, type RejectReason, type ServerStats, type StreamTransport, type Transport } from './stats.js';
-import { builtInTransform, type Transform, type TransformName } from '../protocol/transforms.js';
+import { builtInTransform, toTransform, type TransformName, type UserTransform } from '../protocol/transforms.js';
 import { listenUdp } from './udp.js';
 
 export const DEFAULT_HOST = '127.0.0.1';
@@ -38,8 +39,12 @@ export interface EchoServerOptions extends AdmissionOptions {
   udp?: boolean;
   /** Serve TLS on the TCP ports (Node's `tls.createServer` options: `cert`, `key`; `ca` with `requestCert` for mTLS). */
   tls?: TlsOptions;
-  /** `echo` (default), `upper`, or a function mapping each received chunk (each line in line mode) to its reply. */
-  transform?: TransformName | Transform;
+  /**
+   * `echo` (default), `upper`, or a function mapping each received chunk (each line in line
+   * mode) to its reply: a Buffer, Uint8Array or string. A function that throws or returns
+   * anything else closes only the connection it was answering.
+   */
+  transform?: TransformName | UserTransform;
   /** `raw` (default): chunks as they arrive. `line`: the transform sees whole `\n`-terminated lines. */
   framing?: Framing;
   /** Line mode: put this before every echoed line (and UDP reply). */
@@ -62,26 +67,21 @@ export interface EchoServerOptions extends AdmissionOptions {
   /** Where events go. Default: nowhere. */
   logger?: Logger;
   /**
-   * Log one line per connection event (open, data, close) at `info`, like the seed's prints.
-   * Default true; `--quiet` turns it off. Lifecycle lines and warnings are logged regardless.
+   * Log each connection's open and close at `info`, and each chunk received at `debug`, like
+   * the seed's prints. Default true; `--quiet` turns it off. Lifecycle lines and warnings are
+   * logged regardless.
    */
   logConnectionEvents?: boolean;
   /** Close a connection with no traffic either way for this long. Default 0: never. */
   idleTimeoutMs?: number;
   /**
-   * Talk to libuv's TCP handles directly instead of through net.Socket (see raw-tcp.ts): the
-   * same behaviour at a lower cost per message. Default true where this Node offers them; the
-   * net.Socket path is used otherwise, or when this is false.
+   * What moves plain TCP connections' bytes: `native` (the C addon: no JavaScript per message),
+   * `portable` (Node's net.Socket), or `auto` (default: native where the addon loads; the
+   * ECHOPLEX_ENGINE variable sets this default). Both behave the same. The native engine takes
+   * the connections it can serve exactly as asked: raw framing, the `echo` or `upper` transform,
+   * no PROXY protocol, no delay, no per-chunk (`debug`) log lines; others run portable.
    */
-  rawHandles?: boolean;
-  /**
-   * Let the native engine (native/echo_engine.c, built by `npm install`) echo plain TCP
-   * connections with no JavaScript per message. It takes them only where it behaves the same:
-   * raw framing, the `echo` or `upper` transform, no PROXY protocol, no delay, no per-event
-   * log lines; other connections, or all of them when this is false, run in JavaScript.
-   * Default true where the engine was built.
-   */
-  nativeEngine?: boolean;
+  engine?: EngineChoice;
 }
 
 export interface BoundAddress {
@@ -109,13 +109,14 @@ interface EchoServerEvents {
 }
 
 /**
- * The native engine for these settings, where it was built and does exactly what they ask:
- * plain TCP, raw framing, a built-in transform, no PROXY header, no delay, no per-event logs.
+ * The engine for plain TCP under these settings: the native one where it was chosen and does
+ * exactly what they ask (raw framing, a built-in transform, no PROXY header, no delay, no
+ * per-chunk log lines), the portable one otherwise.
  */
-function nativeEchoFor(transform: TransformName | Transform, tls: TlsOptions | undefined, context: Omit<ConnectionContext, 'transport'>): NativeEcho | undefined {
-  if (nativeEngine === undefined || typeof transform === 'function' || tls !== undefined) return undefined;
-  if (context.lines !== undefined || context.proxyHeaderTimeoutMs !== undefined || context.delayMs > 0 || context.logEvents) return undefined;
-  return new NativeEcho(nativeEngine, { upper: transform === 'upper', maxBuffered: context.maxBuffered });
+function streamEngineFor(engine: EngineName, transform: TransformName | UserTransform, context: Omit<ConnectionContext, 'transport'>): ServerEngine {
+  if (engine !== 'native' || typeof transform === 'function') return portableEngine;
+  if (context.lines !== undefined || context.proxyHeaderTimeoutMs !== undefined || context.delayMs > 0 || context.logData) return portableEngine;
+  return NativeEcho.create({ upper: transform === 'upper', maxBuffered: context.maxBuffered }) ?? portableEngine;
 }
 
 export class EchoServer extends EventEmitter<EchoServerEvents> {
@@ -137,8 +138,8 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
   #descriptorCeiling = Number.POSITIVE_INFINITY;
   #atDescriptorCeiling = false;
   #listeners: Listener[] = [];
-  readonly #useRaw: boolean;
-  readonly #native: NativeEcho | undefined;
+  /** What serves plain TCP connections (TLS and Unix sockets are always portable). */
+  readonly #engine: ServerEngine;
   #addresses: BoundAddress[] = [];
   #state: ServerState = 'new';
   /** Draining has begun, and the accept queue is still being taken in (see #close). */
@@ -161,23 +162,24 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
     this.#admission = new Admission(options);
     this.#proxyTrust = options.proxyTrust && options.proxyTrust.length > 0 ? parseAllowList(options.proxyTrust) : undefined;
     this.#idleTimeoutMs = options.idleTimeoutMs ?? 0;
-    this.#useRaw = (options.rawHandles ?? true) && rawTcp !== undefined;
+    const engine = chooseEngine(options.engine);
     const transform = options.transform ?? 'echo';
     const lineMode = (options.framing ?? 'raw') === 'line';
     this.#context = {
-      transform: typeof transform === 'function' ? transform : builtInTransform(transform),
+      transform: typeof transform === 'function' ? toTransform(transform) : builtInTransform(transform),
       transformIsBuiltIn: typeof transform !== 'function',
       lines: lineMode ? { maxLine: options.maxLine ?? DEFAULT_MAX_LINE, prefix: options.prefix ? Buffer.from(options.prefix) : undefined } : undefined,
       proxyHeaderTimeoutMs: options.proxyProtocol ? (options.proxyHeaderTimeoutMs ?? DEFAULT_PROXY_HEADER_TIMEOUT_MS) : undefined,
       stats: this.#stats,
       log: this.#log,
       logEvents: (options.logConnectionEvents ?? true) && this.#log.isLevelEnabled('info'),
+      logData: (options.logConnectionEvents ?? true) && this.#log.isLevelEnabled('debug'),
       maxBuffered: options.maxBuffered ?? DEFAULT_MAX_BUFFERED,
       delayMs: options.delayMs ?? 0,
       proxyHeaderRead: (connection) => this.#proxyHeaderRead(connection),
       connectionClosed: (connection) => this.#connectionClosed(connection),
     };
-    this.#native = this.#useRaw && (options.nativeEngine ?? true) ? nativeEchoFor(transform, this.#tls, this.#context) : undefined;
+    this.#engine = this.#tls === undefined ? streamEngineFor(engine, transform, this.#context) : portableEngine;
   }
 
   get state(): ServerState {
@@ -200,8 +202,7 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
 
   /** A snapshot of the counters. */
   stats(): ServerStats {
-    const stats = copyStats(this.#stats);
-    return this.#native === undefined ? stats : this.#native.addTotalsTo(stats);
+    return this.#engine.addTotalsTo(copyStats(this.#stats));
   }
 
   /**
@@ -275,14 +276,9 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
     return result;
   }
 
-  /** True when connections run on raw libuv handles rather than net.Socket. */
-  get usesRawHandles(): boolean {
-    return this.#useRaw;
-  }
-
-  /** True when plain TCP connections are echoed by the native engine (see `nativeEngine`). */
-  get usesNativeEngine(): boolean {
-    return this.#native !== undefined;
+  /** The engine serving plain TCP connections (see the `engine` option). */
+  get engine(): EngineName {
+    return this.#engine.name;
   }
 
   #listening(transport: Transport, listener: Listener): BoundAddress {
@@ -305,8 +301,7 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
     if (this.#tls) {
       return listenNet({ host: this.#host, port, tls: this.#tls, context: { ...this.#context, transport: 'tls' }, handler: this.#handler });
     }
-    const options = { host: this.#host, port, context: { ...this.#context, transport: 'tcp' as const }, handler: this.#handler };
-    return this.#useRaw ? listenRaw(rawTcp!, { ...options, native: this.#native }) : listenNet(options);
+    return listenNet({ host: this.#host, port, context: { ...this.#context, transport: 'tcp' }, handler: this.#handler, engine: this.#engine });
   }
 
   #bindUnix(path: string): Promise<Listener> {
@@ -325,6 +320,7 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
       stats: this.#stats,
       log: this.#log,
       logEvents: context.logEvents,
+      logData: context.logData,
     });
   }
 

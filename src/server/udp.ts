@@ -3,12 +3,12 @@
 import dgram from 'node:dgram';
 import { lookup } from 'node:dns/promises';
 import { isIP, isIPv6 } from 'node:net';
-import { ListenError, systemErrorCode } from '../core/errors.js';
+import { ListenError, systemErrorCode, describeListenError } from '../core/errors.js';
 import { describeBytes, type Logger } from '../core/log.js';
 import { formatEndpoint, formatHostPort } from '../core/address.js';
 import { DelayQueue } from './delay.js';
 import { canonicalAddress } from './limits.js';
-import { describeListenError, type Listener } from './listener.js';
+import type { Listener } from './listener.js';
 import type { ServerStats } from './stats.js';
 import type { Transform } from '../protocol/transforms.js';
 
@@ -28,6 +28,8 @@ export interface UdpEchoOptions {
   stats: ServerStats;
   log: Logger;
   logEvents: boolean;
+  /** One `debug` line per datagram. */
+  logData: boolean;
 }
 
 export async function listenUdp(options: UdpEchoOptions): Promise<Listener> {
@@ -91,8 +93,8 @@ function echoDatagram(socket: dgram.Socket, message: Buffer, remote: dgram.Remot
   }
   stats.bytesReceived += message.length;
   stats.messages.udp++;
-  if (options.logEvents) {
-    log.info({ event: 'data', transport: 'udp', peer, bytes: message.length }, `received ${message.length} bytes by UDP from ${peer}: ${describeBytes(message)}`);
+  if (options.logData) {
+    log.debug({ event: 'data', transport: 'udp', peer, bytes: message.length }, `received ${message.length} bytes by UDP from ${peer}: ${describeBytes(message)}`);
   }
   let reply: Buffer;
   try {

@@ -19,6 +19,8 @@ interface CliOptions {
   env?: NodeJS.ProcessEnv;
   /** Runs the CLI under this command, e.g. `['prlimit', '--nofile=256']`. */
   wrapper?: string[];
+  /** Another copy of the CLI's main.js to run. */
+  cli?: string;
 }
 
 /** Runs `echoplex ...args` to completion, feeding `input` on stdin and then closing it. */
@@ -30,7 +32,7 @@ export async function runCli(args: string[], options: CliOptions & { input?: str
 
 /** Starts `echoplex ...args` with stdin left open for the caller; `result` settles on exit. */
 export function spawnCli(args: string[], options: CliOptions = {}): { child: ChildProcess; result: Promise<CliResult> } {
-  const command = [...(options.wrapper ?? []), process.execPath, CLI, ...args];
+  const command = [...(options.wrapper ?? []), process.execPath, options.cli ?? CLI, ...args];
   const child = spawn(command[0]!, command.slice(1), { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, ...options.env } });
   child.stdin!.on('error', () => {});
   return { child, result: collect(child, options.ms ?? 15_000, `echoplex ${args.join(' ')}`) };
@@ -55,6 +57,8 @@ export interface ServeProcess {
   port: number;
   /** Everything the server wrote to stderr so far. */
   stderr(): string;
+  /** Everything the server wrote to stdout so far (the listening line). */
+  stdout(): string;
   /** Waits for the server to exit on its own. */
   exited(ms?: number): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   /** Sends a signal (unless it already exited) and waits for the exit status. */
@@ -85,6 +89,7 @@ export async function startServe(args: string[] = [], options: { command?: strin
     child,
     port,
     stderr: () => stderr,
+    stdout: () => stdout,
     exited: async (ms = 15_000) => {
       const [code, sig] = await withTimeout(exited, ms, 'the server to exit');
       return { code, signal: sig };

@@ -8,7 +8,10 @@ export interface LoggedEvent {
   message: string;
 }
 
-export function recordingLogger(): Logger & { events: LoggedEvent[]; messages(): string[] } {
+const LEVELS: ReadonlyArray<LoggedEvent['level']> = ['debug', 'info', 'warn', 'error'];
+
+/** Records every event at `least` and above (default: all of them). */
+export function recordingLogger(least: LoggedEvent['level'] = 'debug'): Logger & { events: LoggedEvent[]; messages(): string[] } {
   const events: LoggedEvent[] = [];
   const record = (level: LoggedEvent['level']) => (fields: LogFields, message: string) => void events.push({ level, fields, message });
   return {
@@ -18,6 +21,6 @@ export function recordingLogger(): Logger & { events: LoggedEvent[]; messages():
     info: record('info'),
     warn: record('warn'),
     error: record('error'),
-    isLevelEnabled: () => true,
+    isLevelEnabled: (level) => LEVELS.indexOf(level as LoggedEvent['level']) >= LEVELS.indexOf(least),
   };
 }

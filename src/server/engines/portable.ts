@@ -1,8 +1,15 @@
-// A connection on Node's public net.Socket: the portable path, used where raw handles are not.
+// The portable engine: a connection on Node's documented net.Socket, for every transport and setting.
 
 import type { Socket } from 'node:net';
-import { systemErrorCode } from '../core/errors.js';
-import { Connection, type ConnectionContext } from './connection.js';
+import { systemErrorCode } from '../../core/errors.js';
+import { Connection, type ConnectionContext } from '../connection.js';
+import type { ServerEngine } from './engine.js';
+
+export const portableEngine: ServerEngine = {
+  name: 'portable',
+  adopt: (id, socket, remoteAddress, remotePort, context) => new StreamConnection(id, socket, remoteAddress, remotePort, context),
+  addTotalsTo: (stats) => stats,
+};
 
 // Listeners are shared functions (one set for all connections, `this` is the socket) rather than
 // closures per connection: less memory per idle connection, and V8 sees one call site shape.
@@ -21,6 +28,9 @@ export class StreamConnection extends Connection {
     socket.on('end', onEnd);
     socket.on('error', onError);
     socket.on('close', onClose);
+    // Plain TCP and Unix listeners hand sockets over paused, so that the native engine could
+    // take them before a byte was read: this one is ours, start reading.
+    socket.resume();
   }
 
   protected get transportPendingBytes(): number {

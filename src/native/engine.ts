@@ -1,0 +1,51 @@
+// Which engine moves the bytes: the one place that decides between the native addon and the portable path.
+//
+// Every subsystem (server, selectors, bench) has two engines: `native`, the C addon, where a
+// connection's bytes never enter JavaScript; and `portable`, documented Node APIs only. They
+// behave the same; the native one costs less CPU per message. `auto` takes the native one where
+// the addon loads.
+
+import { UsageError } from '../core/errors.js';
+import { addonAbsence } from './addon.js';
+
+export const ENGINE_CHOICES = ['auto', 'native', 'portable'] as const;
+export type EngineChoice = (typeof ENGINE_CHOICES)[number];
+export type EngineName = Exclude<EngineChoice, 'auto'>;
+
+/** The environment variable that sets the default engine, for the library as for the CLI. */
+export const ENGINE_VARIABLE = 'ECHOPLEX_ENGINE';
+
+const BUILD_HINT = 'build it with a C compiler and make present (`npm rebuild echoplex`, or `npm install` in a clone), or use --engine portable';
+
+/** `value` as an engine choice; a UsageError naming `source` otherwise. */
+export function parseEngineChoice(value: string, source = '--engine'): EngineChoice {
+  if ((ENGINE_CHOICES as readonly string[]).includes(value)) return value as EngineChoice;
+  throw new UsageError(`${source} must be one of ${ENGINE_CHOICES.join(', ')}, got "${value}"`);
+}
+
+/**
+ * The engine to use for `requested` (default: ECHOPLEX_ENGINE, else `auto`). Asking for `native`
+ * where the addon is missing is a UsageError that says how to build it.
+ */
+export function chooseEngine(requested?: EngineChoice): EngineName {
+  // JavaScript callers have no types to stop a misspelt engine.
+  const choice = requested === undefined ? defaultChoice() : parseEngineChoice(requested, 'engine');
+  if (choice === 'portable') return 'portable';
+  const absent = addonAbsence();
+  if (absent === undefined) return 'native';
+  if (choice === 'native') throw new UsageError(`the native engine is not available (${absent}): ${BUILD_HINT}`);
+  return 'portable';
+}
+
+/** Why `auto` fell back to the portable engine, as one line; undefined when it did not. */
+export function fallbackNotice(requested?: EngineChoice): string | undefined {
+  const choice = requested ?? defaultChoice();
+  const absent = addonAbsence();
+  if (choice !== 'auto' || absent === undefined) return undefined;
+  return `echoplex: the native engine is not built here (${absent}); using the portable engine. To build it: ${BUILD_HINT.replace(', or use --engine portable', '')}`;
+}
+
+function defaultChoice(): EngineChoice {
+  const value = process.env[ENGINE_VARIABLE];
+  return value === undefined || value === '' ? 'auto' : parseEngineChoice(value, ENGINE_VARIABLE);
+}

@@ -1,0 +1,168 @@
+// The native engine (native/echo_engine.c): C echoes plain TCP connections; JavaScript sees each open and close.
+
+import type net from 'node:net';
+import { errorName } from '../../core/errors.js';
+import { addonBinding } from '../../native/addon.js';
+import { descriptorOf } from '../../native/descriptor.js';
+import { Connection, type ConnectionContext } from '../connection.js';
+import type { ServerStats } from '../stats.js';
+import type { ServerEngine } from './engine.js';
+import { portableEngine } from './portable.js';
+
+/** An engine's own opaque object; one per server, so that counters stay per server. */
+type EngineHandle = { readonly __brand: 'echoplex.native.engine' };
+/** One adopted connection's opaque object; usable (a no-op once closed) for as long as it is referenced. */
+type NativeHandle = { readonly __brand: 'echoplex.native.connection' };
+
+interface EchoBinding {
+  /** `onClose(token, status)` runs once per adopted connection, after it closed; status is 0 or a negative errno. */
+  createEngine(upper: boolean, maxBuffered: number, onClose: (token: object, status: number) => void): EngineHandle;
+  /** Takes over a duplicate of the connected TCP socket `fd` and echoes on it; the caller closes its own. Throws (code EMFILE, ...) if it cannot. */
+  adopt(engine: EngineHandle, fd: number, token: object): NativeHandle;
+  /** Sends every pending byte, then FIN. */
+  finish(connection: NativeHandle): void;
+  /** Closes at once, dropping pending bytes. */
+  destroy(connection: NativeHandle): void;
+  /** Fills `out` with bytes received, bytes sent, bytes pending. */
+  counters(connection: NativeHandle, out: Float64Array): void;
+  /** Fills `out` with the engine's bytes received, bytes sent, backpressure pauses. */
+  totals(engine: EngineHandle, out: Float64Array): void;
+}
+
+const binding = addonBinding<EchoBinding>(['createEngine', 'adopt', 'finish', 'destroy', 'counters', 'totals']);
+
+/** What the C side can do by itself: the built-in transforms on raw chunks. */
+export interface NativeEchoSettings {
+  upper: boolean;
+  maxBuffered: number;
+}
+
+/**
+ * One server's native engine: it adopts accepted TCP connections and keeps their byte counts,
+ * which the server adds to its own counters when they are read. A socket it cannot take (no
+ * descriptor left for its duplicate, say) is served by the portable engine instead.
+ */
+export class NativeEcho implements ServerEngine {
+  readonly name = 'native';
+  readonly #binding: EchoBinding;
+  readonly #engine: EngineHandle;
+  readonly #totals = new Float64Array(3);
+
+  /** Undefined where the addon lacks the echo engine. */
+  static create(settings: NativeEchoSettings): NativeEcho | undefined {
+    return binding === undefined ? undefined : new NativeEcho(binding, settings);
+  }
+
+  private constructor(echoBinding: EchoBinding, settings: NativeEchoSettings) {
+    this.#binding = echoBinding;
+    this.#engine = echoBinding.createEngine(settings.upper, settings.maxBuffered, onNativeClose);
+  }
+
+  adopt(id: number, socket: net.Socket, remoteAddress: string, remotePort: number, context: ConnectionContext): Connection {
+    const fd = descriptorOf(socket);
+    if (fd !== undefined) {
+      try {
+        const connection = new NativeConnection(id, remoteAddress, remotePort, context, this.#binding, this.#engine, fd);
+        // The engine holds its own duplicate: closing ours sends nothing to the peer.
+        socket.destroy();
+        return connection;
+      } catch {
+        // The socket is untouched; it is served the portable way.
+      }
+    }
+    return portableEngine.adopt(id, socket, remoteAddress, remotePort, context);
+  }
+
+  addTotalsTo(stats: ServerStats): ServerStats {
+    this.#binding.totals(this.#engine, this.#totals);
+    stats.bytesReceived += this.#totals[0]!;
+    stats.bytesSent += this.#totals[1]!;
+    stats.backpressurePauses += this.#totals[2]!;
+    return stats;
+  }
+}
+
+/** Read by every connection's counter getters in turn: nothing keeps a reference across calls. */
+const counters = new Float64Array(3);
+
+export class NativeConnection extends Connection {
+  readonly #binding: EchoBinding;
+  readonly #native: NativeHandle;
+  /** Kept alive while any of its connections is: its close handler must outlive them. */
+  readonly #engine: EngineHandle;
+  #writeEnded = false;
+  #closing = false;
+
+  constructor(id: number, remoteAddress: string, remotePort: number, context: ConnectionContext, echoBinding: EchoBinding, engine: EngineHandle, fd: number) {
+    super(id, remoteAddress, remotePort, context);
+    this.#binding = echoBinding;
+    this.#engine = engine;
+    this.#native = echoBinding.adopt(this.#engine, fd, this);
+  }
+
+  override get bytesReceived(): number {
+    this.#binding.counters(this.#native, counters);
+    return counters[0]!;
+  }
+
+  override get bytesSent(): number {
+    this.#binding.counters(this.#native, counters);
+    return counters[1]!;
+  }
+
+  // The idle sweep reads this for every connection each time: one call into the engine, not three.
+  override get trafficCount(): number {
+    this.#binding.counters(this.#native, counters);
+    return counters[0]! + counters[1]! - counters[2]!;
+  }
+
+  protected get transportPendingBytes(): number {
+    this.#binding.counters(this.#native, counters);
+    return counters[2]!;
+  }
+
+  // Input is held only for --delay, and the engine never takes a delayed connection (server.ts).
+  protected holdInput(): void {
+    throw new Error('a native connection has no delay to hold its input for');
+  }
+
+  protected releaseInput(): void {
+    throw new Error('a native connection has no delay to hold its input for');
+  }
+
+  finish(): void {
+    if (this.#writeEnded || this.#closing) return;
+    this.#writeEnded = true;
+    this.#binding.finish(this.#native);
+  }
+
+  protected destroy(): void {
+    if (this.#closing) return;
+    this.#closing = true;
+    this.#binding.destroy(this.#native);
+  }
+
+  protected get outputEnded(): boolean {
+    return this.#writeEnded || this.#closing;
+  }
+
+  protected send(): void {
+    // Only received() and inputEnded() send, and the engine answers in their place.
+    throw new Error('a native connection is answered by its engine, not from JavaScript');
+  }
+
+  /** The engine closed the connection; `status` is the error that ended it, or 0. */
+  nativeClosed(status: number): void {
+    this.#closing = true;
+    if (status < 0) {
+      const code = errorName(status);
+      this.failed(code, `${code} (${status})`);
+    }
+    // The engine's counts already leave out what was never sent.
+    this.closed(0);
+  }
+}
+
+function onNativeClose(token: object, status: number): void {
+  (token as NativeConnection).nativeClosed(status);
+}

@@ -1,0 +1,88 @@
+// Choosing an engine: one option, one variable, one rule, seen from the CLI and the library.
+
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { cpSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { createEchoServer, UsageError } from '../src/index.js';
+import { addonAbsence } from '../src/native/addon.js';
+import { runCli, startServe } from './helpers/cli.js';
+import { skipUnless } from './helpers/peers.js';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const nativeSkip = skipUnless(addonAbsence() === undefined ? 'built' : undefined, 'the native engine', 'g++ make (then npm install)');
+
+describe('engine choice', () => {
+  it('importing echoplex, echoplex/selectors and echoplex/bench under --pending-deprecation prints nothing', () => {
+    for (const entry of ['echoplex', 'echoplex/selectors', 'echoplex/bench']) {
+      const result = spawnSync(process.execPath, ['--pending-deprecation', '--throw-deprecation', '--input-type=module', '-e', `await import(${JSON.stringify(entry)})`], { encoding: 'utf8', cwd: ROOT });
+      assert.equal(result.status, 0, result.stderr);
+      assert.equal(result.stderr, '', entry);
+      assert.equal(result.stdout, '', entry);
+    }
+  });
+
+  it('the listening line names the engine serving plain TCP', { skip: nativeSkip }, async () => {
+    for (const [args, engine] of [[[], 'native'], [['--engine', 'portable'], 'portable'], [['--framing', 'line'], 'portable']] as const) {
+      const server = await startServe([...args, '--quiet']);
+      try {
+        assert.match(server.stdout(), new RegExp(`, ${engine} engine\\)\\n$`), args.join(' '));
+      } finally {
+        await server.stop();
+      }
+    }
+  });
+
+  it('ECHOPLEX_ENGINE sets the default, and --engine wins over it', { skip: nativeSkip }, async () => {
+    const server = await startServe(['--quiet'], { env: { ECHOPLEX_ENGINE: 'portable' } });
+    await server.stop();
+    assert.match(server.stdout(), /, portable engine\)/);
+    const overridden = await startServe(['--quiet', '--engine', 'native'], { env: { ECHOPLEX_ENGINE: 'portable' } });
+    await overridden.stop();
+    assert.match(overridden.stdout(), /, native engine\)/);
+  });
+
+  it('an unknown engine is a usage error (exit 2), from the flag or the variable', async () => {
+    const flag = await runCli(['serve', '--port', '0', '--engine', 'turbo']);
+    assert.equal(flag.code, 2);
+    assert.match(flag.stderr, /turbo/);
+    const variable = await runCli(['serve', '--port', '0'], { env: { ECHOPLEX_ENGINE: 'turbo' } });
+    assert.equal(variable.code, 2);
+    assert.match(variable.stderr, /ECHOPLEX_ENGINE/);
+    assert.throws(() => createEchoServer({ port: 0, engine: 'turbo' as 'native' }), UsageError);
+  });
+
+  describe('without the addon (a copy of the package with no build)', () => {
+    let copy: string;
+    before(() => {
+      copy = mkdtempSync(join(tmpdir(), 'echoplex-no-addon-'));
+      cpSync(join(ROOT, 'dist'), join(copy, 'dist'), { recursive: true });
+      cpSync(join(ROOT, 'package.json'), join(copy, 'package.json'));
+      symlinkSync(join(ROOT, 'node_modules'), join(copy, 'node_modules'));
+    });
+    after(() => rmSync(copy, { recursive: true, force: true }));
+
+    it('falls back to the portable engine with a one-line notice, and still echoes', async () => {
+      const server = await startServe([], { command: [process.execPath, join(copy, 'dist/cli/main.js')] });
+      try {
+        const reply = await runCli(['client', '--port', String(server.port)], { input: 'still here\n' });
+        assert.equal(reply.stdout, 'still here\n');
+      } finally {
+        await server.stop();
+      }
+      assert.match(server.stdout(), /, portable engine\)/);
+      const notices = server.stderr().split('\n').filter((line) => line.includes('native engine is not built'));
+      assert.equal(notices.length, 1, server.stderr());
+      assert.match(notices[0]!, /C compiler/);
+    });
+
+    it('--engine native is a usage error (exit 2) that says how to build it', async () => {
+      const result = await runCli(['serve', '--port', '0', '--engine', 'native'], { cli: join(copy, 'dist/cli/main.js') });
+      assert.equal(result.code, 2, result.stderr);
+      assert.match(result.stderr, /native engine is not available.*npm rebuild echoplex/);
+    });
+  });
+});
