@@ -15,7 +15,7 @@ import { nativeBenchAvailable } from '../src/bench/native-bench.js';
 import type { BenchOptions } from '../src/bench/settings.js';
 import { formatTable } from '../src/bench/report.js';
 import { runCli, startServe } from './helpers/cli.js';
-import { findProgram, skipUnless } from './helpers/peers.js';
+import { findProgram, skipUnless, suite } from './helpers/peers.js';
 import { connectTo, readBytes, startServer } from './helpers/sockets.js';
 import { waitUntil, withTimeout } from './helpers/timeout.js';
 
@@ -27,7 +27,7 @@ const ENGINES = [
 ];
 
 for (const { name, engine, skip } of ENGINES) {
-  describe(`runBench on ${name}`, { skip }, () => {
+  suite(`runBench on ${name}`, skip, () => {
     const bench = (options: BenchOptions) => runBench({ ...options, engine });
 
     it('verifies every byte against an echo server, closed loop with pipelining', async () => {

@@ -1,5 +1,6 @@
 // The seed's four programs ported to echoplex/selectors: under load, under faults, and beside the originals.
 
+import { suite } from './helpers/peers.js';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
@@ -138,7 +139,7 @@ describe('ported clients', () => {
   }
 });
 
-describe('ports beside the seed originals', { skip: seedUnavailable() }, () => {
+suite('ports beside the seed originals', seedUnavailable(), () => {
   // The line each server prints per message, up to where they must differ (the selectors
   // seed's socket repr names its own descriptor and ports).
   const MESSAGE_LINE = { select_server: /^收到来自\[.*$/, selectors_server: /^echoing .* to / };

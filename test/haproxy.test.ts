@@ -10,9 +10,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
-import { after, before, describe, it } from 'node:test';
+import { after, before, it } from 'node:test';
 import { runCli, startServe, type ServeProcess } from './helpers/cli.js';
-import { findProgram, skipUnless } from './helpers/peers.js';
+import { findProgram, skipUnless, suite } from './helpers/peers.js';
 import { readBytes } from './helpers/sockets.js';
 import { waitUntil, withTimeout } from './helpers/timeout.js';
 
@@ -65,7 +65,7 @@ async function echoThrough(port: number, localAddress = '127.0.0.1'): Promise<bo
   }
 }
 
-describe('behind HAProxy with send-proxy-v2', { skip: skipUnless(HAPROXY, 'haproxy', 'haproxy') }, () => {
+suite('behind HAProxy with send-proxy-v2', skipUnless(HAPROXY, 'haproxy', 'haproxy'), () => {
   const dir = mkdtempSync(join(tmpdir(), 'echoplex-haproxy-'));
   const statsSocket = join(dir, 'stats.sock');
   let frontend = 0;
@@ -151,7 +151,7 @@ describe('behind HAProxy with send-proxy-v2', { skip: skipUnless(HAPROXY, 'hapro
   });
 });
 
-describe('TLS passed through HAProxy with send-proxy-v2', { skip: skipUnless(HAPROXY, 'haproxy', 'haproxy') }, () => {
+suite('TLS passed through HAProxy with send-proxy-v2', skipUnless(HAPROXY, 'haproxy', 'haproxy'), () => {
   it('reads the header in clear, serves TLS, and logs the client address HAProxy saw', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'echoplex-haproxy-tls-'));
     const serve = await startServe(['--tls-self-signed', '--proxy-protocol', '--proxy-trust', '127.0.0.0/8']);

@@ -1,4 +1,4 @@
-// Line mode, --prefix, --max-line and custom transform modules, over both TCP paths.
+// Line mode, --prefix, --max-line and custom transform modules, in the server.
 
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -6,47 +6,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
-import fc from 'fast-check';
-import { LineSplitter, loadTransformModule, type Transform } from '../src/index.js';
+import { loadTransformModule, type Transform } from '../src/index.js';
 import { runCli, startServe } from './helpers/cli.js';
 import { recordingLogger } from './helpers/logs.js';
 import { closed, connectTo, readBytes, readToEnd, startServer } from './helpers/sockets.js';
 import { delay, waitUntil } from './helpers/timeout.js';
 
 const REVERSE = fileURLToPath(new URL('../examples/transforms/reverse.js', import.meta.url));
-
-describe('LineSplitter', () => {
-  it('yields the same lines however the stream is cut', () => {
-    fc.assert(
-      fc.property(fc.array(fc.string({ unit: fc.constantFrom('a', 'b', '\n', 'é') }), { maxLength: 20 }), fc.array(fc.nat(40), { maxLength: 10 }), (pieces, cuts) => {
-        const stream = Buffer.from(pieces.join(''));
-        const splitter = new LineSplitter(1000);
-        const lines: string[] = [];
-        let start = 0;
-        for (const cut of [...cuts.map((c) => Math.min(stream.length, start + c)), stream.length]) {
-          if (cut < start) continue;
-          const { lines: got, overflow } = splitter.push(Buffer.from(stream.subarray(start, cut)));
-          assert.equal(overflow, false);
-          lines.push(...got.map((line) => line.toString()));
-          start = cut;
-        }
-        const tail = splitter.flush();
-        if (tail) lines.push(tail.toString());
-        assert.equal(lines.join(''), stream.toString());
-        const expected = stream.toString().split(/(?<=\n)/).filter(Boolean);
-        assert.deepEqual(lines, expected);
-      }),
-    );
-  });
-
-  it('reports overflow once a line passes the limit, with or without its newline', () => {
-    assert.equal(new LineSplitter(4).push(Buffer.from('abcd\n')).overflow, false);
-    assert.equal(new LineSplitter(4).push(Buffer.from('abcde\n')).overflow, true);
-    const splitter = new LineSplitter(4);
-    assert.equal(splitter.push(Buffer.from('abc')).overflow, false);
-    assert.equal(splitter.push(Buffer.from('de')).overflow, true);
-  });
-});
 
 {
   describe('line mode', () => {

@@ -5,15 +5,15 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, it } from 'node:test';
+import { it } from 'node:test';
 import { runBench } from '../src/bench/loadgen.js';
 import { renderHtmlReport } from '../src/bench/html.js';
-import { findProgram, skipUnless } from './helpers/peers.js';
+import { findProgram, skipUnless, suite } from './helpers/peers.js';
 import { startServer } from './helpers/sockets.js';
 
 const CHROMIUM = findProgram(['/usr/bin/chromium', '/usr/bin/chromium-browser']);
 
-describe('bench HTML report in Chromium', { skip: skipUnless(CHROMIUM, 'chromium', 'chromium') }, () => {
+suite('bench HTML report in Chromium', skipUnless(CHROMIUM, 'chromium', 'chromium'), () => {
   it('renders both charts and the verdict from a real run, with no network', async () => {
     const running = await startServer();
     const dir = mkdtempSync(join(tmpdir(), 'echoplex-report-'));

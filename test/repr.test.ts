@@ -1,13 +1,14 @@
 // reprBytes (used in logs and the ported programs) against Python's own repr() of the same bytes.
 
+import { suite } from './helpers/peers.js';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { describe, it } from 'node:test';
+import { it } from 'node:test';
 import { reprBytes } from '../src/index.js';
 import { seedUnavailable } from './helpers/seed.js';
 
-describe('reprBytes', { skip: seedUnavailable() }, () => {
+suite('reprBytes', seedUnavailable(), () => {
   it("matches Python's repr() of bytes for every byte value and random data", () => {
     const samples = [Buffer.from(Array.from({ length: 256 }, (_, i) => i)), Buffer.from("it's a \"quote\" \\ test\n"), Buffer.from("it's"), ...Array.from({ length: 20 }, () => randomBytes(64))];
     const script = 'import sys\nfor line in sys.stdin.read().split():\n    print(repr(bytes.fromhex(line)))';

@@ -1,9 +1,10 @@
 // The seed's own Python clients talk to echoplex serve, as the article's readers would.
 
+import { suite } from './helpers/peers.js';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { describe, it } from 'node:test';
+import { it } from 'node:test';
 import { startServe } from './helpers/cli.js';
 import { seedProgram, seedUnavailable } from './helpers/seed.js';
 import { withTimeout } from './helpers/timeout.js';
@@ -37,7 +38,7 @@ async function runPython(script: string, port: number, input: string): Promise<s
   return stdout;
 }
 
-describe('the seed Python clients against echoplex', { skip: seedUnavailable() }, () => {
+suite('the seed Python clients against echoplex', seedUnavailable(), () => {
   it('select_client.py gets uppercased replies from --transform upper', async () => {
     const server = await startServe(['--transform', 'upper']);
     try {

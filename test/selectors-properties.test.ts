@@ -5,11 +5,11 @@
 // once, in order.
 
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { after, before, it } from 'node:test';
 import fc from 'fast-check';
 import { addonAbsence } from '../src/native/addon.js';
 import { BlockingIOError, DefaultSelector, EVENT_READ, select, SHUT_WR, socket, type Socket, useEngine } from '../src/selectors/index.js';
-import { skipUnless } from './helpers/peers.js';
+import { skipUnless, suite } from './helpers/peers.js';
 import { withTimeout } from './helpers/timeout.js';
 
 type Op =
@@ -58,7 +58,7 @@ async function readable(sel: DefaultSelector, conn: Socket, at: 0 | 1, timeout: 
 const nativeSkip = skipUnless(addonAbsence() === undefined ? 'built' : undefined, 'the native engine', 'g++ make (then npm install)');
 
 for (const engine of ['native', 'portable'] as const) {
-  describe(`selectors properties on real sockets, ${engine} engine`, { skip: engine === 'native' ? nativeSkip : undefined }, () => {
+  suite(`selectors properties on real sockets, ${engine} engine`, engine === 'native' ? nativeSkip : undefined, () => {
     before(() => useEngine(engine));
     after(() => useEngine(undefined));
     let server: Socket;

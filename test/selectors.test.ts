@@ -36,7 +36,7 @@ import {
 } from '../src/selectors/index.js';
 import { addonAbsence } from '../src/native/addon.js';
 import { kPlane, kWatch } from '../src/selectors/socket.js';
-import { findProgram, skipUnless } from './helpers/peers.js';
+import { findProgram, skipUnless, suite } from './helpers/peers.js';
 import { delay, waitUntil, withTimeout } from './helpers/timeout.js';
 
 const SS = findProgram(['ss', '/usr/sbin/ss', '/usr/bin/ss'], ['-V']);
@@ -78,7 +78,7 @@ async function listener(): Promise<{ server: Socket; port: number; pair(): Promi
 const nativeSkip = skipUnless(addonAbsence() === undefined ? 'built' : undefined, 'the native engine', 'g++ make (then npm install)');
 
 for (const engine of ['native', 'portable'] as const) {
-describe(`selectors on the ${engine} engine`, { skip: engine === 'native' ? nativeSkip : undefined }, () => {
+suite(`selectors on the ${engine} engine`, engine === 'native' ? nativeSkip : undefined, () => {
   before(() => useEngine(engine));
   after(() => useEngine(undefined));
 

@@ -7,7 +7,7 @@ import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { addonAbsence } from '../src/native/addon.js';
 import { recordingLogger } from './helpers/logs.js';
-import { skipUnless } from './helpers/peers.js';
+import { skipUnless, suite } from './helpers/peers.js';
 import { closed, connectTo, readBytes, readToEnd, roundTrip, startServer, type RunningServer } from './helpers/sockets.js';
 import { waitUntil, withTimeout } from './helpers/timeout.js';
 
@@ -25,7 +25,7 @@ const ENGINES = [
   { name: 'the portable engine', options: { engine: 'portable' as const }, skip: undefined },
 ];
 for (const { name, options: path, skip } of ENGINES) {
-describe(`server on ${name}`, { skip }, () => {
+suite(`server on ${name}`, skip, () => {
   it('uses the engine asked for', async () => {
     const running = await startServer(path);
     assert.equal(running.server.engine, path.engine);
@@ -205,7 +205,7 @@ describe('IPv6 and dual stack', () => {
   }
 });
 
-describe('what the native engine takes', { skip: nativeSkip }, () => {
+suite('what the native engine takes', nativeSkip, () => {
   it('takes plain echo and upper, with open and close logged, and leaves the rest to the portable engine', async () => {
     const cases: Array<[string, Parameters<typeof startServer>[0], boolean]> = [
       ['echo', {}, true],

@@ -2,11 +2,11 @@
 // its numbers move while a bench runs against the server.
 
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { it } from 'node:test';
 import { chromium, type Page } from 'playwright-core';
 import { runBench } from '../src/bench/index.js';
 import { serverMetricsSource, startMetricsServer } from '../src/ops/metrics.js';
-import { findProgram, skipUnless } from './helpers/peers.js';
+import { findProgram, skipUnless, suite } from './helpers/peers.js';
 import { startServer } from './helpers/sockets.js';
 import { withTimeout } from './helpers/timeout.js';
 
@@ -18,7 +18,7 @@ async function waitForText(page: Page, selector: string, pattern: RegExp): Promi
 const CHROMIUM = findProgram(['/usr/bin/chromium', '/usr/bin/chromium-browser']);
 const SCREENSHOT = process.env['ECHOPLEX_SCREENSHOT'];
 
-describe('status page in Chromium', { skip: skipUnless(CHROMIUM, 'chromium', 'chromium') }, () => {
+suite('status page in Chromium', skipUnless(CHROMIUM, 'chromium', 'chromium'), () => {
   it('shows connections, throughput and errors that change while a bench runs', async () => {
     const running = await startServer();
     const metrics = await startMetricsServer(serverMetricsSource(running.server), { port: 0 });

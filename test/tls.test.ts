@@ -10,7 +10,7 @@ import tls from 'node:tls';
 import { encodeProxyV2, loadTlsOptions } from '../src/index.js';
 import { startServe } from './helpers/cli.js';
 import { recordingLogger } from './helpers/logs.js';
-import { findProgram, skipUnless } from './helpers/peers.js';
+import { findProgram, skipUnless, suite } from './helpers/peers.js';
 import { connectTo, readToEnd, startServer } from './helpers/sockets.js';
 import { waitUntil, withTimeout } from './helpers/timeout.js';
 
@@ -51,7 +51,7 @@ async function tlsEcho(port: number, payload: string, options: tls.ConnectionOpt
   return (await reply).toString();
 }
 
-describe('TLS', { skip: skipUnless(OPENSSL, 'openssl', 'openssl') }, () => {
+suite('TLS', skipUnless(OPENSSL, 'openssl', 'openssl'), () => {
   let dir = '';
   const file = (name: string) => join(dir, name);
   before(() => {

@@ -1,9 +1,11 @@
 // The least a Node program can do per echoed message, as a peer: libuv's TCP handles through
-// process.binding (the layer echoplex's fast path uses), one shared read buffer, a copy per read,
-// a write per read. No limits, counters, backpressure or shutdown: a floor to measure against,
-// not a server to deploy. Usage: node node-raw-echo.mjs PORT
+// process.binding (internal to Node; echoplex itself never uses it), one shared read buffer, a
+// copy per read, a write per read. No limits, counters, backpressure or shutdown: a floor to
+// measure against, not a server to deploy. Usage: node node-raw-echo.mjs PORT
+/* eslint-disable no-restricted-properties -- a reference peer measuring JavaScript's floor, not echoplex code */
 const { TCP, constants } = process.binding('tcp_wrap');
 const { WriteWrap, streamBaseState, kReadBytesOrError, kLastWriteWasAsync } = process.binding('stream_wrap');
+/* eslint-enable no-restricted-properties */
 
 const readBuffer = Buffer.allocUnsafe(64 * 1024);
 // A write the kernel takes at once leaves its request unbound, so it can carry the next one.

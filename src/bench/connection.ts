@@ -1,25 +1,8 @@
 // One bench connection: what it has sent and when, and the verification of every reply byte.
 
-import type { Run } from './run.js';
+import type { LoadConnection, Run } from './run.js';
 import type { BenchErrorKind } from './settings.js';
-import type { BenchSocket } from './transports.js';
-
-/** What a run asks of a connection, whichever engine carries it (see native-bench.ts for the other). */
-export interface LoadConnection {
-  readonly failed: boolean;
-  /** Sent its last message and has every reply: time to make way for a new connection. */
-  readonly spent: boolean;
-  /** Sends `count` messages, stamping each with `stamp` (now, or its intended time in the open loop). */
-  send(count: number, stamp: number): void;
-  /** Its oldest reply has been owed for more than `limitMs`. */
-  isOverdue(now: number, limitMs: number): boolean;
-  /** Counts an error of `kind` and closes; replies still owed are lost. */
-  fail(kind: BenchErrorKind): void;
-  /** Closes a connection that has done its share; not an error. */
-  retire(): void;
-  /** Closes at once, as the run ends. */
-  destroy(): void;
-}
+import type { BenchSocket } from '../protocol/transports.js';
 
 /** One connection: a FIFO of send times, and where in the current reply the bytes have reached. */
 export class BenchConnection implements LoadConnection {

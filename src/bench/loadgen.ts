@@ -5,11 +5,11 @@ import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { checkDescriptorBudget } from '../core/descriptors.js';
 import { builtInTransform } from '../protocol/transforms.js';
-import { BenchConnection, type LoadConnection } from './connection.js';
-import { NativeBench, type NativeBenchConnection } from './native-bench.js';
-import { Run } from './run.js';
+import { BenchConnection } from './connection.js';
+import { NativeBench } from './native-bench.js';
+import { Run, type LoadConnection } from './run.js';
 import { BenchSetupError, resolveSettings, type BenchOptions, type BenchProgress, type BenchResult, type Settings } from './settings.js';
-import { adoptable, connectForAdoption, describeTarget, openBenchSocket } from './transports.js';
+import { adoptable, connectForAdoption, describeTarget, openBenchSocket } from '../protocol/transports.js';
 
 const MAX_CONNECTS_IN_FLIGHT = 256;
 const SWEEP_MS = 100;
@@ -175,7 +175,7 @@ function openConnection(run: Run, settled: () => void, replacement = false): voi
       : connectForAdoption(run.options.target, {
           connected: (fd) => {
             if (!stopConnecting() || run.phase === 'done') return;
-            let connection: NativeBenchConnection;
+            let connection: LoadConnection;
             try {
               connection = engine.adopt(fd);
             } catch (err) {

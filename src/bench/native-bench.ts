@@ -3,8 +3,7 @@
 
 import { performance } from 'node:perf_hooks';
 import { addonBinding } from '../native/addon.js';
-import type { LoadConnection } from './connection.js';
-import type { Run } from './run.js';
+import type { LoadConnection, Run, RunEngine } from './run.js';
 import type { BenchErrorKind } from './settings.js';
 
 type BenchHandle = { readonly __brand: 'echoplex.native.bench' };
@@ -54,7 +53,7 @@ const BATCH_PAIRS = 4096;
  * One run's engine. The run's counters that the engine moves (messages in flight, the send
  * budget, mismatches) are brought up to date by `sync()` before the run reads them.
  */
-export class NativeBench {
+export class NativeBench implements RunEngine {
   readonly #binding: NativeBenchBinding;
   readonly #handle: BenchHandle;
   readonly #run: Run;

@@ -1,14 +1,40 @@
 // The state one bench run shares across its connections: phases, the measured window, counts.
 
 import { performance } from 'node:perf_hooks';
-import type { BenchConnection, LoadConnection } from './connection.js';
 import { LatencyHistogram } from './histogram.js';
-import type { NativeBench } from './native-bench.js';
 import type { BenchErrorKind, BenchProgress, Settings } from './settings.js';
 
 export type Phase = BenchProgress['phase'] | 'done';
 
 const READ_BUFFER_BYTES = 64 * 1024;
+
+/** What a run asks of a connection, whichever engine carries it (connection.ts, native-bench.ts). */
+export interface LoadConnection {
+  readonly failed: boolean;
+  /** Sent its last message and has every reply: time to make way for a new connection. */
+  readonly spent: boolean;
+  /** Sends `count` messages, stamping each with `stamp` (now, or its intended time in the open loop). */
+  send(count: number, stamp: number): void;
+  /** Its oldest reply has been owed for more than `limitMs`. */
+  isOverdue(now: number, limitMs: number): boolean;
+  /** Counts an error of `kind` and closes; replies still owed are lost. */
+  fail(kind: BenchErrorKind): void;
+  /** Closes a connection that has done its share; not an error. */
+  retire(): void;
+  /** Closes at once, as the run ends. */
+  destroy(): void;
+}
+
+/** What a run asks of the native engine carrying its connections (native-bench.ts). */
+export interface RunEngine {
+  /** Brings what the engine has done since into the run's counts. */
+  sync(): void;
+  /** Whether replies are answered, and how many messages may still be sent. */
+  setSending(sending: boolean, budget: number): void;
+  /** Takes over a duplicate of the connected socket `fd`. Throws (code EMFILE, ...) if it cannot. */
+  adopt(fd: number): LoadConnection;
+  close(): void;
+}
 
 /** State shared by all connections of one run. */
 export class Run {
@@ -25,7 +51,7 @@ export class Run {
   /** Sends still allowed: unbounded, except while measuring a fixed number of messages (set with setSendBudget). */
   sendBudget = Number.POSITIVE_INFINITY;
   /** The native engine carrying this run's connections, if it does (see native-bench.ts). */
-  engine: NativeBench | undefined;
+  engine: RunEngine | undefined;
   mismatchedBytes = 0;
   descriptorsExhausted = false;
   readonly errorsByKind: Record<BenchErrorKind, number> = { connect: 0, closed: 0, timeout: 0, mismatch: 0 };
@@ -84,7 +110,7 @@ export class Run {
   }
 
   // Closed loop: replies read in this event-loop turn, answered together once the turn's reads are done.
-  readonly #toAnswer: BenchConnection[] = [];
+  readonly #toAnswer: LoadConnection[] = [];
   readonly #toAnswerCounts: number[] = [];
 
   /**
@@ -93,7 +119,7 @@ export class Run {
    * ready at once, rather than being woken once per message: less kernel time per message on
    * both sides (against the C epoll server, about 5% more messages per second from one core).
    */
-  answerLater(connection: BenchConnection, count: number): void {
+  answerLater(connection: LoadConnection, count: number): void {
     if (this.#toAnswer.length === 0) setImmediate(this.#answerAll);
     this.#toAnswer.push(connection);
     this.#toAnswerCounts.push(count);

@@ -2,10 +2,10 @@
 
 import { chooseEngine, type EngineChoice, type EngineName } from '../native/engine.js';
 import { EchoplexError } from '../core/errors.js';
-import type { Transform, TransformName } from '../protocol/transforms.js';
+import type { CustomExpectation, TransformName } from '../protocol/transforms.js';
 import { MAX_UDP_PAYLOAD } from '../server/udp.js';
 import type { LatencySummary, PercentilePoint } from './histogram.js';
-import { resolveTarget, type BenchTarget } from './transports.js';
+import { resolveTarget, type BenchTarget } from '../protocol/transports.js';
 
 export interface BenchOptions extends Partial<BenchTarget> {
   /** Concurrent connections. Default 50. */
@@ -109,16 +109,6 @@ export class BenchSetupError extends EchoplexError {
   }
 }
 
-/**
- * A reply computed by a transform of your own, such as the module given to `echoplex serve
- * --transform`: applied to one message, it must give that message's reply (true of byte-for-byte
- * transforms, and of line transforms when every message is a line).
- */
-export interface CustomExpectation {
-  /** How reports name it, e.g. the module's path. */
-  label: string;
-  transform: Transform;
-}
 
 type OptionalSetting = 'messages' | 'rate' | 'connectRate' | 'expectPrefix' | 'messagesPerConnection';
 /** BenchOptions with every default filled in. */

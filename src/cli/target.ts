@@ -2,8 +2,8 @@
 
 import { readFile } from 'node:fs/promises';
 import { Option } from 'commander';
-import type { CustomExpectation } from '../bench/settings.js';
-import type { BenchTarget } from '../bench/transports.js';
+import type { CustomExpectation } from '../protocol/transforms.js';
+import type { BenchTarget } from '../protocol/transports.js';
 import { UsageError } from '../core/errors.js';
 import { isTransformName, loadTransformModule, TRANSFORM_NAMES, type TransformName } from '../protocol/transforms.js';
 import { parsePort, parseTransform } from './parsers.js';

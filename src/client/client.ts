@@ -5,7 +5,7 @@ import net from 'node:net';
 import readline from 'node:readline';
 import tls from 'node:tls';
 import type { Readable, Writable } from 'node:stream';
-import { ConnectError, systemErrorCode } from '../core/errors.js';
+import { ConnectError, describeSocketError } from '../core/errors.js';
 import { formatHostPort } from '../core/address.js';
 
 /** How to reach the server, beyond host and port. */
@@ -168,27 +168,3 @@ async function flushed(output: Writable): Promise<void> {
   // finished() would wait for end(); stdout is never ended, so an empty write's callback marks the flush.
   await new Promise<void>((resolve) => output.write('', () => resolve()));
 }
-
-export function describeSocketError(err: Error): string {
-  switch (systemErrorCode(err)) {
-    case 'ECONNREFUSED':
-      return 'connection refused (is the server running?)';
-    case 'ENOTFOUND':
-    case 'EAI_AGAIN':
-      return 'unknown host';
-    case 'ETIMEDOUT':
-      return 'timed out';
-    case 'ECONNRESET':
-      return 'connection reset';
-    case 'DEPTH_ZERO_SELF_SIGNED_CERT':
-    case 'SELF_SIGNED_CERT_IN_CHAIN':
-    case 'UNABLE_TO_VERIFY_LEAF_SIGNATURE':
-    case 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY':
-      return `the server's certificate is not trusted (${err.message}); for a self-signed test server use --tls-insecure, or --tls-ca FILE`;
-    case 'ERR_TLS_CERT_ALTNAME_INVALID':
-      return `the server's certificate is not for this host (${err.message})`;
-    default:
-      return err.message;
-  }
-}
-

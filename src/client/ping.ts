@@ -3,8 +3,8 @@
 
 import { performance } from 'node:perf_hooks';
 import type { Writable } from 'node:stream';
-import { describeTarget, openBenchSocket, resolveTarget, type BenchSocket, type BenchTarget } from '../bench/transports.js';
-import type { CustomExpectation } from '../bench/settings.js';
+import { describeTarget, openBenchSocket, resolveTarget, type BenchSocket, type BenchTarget } from '../protocol/transports.js';
+import type { CustomExpectation } from '../protocol/transforms.js';
 import { builtInTransform, type TransformName } from '../protocol/transforms.js';
 
 export interface PingOptions extends Partial<BenchTarget> {

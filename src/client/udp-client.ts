@@ -4,9 +4,8 @@ import dgram from 'node:dgram';
 import { isIPv6 } from 'node:net';
 import readline from 'node:readline';
 import type { Readable, Writable } from 'node:stream';
-import { ConnectError } from '../core/errors.js';
+import { ConnectError, describeSocketError } from '../core/errors.js';
 import { formatHostPort } from '../core/address.js';
-import { describeSocketError } from './client.js';
 
 export interface UdpClientOptions {
   host: string;

@@ -71,3 +71,27 @@ export function describeListenError(code: string | undefined, fallback: string, 
       return fallback;
   }
 }
+
+/** What a failed connect or a broken connection means, in words, from its code. */
+export function describeSocketError(err: Error): string {
+  switch (systemErrorCode(err)) {
+    case 'ECONNREFUSED':
+      return 'connection refused (is the server running?)';
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return 'unknown host';
+    case 'ETIMEDOUT':
+      return 'timed out';
+    case 'ECONNRESET':
+      return 'connection reset';
+    case 'DEPTH_ZERO_SELF_SIGNED_CERT':
+    case 'SELF_SIGNED_CERT_IN_CHAIN':
+    case 'UNABLE_TO_VERIFY_LEAF_SIGNATURE':
+    case 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY':
+      return `the server's certificate is not trusted (${err.message}); for a self-signed test server use --tls-insecure, or --tls-ca FILE`;
+    case 'ERR_TLS_CERT_ALTNAME_INVALID':
+      return `the server's certificate is not for this host (${err.message})`;
+    default:
+      return err.message;
+  }
+}

@@ -135,3 +135,14 @@ export async function loadTransformModule(path: string, flag = '--transform'): P
 export function isTransformPath(value: string): boolean {
   return value.includes('/') || /\.(c|m)?js$/.test(value);
 }
+
+/**
+ * A reply computed by a transform of your own, such as the module given to `echoplex serve
+ * --transform`: applied to one message, it must give that message's reply (true of byte-for-byte
+ * transforms, and of line transforms when every message is a line).
+ */
+export interface CustomExpectation {
+  /** How reports name it, e.g. the module's path. */
+  label: string;
+  transform: Transform;
+}

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { echoTransform, upperTransform } from '../src/index.js';
+import { echoTransform, toTransform, TransformResultError, upperTransform } from '../../src/protocol/transforms.js';
 
 /** Python's bytes.upper(), written the obvious way. */
 function referenceUpper(bytes: Uint8Array): Buffer {
@@ -43,5 +43,30 @@ describe('upperTransform', () => {
 describe('echoTransform', () => {
   it('returns its input unchanged', () => {
     fc.assert(fc.property(fc.uint8Array(), (bytes) => echoTransform(Buffer.from(bytes)).equals(Buffer.from(bytes))));
+  });
+});
+
+describe('toTransform (a transform a user wrote)', () => {
+  it('passes Buffers through, and turns strings (UTF-8) and Uint8Array views into Buffers', () => {
+    const chunk = Buffer.from('héllo');
+    assert.equal(toTransform((c) => c)(chunk), chunk);
+    assert.deepEqual(toTransform((c) => `${c.toString().toUpperCase()}!`)(chunk), Buffer.from('HÉLLO!'));
+    const backing = new Uint8Array([0, 1, 2, 3, 4]);
+    assert.deepEqual(toTransform(() => backing.subarray(1, 3))(chunk), Buffer.from([1, 2]));
+  });
+
+  it('throws a TransformResultError naming what came back for anything else', () => {
+    const cases: Array<[unknown, RegExp]> = [
+      [Promise.resolve(Buffer.alloc(1)), /a Promise \(transforms must be synchronous\)/],
+      [{ bytes: 1 }, /an object \(Object\)/],
+      [undefined, /returned undefined/],
+      [null, /returned null/],
+      [42, /a number/],
+      [[1, 2], /an array/],
+    ];
+    for (const [value, message] of cases) {
+      const transform = toTransform(() => value as string);
+      assert.throws(() => transform(Buffer.from('x')), (err: unknown) => err instanceof TransformResultError && err.code === 'ERR_ECHOPLEX_TRANSFORM_RESULT' && message.test(err.message));
+    }
   });
 });

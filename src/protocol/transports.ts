@@ -1,10 +1,10 @@
-// How the bench reaches its target: TCP, TLS, a Unix socket or UDP, optionally opening each
-// connection with a PROXY header. The load generator sees one small interface for all of them.
+// How a client reaches its target (the bench, ping): TCP, TLS, a Unix socket or UDP, optionally
+// opening each connection with a PROXY header, behind one small socket interface.
 
 import dgram from 'node:dgram';
 import net from 'node:net';
 import tls from 'node:tls';
-import { encodeProxyV1, encodeProxyV2, type ProxyEndpoint } from '../protocol/proxy-protocol.js';
+import { encodeProxyV1, encodeProxyV2, type ProxyEndpoint } from './proxy-protocol.js';
 import { descriptorOf } from '../native/descriptor.js';
 import { formatEndpoint } from '../core/address.js';
 
