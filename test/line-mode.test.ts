@@ -9,7 +9,7 @@ import { describe, it } from 'node:test';
 import { loadTransformModule, type Transform } from '../src/index.js';
 import { runCli, startServe } from './helpers/cli.js';
 import { recordingLogger } from './helpers/logs.js';
-import { closed, connectTo, readBytes, readToEnd, startServer } from './helpers/sockets.js';
+import { closed, connectTo, readBytes, readToEnd, roundTrip, startServer } from './helpers/sockets.js';
 import { delay, waitUntil } from './helpers/timeout.js';
 
 const REVERSE = fileURLToPath(new URL('../examples/transforms/reverse.js', import.meta.url));
@@ -77,6 +77,49 @@ describe('custom transform modules', () => {
       assert.deepEqual(await all, expected);
     } finally {
       await running.close();
+    }
+  });
+
+  it('a library transform may return a string or a Uint8Array (written in JavaScript, with no types to warn)', async () => {
+    const shout = (chunk: Buffer) => `${chunk.toString().toUpperCase()}!`;
+    const running = await startServer({ transform: shout as never });
+    try {
+      const socket = await connectTo(running.port);
+      const reply = readBytes(socket, 'HI!'.length);
+      socket.write('hi');
+      assert.equal((await reply).toString(), 'HI!');
+      socket.destroy();
+    } finally {
+      await running.close();
+    }
+    const bytes = await startServer({ transform: ((chunk: Buffer) => new Uint8Array(chunk).reverse()) as never });
+    try {
+      assert.equal((await roundTrip(bytes.port, Buffer.from('abc'))).toString(), 'cba');
+    } finally {
+      await bytes.close();
+    }
+  });
+
+  it('a transform returning a Promise or an object closes only its connection, logs what came back, and the server goes on', async () => {
+    for (const [returned, named] of [[Promise.resolve(Buffer.from('late')), /a Promise/], [{ reply: 'x' }, /an object/]] as const) {
+      const logger = recordingLogger();
+      const running = await startServer({ transform: (() => returned) as never, logger });
+      try {
+        const bad = await connectTo(running.port);
+        bad.on('error', () => {});
+        const ended = readToEnd(bad);
+        bad.write('x');
+        assert.equal((await ended).length, 0, 'closed with nothing sent');
+        assert.equal(running.server.stats().errors.transform, 1);
+        const line = logger.messages().find((message) => message.includes('transform failed'));
+        assert.ok(line !== undefined && named.test(line) && /expected a Buffer, Uint8Array or string/.test(line), logger.messages().join('\n'));
+        // Still serving: another client connects and is closed the same way, not refused.
+        const next = await connectTo(running.port);
+        next.destroy();
+        assert.equal(running.server.state, 'listening');
+      } finally {
+        await running.close();
+      }
     }
   });
 

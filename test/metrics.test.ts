@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import net from 'node:net';
 import { describe, it } from 'node:test';
 import { serverMetricsSource, startMetricsServer } from '../src/ops/metrics.js';
 import { runCli, startServe } from './helpers/cli.js';
@@ -64,6 +65,34 @@ describe('metrics and probes', () => {
       assert.equal(metric(body, 'echoplex_bytes_received_total'), 5);
     } finally {
       await server.stop();
+    }
+  });
+
+  it('a busy metrics port stops the whole server: no listening line, TCP released, exit 1 with the usual message', async () => {
+    const blocker = net.createServer();
+    await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+    const busy = (blocker.address() as net.AddressInfo).port;
+    const tcp = net.createServer();
+    await new Promise<void>((resolve) => tcp.listen(0, '127.0.0.1', resolve));
+    const port = (tcp.address() as net.AddressInfo).port;
+    await new Promise((resolve) => tcp.close(resolve));
+    try {
+      for (const workers of [[], ['--workers', '2']]) {
+        const result = await runCli(['serve', '--port', String(port), '--metrics-port', String(busy), ...workers], { ms: 15_000 });
+        assert.equal(result.code, 1, result.stderr);
+        assert.doesNotMatch(result.stdout, /listening/);
+        assert.match(result.stderr, new RegExp(`echoplex: cannot listen on http://127\\.0\\.0\\.1:${busy}: address already in use`));
+        assert.doesNotMatch(result.stderr, /unexpected error/);
+        // The TCP port it had bound is free again: nothing half-started is left behind.
+        const again = net.createServer();
+        await new Promise<void>((resolve, reject) => {
+          again.once('error', reject);
+          again.listen(port, '127.0.0.1', resolve);
+        });
+        await new Promise((resolve) => again.close(resolve));
+      }
+    } finally {
+      await new Promise((resolve) => blocker.close(resolve));
     }
   });
 

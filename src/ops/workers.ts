@@ -212,7 +212,13 @@ export async function runPrimary(options: PrimaryOptions): Promise<void> {
         readiness: () => ({ ready: pool.ready, state: pool.state }),
       },
       options.metrics,
-    );
+    ).catch((err: unknown) => {
+      // As with one process: every listener is up before the listening line, or none stays up.
+      pool.kill();
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+      throw err;
+    });
     closeMetrics = metrics.close;
     logger.info({ event: 'metrics', url: metrics.url }, `metrics on ${metrics.url}/metrics (probes: /healthz, /readyz; status page: /)`);
   }
