@@ -2,7 +2,7 @@
 // Fixes are marked "seed flaw:". Run: npm run select-client -- [port]   (reads stdin)
 
 import { socket } from 'echoplex/selectors';
-import { input, portArgument, print } from './lib/python.js';
+import { exit, input, portArgument, print } from './lib/python.js';
 import { recvExactly } from './lib/reply.js';
 
 const sock = socket();
@@ -21,8 +21,9 @@ for (;;) {
   const data = await recvExactly(sock, request.length);
   if (data.length === 0) {
     print('server closed the connection');
-    process.exitCode = 1;
-    break;
+    // seed flaw: after the server left, recv() returned b'' for ever and the loop never ended.
+    sock.close();
+    exit(1);
   }
   print(data.toString('utf8').replace(/\n$/, ''));
 }

@@ -1,15 +1,23 @@
 // The seed's four programs ported to echoplex/selectors: under load, under faults, and beside the originals.
 
-import { suite } from './helpers/peers.js';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { runBench } from '../src/bench/loadgen.js';
 import { upperTransform } from '../src/protocol/transforms.js';
 import { startExample, startSeed, startTypeScript, runExampleClient, type Program } from './helpers/programs.js';
 import { seedUnavailable } from './helpers/seed.js';
+import { findProgram } from './helpers/peers.js';
 import { closed, connectTo, readBytes, readToEnd, roundTrip } from './helpers/sockets.js';
 import { waitUntil, withTimeout } from './helpers/timeout.js';
+import { suite } from './helpers/peers.js';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const SCRIPT = findProgram(['script', '/usr/bin/script'], ['--version']);
 
 const SERVERS = [
   { name: 'select-server', expect: 'upper' as const },
@@ -137,6 +145,52 @@ describe('ported clients', () => {
       });
     }
   }
+});
+
+describe('ported clients when the server goes away or a line is long', () => {
+  for (const client of ['select-client', 'selectors-client']) {
+    it(`${client} exits 1 once the server has closed, even with its input still open`, async () => {
+      // A server that answers nothing and closes each connection at its first line.
+      const server = net.createServer((socket) => socket.once('data', () => socket.end()));
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      const port = (server.address() as net.AddressInfo).port;
+      const child = spawn(process.execPath, ['--import', 'tsx', `examples/${client}.ts`, String(port)], { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] });
+      let stdout = '';
+      child.stdout.setEncoding('utf8').on('data', (text: string) => (stdout += text));
+      try {
+        child.stdin.write('anyone there?\n');
+        const [code] = (await withTimeout(once(child, 'exit'), 10_000, `${client} to exit after the server left`)) as [number | null];
+        assert.equal(code, 1);
+        assert.match(stdout, /server closed the connection/);
+      } finally {
+        child.kill('SIGKILL');
+        await new Promise((resolve) => server.close(resolve));
+      }
+    });
+  }
+
+  it('select-client on a terminal sends a 10,000-character line whole (the terminal\'s own line editing would cut it at 4095)', { skip: SCRIPT === undefined && 'script (util-linux) is not installed' }, async () => {
+    const server = await startExample('select-server');
+    try {
+      const line = 'q'.repeat(10_000);
+      // script(1) gives the client a pseudo-terminal, as a person at a prompt has.
+      const child = spawn(SCRIPT!, ['-qfec', `${process.execPath} --import tsx examples/select-client.ts ${server.port}`, '/dev/null'], { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] });
+      let output = '';
+      child.stdout.setEncoding('utf8').on('data', (text: string) => (output += text));
+      try {
+        await waitUntil(() => output.includes('>:'), 15_000, 'the prompt');
+        child.stdin.write(`${line}\r`);
+        await waitUntil(() => output.includes('Q'.repeat(10_000)), 15_000, 'the whole line uppercased');
+        child.stdin.write('\x04');
+        const [code] = (await withTimeout(once(child, 'exit'), 10_000, 'select-client to exit at end of input')) as [number | null];
+        assert.equal(code, 0);
+      } finally {
+        child.kill('SIGKILL');
+      }
+    } finally {
+      await server.stop();
+    }
+  });
 });
 
 suite('ports beside the seed originals', seedUnavailable(), () => {

@@ -1,12 +1,12 @@
 // reprBytes (used in logs and the ported programs) against Python's own repr() of the same bytes.
 
-import { suite } from './helpers/peers.js';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { it } from 'node:test';
 import { reprBytes } from '../src/index.js';
 import { seedUnavailable } from './helpers/seed.js';
+import { suite } from './helpers/peers.js';
 
 suite('reprBytes', seedUnavailable(), () => {
   it("matches Python's repr() of bytes for every byte value and random data", () => {

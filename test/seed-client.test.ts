@@ -1,6 +1,5 @@
 // The seed's own Python clients talk to echoplex serve, as the article's readers would.
 
-import { suite } from './helpers/peers.js';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -8,6 +7,7 @@ import { it } from 'node:test';
 import { startServe } from './helpers/cli.js';
 import { seedProgram, seedUnavailable } from './helpers/seed.js';
 import { withTimeout } from './helpers/timeout.js';
+import { suite } from './helpers/peers.js';
 
 async function runPython(script: string, port: number, input: string): Promise<string> {
   const child = spawn('python3', [seedProgram(script), String(port)], { stdio: ['pipe', 'pipe', 'pipe'] });

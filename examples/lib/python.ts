@@ -87,18 +87,31 @@ export function portArgument(fallback: number): number {
   return arg === undefined ? fallback : Number.parseInt(arg, 10);
 }
 
+let reader: readline.Interface | undefined;
 let lines: AsyncIterableIterator<string> | undefined;
 
 /**
  * Python's input(prompt), awaited. Resolves null at end of input where Python raises EOFError.
- * The prompt is shown on a terminal only, so piped output holds just the replies.
+ * The prompt is shown on a terminal only, so piped output holds just the replies. On a terminal
+ * readline edits the line itself, as `echoplex client` does: the terminal's own line editing
+ * would cut every line at 4095 characters.
  */
 export async function input(prompt: string): Promise<string | null> {
-  if (lines === undefined) {
-    const rl = readline.createInterface({ input: process.stdin, terminal: false });
-    lines = rl[Symbol.asyncIterator]();
+  if (reader === undefined) {
+    reader = readline.createInterface({ input: process.stdin, output: process.stdout, terminal: process.stdin.isTTY === true });
+    lines = reader[Symbol.asyncIterator]();
   }
-  if (process.stdin.isTTY) process.stdout.write(prompt);
-  const next = await lines.next();
+  if (process.stdin.isTTY) {
+    reader.setPrompt(prompt);
+    reader.prompt();
+  }
+  const next = await lines!.next();
   return next.done ? null : next.value;
+}
+
+/** Python's sys.exit(status): what was printed goes out, the terminal is given back, the program ends. */
+export function exit(status = 0): never {
+  reader?.close();
+  flush();
+  process.exit(status);
 }
