@@ -1,8 +1,9 @@
 // Python-style non-blocking sockets: their life cycle on Node's listeners, their bytes through a data plane (native or streams).
 
 import { isIPv6 } from 'node:net';
-import { BlockingIOError, ERRNO, fromSystemError, OSError } from './errors.js';
+import { inspect } from 'node:util';
 import { chooseEngine, type EngineChoice } from '../native/engine.js';
+import { BlockingIOError, ERRNO, fromSystemError, OSError } from './errors.js';
 import { NativePlane } from './native-plane.js';
 import { READABLE, SHUT_RD, SHUT_RDWR, SHUT_WR, StreamPlane, type DataPlane } from './plane.js';
 import { transport, type ByteListener, type ByteStream } from './stream.js';
@@ -332,6 +333,11 @@ export class Socket implements Selectable, Disposable {
     // Python print it with every message.
     if (this.#state === 'connected' && !this.#plane?.pendingError()) return (this.#connectedText ??= this.#describe());
     return this.#describe();
+  }
+
+  /** `console.log(sock)` and `util.inspect` show what Python's print(sock) shows, not the object's fields. */
+  [inspect.custom](): string {
+    return this.toString();
   }
 
   #describe(): string {
