@@ -3,7 +3,7 @@
     {
       "target_name": "echoplex",
       "sources": ["native/addon.c", "native/glue.c", "native/echo_engine.c", "native/bench_engine.c", "native/socket_engine.c"],
-      "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+      "cflags": ["-O2", "-Wall", "-Wextra", "-Wpedantic"],
       "defines": ["NAPI_VERSION=8"]
     }
   ]

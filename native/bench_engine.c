@@ -173,10 +173,16 @@ static void write_burst(bench_connection_t *conn, const char *bytes, size_t leng
   // uv_try_write declines (EAGAIN) while earlier writes are queued, so the order holds.
   int written = uv_try_write((uv_stream_t *)&conn->tcp, &buf, 1);
   if (written == (int)length) return;
-  if (written < 0 && written != UV_EAGAIN) return close_connection(conn, written);
+  if (written < 0 && written != UV_EAGAIN) {
+    close_connection(conn, written);
+    return;
+  }
   size_t taken = written > 0 ? (size_t)written : 0;
   uv_write_t *req = malloc(sizeof *req);
-  if (req == NULL) return close_connection(conn, UV_ENOMEM);
+  if (req == NULL) {
+    close_connection(conn, UV_ENOMEM);
+    return;
+  }
   req->data = conn;
   buf = uv_buf_init((char *)bytes + taken, (unsigned int)(length - taken));
   // The burst lives as long as the engine, which outlives the handle's pending writes.
@@ -216,7 +222,10 @@ static void queue_answer(bench_connection_t *conn, unsigned replies) {
     if (bench->answer_count == bench->answer_capacity) {
       size_t capacity = bench->answer_capacity < 64 ? 64 : bench->answer_capacity * 2;
       bench_connection_t **grown = realloc(bench->to_answer, capacity * sizeof *grown);
-      if (grown == NULL) return close_connection(conn, UV_ENOMEM);
+      if (grown == NULL) {
+        close_connection(conn, UV_ENOMEM);
+        return;
+      }
       bench->to_answer = grown;
       bench->answer_capacity = capacity;
     }
@@ -262,7 +271,8 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
   bench_t *bench = conn->bench;
   if (nread < 0) {
     // End of stream before the run ends is the server leaving: JavaScript counts it as closed.
-    return close_connection(conn, (int)nread);
+    close_connection(conn, (int)nread);
+    return;
   }
   const unsigned char *bytes = (const unsigned char *)buf->base;
   size_t length = (size_t)nread;
@@ -437,6 +447,12 @@ static napi_value create_bench(napi_env env, napi_callback_info info) {
   return result;
 }
 
+static void release_connection(void *conn) {
+  connection_release(conn);
+}
+
+static const adoption_t ADOPTION = {&BENCH_CONNECTION_TAG, connection_finalize, release_connection, "adoptBench"};
+
 /** adoptBench(bench, fd, token): takes over a duplicate of the connected socket `fd` (the caller closes its own). */
 static napi_value adopt_bench(napi_env env, napi_callback_info info) {
   napi_value argv[3];
@@ -444,9 +460,7 @@ static napi_value adopt_bench(napi_env env, napi_callback_info info) {
   bench_t *bench = bench_arg(env, argv[0]);
   if (bench == NULL) return NULL;
   int32_t fd;
-  uv_loop_t *loop;
   CHECK(napi_get_value_int32(env, argv[1], &fd));
-  CHECK(napi_get_uv_event_loop(env, &loop));
   bench_connection_t *conn = calloc(1, sizeof *conn);
   double *send_times = malloc(4 * sizeof *send_times);
   if (conn == NULL || send_times == NULL) {
@@ -459,28 +473,15 @@ static napi_value adopt_bench(napi_env env, napi_callback_info info) {
   conn->capacity = 4;
   conn->refs = 1;
   bench->refs++;
-  bool held;
-  napi_value result = wrap_connection(env, conn, connection_finalize, &BENCH_CONNECTION_TAG, argv[2], &conn->token, &held);
-  if (result == NULL) {
-    if (!held) connection_release(conn);
-    return NULL;
-  }
   int opened;
-  int status = open_duplicate(loop, &conn->tcp, fd, &opened);
-  if (status < 0) {
-    napi_delete_reference(env, conn->token);
-    conn->token = NULL;
-    return throw_status(env, status, "adoptBench");
-  }
-  // The handle is the second owner, until its close callback.
-  conn->refs++;
-  conn->tcp.data = conn;
+  napi_value result = adopt_connection(env, &ADOPTION, conn, &conn->tcp, &conn->refs, &conn->token, argv[2], fd, &opened);
+  if (result == NULL) return NULL;
   if (opened < 0) {
     close_connection(conn, opened);
     return result;
   }
   uv_tcp_nodelay(&conn->tcp, 1);
-  status = uv_read_start((uv_stream_t *)&conn->tcp, on_alloc, on_read);
+  int status = uv_read_start((uv_stream_t *)&conn->tcp, on_alloc, on_read);
   if (status < 0) close_connection(conn, status);
   return result;
 }

@@ -110,7 +110,10 @@ static void fail(connection_t *conn, int status) {
 
 static void shut_down(connection_t *conn) {
   uv_shutdown_t *req = malloc(sizeof *req);
-  if (req == NULL) return fail(conn, UV_ENOMEM);
+  if (req == NULL) {
+    fail(conn, UV_ENOMEM);
+    return;
+  }
   req->data = conn;
   int status = uv_shutdown(req, (uv_stream_t *)&conn->tcp, on_shutdown);
   if (status < 0) {
@@ -133,7 +136,10 @@ static int can_resume(const connection_t *conn) {
 /** Hands the queued bytes to libuv as the one write in flight. */
 static void submit_queued(connection_t *conn) {
   write_request_t *req = malloc(sizeof *req);
-  if (req == NULL) return fail(conn, UV_ENOMEM);
+  if (req == NULL) {
+    fail(conn, UV_ENOMEM);
+    return;
+  }
   req->bytes = conn->queued;
   req->length = conn->queued_length;
   req->req.data = conn;
@@ -145,7 +151,8 @@ static void submit_queued(connection_t *conn) {
     // Never sent: the bytes stay counted in pending, and on_closed takes them off.
     free(req->bytes);
     free(req);
-    return fail(conn, status);
+    fail(conn, status);
+    return;
   }
   conn->writing = 1;
 }
@@ -176,14 +183,18 @@ static void send_bytes(connection_t *conn, const char *bytes, size_t length) {
     if (written == (int)length) return;
     if (written < 0 && written != UV_EAGAIN) {
       conn->pending += length;
-      return fail(conn, written);
+      fail(conn, written);
+      return;
     }
     if (written > 0) taken = (size_t)written;
   }
   size_t rest = length - taken;
   conn->pending += rest;
   int status = queue_bytes(conn, bytes + taken, rest);
-  if (status < 0) return fail(conn, status);
+  if (status < 0) {
+    fail(conn, status);
+    return;
+  }
   if (!conn->writing) submit_queued(conn);
   if (conn->pending >= conn->engine->max_buffered && conn->reading) {
     stop_reading(conn);
@@ -239,7 +250,10 @@ static void on_written(uv_write_t *req, int status) {
   free(request->bytes);
   free(request);
   if (conn->closing) return;
-  if (status < 0) return fail(conn, status);
+  if (status < 0) {
+    fail(conn, status);
+    return;
+  }
   if (conn->queued_length > 0) submit_queued(conn);
   // Resume halfway down, like a high-water mark with hysteresis, so the pipe never idles.
   if (can_resume(conn)) start_reading(conn);
@@ -354,6 +368,12 @@ static napi_value create_engine(napi_env env, napi_callback_info info) {
   return result;
 }
 
+static void release_connection(void *conn) {
+  connection_release(conn);
+}
+
+static const adoption_t ADOPTION = {&CONNECTION_TAG, connection_finalize, release_connection, "adopt"};
+
 /**
  * adopt(engine, fd, token): takes over a duplicate of the connected socket `fd` (the caller
  * closes its own) and starts echoing; `token` is handed to onClose when the connection closes.
@@ -362,32 +382,17 @@ static napi_value adopt(napi_env env, napi_callback_info info) {
   napi_value argv[3];
   if (get_args(env, info, 3, argv) == NULL) return NULL;
   int32_t fd;
-  uv_loop_t *loop;
   engine_t *engine = engine_arg(env, argv[0]);
   if (engine == NULL) return NULL;
   CHECK(napi_get_value_int32(env, argv[1], &fd));
-  CHECK(napi_get_uv_event_loop(env, &loop));
   connection_t *conn = calloc(1, sizeof *conn);
   if (conn == NULL) return throw_status(env, UV_ENOMEM, "adopt");
   conn->engine = engine;
   conn->refs = 1;
   engine->refs++;
-  bool held;
-  napi_value result = wrap_connection(env, conn, connection_finalize, &CONNECTION_TAG, argv[2], &conn->token, &held);
-  if (result == NULL) {
-    if (!held) connection_release(conn);
-    return NULL;
-  }
   int opened;
-  int status = open_duplicate(loop, &conn->tcp, fd, &opened);
-  if (status < 0) {
-    napi_delete_reference(env, conn->token);
-    conn->token = NULL;
-    return throw_status(env, status, "adopt");
-  }
-  // The handle is the second owner, until its close callback.
-  conn->refs++;
-  conn->tcp.data = conn;
+  napi_value result = adopt_connection(env, &ADOPTION, conn, &conn->tcp, &conn->refs, &conn->token, argv[2], fd, &opened);
+  if (result == NULL) return NULL;
   if (opened < 0) {
     fail(conn, opened);
     return result;

@@ -116,6 +116,30 @@ int open_duplicate(uv_loop_t *loop, uv_tcp_t *tcp, int fd, int *opened) {
   return 0;
 }
 
+napi_value adopt_connection(napi_env env, const adoption_t *kind, void *conn, uv_tcp_t *tcp, int *refs, napi_ref *token, napi_value js_token, int fd, int *opened) {
+  uv_loop_t *loop;
+  if (napi_get_uv_event_loop(env, &loop) != napi_ok) {
+    kind->release(conn);
+    return throw_failed(env, kind->what);
+  }
+  bool held;
+  napi_value result = wrap_connection(env, conn, kind->finalize, kind->tag, js_token, token, &held);
+  if (result == NULL) {
+    if (!held) kind->release(conn);
+    return NULL;
+  }
+  int status = open_duplicate(loop, tcp, fd, opened);
+  if (status < 0) {
+    // The object's finalizer frees the connection; no handle was made.
+    napi_delete_reference(env, *token);
+    *token = NULL;
+    return throw_status(env, status, kind->what);
+  }
+  (*refs)++;
+  tcp->data = conn;
+  return result;
+}
+
 void call_with_count(napi_env env, napi_async_context context, napi_ref receiver, napi_ref callback, uint32_t count) {
   if (receiver == NULL || callback == NULL) return;
   napi_handle_scope scope;

@@ -32,6 +32,26 @@ double *float64_array(napi_env env, napi_value value, size_t length);
  * caller releases it).
  */
 napi_value wrap_connection(napi_env env, void *data, napi_finalize finalize, const napi_type_tag *tag, napi_value token, napi_ref *token_ref, bool *held);
+/** How one engine's connections are adopted: what tags them, and how their owners let go. */
+typedef struct {
+  const napi_type_tag *tag;
+  /** The JavaScript object's finalizer: drops that owner of the connection. */
+  napi_finalize finalize;
+  /** Drops one owner of the connection (and frees it with the last). */
+  void (*release)(void *conn);
+  /** The JavaScript function's name, for errors. */
+  const char *what;
+} adoption_t;
+
+/**
+ * The adopt half of every engine's connection life cycle: wraps `conn` for JavaScript (a
+ * reference to `js_token` in `*token`), takes a duplicate of the connected socket `fd` on
+ * `tcp` (whose data becomes `conn`), and counts the open handle as the connection's second
+ * owner in `*refs` (the close callback drops it). Returns the object for JavaScript with
+ * `*opened` 0, ready to read, or a negative error that the caller closes the connection with;
+ * NULL with an error thrown when nothing was adopted (what was made is released).
+ */
+napi_value adopt_connection(napi_env env, const adoption_t *kind, void *conn, uv_tcp_t *tcp, int *refs, napi_ref *token, napi_value js_token, int fd, int *opened);
 /** A close-on-exec duplicate of the socket `fd`, or a negative errno. */
 int duplicate_socket(int fd);
 /**
