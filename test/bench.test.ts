@@ -168,6 +168,26 @@ for (const { name, engine, skip } of ENGINES) {
   });
 }
 
+describe('runBench progress', () => {
+  it('counts seconds into the measured window while measuring, never past --duration', async () => {
+    const running = await startServer();
+    try {
+      const seen: Array<{ phase: string; elapsed: number }> = [];
+      const result = await withTimeout(
+        runBench({ port: running.port, connections: 2, durationSeconds: 2, warmupSeconds: 1, onProgress: (p) => seen.push({ phase: p.phase, elapsed: p.elapsedSeconds }) }),
+        20_000,
+        'bench',
+      );
+      assert.equal(result.errors, 0);
+      const measuring = seen.filter((p) => p.phase === 'measuring');
+      assert.ok(measuring.length >= 1, JSON.stringify(seen));
+      for (const p of measuring) assert.ok(p.elapsed <= 2.2, `measuring ${p.elapsed.toFixed(2)}s in a 2 s run`);
+    } finally {
+      await running.close();
+    }
+  });
+});
+
 describe('runBench open loop', () => {
   it('open loop measures from the intended send time', async () => {
     const running = await startServer();

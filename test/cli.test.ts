@@ -1,13 +1,18 @@
 // The built CLI as a user runs it: exit statuses, messages, the listening line, signals.
 
 import assert from 'node:assert/strict';
-import { addonAbsence } from '../src/native/addon.js';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { describe, it } from 'node:test';
+import { addonAbsence } from '../src/native/addon.js';
 import { runCli, spawnCli, startServe } from './helpers/cli.js';
 import { connectTo, readToEnd } from './helpers/sockets.js';
+import { waitUntil } from './helpers/timeout.js';
 
 describe('echoplex --version', () => {
   const packageVersion = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -257,5 +262,88 @@ describe('logs', () => {
       await server.stop();
     }
     assert.doesNotMatch(server.stderr(), /new connection|shut down/);
+  });
+});
+
+describe('what a newcomer hit: clear errors and clean exits', () => {
+  it('bench and ping values no run can use are usage errors (exit 2) that name the flag', async () => {
+    const cases: Array<[string[], RegExp]> = [
+      [['bench', '--duration', '0'], /--duration must be more than 0/],
+      [['bench', '--size', '0'], /--size must be more than 0/],
+      [['bench', '--timeout', '0'], /--timeout must be more than 0/],
+      [['ping', '-s', '0', '-c', '1'], /--size must be at least 1 byte/],
+      [['ping', '--udp', '-s', '70000', '-c', '1'], /a UDP message holds at most 65507 bytes/],
+    ];
+    for (const [args, message] of cases) {
+      const started = performance.now();
+      const result = await runCli(args, { ms: 10_000 });
+      assert.equal(result.code, 2, `${args.join(' ')}: ${result.stderr}`);
+      assert.match(result.stderr, message);
+      assert.ok(performance.now() - started < 4000, `${args.join(' ')} waited instead of refusing`);
+    }
+  });
+
+  it('serve says what is wrong with a socket path in a missing directory, and with a port given twice', async () => {
+    const unix = await runCli(['serve', '--unix', '/nonexistent-echoplex-dir/x.sock']);
+    assert.equal(unix.code, 1);
+    assert.match(unix.stderr, /no such directory: \/nonexistent-echoplex-dir/);
+    assert.doesNotMatch(unix.stderr, /privileges/);
+    const twice = await runCli(['serve', '--port', '8080,8080']);
+    assert.equal(twice.code, 2);
+    assert.match(twice.stderr, /port 8080 is given twice/);
+  });
+
+  it('bench at a port nobody listens on says connection refused, prints no table, exits 1', async () => {
+    const closedPort = await new Promise<number>((resolve) => {
+      const probe = net.createServer().listen(0, '127.0.0.1', () => {
+        const { port } = probe.address() as net.AddressInfo;
+        probe.close(() => resolve(port));
+      });
+    });
+    const result = await runCli(['bench', '--port', String(closedPort), '--duration', '1'], { ms: 15_000 });
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, new RegExp(`cannot connect to tcp://127\\.0\\.0\\.1:${closedPort}: connection refused`));
+    assert.equal(result.stdout, '', 'no table of zeros');
+  });
+
+  it('bench --report into a missing directory is refused before the run; a written report says where', async () => {
+    const started = performance.now();
+    const refused = await runCli(['bench', '--duration', '5', '--report', '/nonexistent-echoplex-dir/r.html'], { ms: 10_000 });
+    assert.equal(refused.code, 2, refused.stderr);
+    assert.match(refused.stderr, /--report: cannot write .*no such directory/);
+    assert.ok(performance.now() - started < 4000, 'it ran the bench first');
+    const server = await startServe(['--quiet']);
+    const dir = await mkdtemp(join(tmpdir(), 'echoplex-report-'));
+    try {
+      const report = join(dir, 'r.html');
+      const written = await runCli(['bench', '--port', String(server.port), '-n', '200', '--report', report], { ms: 20_000 });
+      assert.equal(written.code, 0, written.stderr);
+      assert.match(written.stderr, new RegExp(`report written to ${report.replace(/[.]/g, '\\.')}`));
+      assert.match(await readFile(report, 'utf8'), /<html/);
+    } finally {
+      await server.stop();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('boolean variables take 1/true/yes/on and 0/false/no/off; anything else is a usage error naming the variable', async () => {
+    const notQuiet = await startServe([], { env: { ECHOPLEX_QUIET: 'false' } });
+    try {
+      await runCli(['client', '--port', String(notQuiet.port)], { input: 'x\n' });
+      await waitUntil(() => /new connection from/.test(notQuiet.stderr()), 5000, 'the open line');
+    } finally {
+      await notQuiet.stop();
+    }
+    const quiet = await startServe([], { env: { ECHOPLEX_QUIET: 'yes' } });
+    try {
+      await runCli(['client', '--port', String(quiet.port)], { input: 'x\n' });
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      assert.doesNotMatch(quiet.stderr(), /new connection from/);
+    } finally {
+      await quiet.stop();
+    }
+    const bad = await runCli(['serve', '--port', '0'], { env: { ECHOPLEX_QUIET: 'maybe' } });
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /ECHOPLEX_QUIET must be one of 1, true, yes, on, 0, false, no, off; got "maybe"/);
   });
 });

@@ -3,6 +3,7 @@
 
 import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
+import { ConnectError, describeSocketError } from '../core/errors.js';
 import { checkDescriptorBudget } from '../core/descriptors.js';
 import { builtInTransform } from '../protocol/transforms.js';
 import { BenchConnection } from './connection.js';
@@ -50,6 +51,11 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
 
   if (run.descriptorsExhausted) {
     throw new BenchSetupError(`ran out of file descriptors opening ${settings.connections} connections: raise the limit with \`ulimit -n\``);
+  }
+  // Not one connection opened: a table of zeros would hide why, as a client would not.
+  if (run.connectionsOpened === 0 && run.errorsByKind.connect > 0) {
+    const reason = run.firstConnectError === undefined ? `no connection within --timeout (${settings.timeoutSeconds} s)` : describeSocketError(run.firstConnectError);
+    throw new ConnectError(`cannot connect to ${describeTarget(settings.target)}: ${reason}`, run.firstConnectError);
   }
   const durationSeconds = Math.max(run.measureEndedAt - (run.measureStartedAt || run.measureEndedAt), 1) / 1000;
   return {
@@ -147,6 +153,7 @@ function openConnection(run: Run, settled: () => void, replacement = false): voi
   const countFailure = (err?: NodeJS.ErrnoException) => {
     if (run.phase === 'done') return;
     run.errorsByKind.connect++;
+    run.firstConnectError ??= err;
     if (err?.code === 'EMFILE' || err?.code === 'ENFILE') run.descriptorsExhausted = true;
     settled();
     if (replacement) run.lost(0);
@@ -158,6 +165,7 @@ function openConnection(run: Run, settled: () => void, replacement = false): voi
   };
   const opened = (connection: LoadConnection) => {
     run.live.add(connection);
+    run.connectionsOpened++;
     if (replacement) {
       const now = performance.now();
       run.replaced(startedAt, now - startedAt);
@@ -306,7 +314,9 @@ function startProgress(run: Run, onProgress: (progress: BenchProgress) => void):
     const rate = ((run.measured - lastMeasured) * 1000) / (now - lastAt);
     lastMeasured = run.measured;
     lastAt = now;
-    onProgress({ elapsedSeconds: (now - begin) / 1000, phase: run.phase, messagesPerSecond: rate, errors: run.errors });
+    // Measuring, the clock is the measured window's, as long as --duration says it will be.
+    const since = run.phase === 'measuring' && run.measureStartedAt > 0 ? run.measureStartedAt : begin;
+    onProgress({ elapsedSeconds: (now - since) / 1000, phase: run.phase, messagesPerSecond: rate, errors: run.errors });
   }, 1000);
   return () => clearInterval(timer);
 }

@@ -54,6 +54,9 @@ export class Run {
   engine: RunEngine | undefined;
   mismatchedBytes = 0;
   descriptorsExhausted = false;
+  /** Connections that opened, over the run; with none, the first connect error says why. */
+  connectionsOpened = 0;
+  firstConnectError: NodeJS.ErrnoException | undefined;
   readonly errorsByKind: Record<BenchErrorKind, number> = { connect: 0, closed: 0, timeout: 0, mismatch: 0 };
   readonly histogram = new LatencyHistogram();
   /** Connection set-up times, when connections are replaced during the run. */

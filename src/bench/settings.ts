@@ -1,11 +1,10 @@
 // What a bench run is asked for and what it reports: options, their defaults and checks, results.
 
 import { chooseEngine, type EngineChoice, type EngineName } from '../native/engine.js';
-import { EchoplexError } from '../core/errors.js';
+import { EchoplexError, UsageError } from '../core/errors.js';
 import type { CustomExpectation, TransformName } from '../protocol/transforms.js';
-import { MAX_UDP_PAYLOAD } from '../server/udp.js';
 import type { LatencySummary, PercentilePoint } from './histogram.js';
-import { resolveTarget, type BenchTarget } from '../protocol/transports.js';
+import { MAX_UDP_PAYLOAD, resolveTarget, type BenchTarget } from '../protocol/transports.js';
 
 export interface BenchOptions extends Partial<BenchTarget> {
   /** Concurrent connections. Default 50. */
@@ -53,6 +52,7 @@ export interface BenchOptions extends Partial<BenchTarget> {
 }
 
 export interface BenchProgress {
+  /** Seconds into the current phase: while measuring, into the measured window. */
   elapsedSeconds: number;
   phase: 'connecting' | 'warmup' | 'measuring' | 'draining';
   messagesPerSecond: number;
@@ -114,7 +114,7 @@ type OptionalSetting = 'messages' | 'rate' | 'connectRate' | 'expectPrefix' | 'm
 /** BenchOptions with every default filled in. */
 export type Settings = Required<Omit<BenchOptions, OptionalSetting | 'onProgress' | 'engine' | keyof BenchTarget>> & Pick<BenchOptions, OptionalSetting> & { target: BenchTarget; engine: EngineName };
 
-/** Fills in the defaults and checks that the settings can work; throws BenchSetupError if not. */
+/** Fills in the defaults and checks them; values no run can use throw a UsageError. */
 export function resolveSettings(options: BenchOptions): Settings {
   const settings: Settings = {
     target: resolveTarget(options),
@@ -137,24 +137,25 @@ export function resolveSettings(options: BenchOptions): Settings {
   return settings;
 }
 
+/** Values no run can use are usage errors (the CLI exits 2), named as the CLI names them. */
 function validate(settings: Settings): void {
-  const positive = (name: string, value: number | undefined) => {
-    if (value !== undefined && !(Number.isFinite(value) && value > 0)) throw new BenchSetupError(`${name} must be a positive number, got ${value}`);
+  const positive = (flag: string, value: number | undefined) => {
+    if (value !== undefined && !(Number.isFinite(value) && value > 0)) throw new UsageError(`${flag} must be more than 0, got ${value}`);
   };
-  positive('connections', settings.connections);
-  positive('size', settings.size);
-  positive('pipeline', settings.pipeline);
-  positive('duration', settings.durationSeconds);
-  positive('messages', settings.messages);
-  positive('rate', settings.rate);
-  positive('connect rate', settings.connectRate);
-  positive('messages per connection', settings.messagesPerConnection);
+  positive('--connections', settings.connections);
+  positive('--size', settings.size);
+  positive('--pipeline', settings.pipeline);
+  positive('--duration', settings.durationSeconds);
+  positive('--messages', settings.messages);
+  positive('--rate', settings.rate);
+  positive('--connect-rate', settings.connectRate);
+  positive('--messages-per-connection', settings.messagesPerConnection);
+  positive('--timeout', settings.timeoutSeconds);
   if (settings.messagesPerConnection !== undefined) {
-    if (!Number.isInteger(settings.messagesPerConnection)) throw new BenchSetupError(`messages per connection must be a whole number, got ${settings.messagesPerConnection}`);
-    if (settings.rate !== undefined) throw new BenchSetupError('messages per connection applies to the closed loop, not with a rate');
-    if (settings.target.udp) throw new BenchSetupError('messages per connection needs connections: not with UDP');
+    if (!Number.isInteger(settings.messagesPerConnection)) throw new UsageError(`--messages-per-connection must be a whole number, got ${settings.messagesPerConnection}`);
+    if (settings.rate !== undefined) throw new UsageError('--messages-per-connection applies to the closed loop, not with --rate');
+    if (settings.target.udp) throw new UsageError('--messages-per-connection needs connections: not with --udp');
   }
-  positive('timeout', settings.timeoutSeconds);
-  if (settings.target.udp && settings.size > MAX_UDP_PAYLOAD) throw new BenchSetupError(`a UDP message holds at most ${MAX_UDP_PAYLOAD} bytes, got --size ${settings.size}`);
-  if (!(settings.warmupSeconds >= 0)) throw new BenchSetupError(`warm-up must be 0 or more seconds, got ${settings.warmupSeconds}`);
+  if (settings.target.udp && settings.size > MAX_UDP_PAYLOAD) throw new UsageError(`--size: a UDP message holds at most ${MAX_UDP_PAYLOAD} bytes, got ${settings.size}`);
+  if (!(settings.warmupSeconds >= 0)) throw new UsageError(`--warmup must be 0 or more seconds, got ${settings.warmupSeconds}`);
 }

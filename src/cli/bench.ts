@@ -1,10 +1,12 @@
 // `echoplex bench`: flags to a run, a progress line on a terminal, a table or JSON, exit 1 on any error.
 
-import { writeFile } from 'node:fs/promises';
+import { access, constants, writeFile } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import type { BenchOptions, BenchResult } from '../bench/settings.js';
 import { UsageError } from '../core/errors.js';
-import { MAX_UDP_PAYLOAD } from '../server/udp.js';
+import { ENGINE_CHOICES, type EngineChoice } from '../native/engine.js';
+import { envOption } from './environment.js';
 import { parsePositiveInteger, parseSeconds, parseSize } from './parsers.js';
 import { expectationFromFlag, expectationOptions, targetFromFlags, targetOptions, type TargetFlags } from './target.js';
 
@@ -25,6 +27,7 @@ interface BenchFlags extends TargetFlags {
   timeout: number;
   json: boolean;
   report?: string;
+  engine: EngineChoice;
 }
 
 export function benchCommand(): Command {
@@ -49,6 +52,7 @@ export function benchCommand(): Command {
     .addOption(new Option('--timeout <seconds>', 'longest wait for a reply or a connection').default(5).argParser(parseSeconds))
     .option('--json', 'print one JSON object instead of the table', false)
     .option('--report <file.html>', 'also write a self-contained HTML report')
+    .addOption(envOption('--engine <engine>', 'what carries the closed loop over TCP: native (C), portable (net.Socket), auto: native where built').choices(ENGINE_CHOICES).default('auto'))
     .action(async (flags: BenchFlags) => {
       process.exitCode = await bench(flags);
     });
@@ -62,7 +66,8 @@ async function bench(flags: BenchFlags): Promise<number> {
     import('../bench/html.js'),
     import('../bench/report.js'),
   ]);
-  if (flags.udp && flags.size > MAX_UDP_PAYLOAD) throw new UsageError(`--size: a UDP message holds at most ${MAX_UDP_PAYLOAD} bytes, got ${flags.size}`);
+  // A report that cannot be written is found out now, not after the whole run.
+  if (flags.report !== undefined) await checkWritable(flags.report);
   const progressLine = !flags.json && process.stdout.isTTY;
   const options: BenchOptions = {
     ...(await targetFromFlags(flags)),
@@ -75,6 +80,7 @@ async function bench(flags: BenchFlags): Promise<number> {
     lines: flags.lines,
     ...(flags.expectPrefix !== undefined && { expectPrefix: flags.expectPrefix }),
     timeoutSeconds: flags.timeout,
+    engine: flags.engine,
     ...(flags.messages !== undefined && { messages: flags.messages }),
     ...(flags.warmup !== undefined && { warmupSeconds: flags.warmup }),
     ...(flags.connectRate !== undefined && { connectRate: flags.connectRate }),
@@ -82,20 +88,31 @@ async function bench(flags: BenchFlags): Promise<number> {
     ...(flags.rate !== undefined && { rate: flags.rate }),
     ...(progressLine && {
       onProgress: (p) => {
-        process.stdout.write(`\r\x1b[K${p.phase} ${p.elapsedSeconds.toFixed(0)}s  ${Math.round(p.messagesPerSecond).toLocaleString('en-US')} msg/s  errors ${p.errors}`);
+        process.stdout.write(`\r\x1b[K${p.phase} ${Math.floor(p.elapsedSeconds)}s  ${Math.round(p.messagesPerSecond).toLocaleString('en-US')} msg/s  errors ${p.errors}`);
       },
     }),
   };
   const result = await runBench(options);
   if (progressLine) process.stdout.write('\r\x1b[K');
-  if (flags.report) await writeFile(flags.report, renderHtmlReport(result));
   if (flags.json) {
     const { percentiles: _curve, ...summary } = result;
     process.stdout.write(`${JSON.stringify(summary)}\n`);
   } else {
     process.stdout.write(formatTable(result));
   }
-  if (passed(result)) return 0;
+  // After the results, so that a report that fails to write loses nothing else.
+  let reportFailed = false;
+  if (flags.report !== undefined) {
+    const path = resolve(flags.report);
+    try {
+      await writeFile(path, renderHtmlReport(result));
+      process.stderr.write(`echoplex bench: report written to ${path}\n`);
+    } catch (err) {
+      process.stderr.write(`echoplex bench: cannot write the report to ${path}: ${(err as Error).message}\n`);
+      reportFailed = true;
+    }
+  }
+  if (passed(result)) return reportFailed ? 1 : 0;
   process.stderr.write(`echoplex bench: FAILED: errors ${errorSummary(result)}, ${result.mismatchedBytes} mismatched bytes\n`);
   const hint = timeoutHint(result, flags.lines === true);
   if (hint !== undefined) process.stderr.write(`echoplex bench: (${hint})\n`);
@@ -119,4 +136,15 @@ function timeoutHint(result: BenchResult, lines: boolean): string | undefined {
   }
   const waited = result.errorsByKind.timeout;
   return `${waited} ${waited === 1 ? 'connection' : 'connections'} waited over --timeout for a reply while others were answered: a server slow to accept (a small listen backlog: try --connect-rate) or one that stalls some clients`;
+}
+
+/** A usage error unless `path` can be written: its directory exists and takes files. */
+async function checkWritable(path: string): Promise<void> {
+  const directory = dirname(resolve(path));
+  try {
+    await access(directory, constants.W_OK);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new UsageError(`--report: cannot write ${path}: ${code === 'ENOENT' ? `no such directory ${directory}` : `${directory} is not writable`}`);
+  }
 }

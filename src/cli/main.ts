@@ -5,6 +5,7 @@ import { Command, CommanderError } from 'commander';
 import { EchoplexError, UsageError } from '../core/errors.js';
 import { VERSION } from '../core/version.js';
 import { benchCommand } from './bench.js';
+import { readBooleanVariables } from './environment.js';
 import { clientCommand } from './client.js';
 import { pingCommand } from './ping.js';
 import { serveCommand } from './serve.js';
@@ -23,7 +24,7 @@ function program(): Command {
     .addCommand(pingCommand());
   // Usage errors exit 2, like other Unix tools; commander would exit 1.
   root.exitOverride();
-  for (const command of root.commands) command.exitOverride();
+  for (const command of root.commands) readBooleanVariables(command.exitOverride());
   return root;
 }
 

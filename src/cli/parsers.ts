@@ -11,9 +11,12 @@ export function parsePort(value: string): number {
   return port;
 }
 
-/** `9000` or `9000,9001,9002`. */
+/** `9000` or `9000,9001,9002`; a port given twice (other than 0, a fresh pick each time) is an error. */
 export function parsePortList(value: string): number[] {
-  return value.split(',').map((part) => parsePort(part.trim()));
+  const ports = value.split(',').map((part) => parsePort(part.trim()));
+  const twice = ports.find((port, index) => port !== 0 && ports.indexOf(port) !== index);
+  if (twice !== undefined) throw new InvalidArgumentError(`port ${twice} is given twice.`);
+  return ports;
 }
 
 export function parseNonNegativeInteger(value: string): number {

@@ -3,7 +3,8 @@
 
 import { performance } from 'node:perf_hooks';
 import type { Writable } from 'node:stream';
-import { describeTarget, openBenchSocket, resolveTarget, type BenchSocket, type BenchTarget } from '../protocol/transports.js';
+import { UsageError } from '../core/errors.js';
+import { describeTarget, MAX_UDP_PAYLOAD, openBenchSocket, resolveTarget, type BenchSocket, type BenchTarget } from '../protocol/transports.js';
 import type { CustomExpectation } from '../protocol/transforms.js';
 import { builtInTransform, type TransformName } from '../protocol/transforms.js';
 
@@ -152,6 +153,10 @@ const ms = (value: number) => value.toFixed(3);
 export async function runPing(options: PingOptions): Promise<PingSummary> {
   const target = resolveTarget(options);
   const size = options.size ?? 64;
+  // An empty message would "come back" at once with nothing timed; a datagram has a ceiling.
+  if (!(Number.isInteger(size) && size >= 1)) throw new UsageError(`--size must be at least 1 byte, got ${size}`);
+  if (target.udp && size > MAX_UDP_PAYLOAD) throw new UsageError(`--size: a UDP message holds at most ${MAX_UDP_PAYLOAD} bytes, got ${size}`);
+  if (!((options.timeoutSeconds ?? 5) > 0)) throw new UsageError(`--timeout must be more than 0 seconds, got ${options.timeoutSeconds}`);
   const timeoutMs = (options.timeoutSeconds ?? 5) * 1000;
   const intervalMs = (options.intervalSeconds ?? 1) * 1000;
   const expect = options.expect ?? 'echo';

@@ -61,7 +61,7 @@ export function describeListenError(code: string | undefined, fallback: string, 
     case 'EACCES':
       return path === undefined ? 'permission denied (ports below 1024 need privileges)' : 'permission denied (cannot create the socket file there)';
     case 'ENOENT':
-      return path === undefined ? fallback : 'no such directory for the socket file';
+      return path === undefined ? fallback : `no such directory: ${path.slice(0, Math.max(path.lastIndexOf('/'), 1))}`;
     case 'EADDRNOTAVAIL':
       return 'address not available on this host';
     case 'ENOTFOUND':

@@ -110,12 +110,12 @@ export const STATUS_PAGE = `<!doctype html>
 </head>
 <body>
 <h1>echoplex</h1>
-<div class="sub">live, one sample per second, last 5 minutes &middot; <span id="state">connecting&hellip;</span></div>
+<div class="sub">live, one sample per second; each chart shows the last minute, growing to the last five &middot; <span id="state">connecting&hellip;</span></div>
 <div class="tiles">
   <div class="tile"><div class="label">connections</div><div class="value" id="connections">&ndash;</div></div>
   <div class="tile"><div class="label">received /s</div><div class="value" id="throughput">&ndash;</div></div>
   <div class="tile"><div class="label">sent /s</div><div class="value" id="sent">&ndash;</div></div>
-  <div class="tile"><div class="label">messages /s</div><div class="value" id="messages" title="UDP datagrams and lines in line mode">&ndash;</div></div>
+  <div class="tile"><div class="label" id="messages-label">lines + datagrams /s</div><div class="value" id="messages" title="Lines in line mode and UDP datagrams; a raw TCP stream has no messages, only bytes (received /s)">&ndash;</div></div>
   <div class="tile"><div class="label">errors (total)</div><div class="value" id="errors">&ndash;</div></div>
   <div class="tile"><div class="label">rejected (total)</div><div class="value" id="rejected">&ndash;</div></div>
 </div>

@@ -8,6 +8,9 @@ import { encodeProxyV1, encodeProxyV2, type ProxyEndpoint } from './proxy-protoc
 import { descriptorOf } from '../native/descriptor.js';
 import { formatEndpoint } from '../core/address.js';
 
+/** The largest UDP payload over IPv4 (65,535 minus the IP and UDP headers). */
+export const MAX_UDP_PAYLOAD = 65_507;
+
 export interface BenchTarget {
   host: string;
   port: number;

@@ -1,7 +1,9 @@
 // Listening sockets, always on net.Server (TLS, Unix sockets and cluster workers alike); an engine takes each connection.
 
 import cluster from 'node:cluster';
+import { existsSync } from 'node:fs';
 import { lstat, unlink } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
 import net from 'node:net';
 import tls from 'node:tls';
 import { describeListenError, ListenError, systemErrorCode } from '../core/errors.js';
@@ -112,7 +114,7 @@ export async function listenNet(options: NetListenOptions): Promise<Listener> {
 
 async function startListening(server: net.Server, where: net.ListenOptions, endpoint: string, handler: AcceptHandler): Promise<void> {
   await new Promise<void>((resolve, reject) => {
-    const onError = (err: Error) => reject(new ListenError(endpoint, describeListenError(systemErrorCode(err), err.message, where.path), err));
+    const onError = (err: Error) => reject(new ListenError(endpoint, describeListenError(socketDirectoryMissing(where.path) ? 'ENOENT' : systemErrorCode(err), err.message, where.path), err));
     server.once('error', onError);
     server.listen(where, () => {
       server.off('error', onError);
@@ -206,6 +208,11 @@ function certificateSubject(socket: tls.TLSSocket): string | undefined {
   return Object.entries(subject)
     .map(([key, value]) => `${key}=${Array.isArray(value) ? value.join('+') : value}`)
     .join(',');
+}
+
+/** libuv reports a socket path in a missing directory as EACCES: tell the two apart. */
+function socketDirectoryMissing(path: string | undefined): boolean {
+  return path !== undefined && !existsSync(dirname(resolve(path)));
 }
 
 /**

@@ -12,8 +12,7 @@ import type { Listener } from './listener.js';
 import type { ServerStats } from './stats.js';
 import type { Transform } from '../protocol/transforms.js';
 
-/** The largest UDP payload over IPv4 (65,535 minus the IP and UDP headers). */
-export const MAX_UDP_PAYLOAD = 65_507;
+export { MAX_UDP_PAYLOAD } from '../protocol/transports.js';
 
 export interface UdpEchoOptions {
   host: string;
