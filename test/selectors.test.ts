@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
 import net from 'node:net';
+import { format, inspect } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import {
   AlreadyRegisteredError,
@@ -393,6 +394,17 @@ suite(`selectors on the ${engine} engine`, engine === 'native' ? nativeSkip : un
       l = await listener();
     });
     after(() => l.server.close());
+
+    it('prints like Python under console.log and util.inspect: fd, laddr and raddr, not the object\'s fields', async () => {
+      const [client, conn] = await l.pair();
+      const [host, port] = client.getsockname();
+      const shown = inspect(conn);
+      assert.equal(shown, String(conn));
+      assert.match(shown, new RegExp(`^<socket fd=${conn.fileno()}, laddr=\\('127\\.0\\.0\\.1', ${l.port}\\), raddr=\\('${host.replace(/\./g, '\\.')}', ${port}\\)>$`));
+      assert.equal(format('%o', [conn]).includes('#state'), false);
+      client.close();
+      conn.close();
+    });
 
     it('recv: BlockingIOError when empty, data when ready, empty Buffer at end of stream', async () => {
       const [client, conn] = await l.pair();
