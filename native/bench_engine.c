@@ -1,8 +1,8 @@
 // The bench engine: the closed loop of `echoplex bench` over plain TCP, run by C callbacks on Node's event loop.
 //
 // In TypeScript the load generator pays one JavaScript callback per read, as the server did
-// before its engine (echo_engine.c): about 0.65-0.72x the message rate of a C epoll load
-// generator from one core (BENCHMARKS.md), against a bar of 0.8x. A connection adopted here is
+// before its engine (echo_engine.c), and falls short of a C epoll load generator's message
+// rate from one core (BENCHMARKS.md has the figures). A connection adopted here is
 // read, verified byte by byte, timed and answered in C. JavaScript (src/bench/native-bench.ts)
 // keeps every decision about the run: it opens the connections, moves the phases, and records
 // each reply's latency in its HDR histogram, from a batch of (sent at, received at) pairs that

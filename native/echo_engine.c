@@ -1,14 +1,13 @@
 // The native engine: echoes adopted TCP connections inside libuv, with no call into JavaScript per message.
 //
-// Node's own TCP path costs one JavaScript callback per read (about 2.5 us of CPU per 64-byte
-// echo on these machines, against 0.2 us for the whole per-message user time of a C epoll
-// server; BENCHMARKS.md). A
-// connection adopted here is read, transformed and written back by C callbacks on Node's own
-// event loop; JavaScript hears about it once, when it closes. Everything that needs a decision
-// per connection (admission, limits, logs, metrics, shutdown) stays in TypeScript
-// (src/server/native-connection.ts), which calls into this file through Node-API.
+// Node's own TCP path costs one JavaScript callback per read, several times the whole
+// per-message user time of a C epoll server (BENCHMARKS.md has the figures). A connection
+// adopted here is read, transformed and written back by C callbacks on Node's own event loop;
+// JavaScript hears about it when it is adopted and when it closes. Everything that needs a
+// decision per connection (admission, limits, logs, metrics, shutdown) stays in TypeScript
+// (src/server/engines/native.ts), which calls into this file through Node-API.
 //
-// Semantics mirror src/server/raw-connection.ts: replies are queued in order; past
+// Semantics mirror the portable engine (src/server/engines/portable.ts): replies are queued in order; past
 // max_buffered unsent bytes the connection is not read until half of them are gone; the
 // peer's FIN is answered, after every pending byte, by ours; the connection closes when both
 // directions are done, or at the first error.

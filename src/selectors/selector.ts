@@ -203,8 +203,8 @@ export class DefaultSelector<T = unknown> extends BaseSelector<T> {
     this.#candidates.add(key);
     // A waiting select() is woken once the event loop has read every socket that is ready in
     // this turn, so that one answer holds them all, as one epoll_wait() does. Woken at the first
-    // change, it answered one key per pass, and the selectors port spent 15.7-23.8 us of CPU per
-    // message instead of 14.1-16.6 (BENCHMARKS.md).
+    // change, it answered one key per pass, and the selectors port spent more CPU per message
+    // (docs/performance-history.md).
     if (this.#wake !== undefined && !this.#wakeQueued) {
       this.#wakeQueued = true;
       afterThisTurnsReads(this.#wakeAfterReads);

@@ -47,14 +47,14 @@ export interface ConnectionContext {
 const PEER_GONE_CODES = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED', 'ETIMEDOUT']);
 
 /**
- * The transport-independent half of a connection. Subclasses move bytes (a net.Socket, or
- * libuv's TCP handle directly) and call `received`, `inputEnded`, `failed` and `closed`; this
- * class reads the PROXY header if there is one, cuts lines in line mode, applies the transform,
- * and keeps the counters and log lines.
+ * The engine-independent half of a connection, and the per-connection half of the engine seam
+ * (engines/engine.ts). Subclasses move bytes (a net.Socket, or the C addon) and call
+ * `received`, `inputEnded`, `failed` and `closed`; this class reads the PROXY header if there
+ * is one, cuts lines in line mode, applies the transform, and keeps the counters and log lines.
  */
 export abstract class Connection {
   readonly id: number;
-  /** Counted here unless a subclass moves the bytes itself (see native-connection.ts). */
+  /** Counted here unless the engine moves the bytes itself (see engines/native.ts). */
   protected receivedBytes = 0;
   protected sentBytes = 0;
   /** Bytes received at the last shutdown sweep (see shutdown.ts). */
