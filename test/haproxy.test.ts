@@ -139,6 +139,11 @@ suite('behind HAProxy with send-proxy-v2', skipUnless(HAPROXY, 'haproxy', 'hapro
     let served = 0;
     const deadline = Date.now() + 10_000;
     let markedDown = false;
+    // A connection that reaches the stopping instance's accept queue in the instant its listener
+    // closes is reset by the kernel, and HAProxy does not retry a connection the backend had
+    // accepted: the first one, sent while the signal is being handled, may meet that (about one
+    // run in twenty). Every one after it must be served.
+    if (await echoThrough(frontend)) served++;
     while (Date.now() < deadline && !(markedDown && served >= 30)) {
       assert.ok(await echoThrough(frontend), `connection ${served + 1} failed`);
       served++;

@@ -30,6 +30,31 @@ export class LatencyHistogram {
     return this.#histogram.totalCount;
   }
 
+  /** HdrHistogram's compressed base64 encoding (V2), as its libraries and log tools read it. */
+  encode(): string {
+    return hdr.encodeIntoCompressedBase64(this.#histogram);
+  }
+
+  /** Adds every value of an encoded histogram (a run from another generator, say). */
+  addEncoded(encoded: string): void {
+    this.#histogram.add(hdr.decodeFromCompressedBase64(encoded, 32, false));
+  }
+
+  /** Adds the values of `other`. */
+  add(other: LatencyHistogram): void {
+    this.#histogram.add(other.#histogram);
+  }
+
+  /** Forgets every value (for interval histograms). */
+  reset(): void {
+    this.#histogram.reset();
+  }
+
+  /** The underlying HdrHistogram, for its log writer. */
+  get hdr(): hdr.Histogram {
+    return this.#histogram;
+  }
+
   summary(): LatencySummary {
     const h = this.#histogram;
     if (h.totalCount === 0) return { min: 0, mean: 0, p50: 0, p90: 0, p99: 0, p999: 0, max: 0 };

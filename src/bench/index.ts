@@ -8,3 +8,5 @@ export type { CustomExpectation } from '../protocol/transforms.js';
 export type { LatencySummary, PercentilePoint } from './histogram.js';
 export { renderHtmlReport } from './html.js';
 export { formatTable } from './report.js';
+export { mergeResults } from './merge.js';
+export type { ThresholdOutcome } from './thresholds.js';

@@ -2,6 +2,7 @@
 // paces the open loop, and turns a run into its verified results.
 
 import { randomBytes } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
 import { ConnectError, describeSocketError } from '../core/errors.js';
 import { checkDescriptorBudget } from '../core/descriptors.js';
@@ -9,6 +10,8 @@ import { builtInTransform } from '../protocol/transforms.js';
 import { BenchConnection } from './connection.js';
 import { NativeBench } from './native-bench.js';
 import { Run, type LoadConnection } from './run.js';
+import { checkThresholds } from './thresholds.js';
+import { IntervalLog } from './hdr-log.js';
 import { BenchSetupError, resolveSettings, type BenchOptions, type BenchProgress, type BenchResult, type Settings } from './settings.js';
 import { adoptable, connectForAdoption, describeTarget, openBenchSocket } from '../protocol/transports.js';
 
@@ -49,6 +52,11 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
     });
   });
 
+  if (settings.hdrLog !== undefined && run.intervalLog !== undefined) {
+    // The last interval holds the replies that came in while draining.
+    run.intervalLog.cut(Date.now());
+    await writeFile(settings.hdrLog, run.intervalLog.text());
+  }
   if (run.descriptorsExhausted) {
     throw new BenchSetupError(`ran out of file descriptors opening ${settings.connections} connections: raise the limit with \`ulimit -n\``);
   }
@@ -58,6 +66,8 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
     throw new ConnectError(`cannot connect to ${describeTarget(settings.target)}: ${reason}`, run.firstConnectError);
   }
   const durationSeconds = Math.max(run.measureEndedAt - (run.measureStartedAt || run.measureEndedAt), 1) / 1000;
+  const latencyUs = run.histogram.summary();
+  const messagesPerSecond = round(run.measured / durationSeconds, 1);
   return {
     target: describeTarget(settings.target),
     mode: settings.rate !== undefined ? 'open-loop' : 'closed-loop',
@@ -76,14 +86,17 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
     messagesPerConnection: settings.messagesPerConnection ?? null,
     connectsPerSecond: settings.messagesPerConnection !== undefined ? round(run.connectHistogram.count / durationSeconds, 1) : null,
     connectLatencyUs: settings.messagesPerConnection !== undefined ? run.connectHistogram.summary() : null,
-    messagesPerSecond: round(run.measured / durationSeconds, 1),
+    messagesPerSecond,
     bytesPerSecond: Math.round((run.measured * settings.size) / durationSeconds),
-    latencyUs: run.histogram.summary(),
+    latencyUs,
     errors: run.errors,
     errorsByKind: { ...run.errorsByKind },
     mismatchedBytes: run.mismatchedBytes,
     timeline: wholeSeconds(run.timeline, durationSeconds),
     percentiles: run.histogram.curve(),
+    latencyHistogram: run.histogram.encode(),
+    startedAt: new Date(performance.timeOrigin + (run.measureStartedAt || run.measureEndedAt)).toISOString(),
+    thresholds: checkThresholds(settings.thresholds, { latencyUs, messages: run.measured, errors: run.errors, messagesPerSecond }),
     loadCpuPercent: round((run.measuredCpuMicros / (durationSeconds * 1e6)) * 100, 1),
   };
 }
@@ -241,11 +254,16 @@ function replace(run: Run, connection: BenchConnection): void {
 
 /** Warm-up, then the measured window, then waiting for replies still owed. Returns a canceller. */
 function startPhases(run: Run): () => void {
-  const { warmupSeconds, durationSeconds, messages, pipeline, rate } = run.options;
+  const { warmupSeconds, durationSeconds, messages, pipeline, rate, hdrLog, startAt } = run.options;
   const timers: NodeJS.Timeout[] = [];
   let stopOpenLoop: (() => void) | undefined;
   const beginMeasuring = () => {
     run.startMeasuring();
+    if (hdrLog !== undefined) {
+      const log = (run.intervalLog = new IntervalLog(Date.now()));
+      const ticker = setInterval(() => log.cut(Date.now()), 1000);
+      timers.push(ticker);
+    }
     if (messages !== undefined) {
       run.setSendBudget(messages);
     } else {
@@ -255,12 +273,15 @@ function startPhases(run: Run): () => void {
   const beginDraining = () => {
     run.phase = 'draining';
     run.endMeasuring(performance.now());
+    for (const timer of timers) clearTimeout(timer);
     run.syncEngine();
     if (run.inFlight === 0) run.finish();
   };
-  if (warmupSeconds > 0) {
+  // With --start-at, the warm-up lasts until then, so that every generator measures one window.
+  const warmupMs = startAt !== undefined ? Math.max(0, startAt - Date.now()) : warmupSeconds * 1000;
+  if (warmupMs > 0) {
     run.phase = 'warmup';
-    timers.push(setTimeout(beginMeasuring, warmupSeconds * 1000));
+    timers.push(setTimeout(beginMeasuring, warmupMs));
   } else {
     beginMeasuring();
   }

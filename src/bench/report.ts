@@ -1,6 +1,7 @@
 // Renders bench results for people: a compact table, and the failure summary behind exit status 1.
 
 import type { BenchResult } from './settings.js';
+import { judgesErrors, type ThresholdOutcome } from './thresholds.js';
 
 const integer = new Intl.NumberFormat('en-US', { maximumFractionDigits: 0 });
 const decimal = new Intl.NumberFormat('en-US', { maximumFractionDigits: 1 });
@@ -37,6 +38,8 @@ export function formatTable(result: BenchResult): string {
     ['errors', errorSummary(result)],
     ['mismatched', `${integer.format(result.mismatchedBytes)} bytes`],
     ['bench CPU', `${describeLoadCpu(result.loadCpuPercent)}, ${describeEngine(result)}`],
+    ...(result.generators !== undefined ? [['generators', `${result.generators} runs merged: counts summed, percentiles from their summed histograms`] as [string, string]] : []),
+    ...(result.thresholds.length > 0 ? [['thresholds', result.thresholds.map((t) => `${t.expression} ${t.ok ? 'held' : 'BROKEN'}`).join(', ')] as [string, string]] : []),
   ];
   const width = Math.max(...rows.map(([label]) => label.length));
   return rows.map(([label, value]) => `${label.padEnd(width)}  ${value}`).join('\n') + '\n';
@@ -57,14 +60,19 @@ export function describeConnects(result: BenchResult, format: (us: number) => st
   return `${integer.format(result.connectsPerSecond ?? 0)}/s, set-up p50 ${format(c.p50)}${separator}p99 ${format(c.p99)}${separator}max ${format(c.max)}`;
 }
 
-/** True when every byte came back right and nothing was lost. */
+/** True when every byte came back right and nothing was lost (or a threshold allows the errors). */
 export function passed(result: BenchResult): boolean {
-  return result.errors === 0 && result.mismatchedBytes === 0;
+  return result.mismatchedBytes === 0 && (result.errors === 0 || judgesErrors(result.thresholds));
+}
+
+/** The thresholds that did not hold. */
+export function brokenThresholds(result: BenchResult): ThresholdOutcome[] {
+  return result.thresholds.filter((outcome) => !outcome.ok);
 }
 
 /** Which engine carried the connections, for the CPU figure's reader. */
 export function describeEngine(result: BenchResult): string {
-  return result.engine === 'native' ? 'native engine' : 'TypeScript engine';
+  return `${result.engine} engine`;
 }
 
 /** Past this share of one core, the load generator is likely what sets the rate. */

@@ -1,6 +1,7 @@
 // The state one bench run shares across its connections: phases, the measured window, counts.
 
 import { performance } from 'node:perf_hooks';
+import type { IntervalLog } from './hdr-log.js';
 import { LatencyHistogram } from './histogram.js';
 import type { BenchErrorKind, BenchProgress, Settings } from './settings.js';
 
@@ -59,6 +60,8 @@ export class Run {
   firstConnectError: NodeJS.ErrnoException | undefined;
   readonly errorsByKind: Record<BenchErrorKind, number> = { connect: 0, closed: 0, timeout: 0, mismatch: 0 };
   readonly histogram = new LatencyHistogram();
+  /** With --hdr-log: the measured latencies again, second by second. */
+  intervalLog: IntervalLog | undefined;
   /** Connection set-up times, when connections are replaced during the run. */
   readonly connectHistogram = new LatencyHistogram();
   /** Connections still opening: the run is not out of connections while any are. */
@@ -159,6 +162,7 @@ export class Run {
     if (this.measureStartedAt !== 0 && sentAt >= this.measureStartedAt && (this.measureEndedAt === 0 || sentAt < this.measureEndedAt)) {
       this.measured++;
       this.histogram.recordMicros((now - sentAt) * 1000);
+      this.intervalLog?.recordMicros((now - sentAt) * 1000);
       const second = Math.floor((sentAt - this.measureStartedAt) / 1000);
       this.timeline[second] = (this.timeline[second] ?? 0) + 1;
     }

@@ -4,6 +4,7 @@ import { chooseEngine, type EngineChoice, type EngineName } from '../native/engi
 import { EchoplexError, UsageError } from '../core/errors.js';
 import type { CustomExpectation, TransformName } from '../protocol/transforms.js';
 import type { LatencySummary, PercentilePoint } from './histogram.js';
+import { parseThreshold, type Threshold, type ThresholdOutcome } from './thresholds.js';
 import { MAX_UDP_PAYLOAD, resolveTarget, type BenchTarget } from '../protocol/transports.js';
 
 export interface BenchOptions extends Partial<BenchTarget> {
@@ -19,6 +20,23 @@ export interface BenchOptions extends Partial<BenchTarget> {
   messages?: number;
   /** Seconds of load before measuring starts. Default 1 (0 when `messages` is set). */
   warmupSeconds?: number;
+  /**
+   * Pass/fail conditions on the result, each as `--threshold` takes it: `p99<2ms`, `errors<=10`,
+   * `error-rate<1%`, `rate>=50000`. The result's `thresholds` says which held. Where one names
+   * errors, it (rather than any error at all) decides whether errors fail the run.
+   */
+  thresholds?: readonly string[];
+  /**
+   * Write the measured latencies to this file as an HdrHistogram interval log (one histogram
+   * per second, microseconds), as wrk2 does, for HdrHistogram's log tools.
+   */
+  hdrLog?: string;
+  /**
+   * Begin the measured window at this moment (a Date, or milliseconds since the epoch), warming
+   * up until then instead of for `warmupSeconds`: several generators then measure the same
+   * window, and `echoplex bench merge` adds their results up.
+   */
+  startAt?: Date | number;
   /** New connections per second while ramping up. Default: as fast as the server accepts. */
   connectRate?: number;
   /**
@@ -96,6 +114,17 @@ export interface BenchResult {
   /** The latency percentile curve, for reports. */
   percentiles: PercentilePoint[];
   /**
+   * The measured latencies (microseconds) as an HdrHistogram in its compressed base64 encoding
+   * (V2), which any HdrHistogram library reads; `echoplex bench merge` adds these up exactly.
+   */
+  latencyHistogram: string;
+  /** When the measured window began (ISO 8601), so that runs from several generators line up. */
+  startedAt: string;
+  /** Each threshold asked for, with what was measured (microseconds for latencies) and whether it held. */
+  thresholds: ThresholdOutcome[];
+  /** Set by `bench merge`: how many generators' runs this result adds up. */
+  generators?: number;
+  /**
    * CPU this process used in the measured window (user + system, every thread), as a percentage
    * of one core. Near 100, the bench itself may be what limits the rate.
    */
@@ -110,9 +139,10 @@ export class BenchSetupError extends EchoplexError {
 }
 
 
-type OptionalSetting = 'messages' | 'rate' | 'connectRate' | 'expectPrefix' | 'messagesPerConnection';
+type OptionalSetting = 'messages' | 'rate' | 'connectRate' | 'expectPrefix' | 'messagesPerConnection' | 'hdrLog';
 /** BenchOptions with every default filled in. */
-export type Settings = Required<Omit<BenchOptions, OptionalSetting | 'onProgress' | 'engine' | keyof BenchTarget>> & Pick<BenchOptions, OptionalSetting> & { target: BenchTarget; engine: EngineName };
+export type Settings = Required<Omit<BenchOptions, OptionalSetting | 'onProgress' | 'engine' | 'thresholds' | 'startAt' | keyof BenchTarget>> &
+  Pick<BenchOptions, OptionalSetting> & { target: BenchTarget; engine: EngineName; thresholds: Threshold[]; startAt: number | undefined };
 
 /** Fills in the defaults and checks them; values no run can use throw a UsageError. */
 export function resolveSettings(options: BenchOptions): Settings {
@@ -132,6 +162,9 @@ export function resolveSettings(options: BenchOptions): Settings {
     connectRate: options.connectRate,
     messagesPerConnection: options.messagesPerConnection,
     engine: chooseEngine(options.engine),
+    thresholds: (options.thresholds ?? []).map(parseThreshold),
+    hdrLog: options.hdrLog,
+    startAt: options.startAt === undefined ? undefined : Number(options.startAt),
   };
   validate(settings);
   return settings;
@@ -158,4 +191,9 @@ function validate(settings: Settings): void {
   }
   if (settings.target.udp && settings.size > MAX_UDP_PAYLOAD) throw new UsageError(`--size: a UDP message holds at most ${MAX_UDP_PAYLOAD} bytes, got ${settings.size}`);
   if (!(settings.warmupSeconds >= 0)) throw new UsageError(`--warmup must be 0 or more seconds, got ${settings.warmupSeconds}`);
+  if (settings.startAt !== undefined) {
+    if (!Number.isFinite(settings.startAt)) throw new UsageError('--start-at must be a time (ISO 8601, or milliseconds since the epoch)');
+    if (settings.startAt < Date.now()) throw new UsageError(`--start-at ${new Date(settings.startAt).toISOString()} has already passed`);
+    if (settings.messages !== undefined) throw new UsageError('--start-at measures a window of --duration, not a number of --messages');
+  }
 }

@@ -1,6 +1,6 @@
 // `echoplex bench`: flags to a run, a progress line on a terminal, a table or JSON, exit 1 on any error.
 
-import { access, constants, writeFile } from 'node:fs/promises';
+import { access, constants, readFile, writeFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import type { BenchOptions, BenchResult } from '../bench/settings.js';
@@ -28,6 +28,9 @@ interface BenchFlags extends TargetFlags {
   json: boolean;
   report?: string;
   engine: EngineChoice;
+  threshold: string[];
+  hdrLog?: string;
+  startAt?: number;
 }
 
 export function benchCommand(): Command {
@@ -52,22 +55,85 @@ export function benchCommand(): Command {
     .addOption(new Option('--timeout <seconds>', 'longest wait for a reply or a connection').default(5).argParser(parseSeconds))
     .option('--json', 'print one JSON object instead of the table', false)
     .option('--report <file.html>', 'also write a self-contained HTML report')
+    .addOption(thresholdOption())
+    .option('--hdr-log <file>', 'also write the latencies as an HdrHistogram interval log (one histogram per second, microseconds)')
+    .addOption(new Option('--start-at <time>', 'begin measuring at this time (ISO 8601 or epoch ms), warming up until then: several generators measure one window').argParser(parseTime))
     .addOption(envOption('--engine <engine>', 'what carries the closed loop over TCP: native (C), portable (net.Socket), auto: native where built').choices(ENGINE_CHOICES).default('auto'))
     .action(async (flags: BenchFlags) => {
       process.exitCode = await bench(flags);
+    })
+    // Options after `merge` are merge's own (its --json, --report, --threshold).
+    .enablePositionalOptions()
+    .addCommand(mergeCommand());
+}
+
+interface MergeFlags {
+  json: boolean;
+  report?: string;
+  threshold: string[];
+}
+
+/** `echoplex bench merge a.json b.json ...`: several generators' runs as one. */
+function mergeCommand(): Command {
+  return new Command('merge')
+    .description('add up the results of several generators (bench --json output): counts summed, percentiles from the merged histograms')
+    .argument('<files...>', 'results written by echoplex bench --json')
+    .option('--json', 'print one JSON object instead of the table', false)
+    .option('--report <file.html>', 'also write a self-contained HTML report')
+    .addOption(thresholdOption())
+    .action(async (files: string[], flags: MergeFlags) => {
+      const [{ mergeResults, parseResult }, { renderHtmlReport }, { formatTable, passed, brokenThresholds }, { describeBroken }] = await Promise.all([
+        import('../bench/merge.js'),
+        import('../bench/html.js'),
+        import('../bench/report.js'),
+        import('../bench/thresholds.js'),
+      ]);
+      if (flags.report !== undefined) await checkWritable('--report', flags.report);
+      const results = await Promise.all(
+        files.map(async (file) => {
+          const text = await readFile(file, 'utf8').catch((err: Error) => {
+            throw new UsageError(`cannot read ${file}: ${err.message}`);
+          });
+          return parseResult(text, file);
+        }),
+      );
+      const merged = mergeResults(results, flags.threshold);
+      if (flags.json) {
+        const { percentiles: _curve, ...summary } = merged;
+        process.stdout.write(`${JSON.stringify(summary)}\n`);
+      } else {
+        process.stdout.write(formatTable(merged));
+      }
+      if (flags.report !== undefined) {
+        await writeFile(resolve(flags.report), renderHtmlReport(merged));
+        process.stderr.write(`echoplex bench merge: report written to ${resolve(flags.report)}\n`);
+      }
+      const broken = brokenThresholds(merged);
+      for (const outcome of broken) process.stderr.write(`echoplex bench merge: ${describeBroken(outcome)}\n`);
+      process.exitCode = !passed(merged) ? 1 : broken.length > 0 ? EXIT_THRESHOLD : 0;
     });
 }
+
+function thresholdOption(): Option {
+  return new Option('--threshold <expr>', 'fail (exit 3) unless this holds: p50|p90|p99|p999|max<DURATION, errors<=N, error-rate<PERCENT, rate>=N; repeatable')
+    .argParser((value: string, previous: string[]) => [...previous, value])
+    .default([]);
+}
+
+/** The exit status when every reply was right but a --threshold did not hold. */
+const EXIT_THRESHOLD = 3;
 
 async function bench(flags: BenchFlags): Promise<number> {
   // Loaded here, not at the top: `echoplex serve` has no use for the bench's modules or the
   // histogram library, so its process does not load them.
-  const [{ runBench }, { renderHtmlReport }, { errorSummary, formatTable, passed }] = await Promise.all([
+  const [{ runBench }, { renderHtmlReport }, { brokenThresholds, errorSummary, formatTable, passed }, { describeBroken }] = await Promise.all([
     import('../bench/loadgen.js'),
     import('../bench/html.js'),
     import('../bench/report.js'),
+    import('../bench/thresholds.js'),
   ]);
   // A report that cannot be written is found out now, not after the whole run.
-  if (flags.report !== undefined) await checkWritable(flags.report);
+  for (const [flag, path] of [['--report', flags.report], ['--hdr-log', flags.hdrLog]] as const) if (path !== undefined) await checkWritable(flag, path);
   const progressLine = !flags.json && process.stdout.isTTY;
   const options: BenchOptions = {
     ...(await targetFromFlags(flags)),
@@ -81,6 +147,9 @@ async function bench(flags: BenchFlags): Promise<number> {
     ...(flags.expectPrefix !== undefined && { expectPrefix: flags.expectPrefix }),
     timeoutSeconds: flags.timeout,
     engine: flags.engine,
+    thresholds: flags.threshold,
+    ...(flags.hdrLog !== undefined && { hdrLog: flags.hdrLog }),
+    ...(flags.startAt !== undefined && { startAt: flags.startAt }),
     ...(flags.messages !== undefined && { messages: flags.messages }),
     ...(flags.warmup !== undefined && { warmupSeconds: flags.warmup }),
     ...(flags.connectRate !== undefined && { connectRate: flags.connectRate }),
@@ -112,11 +181,17 @@ async function bench(flags: BenchFlags): Promise<number> {
       reportFailed = true;
     }
   }
-  if (passed(result)) return reportFailed ? 1 : 0;
-  process.stderr.write(`echoplex bench: FAILED: errors ${errorSummary(result)}, ${result.mismatchedBytes} mismatched bytes\n`);
-  const hint = timeoutHint(result, flags.lines === true);
-  if (hint !== undefined) process.stderr.write(`echoplex bench: (${hint})\n`);
-  return 1;
+  const broken = brokenThresholds(result);
+  for (const outcome of broken) process.stderr.write(`echoplex bench: ${describeBroken(outcome)}\n`);
+  if (!passed(result)) {
+    process.stderr.write(`echoplex bench: FAILED: errors ${errorSummary(result)}, ${result.mismatchedBytes} mismatched bytes\n`);
+    const hint = timeoutHint(result, flags.lines === true);
+    if (hint !== undefined) process.stderr.write(`echoplex bench: (${hint})\n`);
+    return 1;
+  }
+  if (reportFailed) return 1;
+  // Distinct from 1: the server answered correctly, but not well enough.
+  return broken.length > 0 ? EXIT_THRESHOLD : 0;
 }
 
 function parseProxyVersion(value: string): 1 | 2 {
@@ -139,12 +214,19 @@ function timeoutHint(result: BenchResult, lines: boolean): string | undefined {
 }
 
 /** A usage error unless `path` can be written: its directory exists and takes files. */
-async function checkWritable(path: string): Promise<void> {
+async function checkWritable(flag: string, path: string): Promise<void> {
   const directory = dirname(resolve(path));
   try {
     await access(directory, constants.W_OK);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    throw new UsageError(`--report: cannot write ${path}: ${code === 'ENOENT' ? `no such directory ${directory}` : `${directory} is not writable`}`);
+    throw new UsageError(`${flag}: cannot write ${path}: ${code === 'ENOENT' ? `no such directory ${directory}` : `${directory} is not writable`}`);
   }
+}
+
+/** `2026-11-29T13:00:00Z`, or milliseconds since the epoch. */
+function parseTime(value: string): number {
+  const time = /^\d+$/.test(value) ? Number(value) : Date.parse(value);
+  if (!Number.isFinite(time)) throw new InvalidArgumentError(`"${value}" is not a time (ISO 8601, such as 2026-11-29T13:00:00Z, or milliseconds since the epoch).`);
+  return time;
 }

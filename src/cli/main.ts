@@ -18,13 +18,18 @@ function program(): Command {
     .description('event-driven TCP echo server, client, ping and verifying load generator')
     .version(VERSION, '-V, --version', 'print the version and exit')
     .showHelpAfterError('(run with --help for usage)')
+    .enablePositionalOptions()
     .addCommand(serveCommand())
     .addCommand(clientCommand())
     .addCommand(benchCommand())
     .addCommand(pingCommand());
   // Usage errors exit 2, like other Unix tools; commander would exit 1.
   root.exitOverride();
-  for (const command of root.commands) readBooleanVariables(command.exitOverride());
+  const overrideAll = (command: Command): void => {
+    readBooleanVariables(command.exitOverride());
+    command.commands.forEach(overrideAll);
+  };
+  root.commands.forEach(overrideAll);
   return root;
 }
 

@@ -1,0 +1,60 @@
+// Merging generators' results is exact: percentiles from the summed histograms equal those of one histogram of every sample.
+
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import fc from 'fast-check';
+import { LatencyHistogram } from '../../src/bench/histogram.js';
+import { mergeResults, parseResult } from '../../src/bench/merge.js';
+import type { BenchResult } from '../../src/bench/settings.js';
+
+/** A result as one generator would report it, from its own latency samples. */
+function resultOf(samples: number[], startedAt: number, timeline: number[]): BenchResult {
+  const histogram = new LatencyHistogram();
+  for (const sample of samples) histogram.recordMicros(sample);
+  return {
+    target: 'tcp://127.0.0.1:1234', mode: 'closed-loop', engine: 'native', connections: 10, size: 64, pipeline: 1, rate: null,
+    expect: 'echo', expectPrefix: null, lines: false, warmupSeconds: 1, durationSeconds: timeline.length, messages: samples.length,
+    messagesTotal: samples.length, messagesPerConnection: null, connectsPerSecond: null, connectLatencyUs: null,
+    messagesPerSecond: samples.length / timeline.length, bytesPerSecond: (samples.length * 64) / timeline.length,
+    latencyUs: histogram.summary(), errors: 1, errorsByKind: { connect: 0, closed: 1, timeout: 0, mismatch: 0 }, mismatchedBytes: 0,
+    timeline, percentiles: histogram.curve(), latencyHistogram: histogram.encode(), startedAt: new Date(startedAt).toISOString(),
+    thresholds: [], loadCpuPercent: 50,
+  };
+}
+
+describe('bench merge', () => {
+  it('gives the percentiles of one histogram holding every sample, and sums the counts', () => {
+    const sampleSets = fc.array(fc.array(fc.integer({ min: 1, max: 5_000_000 }), { minLength: 1, maxLength: 300 }), { minLength: 1, maxLength: 5 });
+    fc.assert(
+      fc.property(sampleSets, (sets) => {
+        const merged = mergeResults(sets.map((samples) => resultOf(samples, 1_000_000, [samples.length])));
+        const all = new LatencyHistogram();
+        for (const sample of sets.flat()) all.recordMicros(sample);
+        assert.deepEqual(merged.latencyUs, all.summary());
+        assert.equal(merged.messages, sets.flat().length);
+        assert.equal(merged.errors, sets.length);
+        assert.equal(merged.errorsByKind.closed, sets.length);
+        assert.equal(merged.connections, 10 * sets.length);
+        assert.equal(merged.generators, sets.length);
+      }),
+      { numRuns: 50 },
+    );
+  });
+
+  it('lines timelines up by start time, and checks thresholds on the merged figures', () => {
+    const t0 = Date.UTC(2026, 10, 29, 13, 0, 0);
+    const merged = mergeResults([resultOf([100, 200], t0, [5, 5, 5]), resultOf([300], t0 + 2000, [1, 1, 1])], ['p99<250us', 'rate>=1']);
+    assert.deepEqual(merged.timeline, [5, 5, 6, 1, 1]);
+    assert.equal(merged.durationSeconds, 5);
+    assert.equal(merged.startedAt, new Date(t0).toISOString());
+    assert.deepEqual(
+      merged.thresholds.map((t) => [t.expression, t.ok]),
+      [['p99<250us', false], ['rate>=1', true]],
+    );
+  });
+
+  it('refuses files that are not bench --json results, naming them', () => {
+    assert.throws(() => parseResult('not json', 'a.json'), /a\.json: not JSON/);
+    assert.throws(() => parseResult('{"messages": 1}', 'b.json'), /b\.json: not a result of echoplex bench --json/);
+  });
+});
