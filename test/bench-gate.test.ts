@@ -2,14 +2,18 @@
 // output, interval logs, one measured window for several generators, merged exactly.
 
 import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import * as hdr from 'hdr-histogram-js';
 import { parseAllDocuments } from 'yaml';
 import type { BenchResult } from '../src/bench/settings.js';
 import { runCli, startServe, type ServeProcess } from './helpers/cli.js';
+import { withTimeout } from './helpers/timeout.js';
 
 interface JobManifest {
   kind: string;
@@ -158,5 +162,55 @@ describe('bench thresholds, histograms and merging', () => {
     const merged = await runCli(['bench', 'merge', ...files, '--json'], { ms: 10_000 });
     assert.equal(merged.code, 0, merged.stderr);
     assert.equal((JSON.parse(merged.stdout) as BenchResult).generators, 2);
+  });
+});
+
+describe('bench capacity search', () => {
+  let server: ChildProcess;
+  let port: number;
+  let dir: string;
+  before(async () => {
+    // 2 ms of CPU per message: at most 500 messages per second.
+    server = spawn(process.execPath, [fileURLToPath(new URL('./fixtures/busy-echo.mjs', import.meta.url)), '2'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const [line] = (await withTimeout(once(server.stdout!, 'data'), 10_000, 'the busy server')) as [Buffer];
+    port = Number(line.toString().trim());
+    dir = await mkdtemp(join(tmpdir(), 'echoplex-capacity-'));
+  });
+  after(async () => {
+    server.kill('SIGTERM');
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('--find-max-rate steps up, then bisects, to the highest rate that holds every threshold', async () => {
+    const report = join(dir, 'search.html');
+    const run = await runCli(
+      ['bench', '--port', String(port), '-c', '4', '-d', '1', '--warmup', '0', '--rate', '100', '--find-max-rate', '--threshold', 'p99<30ms', '--json', '--report', report],
+      { ms: 120_000 },
+    );
+    assert.equal(run.code, 0, run.stderr);
+    const result = JSON.parse(run.stdout) as BenchResult;
+    const search = result.rateSearch!;
+    assert.ok(search.maxRate !== null && search.maxRate >= 250 && search.maxRate <= 500, `max rate ${search.maxRate} for a server that takes 500/s`);
+    assert.ok(search.steps.some((step) => !step.ok), 'it went past the capacity');
+    const rates = search.steps.map((step) => step.rate);
+    assert.deepEqual(rates.slice(0, 3), [100, 200, 400], 'doubling first');
+    const failing = Math.min(...search.steps.filter((step) => !step.ok).map((step) => step.rate));
+    assert.ok(failing / search.maxRate <= 1.06, `bisected to within 5%: held ${search.maxRate}, broke ${failing}`);
+    assert.match(run.stderr, /msg\/s offered: broke/);
+    const html = await readFile(report, 'utf8');
+    assert.match(html, /Latency against offered rate/);
+    assert.equal((html.match(/<polyline class="series" style=/g) ?? []).length, 3, 'p50, p99 and p99.9 against rate');
+  });
+
+  it('--find-max-rate needs a threshold; --ramp runs each rate it names', async () => {
+    const refused = await runCli(['bench', '--port', String(port), '--find-max-rate'], { ms: 10_000 });
+    assert.equal(refused.code, 2);
+    assert.match(refused.stderr, /needs at least one --threshold/);
+    const ramp = await runCli(['bench', '--port', String(port), '-c', '2', '-d', '1', '--warmup', '0', '--ramp', '50:150:3', '--threshold', 'p99<100ms'], { ms: 60_000 });
+    assert.equal(ramp.code, 0, ramp.stderr);
+    assert.match(ramp.stdout, /^ +50 .* held$/m);
+    assert.match(ramp.stdout, /^ +100 .* held$/m);
+    assert.match(ramp.stdout, /^ +150 .* held$/m);
+    assert.match(ramp.stdout, /^max rate: 150 msg\/s/m);
   });
 });

@@ -1,6 +1,6 @@
 // A self-contained HTML report: inline SVG charts and the settings, viewable with no network.
 
-import type { BenchResult } from './settings.js';
+import type { BenchResult, RateSearch } from './settings.js';
 import { describeConnects, describeEngine, describeLoadCpu, describeSettings, errorSummary, formatBytesPerSecond, passed } from './report.js';
 
 const WIDTH = 720;
@@ -48,6 +48,7 @@ ${rows.map(([k, v]) => `<tr><td>${escapeHtml(k)}</td><td${k === 'Verdict' ? ` cl
 ${throughputChart(result.timeline)}
 <h2>Latency by percentile</h2>
 ${percentileChart(result)}
+${result.rateSearch ? `<h2>Latency against offered rate</h2>\n<p>${escapeHtml(result.rateSearch.maxRate === null ? 'No rate held.' : `Highest rate that held: ${result.rateSearch.maxRate.toLocaleString('en-US')} msg/s.`)}</p>\n${rateChart(result.rateSearch)}` : ''}
 </body>
 </html>
 `;
@@ -98,6 +99,38 @@ function percentileChart(result: BenchResult): string {
       `<text class="label" x="${MARGIN.left + plotW / 2}" y="${HEIGHT - 6}" text-anchor="middle">percentile (log scale of 1/(1-p))</text>`,
       `<polyline class="series" points="${path}"/>`,
       ...points.map((p) => `<circle class="dot" cx="${x(p.percentile).toFixed(1)}" cy="${y(p.valueUs).toFixed(1)}" r="2"><title>p${p.percentile.toFixed(4)}: ${p.valueUs} us</title></circle>`),
+    ].join('\n'),
+  );
+}
+
+const RATE_SERIES = [
+  { key: 'p50', color: '#0969da' },
+  { key: 'p99', color: '#bf8700' },
+  { key: 'p999', color: '#cf222e' },
+] as const;
+
+/** The latency-versus-throughput curve of a capacity search: where latency breaks away. */
+function rateChart(search: RateSearch): string {
+  const steps = [...search.steps].sort((a, b) => a.rate - b.rate);
+  const maxRate = Math.max(...steps.map((s) => s.rate), 1);
+  const maxValue = Math.max(...steps.map((s) => s.latencyUs.p999), 1);
+  const plotW = WIDTH - MARGIN.left - MARGIN.right;
+  const plotH = HEIGHT - MARGIN.top - MARGIN.bottom;
+  const x = (rate: number) => MARGIN.left + (rate / maxRate) * plotW;
+  const y = (v: number) => MARGIN.top + plotH - (v / maxValue) * plotH;
+  const series = RATE_SERIES.map(({ key, color }) => {
+    const points = steps.map((s) => `${x(s.rate).toFixed(1)},${y(s.latencyUs[key]).toFixed(1)}`).join(' ');
+    const dots = steps.map((s) => `<circle cx="${x(s.rate).toFixed(1)}" cy="${y(s.latencyUs[key]).toFixed(1)}" r="3" fill="${s.ok ? color : '#ffffff'}" stroke="${color}"><title>${s.rate} msg/s offered: ${key} ${s.latencyUs[key]} us${s.ok ? '' : ' (broke)'}</title></circle>`);
+    return [`<polyline class="series" style="stroke: ${color}" points="${points}"/>`, ...dots].join('\n');
+  });
+  const legend = RATE_SERIES.map(({ key, color }, i) => `<text class="label" x="${MARGIN.left + 10 + i * 70}" y="${MARGIN.top + 12}" fill="${color}" style="fill: ${color}">${key}</text>`);
+  return svg(
+    [
+      ...niceTicks(maxValue, 4).map((t) => gridLine(y(t), `${formatCount(t)} us`)),
+      ...niceTicks(maxRate, 5).map((t) => `<text class="label" x="${x(t).toFixed(1)}" y="${HEIGHT - 25}" text-anchor="middle">${formatCount(t)}</text>`),
+      `<text class="label" x="${MARGIN.left + plotW / 2}" y="${HEIGHT - 6}" text-anchor="middle">offered messages / s (hollow: a step that broke)</text>`,
+      ...series,
+      ...legend,
     ].join('\n'),
   );
 }

@@ -1,6 +1,6 @@
 // Renders bench results for people: a compact table, and the failure summary behind exit status 1.
 
-import type { BenchResult } from './settings.js';
+import type { BenchResult, RateSearch } from './settings.js';
 import { judgesErrors, type ThresholdOutcome } from './thresholds.js';
 
 const integer = new Intl.NumberFormat('en-US', { maximumFractionDigits: 0 });
@@ -42,7 +42,20 @@ export function formatTable(result: BenchResult): string {
     ...(result.thresholds.length > 0 ? [['thresholds', result.thresholds.map((t) => `${t.expression} ${t.ok ? 'held' : 'BROKEN'}`).join(', ')] as [string, string]] : []),
   ];
   const width = Math.max(...rows.map(([label]) => label.length));
-  return rows.map(([label, value]) => `${label.padEnd(width)}  ${value}`).join('\n') + '\n';
+  return rows.map(([label, value]) => `${label.padEnd(width)}  ${value}`).join('\n') + '\n' + (result.rateSearch ? formatRateSearch(result.rateSearch) : '');
+}
+
+/** The steps of --find-max-rate or --ramp, one line each, and the highest rate that held. */
+export function formatRateSearch(search: RateSearch): string {
+  const lines = ['', 'offered msg/s   achieved msg/s   p50       p99       p99.9     errors  verdict'];
+  for (const step of [...search.steps].sort((a, b) => a.rate - b.rate)) {
+    const l = step.latencyUs;
+    lines.push(
+      `${integer.format(step.rate).padStart(13)}   ${integer.format(step.messagesPerSecond).padStart(14)}   ${us(l.p50).padEnd(8)}  ${us(l.p99).padEnd(8)}  ${us(l.p999).padEnd(8)}  ${String(step.errors).padStart(6)}  ${step.ok ? 'held' : 'broke'}`,
+    );
+  }
+  lines.push('', search.maxRate === null ? 'max rate: none of the rates tried held' : `max rate: ${integer.format(search.maxRate)} msg/s (every threshold held, nothing lost)`);
+  return lines.join('\n') + '\n';
 }
 
 export function errorSummary(result: BenchResult): string {

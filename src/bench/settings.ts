@@ -124,11 +124,29 @@ export interface BenchResult {
   thresholds: ThresholdOutcome[];
   /** Set by `bench merge`: how many generators' runs this result adds up. */
   generators?: number;
+  /** Set by `--find-max-rate` and `--ramp`: each rate tried, and the highest that held. */
+  rateSearch?: RateSearch;
   /**
    * CPU this process used in the measured window (user + system, every thread), as a percentage
    * of one core. Near 100, the bench itself may be what limits the rate.
    */
   loadCpuPercent: number;
+}
+
+export interface RateStep {
+  /** Messages per second offered, on the open loop's fixed schedule. */
+  rate: number;
+  /** Every threshold held, nothing was lost, and the server kept up with the schedule. */
+  ok: boolean;
+  messagesPerSecond: number;
+  errors: number;
+  latencyUs: LatencySummary;
+}
+
+export interface RateSearch {
+  /** The highest rate that was ok (null when none was). */
+  maxRate: number | null;
+  steps: RateStep[];
 }
 
 /** Thrown for settings that cannot work here, such as too few file descriptors. */

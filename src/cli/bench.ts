@@ -3,7 +3,8 @@
 import { access, constants, readFile, writeFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import type { BenchOptions, BenchResult } from '../bench/settings.js';
+import type { RunStep } from '../bench/capacity.js';
+import type { BenchOptions, BenchResult, RateStep } from '../bench/settings.js';
 import { UsageError } from '../core/errors.js';
 import { ENGINE_CHOICES, type EngineChoice } from '../native/engine.js';
 import { envOption } from './environment.js';
@@ -31,6 +32,8 @@ interface BenchFlags extends TargetFlags {
   threshold: string[];
   hdrLog?: string;
   startAt?: number;
+  findMaxRate: boolean;
+  ramp?: string;
 }
 
 export function benchCommand(): Command {
@@ -56,6 +59,8 @@ export function benchCommand(): Command {
     .option('--json', 'print one JSON object instead of the table', false)
     .option('--report <file.html>', 'also write a self-contained HTML report')
     .addOption(thresholdOption())
+    .option('--find-max-rate', 'open-loop steps up from --rate (default 1000/s), then bisects, to the highest rate at which every --threshold holds and nothing is lost', false)
+    .option('--ramp <from:to:steps>', 'open-loop steps at rates evenly from FROM to TO, each reported with its latencies')
     .option('--hdr-log <file>', 'also write the latencies as an HdrHistogram interval log (one histogram per second, microseconds)')
     .addOption(new Option('--start-at <time>', 'begin measuring at this time (ISO 8601 or epoch ms), warming up until then: several generators measure one window').argParser(parseTime))
     .addOption(envOption('--engine <engine>', 'what carries the closed loop over TCP: native (C), portable (net.Socket), auto: native where built').choices(ENGINE_CHOICES).default('auto'))
@@ -120,6 +125,22 @@ function thresholdOption(): Option {
     .default([]);
 }
 
+/** One run, or with --find-max-rate or --ramp, a run per rate (each step reported on stderr). */
+async function runSchedule(flags: BenchFlags, options: BenchOptions, runBench: RunStep): Promise<BenchResult> {
+  if (!flags.findMaxRate && flags.ramp === undefined) return runBench(options);
+  const { findMaxRate, parseRamp, runRamp } = await import('../bench/capacity.js');
+  if (flags.findMaxRate && flags.ramp !== undefined) throw new UsageError('--find-max-rate and --ramp are two schedules: give one');
+  if (flags.ramp !== undefined && flags.rate !== undefined) throw new UsageError('--ramp sets the rates itself: not with --rate');
+  if (flags.messagesPerConnection !== undefined) throw new UsageError('rate steps run the open loop: not with --messages-per-connection');
+  const onStep = (step: RateStep) => {
+    const l = step.latencyUs;
+    process.stderr.write(`echoplex bench: ${step.rate.toLocaleString('en-US')} msg/s offered: ${step.ok ? 'held' : 'broke'} (${Math.round(step.messagesPerSecond).toLocaleString('en-US')} msg/s, p50 ${l.p50}us, p99 ${l.p99}us, errors ${step.errors})\n`);
+  };
+  // Each step shows its own progress; the steps' lines stay, one per rate.
+  const quiet: BenchOptions = { ...options, onProgress: undefined };
+  return flags.findMaxRate ? findMaxRate(quiet, runBench, onStep) : runRamp(quiet, parseRamp(flags.ramp!), runBench, onStep);
+}
+
 /** The exit status when every reply was right but a --threshold did not hold. */
 const EXIT_THRESHOLD = 3;
 
@@ -161,7 +182,7 @@ async function bench(flags: BenchFlags): Promise<number> {
       },
     }),
   };
-  const result = await runBench(options);
+  const result = await runSchedule(flags, options, runBench);
   if (progressLine) process.stdout.write('\r\x1b[K');
   if (flags.json) {
     const { percentiles: _curve, ...summary } = result;
