@@ -33,7 +33,16 @@ static napi_value export_constants(napi_env env, napi_value exports) {
   return exports;
 }
 
+/**
+ * Raised whenever what the addon exports changes, so that JavaScript can tell an addon built
+ * from older sources (a stale build/ in a checkout) from the one it was written for.
+ */
+#define INTERFACE_VERSION 2
+
 NAPI_MODULE_INIT() {
+  napi_value version;
+  CHECK(napi_create_int32(env, INTERFACE_VERSION, &version));
+  CHECK(napi_set_named_property(env, exports, "interfaceVersion", version));
   if (export_constants(env, exports) == NULL) return NULL;
   if (echo_engine_init(env, exports) == NULL) return NULL;
   if (bench_engine_init(env, exports) == NULL) return NULL;

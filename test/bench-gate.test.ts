@@ -214,3 +214,34 @@ describe('bench capacity search', () => {
     assert.match(ramp.stdout, /^max rate: 150 msg\/s/m);
   });
 });
+
+describe('bench UDP accounting', () => {
+  it('counts a lossy, duplicating, reordering peer exactly, and a lost reply stalls nothing', async () => {
+    const peer = spawn(process.execPath, [fileURLToPath(new URL('./fixtures/lossy-udp-echo.mjs', import.meta.url))], { stdio: ['ignore', 'pipe', 'inherit'] });
+    try {
+      const [line] = (await withTimeout(once(peer.stdout!, 'data'), 10_000, 'the lossy peer')) as [Buffer];
+      const port = line.toString().trim();
+      const run = await runCli(['bench', '--udp', '--port', port, '-c', '1', '-p', '4', '-n', '200', '--timeout', '0.5', '--json'], { ms: 60_000 });
+      const result = JSON.parse(run.stdout) as BenchResult;
+      const d = result.datagrams!;
+      assert.equal(d.sent, 200);
+      // 20 dropped (…3) and 4 answered after the timeout (9, 59, 109, 159): lost, or late if the
+      // run was still listening when they came.
+      assert.equal(d.received, 200 - 20 - 4);
+      assert.equal(d.lost + d.late, 24);
+      assert.ok(d.lost >= 20);
+      assert.equal(d.duplicates, 20, 'every …5 answered twice');
+      // A …7 reply is overtaken when another slot is not itself waiting out a dropped datagram.
+      assert.ok(d.reordered >= 1 && d.reordered <= 20, `${d.reordered} reordered: only …7 replies can be overtaken`);
+      assert.equal(result.mismatchedBytes, 0, 'duplicates and late replies are not mismatches');
+      assert.equal(result.errorsByKind.timeout, 24, 'each datagram that timed out counted once');
+      assert.equal(result.errorsByKind.closed, 0, 'the socket was never given up');
+      assert.equal(run.code, 1, 'lost datagrams are errors');
+      const tolerated = await runCli(['bench', '--udp', '--port', port, '-c', '1', '-p', '4', '-n', '100', '--timeout', '0.5', '--threshold', 'error-rate<20%'], { ms: 60_000 });
+      assert.equal(tolerated.code, 0, tolerated.stderr);
+      assert.match(tolerated.stdout, /^datagrams +100 sent, \d+ received, \d+ lost, \d+ late, 10 duplicates, \d+ reordered$/m);
+    } finally {
+      peer.kill('SIGTERM');
+    }
+  });
+});

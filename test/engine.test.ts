@@ -2,7 +2,7 @@
 
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { cpSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -45,6 +45,34 @@ describe('engine choice', () => {
     assert.match(overridden.stdout(), /, native engine\)/);
   });
 
+  it('an addon built from older sources is not used: auto falls back, saying to rebuild it', async () => {
+    const copy = mkdtempSync(join(tmpdir(), 'echoplex-stale-addon-'));
+    try {
+      cpSync(join(ROOT, 'dist'), join(copy, 'dist'), { recursive: true });
+      cpSync(join(ROOT, 'package.json'), join(copy, 'package.json'));
+      symlinkSync(join(ROOT, 'node_modules'), join(copy, 'node_modules'));
+      // A build whose exports are some other version's: node-gyp-build finds the file, and
+      // loading it gives what an addon of interface 1 exported.
+      mkdirSync(join(copy, 'build', 'Release'), { recursive: true });
+      writeFileSync(join(copy, 'build', 'Release', 'echoplex.node'), '');
+      const script = `
+        import { createRequire } from 'node:module';
+        const require = createRequire(import.meta.url);
+        const Module = require('node:module');
+        const original = Module._load;
+        // node-gyp-build loads build/Release/*.node; hand it the stale stand-in instead.
+        Module._load = function (request, ...rest) { return request.endsWith('echoplex.node') ? { interfaceVersion: 1 } : original.call(this, request, ...rest); };
+        const { fallbackNotice, chooseEngine } = await import(${JSON.stringify(join(copy, 'dist', 'native', 'engine.js'))});
+        process.stdout.write(String(chooseEngine('auto')) + ' / ' + fallbackNotice('auto'));`;
+      const result = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', cwd: copy });
+      assert.equal(result.status, 0, result.stderr);
+      assert.match(result.stdout, /^portable \/ /);
+      assert.match(result.stdout, /the built addon is out of date \(interface 1, expected 2\): run npm run build:native/);
+    } finally {
+      rmSync(copy, { recursive: true, force: true });
+    }
+  });
+
   it('an unknown engine is a usage error (exit 2), from the flag or the variable', async () => {
     const flag = await runCli(['serve', '--port', '0', '--engine', 'turbo']);
     assert.equal(flag.code, 2);
@@ -74,9 +102,9 @@ describe('engine choice', () => {
         await server.stop();
       }
       assert.match(server.stdout(), /, portable engine\)/);
-      const notices = server.stderr().split('\n').filter((line) => line.includes('native engine is not built'));
+      const notices = server.stderr().split('\n').filter((line) => line.includes('using the portable engine; the native one is not available'));
       assert.equal(notices.length, 1, server.stderr());
-      assert.match(notices[0]!, /C compiler/);
+      assert.match(notices[0]!, /no prebuilt addon for this platform, and none compiled here: with a C compiler and make/);
     });
 
     it('--engine native is a usage error (exit 2) that says how to build it', async () => {

@@ -8,6 +8,7 @@ import { ConnectError, describeSocketError } from '../core/errors.js';
 import { checkDescriptorBudget } from '../core/descriptors.js';
 import { builtInTransform } from '../protocol/transforms.js';
 import { BenchConnection } from './connection.js';
+import { DatagramConnection, sequenceDigits } from './datagram.js';
 import { NativeBench } from './native-bench.js';
 import { Run, type LoadConnection } from './run.js';
 import { checkThresholds } from './thresholds.js';
@@ -95,6 +96,7 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
     timeline: wholeSeconds(run.timeline, durationSeconds),
     percentiles: run.histogram.curve(),
     latencyHistogram: run.histogram.encode(),
+    datagrams: settings.target.udp && typeof settings.expect === 'string' && sequenceDigits(settings.size, settings.lines) > 0 ? { ...run.datagrams } : null,
     startedAt: new Date(performance.timeOrigin + (run.measureStartedAt || run.measureEndedAt)).toISOString(),
     thresholds: checkThresholds(settings.thresholds, { latencyUs, messages: run.measured, errors: run.errors, messagesPerSecond }),
     loadCpuPercent: round((run.measuredCpuMicros / (durationSeconds * 1e6)) * 100, 1),
@@ -217,14 +219,17 @@ interface Opening {
 /** A connection whose every read comes to BenchConnection in JavaScript. Returns its destroyer. */
 function openTypeScriptConnection(run: Run, opening: Opening): () => void {
   const closedLoop = run.options.rate === undefined;
-  let connection: BenchConnection | undefined;
+  const { target, expect, size, lines } = run.options;
+  // Over UDP with a built-in expectation, datagrams are numbered and counted one by one.
+  const digits = target.udp && typeof expect === 'string' ? sequenceDigits(size, lines) : 0;
+  let connection: BenchConnection | DatagramConnection | undefined;
   const socket = openBenchSocket(run.options.target, run.readBuffer, {
     connected: () => {
       if (!opening.stopConnecting()) return;
       // Opened as the run ended: closed only now, once it is whole (a PROXY header sent, a TLS
       // handshake done), so that the server does not log a client cut off halfway.
       if (run.phase === 'done') return socket.destroy();
-      connection = new BenchConnection(run, socket);
+      connection = digits > 0 ? new DatagramConnection(run, socket, digits) : new BenchConnection(run, socket);
       opening.opened(connection);
     },
     data: (bytes, length) => {
@@ -246,7 +251,7 @@ function openTypeScriptConnection(run: Run, opening: Opening): () => void {
 }
 
 /** Retires a connection that has sent its share, and opens a new one while the run still sends. */
-function replace(run: Run, connection: BenchConnection): void {
+function replace(run: Run, connection: LoadConnection): void {
   connection.retire();
   if (run.sending && run.sendBudget > 0) openConnection(run, () => {}, true);
   else run.lost(0);
@@ -302,7 +307,13 @@ function sweepTimeouts(run: Run): void {
   const now = performance.now();
   const limitMs = run.options.timeoutSeconds * 1000;
   for (const connection of [...run.live]) {
-    if (connection.isOverdue(now, limitMs)) connection.fail('timeout');
+    if (connection instanceof DatagramConnection) {
+      // A lost datagram costs itself, not its socket; the closed loop sends others in its place.
+      const lost = connection.expireOverdue(now, limitMs);
+      if (lost > 0 && run.options.rate === undefined && run.sending) run.answerLater(connection, lost);
+    } else if (connection.isOverdue(now, limitMs)) {
+      connection.fail('timeout');
+    }
   }
 }
 

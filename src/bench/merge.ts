@@ -2,7 +2,7 @@
 
 import { UsageError } from '../core/errors.js';
 import { LatencyHistogram } from './histogram.js';
-import type { BenchErrorKind, BenchResult } from './settings.js';
+import type { BenchErrorKind, BenchResult, DatagramCounts } from './settings.js';
 import { checkThresholds, parseThreshold } from './thresholds.js';
 
 /**
@@ -70,6 +70,7 @@ export function mergeResults(results: readonly BenchResult[], thresholds: readon
     startedAt: new Date(origin).toISOString(),
     thresholds: checkThresholds(thresholds.map(parseThreshold), { latencyUs, messages, errors, messagesPerSecond }),
     loadCpuPercent: round(sum((result) => result.loadCpuPercent)),
+    datagrams: mergeDatagrams(results),
     generators: results.length,
   };
 }
@@ -87,6 +88,14 @@ export function parseResult(text: string, source: string): BenchResult {
     throw new UsageError(`${source}: not a result of echoplex bench --json (no latencyHistogram, startedAt or timeline)`);
   }
   return { percentiles: [], thresholds: [], ...result } as BenchResult;
+}
+
+function mergeDatagrams(results: readonly BenchResult[]): DatagramCounts | null {
+  const all = results.map((result) => result.datagrams);
+  if (all.some((counts) => counts === null || counts === undefined)) return null;
+  const total: DatagramCounts = { sent: 0, received: 0, lost: 0, duplicates: 0, reordered: 0, late: 0 };
+  for (const counts of all as DatagramCounts[]) for (const key of Object.keys(total) as Array<keyof DatagramCounts>) total[key] += counts[key];
+  return total;
 }
 
 function round(value: number): number {

@@ -1,6 +1,6 @@
 // Renders bench results for people: a compact table, and the failure summary behind exit status 1.
 
-import type { BenchResult, RateSearch } from './settings.js';
+import type { BenchResult, DatagramCounts, RateSearch } from './settings.js';
 import { judgesErrors, type ThresholdOutcome } from './thresholds.js';
 
 const integer = new Intl.NumberFormat('en-US', { maximumFractionDigits: 0 });
@@ -37,12 +37,18 @@ export function formatTable(result: BenchResult): string {
     ...(result.connectLatencyUs !== null ? [['connects', describeConnects(result, us)] as [string, string]] : []),
     ['errors', errorSummary(result)],
     ['mismatched', `${integer.format(result.mismatchedBytes)} bytes`],
+    ...(result.datagrams ? [['datagrams', describeDatagrams(result.datagrams)] as [string, string]] : []),
     ['bench CPU', `${describeLoadCpu(result.loadCpuPercent)}, ${describeEngine(result)}`],
     ...(result.generators !== undefined ? [['generators', `${result.generators} runs merged: counts summed, percentiles from their summed histograms`] as [string, string]] : []),
     ...(result.thresholds.length > 0 ? [['thresholds', result.thresholds.map((t) => `${t.expression} ${t.ok ? 'held' : 'BROKEN'}`).join(', ')] as [string, string]] : []),
   ];
   const width = Math.max(...rows.map(([label]) => label.length));
   return rows.map(([label, value]) => `${label.padEnd(width)}  ${value}`).join('\n') + '\n' + (result.rateSearch ? formatRateSearch(result.rateSearch) : '');
+}
+
+/** `1,000 sent, 978 received, 20 lost, 2 late, 5 duplicates, 7 reordered` */
+export function describeDatagrams(d: DatagramCounts): string {
+  return `${integer.format(d.sent)} sent, ${integer.format(d.received)} received, ${integer.format(d.lost)} lost, ${integer.format(d.late)} late, ${integer.format(d.duplicates)} duplicates, ${integer.format(d.reordered)} reordered`;
 }
 
 /** The steps of --find-max-rate or --ramp, one line each, and the highest rate that held. */

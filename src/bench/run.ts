@@ -3,7 +3,7 @@
 import { performance } from 'node:perf_hooks';
 import type { IntervalLog } from './hdr-log.js';
 import { LatencyHistogram } from './histogram.js';
-import type { BenchErrorKind, BenchProgress, Settings } from './settings.js';
+import type { BenchErrorKind, BenchProgress, DatagramCounts, Settings } from './settings.js';
 
 export type Phase = BenchProgress['phase'] | 'done';
 
@@ -60,6 +60,8 @@ export class Run {
   firstConnectError: NodeJS.ErrnoException | undefined;
   readonly errorsByKind: Record<BenchErrorKind, number> = { connect: 0, closed: 0, timeout: 0, mismatch: 0 };
   readonly histogram = new LatencyHistogram();
+  /** Over UDP: every datagram's fate (see datagram.ts). */
+  readonly datagrams: DatagramCounts = { sent: 0, received: 0, lost: 0, duplicates: 0, reordered: 0, late: 0 };
   /** With --hdr-log: the measured latencies again, second by second. */
   intervalLog: IntervalLog | undefined;
   /** Connection set-up times, when connections are replaced during the run. */

@@ -122,6 +122,8 @@ export interface BenchResult {
   startedAt: string;
   /** Each threshold asked for, with what was measured (microseconds for latencies) and whether it held. */
   thresholds: ThresholdOutcome[];
+  /** Over UDP (with a built-in expectation): datagrams sent, received, lost, duplicated, reordered and late. */
+  datagrams: DatagramCounts | null;
   /** Set by `bench merge`: how many generators' runs this result adds up. */
   generators?: number;
   /** Set by `--find-max-rate` and `--ramp`: each rate tried, and the highest that held. */
@@ -131,6 +133,21 @@ export interface BenchResult {
    * of one core. Near 100, the bench itself may be what limits the rate.
    */
   loadCpuPercent: number;
+}
+
+/** Datagram accounting, for the run's result. */
+export interface DatagramCounts {
+  sent: number;
+  /** Replies that came within the timeout, once each. */
+  received: number;
+  /** Datagrams whose reply never came. */
+  lost: number;
+  /** Replies to a datagram already answered. */
+  duplicates: number;
+  /** Replies that came after a reply to a later datagram. */
+  reordered: number;
+  /** Replies that came after their datagram had been counted lost (it is then not lost). */
+  late: number;
 }
 
 export interface RateStep {

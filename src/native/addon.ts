@@ -9,6 +9,9 @@ const PACKAGE_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
 type Addon = Record<string, unknown>;
 
+/** What native/addon.c's INTERFACE_VERSION must say: the exports this file and its users expect. */
+const INTERFACE_VERSION = 2;
+
 let addon: Addon | undefined;
 let absence: string | undefined;
 
@@ -21,10 +24,18 @@ function load(): void {
   }
   try {
     const nodeGypBuild = require('node-gyp-build') as (root: string) => Addon;
-    addon = nodeGypBuild(PACKAGE_ROOT);
+    const loaded = nodeGypBuild(PACKAGE_ROOT);
+    if (loaded['interfaceVersion'] !== INTERFACE_VERSION) {
+      absence = `the built addon is out of date (interface ${String(loaded['interfaceVersion'] ?? 1)}, expected ${INTERFACE_VERSION}): run npm run build:native`;
+      return;
+    }
+    addon = loaded;
   } catch (err) {
     // No prebuilt binary for this platform, and none compiled (no C compiler or make at install).
-    absence = err instanceof Error ? err.message.split('\n')[0] : String(err);
+    const message = err instanceof Error ? (err.message.split('\n')[0] ?? '') : String(err);
+    absence = message.startsWith('No native build was found')
+      ? 'no prebuilt addon for this platform, and none compiled here: with a C compiler and make, run npm rebuild echoplex (npm run build:native in a clone)'
+      : `${message}: npm rebuild echoplex (npm run build:native in a clone) rebuilds it`;
   }
 }
 

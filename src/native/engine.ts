@@ -15,8 +15,6 @@ export type EngineName = Exclude<EngineChoice, 'auto'>;
 /** The environment variable that sets the default engine, for the library as for the CLI. */
 export const ENGINE_VARIABLE = 'ECHOPLEX_ENGINE';
 
-const BUILD_HINT = 'build it with a C compiler and make present (`npm rebuild echoplex`, or `npm install` in a clone), or use --engine portable';
-
 /** `value` as an engine choice; a UsageError naming `source` otherwise. */
 export function parseEngineChoice(value: string, source = '--engine'): EngineChoice {
   if ((ENGINE_CHOICES as readonly string[]).includes(value)) return value as EngineChoice;
@@ -33,7 +31,7 @@ export function chooseEngine(requested?: EngineChoice): EngineName {
   if (choice === 'portable') return 'portable';
   const absent = addonAbsence();
   if (absent === undefined) return 'native';
-  if (choice === 'native') throw new UsageError(`the native engine is not available (${absent}): ${BUILD_HINT}`);
+  if (choice === 'native') throw new UsageError(`the native engine is not available: ${absent}; or use --engine portable`);
   return 'portable';
 }
 
@@ -42,7 +40,7 @@ export function fallbackNotice(requested?: EngineChoice): string | undefined {
   const choice = requested ?? defaultChoice();
   const absent = addonAbsence();
   if (choice !== 'auto' || absent === undefined) return undefined;
-  return `echoplex: the native engine is not built here (${absent}); using the portable engine. To build it: ${BUILD_HINT.replace(', or use --engine portable', '')}`;
+  return `echoplex: using the portable engine; the native one is not available: ${absent}`;
 }
 
 function defaultChoice(): EngineChoice {
