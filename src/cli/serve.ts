@@ -10,8 +10,10 @@ import { isTransformName, loadTransformModule, TRANSFORM_NAMES } from '../protoc
 import { createLogger, LOG_FORMATS, LOG_LEVEL_NAMES, type LogFormat, type LogLevel } from '../core/log.js';
 import { DEFAULT_MAX_CONNECTIONS } from '../server/limits.js';
 import { ENGINE_CHOICES, fallbackNotice, type EngineChoice } from '../native/engine.js';
+import { UsageError } from '../core/errors.js';
+import { formatFaults } from '../server/faults.js';
 import { envOption } from './environment.js';
-import { parseCidrList, parsePort, parsePortList, parsePositiveInteger, parseSeconds, parseSize, parseTransform } from './parsers.js';
+import { parseCidrList, parseNonNegativeInteger, parsePort, parsePortList, parsePositiveInteger, parseSeconds, parseSize, parseTransform } from './parsers.js';
 
 interface ServeFlags {
   host: string;
@@ -42,6 +44,10 @@ interface ServeFlags {
   logLevel: LogLevel;
   quiet: boolean;
   engine: EngineChoice;
+  fault: string[];
+  faultSeed?: number;
+  admin: boolean;
+  adminToken?: string;
 }
 
 export function serveCommand(): Command {
@@ -85,6 +91,14 @@ export function serveCommand(): Command {
     .addOption(envOption('--metrics-host <host>', 'address for the metrics port').default('127.0.0.1'))
     .addOption(envOption('--log-format <format>', 'text lines, or one JSON object per event').choices(LOG_FORMATS).default('text'))
     .addOption(envOption('--log-level <level>', 'least severe level logged').choices(LOG_LEVEL_NAMES).default('info'))
+    .addOption(
+      envOption('--fault <spec>', 'misbehave on purpose, repeatable: reset=P, close=P, stall=P:SECONDS, truncate=P (a fraction P of connections), drop=P (datagrams), delay=10ms:90,500ms:10')
+        .argParser((value: string, previous: string[] | undefined) => [...(previous ?? []), value])
+        .default([]),
+    )
+    .addOption(envOption('--fault-seed <n>', 'seed for the faults\' random choices: the same seed, the same faults').argParser(parseNonNegativeInteger))
+    .addOption(envOption('--admin', 'on the metrics port: POST /admin/ready?state=false|true, GET and POST /admin/faults').default(false))
+    .addOption(envOption('--admin-token <token>', 'with --admin: the bearer token that admin requests from other hosts than loopback must carry'))
     .addOption(envOption('--engine <engine>', 'what moves plain TCP bytes: native (C, no JavaScript per message), portable (net.Socket), auto: native where built').choices(ENGINE_CHOICES).default('auto'))
     .addOption(envOption('-q, --quiet', 'no per-event log lines (warnings and errors still go to stderr)').default(false))
     .action(async (flags: ServeFlags, command: Command) => {
@@ -140,12 +154,15 @@ async function workerEnvironment(flags: ServeFlags): Promise<Record<string, stri
 function describeSettings(flags: ServeFlags): string {
   const framing = flags.framing === 'line' || flags.prefix !== undefined ? ', line mode' : '';
   const proxy = flags.proxyProtocol ? ', PROXY protocol' : '';
+  const faults = flags.fault.length > 0 ? ', faults on purpose' : '';
   const delay = flags.delay > 0 ? `, replies after ${flags.delay} s` : '';
-  return `transform: ${flags.transform}${framing}${proxy}${delay}`;
+  return `transform: ${flags.transform}${framing}${proxy}${delay}${faults}`;
 }
 
 async function serve(flags: ServeFlags, ports: number[]): Promise<void> {
   const logger = await createLogger(flags.logFormat, flags.logLevel, cluster.worker?.id);
+  if (flags.admin && flags.workers > 1) throw new UsageError('--admin controls one process: not with --workers yet');
+  if (flags.admin && flags.metricsPort === undefined) throw new UsageError('--admin serves on the metrics port: give --metrics-port too');
   if (flags.workers > 1 && cluster.isPrimary) {
     const { runPrimary } = await import('../ops/workers.js');
     await runPrimary({
@@ -170,7 +187,13 @@ async function serve(flags: ServeFlags, ports: number[]): Promise<void> {
     idleTimeoutMs: flags.idleTimeout * 1000,
     delayMs: flags.delay * 1000,
     engine: flags.engine,
+    ...(flags.fault.length > 0 && { faults: flags.fault }),
+    ...(flags.faultSeed !== undefined && { faultSeed: flags.faultSeed }),
+    faultsLive: flags.admin,
   });
+  if (server.faults !== undefined && flags.fault.length > 0) {
+    logger.info({ event: 'faults', faults: formatFaults(server.faults.spec), seed: server.faults.seed }, `faults on purpose: ${formatFaults(server.faults.spec)} (--fault-seed ${server.faults.seed})`);
+  }
   const notice = fallbackNotice(flags.engine);
   if (notice !== undefined) logger.warn({ event: 'engine_fallback' }, notice);
   let closeMetrics: (() => Promise<void>) | undefined;
@@ -214,7 +237,8 @@ async function serve(flags: ServeFlags, ports: number[]): Promise<void> {
     const { startMetricsServer, serverMetricsSource } = await import('../ops/metrics.js');
     // Every listener is up before the listening line, or none stays up: a server without the
     // probes it was asked for would look healthy to nobody and serve anyway.
-    const metrics = await startMetricsServer(serverMetricsSource(server), { host: flags.metricsHost, port: flags.metricsPort }).catch((err: unknown) => {
+    const admin = flags.admin ? { server, token: flags.adminToken, logger } : undefined;
+    const metrics = await startMetricsServer(serverMetricsSource(server), { host: flags.metricsHost, port: flags.metricsPort, ...(admin && { admin }) }).catch((err: unknown) => {
       server.destroy();
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);

@@ -1,6 +1,7 @@
 // Prometheus metrics, health probes and the status page over HTTP, read from the server's own
 // counters when asked.
 
+import { handleAdmin, type AdminOptions } from './admin.js';
 import { describeListenError, ListenError, systemErrorCode } from '../core/errors.js';
 import { formatHostPort } from '../core/address.js';
 import http from 'node:http';
@@ -14,6 +15,8 @@ import { STATUS_PAGE, StatusFeed } from './status.js';
 export interface MetricsOptions {
   host?: string;
   port: number;
+  /** Serve /admin/... as well (--admin). */
+  admin?: AdminOptions;
 }
 
 export interface MetricsEndpoint {
@@ -104,6 +107,16 @@ export function createMetricsRegistry(server: EchoServer): Registry {
       for (const [kind, count] of Object.entries(snapshot.errors) as Array<[ErrorKind, number]>) this.inc({ kind }, count);
     },
   });
+  new Counter({
+    name: 'echoplex_faults_total',
+    help: 'Faults injected on purpose (--fault), by kind',
+    labelNames: ['kind'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [kind, count] of Object.entries(snapshot.faults ?? {})) this.inc({ kind }, count);
+    },
+  });
   return registry;
 }
 
@@ -125,7 +138,7 @@ export function serverMetricsSource(server: EchoServer): MetricsSource {
     metrics: () => registry.metrics(),
     contentType: registry.contentType,
     stats: async () => server.stats(),
-    readiness: () => ({ ready: server.ready, state: server.state }),
+    readiness: () => ({ ready: server.ready, state: server.state === 'listening' && !server.ready ? 'out of service' : server.state }),
   };
 }
 
@@ -136,8 +149,11 @@ export function serverMetricsSource(server: EchoServer): MetricsSource {
 export async function startMetricsServer(source: MetricsSource, options: MetricsOptions): Promise<MetricsEndpoint> {
   const status = new StatusFeed(source);
   const httpServer = http.createServer((req, res) => {
-    const path = (req.url ?? '/').split('?')[0];
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
+    const path = (req.url ?? '/').split('?')[0] ?? '/';
+    if (path.startsWith('/admin/')) {
+      if (options.admin !== undefined) handleAdmin(req, res, path, options.admin);
+      else res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: the admin endpoints need --admin\n');
+    } else if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { allow: 'GET, HEAD' }).end();
     } else if (path === '/metrics') {
       source.metrics().then(

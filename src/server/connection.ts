@@ -7,6 +7,7 @@ import { DelayQueue } from './delay.js';
 import { LineSplitter } from '../protocol/framing.js';
 import { canonicalAddress } from './limits.js';
 import { parseProxyHeader, type ProxyHeader } from '../protocol/proxy-protocol.js';
+import type { ConnectionFault, Faults } from './faults.js';
 import type { ServerStats, StreamTransport } from './stats.js';
 import type { Transform } from '../protocol/transforms.js';
 
@@ -38,6 +39,8 @@ export interface ConnectionContext {
   readonly maxBuffered: number;
   /** Milliseconds each received chunk waits before it is answered (a slow server, for tests of timeouts); 0: none. */
   readonly delayMs: number;
+  /** Faults to inject on purpose (--fault); undefined: none. */
+  readonly faults: Faults | undefined;
   /** The PROXY header named the client: the server admits it by that address, or aborts it. */
   proxyHeaderRead(connection: Connection): void;
   connectionClosed(connection: Connection): void;
@@ -82,12 +85,16 @@ export abstract class Connection {
   #endAfterDelayed = false;
   /** Reading is held because delayed chunks pile up; the subclass must not resume it meanwhile. */
   protected inputHeld = false;
+  /** The fault this connection meets at its first message (--fault), until it has met it. */
+  #fault: ConnectionFault | undefined;
 
   constructor(id: number, remoteAddress: string, remotePort: number, context: ConnectionContext) {
     this.id = id;
     this.#remoteAddress = remoteAddress;
     this.#remotePort = remotePort;
     this.context = context;
+    // Drawn as connections arrive, so that one seed gives the same faults in the same order.
+    this.#fault = context.faults?.connectionFault();
     if (context.proxyHeaderTimeoutMs !== undefined) {
       this.#headerBytes = Buffer.alloc(0);
       this.#headerDeadline = setTimeout(() => this.#rejectHeader(`no complete PROXY header within ${context.proxyHeaderTimeoutMs! / 1000}s`), context.proxyHeaderTimeoutMs);
@@ -165,6 +172,9 @@ export abstract class Connection {
 
   protected abstract destroy(): void;
 
+  /** Closes at once with a TCP reset (SO_LINGER 0), for --fault reset. */
+  protected abstract reset(): void;
+
   /** True once our side has sent FIN: late input is dropped, there is nowhere to echo it. */
   protected abstract get outputEnded(): boolean;
 
@@ -188,8 +198,53 @@ export abstract class Connection {
       );
     }
     if (this.outputEnded) return;
-    if (context.delayMs > 0) return this.#delay(chunk);
+    if (this.#fault !== undefined && this.#meetFault(chunk, this.#fault)) return;
+    const delayMs = context.delayMs + (context.faults?.delayMs() ?? 0);
+    if (delayMs > 0) {
+      if (delayMs > context.delayMs) context.stats.faults.delay++;
+      return this.#delay(chunk, delayMs);
+    }
     this.#answer(chunk);
+  }
+
+  /** Applies the connection's fault at its first message; true when `chunk` is dealt with. */
+  #meetFault(chunk: Buffer, fault: ConnectionFault): boolean {
+    this.#fault = undefined;
+    const context = this.context;
+    context.stats.faults[fault.kind]++;
+    const what = fault.kind === 'stall' ? `stall for ${fault.seconds}s` : fault.kind;
+    context.log.info({ event: 'fault', kind: fault.kind, conn: this.id, peer: this.peer }, `fault on purpose: ${what} on ${this.peer} (#${this.id})`);
+    switch (fault.kind) {
+      case 'reset':
+        this.#closeReason = 'reset on purpose (--fault reset)';
+        this.reset();
+        return true;
+      case 'close':
+        this.#closeReason = 'closed on purpose (--fault close)';
+        this.finish();
+        return true;
+      case 'truncate': {
+        const reply = this.#transform(chunk);
+        if (reply === undefined) return true;
+        this.#closeReason = 'truncated on purpose (--fault truncate)';
+        // Part of the reply, then FIN: the client sees a short answer and end of stream.
+        const part = reply.subarray(0, Math.floor(reply.length / 2));
+        if (part.length > 0) this.#sendReply(Buffer.from(part));
+        this.finish();
+        return true;
+      }
+      case 'stall':
+        // Neither read nor answer for that long; then the stalled chunk, and everything after it.
+        this.inputHeld = true;
+        this.holdInput();
+        this.#delay(chunk, fault.seconds * 1000);
+        setTimeout(() => {
+          if (!this.inputHeld) return;
+          this.inputHeld = false;
+          this.releaseInput();
+        }, fault.seconds * 1000).unref();
+        return true;
+    }
   }
 
   #answer(chunk: Buffer): void {
@@ -198,12 +253,12 @@ export abstract class Connection {
     if (reply !== undefined) this.#sendReply(reply);
   }
 
-  /** Answers `chunk` after the delay, in arrival order, holding input while too much waits. */
-  #delay(chunk: Buffer): void {
+  /** Answers `chunk` after `delayMs`, in arrival order, holding input while too much waits. */
+  #delay(chunk: Buffer, delayMs: number): void {
     const context = this.context;
     const queue = (this.#delayed ??= new DelayQueue<Buffer>(context.delayMs, byteLength, (due) => this.#answerDelayed(due)));
     // Copied: the chunk may sit in a buffer that the next read reuses.
-    queue.push(Buffer.from(chunk));
+    queue.push(Buffer.from(chunk), delayMs);
     if (queue.bytes >= context.maxBuffered && !this.inputHeld) {
       this.inputHeld = true;
       this.holdInput();

@@ -21,12 +21,15 @@ export class DelayQueue<T> {
     this.#onDue = onDue;
   }
 
-  push(item: T): void {
+  /** Queues `item` for `delayMs` (default: the queue's), never before an item queued earlier. */
+  push(item: T, delayMs = this.#delayMs): void {
     if (this.cleared) return;
+    const now = performance.now();
+    const due = Math.max(now + delayMs, this.#dueAt[this.#dueAt.length - 1] ?? 0);
     this.#items.push(item);
-    this.#dueAt.push(performance.now() + this.#delayMs);
+    this.#dueAt.push(due);
     this.bytes += this.#sizeOf(item);
-    this.#timer ??= setTimeout(this.#fire, this.#delayMs);
+    this.#timer ??= setTimeout(this.#fire, Math.max(1, due - now));
   }
 
   clear(): void {

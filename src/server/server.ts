@@ -21,6 +21,7 @@ import { drainConnections, type DrainResult } from './shutdown.js';
 import { copyStats, emptyStats, type RejectReason, type ServerStats, type StreamTransport, type Transport } from './stats.js';
 import { builtInTransform, toTransform, type TransformName, type UserTransform } from '../protocol/transforms.js';
 import { listenUdp } from './udp.js';
+import { Faults, parseFaults } from './faults.js';
 
 export const DEFAULT_HOST = '127.0.0.1';
 export const DEFAULT_PORT = 1234;
@@ -64,6 +65,16 @@ export interface EchoServerOptions extends AdmissionOptions {
    * a slow server, to test a proxy's timeouts or a client's patience. Default 0.
    */
   delayMs?: number;
+  /**
+   * Faults on purpose, each as `--fault` takes it: `reset=0.1`, `close=0.05`, `stall=0.1:2`,
+   * `truncate=0.01`, `drop=0.2` (datagrams), `delay=10ms:90,500ms:10`. Connections run on the
+   * portable engine while faults are configured (or may be, with `faultsLive`).
+   */
+  faults?: readonly string[];
+  /** Seed for the faults' random choices: the same seed gives the same faults. Default: random. */
+  faultSeed?: number;
+  /** The fault set may be replaced while running (the admin endpoint): keep every connection where faults can reach it. */
+  faultsLive?: boolean;
   /** Where events go. Default: nowhere. */
   logger?: Logger;
   /**
@@ -115,11 +126,13 @@ interface EchoServerEvents {
  */
 function streamEngineFor(engine: EngineName, transform: TransformName | UserTransform, context: Omit<ConnectionContext, 'transport'>): ServerEngine {
   if (engine !== 'native' || typeof transform === 'function') return portableEngine;
-  if (context.lines !== undefined || context.proxyHeaderTimeoutMs !== undefined || context.delayMs > 0 || context.logData) return portableEngine;
+  if (context.lines !== undefined || context.proxyHeaderTimeoutMs !== undefined || context.delayMs > 0 || context.logData || context.faults !== undefined) return portableEngine;
   return NativeEcho.create({ upper: transform === 'upper', maxBuffered: context.maxBuffered }) ?? portableEngine;
 }
 
 export class EchoServer extends EventEmitter<EchoServerEvents> {
+  /** The faults injected on purpose, live (replace them with `faults.replace`); undefined without any. */
+  readonly faults: Faults | undefined;
   readonly #host: string;
   readonly #ports: readonly number[];
   readonly #unixPaths: readonly string[];
@@ -142,6 +155,7 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
   readonly #engine: ServerEngine;
   #addresses: BoundAddress[] = [];
   #state: ServerState = 'new';
+  #inService = true;
   /** Draining has begun, and the accept queue is still being taken in (see #close). */
   #lastCall = false;
   #nextConnectionId = 1;
@@ -163,6 +177,8 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
     this.#proxyTrust = options.proxyTrust && options.proxyTrust.length > 0 ? parseAllowList(options.proxyTrust) : undefined;
     this.#idleTimeoutMs = options.idleTimeoutMs ?? 0;
     const engine = chooseEngine(options.engine);
+    const faults = options.faults !== undefined || options.faultsLive ? new Faults(parseFaults(options.faults ?? []), options.faultSeed) : undefined;
+    this.faults = faults;
     const transform = options.transform ?? 'echo';
     const lineMode = (options.framing ?? 'raw') === 'line';
     this.#context = {
@@ -176,6 +192,7 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
       logData: (options.logConnectionEvents ?? true) && this.#log.isLevelEnabled('debug'),
       maxBuffered: options.maxBuffered ?? DEFAULT_MAX_BUFFERED,
       delayMs: options.delayMs ?? 0,
+      faults,
       proxyHeaderRead: (connection) => this.#proxyHeaderRead(connection),
       connectionClosed: (connection) => this.#connectionClosed(connection),
     };
@@ -186,9 +203,17 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
     return this.#state;
   }
 
-  /** True while the server accepts connections: what a readiness probe reports. */
+  /** True while the server accepts connections and is in service: what a readiness probe reports. */
   get ready(): boolean {
-    return this.#state === 'listening';
+    return this.#state === 'listening' && this.#inService;
+  }
+
+  /**
+   * Takes the server out of service (false) or back (true): `ready` and /readyz say so, so that
+   * a balancer stops sending it clients; connections, old and new, are still served.
+   */
+  setInService(inService: boolean): void {
+    this.#inService = inService;
   }
 
   /** The addresses actually bound (after `listen()`), with the real port where 0 was asked. */
@@ -316,6 +341,7 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
       transform: context.transform,
       prefix: context.lines?.prefix,
       delayMs: context.delayMs,
+      faults: context.faults,
       allows: (address) => this.#admission.allows(address),
       stats: this.#stats,
       log: this.#log,

@@ -9,6 +9,7 @@ import { formatEndpoint, formatHostPort } from '../core/address.js';
 import { DelayQueue } from './delay.js';
 import { canonicalAddress } from './limits.js';
 import type { Listener } from './listener.js';
+import type { Faults } from './faults.js';
 import type { ServerStats } from './stats.js';
 import type { Transform } from '../protocol/transforms.js';
 
@@ -22,6 +23,8 @@ export interface UdpEchoOptions {
   prefix: Buffer | undefined;
   /** Milliseconds each reply waits before it is sent; 0: none. */
   delayMs: number;
+  /** Faults on purpose: datagrams dropped, replies delayed. */
+  faults: Faults | undefined;
   /** Source addresses the allow-list lets in; others' datagrams are dropped. */
   allows(address: string): boolean;
   stats: ServerStats;
@@ -43,7 +46,7 @@ export async function listenUdp(options: UdpEchoOptions): Promise<Listener> {
   // libuv reads into a 64 KiB buffer, so every datagram up to the protocol's limit arrives whole;
   // the kernel buffers are raised so that a burst of large ones is not dropped on arrival.
   const socket = dgram.createSocket({ type: isIPv6(ip) ? 'udp6' : 'udp4', recvBufferSize: 4 * 1024 * 1024, sendBufferSize: 4 * 1024 * 1024 });
-  const delayed = options.delayMs > 0 ? new DelayQueue<DelayedReply>(options.delayMs, (item) => item.reply.length, (due) => due.forEach((item) => item.send())) : undefined;
+  const delayed = options.delayMs > 0 || options.faults !== undefined ? new DelayQueue<DelayedReply>(options.delayMs, (item) => item.reply.length, (due) => due.forEach((item) => item.send())) : undefined;
   socket.on('message', (message, remote) => echoDatagram(socket, message, remote, options, delayed));
   await new Promise<void>((resolve, reject) => {
     const onError = (err: Error) => reject(new ListenError(endpoint, describeListenError(systemErrorCode(err), err.message), err));
@@ -95,6 +98,11 @@ function echoDatagram(socket: dgram.Socket, message: Buffer, remote: dgram.Remot
   if (options.logData) {
     log.debug({ event: 'data', transport: 'udp', peer, bytes: message.length }, `received ${message.length} bytes by UDP from ${peer}: ${describeBytes(message)}`);
   }
+  if (options.faults?.dropsDatagram()) {
+    stats.faults.drop++;
+    if (options.logData) log.debug({ event: 'fault', kind: 'drop', transport: 'udp', peer }, `fault on purpose: dropped a datagram from ${peer}`);
+    return;
+  }
   let reply: Buffer;
   try {
     // Each datagram arrives in a Buffer of its own, so the transform may change it in place.
@@ -114,9 +122,11 @@ function echoDatagram(socket: dgram.Socket, message: Buffer, remote: dgram.Remot
       log.warn({ event: 'error', kind: 'udp', peer, err: err.message }, `could not send ${reply.length} bytes by UDP to ${peer}: ${err.message}`);
     });
   };
-  if (delayed === undefined) return send();
+  const faultDelayMs = options.faults?.delayMs() ?? 0;
+  if (faultDelayMs > 0) stats.faults.delay++;
+  if (delayed === undefined || options.delayMs + faultDelayMs === 0) return send();
   if (delayed.bytes + reply.length <= MAX_DELAYED_BYTES) {
-    delayed.push({ reply, send });
+    delayed.push({ reply, send }, options.delayMs + faultDelayMs);
   } else {
     stats.errors.udp++;
     log.debug({ event: 'error', kind: 'udp', peer, err: 'delay queue full' }, `dropped a datagram from ${peer}: more than ${MAX_DELAYED_BYTES} bytes of replies wait out --delay`);

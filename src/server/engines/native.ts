@@ -136,6 +136,11 @@ export class NativeConnection extends Connection {
     this.#binding.finish(this.#native);
   }
 
+  // Faults keep connections on the portable engine (server.ts): no reset is asked of this one.
+  protected reset(): void {
+    this.destroy();
+  }
+
   protected destroy(): void {
     if (this.#closing) return;
     this.#closing = true;

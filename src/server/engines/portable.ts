@@ -59,6 +59,11 @@ export class StreamConnection extends Connection {
     this.socket.destroy();
   }
 
+  protected reset(): void {
+    // SO_LINGER 0 and close: the peer gets a TCP RST. (A TLS socket resets the TCP under it.)
+    this.socket.resetAndDestroy();
+  }
+
   protected get outputEnded(): boolean {
     return this.socket.writableEnded;
   }

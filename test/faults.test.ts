@@ -1,0 +1,168 @@
+// Faults on purpose (--fault) seen by real clients, and runtime control (--admin) of readiness and faults.
+
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { performance } from 'node:perf_hooks';
+import { describe, it } from 'node:test';
+import { authorized } from '../src/ops/admin.js';
+import { parseFaults } from '../src/server/faults.js';
+import type { BenchResult } from '../src/bench/settings.js';
+import { runCli, startServe } from './helpers/cli.js';
+import { connectTo, readBytes, readToEnd } from './helpers/sockets.js';
+import { waitUntil, withTimeout } from './helpers/timeout.js';
+
+async function metricsUrl(server: { stderr(): string }): Promise<string> {
+  await waitUntil(() => /metrics on (http:\/\/\S+)\/metrics/.test(server.stderr()), 5000, 'the metrics line');
+  return /metrics on (http:\/\/\S+)\/metrics/.exec(server.stderr())![1]!;
+}
+
+async function request(url: string, init?: RequestInit): Promise<{ status: number; body: string }> {
+  const response = await withTimeout(fetch(url, init), 5000, url);
+  return { status: response.status, body: await response.text() };
+}
+
+describe('--fault', () => {
+  it('reset: the client sees ECONNRESET at its first message, and it is counted', async () => {
+    const server = await startServe(['--fault', 'reset=1', '--metrics-port', '0']);
+    try {
+      const socket = await connectTo(server.port);
+      const error = withTimeout(once(socket, 'error') as Promise<[NodeJS.ErrnoException]>, 5000, 'the reset');
+      socket.write('hello');
+      const [err] = await error;
+      assert.equal(err.code, 'ECONNRESET');
+      const metrics = await request(`${await metricsUrl(server)}/metrics`);
+      assert.match(metrics.body, /^echoplex_faults_total\{kind="reset"\} 1$/m);
+      assert.match(server.stderr(), /fault on purpose: reset on 127\.0\.0\.1:\d+/);
+    } finally {
+      await server.stop();
+    }
+  });
+
+  it('close and truncate: end of stream with nothing, or with part of the reply', async () => {
+    for (const [fault, expected] of [['close=1', ''], ['truncate=1', 'hel']] as const) {
+      const server = await startServe(['--quiet', '--fault', fault]);
+      try {
+        const socket = await connectTo(server.port);
+        const all = readToEnd(socket);
+        socket.write('hello!');
+        assert.equal((await all).toString(), expected, fault);
+        socket.destroy();
+      } finally {
+        await server.stop();
+      }
+    }
+  });
+
+  it('stall: no reply for that long, then the reply and everything after it', async () => {
+    const server = await startServe(['--quiet', '--fault', 'stall=1:0.6']);
+    try {
+      const socket = await connectTo(server.port);
+      const started = performance.now();
+      const reply = readBytes(socket, 10, 5000);
+      socket.write('first');
+      setTimeout(() => socket.write('later'), 100);
+      assert.equal((await reply).toString(), 'firstlater');
+      assert.ok(performance.now() - started >= 550, `answered after ${Math.round(performance.now() - started)} ms`);
+      socket.destroy();
+    } finally {
+      await server.stop();
+    }
+  });
+
+  it('delay: replies wait out the drawn delay', async () => {
+    const server = await startServe(['--quiet', '--fault', 'delay=150ms:1']);
+    try {
+      const socket = await connectTo(server.port);
+      const started = performance.now();
+      const reply = readBytes(socket, 2, 5000);
+      socket.write('hi');
+      await reply;
+      assert.ok(performance.now() - started >= 140);
+      socket.destroy();
+    } finally {
+      await server.stop();
+    }
+  });
+
+  it('drop over UDP: the same seed drops the same datagrams, another seed others', async () => {
+    const lostWith = async (seed: string): Promise<number> => {
+      const server = await startServe(['--quiet', '--udp', '--fault', 'drop=0.3', '--fault-seed', seed]);
+      try {
+        // One socket: its datagrams reach the server, and meet its draws, in the order sent.
+        const run = await runCli(['bench', '--udp', '--port', String(server.port), '-c', '1', '-p', '8', '-n', '200', '--timeout', '0.2', '--json'], { ms: 60_000 });
+        return (JSON.parse(run.stdout) as BenchResult).datagrams!.lost;
+      } finally {
+        await server.stop();
+      }
+    };
+    const first = await lostWith('42');
+    assert.ok(first > 30 && first < 90, `${first} of 200 dropped at 0.3`);
+    assert.equal(await lostWith('42'), first, 'the same seed, the same drops');
+    assert.notEqual(await lostWith('7'), first);
+  });
+
+  it('bad specs are usage errors naming the part that is wrong', async () => {
+    for (const [spec, message] of [['bogus=1', /unknown fault "bogus"/], ['reset=2', /a fraction from 0 to 1/], ['stall=0.1', /stall takes FRACTION:SECONDS/], ['delay=10:5', /at "10:5"/]] as const) {
+      const result = await runCli(['serve', '--port', '0', '--fault', spec]);
+      assert.equal(result.code, 2, spec);
+      assert.match(result.stderr, message);
+    }
+    assert.throws(() => parseFaults(['reset=0.6 close=0.6']), /add up to 1\.2/);
+  });
+});
+
+describe('--admin', () => {
+  it('takes the instance out of service and back, and replaces the faults live', async () => {
+    const server = await startServe(['--quiet', '--metrics-port', '0', '--admin']);
+    try {
+      const url = await metricsUrl(server);
+      assert.equal((await request(`${url}/readyz`)).status, 200);
+      assert.equal((await request(`${url}/admin/ready?state=false`, { method: 'POST' })).status, 200);
+      assert.deepEqual(await request(`${url}/readyz`), { status: 503, body: 'not ready (out of service)\n' });
+      // Out of service is not closed: clients are still served.
+      const socket = await connectTo(server.port);
+      const reply = readBytes(socket, 4);
+      socket.write('ping');
+      assert.equal((await reply).toString(), 'ping');
+      socket.destroy();
+      assert.equal((await request(`${url}/admin/ready?state=true`, { method: 'POST' })).status, 200);
+      assert.equal((await request(`${url}/readyz`)).status, 200);
+      assert.equal((await request(`${url}/admin/ready?state=maybe`, { method: 'POST' })).status, 400);
+
+      assert.deepEqual(await request(`${url}/admin/faults`), { status: 200, body: '\n' });
+      assert.deepEqual(await request(`${url}/admin/faults`, { method: 'POST', body: 'close=1' }), { status: 200, body: 'close=1\n' });
+      const closed = await connectTo(server.port);
+      const nothing = readToEnd(closed);
+      closed.write('x');
+      assert.equal((await nothing).length, 0, 'the new fault applies to the next connection');
+      closed.destroy();
+      const bad = await request(`${url}/admin/faults`, { method: 'POST', body: 'melt=1' });
+      assert.equal(bad.status, 400);
+      assert.match(bad.body, /unknown fault "melt"/);
+    } finally {
+      await server.stop();
+    }
+  });
+
+  it('is not there without --admin (404), and refuses other hosts without the token (403)', async () => {
+    const server = await startServe(['--quiet', '--metrics-port', '0']);
+    try {
+      const url = await metricsUrl(server);
+      assert.equal((await request(`${url}/admin/ready?state=false`, { method: 'POST' })).status, 404);
+      assert.equal((await request(`${url}/readyz`)).status, 200);
+    } finally {
+      await server.stop();
+    }
+    const from = (remoteAddress: string, authorization?: string) => ({ socket: { remoteAddress }, headers: authorization === undefined ? {} : { authorization } });
+    assert.equal(authorized(from('127.0.0.1'), undefined), true);
+    assert.equal(authorized(from('::1'), 'secret'), true);
+    assert.equal(authorized(from('10.1.2.3'), undefined), false, 'no token configured: other hosts are refused');
+    assert.equal(authorized(from('10.1.2.3'), 'secret'), false);
+    assert.equal(authorized(from('10.1.2.3', 'Bearer wrong!'), 'secret'), false);
+    assert.equal(authorized(from('10.1.2.3', 'Bearer secret'), 'secret'), true);
+    const refused = await runCli(['serve', '--port', '0', '--admin']);
+    assert.equal(refused.code, 2);
+    assert.match(refused.stderr, /--admin serves on the metrics port/);
+  });
+});
+
