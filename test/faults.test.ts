@@ -3,7 +3,9 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { performance } from 'node:perf_hooks';
+import type { Duplex } from 'node:stream';
 import { describe, it } from 'node:test';
+import tls from 'node:tls';
 import { authorized } from '../src/ops/admin.js';
 import { parseFaults } from '../src/server/faults.js';
 import type { BenchResult } from '../src/bench/settings.js';
@@ -166,3 +168,58 @@ describe('--admin', () => {
   });
 });
 
+
+/** The first line the server sends, parsed, and the rest it sent with it. */
+async function helloOf(socket: Duplex): Promise<{ hello: Record<string, unknown>; rest: Buffer }> {
+  let received = Buffer.alloc(0);
+  return withTimeout(
+    new Promise((resolve) => {
+      const onData = (chunk: Buffer) => {
+        received = Buffer.concat([received, chunk]);
+        const end = received.indexOf(0x0a);
+        if (end < 0) return;
+        socket.off('data', onData);
+        resolve({ hello: JSON.parse(received.subarray(0, end).toString()) as Record<string, unknown>, rest: received.subarray(end + 1) });
+      };
+      socket.on('data', onData);
+    }),
+    5000,
+    'the hello line',
+  );
+}
+
+describe('--hello', () => {
+  it('opens each stream connection with who answered and whom it saw, after a PROXY header', async () => {
+    const server = await startServe(['--quiet', '--hello', '--instance', 'edge-7', '--proxy-protocol']);
+    try {
+      const socket = await connectTo(server.port);
+      const hello = helloOf(socket);
+      socket.write('PROXY TCP4 203.0.113.9 127.0.0.1 40001 1234\r\nping');
+      const { hello: line, rest } = await hello;
+      assert.deepEqual(line, { instance: 'edge-7', worker: null, local: `127.0.0.1:${server.port}`, client: '203.0.113.9:40001' });
+      const echo = rest.length >= 4 ? rest : Buffer.concat([rest, await readBytes(socket, 4 - rest.length)]);
+      assert.equal(echo.toString(), 'ping', 'then the echo, as without --hello');
+      socket.destroy();
+    } finally {
+      await server.stop();
+    }
+  });
+
+  it('over TLS, says the protocol, cipher and name the client asked for', async () => {
+    const server = await startServe(['--quiet', '--hello', '--tls-self-signed']);
+    try {
+      const socket = tls.connect({ host: '127.0.0.1', port: server.port, servername: 'localhost', rejectUnauthorized: false });
+      socket.on('error', () => {});
+      const { hello } = await helloOf(socket);
+      assert.match(String(hello['instance']), /:\d+$/, 'hostname:pid by default');
+      const details = hello['tls'] as Record<string, unknown>;
+      assert.equal(details['protocol'], 'TLSv1.3');
+      assert.equal(typeof details['cipher'], 'string');
+      assert.equal(details['sni'], 'localhost');
+      assert.equal(details['clientSubject'], null);
+      socket.destroy();
+    } finally {
+      await server.stop();
+    }
+  });
+});

@@ -202,3 +202,95 @@ suite('TLS passed through HAProxy with send-proxy-v2', skipUnless(HAPROXY, 'hapr
     }
   });
 });
+
+suite('who answered, and taking an instance out, behind HAProxy', skipUnless(HAPROXY, 'haproxy', 'haproxy'), () => {
+  const dir = mkdtempSync(join(tmpdir(), 'echoplex-haproxy-hello-'));
+  const statsSocket = join(dir, 'stats.sock');
+  let frontend = 0;
+  const instances: ServeProcess[] = [];
+  let metrics: string[] = [];
+  let haproxy: ChildProcess;
+
+  before(async () => {
+    for (const name of ['one', 'two']) {
+      instances.push(await startServe(['--quiet', '--hello', '--instance', name, '--proxy-protocol', '--proxy-trust', '127.0.0.0/8', '--metrics-port', '0', '--admin']));
+    }
+    metrics = await Promise.all(
+      instances.map(async (instance) => {
+        await waitUntil(() => /metrics on (http:\/\/\S+)\/metrics/.test(instance.stderr()), 5000, 'the metrics line');
+        return /metrics on (http:\/\/\S+)\/metrics/.exec(instance.stderr())![1]!;
+      }),
+    );
+    frontend = await freePort();
+    const config = join(dir, 'haproxy.cfg');
+    // Health checks ask each instance's /readyz on its metrics port, as a load balancer in front
+    // of a fleet would; the echo traffic carries a PROXY header.
+    const server = (name: string, index: number) =>
+      `  server ${name} 127.0.0.1:${instances[index]!.port} send-proxy-v2 check port ${new URL(metrics[index]!).port} inter 200ms fall 2 rise 1`;
+    writeFileSync(
+      config,
+      [
+        'global',
+        `  stats socket ${statsSocket} mode 600 level admin`,
+        'defaults',
+        '  mode tcp',
+        '  timeout connect 2s',
+        '  timeout client 10s',
+        '  timeout server 10s',
+        'frontend echo',
+        `  bind 127.0.0.1:${frontend}`,
+        '  default_backend echoplex',
+        'backend echoplex',
+        '  balance roundrobin',
+        '  option httpchk GET /readyz',
+        server('one', 0),
+        server('two', 1),
+        '',
+      ].join('\n'),
+    );
+    haproxy = spawn(HAPROXY!, ['-f', config, '-db'], { stdio: ['ignore', 'ignore', 'ignore'] });
+    await waitUntil(
+      async () => {
+        const status = await serverStatus(statsSocket).catch(() => new Map<string, string>());
+        return status.get('one') === 'UP' && status.get('two') === 'UP';
+      },
+      10_000,
+      'HAProxy to see both instances up',
+    );
+  });
+
+  after(async () => {
+    haproxy?.kill('SIGTERM');
+    await Promise.all(instances.map((instance) => instance.stop()));
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('bench --hello with a new connection per message shows how HAProxy spreads them over both instances', async () => {
+    const run = await runCli(['bench', '--port', String(frontend), '--hello', '-c', '4', '--messages-per-connection', '1', '-n', '200', '--json'], { ms: 30_000 });
+    assert.equal(run.code, 0, run.stderr);
+    const result = JSON.parse(run.stdout) as { instances: Record<string, number>; errors: number; mismatchedBytes: number };
+    assert.equal(result.errors, 0);
+    assert.equal(result.mismatchedBytes, 0, 'the hello line is taken off, not compared');
+    assert.deepEqual(Object.keys(result.instances).sort(), ['one', 'two']);
+    assert.ok(result.instances['one']! >= 50 && result.instances['two']! >= 50, JSON.stringify(result.instances));
+    const ping = await runCli(['ping', '--port', String(frontend), '--hello', '--new-connection', '-c', '4', '-i', '0.05'], { ms: 15_000 });
+    assert.equal(ping.code, 0, ping.stderr);
+    assert.match(ping.stdout, /\(instance one\)/);
+    assert.match(ping.stdout, /\(instance two\)/);
+    assert.match(ping.stdout, /^instances (one: 2, two: 2|two: 2, one: 2)$/m);
+  });
+
+  it('POST /admin/ready?state=false takes an instance out of HAProxy, and state=true brings it back', async () => {
+    const spread = async () => {
+      const run = await runCli(['bench', '--port', String(frontend), '--hello', '-c', '2', '--messages-per-connection', '1', '-n', '40', '--json'], { ms: 30_000 });
+      assert.equal(run.code, 0, run.stderr);
+      return (JSON.parse(run.stdout) as { instances: Record<string, number> }).instances;
+    };
+    assert.equal((await fetch(`${metrics[0]}/admin/ready?state=false`, { method: 'POST' })).status, 200);
+    await waitUntil(async () => (await serverStatus(statsSocket)).get('one')?.startsWith('DOWN') ?? false, 10_000, 'HAProxy to mark one down');
+    assert.deepEqual(Object.keys(await spread()), ['two'], 'every connection goes to the instance still in service');
+    assert.equal((await fetch(`${metrics[0]}/admin/ready?state=true`, { method: 'POST' })).status, 200);
+    await waitUntil(async () => (await serverStatus(statsSocket)).get('one') === 'UP', 10_000, 'HAProxy to bring one back');
+    assert.deepEqual(Object.keys(await spread()).sort(), ['one', 'two']);
+  });
+});

@@ -4,6 +4,9 @@ import type { LoadConnection, Run } from './run.js';
 import type { BenchErrorKind } from './settings.js';
 import type { BenchSocket } from '../protocol/transports.js';
 
+/** The longest hello line read before giving up on it. */
+const MAX_HELLO_BYTES = 8192;
+
 /** One connection: a FIFO of send times, and where in the current reply the bytes have reached. */
 export class BenchConnection implements LoadConnection {
   readonly socket: BenchSocket;
@@ -15,12 +18,15 @@ export class BenchConnection implements LoadConnection {
   #failed = false;
   /** Messages this connection may still send, with `messagesPerConnection`; else unbounded. */
   #quota: number;
+  /** With `hello`: the server's first line, until its newline has come. */
+  #hello: Buffer | undefined;
 
   constructor(run: Run, socket: BenchSocket) {
     this.#run = run;
     this.socket = socket;
     this.#sendTimes = new Float64Array(Math.max(4, run.options.pipeline));
     this.#quota = run.options.messagesPerConnection ?? Number.POSITIVE_INFINITY;
+    if (run.options.hello) this.#hello = Buffer.alloc(0);
   }
 
   get spent(): boolean {
@@ -51,6 +57,12 @@ export class BenchConnection implements LoadConnection {
   /** Verifies and frames received bytes; returns how many replies completed. */
   receive(bytes: Buffer, length: number, now: number): number {
     const run = this.#run;
+    if (this.#hello !== undefined) {
+      const rest = this.#readHello(bytes.subarray(0, length));
+      if (rest === undefined) return 0;
+      bytes = rest;
+      length = rest.length;
+    }
     const expected = run.expected;
     const size = expected.length;
     let completed = 0;
@@ -102,6 +114,34 @@ export class BenchConnection implements LoadConnection {
 
   destroy(): void {
     this.socket.destroy();
+  }
+
+  /** Takes the hello line off the front; returns the bytes after it, undefined until it is whole. */
+  #readHello(bytes: Buffer): Buffer | undefined {
+    const run = this.#run;
+    const input = Buffer.concat([this.#hello!, bytes]);
+    const end = input.indexOf(0x0a);
+    if (end < 0) {
+      if (input.length > MAX_HELLO_BYTES) {
+        this.#hello = undefined;
+        run.mismatchedBytes += input.length;
+        run.errorsByKind.mismatch++;
+        return undefined;
+      }
+      this.#hello = input;
+      return undefined;
+    }
+    this.#hello = undefined;
+    let instance = '(not a hello line)';
+    try {
+      const hello = JSON.parse(input.subarray(0, end).toString('utf8')) as { instance?: unknown };
+      if (typeof hello.instance === 'string') instance = hello.instance;
+    } catch {
+      // Counted under its own name below: a server without --hello, or something in front that answers.
+    }
+    run.instances.set(instance, (run.instances.get(instance) ?? 0) + 1);
+    // Copied: the rest may sit in a read buffer that the next read reuses.
+    return Buffer.from(input.subarray(end + 1));
   }
 
   #countMismatch(bytes: Buffer, offset: number, take: number): void {

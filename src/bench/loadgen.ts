@@ -96,6 +96,7 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
     timeline: wholeSeconds(run.timeline, durationSeconds),
     percentiles: run.histogram.curve(),
     latencyHistogram: run.histogram.encode(),
+    instances: settings.hello ? Object.fromEntries(run.instances) : null,
     datagrams: settings.target.udp && typeof settings.expect === 'string' && sequenceDigits(settings.size, settings.lines) > 0 ? { ...run.datagrams } : null,
     startedAt: new Date(performance.timeOrigin + (run.measureStartedAt || run.measureEndedAt)).toISOString(),
     thresholds: checkThresholds(settings.thresholds, { latencyUs, messages: run.measured, errors: run.errors, messagesPerSecond }),
@@ -109,7 +110,7 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
  * portable, as does everything with `engine: 'portable'`.
  */
 function nativeEngineFits(settings: Settings): boolean {
-  return settings.engine === 'native' && settings.rate === undefined && settings.messagesPerConnection === undefined && adoptable(settings.target);
+  return settings.engine === 'native' && !settings.hello && settings.rate === undefined && settings.messagesPerConnection === undefined && adoptable(settings.target);
 }
 
 /** `size` bytes: random printable ASCII (space to tilde), then the line's one `\n`. */

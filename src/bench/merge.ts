@@ -71,6 +71,7 @@ export function mergeResults(results: readonly BenchResult[], thresholds: readon
     thresholds: checkThresholds(thresholds.map(parseThreshold), { latencyUs, messages, errors, messagesPerSecond }),
     loadCpuPercent: round(sum((result) => result.loadCpuPercent)),
     datagrams: mergeDatagrams(results),
+    instances: results.some((result) => result.instances) ? mergeInstances(results) : null,
     generators: results.length,
   };
 }
@@ -95,6 +96,12 @@ function mergeDatagrams(results: readonly BenchResult[]): DatagramCounts | null 
   if (all.some((counts) => counts === null || counts === undefined)) return null;
   const total: DatagramCounts = { sent: 0, received: 0, lost: 0, duplicates: 0, reordered: 0, late: 0 };
   for (const counts of all as DatagramCounts[]) for (const key of Object.keys(total) as Array<keyof DatagramCounts>) total[key] += counts[key];
+  return total;
+}
+
+function mergeInstances(results: readonly BenchResult[]): Record<string, number> {
+  const total: Record<string, number> = {};
+  for (const result of results) for (const [name, count] of Object.entries(result.instances ?? {})) total[name] = (total[name] ?? 0) + count;
   return total;
 }
 

@@ -38,12 +38,20 @@ export function formatTable(result: BenchResult): string {
     ['errors', errorSummary(result)],
     ['mismatched', `${integer.format(result.mismatchedBytes)} bytes`],
     ...(result.datagrams ? [['datagrams', describeDatagrams(result.datagrams)] as [string, string]] : []),
+    ...(result.instances ? [['instances', describeInstances(result.instances)] as [string, string]] : []),
     ['bench CPU', `${describeLoadCpu(result.loadCpuPercent)}, ${describeEngine(result)}`],
     ...(result.generators !== undefined ? [['generators', `${result.generators} runs merged: counts summed, percentiles from their summed histograms`] as [string, string]] : []),
     ...(result.thresholds.length > 0 ? [['thresholds', result.thresholds.map((t) => `${t.expression} ${t.ok ? 'held' : 'BROKEN'}`).join(', ')] as [string, string]] : []),
   ];
   const width = Math.max(...rows.map(([label]) => label.length));
   return rows.map(([label, value]) => `${label.padEnd(width)}  ${value}`).join('\n') + '\n' + (result.rateSearch ? formatRateSearch(result.rateSearch) : '');
+}
+
+/** `a: 25 connections, b: 25` */
+export function describeInstances(instances: Record<string, number>): string {
+  const entries = Object.entries(instances).sort(([a], [b]) => a.localeCompare(b));
+  if (entries.length === 0) return 'no hello line read';
+  return entries.map(([name, count]) => `${name}: ${integer.format(count)}`).join(', ') + ' connections';
 }
 
 /** `1,000 sent, 978 received, 20 lost, 2 late, 5 duplicates, 7 reordered` */

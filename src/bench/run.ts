@@ -60,6 +60,8 @@ export class Run {
   firstConnectError: NodeJS.ErrnoException | undefined;
   readonly errorsByKind: Record<BenchErrorKind, number> = { connect: 0, closed: 0, timeout: 0, mismatch: 0 };
   readonly histogram = new LatencyHistogram();
+  /** With `hello`: connections per instance that answered. */
+  readonly instances = new Map<string, number>();
   /** Over UDP: every datagram's fate (see datagram.ts). */
   readonly datagrams: DatagramCounts = { sent: 0, received: 0, lost: 0, duplicates: 0, reordered: 0, late: 0 };
   /** With --hdr-log: the measured latencies again, second by second. */

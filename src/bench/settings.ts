@@ -27,6 +27,11 @@ export interface BenchOptions extends Partial<BenchTarget> {
    */
   thresholds?: readonly string[];
   /**
+   * The server opens each connection with a hello line (`echoplex serve --hello`): read it, take
+   * it off, and count connections per instance, to see how a balancer spreads them.
+   */
+  hello?: boolean;
+  /**
    * Write the measured latencies to this file as an HdrHistogram interval log (one histogram
    * per second, microseconds), as wrk2 does, for HdrHistogram's log tools.
    */
@@ -122,6 +127,8 @@ export interface BenchResult {
   startedAt: string;
   /** Each threshold asked for, with what was measured (microseconds for latencies) and whether it held. */
   thresholds: ThresholdOutcome[];
+  /** With `hello`: connections per instance, by the name in its hello line. */
+  instances: Record<string, number> | null;
   /** Over UDP (with a built-in expectation): datagrams sent, received, lost, duplicated, reordered and late. */
   datagrams: DatagramCounts | null;
   /** Set by `bench merge`: how many generators' runs this result adds up. */
@@ -199,6 +206,7 @@ export function resolveSettings(options: BenchOptions): Settings {
     engine: chooseEngine(options.engine),
     thresholds: (options.thresholds ?? []).map(parseThreshold),
     hdrLog: options.hdrLog,
+    hello: options.hello ?? false,
     startAt: options.startAt === undefined ? undefined : Number(options.startAt),
   };
   validate(settings);
@@ -226,6 +234,7 @@ function validate(settings: Settings): void {
   }
   if (settings.target.udp && settings.size > MAX_UDP_PAYLOAD) throw new UsageError(`--size: a UDP message holds at most ${MAX_UDP_PAYLOAD} bytes, got ${settings.size}`);
   if (!(settings.warmupSeconds >= 0)) throw new UsageError(`--warmup must be 0 or more seconds, got ${settings.warmupSeconds}`);
+  if (settings.hello && settings.target.udp) throw new UsageError('--hello reads the first line of a stream: not with --udp');
   if (settings.startAt !== undefined) {
     if (!Number.isFinite(settings.startAt)) throw new UsageError('--start-at must be a time (ISO 8601, or milliseconds since the epoch)');
     if (settings.startAt < Date.now()) throw new UsageError(`--start-at ${new Date(settings.startAt).toISOString()} has already passed`);

@@ -34,6 +34,7 @@ interface BenchFlags extends TargetFlags {
   startAt?: number;
   findMaxRate: boolean;
   ramp?: string;
+  hello: boolean;
 }
 
 export function benchCommand(): Command {
@@ -59,6 +60,7 @@ export function benchCommand(): Command {
     .option('--json', 'print one JSON object instead of the table', false)
     .option('--report <file.html>', 'also write a self-contained HTML report')
     .addOption(thresholdOption())
+    .option('--hello', 'read the hello line the server opens each connection with (serve --hello) and count connections per instance', false)
     .option('--find-max-rate', 'open-loop steps up from --rate (default 1000/s), then bisects, to the highest rate at which every --threshold holds and nothing is lost', false)
     .option('--ramp <from:to:steps>', 'open-loop steps at rates evenly from FROM to TO, each reported with its latencies')
     .option('--hdr-log <file>', 'also write the latencies as an HdrHistogram interval log (one histogram per second, microseconds)')
@@ -169,6 +171,7 @@ async function bench(flags: BenchFlags): Promise<number> {
     timeoutSeconds: flags.timeout,
     engine: flags.engine,
     thresholds: flags.threshold,
+    hello: flags.hello,
     ...(flags.hdrLog !== undefined && { hdrLog: flags.hdrLog }),
     ...(flags.startAt !== undefined && { startAt: flags.startAt }),
     ...(flags.messages !== undefined && { messages: flags.messages }),

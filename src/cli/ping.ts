@@ -13,6 +13,7 @@ interface PingFlags extends TargetFlags {
   expect: string;
   expectPrefix?: string;
   newConnection: boolean;
+  hello: boolean;
 }
 
 export function pingCommand(): Command {
@@ -24,6 +25,7 @@ export function pingCommand(): Command {
     .addOption(new Option('-s, --size <bytes>', 'bytes per message (ends in a newline, so line servers answer too)').default(64).argParser(parseSize))
     .addOption(new Option('--timeout <seconds>', 'longest wait for a connection or a reply').default(5).argParser(parseSeconds))
     .option('--new-connection', 'connect afresh for every message and time the connection too', false)
+    .option('--hello', 'read the hello line the server opens each connection with (serve --hello) and say which instance answered', false)
     .action(async (flags: PingFlags) => {
       process.exitCode = await ping(flags);
     });
@@ -43,6 +45,7 @@ async function ping(flags: PingFlags): Promise<number> {
     expect: await expectationFromFlag(flags.expect),
     ...(flags.expectPrefix !== undefined && { expectPrefix: flags.expectPrefix }),
     newConnection: flags.newConnection,
+    hello: flags.hello,
     signal: stop.signal,
     output: process.stdout,
   };

@@ -48,6 +48,8 @@ interface ServeFlags {
   faultSeed?: number;
   admin: boolean;
   adminToken?: string;
+  hello: boolean;
+  instance?: string;
 }
 
 export function serveCommand(): Command {
@@ -97,6 +99,8 @@ export function serveCommand(): Command {
         .default([]),
     )
     .addOption(envOption('--fault-seed <n>', 'seed for the faults\' random choices: the same seed, the same faults').argParser(parseNonNegativeInteger))
+    .addOption(envOption('--hello', 'open every stream connection with one JSON line: instance, worker, local and client addresses, TLS details').default(false))
+    .addOption(envOption('--instance <name>', 'the name --hello gives this instance (default: hostname:pid)'))
     .addOption(envOption('--admin', 'on the metrics port: POST /admin/ready?state=false|true, GET and POST /admin/faults').default(false))
     .addOption(envOption('--admin-token <token>', 'with --admin: the bearer token that admin requests from other hosts than loopback must carry'))
     .addOption(envOption('--engine <engine>', 'what moves plain TCP bytes: native (C, no JavaScript per message), portable (net.Socket), auto: native where built').choices(ENGINE_CHOICES).default('auto'))
@@ -190,6 +194,8 @@ async function serve(flags: ServeFlags, ports: number[]): Promise<void> {
     ...(flags.fault.length > 0 && { faults: flags.fault }),
     ...(flags.faultSeed !== undefined && { faultSeed: flags.faultSeed }),
     faultsLive: flags.admin,
+    hello: flags.hello,
+    ...(flags.instance !== undefined && { instance: flags.instance }),
   });
   if (server.faults !== undefined && flags.fault.length > 0) {
     logger.info({ event: 'faults', faults: formatFaults(server.faults.spec), seed: server.faults.seed }, `faults on purpose: ${formatFaults(server.faults.spec)} (--fault-seed ${server.faults.seed})`);

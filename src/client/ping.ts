@@ -23,6 +23,8 @@ export interface PingOptions extends Partial<BenchTarget> {
   expectPrefix?: string;
   /** Open a new connection for every message and time it too (tcping-style). */
   newConnection?: boolean;
+  /** The server opens each connection with a hello line (`serve --hello`): read it, and say which instance answered. */
+  hello?: boolean;
   /** Stops after the message in flight, as Ctrl-C stops ping. */
   signal?: AbortSignal;
   /** Where the lines go. */
@@ -38,6 +40,8 @@ export interface PingSummary {
   rttMs: { min: number; avg: number; max: number; mdev: number } | null;
   /** With `newConnection`: connection set-up times (TLS handshake included), in milliseconds. */
   connectMs: { min: number; avg: number; max: number; mdev: number } | null;
+  /** With `hello`: connections per instance that answered. */
+  instances: Record<string, number> | null;
 }
 
 // Reads of plain TCP land here; each is copied out at once, so every link can share it.
@@ -104,6 +108,29 @@ class PingLink {
     this.#socket.write(bytes);
   }
 
+  /** The first line of the stream (a hello line), without its newline; undefined if none comes by `deadline`. */
+  async line(deadline: number): Promise<string | undefined> {
+    for (;;) {
+      const all = Buffer.concat(this.#buffered);
+      const end = all.indexOf(0x0a);
+      if (end >= 0) {
+        this.#buffered = end + 1 < all.length ? [all.subarray(end + 1)] : [];
+        this.#bufferedBytes = all.length - end - 1;
+        return all.subarray(0, end).toString('utf8');
+      }
+      if (this.#closedReason !== undefined || performance.now() >= deadline) return undefined;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(done, deadline - performance.now());
+        function done(): void {
+          clearTimeout(timer);
+          resolve();
+        }
+        this.#wake = done;
+      });
+      this.#wake = undefined;
+    }
+  }
+
   /** The next reply: `length` bytes of a stream, or the next datagram whatever its length. */
   async reply(length: number, deadline: number): Promise<Reply> {
     const datagrams = this.#socket.datagrams;
@@ -165,6 +192,9 @@ export async function runPing(options: PingOptions): Promise<PingSummary> {
   const replyTo = (payload: Buffer) => Buffer.concat([prefix, transform(Buffer.from(payload))]);
   const where = describeTarget(target);
   const out = (line: string) => options.output.write(`${line}\n`);
+  if (options.hello && target.udp) throw new UsageError('--hello reads the first line of a stream: not with --udp');
+  const instances = new Map<string, number>();
+  let lastInstance = '';
   const rtts: number[] = [];
   const connects: number[] = [];
   let sent = 0;
@@ -184,8 +214,14 @@ export async function runPing(options: PingOptions): Promise<PingSummary> {
       try {
         link = await PingLink.open(target, timeoutMs);
         const connectMs = performance.now() - begin;
+        lastInstance = '';
+        if (options.hello) {
+          const instance = instanceIn(await link.line(performance.now() + timeoutMs));
+          instances.set(instance, (instances.get(instance) ?? 0) + 1);
+          lastInstance = ` (instance ${instance})`;
+        }
         if (options.newConnection) connects.push(connectMs);
-        else out(`connected to ${where} in ${ms(connectMs)} ms`);
+        else out(`connected to ${where} in ${ms(connectMs)} ms${lastInstance}`);
       } catch (err) {
         sent++;
         out(`seq=${seq} cannot connect: ${(err as Error).message}`);
@@ -203,7 +239,7 @@ export async function runPing(options: PingOptions): Promise<PingSummary> {
     const connectNote = options.newConnection ? ` connect=${ms(connects.at(-1)!)} ms` : '';
     if (reply.kind === 'bytes' && reply.bytes.equals(expected)) {
       rtts.push(rtt);
-      out(`${reply.bytes.length} bytes from ${where}: seq=${seq}${connectNote} time=${ms(rtt)} ms`);
+      out(`${reply.bytes.length} bytes from ${where}: seq=${seq}${connectNote} time=${ms(rtt)} ms${options.newConnection ? lastInstance : ''}`);
     } else if (reply.kind === 'bytes') {
       mismatched++;
       out(`${reply.bytes.length} bytes from ${where}: seq=${seq} time=${ms(rtt)} ms MISMATCH (not what ${typeof expect === 'string' ? expect : expect.label} gives)`);
@@ -220,13 +256,32 @@ export async function runPing(options: PingOptions): Promise<PingSummary> {
   }
   link?.close();
 
-  const summary: PingSummary = { sent, received: rtts.length + mismatched, mismatched, rttMs: spread(rtts), connectMs: options.newConnection ? spread(connects) : null };
+  const summary: PingSummary = {
+    sent,
+    received: rtts.length + mismatched,
+    mismatched,
+    rttMs: spread(rtts),
+    connectMs: options.newConnection ? spread(connects) : null,
+    instances: options.hello ? Object.fromEntries(instances) : null,
+  };
   const lost = sent - summary.received;
   out(`--- ${where} echo statistics ---`);
   out(`${sent} sent, ${summary.received} received, ${sent === 0 ? 0 : Math.round((lost / sent) * 100)}% lost, ${mismatched} mismatched, time ${Math.round(performance.now() - started)} ms`);
   if (summary.connectMs) out(`connect ${formatSpread(summary.connectMs)}`);
   if (summary.rttMs) out(`rtt ${formatSpread(summary.rttMs)}`);
+  if (summary.instances) out(`instances ${Object.entries(summary.instances).map(([name, count]) => `${name}: ${count}`).join(', ')}`);
   return summary;
+}
+
+/** The instance a hello line names. */
+function instanceIn(line: string | undefined): string {
+  if (line === undefined) return '(no hello line)';
+  try {
+    const hello = JSON.parse(line) as { instance?: unknown };
+    return typeof hello.instance === 'string' ? hello.instance : '(not a hello line)';
+  } catch {
+    return '(not a hello line)';
+  }
 }
 
 /** The next reply, after any that belong to earlier messages which timed out (UDP), noted as late. */

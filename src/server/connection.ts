@@ -380,6 +380,24 @@ export abstract class Connection {
     return this.outputEnded ? undefined : input.subarray(result.header.length);
   }
 
+  /** Sends `line` before any echo (the hello line), when the connection is known and admitted. */
+  greet(line: string): void {
+    if (!this.outputEnded) this.#sendReply(Buffer.from(line));
+  }
+
+  /** What the hello line says of this connection: its addresses, and TLS where it has it. */
+  helloFields(): Record<string, unknown> {
+    return { local: this.localEndpoint(), client: this.peer, ...this.transportDetails() };
+  }
+
+  /** The address the client reached, as `host:port` (a path for Unix sockets). */
+  protected abstract localEndpoint(): string | undefined;
+
+  /** Transport details for the hello line (TLS's); none by default. */
+  protected transportDetails(): Record<string, unknown> {
+    return {};
+  }
+
   /** Takes the client's address from a PROXY header (read here, or before TLS by the listener). */
   useProxyHeader(header: ProxyHeader): void {
     if (header.command !== 'proxy' || header.source === undefined) return;

@@ -1,6 +1,8 @@
 // The echo server: listeners, the set of live connections, counters, graceful close.
 
+import cluster from 'node:cluster';
 import { EventEmitter } from 'node:events';
+import { hostname } from 'node:os';
 import { BlockList, isIP, isIPv4 } from 'node:net';
 import type { TlsOptions } from 'node:tls';
 import { systemErrorCode, UsageError } from '../core/errors.js';
@@ -71,6 +73,14 @@ export interface EchoServerOptions extends AdmissionOptions {
    * portable engine while faults are configured (or may be, with `faultsLive`).
    */
   faults?: readonly string[];
+  /**
+   * Open every stream connection with one JSON line saying who answered: `instance`, `worker`,
+   * `local` and `client` addresses (the client as the server sees it, after a PROXY header), and
+   * over TLS `tls: { protocol, cipher, sni, alpn, clientSubject }`. Default false.
+   */
+  hello?: boolean;
+  /** The name `hello` gives this instance. Default `hostname:pid`. */
+  instance?: string;
   /** Seed for the faults' random choices: the same seed gives the same faults. Default: random. */
   faultSeed?: number;
   /** The fault set may be replaced while running (the admin endpoint): keep every connection where faults can reach it. */
@@ -156,6 +166,8 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
   #addresses: BoundAddress[] = [];
   #state: ServerState = 'new';
   #inService = true;
+  /** With `hello`: what every stream connection's first line says besides its own addresses. */
+  readonly #hello: { instance: string; worker: number | null } | undefined;
   /** Draining has begun, and the accept queue is still being taken in (see #close). */
   #lastCall = false;
   #nextConnectionId = 1;
@@ -196,7 +208,9 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
       proxyHeaderRead: (connection) => this.#proxyHeaderRead(connection),
       connectionClosed: (connection) => this.#connectionClosed(connection),
     };
-    this.#engine = this.#tls === undefined ? streamEngineFor(engine, transform, this.#context) : portableEngine;
+    this.#hello = options.hello ? { instance: options.instance ?? `${hostname()}:${process.pid}`, worker: cluster.worker?.id ?? null } : undefined;
+    // The hello line is written from JavaScript: such connections stay on the portable engine.
+    this.#engine = this.#tls === undefined && this.#hello === undefined ? streamEngineFor(engine, transform, this.#context) : portableEngine;
   }
 
   get state(): ServerState {
@@ -403,6 +417,7 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
   }
 
   #opened(connection: Connection): void {
+    if (this.#hello !== undefined) connection.greet(`${JSON.stringify({ ...this.#hello, ...connection.helloFields() })}\n`);
     if (!this.#context.logEvents) return;
     const via = connection.proxiedBy === undefined ? '' : ` via ${connection.proxiedBy}`;
     const subject = connection.clientCertificateSubject === undefined ? '' : `, client certificate ${connection.clientCertificateSubject}`;

@@ -18,7 +18,7 @@ function resultOf(samples: number[], startedAt: number, timeline: number[]): Ben
     messagesPerSecond: samples.length / timeline.length, bytesPerSecond: (samples.length * 64) / timeline.length,
     latencyUs: histogram.summary(), errors: 1, errorsByKind: { connect: 0, closed: 1, timeout: 0, mismatch: 0 }, mismatchedBytes: 0,
     timeline, percentiles: histogram.curve(), latencyHistogram: histogram.encode(), startedAt: new Date(startedAt).toISOString(),
-    thresholds: [], loadCpuPercent: 50, datagrams: null,
+    thresholds: [], loadCpuPercent: 50, datagrams: null, instances: null,
   };
 }
 

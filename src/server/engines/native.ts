@@ -136,6 +136,11 @@ export class NativeConnection extends Connection {
     this.#binding.finish(this.#native);
   }
 
+  // The hello line keeps connections on the portable engine (server.ts): not asked of this one.
+  protected localEndpoint(): string | undefined {
+    return undefined;
+  }
+
   // Faults keep connections on the portable engine (server.ts): no reset is asked of this one.
   protected reset(): void {
     this.destroy();

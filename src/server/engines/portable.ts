@@ -1,6 +1,9 @@
 // The portable engine: a connection on Node's documented net.Socket, for every transport and setting.
 
 import type { Socket } from 'node:net';
+import { TLSSocket } from 'node:tls';
+import { formatHostPort } from '../../core/address.js';
+import { canonicalAddress } from '../limits.js';
 import { systemErrorCode } from '../../core/errors.js';
 import { Connection, type ConnectionContext } from '../connection.js';
 import type { ServerEngine } from './engine.js';
@@ -57,6 +60,26 @@ export class StreamConnection extends Connection {
 
   protected destroy(): void {
     this.socket.destroy();
+  }
+
+  protected localEndpoint(): string | undefined {
+    const { localAddress, localPort } = this.socket;
+    if (localAddress === undefined) return undefined;
+    return localPort === undefined ? localAddress : formatHostPort(canonicalAddress(localAddress), localPort);
+  }
+
+  protected override transportDetails(): Record<string, unknown> {
+    if (!(this.socket instanceof TLSSocket)) return {};
+    const socket = this.socket;
+    return {
+      tls: {
+        protocol: socket.getProtocol(),
+        cipher: socket.getCipher()?.name ?? null,
+        sni: (socket as TLSSocket & { servername?: string | false }).servername || null,
+        alpn: socket.alpnProtocol || null,
+        clientSubject: this.clientCertificateSubject ?? null,
+      },
+    };
   }
 
   protected reset(): void {
