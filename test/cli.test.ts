@@ -239,7 +239,8 @@ describe('logs', () => {
   });
 
   it('at the default level, logs each connection once at open and once at close, not each chunk, on the native engine', async () => {
-    const server = await startServe([]);
+    // The default engine, whatever ECHOPLEX_ENGINE this test run has.
+    const server = await startServe([], { env: { ECHOPLEX_ENGINE: 'auto' } });
     try {
       const result = await runCli(['client', '--port', String(server.port)], { input: 'one\ntwo\nthree\n' });
       assert.equal(result.stdout, 'one\ntwo\nthree\n');

@@ -27,7 +27,7 @@ describe('engine choice', () => {
 
   it('the listening line names the engine serving plain TCP', { skip: nativeSkip }, async () => {
     for (const [args, engine] of [[[], 'native'], [['--engine', 'portable'], 'portable'], [['--framing', 'line'], 'portable']] as const) {
-      const server = await startServe([...args, '--quiet']);
+      const server = await startServe([...args, '--quiet'], { env: { ECHOPLEX_ENGINE: 'auto' } });
       try {
         assert.match(server.stdout(), new RegExp(`, ${engine} engine\\)\\n$`), args.join(' '));
       } finally {
@@ -94,7 +94,7 @@ describe('engine choice', () => {
     after(() => rmSync(copy, { recursive: true, force: true }));
 
     it('falls back to the portable engine with a one-line notice, and still echoes', async () => {
-      const server = await startServe([], { command: [process.execPath, join(copy, 'dist/cli/main.js')] });
+      const server = await startServe([], { command: [process.execPath, join(copy, 'dist/cli/main.js')], env: { ECHOPLEX_ENGINE: 'auto' } });
       try {
         const reply = await runCli(['client', '--port', String(server.port)], { input: 'still here\n' });
         assert.equal(reply.stdout, 'still here\n');

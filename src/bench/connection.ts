@@ -7,23 +7,68 @@ import type { BenchSocket } from '../protocol/transports.js';
 /** The longest hello line read before giving up on it. */
 const MAX_HELLO_BYTES = 8192;
 
-/** One connection: a FIFO of send times, and where in the current reply the bytes have reached. */
-export class BenchConnection implements LoadConnection {
+/**
+ * What every connection of a run on a BenchSocket shares: being retired or failed once, and
+ * giving up the replies it still owed. Subclasses keep their own books of what is owed.
+ */
+export abstract class SocketConnection implements LoadConnection {
   readonly socket: BenchSocket;
-  #run: Run;
+  protected readonly run: Run;
+  #failed = false;
+
+  constructor(run: Run, socket: BenchSocket) {
+    this.run = run;
+    this.socket = socket;
+  }
+
+  abstract readonly spent: boolean;
+  abstract send(count: number, stamp: number): void;
+  abstract isOverdue(now: number, limitMs: number): boolean;
+  /** Verifies and frames received bytes; returns how many replies completed. */
+  abstract receive(bytes: Buffer, length: number, now: number): number;
+  /** Forgets every reply still owed; returns how many there were. */
+  protected abstract dropOwed(): number;
+
+  get failed(): boolean {
+    return this.#failed;
+  }
+
+  retire(): void {
+    if (this.#failed) return;
+    this.#failed = true;
+    this.run.live.delete(this);
+    this.socket.destroy();
+  }
+
+  fail(kind: BenchErrorKind): void {
+    if (this.#failed) return;
+    this.#failed = true;
+    const run = this.run;
+    run.errorsByKind[kind]++;
+    run.live.delete(this);
+    const owed = this.dropOwed();
+    this.socket.destroy();
+    run.lost(owed);
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+  }
+}
+
+/** One connection: a FIFO of send times, and where in the current reply the bytes have reached. */
+export class BenchConnection extends SocketConnection {
   #offsetInReply = 0;
   #sendTimes: Float64Array;
   #head = 0;
   #count = 0;
-  #failed = false;
   /** Messages this connection may still send, with `messagesPerConnection`; else unbounded. */
   #quota: number;
   /** With `hello`: the server's first line, until its newline has come. */
   #hello: Buffer | undefined;
 
   constructor(run: Run, socket: BenchSocket) {
-    this.#run = run;
-    this.socket = socket;
+    super(run, socket);
     this.#sendTimes = new Float64Array(Math.max(4, run.options.pipeline));
     this.#quota = run.options.messagesPerConnection ?? Number.POSITIVE_INFINITY;
     if (run.options.hello) this.#hello = Buffer.alloc(0);
@@ -38,9 +83,9 @@ export class BenchConnection implements LoadConnection {
   }
 
   send(count: number, stamp: number): void {
-    const run = this.#run;
+    const run = this.run;
     count = Math.min(count, run.sendBudget, this.#quota);
-    if (count <= 0 || this.#failed) return;
+    if (count <= 0 || this.failed) return;
     run.sendBudget -= count;
     this.#quota -= count;
     run.inFlight += count;
@@ -56,7 +101,7 @@ export class BenchConnection implements LoadConnection {
 
   /** Verifies and frames received bytes; returns how many replies completed. */
   receive(bytes: Buffer, length: number, now: number): number {
-    const run = this.#run;
+    const run = this.run;
     if (this.#hello !== undefined) {
       const rest = this.#readHello(bytes.subarray(0, length));
       if (rest === undefined) return 0;
@@ -89,36 +134,15 @@ export class BenchConnection implements LoadConnection {
     return completed;
   }
 
-  retire(): void {
-    if (this.#failed) return;
-    this.#failed = true;
-    this.#run.live.delete(this);
-    this.socket.destroy();
-  }
-
-  fail(kind: BenchErrorKind): void {
-    if (this.#failed) return;
-    this.#failed = true;
-    const run = this.#run;
-    run.errorsByKind[kind]++;
-    run.live.delete(this);
+  protected dropOwed(): number {
     const owed = this.#count;
     this.#count = 0;
-    this.socket.destroy();
-    run.lost(owed);
-  }
-
-  get failed(): boolean {
-    return this.#failed;
-  }
-
-  destroy(): void {
-    this.socket.destroy();
+    return owed;
   }
 
   /** Takes the hello line off the front; returns the bytes after it, undefined until it is whole. */
   #readHello(bytes: Buffer): Buffer | undefined {
-    const run = this.#run;
+    const run = this.run;
     const input = Buffer.concat([this.#hello!, bytes]);
     const end = input.indexOf(0x0a);
     if (end < 0) {
@@ -145,7 +169,7 @@ export class BenchConnection implements LoadConnection {
   }
 
   #countMismatch(bytes: Buffer, offset: number, take: number): void {
-    const run = this.#run;
+    const run = this.run;
     let differing = 0;
     for (let i = 0; i < take; i++) if (bytes[offset + i] !== run.expected[this.#offsetInReply + i]) differing++;
     if (differing > 0) {

@@ -5,8 +5,8 @@
 // reply that does not come within --timeout counts that datagram lost (a timeout error) and the
 // socket goes on: UDP loses datagrams, and one loss must not stall or end a socket.
 
-import type { LoadConnection, Run } from './run.js';
-import type { BenchErrorKind } from './settings.js';
+import { SocketConnection } from './connection.js';
+import type { Run } from './run.js';
 import type { BenchSocket } from '../protocol/transports.js';
 
 /** Digits of sequence number at the start of each datagram (the rest is the payload). */
@@ -19,9 +19,7 @@ export function sequenceDigits(size: number, lines: boolean): number {
   return Math.max(0, Math.min(MAX_DIGITS, size - (lines ? 1 : 0)));
 }
 
-export class DatagramConnection implements LoadConnection {
-  readonly socket: BenchSocket;
-  readonly #run: Run;
+export class DatagramConnection extends SocketConnection {
   readonly #digits: number;
   readonly #modulus: number;
   /** Where the digits sit in a reply: after the expected prefix. */
@@ -34,20 +32,14 @@ export class DatagramConnection implements LoadConnection {
   /** Answered, for spotting duplicates; pruned to the most recent. */
   readonly #answered = new Set<number>();
   #highest = -1;
-  #failed = false;
   #quota: number;
 
   constructor(run: Run, socket: BenchSocket, digits: number) {
-    this.#run = run;
-    this.socket = socket;
+    super(run, socket);
     this.#digits = digits;
     this.#modulus = 10 ** digits;
     this.#replyOffset = run.expected.length - run.payload.length;
     this.#quota = run.options.messagesPerConnection ?? Number.POSITIVE_INFINITY;
-  }
-
-  get failed(): boolean {
-    return this.#failed;
   }
 
   get spent(): boolean {
@@ -60,9 +52,9 @@ export class DatagramConnection implements LoadConnection {
   }
 
   send(count: number, stamp: number): void {
-    const run = this.#run;
+    const run = this.run;
     count = Math.min(count, run.sendBudget, this.#quota);
-    if (count <= 0 || this.#failed) return;
+    if (count <= 0 || this.failed) return;
     run.sendBudget -= count;
     this.#quota -= count;
     run.inFlight += count;
@@ -79,7 +71,7 @@ export class DatagramConnection implements LoadConnection {
 
   /** One reply datagram: matched to its message by number, then checked byte for byte. */
   receive(bytes: Buffer, length: number, now: number): number {
-    const run = this.#run;
+    const run = this.run;
     const sequence = this.#sequenceIn(bytes, length);
     if (sequence === undefined || !this.#matches(bytes, length)) {
       run.mismatchedBytes += Math.max(1, this.#differing(bytes, length));
@@ -111,7 +103,7 @@ export class DatagramConnection implements LoadConnection {
 
   /** Counts every datagram older than `limitMs` lost; returns how many, for the caller to replace. */
   expireOverdue(now: number, limitMs: number): number {
-    const run = this.#run;
+    const run = this.run;
     let expired = 0;
     for (const [sequence, sentAt] of this.#outstanding) {
       if (now - sentAt <= limitMs) break;
@@ -126,31 +118,14 @@ export class DatagramConnection implements LoadConnection {
     return expired;
   }
 
-  retire(): void {
-    if (this.#failed) return;
-    this.#failed = true;
-    this.#run.live.delete(this);
-    this.socket.destroy();
-  }
-
-  fail(kind: BenchErrorKind): void {
-    if (this.#failed) return;
-    this.#failed = true;
-    const run = this.#run;
-    run.errorsByKind[kind]++;
-    run.live.delete(this);
+  protected dropOwed(): number {
     const owed = this.#outstanding.size;
     this.#outstanding.clear();
-    this.socket.destroy();
-    run.lost(owed);
-  }
-
-  destroy(): void {
-    this.socket.destroy();
+    return owed;
   }
 
   #sequenceIn(bytes: Buffer, length: number): number | undefined {
-    if (length !== this.#run.expected.length) return undefined;
+    if (length !== this.run.expected.length) return undefined;
     let sequence = 0;
     for (let i = this.#replyOffset; i < this.#replyOffset + this.#digits; i++) {
       const digit = bytes[i]! - 0x30;
@@ -162,13 +137,13 @@ export class DatagramConnection implements LoadConnection {
 
   /** Every byte but the sequence digits is the expected reply's. */
   #matches(bytes: Buffer, length: number): boolean {
-    const expected = this.#run.expected;
+    const expected = this.run.expected;
     const digitsEnd = this.#replyOffset + this.#digits;
     return bytes.compare(expected, 0, this.#replyOffset, 0, this.#replyOffset) === 0 && bytes.compare(expected, digitsEnd, length, digitsEnd, length) === 0;
   }
 
   #differing(bytes: Buffer, length: number): number {
-    const expected = this.#run.expected;
+    const expected = this.run.expected;
     let differing = Math.abs(length - expected.length);
     for (let i = 0; i < Math.min(length, expected.length); i++) {
       if (i >= this.#replyOffset && i < this.#replyOffset + this.#digits) continue;
