@@ -15,10 +15,24 @@ export abstract class SocketConnection implements LoadConnection {
   readonly socket: BenchSocket;
   protected readonly run: Run;
   #failed = false;
+  /** Messages this connection may still send, with `messagesPerConnection`; else unbounded. */
+  protected quota: number;
 
   constructor(run: Run, socket: BenchSocket) {
     this.run = run;
     this.socket = socket;
+    this.quota = run.options.messagesPerConnection ?? Number.POSITIVE_INFINITY;
+  }
+
+  /** Takes up to `count` messages from the run's budget and this connection's quota; returns how many may go. */
+  protected take(count: number): number {
+    const run = this.run;
+    count = Math.min(count, run.sendBudget, this.quota);
+    if (count <= 0 || this.#failed) return 0;
+    run.sendBudget -= count;
+    this.quota -= count;
+    run.inFlight += count;
+    return count;
   }
 
   abstract readonly spent: boolean;
@@ -62,20 +76,17 @@ export class BenchConnection extends SocketConnection {
   #sendTimes: Float64Array;
   #head = 0;
   #count = 0;
-  /** Messages this connection may still send, with `messagesPerConnection`; else unbounded. */
-  #quota: number;
   /** With `hello`: the server's first line, until its newline has come. */
   #hello: Buffer | undefined;
 
   constructor(run: Run, socket: BenchSocket) {
     super(run, socket);
     this.#sendTimes = new Float64Array(Math.max(4, run.options.pipeline));
-    this.#quota = run.options.messagesPerConnection ?? Number.POSITIVE_INFINITY;
     if (run.options.hello) this.#hello = Buffer.alloc(0);
   }
 
   get spent(): boolean {
-    return this.#quota === 0 && this.#count === 0;
+    return this.quota === 0 && this.#count === 0;
   }
 
   isOverdue(now: number, limitMs: number): boolean {
@@ -83,12 +94,9 @@ export class BenchConnection extends SocketConnection {
   }
 
   send(count: number, stamp: number): void {
+    count = this.take(count);
+    if (count === 0) return;
     const run = this.run;
-    count = Math.min(count, run.sendBudget, this.#quota);
-    if (count <= 0 || this.failed) return;
-    run.sendBudget -= count;
-    this.#quota -= count;
-    run.inFlight += count;
     for (let i = 0; i < count; i++) this.#push(stamp);
     const { burstOf, payload } = run;
     if (this.socket.datagrams) {

@@ -32,18 +32,16 @@ export class DatagramConnection extends SocketConnection {
   /** Answered, for spotting duplicates; pruned to the most recent. */
   readonly #answered = new Set<number>();
   #highest = -1;
-  #quota: number;
 
   constructor(run: Run, socket: BenchSocket, digits: number) {
     super(run, socket);
     this.#digits = digits;
     this.#modulus = 10 ** digits;
     this.#replyOffset = run.expected.length - run.payload.length;
-    this.#quota = run.options.messagesPerConnection ?? Number.POSITIVE_INFINITY;
   }
 
   get spent(): boolean {
-    return this.#quota === 0 && this.#outstanding.size === 0;
+    return this.quota === 0 && this.#outstanding.size === 0;
   }
 
   // Overdue datagrams are expired one by one (expireOverdue); the socket itself never is.
@@ -52,12 +50,8 @@ export class DatagramConnection extends SocketConnection {
   }
 
   send(count: number, stamp: number): void {
+    count = this.take(count);
     const run = this.run;
-    count = Math.min(count, run.sendBudget, this.#quota);
-    if (count <= 0 || this.failed) return;
-    run.sendBudget -= count;
-    this.#quota -= count;
-    run.inFlight += count;
     for (let i = 0; i < count; i++) {
       const sequence = this.#next++ % this.#modulus;
       // Its own buffer: a datagram may still be queued in the socket when the next is stamped.
