@@ -348,3 +348,45 @@ describe('what a newcomer hit: clear errors and clean exits', () => {
     assert.match(bad.stderr, /ECHOPLEX_QUIET must be one of 1, true, yes, on, 0, false, no, off; got "maybe"/);
   });
 });
+
+describe('targets as URLs, and a reader that goes away', () => {
+  it('client, ping and bench take the target as the listening line prints it', async () => {
+    const server = await startServe(['--quiet', '--udp']);
+    try {
+      const tcp = await runCli(['ping', `tcp://127.0.0.1:${server.port}`, '-c', '1']);
+      assert.equal(tcp.code, 0, tcp.stderr);
+      assert.match(tcp.stdout, new RegExp(`^PING tcp://127\\.0\\.0\\.1:${server.port}:`, 'm'));
+      const udp = await runCli(['ping', `udp://127.0.0.1:${server.port}`, '-c', '1']);
+      assert.equal(udp.code, 0, udp.stderr);
+      assert.match(udp.stdout, /^PING udp:\/\//m);
+      const client = await runCli(['client', `tcp://127.0.0.1:${server.port}`], { input: 'by url\n' });
+      assert.equal(client.stdout, 'by url\n');
+      const bench = await runCli(['bench', `tcp://127.0.0.1:${server.port}`, '-n', '50', '--json']);
+      assert.equal(bench.code, 0, bench.stderr);
+      const both = await runCli(['ping', `tcp://127.0.0.1:${server.port}`, '--port', '1']);
+      assert.equal(both.code, 2);
+      assert.match(both.stderr, /as a URL or with --port, not both/);
+      for (const [url, message] of [['ws://127.0.0.1:1/', /WebSocket targets are not supported yet/], ['tcp://127.0.0.1', /needs a port/], ['http://x:1', /unknown kind of target/], ['nonsense', /not a target URL/]] as const) {
+        const result = await runCli(['ping', url, '-c', '1']);
+        assert.equal(result.code, 2, url);
+        assert.match(result.stderr, message);
+      }
+    } finally {
+      await server.stop();
+    }
+  });
+
+  it('stops quietly with status 0 when its reader goes away (ping | head -1)', async () => {
+    const server = await startServe(['--quiet']);
+    try {
+      const { child, result } = spawnCli(['ping', '--port', String(server.port), '-c', '20', '-i', '0.05']);
+      child.stdin!.end();
+      child.stdout!.once('data', () => child.stdout!.destroy());
+      const done = await result;
+      assert.equal(done.code, 0, done.stderr);
+      assert.doesNotMatch(done.stderr, /EPIPE|Unhandled/);
+    } finally {
+      await server.stop();
+    }
+  });
+});

@@ -9,7 +9,7 @@ import { UsageError } from '../core/errors.js';
 import { ENGINE_CHOICES, type EngineChoice } from '../native/engine.js';
 import { envOption } from './environment.js';
 import { parsePositiveInteger, parseSeconds, parseSize } from './parsers.js';
-import { expectationFromFlag, expectationOptions, targetFromFlags, targetOptions, type TargetFlags } from './target.js';
+import { expectationFromFlag, expectationOptions, TARGET_ARGUMENT, targetFromFlags, targetOptions, withTargetUrl, type TargetFlags } from './target.js';
 
 interface BenchFlags extends TargetFlags {
   proxyProtocol?: 1 | 2;
@@ -66,8 +66,9 @@ export function benchCommand(): Command {
     .option('--hdr-log <file>', 'also write the latencies as an HdrHistogram interval log (one histogram per second, microseconds)')
     .addOption(new Option('--start-at <time>', 'begin measuring at this time (ISO 8601 or epoch ms), warming up until then: several generators measure one window').argParser(parseTime))
     .addOption(envOption('--engine <engine>', 'what carries the closed loop over TCP: native (C), portable (net.Socket), auto: native where built').choices(ENGINE_CHOICES).default('auto'))
-    .action(async (flags: BenchFlags) => {
-      process.exitCode = await bench(flags);
+    .argument(...TARGET_ARGUMENT)
+    .action(async (url: string | undefined, flags: BenchFlags, self: Command) => {
+      process.exitCode = await bench(withTargetUrl(flags, url, self));
     })
     // Options after `merge` are merge's own (its --json, --report, --threshold).
     .enablePositionalOptions()

@@ -2,12 +2,13 @@
 
 import { Command } from 'commander';
 import { runClient } from '../client/client.js';
-import { targetOptions, wantsTls, type TargetFlags } from './target.js';
+import { TARGET_ARGUMENT, targetOptions, wantsTls, withTargetUrl, type TargetFlags } from './target.js';
 
 export function clientCommand(): Command {
   const command = new Command('client').description('talk to an echo server: a >: prompt on a terminal, a byte pipe when stdin is piped');
   for (const option of targetOptions('send each line as a datagram and print each reply')) command.addOption(option);
-  return command.action(async (flags: TargetFlags) => {
+  return command.argument(...TARGET_ARGUMENT).action(async (url: string | undefined, given: TargetFlags, self: Command) => {
+    const flags = withTargetUrl(given, url, self);
     await runClient({
       host: flags.host,
       port: flags.port,

@@ -33,6 +33,15 @@ function program(): Command {
   return root;
 }
 
+// `echoplex ping | head -1`: once the reader has gone, there is no one to write for. Stop quietly,
+// as Unix tools do, instead of dying on an unhandled EPIPE.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(0);
+    throw err;
+  });
+}
+
 async function main(argv: string[]): Promise<void> {
   try {
     await program().parseAsync(argv);

@@ -3,7 +3,7 @@
 import { Command, Option } from 'commander';
 import type { PingOptions } from '../client/ping.js';
 import { parsePositiveInteger, parseSeconds, parseSize } from './parsers.js';
-import { expectationFromFlag, expectationOptions, targetFromFlags, targetOptions, type TargetFlags } from './target.js';
+import { expectationFromFlag, expectationOptions, TARGET_ARGUMENT, targetFromFlags, targetOptions, withTargetUrl, type TargetFlags } from './target.js';
 
 interface PingFlags extends TargetFlags {
   count?: number;
@@ -26,8 +26,9 @@ export function pingCommand(): Command {
     .addOption(new Option('--timeout <seconds>', 'longest wait for a connection or a reply').default(5).argParser(parseSeconds))
     .option('--new-connection', 'connect afresh for every message and time the connection too', false)
     .option('--hello', 'read the hello line the server opens each connection with (serve --hello) and say which instance answered', false)
-    .action(async (flags: PingFlags) => {
-      process.exitCode = await ping(flags);
+    .argument(...TARGET_ARGUMENT)
+    .action(async (url: string | undefined, flags: PingFlags, self: Command) => {
+      process.exitCode = await ping(withTargetUrl(flags, url, self));
     });
 }
 

@@ -1,7 +1,7 @@
 // Flags that say how to reach a server, shared by `echoplex client`, `bench` and `ping`.
 
 import { readFile } from 'node:fs/promises';
-import { Option } from 'commander';
+import { Option, type Command } from 'commander';
 import type { CustomExpectation } from '../protocol/transforms.js';
 import type { BenchTarget } from '../protocol/transports.js';
 import { UsageError } from '../core/errors.js';
@@ -71,4 +71,45 @@ export function expectationOptions(): Option[] {
       .argParser(parseTransform),
     new Option('--expect-prefix <text>', "the server puts TEXT before each reply (echoplex serve --prefix, Istio's tcp-echo-server)"),
   ];
+}
+
+/** The positional target the client, ping and bench take, as the listening line prints it. */
+export const TARGET_ARGUMENT = ['[url]', 'the server as a URL: tcp://HOST:PORT, tls://HOST:PORT, udp://HOST:PORT or unix:///PATH (instead of --host, --port, --udp, --tls, --unix)'] as const;
+
+const TARGET_FLAGS = ['host', 'port', 'unix', 'udp', 'tls'] as const;
+
+/**
+ * `flags` with the target a URL names (`tcp://127.0.0.1:1234`, `tls://[::1]:443`,
+ * `udp://host:7`, `unix:///run/echo.sock`); unchanged without one. A URL and target flags
+ * together, or a URL of another kind, is a usage error.
+ */
+export function withTargetUrl<T extends TargetFlags>(flags: T, url: string | undefined, command: Command): T {
+  if (url === undefined) return flags;
+  const given = TARGET_FLAGS.filter((name) => command.getOptionValueSource(name) === 'cli');
+  if (given.length > 0) throw new UsageError(`give the target as a URL or with --${given[0]}, not both`);
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new UsageError(`"${url}" is not a target URL: tcp://HOST:PORT, tls://HOST:PORT, udp://HOST:PORT or unix:///PATH`);
+  }
+  switch (parsed.protocol) {
+    case 'tcp:':
+    case 'tls:':
+    case 'udp:': {
+      if (parsed.port === '') throw new UsageError(`${url}: the URL needs a port (${parsed.protocol}//${parsed.hostname || 'HOST'}:PORT)`);
+      const host = parsed.hostname.replace(/^\[(.*)\]$/, '$1');
+      return { ...flags, host, port: Number(parsed.port), unix: undefined, udp: parsed.protocol === 'udp:', tls: parsed.protocol === 'tls:' };
+    }
+    case 'unix:': {
+      const path = decodeURIComponent(parsed.pathname);
+      if (path === '' || path === '/') throw new UsageError(`${url}: the URL needs a socket path (unix:///run/echo.sock)`);
+      return { ...flags, unix: path, udp: false, tls: false };
+    }
+    case 'ws:':
+    case 'wss:':
+      throw new UsageError(`${url}: WebSocket targets are not supported yet`);
+    default:
+      throw new UsageError(`${url}: unknown kind of target "${parsed.protocol}"; tcp://, tls://, udp:// or unix://`);
+  }
 }
