@@ -25,6 +25,8 @@ export interface Scenario {
   connections: number;
   size: number;
   pipeline: number;
+  /** Datagrams (`connections` UDP sockets): only peers that speak UDP run it. */
+  udp?: boolean;
 }
 
 export const SCENARIOS: Scenario[] = [
@@ -32,12 +34,15 @@ export const SCENARIOS: Scenario[] = [
   { name: '64B-p16', connections: 100, size: 64, pipeline: 16 },
   { name: '64KiB', connections: 50, size: 65536, pipeline: 1 },
   { name: 'latency', connections: 1, size: 64, pipeline: 1 },
+  { name: 'udp-64B', connections: 50, size: 64, pipeline: 1, udp: true },
 ];
 
 export interface Peer {
   name: string;
   transform: 'echo' | 'upper';
   command(port: number): string[];
+  /** Answers UDP datagrams: runs the UDP scenarios, and only those. */
+  datagrams?: boolean;
   /** The peer its ratios are taken against (default c-epoll): the ported programs face their seed originals. */
   comparedWith?: string;
   /** Why this peer cannot run here, or undefined. */
@@ -85,6 +90,17 @@ export const PEERS: Peer[] = [
     unavailable: () => (process.env['ECHOPLEX_BASELINE'] ? undefined : 'set ECHOPLEX_BASELINE to another build\'s dist/cli/main.js'),
   },
   { name: 'node-raw', transform: 'echo', command: (p) => [process.execPath, `${PEERS_DIR}node-raw-echo.mjs`, String(p)], unavailable: () => undefined },
+  // UDP: the plainest C loop, and echoplex's UDP on each engine.
+  { name: 'c-udp', transform: 'echo', datagrams: true, command: (p) => [`${BIN_DIR}udp_echo`, String(p)], unavailable: () => (existsSync(`${BIN_DIR}udp_echo`) ? undefined : 'cc not available') },
+  { name: 'echoplex-udp', transform: 'echo', datagrams: true, comparedWith: 'c-udp', command: (p) => [process.execPath, CLI, 'serve', '--quiet', '--udp', '--port', String(p)], unavailable: () => undefined },
+  {
+    name: 'echoplex-udp-portable',
+    transform: 'echo',
+    datagrams: true,
+    comparedWith: 'c-udp',
+    command: (p) => [process.execPath, CLI, 'serve', '--quiet', '--udp', '--engine', 'portable', '--port', String(p)],
+    unavailable: () => undefined,
+  },
   { name: 'node-pipe', transform: 'echo', command: (p) => [process.execPath, `${PEERS_DIR}node-pipe-echo.mjs`, String(p)], unavailable: () => undefined },
   { name: 'seed-select', transform: 'upper', command: (p) => [python(), `${SEED_DIR}select_server.py`, String(p)], unavailable: hasSeed },
   { name: 'port-select', transform: 'upper', comparedWith: 'seed-select', command: (p) => [process.execPath, ...TSX, `${ROOT}examples/select-server.ts`, String(p)], unavailable: () => undefined },
@@ -113,7 +129,7 @@ export interface Measurement {
 export function buildCPeers(): void {
   if (spawnSync('cc', ['--version']).status !== 0) return;
   mkdirSync(BIN_DIR, { recursive: true });
-  for (const name of ['epoll_echo', 'loadgen']) {
+  for (const name of ['epoll_echo', 'loadgen', 'udp_echo']) {
     execFileSync('cc', ['-O2', '-o', `${BIN_DIR}${name}`, `${PEERS_DIR}${name}.c`]);
   }
 }
@@ -199,14 +215,15 @@ interface LoadResult {
 }
 
 function runLoad(kind: 'echoplex' | 'c', port: number, scenario: Scenario, transform: string, duration: number, warmup: number): LoadResult {
-  if (kind === 'c') {
+  // The C load generator speaks TCP: datagrams always come from echoplex bench.
+  if (kind === 'c' && !scenario.udp) {
     const out = spawnSync('taskset', ['-c', '1', `${BIN_DIR}loadgen`, String(port), String(scenario.connections), String(scenario.size), String(scenario.pipeline), String(duration), String(warmup), transform], { timeout: (duration + warmup + 30) * 1000 });
     const json = JSON.parse(out.stdout.toString()) as { messagesPerSecond: number; messagesTotal: number; p50Us: number; p99Us: number; errors: number };
     return { ...json, bytesPerSecond: json.messagesPerSecond * scenario.size };
   }
   const out = spawnSync(
     'taskset',
-    ['-c', '1', process.execPath, CLI, 'bench', '--json', '--port', String(port), '-c', String(scenario.connections), '-s', String(scenario.size), '-p', String(scenario.pipeline), '-d', String(duration), '--warmup', String(warmup), '--expect', transform],
+    ['-c', '1', process.execPath, CLI, 'bench', '--json', '--port', String(port), '-c', String(scenario.connections), '-s', String(scenario.size), '-p', String(scenario.pipeline), '-d', String(duration), '--warmup', String(warmup), '--expect', transform, ...(scenario.udp ? ['--udp'] : [])],
     { timeout: (duration + warmup + 30) * 1000 },
   );
   const json = JSON.parse(out.stdout.toString()) as { messagesPerSecond: number; messagesTotal: number; bytesPerSecond: number; latencyUs: { p50: number; p99: number }; errors: number; mismatchedBytes: number };
@@ -333,6 +350,8 @@ export const TARGETS: Target[] = [
   { issue: 24, scenario: '64B-p16', peer: 'echoplex-upper', against: 'c-epoll', metric: 'cpuUsPerMessage', bound: 'max', bar: 1.1 },
   { issue: 24, scenario: '64KiB', peer: 'echoplex', against: 'c-epoll', metric: 'bytesPerSecond', bound: 'min', bar: 1.0 },
   { issue: 24, scenario: '64B-p1', peer: 'echoplex-logged', against: 'c-epoll', metric: 'cpuUsPerMessage', bound: 'max', bar: 1.3 },
+  // Issue 20: UDP in C, batched, at most what a plain C recvfrom/sendto loop costs per datagram.
+  { issue: 20, scenario: 'udp-64B', peer: 'echoplex-udp', against: 'c-udp', metric: 'cpuUsPerMessage', bound: 'max', bar: 1.0 },
   { issue: 5, scenario: 'latency', peer: 'echoplex', against: 'c-epoll', metric: 'p50Us', bound: 'max', bar: 1.3 },
   { issue: 3, scenario: '64B-p1', peer: 'port-select', against: 'seed-select', metric: 'messagesPerSecond', bound: 'min', bar: 2 },
   { issue: 3, scenario: '64B-p1', peer: 'port-selectors', against: 'seed-selectors', metric: 'messagesPerSecond', bound: 'min', bar: 2 },
@@ -394,17 +413,20 @@ async function main(): Promise<void> {
   const scenarioNames = namesFrom(values.scenarios, SCENARIOS.map((s) => s.name), 'scenario');
   buildCPeers();
   if (load === 'c' && !existsSync(`${BIN_DIR}loadgen`)) throw new Error('--load c needs cc to build bench/peers/loadgen.c');
-  const peers: Peer[] = [];
+  const allPeers: Peer[] = [];
   for (const peer of PEERS) {
     if (wanted && !wanted.includes(peer.name)) continue;
     const why = peer.unavailable();
     if (why) console.error(`skipping ${peer.name}: ${why}`);
-    else peers.push(peer);
+    else allPeers.push(peer);
   }
   const scenarios = SCENARIOS.filter((s) => scenarioNames.includes(s.name));
   const sections: string[] = [];
   const allResults = new Map<string, Map<string, Measurement[]>>();
   for (const scenario of scenarios) {
+    // Each scenario runs on the peers that speak its transport.
+    const peers = allPeers.filter((peer) => (peer.datagrams ?? false) === (scenario.udp ?? false));
+    if (peers.length === 0) continue;
     // Each round runs the C server under both load generators, one right after the other.
     const cEpoll = peers.find((p) => p.name === 'c-epoll');
     const benchLoad = load === 'c' && scenario.name === '64B-p1' && cEpoll !== undefined;

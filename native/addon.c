@@ -37,7 +37,7 @@ static napi_value export_constants(napi_env env, napi_value exports) {
  * Raised whenever what the addon exports changes, so that JavaScript can tell an addon built
  * from older sources (a stale build/ in a checkout) from the one it was written for.
  */
-#define INTERFACE_VERSION 2
+#define INTERFACE_VERSION 3
 
 NAPI_MODULE_INIT() {
   napi_value version;
@@ -46,5 +46,6 @@ NAPI_MODULE_INIT() {
   if (export_constants(env, exports) == NULL) return NULL;
   if (echo_engine_init(env, exports) == NULL) return NULL;
   if (bench_engine_init(env, exports) == NULL) return NULL;
+  if (udp_engine_init(env, exports) == NULL) return NULL;
   return socket_engine_init(env, exports);
 }

@@ -10,6 +10,9 @@ napi_value echo_engine_init(napi_env env, napi_value exports);
 /** The bench's closed-loop engine (bench_engine.c): createBench, adoptBench, send, ... */
 napi_value bench_engine_init(napi_env env, napi_value exports);
 
+/** The server's UDP engine (udp_engine.c): createUdp, udpTotals, closeUdp. */
+napi_value udp_engine_init(napi_env env, napi_value exports);
+
 /** The selectors' native sockets (socket_engine.c): createSockets, adoptSocket, socketRecv, socketSend, ... */
 napi_value socket_engine_init(napi_env env, napi_value exports);
 

@@ -12,6 +12,10 @@ import { createEchoServer, ListenError } from '../src/index.js';
 import { spawnCli } from './helpers/cli.js';
 import { startServer } from './helpers/sockets.js';
 import { withTimeout } from './helpers/timeout.js';
+import { addonAbsence } from '../src/native/addon.js';
+import { skipUnless, suite } from './helpers/peers.js';
+
+const nativeSkip = skipUnless(addonAbsence() === undefined ? 'built' : undefined, 'the native engine', 'g++ make (then npm install)');
 
 /** Sends one datagram and resolves with the reply, or undefined if none comes within `ms`. */
 async function udpExchange(port: number, payload: Buffer, host = '127.0.0.1', ms = 2000): Promise<Buffer | undefined> {
@@ -31,57 +35,70 @@ async function udpExchange(port: number, payload: Buffer, host = '127.0.0.1', ms
   }
 }
 
-describe('UDP', () => {
-  it('echoes each datagram on the TCP port, transformed, and counts it', async () => {
-    const running = await startServer({ udp: true, transform: 'upper' });
-    try {
-      assert.deepEqual(
-        running.server.addresses.map((address) => address.url),
-        [`tcp://127.0.0.1:${running.port}`, `udp://127.0.0.1:${running.port}`],
-      );
-      const reply = await udpExchange(running.port, Buffer.from('hello, udp'));
-      assert.equal(reply?.toString(), 'HELLO, UDP');
-      const stats = running.server.stats();
-      assert.equal(stats.messages.udp, 1);
-      assert.equal(stats.bytesReceived, 10);
-      assert.equal(stats.bytesSent, 10);
-    } finally {
-      await running.close();
-    }
+// UDP runs on either engine: the native one answers plain echo and upper in C (batches of
+// datagrams per system call); prefixes, allow-lists, delays and faults keep it portable.
+for (const engine of ['native', 'portable'] as const) {
+  suite(`UDP on the ${engine} engine`, engine === 'native' ? nativeSkip : undefined, () => {
+    it('echoes each datagram on the TCP port, transformed, and counts it', async () => {
+      const running = await startServer({ udp: true, transform: 'upper', engine });
+      try {
+        assert.deepEqual(
+          running.server.addresses.map((address) => address.url),
+          [`tcp://127.0.0.1:${running.port}`, `udp://127.0.0.1:${running.port}`],
+        );
+        const reply = await udpExchange(running.port, Buffer.from('hello, udp'));
+        assert.equal(reply?.toString(), 'HELLO, UDP');
+        const stats = running.server.stats();
+        assert.equal(stats.messages.udp, 1);
+        assert.equal(stats.bytesReceived, 10);
+        assert.equal(stats.bytesSent, 10);
+      } finally {
+        await running.close();
+      }
+    });
+
+    it('echoes the largest IPv4 datagram (65,507 bytes) whole', async () => {
+      const running = await startServer({ udp: true, engine });
+      try {
+        const payload = Buffer.alloc(65_507);
+        for (let i = 0; i < payload.length; i++) payload[i] = (i * 31) & 0xff;
+        const reply = await udpExchange(running.port, payload);
+        assert.equal(reply?.length, payload.length);
+        assert.ok(reply!.equals(payload));
+      } finally {
+        await running.close();
+      }
+    });
+
+    it('works on IPv6 and prefixes replies in line mode', async () => {
+      const running = await startServer({ host: '::1', udp: true, framing: 'line', prefix: 'hello ', engine });
+      try {
+        assert.equal((await udpExchange(running.port, Buffer.from('world'), '::1'))?.toString(), 'hello world');
+      } finally {
+        await running.close();
+      }
+    });
+
+    it('drops datagrams from addresses outside --allow', async () => {
+      const running = await startServer({ udp: true, allow: ['10.0.0.0/8'], engine });
+      try {
+        assert.equal(await udpExchange(running.port, Buffer.from('let me in'), '127.0.0.1', 300), undefined);
+        assert.equal(running.server.stats().rejected.not_allowed, 1);
+      } finally {
+        await running.close();
+      }
+    });
   });
 
-  it('echoes the largest IPv4 datagram (65,507 bytes) whole', async () => {
-    const running = await startServer({ udp: true });
-    try {
-      const payload = Buffer.alloc(65_507);
-      for (let i = 0; i < payload.length; i++) payload[i] = (i * 31) & 0xff;
-      const reply = await udpExchange(running.port, payload);
-      assert.equal(reply?.length, payload.length);
-      assert.ok(reply!.equals(payload));
-    } finally {
-      await running.close();
-    }
+  it(`answers on the ${engine} engine where it can`, { skip: engine === 'native' ? nativeSkip : undefined }, async () => {
+    const plain = await startServer({ udp: true, transform: 'upper', engine });
+    assert.equal(plain.server.udpEngine, engine);
+    await plain.close();
+    const prefixed = await startServer({ udp: true, framing: 'line', prefix: '> ', engine });
+    assert.equal(prefixed.server.udpEngine, 'portable', 'a prefix needs JavaScript per datagram');
+    await prefixed.close();
   });
-
-  it('works on IPv6 and prefixes replies in line mode', async () => {
-    const running = await startServer({ host: '::1', udp: true, framing: 'line', prefix: 'hello ' });
-    try {
-      assert.equal((await udpExchange(running.port, Buffer.from('world'), '::1'))?.toString(), 'hello world');
-    } finally {
-      await running.close();
-    }
-  });
-
-  it('drops datagrams from addresses outside --allow', async () => {
-    const running = await startServer({ udp: true, allow: ['10.0.0.0/8'] });
-    try {
-      assert.equal(await udpExchange(running.port, Buffer.from('let me in'), '127.0.0.1', 300), undefined);
-      assert.equal(running.server.stats().rejected.not_allowed, 1);
-    } finally {
-      await running.close();
-    }
-  });
-});
+}
 
 describe('Unix domain sockets', () => {
   const dir = mkdtempSync(join(tmpdir(), 'echoplex-unix-'));

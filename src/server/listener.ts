@@ -11,6 +11,8 @@ import { formatEndpoint } from '../core/address.js';
 import type { Connection, ConnectionContext } from './connection.js';
 import { parseProxyHeader, type ProxyHeader, type ProxyParseResult } from '../protocol/proxy-protocol.js';
 import type { ServerEngine } from './engines/engine.js';
+import type { ServerStats } from './stats.js';
+import type { EngineName } from '../native/engine.js';
 import { portableEngine, StreamConnection } from './engines/portable.js';
 
 export interface ListenAddress {
@@ -25,6 +27,10 @@ export interface Listener {
   readonly server?: net.Server;
   /** Stops accepting; live connections are drained separately. */
   close(): void;
+  /** What answers it, where that is not the server's stream engine (UDP listeners say). */
+  readonly engine?: EngineName;
+  /** Adds what the listener counts itself (a native UDP engine's datagrams) to `stats`, a copy being reported. */
+  addTotalsTo?(stats: ServerStats): void;
 }
 
 /** What a listener reports to the server. */

@@ -163,6 +163,8 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
   #listeners: Listener[] = [];
   /** What serves plain TCP connections (TLS and Unix sockets are always portable). */
   readonly #engine: ServerEngine;
+  /** UDP answered in C (upper or not), where the settings leave it nothing to decide per datagram. */
+  readonly #nativeUdp: { upper: boolean } | undefined;
   #addresses: BoundAddress[] = [];
   #state: ServerState = 'new';
   #inService = true;
@@ -208,6 +210,10 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
       proxyHeaderRead: (connection) => this.#proxyHeaderRead(connection),
       connectionClosed: (connection) => this.#connectionClosed(connection),
     };
+    // The C side echoes or uppercases; prefixes, delays, faults, allow-lists and per-datagram
+    // logs need JavaScript for each datagram.
+    const plainUdp = typeof transform !== 'function' && !lineMode && (options.prefix ?? '') === '' && (options.delayMs ?? 0) === 0 && faults === undefined && (options.allow ?? []).length === 0 && !this.#context.logData;
+    this.#nativeUdp = engine === 'native' && plainUdp ? { upper: transform === 'upper' } : undefined;
     this.#hello = options.hello ? { instance: options.instance ?? `${hostname()}:${process.pid}`, worker: cluster.worker?.id ?? null } : undefined;
     // The hello line is written from JavaScript: such connections stay on the portable engine.
     this.#engine = this.#tls === undefined && this.#hello === undefined ? streamEngineFor(engine, transform, this.#context) : portableEngine;
@@ -241,7 +247,9 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
 
   /** A snapshot of the counters. */
   stats(): ServerStats {
-    return this.#engine.addTotalsTo(copyStats(this.#stats));
+    const stats = this.#engine.addTotalsTo(copyStats(this.#stats));
+    for (const listener of this.#listeners) listener.addTotalsTo?.(stats);
+    return stats;
   }
 
   /**
@@ -315,6 +323,11 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
     return result;
   }
 
+  /** The engine answering UDP datagrams; undefined without `udp`. */
+  get udpEngine(): EngineName | undefined {
+    return this.#listeners.find((listener) => listener.engine !== undefined)?.engine;
+  }
+
   /** The engine serving plain TCP connections (see the `engine` option). */
   get engine(): EngineName {
     return this.#engine.name;
@@ -356,6 +369,7 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
       prefix: context.lines?.prefix,
       delayMs: context.delayMs,
       faults: context.faults,
+      native: this.#nativeUdp,
       allows: (address) => this.#admission.allows(address),
       stats: this.#stats,
       log: this.#log,

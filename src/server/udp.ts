@@ -10,6 +10,7 @@ import { DelayQueue } from './delay.js';
 import { canonicalAddress } from './limits.js';
 import type { Listener } from './listener.js';
 import type { Faults } from './faults.js';
+import { NativeUdp } from './engines/udp-native.js';
 import type { ServerStats } from './stats.js';
 import type { Transform } from '../protocol/transforms.js';
 
@@ -25,6 +26,8 @@ export interface UdpEchoOptions {
   delayMs: number;
   /** Faults on purpose: datagrams dropped, replies delayed. */
   faults: Faults | undefined;
+  /** Answer in C (see engines/udp-native.ts), where the addon can take the socket. */
+  native: { upper: boolean } | undefined;
   /** Source addresses the allow-list lets in; others' datagrams are dropped. */
   allows(address: string): boolean;
   stats: ServerStats;
@@ -61,9 +64,24 @@ export async function listenUdp(options: UdpEchoOptions): Promise<Listener> {
     });
   });
   const bound = socket.address();
+  const address = { host: bound.address, port: bound.port, family: bound.family };
+  const native = options.native === undefined ? undefined : NativeUdp.adopt(socket, options.native.upper, MAX_DELAYED_BYTES);
   let open = true;
+  if (native !== undefined) {
+    return {
+      address,
+      engine: 'native',
+      close: () => {
+        if (!open) return;
+        open = false;
+        native.close();
+      },
+      addTotalsTo: (stats) => native.addTotalsTo(stats),
+    };
+  }
   return {
-    address: { host: bound.address, port: bound.port, family: bound.family },
+    address,
+    engine: 'portable',
     close: () => {
       if (!open) return;
       open = false;

@@ -1,0 +1,324 @@
+// The server's UDP engine: datagrams echoed in batches (recvmmsg/sendmmsg) by C callbacks on Node's event loop.
+//
+// Node's dgram calls JavaScript once per datagram. Here one poll callback reads a batch, answers
+// it (uppercased in place if asked) with one system call, and JavaScript only reads the counters.
+// Replies the socket buffer cannot take wait in order, up to a bound past which they are dropped
+// and counted. Everything else (admission, delays, faults, logs) keeps a socket on dgram
+// (src/server/udp.ts decides).
+
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "engines.h"
+#include "glue.h"
+
+/** Datagrams read (and answered) per system call. */
+#define BATCH 16
+/** The largest UDP payload: every datagram is read whole. */
+#define MAX_DATAGRAM 65536
+/** Batches per poll callback, so that one busy socket does not hold the loop. */
+#define ROUNDS 8
+
+typedef struct pending {
+  struct pending *next;
+  struct sockaddr_storage address;
+  socklen_t address_length;
+  size_t length;
+  char bytes[];
+} pending_t;
+
+typedef struct udp_engine {
+  uv_poll_t poll;
+  int fd;
+  int upper;
+  int closing;
+  int writable_wanted;
+  /** The JavaScript object and the open poll handle: freed when both are gone. */
+  int refs;
+  size_t max_pending;
+  size_t pending_bytes;
+  pending_t *head;
+  pending_t *tail;
+  double datagrams;
+  double bytes_received;
+  double bytes_sent;
+  double drops;
+  char *buffers;
+#ifdef __linux__
+  struct mmsghdr in[BATCH];
+  struct mmsghdr out[BATCH];
+#endif
+  struct iovec in_iov[BATCH];
+  struct iovec out_iov[BATCH];
+  struct sockaddr_storage addresses[BATCH];
+} udp_engine_t;
+
+static const napi_type_tag UDP_TAG = {0x6563686f706c6578ULL, 0x7564702d656e6731ULL};
+
+static void upper_in_place(char *bytes, size_t length) {
+  for (size_t i = 0; i < length; i++) {
+    unsigned char c = (unsigned char)bytes[i];
+    if (c >= 'a' && c <= 'z') bytes[i] = (char)(c - 32);
+  }
+}
+
+static void release(udp_engine_t *engine) {
+  if (--engine->refs > 0) return;
+  for (pending_t *p = engine->head; p != NULL;) {
+    pending_t *next = p->next;
+    free(p);
+    p = next;
+  }
+  free(engine->buffers);
+  free(engine);
+}
+
+static void on_closed(uv_handle_t *handle) {
+  udp_engine_t *engine = handle->data;
+  close(engine->fd);
+  release(engine);
+}
+
+static void close_engine(udp_engine_t *engine) {
+  if (engine->closing) return;
+  engine->closing = 1;
+  uv_poll_stop(&engine->poll);
+  uv_close((uv_handle_t *)&engine->poll, on_closed);
+}
+
+/** Queues a reply the socket could not take, in order; past the bound it is dropped. */
+static void queue_reply(udp_engine_t *engine, const struct sockaddr_storage *address, socklen_t address_length, const char *bytes, size_t length) {
+  pending_t *p = engine->pending_bytes + length > engine->max_pending ? NULL : malloc(sizeof *p + length);
+  if (p == NULL) {
+    engine->drops++;
+    return;
+  }
+  p->next = NULL;
+  memcpy(&p->address, address, address_length);
+  p->address_length = address_length;
+  p->length = length;
+  memcpy(p->bytes, bytes, length);
+  if (engine->tail == NULL) engine->head = p;
+  else engine->tail->next = p;
+  engine->tail = p;
+  engine->pending_bytes += length;
+}
+
+/** Sends queued replies until the socket is full again; returns 1 when the queue is empty. */
+static int flush_pending(udp_engine_t *engine) {
+  while (engine->head != NULL) {
+    pending_t *p = engine->head;
+    ssize_t sent = sendto(engine->fd, p->bytes, p->length, MSG_DONTWAIT, (struct sockaddr *)&p->address, p->address_length);
+    if (sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)) return 0;
+    if (sent < 0) engine->drops++;
+    else engine->bytes_sent += (double)sent;
+    engine->head = p->next;
+    if (engine->head == NULL) engine->tail = NULL;
+    engine->pending_bytes -= p->length;
+    free(p);
+  }
+  return 1;
+}
+
+static void want_writable(udp_engine_t *engine, int wanted) {
+  if (engine->writable_wanted == wanted || engine->closing) return;
+  engine->writable_wanted = wanted;
+  uv_poll_start(&engine->poll, wanted ? UV_READABLE | UV_WRITABLE : UV_READABLE, NULL);
+}
+
+/** Answers `count` datagrams read into the batch slots; what the socket cannot take waits. */
+static void answer(udp_engine_t *engine, int count, const size_t *lengths, const socklen_t *address_lengths) {
+  int first_unsent = 0;
+  if (engine->head == NULL) {
+#ifdef __linux__
+    for (int i = 0; i < count; i++) {
+      engine->out_iov[i].iov_base = engine->in_iov[i].iov_base;
+      engine->out_iov[i].iov_len = lengths[i];
+      memset(&engine->out[i], 0, sizeof engine->out[i]);
+      engine->out[i].msg_hdr.msg_name = &engine->addresses[i];
+      engine->out[i].msg_hdr.msg_namelen = address_lengths[i];
+      engine->out[i].msg_hdr.msg_iov = &engine->out_iov[i];
+      engine->out[i].msg_hdr.msg_iovlen = 1;
+    }
+    while (first_unsent < count) {
+      int sent = sendmmsg(engine->fd, &engine->out[first_unsent], (unsigned)(count - first_unsent), MSG_DONTWAIT);
+      if (sent < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) break;
+        // This datagram cannot go (its sender's port is gone, say): drop it, send the rest.
+        engine->drops++;
+        first_unsent++;
+        continue;
+      }
+      for (int i = first_unsent; i < first_unsent + sent; i++) engine->bytes_sent += (double)lengths[i];
+      first_unsent += sent;
+    }
+#else
+    for (; first_unsent < count; first_unsent++) {
+      ssize_t sent = sendto(engine->fd, engine->in_iov[first_unsent].iov_base, lengths[first_unsent], MSG_DONTWAIT, (struct sockaddr *)&engine->addresses[first_unsent], address_lengths[first_unsent]);
+      if (sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)) break;
+      if (sent < 0) engine->drops++;
+      else engine->bytes_sent += (double)sent;
+    }
+#endif
+  }
+  for (int i = first_unsent; i < count; i++) queue_reply(engine, &engine->addresses[i], address_lengths[i], engine->in_iov[i].iov_base, lengths[i]);
+  if (engine->head != NULL) want_writable(engine, 1);
+}
+
+/** Reads one batch; returns how many datagrams it held (0 when none was waiting). */
+static int read_batch(udp_engine_t *engine, size_t *lengths, socklen_t *address_lengths) {
+#ifdef __linux__
+  for (int i = 0; i < BATCH; i++) {
+    memset(&engine->in[i], 0, sizeof engine->in[i]);
+    engine->in_iov[i].iov_base = engine->buffers + (size_t)i * MAX_DATAGRAM;
+    engine->in_iov[i].iov_len = MAX_DATAGRAM;
+    engine->in[i].msg_hdr.msg_name = &engine->addresses[i];
+    engine->in[i].msg_hdr.msg_namelen = sizeof engine->addresses[i];
+    engine->in[i].msg_hdr.msg_iov = &engine->in_iov[i];
+    engine->in[i].msg_hdr.msg_iovlen = 1;
+  }
+  int count = recvmmsg(engine->fd, engine->in, BATCH, MSG_DONTWAIT, NULL);
+  if (count <= 0) return 0;
+  for (int i = 0; i < count; i++) {
+    lengths[i] = engine->in[i].msg_len;
+    address_lengths[i] = engine->in[i].msg_hdr.msg_namelen;
+  }
+  return count;
+#else
+  int count = 0;
+  for (; count < BATCH; count++) {
+    engine->in_iov[count].iov_base = engine->buffers + (size_t)count * MAX_DATAGRAM;
+    address_lengths[count] = sizeof engine->addresses[count];
+    ssize_t length = recvfrom(engine->fd, engine->in_iov[count].iov_base, MAX_DATAGRAM, MSG_DONTWAIT, (struct sockaddr *)&engine->addresses[count], &address_lengths[count]);
+    if (length < 0) break;
+    lengths[count] = (size_t)length;
+  }
+  return count;
+#endif
+}
+
+static void on_poll(uv_poll_t *handle, int status, int events) {
+  udp_engine_t *engine = handle->data;
+  if (engine->closing) return;
+  if (status < 0) return;
+  if ((events & UV_WRITABLE) && flush_pending(engine)) want_writable(engine, 0);
+  if (!(events & UV_READABLE)) return;
+  size_t lengths[BATCH];
+  socklen_t address_lengths[BATCH];
+  for (int round = 0; round < ROUNDS; round++) {
+    int count = read_batch(engine, lengths, address_lengths);
+    if (count == 0) break;
+    for (int i = 0; i < count; i++) {
+      engine->datagrams++;
+      engine->bytes_received += (double)lengths[i];
+      if (engine->upper) upper_in_place(engine->in_iov[i].iov_base, lengths[i]);
+    }
+    answer(engine, count, lengths, address_lengths);
+    // More may have come in while this batch was answered: read again until none is waiting.
+  }
+}
+
+static void engine_finalize(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  close_engine(data);
+  release(data);
+}
+
+static udp_engine_t *engine_arg(napi_env env, napi_value value) {
+  return tagged_external(env, value, &UDP_TAG, "a UDP engine");
+}
+
+/**
+ * createUdp(fd, upper, maxPending): echoes on a duplicate of the bound UDP socket `fd` (the
+ * caller closes its own). Throws (code EMFILE, ...) if it cannot.
+ */
+static napi_value js_create(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  if (get_args(env, info, 3, argv) == NULL) return NULL;
+  int32_t fd;
+  bool upper;
+  double max_pending;
+  uv_loop_t *loop;
+  CHECK(napi_get_value_int32(env, argv[0], &fd));
+  CHECK(napi_get_value_bool(env, argv[1], &upper));
+  CHECK(napi_get_value_double(env, argv[2], &max_pending));
+  CHECK(napi_get_uv_event_loop(env, &loop));
+  udp_engine_t *engine = calloc(1, sizeof *engine);
+  char *buffers = malloc((size_t)BATCH * MAX_DATAGRAM);
+  if (engine == NULL || buffers == NULL) {
+    free(engine);
+    free(buffers);
+    return throw_status(env, UV_ENOMEM, "createUdp");
+  }
+  engine->buffers = buffers;
+  engine->upper = upper;
+  engine->max_pending = max_pending > 0 ? (size_t)max_pending : 0;
+  engine->fd = duplicate_socket(fd);
+  if (engine->fd < 0) {
+    int status = engine->fd;
+    free(buffers);
+    free(engine);
+    return throw_status(env, status, "createUdp");
+  }
+  int status = uv_poll_init_socket(loop, &engine->poll, engine->fd);
+  if (status < 0) {
+    close(engine->fd);
+    free(buffers);
+    free(engine);
+    return throw_status(env, status, "createUdp");
+  }
+  engine->poll.data = engine;
+  // The handle is one owner until its close callback.
+  engine->refs = 1;
+  uv_poll_start(&engine->poll, UV_READABLE, on_poll);
+  napi_value result;
+  if (napi_create_external(env, engine, engine_finalize, NULL, &result) != napi_ok) {
+    close_engine(engine);
+    return throw_failed(env, "createUdp");
+  }
+  // From here the object is the other owner: its finalizer closes and releases.
+  engine->refs++;
+  CHECK(napi_type_tag_object(env, result, &UDP_TAG));
+  return result;
+}
+
+/** udpTotals(engine, out): datagrams, bytes received, bytes sent, drops. */
+static napi_value js_totals(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  if (get_args(env, info, 2, argv) == NULL) return NULL;
+  udp_engine_t *engine = engine_arg(env, argv[0]);
+  if (engine == NULL) return NULL;
+  double *out = float64_array(env, argv[1], 4);
+  if (out == NULL) return NULL;
+  out[0] = engine->datagrams;
+  out[1] = engine->bytes_received;
+  out[2] = engine->bytes_sent;
+  out[3] = engine->drops;
+  return NULL;
+}
+
+/** closeUdp(engine): stops echoing and closes the duplicate; replies still queued are dropped. */
+static napi_value js_close(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  if (get_args(env, info, 1, argv) == NULL) return NULL;
+  udp_engine_t *engine = engine_arg(env, argv[0]);
+  if (engine == NULL) return NULL;
+  close_engine(engine);
+  return NULL;
+}
+
+napi_value udp_engine_init(napi_env env, napi_value exports) {
+  napi_property_descriptor functions[] = {
+      {"createUdp", NULL, js_create, NULL, NULL, NULL, napi_default, NULL},
+      {"udpTotals", NULL, js_totals, NULL, NULL, NULL, napi_default, NULL},
+      {"closeUdp", NULL, js_close, NULL, NULL, NULL, napi_default, NULL},
+  };
+  if (napi_define_properties(env, exports, sizeof functions / sizeof functions[0], functions) != napi_ok) return NULL;
+  return exports;
+}
