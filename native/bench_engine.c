@@ -503,9 +503,7 @@ static napi_value js_send(napi_env env, napi_callback_info info) {
 
 /** destroy(conn): closes at once; onClose follows. */
 static napi_value js_destroy(napi_env env, napi_callback_info info) {
-  napi_value argv[1];
-  if (get_args(env, info, 1, argv) == NULL) return NULL;
-  bench_connection_t *conn = connection_arg(env, argv[0]);
+  bench_connection_t *conn = only_tagged_argument(env, info, &BENCH_CONNECTION_TAG, "expected a native bench connection");
   if (conn != NULL) close_connection(conn, 0);
   return NULL;
 }
@@ -553,9 +551,7 @@ static napi_value js_totals(napi_env env, napi_callback_info info) {
 
 /** closeBench(bench): no more callbacks into JavaScript (the run has destroyed its connections first). */
 static napi_value js_close(napi_env env, napi_callback_info info) {
-  napi_value argv[1];
-  if (get_args(env, info, 1, argv) == NULL) return NULL;
-  bench_t *bench = bench_arg(env, argv[0]);
+  bench_t *bench = only_tagged_argument(env, info, &BENCH_TAG, "expected a native bench");
   if (bench == NULL) return NULL;
   bench->sending = 0;
   bench_detach(env, bench);

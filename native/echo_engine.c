@@ -403,9 +403,7 @@ static napi_value adopt(napi_env env, napi_callback_info info) {
 
 /** The connection that is a function's only argument, or NULL with an error thrown. */
 static connection_t *only_connection(napi_env env, napi_callback_info info) {
-  napi_value argv[1];
-  if (get_args(env, info, 1, argv) == NULL) return NULL;
-  return connection_arg(env, argv[0]);
+  return only_tagged_argument(env, info, &CONNECTION_TAG, "expected a native connection");
 }
 
 /** finish(conn): send what is pending, then FIN. */

@@ -116,6 +116,12 @@ int open_duplicate(uv_loop_t *loop, uv_tcp_t *tcp, int fd, int *opened) {
   return 0;
 }
 
+void *only_tagged_argument(napi_env env, napi_callback_info info, const napi_type_tag *tag, const char *expected) {
+  napi_value argv[1];
+  if (get_args(env, info, 1, argv) == NULL) return NULL;
+  return tagged_external(env, argv[0], tag, expected);
+}
+
 napi_value adopt_connection(napi_env env, const adoption_t *kind, void *conn, uv_tcp_t *tcp, int *refs, napi_ref *token, napi_value js_token, int fd, int *opened) {
   uv_loop_t *loop;
   if (napi_get_uv_event_loop(env, &loop) != napi_ok) {

@@ -23,6 +23,8 @@ napi_value throw_status(napi_env env, int status, const char *what);
 napi_value get_args(napi_env env, napi_callback_info info, size_t expected, napi_value *argv);
 /** The C data of an external carrying `tag`; NULL with a TypeError thrown for anything else. */
 void *tagged_external(napi_env env, napi_value value, const napi_type_tag *tag, const char *expected);
+/** The C data of a function's only argument, an external carrying `tag`; NULL with an error thrown otherwise. */
+void *only_tagged_argument(napi_env env, napi_callback_info info, const napi_type_tag *tag, const char *expected);
 /** The data of a Float64Array of at least `length`; NULL with a TypeError thrown otherwise. */
 double *float64_array(napi_env env, napi_value value, size_t length);
 /**

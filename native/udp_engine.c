@@ -231,7 +231,7 @@ static void engine_finalize(napi_env env, void *data, void *hint) {
 }
 
 static udp_engine_t *engine_arg(napi_env env, napi_value value) {
-  return tagged_external(env, value, &UDP_TAG, "a UDP engine");
+  return tagged_external(env, value, &UDP_TAG, "expected a native UDP engine");
 }
 
 /**
@@ -305,9 +305,7 @@ static napi_value js_totals(napi_env env, napi_callback_info info) {
 
 /** closeUdp(engine): stops echoing and closes the duplicate; replies still queued are dropped. */
 static napi_value js_close(napi_env env, napi_callback_info info) {
-  napi_value argv[1];
-  if (get_args(env, info, 1, argv) == NULL) return NULL;
-  udp_engine_t *engine = engine_arg(env, argv[0]);
+  udp_engine_t *engine = only_tagged_argument(env, info, &UDP_TAG, "expected a native UDP engine");
   if (engine == NULL) return NULL;
   close_engine(engine);
   return NULL;

@@ -212,7 +212,8 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
     };
     // The C side echoes or uppercases; prefixes, delays, faults, allow-lists and per-datagram
     // logs need JavaScript for each datagram.
-    const plainUdp = typeof transform !== 'function' && !lineMode && (options.prefix ?? '') === '' && (options.delayMs ?? 0) === 0 && faults === undefined && (options.allow ?? []).length === 0 && !this.#context.logData;
+    const context = this.#context;
+    const plainUdp = context.transformIsBuiltIn && context.lines?.prefix === undefined && context.delayMs === 0 && faults === undefined && !context.logData && (options.allow ?? []).length === 0;
     this.#nativeUdp = engine === 'native' && plainUdp ? { upper: transform === 'upper' } : undefined;
     this.#hello = options.hello ? { instance: options.instance ?? `${hostname()}:${process.pid}`, worker: cluster.worker?.id ?? null } : undefined;
     // The hello line is written from JavaScript: such connections stay on the portable engine.

@@ -67,27 +67,18 @@ export async function listenUdp(options: UdpEchoOptions): Promise<Listener> {
   const address = { host: bound.address, port: bound.port, family: bound.family };
   const native = options.native === undefined ? undefined : NativeUdp.adopt(socket, options.native.upper, MAX_DELAYED_BYTES);
   let open = true;
-  if (native !== undefined) {
-    return {
-      address,
-      engine: 'native',
-      close: () => {
-        if (!open) return;
-        open = false;
-        native.close();
-      },
-      addTotalsTo: (stats) => native.addTotalsTo(stats),
-    };
-  }
   return {
     address,
-    engine: 'portable',
+    engine: native === undefined ? 'portable' : 'native',
     close: () => {
       if (!open) return;
       open = false;
+      // Adopted, Node's socket is already closed: the engine holds the port.
+      if (native !== undefined) return native.close();
       delayed?.clear();
       socket.close();
     },
+    ...(native !== undefined && { addTotalsTo: (stats: ServerStats) => native.addTotalsTo(stats) }),
   };
 }
 
