@@ -9,6 +9,7 @@ import { DEFAULT_MAX_LINE, FRAMINGS, type Framing } from '../protocol/framing.js
 import { isTransformName, loadTransformModule, TRANSFORM_NAMES } from '../protocol/transforms.js';
 import { createLogger, LOG_FORMATS, LOG_LEVEL_NAMES, type LogFormat, type LogLevel } from '../core/log.js';
 import { DEFAULT_MAX_CONNECTIONS } from '../server/limits.js';
+import { DEFAULT_MAX_MESSAGE } from '../server/engines/websocket.js';
 import { ENGINE_CHOICES, fallbackNotice, type EngineChoice } from '../native/engine.js';
 import { UsageError } from '../core/errors.js';
 import { formatFaults } from '../server/faults.js';
@@ -24,6 +25,9 @@ interface ServeFlags {
   tlsKey?: string;
   tlsSelfSigned: boolean;
   tlsCa?: string;
+  ws: boolean;
+  maxMessage: number;
+  wsDeflate: boolean;
   transform: string;
   framing: Framing;
   prefix?: string;
@@ -63,13 +67,16 @@ export function serveCommand(): Command {
     .addOption(envOption('--tls-key <file>', 'PEM private key for --tls-cert'))
     .addOption(envOption('--tls-self-signed', 'serve TLS with a certificate generated at start (for localhost and --host)').default(false))
     .addOption(envOption('--tls-ca <file>', 'mTLS: require client certificates signed by this PEM CA'))
+    .addOption(envOption('--ws', 'the TCP port(s) speak WebSocket (wss with TLS), one echo per message; a plain GET gets an echo page').default(false))
+    .addOption(envOption('--max-message <bytes>', 'with --ws: largest message; a larger one closes with 1009').default(DEFAULT_MAX_MESSAGE, '1MiB').argParser(parseSize))
+    .addOption(envOption('--ws-deflate', 'with --ws: offer permessage-deflate compression').default(false))
     .addOption(
       envOption('--transform <name|module>', `${TRANSFORM_NAMES.join(', ')}, or a path to a module whose default export maps a chunk (a line in line mode) to the reply`)
         .default('echo')
         .argParser(parseTransform),
     )
     .addOption(envOption('--framing <mode>', 'raw: echo chunks as they arrive; line: the transform sees whole lines').choices(FRAMINGS).default('raw'))
-    .addOption(envOption('--prefix <text>', 'put TEXT before every echoed line (implies --framing line) and UDP reply'))
+    .addOption(envOption('--prefix <text>', 'put TEXT before every echoed line (implies --framing line), UDP reply and WebSocket message'))
     .addOption(envOption('--max-line <bytes>', 'line mode: longest line; a longer one is answered with an error and closed').default(DEFAULT_MAX_LINE, '64KiB').argParser(parseSize))
     .addOption(envOption('--proxy-protocol', 'every connection starts with a PROXY protocol v1/v2 header naming the real client').default(false))
     .addOption(envOption('--proxy-trust <cidr[,cidr...]>', 'with --proxy-protocol: only these proxies may connect (default: any)').argParser(parseCidrList))
@@ -129,7 +136,9 @@ async function serverOptions(flags: ServeFlags, ports: number[]): Promise<EchoSe
       tls: await loadTlsOptions({ certFile: flags.tlsCert, keyFile: flags.tlsKey, selfSigned: flags.tlsSelfSigned, caFile: flags.tlsCa, ...sharedSelfSignedIdentity() }, flags.host),
     }),
     transform: isTransformName(flags.transform) ? flags.transform : await loadTransformModule(flags.transform),
-    framing: flags.prefix !== undefined ? 'line' : flags.framing,
+    // Over WebSocket the message is the unit: a prefix needs no lines.
+    framing: flags.prefix !== undefined && !flags.ws ? 'line' : flags.framing,
+    ...(flags.ws && { websocket: { maxMessage: flags.maxMessage, deflate: flags.wsDeflate } }),
     ...(flags.prefix !== undefined && { prefix: flags.prefix }),
     maxLine: flags.maxLine,
     proxyProtocol: flags.proxyProtocol,
@@ -156,7 +165,7 @@ async function workerEnvironment(flags: ServeFlags): Promise<Record<string, stri
 }
 
 function describeSettings(flags: ServeFlags): string {
-  const framing = flags.framing === 'line' || flags.prefix !== undefined ? ', line mode' : '';
+  const framing = flags.ws ? ', WebSocket' : flags.framing === 'line' || flags.prefix !== undefined ? ', line mode' : '';
   const proxy = flags.proxyProtocol ? ', PROXY protocol' : '';
   const faults = flags.fault.length > 0 ? ', faults on purpose' : '';
   const delay = flags.delay > 0 ? `, replies after ${flags.delay} s` : '';

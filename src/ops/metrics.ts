@@ -89,7 +89,7 @@ export function createMetricsRegistry(server: EchoServer): Registry {
   });
   new Counter({
     name: 'echoplex_messages_total',
-    help: 'Whole messages echoed, by transport: UDP datagrams, and lines in line mode',
+    help: 'Whole messages echoed, by transport: UDP datagrams, WebSocket messages (ws, wss), and lines in line mode',
     labelNames: ['transport'],
     registers: [registry],
     collect() {
@@ -105,6 +105,16 @@ export function createMetricsRegistry(server: EchoServer): Registry {
     collect() {
       this.reset();
       for (const [kind, count] of Object.entries(snapshot.errors) as Array<[ErrorKind, number]>) this.inc({ kind }, count);
+    },
+  });
+  new Counter({
+    name: 'echoplex_ws_closes_total',
+    help: 'WebSocket connections closed, by close code: the one this server sent where it closed first, else the client\'s (1006: no close frame)',
+    labelNames: ['code'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [code, count] of Object.entries(snapshot.wsCloses ?? {})) this.inc({ code }, count);
     },
   });
   new Counter({

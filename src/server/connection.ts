@@ -163,6 +163,11 @@ export abstract class Connection {
   /** Sends every pending byte, then FIN; the connection closes once the peer closes too. */
   abstract finish(): void;
 
+  /** Says why the connection is closing, unless a reason is already known (the first one stands). */
+  protected closeBecause(reason: string): void {
+    this.#closeReason ??= reason;
+  }
+
   /** Closes at once, dropping whatever is still pending. */
   abort(reason: string): void {
     this.#closeReason ??= reason;

@@ -13,7 +13,7 @@ import { parseProxyHeader, type ProxyHeader, type ProxyParseResult } from '../pr
 import type { ServerEngine } from './engines/engine.js';
 import type { ServerStats } from './stats.js';
 import type { EngineName } from '../native/engine.js';
-import { portableEngine, StreamConnection } from './engines/portable.js';
+import { portableEngine } from './engines/portable.js';
 
 export interface ListenAddress {
   host: string;
@@ -72,9 +72,12 @@ export interface NetListenOptions extends ListenOptions {
 }
 
 export async function listenNet(options: NetListenOptions): Promise<Listener> {
-  if (options.tls && options.context.proxyHeaderTimeoutMs !== undefined) return listenTlsBehindProxy(options, options.tls, options.context.proxyHeaderTimeoutMs);
   const { host, port, path, tls: tlsOptions, context, handler } = options;
-  const engine = tlsOptions === undefined && path === undefined ? (options.engine ?? portableEngine) : portableEngine;
+  // The server picks the engine for TCP and TLS ports (the native one never gets TLS); Unix sockets are portable.
+  const engine = path === undefined ? (options.engine ?? portableEngine) : portableEngine;
+  if (context.proxyHeaderTimeoutMs !== undefined && (tlsOptions !== undefined || engine.readsProxyHeader === false)) {
+    return listenBehindProxy(options, engine, context.proxyHeaderTimeoutMs);
+  }
   const socketOptions = {
     allowHalfOpen: true,
     noDelay: true,
@@ -131,13 +134,13 @@ async function startListening(server: net.Server, where: net.ListenOptions, endp
 }
 
 /**
- * TLS behind a proxy that sends the PROXY protocol (HAProxy passing TLS through with
- * send-proxy-v2): the header comes in clear before the TLS handshake, so each connection's
- * header is read here from the plain socket, and TLS starts on what follows it.
+ * A PROXY header read here, from the plain socket, before anything else parses the stream: in
+ * front of TLS (HAProxy passing TLS through with send-proxy-v2, where the header comes in
+ * clear before the handshake), and in front of HTTP for WebSocket. The engine gets what follows.
  */
-async function listenTlsBehindProxy({ host, port, context, handler }: NetListenOptions, tlsOptions: tls.TlsOptions, headerTimeoutMs: number): Promise<Listener> {
-  const secureContext = tls.createSecureContext(tlsOptions);
-  // The header is read here: connections must not look for a second one inside TLS.
+async function listenBehindProxy({ host, port, context, handler, tls: tlsOptions }: NetListenOptions, engine: ServerEngine, headerTimeoutMs: number): Promise<Listener> {
+  const secureContext = tlsOptions === undefined ? undefined : tls.createSecureContext(tlsOptions);
+  // The header is read here: connections must not look for a second one.
   const connectionContext: ConnectionContext = { ...context, proxyHeaderTimeoutMs: undefined };
   const server = net.createServer({ allowHalfOpen: true, noDelay: true, highWaterMark: context.maxBuffered, pauseOnConnect: true });
   server.on('connection', (socket) => {
@@ -149,6 +152,22 @@ async function listenTlsBehindProxy({ host, port, context, handler }: NetListenO
         socket.destroy();
         return;
       }
+      const accepted = (stream: net.Socket) =>
+        handler.accepted(
+          remoteAddress,
+          remotePort,
+          (id, address) => {
+            const connection = engine.adopt(id, stream, address, remotePort!, connectionContext);
+            if (stream instanceof tls.TLSSocket) connection.clientCertificateSubject = certificateSubject(stream);
+            return connection;
+          },
+          () => stream.destroy(),
+          result.header,
+        );
+      if (secureContext === undefined || tlsOptions === undefined) {
+        accepted(socket);
+        return;
+      }
       const secure = new tls.TLSSocket(socket, {
         isServer: true,
         secureContext,
@@ -156,22 +175,10 @@ async function listenTlsBehindProxy({ host, port, context, handler }: NetListenO
         rejectUnauthorized: tlsOptions.rejectUnauthorized ?? true,
       });
       secure.once('error', (err) => handler.handshakeFailed?.(err, remoteAddress, remotePort));
-      secure.once('secure', () => {
-        handler.accepted(
-          remoteAddress,
-          remotePort,
-          (id, address) => {
-            const connection = new StreamConnection(id, secure, address, remotePort!, connectionContext);
-            connection.clientCertificateSubject = certificateSubject(secure);
-            return connection;
-          },
-          () => secure.destroy(),
-          result.header,
-        );
-      });
+      secure.once('secure', () => accepted(secure));
     });
   });
-  const endpoint = formatEndpoint('tls', host, port);
+  const endpoint = formatEndpoint(tlsOptions ? 'tls' : 'tcp', host, port);
   await startListening(server, { host, port }, endpoint, handler);
   const address = server.address() as net.AddressInfo;
   return {

@@ -21,8 +21,9 @@ import { NativeEcho } from './engines/native.js';
 import { portableEngine } from './engines/portable.js';
 import { drainConnections, type DrainResult } from './shutdown.js';
 import { copyStats, emptyStats, type RejectReason, type ServerStats, type StreamTransport, type Transport } from './stats.js';
-import { builtInTransform, toTransform, type TransformName, type UserTransform } from '../protocol/transforms.js';
+import { builtInTransform, toTransform, type Transform, type TransformName, type UserTransform } from '../protocol/transforms.js';
 import { listenUdp } from './udp.js';
+import { WebSocketEngine, type WebSocketSettings } from './engines/websocket.js';
 import { Faults, parseFaults } from './faults.js';
 
 export const DEFAULT_HOST = '127.0.0.1';
@@ -43,14 +44,20 @@ export interface EchoServerOptions extends AdmissionOptions {
   /** Serve TLS on the TCP ports (Node's `tls.createServer` options: `cert`, `key`; `ca` with `requestCert` for mTLS). */
   tls?: TlsOptions;
   /**
+   * The TCP ports speak WebSocket (RFC 6455; `wss` with `tls`) on any path: each message is
+   * answered with one of the same kind, through the transform and `prefix`. A plain GET gets a
+   * page that connects back and echoes. `true`, or settings (`maxMessage`, `deflate`).
+   */
+  websocket?: boolean | WebSocketSettings;
+  /**
    * `echo` (default), `upper`, or a function mapping each received chunk (each line in line
    * mode) to its reply: a Buffer, Uint8Array or string. A function that throws or returns
    * anything else closes only the connection it was answering.
    */
   transform?: TransformName | UserTransform;
-  /** `raw` (default): chunks as they arrive. `line`: the transform sees whole `\n`-terminated lines. */
+  /** `raw` (default): chunks as they arrive. `line`: the transform sees whole `\n`-terminated lines. Not with `websocket`, whose unit is the message. */
   framing?: Framing;
-  /** Line mode: put this before every echoed line (and UDP reply). */
+  /** Line mode: put this before every echoed line (and UDP reply, and WebSocket message). */
   prefix?: string;
   /** Line mode: longest line (without its `\n`); a longer one is answered with an error and closed. Default 64 KiB. */
   maxLine?: number;
@@ -148,6 +155,8 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
   readonly #unixPaths: readonly string[];
   readonly #udp: boolean;
   readonly #tls: TlsOptions | undefined;
+  /** Set with `websocket`: what serves the TCP (or TLS) ports. */
+  readonly #websocket: WebSocketEngine | undefined;
   readonly #proxyTrust: BlockList | undefined;
   readonly #log: Logger;
   readonly #stats = emptyStats();
@@ -194,11 +203,17 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
     const faults = options.faults !== undefined || options.faultsLive ? new Faults(parseFaults(options.faults ?? []), options.faultSeed) : undefined;
     this.faults = faults;
     const transform = options.transform ?? 'echo';
-    const lineMode = (options.framing ?? 'raw') === 'line';
+    const websocket = options.websocket === true ? {} : options.websocket || undefined;
+    if (websocket !== undefined && options.framing === 'line') throw new UsageError('WebSocket echoes whole messages: line framing does not apply (drop --framing line)');
+    this.#websocket = websocket === undefined ? undefined : new WebSocketEngine(websocket);
+    const lineMode = (options.framing ?? 'raw') === 'line' && websocket === undefined;
+    const messageTransform = typeof transform === 'function' ? toTransform(transform) : builtInTransform(transform);
+    const prefix = options.prefix ? Buffer.from(options.prefix) : undefined;
     this.#context = {
-      transform: typeof transform === 'function' ? toTransform(transform) : builtInTransform(transform),
+      // A WebSocket message is the unit a line is elsewhere: the prefix goes before each reply.
+      transform: websocket !== undefined && prefix !== undefined ? prefixed(messageTransform, prefix) : messageTransform,
       transformIsBuiltIn: typeof transform !== 'function',
-      lines: lineMode ? { maxLine: options.maxLine ?? DEFAULT_MAX_LINE, prefix: options.prefix ? Buffer.from(options.prefix) : undefined } : undefined,
+      lines: lineMode ? { maxLine: options.maxLine ?? DEFAULT_MAX_LINE, prefix } : undefined,
       proxyHeaderTimeoutMs: options.proxyProtocol ? (options.proxyHeaderTimeoutMs ?? DEFAULT_PROXY_HEADER_TIMEOUT_MS) : undefined,
       stats: this.#stats,
       log: this.#log,
@@ -213,11 +228,11 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
     // The C side echoes or uppercases; prefixes, delays, faults, allow-lists and per-datagram
     // logs need JavaScript for each datagram.
     const context = this.#context;
-    const plainUdp = context.transformIsBuiltIn && context.lines?.prefix === undefined && context.delayMs === 0 && faults === undefined && !context.logData && (options.allow ?? []).length === 0;
+    const plainUdp = context.transformIsBuiltIn && prefix === undefined && context.delayMs === 0 && faults === undefined && !context.logData && (options.allow ?? []).length === 0;
     this.#nativeUdp = engine === 'native' && plainUdp ? { upper: transform === 'upper' } : undefined;
     this.#hello = options.hello ? { instance: options.instance ?? `${hostname()}:${process.pid}`, worker: cluster.worker?.id ?? null } : undefined;
     // The hello line is written from JavaScript: such connections stay on the portable engine.
-    this.#engine = this.#tls === undefined && this.#hello === undefined ? streamEngineFor(engine, transform, this.#context) : portableEngine;
+    this.#engine = this.#websocket ?? (this.#tls === undefined && this.#hello === undefined ? streamEngineFor(engine, transform, this.#context) : portableEngine);
   }
 
   get state(): ServerState {
@@ -260,7 +275,7 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
   async listen(): Promise<BoundAddress> {
     if (this.#state !== 'new') throw new Error(`listen() called on a server that is ${this.#state}`);
     try {
-      const streamTransport: StreamTransport = this.#tls ? 'tls' : 'tcp';
+      const streamTransport = this.#streamTransport;
       for (const port of this.#ports) {
         const { port: boundPort } = this.#listening(streamTransport, await this.#bind(port));
         // Same port number for UDP, also when the TCP port was picked by the OS.
@@ -350,11 +365,15 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
     handshakeFailed: (err, remoteAddress, remotePort) => this.#handshakeFailed(err, remoteAddress, remotePort),
   };
 
+  /** What the TCP ports speak. */
+  get #streamTransport(): StreamTransport {
+    if (this.#websocket !== undefined) return this.#tls ? 'wss' : 'ws';
+    return this.#tls ? 'tls' : 'tcp';
+  }
+
   #bind(port: number): Promise<Listener> {
-    if (this.#tls) {
-      return listenNet({ host: this.#host, port, tls: this.#tls, context: { ...this.#context, transport: 'tls' }, handler: this.#handler });
-    }
-    return listenNet({ host: this.#host, port, context: { ...this.#context, transport: 'tcp' }, handler: this.#handler, engine: this.#engine });
+    const context = { ...this.#context, transport: this.#streamTransport };
+    return listenNet({ host: this.#host, port, tls: this.#tls, context, handler: this.#handler, engine: this.#engine });
   }
 
   #bindUnix(path: string): Promise<Listener> {
@@ -529,6 +548,11 @@ function formatPeer(address: string, port: number): string {
 /** Creates a server; call `listen()` to start it. */
 export function createEchoServer(options: EchoServerOptions = {}): EchoServer {
   return new EchoServer(options);
+}
+
+/** `transform`, with `prefix` before every reply. */
+function prefixed(transform: Transform, prefix: Buffer): Transform {
+  return (message) => Buffer.concat([prefix, transform(message)]);
 }
 
 /** Resolves after the event loop has polled for I/O at least once more (two check phases apart). */

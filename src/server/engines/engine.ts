@@ -16,6 +16,11 @@ export interface ServerEngine {
    * Connection. From here on the engine owns the socket.
    */
   adopt(id: number, socket: net.Socket, remoteAddress: string, remotePort: number, context: ConnectionContext): Connection;
+  /**
+   * False where something other than the Connection must parse the stream first (HTTP, for
+   * WebSocket): the listener then reads a PROXY header itself, before handing the socket over.
+   */
+  readonly readsProxyHeader?: boolean;
   /** Adds what the engine counts itself (bytes moved in C, say) to `stats`, a copy being reported. */
   addTotalsTo(stats: ServerStats): ServerStats;
 }

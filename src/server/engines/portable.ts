@@ -63,21 +63,30 @@ export class StreamConnection extends Connection {
   }
 
   protected localEndpoint(): string | undefined {
-    const { localAddress, localPort } = this.socket;
+    return StreamConnection.localEndpointOf(this.socket);
+  }
+
+  protected override transportDetails(): Record<string, unknown> {
+    return StreamConnection.transportDetailsOf(this.socket, this.clientCertificateSubject);
+  }
+
+  /** The address `socket`'s client reached, as `host:port` (a path for Unix sockets). */
+  static localEndpointOf(socket: Socket): string | undefined {
+    const { localAddress, localPort } = socket;
     if (localAddress === undefined) return undefined;
     return localPort === undefined ? localAddress : formatHostPort(canonicalAddress(localAddress), localPort);
   }
 
-  protected override transportDetails(): Record<string, unknown> {
-    if (!(this.socket instanceof TLSSocket)) return {};
-    const socket = this.socket;
+  /** What the hello line says of a TLS socket; nothing for a plain one. */
+  static transportDetailsOf(socket: Socket, clientSubject: string | undefined): Record<string, unknown> {
+    if (!(socket instanceof TLSSocket)) return {};
     return {
       tls: {
         protocol: socket.getProtocol(),
         cipher: socket.getCipher()?.name ?? null,
         sni: (socket as TLSSocket & { servername?: string | false }).servername || null,
         alpn: socket.alpnProtocol || null,
-        clientSubject: this.clientCertificateSubject ?? null,
+        clientSubject: clientSubject ?? null,
       },
     };
   }

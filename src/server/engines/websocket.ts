@@ -1,0 +1,239 @@
+// The WebSocket engine (--ws): RFC 6455 on the stream ports, one echo per message, framing by `ws`.
+
+import http from 'node:http';
+import type { Socket } from 'node:net';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { systemErrorCode } from '../../core/errors.js';
+import { Connection, type ConnectionContext } from '../connection.js';
+import type { ServerEngine } from './engine.js';
+import { StreamConnection } from './portable.js';
+import { WS_PAGE } from '../ws-page.js';
+
+export const DEFAULT_MAX_MESSAGE = 1024 * 1024;
+
+export interface WebSocketSettings {
+  /** Largest message accepted; a larger one closes its connection with 1009. Default 1 MiB. */
+  maxMessage?: number;
+  /** Offer permessage-deflate (RFC 7692). Default off: compression costs CPU per message. */
+  deflate?: boolean;
+}
+
+/** The close code sent at a graceful close: the server is going away. */
+const GOING_AWAY = 1001;
+
+/**
+ * The close code ws sends for each of its protocol errors (RFC 6455 7.4.1): 1009 for a message
+ * over --max-message, 1007 for text that is not UTF-8, 1002 for every other breach.
+ */
+function closeCodeFor(errorCode: string | undefined): number {
+  if (errorCode === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH' || errorCode === 'WS_ERR_UNSUPPORTED_DATA_PAYLOAD_LENGTH') return 1009;
+  if (errorCode === 'WS_ERR_INVALID_UTF8') return 1007;
+  return 1002;
+}
+
+const kConnection = Symbol('echoplex.wsConnection');
+type OwnedSocket = Socket & { [kConnection]?: WebSocketConnection };
+
+/**
+ * Each accepted socket goes to an HTTP parser first: an upgrade request becomes a WebSocket,
+ * any other GET gets the echo page. One HTTP server (never listening) and one WebSocketServer
+ * (in noServer mode) serve every connection of an echo server.
+ */
+export class WebSocketEngine implements ServerEngine {
+  readonly name = 'portable';
+  /** The PROXY header must be read before HTTP sees the stream: the listener reads it. */
+  readonly readsProxyHeader = false;
+  readonly #http: http.Server;
+  readonly #sockets: WebSocketServer;
+
+  constructor(settings: WebSocketSettings = {}) {
+    this.#sockets = new WebSocketServer({
+      noServer: true,
+      clientTracking: false,
+      maxPayload: settings.maxMessage ?? DEFAULT_MAX_MESSAGE,
+      perMessageDeflate: settings.deflate ?? false,
+    });
+    this.#http = http.createServer({ keepAlive: true }, servePage);
+    // A request must come whole within this long; the idle timeout covers the rest.
+    this.#http.headersTimeout = 10_000;
+    this.#http.on('upgrade', (request: http.IncomingMessage, socket: Socket, head: Buffer) => {
+      const connection = (socket as OwnedSocket)[kConnection];
+      if (connection === undefined) {
+        socket.destroy();
+        return;
+      }
+      // Answers a bad handshake with 400 and closes; calls back only for a good one.
+      this.#sockets.handleUpgrade(request, socket, head, (ws) => connection.upgraded(ws));
+    });
+    this.#http.on('clientError', (_err: Error, socket: Socket) => {
+      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+      else socket.destroy();
+    });
+  }
+
+  adopt(id: number, socket: Socket, remoteAddress: string, remotePort: number, context: ConnectionContext): Connection {
+    const connection = new WebSocketConnection(id, socket, remoteAddress, remotePort, context);
+    (socket as OwnedSocket)[kConnection] = connection;
+    socket.resume();
+    this.#http.emit('connection', socket);
+    return connection;
+  }
+
+  addTotalsTo(stats: Parameters<ServerEngine['addTotalsTo']>[0]): ReturnType<ServerEngine['addTotalsTo']> {
+    return stats;
+  }
+}
+
+function servePage(request: http.IncomingMessage, response: http.ServerResponse): void {
+  if (request.method !== 'GET' && request.method !== 'HEAD') {
+    response.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain' }).end('this is a WebSocket echo port: GET a page, or upgrade to WebSocket\n');
+    return;
+  }
+  response.writeHead(200, {
+    'content-type': 'text/html; charset=utf-8',
+    'cache-control': 'no-store',
+    // The page's own script and style only, and a WebSocket back to where it came from.
+    'content-security-policy': "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self' ws: wss:",
+  });
+  response.end(request.method === 'HEAD' ? undefined : WS_PAGE);
+}
+
+/**
+ * A connection on a --ws port: HTTP until its upgrade, then one reply per message, of the same
+ * kind (text or binary), through the transform. Everything else (counters, faults, delays, the
+ * hello line, backpressure, idle and shutdown sweeps) is the shared Connection's.
+ */
+export class WebSocketConnection extends Connection {
+  readonly socket: Socket;
+  #ws: WebSocket | undefined;
+  /** Whether each message waiting for its reply was binary, oldest first: a reply goes as its message came. */
+  readonly #kinds: boolean[] = [];
+  /** Control frames (pings, pongs) seen: traffic for the idle timeout, though they carry no echo. */
+  #controlFrames = 0;
+  /** The close code this side sent, which is the one counted (a peer gone at once would leave 1006). */
+  #sentCode: number | undefined;
+  /** The hello line, waiting for the handshake. */
+  #hello: string | undefined;
+
+  constructor(id: number, socket: Socket, remoteAddress: string, remotePort: number, context: ConnectionContext) {
+    super(id, remoteAddress, remotePort, context);
+    this.socket = socket;
+    socket.on('error', (err: Error) => this.failed(systemErrorCode(err), err.message));
+    socket.once('close', () => {
+      // Once upgraded, the WebSocket's own close (with its code) ends the connection.
+      if (this.#ws === undefined) this.closed(socket.writableLength);
+    });
+  }
+
+  /** The handshake succeeded: from here on the socket carries frames. */
+  upgraded(ws: WebSocket): void {
+    this.#ws = ws;
+    const context = this.context;
+    ws.on('message', (data: Buffer, isBinary: boolean) => {
+      context.stats.messages[context.transport]++;
+      this.#kinds.push(isBinary);
+      this.received(data);
+    });
+    ws.on('ping', () => this.#controlFrames++);
+    ws.on('pong', () => this.#controlFrames++);
+    ws.on('error', (err: Error & { code?: string }) => this.#protocolError(err));
+    ws.on('close', (code: number, reason: Buffer) => this.#wsClosed(code, reason));
+    this.socket.on('drain', () => {
+      if (!this.inputHeld) ws.resume();
+    });
+    if (this.#hello !== undefined) super.greet(this.#hello);
+    this.#hello = undefined;
+  }
+
+  /** The hello line is the first message after the handshake (a page fetch gets none). */
+  override greet(line: string): void {
+    if (this.#ws !== undefined) super.greet(line);
+    else this.#hello = line;
+  }
+
+  override get trafficCount(): number {
+    return super.trafficCount + this.#controlFrames;
+  }
+
+  protected get transportPendingBytes(): number {
+    return this.#ws?.bufferedAmount ?? this.socket.writableLength;
+  }
+
+  protected holdInput(): void {
+    if (this.#ws !== undefined) this.#ws.pause();
+    else this.socket.pause();
+  }
+
+  protected releaseInput(): void {
+    if (this.socket.writableNeedDrain) return;
+    if (this.#ws !== undefined) this.#ws.resume();
+    else this.socket.resume();
+  }
+
+  /** Closes with 1001 (going away) after every queued echo; before the upgrade, ends the HTTP stream. */
+  finish(): void {
+    const ws = this.#ws;
+    if (ws === undefined) {
+      if (!this.socket.writableEnded) this.socket.end();
+    } else if (ws.readyState === ws.OPEN) {
+      this.#sentCode ??= GOING_AWAY;
+      ws.close(GOING_AWAY, 'going away');
+    }
+  }
+
+  protected destroy(): void {
+    if (this.#ws !== undefined) this.#ws.terminate();
+    else this.socket.destroy();
+  }
+
+  protected reset(): void {
+    this.socket.resetAndDestroy();
+  }
+
+  protected get outputEnded(): boolean {
+    return this.#ws === undefined ? this.socket.writableEnded : this.#ws.readyState !== this.#ws.OPEN;
+  }
+
+  protected send(reply: Buffer): void {
+    const ws = this.#ws;
+    if (ws === undefined) return;
+    // The hello line comes before any message: it goes as text.
+    const binary = this.#kinds.shift() ?? false;
+    ws.send(reply, { binary });
+    if (ws.bufferedAmount >= this.context.maxBuffered && !ws.isPaused) {
+      ws.pause();
+      this.context.stats.backpressurePauses++;
+    }
+  }
+
+  protected localEndpoint(): string | undefined {
+    return StreamConnection.localEndpointOf(this.socket);
+  }
+
+  protected override transportDetails(): Record<string, unknown> {
+    return StreamConnection.transportDetailsOf(this.socket, this.clientCertificateSubject);
+  }
+
+  #protocolError(err: Error & { code?: string }): void {
+    // ws has already answered with the close code the error calls for (1002, 1007, 1009).
+    const context = this.context;
+    const closeCode = closeCodeFor(err.code);
+    this.#sentCode ??= closeCode;
+    context.stats.errors.websocket++;
+    this.closeBecause(`closed with code ${closeCode}: ${err.message}`);
+    context.log.warn(
+      { event: 'error', kind: 'websocket', conn: this.id, peer: this.peer, code: err.code, closeCode, err: err.message },
+      `WebSocket error from ${this.peer} (#${this.id}), closing it with ${closeCode}: ${err.message}`,
+    );
+  }
+
+  #wsClosed(code: number, reason: Buffer): void {
+    const counted = this.#sentCode ?? code;
+    const closes = this.context.stats.wsCloses;
+    closes[counted] = (closes[counted] ?? 0) + 1;
+    const text = reason.length > 0 ? ` (${reason.toString()})` : '';
+    if (this.#sentCode !== undefined) this.closeBecause(`closed with code ${this.#sentCode}`);
+    else this.closeBecause(code === 1006 ? 'closed without a close frame (1006)' : `closed by the client with code ${code}${text}`);
+    this.closed(0);
+  }
+}

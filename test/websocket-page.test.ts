@@ -1,0 +1,56 @@
+// The echo page a --ws port serves, in a real headless Chromium driven by playwright-core:
+// a person's check by hand, typing text and binary messages and seeing the echoes.
+
+import assert from 'node:assert/strict';
+import { it } from 'node:test';
+import { chromium } from 'playwright-core';
+import { findProgram, skipUnless, suite } from './helpers/peers.js';
+import { startServer } from './helpers/sockets.js';
+import { waitUntil } from './helpers/timeout.js';
+
+const CHROMIUM = findProgram(['/usr/bin/chromium', '/usr/bin/chromium-browser']);
+
+suite('WebSocket echo page in Chromium', skipUnless(CHROMIUM, 'chromium', 'chromium'), () => {
+  it('connects back, sends text and binary messages, and shows each echo', async () => {
+    const running = await startServer({ websocket: true, transform: 'upper' });
+    const browser = await chromium.launch({
+      executablePath: CHROMIUM!,
+      timeout: 30_000,
+      // playwright-core makes a fresh profile; these keep Chromium off the (closed) network.
+      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    });
+    try {
+      const page = await browser.newPage();
+      const origin = `http://127.0.0.1:${running.port}`;
+      const external: string[] = [];
+      page.on('request', (request) => {
+        if (!request.url().startsWith(origin)) external.push(request.url());
+      });
+      const consoleErrors: string[] = [];
+      page.on('console', (message) => {
+        if (message.type() === 'error') consoleErrors.push(message.text());
+      });
+      await page.goto(`${origin}/room`);
+      await page.locator('#status', { hasText: /^open$/ }).waitFor({ timeout: 10_000 });
+      assert.equal(await page.textContent('#url'), `ws://127.0.0.1:${running.port}/room`);
+
+      await page.fill('#message', 'hello from chromium');
+      await page.click('#send');
+      await page.locator('#log .echo', { hasText: 'text: HELLO FROM CHROMIUM' }).waitFor({ timeout: 10_000 });
+
+      await page.check('#binary');
+      await page.fill('#message', 'bytes');
+      await page.press('#message', 'Enter');
+      await page.locator('#log .echo', { hasText: 'binary (5 bytes): BYTES' }).waitFor({ timeout: 10_000 });
+
+      assert.equal(running.server.stats().messages.ws, 2);
+      assert.deepEqual(external, [], 'the page loads nothing from elsewhere');
+      assert.deepEqual(consoleErrors, [], 'no errors (a CSP violation would be one)');
+      await page.close();
+      await waitUntil(() => running.server.stats().connectionsActive === 0, 5000, 'the browser connections to close');
+    } finally {
+      await browser.close();
+      await running.close();
+    }
+  });
+});
