@@ -39,7 +39,7 @@ export abstract class SocketConnection implements LoadConnection {
   abstract send(count: number, stamp: number): void;
   abstract isOverdue(now: number, limitMs: number): boolean;
   /** Verifies and frames received bytes; returns how many replies completed. */
-  abstract receive(bytes: Buffer, length: number, now: number): number;
+  abstract receive(bytes: Buffer, length: number, now: number, binary?: boolean): number;
   /** Forgets every reply still owed; returns how many there were. */
   protected abstract dropOwed(): number;
 
@@ -99,7 +99,7 @@ export class BenchConnection extends SocketConnection {
     const run = this.run;
     for (let i = 0; i < count; i++) this.#push(stamp);
     const { burstOf, payload } = run;
-    if (this.socket.datagrams) {
+    if (this.socket.messages) {
       for (let i = 0; i < count; i++) this.socket.write(payload);
       return;
     }
@@ -107,17 +107,25 @@ export class BenchConnection extends SocketConnection {
     for (let left = count; left > 0; left -= most) this.socket.write(burstOf[Math.min(left, most)]!);
   }
 
-  /** Verifies and frames received bytes; returns how many replies completed. */
-  receive(bytes: Buffer, length: number, now: number): number {
+  /**
+   * Verifies and frames received bytes; returns how many replies completed. `binary` is given
+   * for a WebSocket message, which must be one whole reply of the kind that was sent.
+   */
+  receive(bytes: Buffer, length: number, now: number, binary?: boolean): number {
     const run = this.run;
     if (this.#hello !== undefined) {
       const rest = this.#readHello(bytes.subarray(0, length));
-      if (rest === undefined) return 0;
+      if (rest === undefined || rest.length === 0) return 0;
       bytes = rest;
       length = rest.length;
     }
     const expected = run.expected;
     const size = expected.length;
+    if (binary !== undefined && (binary !== run.sendsBinary || this.#offsetInReply + length !== size)) {
+      // The bytes are still checked below; the message itself was already wrong.
+      run.mismatchedBytes += length;
+      run.errorsByKind.mismatch++;
+    }
     let completed = 0;
     let offset = 0;
     while (offset < length) {

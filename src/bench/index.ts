@@ -5,6 +5,7 @@ export { runBench } from './loadgen.js';
 export { BenchSetupError } from './settings.js';
 export type { BenchOptions, BenchResult, BenchProgress, BenchErrorKind } from './settings.js';
 export type { CustomExpectation } from '../protocol/transforms.js';
+export type { BenchTarget, WebSocketTarget } from '../protocol/transports.js';
 export type { LatencySummary, PercentilePoint } from './histogram.js';
 export { renderHtmlReport } from './html.js';
 export { formatTable } from './report.js';

@@ -24,7 +24,8 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
   const settings = resolveSettings(options);
   checkDescriptorBudget(settings.connections);
 
-  const payload = settings.lines ? randomLine(settings.size) : randomBytes(settings.size);
+  // Text messages must be UTF-8: printable ASCII will do.
+  const payload = settings.lines || settings.target.websocket?.text ? randomLine(settings.size) : randomBytes(settings.size);
   const transform = typeof settings.expect === 'string' ? builtInTransform(settings.expect) : settings.expect.transform;
   const reply = transform(Buffer.from(payload));
   const expected = settings.expectPrefix ? Buffer.concat([Buffer.from(settings.expectPrefix), reply]) : reply;
@@ -233,9 +234,9 @@ function openTypeScriptConnection(run: Run, opening: Opening): () => void {
       connection = digits > 0 ? new DatagramConnection(run, socket, digits) : new BenchConnection(run, socket);
       opening.opened(connection);
     },
-    data: (bytes, length) => {
+    data: (bytes, length, binary) => {
       if (connection === undefined || connection.failed) return;
-      const done = connection.receive(bytes, length, performance.now());
+      const done = connection.receive(bytes, length, performance.now(), binary);
       if (connection.spent) return replace(run, connection);
       if (done > 0 && closedLoop && run.sending) run.answerLater(connection, done);
     },

@@ -76,6 +76,9 @@ export class Run {
   readonly readBuffer = Buffer.allocUnsafe(READ_BUFFER_BYTES);
   finish: () => void = () => {};
 
+  /** Over WebSocket: messages go (and replies must come) as binary, unless the run sends text. */
+  readonly sendsBinary: boolean;
+
   /** `burstOf[n]`: n messages back to back, for every n up to the burst's length; sends make no views. */
   readonly burstOf: Buffer[] = [];
 
@@ -86,6 +89,7 @@ export class Run {
     burst: Buffer,
   ) {
     for (let n = 1; n * payload.length <= burst.length; n++) this.burstOf[n] = burst.subarray(0, n * payload.length);
+    this.sendsBinary = !options.target.websocket?.text;
   }
 
   get errors(): number {

@@ -234,6 +234,7 @@ function validate(settings: Settings): void {
   }
   if (settings.target.udp && settings.size > MAX_UDP_PAYLOAD) throw new UsageError(`--size: a UDP message holds at most ${MAX_UDP_PAYLOAD} bytes, got ${settings.size}`);
   if (!(settings.warmupSeconds >= 0)) throw new UsageError(`--warmup must be 0 or more seconds, got ${settings.warmupSeconds}`);
+  if (settings.target.websocket !== undefined && settings.target.proxyProtocol !== undefined) throw new UsageError('--proxy-protocol: not with a WebSocket target (put a proxy that sends the header in front instead)');
   if (settings.hello && settings.target.udp) throw new UsageError('--hello reads the first line of a stream: not with --udp');
   if (settings.startAt !== undefined) {
     if (!Number.isFinite(settings.startAt)) throw new UsageError('--start-at must be a time (ISO 8601, or milliseconds since the epoch)');

@@ -9,7 +9,7 @@ import { UsageError } from '../core/errors.js';
 import { ENGINE_CHOICES, type EngineChoice } from '../native/engine.js';
 import { envOption } from './environment.js';
 import { parsePositiveInteger, parseSeconds, parseSize } from './parsers.js';
-import { expectationFromFlag, expectationOptions, TARGET_ARGUMENT, targetFromFlags, targetOptions, withTargetUrl, type TargetFlags } from './target.js';
+import { expectationFromFlag, expectationOptions, TARGET_ARGUMENT, targetFromFlags, targetOptions, withTargetUrl, wsTextOption, type TargetFlags } from './target.js';
 
 interface BenchFlags extends TargetFlags {
   proxyProtocol?: 1 | 2;
@@ -39,7 +39,7 @@ interface BenchFlags extends TargetFlags {
 
 export function benchCommand(): Command {
   const command = new Command('bench').description('load an echo server, verify every byte, report throughput and latency percentiles');
-  for (const option of [...targetOptions('send datagrams, one message each (--connections UDP sockets)'), ...expectationOptions()]) command.addOption(option);
+  for (const option of [...targetOptions('send datagrams, one message each (--connections UDP sockets)'), wsTextOption(), ...expectationOptions()]) command.addOption(option);
   return command
     .addOption(new Option('--proxy-protocol <version>', 'open each connection with a PROXY header, v1 or v2').argParser(parseProxyVersion))
     .addOption(new Option('-c, --connections <n>', 'concurrent connections').default(50).argParser(parsePositiveInteger))

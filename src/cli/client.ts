@@ -2,13 +2,17 @@
 
 import { Command } from 'commander';
 import { runClient } from '../client/client.js';
+import { Option } from 'commander';
+import { UsageError } from '../core/errors.js';
 import { TARGET_ARGUMENT, targetOptions, wantsTls, withTargetUrl, type TargetFlags } from './target.js';
 
 export function clientCommand(): Command {
   const command = new Command('client').description('talk to an echo server: a >: prompt on a terminal, a byte pipe when stdin is piped');
   for (const option of targetOptions('send each line as a datagram and print each reply')) command.addOption(option);
-  return command.argument(...TARGET_ARGUMENT).action(async (url: string | undefined, given: TargetFlags, self: Command) => {
+  command.addOption(new Option('--ws-binary', 'to a ws:// or wss:// URL: send each line as a binary message (default: text)').default(false));
+  return command.argument(...TARGET_ARGUMENT).action(async (url: string | undefined, given: TargetFlags & { wsBinary: boolean }, self: Command) => {
     const flags = withTargetUrl(given, url, self);
+    if (flags.wsBinary && flags.websocketPath === undefined) throw new UsageError('--ws-binary applies to a ws:// or wss:// target URL');
     await runClient({
       host: flags.host,
       port: flags.port,
@@ -17,6 +21,7 @@ export function clientCommand(): Command {
       tlsInsecure: flags.tlsInsecure,
       ...(flags.unix !== undefined && { unix: flags.unix }),
       ...(flags.tlsCa !== undefined && { tlsCaFile: flags.tlsCa }),
+      ...(flags.websocketPath !== undefined && { websocketPath: flags.websocketPath, websocketBinary: flags.wsBinary }),
     });
   });
 }

@@ -3,7 +3,7 @@
 import { Command, Option } from 'commander';
 import type { PingOptions } from '../client/ping.js';
 import { parsePositiveInteger, parseSeconds, parseSize } from './parsers.js';
-import { expectationFromFlag, expectationOptions, TARGET_ARGUMENT, targetFromFlags, targetOptions, withTargetUrl, type TargetFlags } from './target.js';
+import { expectationFromFlag, expectationOptions, TARGET_ARGUMENT, targetFromFlags, targetOptions, withTargetUrl, wsTextOption, type TargetFlags } from './target.js';
 
 interface PingFlags extends TargetFlags {
   count?: number;
@@ -18,7 +18,7 @@ interface PingFlags extends TargetFlags {
 
 export function pingCommand(): Command {
   const command = new Command('ping').description('one message at a time through an echo server, each round trip timed and verified, like ping(8)');
-  for (const option of [...targetOptions('ping with datagrams (echo over UDP, RFC 862)'), ...expectationOptions()]) command.addOption(option);
+  for (const option of [...targetOptions('ping with datagrams (echo over UDP, RFC 862)'), wsTextOption(), ...expectationOptions()]) command.addOption(option);
   return command
     .addOption(new Option('-c, --count <n>', 'stop after N messages (default: until Ctrl-C)').argParser(parsePositiveInteger))
     .addOption(new Option('-i, --interval <seconds>', 'from one message to the next').default(1).argParser(parseSeconds))

@@ -16,6 +16,10 @@ export interface TargetFlags {
   tls: boolean;
   tlsInsecure: boolean;
   tlsCa?: string;
+  /** Set by a ws:// or wss:// URL: the request path. */
+  websocketPath?: string;
+  /** Over WebSocket: send text messages rather than binary (`--ws-text`, bench and ping). */
+  wsText?: boolean;
 }
 
 /** `--host`, `--port`, `--unix`, `--udp` (described by `udpHelp`), `--tls`, `--tls-insecure`, `--tls-ca`. */
@@ -29,6 +33,11 @@ export function targetOptions(udpHelp: string): Option[] {
     new Option('--tls-insecure', 'speak TLS and accept any certificate (self-signed servers)').default(false),
     new Option('--tls-ca <file>', 'speak TLS and also trust this PEM CA'),
   ];
+}
+
+/** `--ws-text`, for the bench and ping (whose messages are binary by default). */
+export function wsTextOption(): Option {
+  return new Option('--ws-text', 'to a ws:// or wss:// URL: send text messages (default: binary)').default(false);
 }
 
 /** Whether any TLS flag was given: each of them implies TLS. */
@@ -47,6 +56,7 @@ export async function readCaFile(path: string): Promise<Buffer> {
 
 /** The target the flags name, for the bench and ping (the CA file read). */
 export async function targetFromFlags(flags: TargetFlags): Promise<Partial<BenchTarget>> {
+  if (flags.wsText && flags.websocketPath === undefined) throw new UsageError('--ws-text applies to a ws:// or wss:// target URL');
   return {
     host: flags.host,
     port: flags.port,
@@ -55,6 +65,7 @@ export async function targetFromFlags(flags: TargetFlags): Promise<Partial<Bench
     tls: wantsTls(flags),
     tlsInsecure: flags.tlsInsecure,
     ...(flags.tlsCa !== undefined && { tlsCa: await readCaFile(flags.tlsCa) }),
+    ...(flags.websocketPath !== undefined && { websocket: { path: flags.websocketPath, text: flags.wsText ?? false } }),
   };
 }
 
@@ -74,13 +85,18 @@ export function expectationOptions(): Option[] {
 }
 
 /** The positional target the client, ping and bench take, as the listening line prints it. */
-export const TARGET_ARGUMENT = ['[url]', 'the server as a URL: tcp://HOST:PORT, tls://HOST:PORT, udp://HOST:PORT or unix:///PATH (instead of --host, --port, --udp, --tls, --unix)'] as const;
+export const TARGET_ARGUMENT = [
+  '[url]',
+  'the server as a URL: tcp://HOST:PORT, tls://HOST:PORT, udp://HOST:PORT, ws://HOST[:PORT]/PATH, wss://HOST[:PORT]/PATH or unix:///PATH (instead of --host, --port, --udp, --tls, --unix)',
+] as const;
+
+const URL_KINDS = 'tcp://HOST:PORT, tls://HOST:PORT, udp://HOST:PORT, ws://HOST:PORT/PATH, wss://HOST:PORT/PATH or unix:///PATH';
 
 const TARGET_FLAGS = ['host', 'port', 'unix', 'udp', 'tls'] as const;
 
 /**
  * `flags` with the target a URL names (`tcp://127.0.0.1:1234`, `tls://[::1]:443`,
- * `udp://host:7`, `unix:///run/echo.sock`); unchanged without one. A URL and target flags
+ * `udp://host:7`, `ws://host:8080/echo`, `wss://host/`, `unix:///run/echo.sock`); unchanged without one. A URL and target flags
  * together, or a URL of another kind, is a usage error.
  */
 export function withTargetUrl<T extends TargetFlags>(flags: T, url: string | undefined, command: Command): T {
@@ -91,25 +107,29 @@ export function withTargetUrl<T extends TargetFlags>(flags: T, url: string | und
   try {
     parsed = new URL(url);
   } catch {
-    throw new UsageError(`"${url}" is not a target URL: tcp://HOST:PORT, tls://HOST:PORT, udp://HOST:PORT or unix:///PATH`);
+    throw new UsageError(`"${url}" is not a target URL: ${URL_KINDS}`);
   }
+  const host = parsed.hostname.replace(/^\[(.*)\]$/, '$1');
   switch (parsed.protocol) {
     case 'tcp:':
     case 'tls:':
     case 'udp:': {
       if (parsed.port === '') throw new UsageError(`${url}: the URL needs a port (${parsed.protocol}//${parsed.hostname || 'HOST'}:PORT)`);
-      const host = parsed.hostname.replace(/^\[(.*)\]$/, '$1');
       return { ...flags, host, port: Number(parsed.port), unix: undefined, udp: parsed.protocol === 'udp:', tls: parsed.protocol === 'tls:' };
+    }
+    case 'ws:':
+    case 'wss:': {
+      // WHATWG URLs leave out a scheme's default port (80 for ws, 443 for wss).
+      const secure = parsed.protocol === 'wss:';
+      const port = parsed.port === '' ? (secure ? 443 : 80) : Number(parsed.port);
+      return { ...flags, host, port, unix: undefined, udp: false, tls: secure, websocketPath: `${parsed.pathname}${parsed.search}` };
     }
     case 'unix:': {
       const path = decodeURIComponent(parsed.pathname);
       if (path === '' || path === '/') throw new UsageError(`${url}: the URL needs a socket path (unix:///run/echo.sock)`);
       return { ...flags, unix: path, udp: false, tls: false };
     }
-    case 'ws:':
-    case 'wss:':
-      throw new UsageError(`${url}: WebSocket targets are not supported yet`);
     default:
-      throw new UsageError(`${url}: unknown kind of target "${parsed.protocol}"; tcp://, tls://, udp:// or unix://`);
+      throw new UsageError(`${url}: unknown kind of target "${parsed.protocol}"; tcp://, tls://, udp://, ws://, wss:// or unix://`);
   }
 }

@@ -24,6 +24,10 @@ export interface ClientOptions extends ConnectOptions {
   port?: number;
   /** Send each line as a UDP datagram and print each reply (RFC 862 over UDP). */
   udp?: boolean;
+  /** Speak WebSocket to this request path (`wss` with `tls`): each line one message, each reply printed. */
+  websocketPath?: string;
+  /** Over WebSocket: send binary messages rather than text. */
+  websocketBinary?: boolean;
   input?: Readable;
   output?: Writable;
   /** Prompt mode (default: when `input` is a TTY); otherwise bytes are streamed both ways. */
@@ -39,9 +43,7 @@ const NEWLINE = 0x0a;
 /** Connects (and finishes the TLS handshake), or throws a ConnectError that says why in words. */
 export async function connect(host: string, port: number, options: ConnectOptions = {}): Promise<net.Socket> {
   const where = options.unix ?? formatHostPort(host, port);
-  const ca = options.tlsCaFile === undefined ? undefined : await readFile(options.tlsCaFile).catch((err: Error) => {
-    throw new ConnectError(`cannot read the CA file ${options.tlsCaFile}: ${err.message}`, err);
-  });
+  const ca = options.tlsCaFile === undefined ? undefined : await readCaFile(options.tlsCaFile);
   return new Promise((resolve, reject) => {
     const endpoint = options.unix !== undefined ? { path: options.unix } : { host, port };
     const useTls = options.tls || options.tlsInsecure || ca !== undefined;
@@ -64,6 +66,12 @@ export async function connect(host: string, port: number, options: ConnectOption
   });
 }
 
+function readCaFile(path: string): Promise<Buffer> {
+  return readFile(path).catch((err: Error) => {
+    throw new ConnectError(`cannot read the CA file ${path}: ${err.message}`, err);
+  });
+}
+
 /** Runs the client until the conversation ends. Resolves on a clean end, throws ConnectError otherwise. */
 export async function runClient(options: ClientOptions = {}): Promise<void> {
   const host = options.host ?? '127.0.0.1';
@@ -74,6 +82,21 @@ export async function runClient(options: ClientOptions = {}): Promise<void> {
   if (options.udp) {
     const { runUdpClient } = await import('./udp-client.js');
     return runUdpClient({ host, port, input, output, interactive, prompt: options.prompt ?? '>:' });
+  }
+  if (options.websocketPath !== undefined) {
+    const { runWebSocketClient } = await import('./ws-client.js');
+    const secure = options.tls || options.tlsInsecure || options.tlsCaFile !== undefined;
+    const tlsCa = options.tlsCaFile === undefined ? undefined : await readCaFile(options.tlsCaFile);
+    return runWebSocketClient({
+      url: `${secure ? 'wss' : 'ws'}://${formatHostPort(host, port)}${options.websocketPath}`,
+      input,
+      output,
+      interactive,
+      prompt: options.prompt ?? '>:',
+      binary: options.websocketBinary ?? false,
+      tlsInsecure: options.tlsInsecure ?? false,
+      ...(tlsCa !== undefined && { tlsCa }),
+    });
   }
   const socket = await connect(host, port, options);
   try {

@@ -133,7 +133,7 @@ class PingLink {
 
   /** The next reply: `length` bytes of a stream, or the next datagram whatever its length. */
   async reply(length: number, deadline: number): Promise<Reply> {
-    const datagrams = this.#socket.datagrams;
+    const datagrams = this.#socket.messages;
     for (;;) {
       if (datagrams && this.#buffered.length > 0) {
         const bytes = this.#buffered.shift()!;

@@ -1,12 +1,13 @@
-// How a client reaches its target (the bench, ping): TCP, TLS, a Unix socket or UDP, optionally
-// opening each connection with a PROXY header, behind one small socket interface.
+// How a client reaches its target (the bench, ping): TCP, TLS, a Unix socket, UDP or WebSocket,
+// optionally opening each connection with a PROXY header, behind one small socket interface.
 
 import dgram from 'node:dgram';
 import net from 'node:net';
 import tls from 'node:tls';
+import { WebSocket } from 'ws';
 import { encodeProxyV1, encodeProxyV2, type ProxyEndpoint } from './proxy-protocol.js';
 import { descriptorOf } from '../native/descriptor.js';
-import { formatEndpoint } from '../core/address.js';
+import { formatEndpoint, formatHostPort } from '../core/address.js';
 
 /** The largest UDP payload over IPv4 (65,535 minus the IP and UDP headers). */
 export const MAX_UDP_PAYLOAD = 65_507;
@@ -26,19 +27,32 @@ export interface BenchTarget {
   udp?: boolean;
   /** Open each connection with a PROXY protocol header of this version, naming our own address. */
   proxyProtocol?: 1 | 2;
+  /** Speak WebSocket (`wss` with `tls`): one message per write, one reply message per message. */
+  websocket?: WebSocketTarget;
+}
+
+export interface WebSocketTarget {
+  /** The request path, with any query: `/`, `/echo?x=1`. */
+  path: string;
+  /** Send text messages rather than binary ones (the bytes must then be UTF-8). */
+  text?: boolean;
 }
 
 export interface BenchSocket {
-  /** Streams take any slice of the byte sequence; a datagram socket takes exactly one message per call. */
+  /** Streams take any slice of the byte sequence; a message socket takes exactly one message per call. */
   write(bytes: Buffer): void;
   destroy(): void;
-  readonly datagrams: boolean;
+  /** Message-oriented (UDP datagrams, WebSocket messages): each write is one message, each `data` one whole message. */
+  readonly messages: boolean;
 }
 
 export interface BenchSocketEvents {
   connected(): void;
-  /** `bytes` may be a shared buffer: use the first `length` bytes before returning. */
-  data(bytes: Buffer, length: number): void;
+  /**
+   * `bytes` may be a shared buffer: use the first `length` bytes before returning. Over
+   * WebSocket, `binary` says whether the message was binary or text.
+   */
+  data(bytes: Buffer, length: number, binary?: boolean): void;
   error(err: NodeJS.ErrnoException): void;
   closed(): void;
 }
@@ -54,18 +68,21 @@ export function resolveTarget(options: Partial<BenchTarget>): BenchTarget {
     ...(options.tlsCa !== undefined && { tlsCa: options.tlsCa }),
     ...(options.udp !== undefined && { udp: options.udp }),
     ...(options.proxyProtocol !== undefined && { proxyProtocol: options.proxyProtocol }),
+    ...(options.websocket !== undefined && { websocket: options.websocket }),
   };
 }
 
-/** `tcp://127.0.0.1:1234`, `tls://...`, `udp://...` or `unix:///path`, for reports. */
+/** `tcp://127.0.0.1:1234`, `tls://...`, `udp://...`, `ws://host:port/path` or `unix:///path`, for reports. */
 export function describeTarget(target: BenchTarget): string {
   if (target.unix !== undefined) return `unix://${target.unix}`;
+  if (target.websocket !== undefined) return `${formatEndpoint(target.tls ? 'wss' : 'ws', target.host, target.port)}${target.websocket.path}`;
   return formatEndpoint(target.udp ? 'udp' : target.tls ? 'tls' : 'tcp', target.host, target.port);
 }
 
 /** `readBuffer` is reused for every read on plain streams (TLS and UDP hand over their own buffers). */
 export function openBenchSocket(target: BenchTarget, readBuffer: Buffer, events: BenchSocketEvents): BenchSocket {
   if (target.udp) return openDatagramSocket(target, events);
+  if (target.websocket !== undefined) return openWebSocket(target, target.websocket, events);
   if (target.tls) return openTlsSocket(target, events);
   const socket = net.connect({
     ...(target.unix !== undefined ? { path: target.unix } : { host: target.host, port: target.port }),
@@ -85,12 +102,12 @@ export function openBenchSocket(target: BenchTarget, readBuffer: Buffer, events:
   });
   socket.on('error', (err) => events.error(err));
   socket.on('close', () => events.closed());
-  return { write: (bytes) => void socket.write(bytes), destroy: () => socket.destroy(), datagrams: false };
+  return { write: (bytes) => void socket.write(bytes), destroy: () => socket.destroy(), messages: false };
 }
 
 /** Whether `connectForAdoption` can reach this target: plain TCP, no PROXY header. */
 export function adoptable(target: BenchTarget): boolean {
-  return target.unix === undefined && !target.tls && !target.udp && target.proxyProtocol === undefined;
+  return target.unix === undefined && !target.tls && !target.udp && target.websocket === undefined && target.proxyProtocol === undefined;
 }
 
 /**
@@ -134,7 +151,7 @@ function openTlsSocket(target: BenchTarget, events: BenchSocketEvents): BenchSoc
   socket.on('data', (chunk: Buffer) => events.data(chunk, chunk.length));
   socket.on('error', (err) => events.error(err));
   socket.on('close', () => events.closed());
-  return { write: (bytes) => void socket.write(bytes), destroy: () => socket.destroy(), datagrams: false };
+  return { write: (bytes) => void socket.write(bytes), destroy: () => socket.destroy(), messages: false };
 }
 
 function openDatagramSocket(target: BenchTarget, events: BenchSocketEvents): BenchSocket {
@@ -152,7 +169,37 @@ function openDatagramSocket(target: BenchTarget, events: BenchSocketEvents): Ben
       open = false;
       socket.close();
     },
-    datagrams: true,
+    messages: true,
+  };
+}
+
+/** How long a closing WebSocket waits for the server's close frame before dropping the connection. */
+const WEBSOCKET_CLOSE_WAIT_MS = 1000;
+
+function openWebSocket(target: BenchTarget, websocket: WebSocketTarget, events: BenchSocketEvents): BenchSocket {
+  const url = `${target.tls ? 'wss' : 'ws'}://${formatHostPort(target.host, target.port)}${websocket.path}`;
+  const socket = new WebSocket(url, {
+    perMessageDeflate: false,
+    ...(target.tls && {
+      ...(net.isIP(target.host) === 0 && { servername: target.host }),
+      rejectUnauthorized: !target.tlsInsecure,
+      ...(target.tlsCa !== undefined && { ca: [...tls.rootCertificates, target.tlsCa.toString()] }),
+    }),
+  });
+  socket.once('open', () => events.connected());
+  socket.on('message', (data: Buffer, binary: boolean) => events.data(data, data.length, binary));
+  socket.on('error', (err: NodeJS.ErrnoException) => events.error(err));
+  socket.on('close', () => events.closed());
+  const binary = !websocket.text;
+  return {
+    write: (bytes) => socket.send(bytes, { binary }),
+    destroy: () => {
+      // A clean close (1000) where the connection is open; a handshake in progress is dropped.
+      if (socket.readyState !== WebSocket.OPEN) return socket.terminate();
+      socket.close(1000);
+      setTimeout(() => socket.terminate(), WEBSOCKET_CLOSE_WAIT_MS).unref();
+    },
+    messages: true,
   };
 }
 

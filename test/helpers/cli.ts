@@ -77,7 +77,7 @@ export async function startServe(args: string[] = [], options: { command?: strin
     new Promise<number>((resolve, reject) => {
       child.stdout!.setEncoding('utf8').on('data', (s: string) => {
         stdout += s;
-        const match = /listening on (?:tcp|tls):\/\/[^ ]*:(\d+)/.exec(stdout);
+        const match = /listening on (?:tcp|tls|ws|wss):\/\/[^ ]*:(\d+)/.exec(stdout);
         if (match) resolve(Number(match[1]));
       });
       child.once('exit', (code) => reject(new Error(`server exited (${code}) before listening: ${stderr}`)));

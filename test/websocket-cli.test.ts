@@ -1,0 +1,104 @@
+// WebSocket from the command line: `serve --ws` (or ECHOPLEX_WS), and the client, ping and bench
+// given ws:// and wss:// URLs, each checked against a real server process.
+
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { runCli, startServe, type ServeProcess } from './helpers/cli.js';
+
+interface BenchJson {
+  target: string;
+  messages: number;
+  errors: number;
+  errorsByKind: Record<string, number>;
+  mismatchedBytes: number;
+}
+
+describe('WebSocket on the command line', () => {
+  let server: ServeProcess;
+  let url = '';
+  before(async () => {
+    // From the environment, as a container would set it.
+    server = await startServe(['--transform', 'upper', '--quiet'], { env: { ECHOPLEX_WS: '1' } });
+    url = `ws://127.0.0.1:${server.port}`;
+    assert.match(server.stdout(), /listening on ws:\/\/127\.0\.0\.1:\d+ .*WebSocket/);
+  });
+  after(async () => {
+    await server.stop();
+  });
+
+  it('bench verifies every message, binary by default and text with --ws-text', async () => {
+    for (const extra of [[], ['--ws-text', '--pipeline', '4']]) {
+      const run = await runCli(['bench', `${url}/bench`, '--expect', 'upper', '--connections', '4', '--messages', '2000', '--json', ...extra], { ms: 30_000 });
+      assert.equal(run.code, 0, run.stderr);
+      const result = JSON.parse(run.stdout) as BenchJson;
+      assert.equal(result.target, `${url}/bench`);
+      assert.ok(result.messages >= 2000);
+      assert.equal(result.errors, 0);
+    }
+  });
+
+  it('bench fails when the replies are not what it expects', async () => {
+    const run = await runCli(['bench', url, '--expect', 'echo', '--connections', '2', '--messages', '200', '--json'], { ms: 30_000 });
+    assert.equal(run.code, 1);
+    const result = JSON.parse(run.stdout) as BenchJson;
+    assert.ok(result.errorsByKind['mismatch']! > 0);
+    assert.ok(result.mismatchedBytes > 0);
+  });
+
+  it('bench measures handshakes with --messages-per-connection', async () => {
+    const run = await runCli(['bench', url, '--expect', 'upper', '--connections', '4', '--messages', '400', '--messages-per-connection', '10', '--json'], { ms: 30_000 });
+    assert.equal(run.code, 0, run.stderr);
+    const result = JSON.parse(run.stdout) as BenchJson & { connectsPerSecond: number | null; connectLatencyUs: { p50: number } | null };
+    assert.equal(result.errors, 0);
+    // 400 messages, 10 per connection: about 40 handshakes, timed.
+    assert.ok(result.connectsPerSecond !== null && result.connectsPerSecond > 0, JSON.stringify(result));
+    assert.ok(result.connectLatencyUs !== null && result.connectLatencyUs.p50 > 0);
+  });
+
+  it('bench runs the open loop over WebSocket', async () => {
+    const run = await runCli(['bench', url, '--expect', 'upper', '--connections', '4', '--rate', '2000', '--duration', '1', '--warmup', '0', '--json'], { ms: 30_000 });
+    assert.equal(run.code, 0, run.stderr);
+    const result = JSON.parse(run.stdout) as BenchJson;
+    assert.equal(result.errors, 0);
+    assert.ok(result.messages >= 1500, `${result.messages} messages`);
+  });
+
+  it('ping times and checks each message', async () => {
+    const run = await runCli(['ping', `${url}/ping`, '-c', '3', '-i', '0.05', '--expect', 'upper']);
+    assert.equal(run.code, 0, run.stderr);
+    assert.match(run.stdout, /3 sent, 3 received, 0% lost, 0 mismatched/);
+  });
+
+  it('the client sends each line as a text message and prints each reply', async () => {
+    const run = await runCli(['client', url], { input: 'first line\nsecond\n' });
+    assert.equal(run.code, 0, run.stderr);
+    assert.equal(run.stdout, 'FIRST LINE\nSECOND\n');
+  });
+
+  it('turns away WebSocket flags without a WebSocket URL', async () => {
+    const bench = await runCli(['bench', '--port', String(server.port), '--ws-text']);
+    assert.equal(bench.code, 2);
+    assert.match(bench.stderr, /--ws-text applies to a ws:\/\/ or wss:\/\/ target URL/);
+    const client = await runCli(['client', '--port', String(server.port), '--ws-binary'], { input: '' });
+    assert.equal(client.code, 2);
+  });
+});
+
+describe('wss on the command line', () => {
+  it('serves wss with a self-signed certificate; bench and ping reach it with --tls-insecure', async () => {
+    const server = await startServe(['--ws', '--tls-self-signed', '--quiet']);
+    try {
+      assert.match(server.stdout(), /listening on wss:\/\//);
+      const target = `wss://127.0.0.1:${server.port}/`;
+      const bench = await runCli(['bench', target, '--tls-insecure', '--connections', '2', '--messages', '500', '--json'], { ms: 30_000 });
+      assert.equal(bench.code, 0, bench.stderr);
+      assert.equal((JSON.parse(bench.stdout) as BenchJson).errors, 0);
+      const refused = await runCli(['ping', target, '-c', '1']);
+      assert.equal(refused.code, 1, 'an unverified certificate is refused without --tls-insecure');
+      const client = await runCli(['client', target, '--tls-insecure'], { input: 'secure\n' });
+      assert.equal(client.stdout, 'secure\n');
+    } finally {
+      await server.stop();
+    }
+  });
+});
