@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { after, before, it } from 'node:test';
+import { WebSocket } from 'ws';
 import { runCli, startServe, type ServeProcess } from './helpers/cli.js';
 import { findProgram, skipUnless, suite } from './helpers/peers.js';
 import { readBytes } from './helpers/sockets.js';
@@ -292,5 +293,54 @@ suite('who answered, and taking an instance out, behind HAProxy', skipUnless(HAP
     assert.equal((await fetch(`${metrics[0]}/admin/ready?state=true`, { method: 'POST' })).status, 200);
     await waitUntil(async () => (await serverStatus(statsSocket)).get('one') === 'UP', 10_000, 'HAProxy to bring one back');
     assert.deepEqual(Object.keys(await spread()).sort(), ['one', 'two']);
+  });
+});
+
+suite('WebSocket through HAProxy with send-proxy-v2', skipUnless(HAPROXY, 'haproxy', 'haproxy'), () => {
+  it('reads the header before the HTTP upgrade, echoes messages, and names the client HAProxy saw', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'echoplex-haproxy-ws-'));
+    const serve = await startServe(['--ws', '--hello', '--transform', 'upper', '--proxy-protocol', '--proxy-trust', '127.0.0.0/8']);
+    const frontend = await freePort();
+    const config = join(dir, 'haproxy.cfg');
+    writeFileSync(
+      config,
+      ['defaults', '  mode tcp', '  timeout connect 2s', '  timeout client 10s', '  timeout server 10s', 'frontend ws', `  bind 127.0.0.1:${frontend}`, '  default_backend echoplex', 'backend echoplex', `  server only 127.0.0.1:${serve.port} send-proxy-v2`, ''].join('\n'),
+    );
+    const haproxy = spawn(HAPROXY!, ['-f', config, '-db'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    try {
+      const messages = await withTimeout(
+        (async () => {
+          for (;;) {
+            // The client connects from 127.0.0.2; HAProxy connects to echoplex from 127.0.0.1.
+            const ws = new WebSocket(`ws://127.0.0.1:${frontend}/through`, { localAddress: '127.0.0.2' });
+            const received: string[] = [];
+            ws.on('message', (data: Buffer) => received.push(data.toString()));
+            ws.on('error', () => {});
+            try {
+              await withTimeout(once(ws, 'open'), 2000, 'a WebSocket through HAProxy');
+              ws.send('through the proxy');
+              await waitUntil(() => received.length >= 2, 3000, 'the hello message and the echo');
+              ws.close(1000);
+              return received;
+            } catch {
+              // HAProxy may not be listening yet.
+              ws.terminate();
+              await new Promise((resolve) => setTimeout(resolve, 100));
+            }
+          }
+        })(),
+        10_000,
+        'messages through HAProxy',
+      );
+      const hello = JSON.parse(messages[0]!) as { client: string };
+      assert.match(hello.client, /^127\.0\.0\.2:\d+$/, 'the hello names the client, not HAProxy');
+      assert.equal(messages[1], 'THROUGH THE PROXY');
+      await waitUntil(() => /new connection from 127\.0\.0\.2:\d+ via 127\.0\.0\.1:\d+/.test(serve.stderr()), 5000, 'the client address in the log');
+      assert.doesNotMatch(serve.stderr(), /bad PROXY header/);
+    } finally {
+      haproxy.kill('SIGTERM');
+      await serve.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
