@@ -27,6 +27,8 @@ export interface Scenario {
   pipeline: number;
   /** Datagrams (`connections` UDP sockets): only peers that speak UDP run it. */
   udp?: boolean;
+  /** WebSocket messages: only peers that speak WebSocket run it, always under echoplex bench's load. */
+  ws?: boolean;
 }
 
 export const SCENARIOS: Scenario[] = [
@@ -35,6 +37,7 @@ export const SCENARIOS: Scenario[] = [
   { name: '64KiB', connections: 50, size: 65536, pipeline: 1 },
   { name: 'latency', connections: 1, size: 64, pipeline: 1 },
   { name: 'udp-64B', connections: 50, size: 64, pipeline: 1, udp: true },
+  { name: 'ws-64B', connections: 50, size: 64, pipeline: 1, ws: true },
 ];
 
 export interface Peer {
@@ -43,6 +46,8 @@ export interface Peer {
   command(port: number): string[];
   /** Answers UDP datagrams: runs the UDP scenarios, and only those. */
   datagrams?: boolean;
+  /** Speaks WebSocket: runs the WebSocket scenarios, and only those. */
+  websocket?: boolean;
   /** The peer its ratios are taken against (default c-epoll): the ported programs face their seed originals. */
   comparedWith?: string;
   /** Why this peer cannot run here, or undefined. */
@@ -101,6 +106,9 @@ export const PEERS: Peer[] = [
     command: (p) => [process.execPath, CLI, 'serve', '--quiet', '--udp', '--engine', 'portable', '--port', String(p)],
     unavailable: () => undefined,
   },
+  // WebSocket: ten lines of the ws library, and echoplex's --ws around the same library.
+  { name: 'ws-bare', transform: 'echo', websocket: true, command: (p) => [process.execPath, `${PEERS_DIR}ws-echo.mjs`, String(p)], unavailable: () => undefined },
+  { name: 'echoplex-ws', transform: 'echo', websocket: true, comparedWith: 'ws-bare', command: (p) => [process.execPath, CLI, 'serve', '--quiet', '--ws', '--port', String(p)], unavailable: () => undefined },
   { name: 'node-pipe', transform: 'echo', command: (p) => [process.execPath, `${PEERS_DIR}node-pipe-echo.mjs`, String(p)], unavailable: () => undefined },
   { name: 'seed-select', transform: 'upper', command: (p) => [python(), `${SEED_DIR}select_server.py`, String(p)], unavailable: hasSeed },
   { name: 'port-select', transform: 'upper', comparedWith: 'seed-select', command: (p) => [process.execPath, ...TSX, `${ROOT}examples/select-server.ts`, String(p)], unavailable: () => undefined },
@@ -214,23 +222,30 @@ interface LoadResult {
   errors: number;
 }
 
-function runLoad(kind: 'echoplex' | 'c', port: number, scenario: Scenario, transform: string, duration: number, warmup: number): LoadResult {
-  // The C load generator speaks TCP: datagrams always come from echoplex bench.
-  if (kind === 'c' && !scenario.udp) {
+function runLoad(kind: 'echoplex' | 'c' | 'ws-loop', port: number, scenario: Scenario, transform: string, duration: number, warmup: number): LoadResult {
+  if (kind === 'ws-loop') {
+    const out = spawnSync('taskset', ['-c', '1', process.execPath, `${PEERS_DIR}ws-load.mjs`, `ws://127.0.0.1:${port}/`, String(scenario.connections), String(scenario.size), String(duration), String(warmup)], {
+      timeout: (duration + warmup + 30) * 1000,
+    });
+    const json = JSON.parse(out.stdout.toString()) as Omit<LoadResult, 'bytesPerSecond'>;
+    return { ...json, bytesPerSecond: json.messagesPerSecond * scenario.size };
+  }
+  // The C load generator speaks TCP: datagrams and WebSocket messages always come from echoplex bench.
+  if (kind === 'c' && !scenario.udp && !scenario.ws) {
     const out = spawnSync('taskset', ['-c', '1', `${BIN_DIR}loadgen`, String(port), String(scenario.connections), String(scenario.size), String(scenario.pipeline), String(duration), String(warmup), transform], { timeout: (duration + warmup + 30) * 1000 });
     const json = JSON.parse(out.stdout.toString()) as { messagesPerSecond: number; messagesTotal: number; p50Us: number; p99Us: number; errors: number };
     return { ...json, bytesPerSecond: json.messagesPerSecond * scenario.size };
   }
   const out = spawnSync(
     'taskset',
-    ['-c', '1', process.execPath, CLI, 'bench', '--json', '--port', String(port), '-c', String(scenario.connections), '-s', String(scenario.size), '-p', String(scenario.pipeline), '-d', String(duration), '--warmup', String(warmup), '--expect', transform, ...(scenario.udp ? ['--udp'] : [])],
+    ['-c', '1', process.execPath, CLI, 'bench', '--json', ...(scenario.ws ? [`ws://127.0.0.1:${port}/`] : ['--port', String(port)]), '-c', String(scenario.connections), '-s', String(scenario.size), '-p', String(scenario.pipeline), '-d', String(duration), '--warmup', String(warmup), '--expect', transform, ...(scenario.udp ? ['--udp'] : [])],
     { timeout: (duration + warmup + 30) * 1000 },
   );
   const json = JSON.parse(out.stdout.toString()) as { messagesPerSecond: number; messagesTotal: number; bytesPerSecond: number; latencyUs: { p50: number; p99: number }; errors: number; mismatchedBytes: number };
   return { messagesPerSecond: json.messagesPerSecond, messagesTotal: json.messagesTotal, bytesPerSecond: json.bytesPerSecond, p50Us: json.latencyUs.p50, p99Us: json.latencyUs.p99, errors: json.errors + json.mismatchedBytes };
 }
 
-export async function measure(peer: Peer, scenario: Scenario, load: 'echoplex' | 'c', duration: number, warmup: number): Promise<Measurement> {
+export async function measure(peer: Peer, scenario: Scenario, load: 'echoplex' | 'c' | 'ws-loop', duration: number, warmup: number): Promise<Measurement> {
   const running = await startPeer(peer);
   try {
     const pid = running.child.pid!;
@@ -341,6 +356,9 @@ export interface Target {
  */
 export const BENCH_LOAD_PEER = 'c-epoll, echoplex bench load';
 
+/** The bare ws server driven by a bare ws client loop (ws-64B): the reference for the bench's WebSocket load. */
+export const WS_LOOP_LOAD_PEER = 'ws-bare, ws client loop load';
+
 export const TARGETS: Target[] = [
   // Issue 24 (one engine seam): the native engine at the C server's cost, npm start's default
   // (open and close logged) close to it.
@@ -352,6 +370,9 @@ export const TARGETS: Target[] = [
   { issue: 24, scenario: '64B-p1', peer: 'echoplex-logged', against: 'c-epoll', metric: 'cpuUsPerMessage', bound: 'max', bar: 1.3 },
   // Issue 20: UDP in C, batched, at most what a plain C recvfrom/sendto loop costs per datagram.
   { issue: 20, scenario: 'udp-64B', peer: 'echoplex-udp', against: 'c-udp', metric: 'cpuUsPerMessage', bound: 'max', bar: 1.0 },
+  // Issue 21: --ws costs about what the library alone does, and the bench's WebSocket load keeps up with a bare client loop.
+  { issue: 21, scenario: 'ws-64B', peer: 'echoplex-ws', against: 'ws-bare', metric: 'cpuUsPerMessage', bound: 'max', bar: 1.1 },
+  { issue: 21, scenario: 'ws-64B', peer: 'ws-bare', against: WS_LOOP_LOAD_PEER, metric: 'messagesPerSecond', bound: 'min', bar: 0.8 },
   { issue: 5, scenario: 'latency', peer: 'echoplex', against: 'c-epoll', metric: 'p50Us', bound: 'max', bar: 1.3 },
   { issue: 3, scenario: '64B-p1', peer: 'port-select', against: 'seed-select', metric: 'messagesPerSecond', bound: 'min', bar: 2 },
   { issue: 3, scenario: '64B-p1', peer: 'port-selectors', against: 'seed-selectors', metric: 'messagesPerSecond', bound: 'min', bar: 2 },
@@ -425,12 +446,14 @@ async function main(): Promise<void> {
   const allResults = new Map<string, Map<string, Measurement[]>>();
   for (const scenario of scenarios) {
     // Each scenario runs on the peers that speak its transport.
-    const peers = allPeers.filter((peer) => (peer.datagrams ?? false) === (scenario.udp ?? false));
+    const peers = allPeers.filter((peer) => (peer.datagrams ?? false) === (scenario.udp ?? false) && (peer.websocket ?? false) === (scenario.ws ?? false));
     if (peers.length === 0) continue;
-    // Each round runs the C server under both load generators, one right after the other.
+    // Each round runs the C server under both load generators, one right after the other; and
+    // the bare ws server under echoplex bench and under the bare ws client loop.
     const cEpoll = peers.find((p) => p.name === 'c-epoll');
+    const wsBare = scenario.ws ? peers.find((p) => p.name === 'ws-bare') : undefined;
     const benchLoad = load === 'c' && scenario.name === '64B-p1' && cEpoll !== undefined;
-    const rows = peers.flatMap((p) => (benchLoad && p === cEpoll ? [p.name, BENCH_LOAD_PEER] : [p.name]));
+    const rows = peers.flatMap((p) => (benchLoad && p === cEpoll ? [p.name, BENCH_LOAD_PEER] : p === wsBare ? [p.name, WS_LOOP_LOAD_PEER] : [p.name]));
     const results = new Map<string, Measurement[]>(rows.map((name) => [name, []]));
     allResults.set(scenario.name, results);
     const log = (round: number, m: Measurement) =>
@@ -445,9 +468,14 @@ async function main(): Promise<void> {
           results.get(BENCH_LOAD_PEER)!.push(driven);
           log(round, driven);
         }
+        if (peer === wsBare) {
+          const driven = await measure({ ...wsBare, name: WS_LOOP_LOAD_PEER }, scenario, 'ws-loop', duration, warmup);
+          results.get(WS_LOOP_LOAD_PEER)!.push(driven);
+          log(round, driven);
+        }
       }
     }
-    const comparedWith = (name: string) => peers.find((p) => p.name === name)?.comparedWith ?? 'c-epoll';
+    const comparedWith = (name: string) => (name === WS_LOOP_LOAD_PEER ? name : (peers.find((p) => p.name === name)?.comparedWith ?? 'c-epoll'));
     const section = table(scenario, [...results.values()], comparedWith);
     console.log(section);
     sections.push(section);
