@@ -244,6 +244,21 @@ describe('WebSocket server', () => {
     }
   });
 
+  it('negotiates permessage-deflate only with --ws-deflate', async () => {
+    for (const deflate of [false, true]) {
+      const running = await startWs({ websocket: { deflate } });
+      try {
+        const peer = await Peer.open(running.url, { perMessageDeflate: true });
+        assert.equal(peer.ws.extensions.includes('permessage-deflate'), deflate, `deflate ${deflate}: ${peer.ws.extensions}`);
+        peer.ws.send('a'.repeat(10_000));
+        assert.equal((await peer.next())[0]!.text, 'a'.repeat(10_000));
+        await peer.close();
+      } finally {
+        await running.close();
+      }
+    }
+  });
+
   it('counts messages by transport and closes by code in the metrics', async () => {
     const running = await startWs();
     try {
