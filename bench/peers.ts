@@ -178,6 +178,8 @@ export function cpuSeconds(pid: number): number {
 export interface RunningPeer {
   child: ChildProcess;
   port: number;
+  /** What the peer wrote to stderr so far. */
+  stderr(): string;
   stop(): Promise<void>;
 }
 
@@ -191,10 +193,10 @@ function peerEnvironment(): NodeJS.ProcessEnv {
   return rest;
 }
 
-export async function startPeer(peer: Peer, core = 0): Promise<RunningPeer> {
+export async function startPeer(peer: Peer, core = 0, extraEnv: NodeJS.ProcessEnv = {}): Promise<RunningPeer> {
   const port = await freePort();
   const [command, ...args] = peer.command(port);
-  const child = spawn('taskset', ['-c', String(core), command!, ...args], { stdio: ['ignore', 'ignore', 'pipe'], cwd: ROOT, env: peerEnvironment() });
+  const child = spawn('taskset', ['-c', String(core), command!, ...args], { stdio: ['ignore', 'ignore', 'pipe'], cwd: ROOT, env: { ...peerEnvironment(), ...extraEnv } });
   let stderr = '';
   child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   try {
@@ -206,6 +208,7 @@ export async function startPeer(peer: Peer, core = 0): Promise<RunningPeer> {
   return {
     child,
     port,
+    stderr: () => stderr,
     stop: async () => {
       child.kill('SIGKILL');
       if (child.exitCode === null) await new Promise((resolve) => child.once('exit', resolve));

@@ -36,6 +36,8 @@ typedef struct engine {
   uint64_t backpressure_pauses;
   /** One buffer for every read: each chunk is answered (or copied) before the next read. */
   char *read_buffer;
+  /** Live connections by id: what JavaScript names them by. */
+  slot_table_t connections;
   /** The JavaScript engine object, plus every connection not yet released. */
   int refs;
 } engine_t;
@@ -44,7 +46,8 @@ typedef struct connection {
   uv_tcp_t tcp;
   engine_t *engine;
   /** The JavaScript object told about the close; released then. */
-  napi_ref token;
+  /** The connection's id in engine->connections. */
+  double id;
   uint64_t bytes_received;
   /** Bytes accepted for sending, less those still unsent when the connection closed. */
   uint64_t bytes_sent;
@@ -67,8 +70,6 @@ typedef struct connection {
   unsigned closing : 1;
   /** The first error, as a negative libuv status; 0 for none. */
   int error;
-  /** The libuv handle until its close callback, plus the JavaScript object that holds it. */
-  int refs;
 } connection_t;
 
 typedef struct write_request {
@@ -79,15 +80,9 @@ typedef struct write_request {
 
 static void engine_release(engine_t *engine) {
   if (--engine->refs > 0) return;
+  slots_free(&engine->connections);
   free(engine->read_buffer);
   free(engine);
-}
-
-static void connection_release(connection_t *conn) {
-  if (--conn->refs > 0) return;
-  engine_t *engine = conn->engine;
-  free(conn);
-  engine_release(engine);
 }
 
 static void on_closed(uv_handle_t *handle);
@@ -276,7 +271,10 @@ static void start_reading(connection_t *conn) {
   else conn->reading = 1;
 }
 
-/** The handle is closed: tell JavaScript (token, error status), then let go of it. */
+/**
+ * The handle is closed: tell JavaScript (id, error status, final byte counts), then let go of
+ * it. The id names nothing once this returns.
+ */
 static void on_closed(uv_handle_t *handle) {
   connection_t *conn = handle->data;
   engine_t *engine = conn->engine;
@@ -286,28 +284,26 @@ static void on_closed(uv_handle_t *handle) {
   conn->pending = 0;
   napi_env env = engine->env;
   napi_handle_scope scope;
-  if (napi_open_handle_scope(env, &scope) == napi_ok) {
-    napi_value token, callback, args[2];
-    if (conn->token != NULL && napi_get_reference_value(env, conn->token, &token) == napi_ok && napi_get_reference_value(env, engine->on_close, &callback) == napi_ok &&
-        napi_create_int32(env, conn->error, &args[1]) == napi_ok) {
-      args[0] = token;
-      // The token is also `this`: Node's callback machinery needs an object receiver.
-      call_from_loop(env, engine->async_context, token, callback, 2, args);
+  if (engine->on_close != NULL && napi_open_handle_scope(env, &scope) == napi_ok) {
+    napi_value callback, global, args[4];
+    if (napi_get_reference_value(env, engine->on_close, &callback) == napi_ok && napi_get_global(env, &global) == napi_ok &&
+        napi_create_double(env, conn->id, &args[0]) == napi_ok && napi_create_int32(env, conn->error, &args[1]) == napi_ok &&
+        napi_create_double(env, (double)conn->bytes_received, &args[2]) == napi_ok && napi_create_double(env, (double)conn->bytes_sent, &args[3]) == napi_ok) {
+      call_from_loop(env, engine->async_context, global, callback, 4, args);
     }
     napi_close_handle_scope(env, scope);
   }
-  napi_delete_reference(env, conn->token);
-  conn->token = NULL;
+  slots_remove(&engine->connections, conn->id);
   free(conn->queued);
-  conn->queued = NULL;
-  connection_release(conn);
+  free(conn);
+  engine_release(engine);
 }
 
 // ---- Node-API glue ----
 
-// Tags on the objects handed to JavaScript, so that one passed in the wrong place is an error, not a crash.
+// The tag on the engine object handed to JavaScript, so that one passed in the wrong place is an
+// error, not a crash. Connections are named by id in their engine (see slot_table_t).
 static const napi_type_tag ENGINE_TAG = {0x6563686f706c6578ULL, 0x656e67696e650001ULL};
-static const napi_type_tag CONNECTION_TAG = {0x6563686f706c6578ULL, 0x636f6e6e00000001ULL};
 
 static void engine_finalize(napi_env env, void *data, void *hint) {
   (void)hint;
@@ -318,21 +314,11 @@ static void engine_finalize(napi_env env, void *data, void *hint) {
   engine_release(engine);
 }
 
-static void connection_finalize(napi_env env, void *data, void *hint) {
-  (void)env;
-  (void)hint;
-  connection_release(data);
-}
-
-static connection_t *connection_arg(napi_env env, napi_value value) {
-  return tagged_external(env, value, &CONNECTION_TAG, "expected a native connection");
-}
-
 static engine_t *engine_arg(napi_env env, napi_value value) {
   return tagged_external(env, value, &ENGINE_TAG, "expected a native engine");
 }
 
-/** createEngine(upper: boolean, maxBuffered: number, onClose: (token, status) => void) */
+/** createEngine(upper: boolean, maxBuffered: number, onClose: (id, status, bytesReceived, bytesSent) => void) */
 static napi_value create_engine(napi_env env, napi_callback_info info) {
   napi_value argv[3];
   if (get_args(env, info, 3, argv) == NULL) return NULL;
@@ -367,31 +353,43 @@ static napi_value create_engine(napi_env env, napi_callback_info info) {
   return result;
 }
 
-static void release_connection(void *conn) {
-  connection_release(conn);
-}
-
-static const adoption_t ADOPTION = {&CONNECTION_TAG, connection_finalize, release_connection, "adopt"};
-
 /**
- * adopt(engine, fd, token): takes over a duplicate of the connected socket `fd` (the caller
- * closes its own) and starts echoing; `token` is handed to onClose when the connection closes.
+ * adopt(engine, fd): takes over a duplicate of the connected socket `fd` (the caller closes its
+ * own), starts echoing, and returns the connection's id, which onClose is called with once it
+ * has closed.
  */
 static napi_value adopt(napi_env env, napi_callback_info info) {
-  napi_value argv[3];
-  if (get_args(env, info, 3, argv) == NULL) return NULL;
+  napi_value argv[2];
+  if (get_args(env, info, 2, argv) == NULL) return NULL;
   int32_t fd;
   engine_t *engine = engine_arg(env, argv[0]);
   if (engine == NULL) return NULL;
   CHECK(napi_get_value_int32(env, argv[1], &fd));
+  uv_loop_t *loop;
+  CHECK(napi_get_uv_event_loop(env, &loop));
   connection_t *conn = calloc(1, sizeof *conn);
   if (conn == NULL) return throw_status(env, UV_ENOMEM, "adopt");
-  conn->engine = engine;
-  conn->refs = 1;
-  engine->refs++;
+  napi_value result;
+  if (slots_put(&engine->connections, conn, &conn->id) < 0) {
+    free(conn);
+    return throw_status(env, UV_ENOMEM, "adopt");
+  }
+  if (napi_create_double(env, conn->id, &result) != napi_ok) {
+    slots_remove(&engine->connections, conn->id);
+    free(conn);
+    return throw_failed(env, "adopt");
+  }
   int opened;
-  napi_value result = adopt_connection(env, &ADOPTION, conn, &conn->tcp, &conn->refs, &conn->token, argv[2], fd, &opened);
-  if (result == NULL) return NULL;
+  int status = open_duplicate(loop, &conn->tcp, fd, &opened);
+  if (status < 0) {
+    slots_remove(&engine->connections, conn->id);
+    free(conn);
+    return throw_status(env, status, "adopt");
+  }
+  // The open handle owns the connection (on_closed frees it), and the connection holds its engine.
+  conn->engine = engine;
+  engine->refs++;
+  conn->tcp.data = conn;
   if (opened < 0) {
     fail(conn, opened);
     return result;
@@ -401,36 +399,54 @@ static napi_value adopt(napi_env env, napi_callback_info info) {
   return result;
 }
 
-/** The connection that is a function's only argument, or NULL with an error thrown. */
-static connection_t *only_connection(napi_env env, napi_callback_info info) {
-  return only_tagged_argument(env, info, &CONNECTION_TAG, "expected a native connection");
+/** The live connection `engine, id` names (NULL if it has closed), or NULL with an error thrown. */
+static connection_t *connection_args(napi_env env, napi_value *argv, bool *failed) {
+  engine_t *engine = engine_arg(env, argv[0]);
+  *failed = engine == NULL;
+  if (engine == NULL) return NULL;
+  connection_t *conn = slot_arg(env, argv[1], &engine->connections);
+  bool pending = false;
+  napi_is_exception_pending(env, &pending);
+  *failed = pending;
+  return conn;
 }
 
-/** finish(conn): send what is pending, then FIN. */
+/** finish(engine, id): send what is pending, then FIN. Nothing once the connection has closed. */
 static napi_value js_finish(napi_env env, napi_callback_info info) {
-  connection_t *conn = only_connection(env, info);
+  napi_value argv[2];
+  bool failed;
+  if (get_args(env, info, 2, argv) == NULL) return NULL;
+  connection_t *conn = connection_args(env, argv, &failed);
   if (conn != NULL) finish(conn);
   return NULL;
 }
 
-/** destroy(conn): close at once, dropping what is pending. */
+/** destroy(engine, id): close at once, dropping what is pending. Nothing once the connection has closed. */
 static napi_value js_destroy(napi_env env, napi_callback_info info) {
-  connection_t *conn = only_connection(env, info);
+  napi_value argv[2];
+  bool failed;
+  if (get_args(env, info, 2, argv) == NULL) return NULL;
+  connection_t *conn = connection_args(env, argv, &failed);
   if (conn != NULL) close_connection(conn);
   return NULL;
 }
 
-/** counters(conn, out: Float64Array(3)): bytes received, bytes sent, bytes pending. */
+/** counters(engine, id, out: Float64Array(3)): bytes received, bytes sent, bytes pending; false once closed. */
 static napi_value js_counters(napi_env env, napi_callback_info info) {
-  napi_value argv[2];
-  if (get_args(env, info, 2, argv) == NULL) return NULL;
-  connection_t *conn = connection_arg(env, argv[0]);
-  double *out = conn == NULL ? NULL : float64_array(env, argv[1], 3);
+  napi_value argv[3];
+  bool failed;
+  if (get_args(env, info, 3, argv) == NULL) return NULL;
+  connection_t *conn = connection_args(env, argv, &failed);
+  if (failed) return NULL;
+  double *out = float64_array(env, argv[2], 3);
   if (out == NULL) return NULL;
+  napi_value live;
+  CHECK(napi_get_boolean(env, conn != NULL, &live));
+  if (conn == NULL) return live;
   out[0] = (double)conn->bytes_received;
   out[1] = (double)conn->bytes_sent;
   out[2] = (double)conn->pending;
-  return NULL;
+  return live;
 }
 
 /** totals(engine, out: Float64Array(3)): bytes received, bytes sent, backpressure pauses. */

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -96,6 +97,80 @@ napi_value wrap_connection(napi_env env, void *data, napi_finalize finalize, con
     return throw_failed(env, "wrap");
   }
   return result;
+}
+
+#define SLOT_INDEX_RANGE 16777216.0
+#define SLOT_INDEX_LIMIT 16777216u
+
+int slots_put(slot_table_t *table, void *item, double *id) {
+  if (table->free_count == 0) {
+    uint32_t capacity = table->capacity == 0 ? 1024 : table->capacity * 2;
+    if (capacity > SLOT_INDEX_LIMIT) return UV_ENOMEM;
+    void **items = realloc(table->items, capacity * sizeof *items);
+    if (items == NULL) return UV_ENOMEM;
+    table->items = items;
+    uint32_t *generations = realloc(table->generations, capacity * sizeof *generations);
+    if (generations == NULL) return UV_ENOMEM;
+    table->generations = generations;
+    uint32_t *free_slots = realloc(table->free_slots, capacity * sizeof *free_slots);
+    if (free_slots == NULL) return UV_ENOMEM;
+    table->free_slots = free_slots;
+    // New slots go on the stack highest first, so that the lowest indices are used first.
+    for (uint32_t index = capacity; index > table->capacity; index--) {
+      items[index - 1] = NULL;
+      generations[index - 1] = 0;
+      free_slots[table->free_count++] = index - 1;
+    }
+    table->capacity = capacity;
+  }
+  uint32_t index = table->free_slots[--table->free_count];
+  table->items[index] = item;
+  *id = (double)table->generations[index] * SLOT_INDEX_RANGE + index;
+  return 0;
+}
+
+/** The slot index `id` names, or -1 if `id` is not one this table could have made. */
+static int64_t slot_index(const slot_table_t *table, double id, uint32_t *generation) {
+  if (!(id >= 0) || id != (double)(uint64_t)id) return -1;
+  uint64_t whole = (uint64_t)id;
+  uint64_t index = whole % SLOT_INDEX_LIMIT;
+  if (index >= table->capacity) return -1;
+  *generation = (uint32_t)(whole / SLOT_INDEX_LIMIT);
+  return (int64_t)index;
+}
+
+void *slots_get(const slot_table_t *table, double id) {
+  uint32_t generation;
+  int64_t index = slot_index(table, id, &generation);
+  if (index < 0 || table->generations[index] != generation) return NULL;
+  return table->items[index];
+}
+
+void slots_remove(slot_table_t *table, double id) {
+  uint32_t generation;
+  int64_t index = slot_index(table, id, &generation);
+  if (index < 0 || table->generations[index] != generation || table->items[index] == NULL) return;
+  table->items[index] = NULL;
+  // Generations wrap well past any id still held: 2^29 reuses of one slot.
+  table->generations[index] = (generation + 1) % (1u << 29);
+  table->free_slots[table->free_count++] = (uint32_t)index;
+}
+
+void slots_free(slot_table_t *table) {
+  free(table->items);
+  free(table->generations);
+  free(table->free_slots);
+  *table = (slot_table_t){0};
+}
+
+void *slot_arg(napi_env env, napi_value value, const slot_table_t *table) {
+  double id;
+  if (napi_get_value_double(env, value, &id) != napi_ok) {
+    clear_pending(env);
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "expected a connection id");
+    return NULL;
+  }
+  return slots_get(table, id);
 }
 
 int duplicate_socket(int fd) {

@@ -54,6 +54,31 @@ typedef struct {
  * NULL with an error thrown when nothing was adopted (what was made is released).
  */
 napi_value adopt_connection(napi_env env, const adoption_t *kind, void *conn, uv_tcp_t *tcp, int *refs, napi_ref *token, napi_value js_token, int fd, int *opened);
+/**
+ * Connections JavaScript names by number rather than by an object: no external, reference or
+ * tag per connection, which an idle connection would otherwise keep. An id is a slot's index
+ * plus its generation times 2^24, a whole number a double holds exactly; a slot's generation
+ * moves on when it is emptied, so an id that outlived its connection finds nothing.
+ */
+typedef struct {
+  void **items;
+  uint32_t *generations;
+  /** Empty slots, as a stack of indices. */
+  uint32_t *free_slots;
+  uint32_t free_count;
+  uint32_t capacity;
+} slot_table_t;
+/** Puts `item` in an empty slot (growing the table as needed); its id in `*id`. 0, or UV_ENOMEM. */
+int slots_put(slot_table_t *table, void *item, double *id);
+/** The item `id` names, or NULL if that slot has been emptied since (or never held it). */
+void *slots_get(const slot_table_t *table, double id);
+/** Empties the slot `id` names, if it still holds its item. */
+void slots_remove(slot_table_t *table, double id);
+/** Frees the table's own memory (not the items). */
+void slots_free(slot_table_t *table);
+/** The item a function argument names by id in `table`; NULL with a TypeError thrown if it is not a number. */
+void *slot_arg(napi_env env, napi_value value, const slot_table_t *table);
+
 /** A close-on-exec duplicate of the socket `fd`, or a negative errno. */
 int duplicate_socket(int fd);
 /**

@@ -5,8 +5,8 @@ export type { EchoServerOptions, BoundAddress, CloseOptions, ServerState } from 
 export type { Connection } from './server/connection.js';
 export type { ServerStats, RejectReason, ErrorKind, Transport, StreamTransport } from './server/stats.js';
 export type { DrainResult } from './server/shutdown.js';
-export { DEFAULT_MAX_MESSAGE } from './server/engines/websocket.js';
-export type { WebSocketSettings } from './server/engines/websocket.js';
+export { DEFAULT_MAX_MESSAGE } from './server/websocket-settings.js';
+export type { WebSocketSettings } from './server/websocket-settings.js';
 export { echoTransform, upperTransform, TRANSFORM_NAMES, loadTransformModule, toTransform, TransformResultError } from './protocol/transforms.js';
 export type { Transform, UserTransform, TransformName, TransformModuleFunction } from './protocol/transforms.js';
 export { LineSplitter, FRAMINGS, DEFAULT_MAX_LINE } from './protocol/framing.js';

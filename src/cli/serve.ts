@@ -9,7 +9,7 @@ import { DEFAULT_MAX_LINE, FRAMINGS, type Framing } from '../protocol/framing.js
 import { isTransformName, loadTransformModule, TRANSFORM_NAMES } from '../protocol/transforms.js';
 import { createLogger, LOG_FORMATS, LOG_LEVEL_NAMES, type LogFormat, type LogLevel } from '../core/log.js';
 import { DEFAULT_MAX_CONNECTIONS } from '../server/limits.js';
-import { DEFAULT_MAX_MESSAGE } from '../server/engines/websocket.js';
+import { DEFAULT_MAX_MESSAGE } from '../server/websocket-settings.js';
 import { ENGINE_CHOICES, fallbackNotice, type EngineChoice } from '../native/engine.js';
 import { UsageError } from '../core/errors.js';
 import { formatFaults } from '../server/faults.js';

@@ -23,7 +23,7 @@ import { drainConnections, type DrainResult } from './shutdown.js';
 import { copyStats, emptyStats, type RejectReason, type ServerStats, type StreamTransport, type Transport } from './stats.js';
 import { builtInTransform, toTransform, type Transform, type TransformName, type UserTransform } from '../protocol/transforms.js';
 import { listenUdp } from './udp.js';
-import { WebSocketEngine, type WebSocketSettings } from './engines/websocket.js';
+import type { WebSocketSettings } from './websocket-settings.js';
 import { Faults, parseFaults } from './faults.js';
 
 export const DEFAULT_HOST = '127.0.0.1';
@@ -155,8 +155,8 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
   readonly #unixPaths: readonly string[];
   readonly #udp: boolean;
   readonly #tls: TlsOptions | undefined;
-  /** Set with `websocket`: what serves the TCP (or TLS) ports. */
-  readonly #websocket: WebSocketEngine | undefined;
+  /** Set with `websocket`: its settings; `listen()` loads the engine (and `ws`) only then. */
+  readonly #websocket: WebSocketSettings | undefined;
   readonly #proxyTrust: BlockList | undefined;
   readonly #log: Logger;
   readonly #stats = emptyStats();
@@ -170,8 +170,8 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
   #descriptorCeiling = Number.POSITIVE_INFINITY;
   #atDescriptorCeiling = false;
   #listeners: Listener[] = [];
-  /** What serves plain TCP connections (TLS and Unix sockets are always portable). */
-  readonly #engine: ServerEngine;
+  /** What serves the TCP ports: plain TCP on either engine, TLS portable, WebSocket its own (set in listen()). */
+  #engine: ServerEngine;
   /** UDP answered in C (upper or not), where the settings leave it nothing to decide per datagram. */
   readonly #nativeUdp: { upper: boolean } | undefined;
   #addresses: BoundAddress[] = [];
@@ -205,7 +205,7 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
     const transform = options.transform ?? 'echo';
     const websocket = options.websocket === true ? {} : options.websocket || undefined;
     if (websocket !== undefined && options.framing === 'line') throw new UsageError('WebSocket echoes whole messages: line framing does not apply (drop --framing line)');
-    this.#websocket = websocket === undefined ? undefined : new WebSocketEngine(websocket);
+    this.#websocket = websocket;
     const lineMode = (options.framing ?? 'raw') === 'line' && websocket === undefined;
     const messageTransform = typeof transform === 'function' ? toTransform(transform) : builtInTransform(transform);
     const prefix = options.prefix ? Buffer.from(options.prefix) : undefined;
@@ -232,7 +232,7 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
     this.#nativeUdp = engine === 'native' && plainUdp ? { upper: transform === 'upper' } : undefined;
     this.#hello = options.hello ? { instance: options.instance ?? `${hostname()}:${process.pid}`, worker: cluster.worker?.id ?? null } : undefined;
     // The hello line is written from JavaScript: such connections stay on the portable engine.
-    this.#engine = this.#websocket ?? (this.#tls === undefined && this.#hello === undefined ? streamEngineFor(engine, transform, this.#context) : portableEngine);
+    this.#engine = websocket === undefined && this.#tls === undefined && this.#hello === undefined ? streamEngineFor(engine, transform, this.#context) : portableEngine;
   }
 
   get state(): ServerState {
@@ -274,6 +274,10 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
    */
   async listen(): Promise<BoundAddress> {
     if (this.#state !== 'new') throw new Error(`listen() called on a server that is ${this.#state}`);
+    if (this.#websocket !== undefined) {
+      const { WebSocketEngine } = await import('./engines/websocket.js');
+      this.#engine = new WebSocketEngine(this.#websocket);
+    }
     try {
       const streamTransport = this.#streamTransport;
       for (const port of this.#ports) {

@@ -11,20 +11,26 @@ import { portableEngine } from './portable.js';
 
 /** An engine's own opaque object; one per server, so that counters stay per server. */
 type EngineHandle = { readonly __brand: 'echoplex.native.engine' };
-/** One adopted connection's opaque object; usable (a no-op once closed) for as long as it is referenced. */
-type NativeHandle = { readonly __brand: 'echoplex.native.connection' };
 
+/**
+ * Connections are named by number (an id the engine hands out, never reused while it could
+ * still be held), not by an object each: an idle connection then costs its C struct and its
+ * Connection, and nothing in between.
+ */
 interface EchoBinding {
-  /** `onClose(token, status)` runs once per adopted connection, after it closed; status is 0 or a negative errno. */
-  createEngine(upper: boolean, maxBuffered: number, onClose: (token: object, status: number) => void): EngineHandle;
-  /** Takes over a duplicate of the connected TCP socket `fd` and echoes on it; the caller closes its own. Throws (code EMFILE, ...) if it cannot. */
-  adopt(engine: EngineHandle, fd: number, token: object): NativeHandle;
-  /** Sends every pending byte, then FIN. */
-  finish(connection: NativeHandle): void;
-  /** Closes at once, dropping pending bytes. */
-  destroy(connection: NativeHandle): void;
-  /** Fills `out` with bytes received, bytes sent, bytes pending. */
-  counters(connection: NativeHandle, out: Float64Array): void;
+  /**
+   * `onClose(id, status, bytesReceived, bytesSent)` runs once per adopted connection, after it
+   * closed; status is 0 or a negative errno, the counts are final. The id names nothing after.
+   */
+  createEngine(upper: boolean, maxBuffered: number, onClose: (id: number, status: number, bytesReceived: number, bytesSent: number) => void): EngineHandle;
+  /** Takes over a duplicate of the connected TCP socket `fd` and echoes on it; the caller closes its own. Returns its id. Throws (code EMFILE, ...) if it cannot. */
+  adopt(engine: EngineHandle, fd: number): number;
+  /** Sends every pending byte, then FIN; nothing once closed. */
+  finish(engine: EngineHandle, id: number): void;
+  /** Closes at once, dropping pending bytes; nothing once closed. */
+  destroy(engine: EngineHandle, id: number): void;
+  /** Fills `out` with bytes received, bytes sent, bytes pending; false (and `out` untouched) once closed. */
+  counters(engine: EngineHandle, id: number, out: Float64Array): boolean;
   /** Fills `out` with the engine's bytes received, bytes sent, backpressure pauses. */
   totals(engine: EngineHandle, out: Float64Array): void;
 }
@@ -47,6 +53,8 @@ export class NativeEcho implements ServerEngine {
   readonly #binding: EchoBinding;
   readonly #engine: EngineHandle;
   readonly #totals = new Float64Array(3);
+  /** Open connections by id, until their close callback. */
+  readonly #connections = new Map<number, NativeConnection>();
 
   /** Undefined where the addon lacks the echo engine. */
   static create(settings: NativeEchoSettings): NativeEcho | undefined {
@@ -55,14 +63,20 @@ export class NativeEcho implements ServerEngine {
 
   private constructor(echoBinding: EchoBinding, settings: NativeEchoSettings) {
     this.#binding = echoBinding;
-    this.#engine = echoBinding.createEngine(settings.upper, settings.maxBuffered, onNativeClose);
+    this.#engine = echoBinding.createEngine(settings.upper, settings.maxBuffered, (id, status, received, sent) => {
+      const connection = this.#connections.get(id);
+      this.#connections.delete(id);
+      connection?.nativeClosed(status, received, sent);
+    });
   }
 
   adopt(id: number, socket: net.Socket, remoteAddress: string, remotePort: number, context: ConnectionContext): Connection {
     const fd = descriptorOf(socket);
     if (fd !== undefined) {
       try {
-        const connection = new NativeConnection(id, remoteAddress, remotePort, context, this.#binding, this.#engine, fd);
+        const nativeId = this.#binding.adopt(this.#engine, fd);
+        const connection = new NativeConnection(id, remoteAddress, remotePort, context, this.#binding, this.#engine, nativeId);
+        this.#connections.set(nativeId, connection);
         // The engine holds its own duplicate: closing ours sends nothing to the peer.
         socket.destroy();
         return connection;
@@ -87,38 +101,38 @@ const counters = new Float64Array(3);
 
 export class NativeConnection extends Connection {
   readonly #binding: EchoBinding;
-  readonly #native: NativeHandle;
-  /** Kept alive while any of its connections is: its close handler must outlive them. */
+  readonly #native: number;
   readonly #engine: EngineHandle;
   #writeEnded = false;
   #closing = false;
 
-  constructor(id: number, remoteAddress: string, remotePort: number, context: ConnectionContext, echoBinding: EchoBinding, engine: EngineHandle, fd: number) {
+  constructor(id: number, remoteAddress: string, remotePort: number, context: ConnectionContext, echoBinding: EchoBinding, engine: EngineHandle, nativeId: number) {
     super(id, remoteAddress, remotePort, context);
     this.#binding = echoBinding;
     this.#engine = engine;
-    this.#native = echoBinding.adopt(this.#engine, fd, this);
+    this.#native = nativeId;
+  }
+
+  /** Fills `counters` from the engine; false once closed, when the base class holds the final counts. */
+  #read(): boolean {
+    return this.#binding.counters(this.#engine, this.#native, counters);
   }
 
   override get bytesReceived(): number {
-    this.#binding.counters(this.#native, counters);
-    return counters[0]!;
+    return this.#read() ? counters[0]! : this.receivedBytes;
   }
 
   override get bytesSent(): number {
-    this.#binding.counters(this.#native, counters);
-    return counters[1]!;
+    return this.#read() ? counters[1]! : this.sentBytes;
   }
 
   // The idle sweep reads this for every connection each time: one call into the engine, not three.
   override get trafficCount(): number {
-    this.#binding.counters(this.#native, counters);
-    return counters[0]! + counters[1]! - counters[2]!;
+    return this.#read() ? counters[0]! + counters[1]! - counters[2]! : this.receivedBytes + this.sentBytes;
   }
 
   protected get transportPendingBytes(): number {
-    this.#binding.counters(this.#native, counters);
-    return counters[2]!;
+    return this.#read() ? counters[2]! : 0;
   }
 
   // Input is held only for --delay, and the engine never takes a delayed connection (server.ts).
@@ -133,7 +147,7 @@ export class NativeConnection extends Connection {
   finish(): void {
     if (this.#writeEnded || this.#closing) return;
     this.#writeEnded = true;
-    this.#binding.finish(this.#native);
+    this.#binding.finish(this.#engine, this.#native);
   }
 
   // The hello line keeps connections on the portable engine (server.ts): not asked of this one.
@@ -149,7 +163,7 @@ export class NativeConnection extends Connection {
   protected destroy(): void {
     if (this.#closing) return;
     this.#closing = true;
-    this.#binding.destroy(this.#native);
+    this.#binding.destroy(this.#engine, this.#native);
   }
 
   protected get outputEnded(): boolean {
@@ -161,9 +175,11 @@ export class NativeConnection extends Connection {
     throw new Error('a native connection is answered by its engine, not from JavaScript');
   }
 
-  /** The engine closed the connection; `status` is the error that ended it, or 0. */
-  nativeClosed(status: number): void {
+  /** The engine closed the connection; `status` is the error that ended it, or 0; the counts are final. */
+  nativeClosed(status: number, bytesReceived: number, bytesSent: number): void {
     this.#closing = true;
+    this.receivedBytes = bytesReceived;
+    this.sentBytes = bytesSent;
     if (status < 0) {
       const code = errorName(status);
       this.failed(code, `${code} (${status})`);
@@ -171,8 +187,4 @@ export class NativeConnection extends Connection {
     // The engine's counts already leave out what was never sent.
     this.closed(0);
   }
-}
-
-function onNativeClose(token: object, status: number): void {
-  (token as NativeConnection).nativeClosed(status);
 }

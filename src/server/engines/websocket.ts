@@ -8,15 +8,8 @@ import { Connection, type ConnectionContext } from '../connection.js';
 import type { ServerEngine } from './engine.js';
 import { StreamConnection } from './portable.js';
 import { WS_PAGE } from '../ws-page.js';
+import { DEFAULT_MAX_MESSAGE, type WebSocketSettings } from '../websocket-settings.js';
 
-export const DEFAULT_MAX_MESSAGE = 1024 * 1024;
-
-export interface WebSocketSettings {
-  /** Largest message accepted; a larger one closes its connection with 1009. Default 1 MiB. */
-  maxMessage?: number;
-  /** Offer permessage-deflate (RFC 7692). Default off: compression costs CPU per message. */
-  deflate?: boolean;
-}
 
 /** The close code sent at a graceful close: the server is going away. */
 const GOING_AWAY = 1001;
