@@ -137,6 +137,26 @@ describe('WebSocket server', () => {
     }
   });
 
+  it('closes a connection that never sends a whole HTTP request', async () => {
+    const running = await startWs({ websocket: { requestTimeoutMs: 300 } });
+    try {
+      const slow = net.connect({ host: '127.0.0.1', port: running.port });
+      slow.on('error', () => {});
+      await withTimeout(once(slow, 'connect'), 5000, 'connect');
+      slow.write('GET / HTTP/1.1\r\nHost: x\r\n');
+      await withTimeout(once(slow, 'close'), 5000, 'the server to close a request that never ends');
+      await waitUntil(() => running.server.stats().connectionsActive === 0, 2000, 'the connection to be gone');
+      // A client that finishes its request in time is served.
+      const peer = await Peer.open(running.url);
+      await delay(500);
+      peer.ws.send('in time');
+      assert.deepEqual(await peer.next(), [{ text: 'in time', binary: false }]);
+      await peer.close();
+    } finally {
+      await running.close();
+    }
+  });
+
   it('closes a message over --max-message with 1009, and only that connection', async () => {
     const logger = recordingLogger('info');
     const running = await startWs({ websocket: { maxMessage: 1000 }, logger });

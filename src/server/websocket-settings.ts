@@ -7,4 +7,8 @@ export interface WebSocketSettings {
   maxMessage?: number;
   /** Offer permessage-deflate (RFC 7692). Default off: compression costs CPU per message. */
   deflate?: boolean;
+  /** How long a new connection may take to send a whole HTTP request (an upgrade, or a GET for the page). Default 10 s. */
+  requestTimeoutMs?: number;
 }
+
+export const DEFAULT_REQUEST_TIMEOUT_MS = 10_000;

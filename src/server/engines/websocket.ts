@@ -8,8 +8,8 @@ import { Connection, type ConnectionContext } from '../connection.js';
 import type { ServerEngine } from './engine.js';
 import { StreamConnection } from './portable.js';
 import { WS_PAGE } from '../ws-page.js';
-import { DEFAULT_MAX_MESSAGE, type WebSocketSettings } from '../websocket-settings.js';
-
+import { DEFAULT_MAX_MESSAGE, DEFAULT_REQUEST_TIMEOUT_MS, type WebSocketSettings } from '../websocket-settings.js';
+import type { ServerStats } from '../stats.js';
 
 /** The close code sent at a graceful close: the server is going away. */
 const GOING_AWAY = 1001;
@@ -33,11 +33,13 @@ type OwnedSocket = Socket & { [kConnection]?: WebSocketConnection };
  * (in noServer mode) serve every connection of an echo server.
  */
 export class WebSocketEngine implements ServerEngine {
+  /** JavaScript moves the bytes, as on the portable engine. */
   readonly name = 'portable';
   /** The PROXY header must be read before HTTP sees the stream: the listener reads it. */
   readonly readsProxyHeader = false;
   readonly #http: http.Server;
   readonly #sockets: WebSocketServer;
+  readonly #requestTimeoutMs: number;
 
   constructor(settings: WebSocketSettings = {}) {
     this.#sockets = new WebSocketServer({
@@ -46,15 +48,20 @@ export class WebSocketEngine implements ServerEngine {
       maxPayload: settings.maxMessage ?? DEFAULT_MAX_MESSAGE,
       perMessageDeflate: settings.deflate ?? false,
     });
-    this.#http = http.createServer({ keepAlive: true }, servePage);
-    // A request must come whole within this long; the idle timeout covers the rest.
-    this.#http.headersTimeout = 10_000;
+    this.#requestTimeoutMs = settings.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
+    // Its own request timeouts run only on a server that listens, which this one never does:
+    // each connection keeps its own deadline for its first request (see WebSocketConnection).
+    this.#http = http.createServer({ keepAlive: true }, (request, response) => {
+      (request.socket as OwnedSocket)[kConnection]?.requestArrived();
+      servePage(request, response);
+    });
     this.#http.on('upgrade', (request: http.IncomingMessage, socket: Socket, head: Buffer) => {
       const connection = (socket as OwnedSocket)[kConnection];
       if (connection === undefined) {
         socket.destroy();
         return;
       }
+      connection.requestArrived();
       // Answers a bad handshake with 400 and closes; calls back only for a good one.
       this.#sockets.handleUpgrade(request, socket, head, (ws) => connection.upgraded(ws));
     });
@@ -65,14 +72,14 @@ export class WebSocketEngine implements ServerEngine {
   }
 
   adopt(id: number, socket: Socket, remoteAddress: string, remotePort: number, context: ConnectionContext): Connection {
-    const connection = new WebSocketConnection(id, socket, remoteAddress, remotePort, context);
+    const connection = new WebSocketConnection(id, socket, remoteAddress, remotePort, context, this.#requestTimeoutMs);
     (socket as OwnedSocket)[kConnection] = connection;
     socket.resume();
     this.#http.emit('connection', socket);
     return connection;
   }
 
-  addTotalsTo(stats: Parameters<ServerEngine['addTotalsTo']>[0]): ReturnType<ServerEngine['addTotalsTo']> {
+  addTotalsTo(stats: ServerStats): ServerStats {
     return stats;
   }
 }
@@ -107,15 +114,26 @@ export class WebSocketConnection extends Connection {
   #sentCode: number | undefined;
   /** The hello line, waiting for the handshake. */
   #hello: string | undefined;
+  /** Until the first whole HTTP request: a client that never sends one is closed. */
+  #requestDeadline: NodeJS.Timeout | undefined;
 
-  constructor(id: number, socket: Socket, remoteAddress: string, remotePort: number, context: ConnectionContext) {
+  constructor(id: number, socket: Socket, remoteAddress: string, remotePort: number, context: ConnectionContext, requestTimeoutMs: number) {
     super(id, remoteAddress, remotePort, context);
     this.socket = socket;
     socket.on('error', (err: Error) => this.failed(systemErrorCode(err), err.message));
     socket.once('close', () => {
+      clearTimeout(this.#requestDeadline);
       // Once upgraded, the WebSocket's own close (with its code) ends the connection.
       if (this.#ws === undefined) this.closed(socket.writableLength);
     });
+    this.#requestDeadline = setTimeout(() => this.abort(`no whole HTTP request within ${requestTimeoutMs / 1000}s`), requestTimeoutMs);
+    this.#requestDeadline.unref();
+  }
+
+  /** A whole request came (a page, or an upgrade): the first-request deadline is met. */
+  requestArrived(): void {
+    clearTimeout(this.#requestDeadline);
+    this.#requestDeadline = undefined;
   }
 
   /** The handshake succeeded: from here on the socket carries frames. */
