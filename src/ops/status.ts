@@ -115,7 +115,7 @@ export const STATUS_PAGE = `<!doctype html>
   <div class="tile"><div class="label">connections</div><div class="value" id="connections">&ndash;</div></div>
   <div class="tile"><div class="label">received /s</div><div class="value" id="throughput">&ndash;</div></div>
   <div class="tile"><div class="label">sent /s</div><div class="value" id="sent">&ndash;</div></div>
-  <div class="tile"><div class="label" id="messages-label">lines + datagrams /s</div><div class="value" id="messages" title="Lines in line mode and UDP datagrams; a raw TCP stream has no messages, only bytes (received /s)">&ndash;</div></div>
+  <div class="tile"><div class="label" id="messages-label">messages /s</div><div class="value" id="messages" title="Lines in line mode, UDP datagrams and WebSocket messages; a raw TCP stream has no messages, only bytes (received /s)">&ndash;</div></div>
   <div class="tile"><div class="label">errors (total)</div><div class="value" id="errors">&ndash;</div></div>
   <div class="tile"><div class="label">rejected (total)</div><div class="value" id="rejected">&ndash;</div></div>
 </div>
