@@ -131,6 +131,8 @@ export interface Measurement {
   p50Us: number;
   p99Us: number;
   cpuUsPerMessage: number;
+  /** The load generator's own CPU per reply over the measured window, where it reports it (not the C one). */
+  loadCpuUsPerMessage: number | undefined;
   errors: number;
 }
 
@@ -223,6 +225,7 @@ interface LoadResult {
   p50Us: number;
   p99Us: number;
   errors: number;
+  loadCpuUsPerMessage?: number;
 }
 
 function runLoad(kind: 'echoplex' | 'c' | 'ws-loop', port: number, scenario: Scenario, transform: string, duration: number, warmup: number): LoadResult {
@@ -244,8 +247,25 @@ function runLoad(kind: 'echoplex' | 'c' | 'ws-loop', port: number, scenario: Sce
     ['-c', '1', process.execPath, CLI, 'bench', '--json', ...(scenario.ws ? [`ws://127.0.0.1:${port}/`] : ['--port', String(port)]), '-c', String(scenario.connections), '-s', String(scenario.size), '-p', String(scenario.pipeline), '-d', String(duration), '--warmup', String(warmup), '--expect', transform, ...(scenario.udp ? ['--udp'] : [])],
     { timeout: (duration + warmup + 30) * 1000 },
   );
-  const json = JSON.parse(out.stdout.toString()) as { messagesPerSecond: number; messagesTotal: number; bytesPerSecond: number; latencyUs: { p50: number; p99: number }; errors: number; mismatchedBytes: number };
-  return { messagesPerSecond: json.messagesPerSecond, messagesTotal: json.messagesTotal, bytesPerSecond: json.bytesPerSecond, p50Us: json.latencyUs.p50, p99Us: json.latencyUs.p99, errors: json.errors + json.mismatchedBytes };
+  const json = JSON.parse(out.stdout.toString()) as {
+    messagesPerSecond: number;
+    messagesTotal: number;
+    bytesPerSecond: number;
+    latencyUs: { p50: number; p99: number };
+    errors: number;
+    mismatchedBytes: number;
+    loadCpuPercent: number;
+  };
+  return {
+    messagesPerSecond: json.messagesPerSecond,
+    messagesTotal: json.messagesTotal,
+    bytesPerSecond: json.bytesPerSecond,
+    p50Us: json.latencyUs.p50,
+    p99Us: json.latencyUs.p99,
+    errors: json.errors + json.mismatchedBytes,
+    // The bench's CPU over the measured window, per reply in it.
+    loadCpuUsPerMessage: json.messagesPerSecond > 0 ? (json.loadCpuPercent / 100) * 1e6 / json.messagesPerSecond : undefined,
+  };
 }
 
 export async function measure(peer: Peer, scenario: Scenario, load: 'echoplex' | 'c' | 'ws-loop', duration: number, warmup: number): Promise<Measurement> {
@@ -264,6 +284,7 @@ export async function measure(peer: Peer, scenario: Scenario, load: 'echoplex' |
       p50Us: result.p50Us,
       p99Us: result.p99Us,
       cpuUsPerMessage: ((after - before) * 1e6) / Math.max(1, result.messagesTotal),
+      loadCpuUsPerMessage: result.loadCpuUsPerMessage,
       errors: result.errors,
     };
   } finally {
@@ -294,8 +315,8 @@ function formatRate(value: number): string {
 export function table(scenario: Scenario, rows: Measurement[][], comparedWith: (peer: string) => string = () => 'c-epoll'): string {
   const byPeer = new Map(rows.map((runs) => [runs[0]!.peer, runs]));
   const lines = [
-    '| server | msgs/s | bytes/s | p50 us | p99 us | server CPU us/msg | compared with | CPU ratio | msgs/s ratio | errors |',
-    '|---|---|---|---|---|---|---|---|---|---|',
+    '| server | msgs/s | bytes/s | p50 us | p99 us | server CPU us/msg | load CPU us/msg | compared with | CPU ratio | msgs/s ratio | errors |',
+    '|---|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const runs of rows) {
     const peer = runs[0]!.peer;
@@ -309,6 +330,7 @@ export function table(scenario: Scenario, rows: Measurement[][], comparedWith: (
       Math.round(median(runs.map((r) => r.p50Us))),
       Math.round(median(runs.map((r) => r.p99Us))),
       median(runs.map((r) => r.cpuUsPerMessage)).toFixed(2),
+      runs.every((r) => r.loadCpuUsPerMessage !== undefined) ? median(runs.map((r) => r.loadCpuUsPerMessage!)).toFixed(2) : '-',
       reference ? referenceName : '-',
       ratio((m) => m.cpuUsPerMessage),
       ratio((m) => m.messagesPerSecond),

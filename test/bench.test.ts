@@ -476,7 +476,7 @@ describe('bench:peers Node floor peer', () => {
 });
 
 describe('bench:peers table', () => {
-  const run = (peer: string, cpu: number, mps: number): Measurement => ({ peer, scenario: '64B-p1', messagesPerSecond: mps, bytesPerSecond: mps * 64, p50Us: 100, p99Us: 200, cpuUsPerMessage: cpu, errors: 0 });
+  const run = (peer: string, cpu: number, mps: number): Measurement => ({ peer, scenario: '64B-p1', messagesPerSecond: mps, bytesPerSecond: mps * 64, p50Us: 100, p99Us: 200, cpuUsPerMessage: cpu, loadCpuUsPerMessage: undefined, errors: 0 });
   const scenario = { name: '64B-p1', connections: 50, size: 64, pipeline: 1 };
 
   it('pairs ratios by round: median and range, so drift between rounds cancels', () => {

@@ -1,7 +1,8 @@
 // A bare `ws` client loop, the reference load for `echoplex bench` over WebSocket in bench/peers
 // (no WebSocket load generator is packaged for this machine): CONNECTIONS clients each send a
 // SIZE-byte binary message, wait for its echo, check it, and send the next.
-// Usage: node ws-load.mjs URL CONNECTIONS SIZE DURATION WARMUP  -> one JSON line
+// Usage: node ws-load.mjs URL CONNECTIONS SIZE DURATION WARMUP  -> one JSON line (with its own
+// CPU per reply over the measured window, as echoplex bench reports its own)
 import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { WebSocket } from 'ws';
@@ -41,10 +42,13 @@ const sockets = await Promise.all(Array.from({ length: connections }, client));
 await new Promise((resolve) => setTimeout(resolve, warmup * 1000));
 measuring = true;
 const start = performance.now();
+const cpuBefore = process.cpuUsage();
 await new Promise((resolve) => setTimeout(resolve, duration * 1000));
 measuring = false;
+const cpu = process.cpuUsage(cpuBefore);
 const seconds = (performance.now() - start) / 1000;
 for (const ws of sockets) ws.terminate();
 latencies.sort((a, b) => a - b);
 const at = (q) => Math.round((latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? 0) * 1000);
-console.log(JSON.stringify({ messagesPerSecond: replies / seconds, messagesTotal: replies, p50Us: at(0.5), p99Us: at(0.99), errors }));
+const loadCpuUsPerMessage = (cpu.user + cpu.system) / Math.max(1, replies);
+console.log(JSON.stringify({ messagesPerSecond: replies / seconds, messagesTotal: replies, p50Us: at(0.5), p99Us: at(0.99), errors, loadCpuUsPerMessage }));
