@@ -1,20 +1,23 @@
 // `npm run bench:idle-memory`: resident memory per idle connection, echoplex beside its peers.
 //
-// For each server: start it, read VmRSS, open N connections (default 10,000) that send one
-// byte each and get it back (so every connection has been fully set up and served once), wait
-// for memory to settle (until VmRSS stops falling), read it again. Reports (after - before) / N, in KB per connection.
+// For each server: start it, read VmRSS once it has settled, open N connections (default
+// 10,000) that send one byte each and get it back (so every connection has been fully set up
+// and served once), and read VmRSS again once it has settled. Reports (after - before) / N, in
+// KB per connection: the median of interleaved rounds (default 3) and their range.
 //
 // A Node.js peer runs with its inspector on a loopback port (and --expose-gc), through which a
-// full collection that also shrinks the heap (V8's last-resort kind) is asked for before each
-// reading: otherwise whether V8 has yet shrunk the young generation that accepting 10,000
-// clients grew decides the figure (seen here: 0.3 or 2.7 KB from one build, run to run). Python
-// frees by reference counting, and C has no collector.
+// full collection is asked for each second while memory settles. Accepting 10,000 clients grows
+// V8's heap by some tens of MiB of what is garbage once they are set up, and V8 gives those pages
+// back over several collections; an idle process may run none, and then whether one had run yet
+// decided the figure (seen here: 0.3 or 2.7 KB from one build, run to run). Even so the figure
+// moves by a few tenths of a KB from round to round, hence the rounds. Python frees by reference
+// counting, and C has no collector.
 
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { WebSocket } from 'ws';
 import { openFileLimit } from '../src/core/descriptors.js';
-import { buildCPeers, PEERS, startPeer } from './peers.js';
+import { buildCPeers, median, PEERS, startPeer, type Peer } from './peers.js';
 import { namesFrom, positiveNumber, scriptOptions } from './script-args.js';
 
 function rssKb(pid: number): number {
@@ -41,16 +44,18 @@ async function openIdle(port: number, count: number): Promise<net.Socket[]> {
 }
 
 /**
- * VmRSS once it has stopped falling: a garbage-collected runtime gives back the pages of what it
- * allocated while the connections arrived only some seconds later, and idle memory is what an
- * idle connection keeps, not that. V8 hands pages back only after some idle seconds (seen here:
- * flat for over ten, then down), so this samples each second for at least `leastSeconds`, then
- * until five pass without a drop of 0.5%, for at most 45 s.
+ * VmRSS once it has stopped falling: sampled each second for at least `leastSeconds`, then until
+ * five pass without a drop of 0.5%, for at most 45 s. With `collect`, a full collection is asked
+ * for before every sample: V8 gives back the pages of a heap that grew while the connections
+ * arrived over several collections, not at the first (seen here: heapTotal 47 MiB after the
+ * first, 11 MiB after a few more, with heapUsed unchanged).
  */
-async function settledRssKb(pid: number, leastSeconds: number): Promise<number> {
+async function settledRssKb(pid: number, leastSeconds: number, collect: (() => Promise<void>) | undefined): Promise<number> {
+  await collect?.();
   const samples = [rssKb(pid)];
   for (let second = 1; second <= 45; second++) {
     await new Promise((resolve) => setTimeout(resolve, 1000));
+    await collect?.();
     samples.push(rssKb(pid));
     const recent = samples.slice(-6);
     if (second >= leastSeconds && recent.length === 6 && recent[5]! >= recent[0]! * 0.995) break;
@@ -68,60 +73,94 @@ async function inspectorUrl(stderr: () => string): Promise<string> {
   throw new Error(`no inspector URL in the peer's stderr: ${stderr()}`);
 }
 
-/** Asks V8 for a full, shrinking collection through the inspector, twice (the second finds what the first freed up). */
-async function collectGarbage(url: string): Promise<void> {
+/** A function that asks V8 for a full, shrinking collection through the inspector at `url`. */
+async function garbageCollector(url: string): Promise<() => Promise<void>> {
   const ws = new WebSocket(url);
   await new Promise((resolve, reject) => {
     ws.once('open', resolve);
     ws.once('error', reject);
   });
-  for (let id = 1; id <= 2; id++) {
-    const done = new Promise<void>((resolve) => {
+  ws.on('error', () => {});
+  let id = 0;
+  return () => {
+    id++;
+    const asked = id;
+    const done = new Promise<void>((resolve, reject) => {
       const onMessage = (data: Buffer) => {
-        if ((JSON.parse(data.toString()) as { id?: number }).id !== id) return;
+        const reply = JSON.parse(data.toString()) as { id?: number; error?: unknown; result?: { exceptionDetails?: unknown } };
+        if (reply.id !== asked) return;
         ws.off('message', onMessage);
-        resolve();
+        if (reply.error !== undefined || reply.result?.exceptionDetails !== undefined) reject(new Error(`the collection failed: ${data.toString()}`));
+        else resolve();
       };
       ws.on('message', onMessage);
     });
     const expression = "gc({ type: 'major', execution: 'sync', flavor: 'last-resort' })";
     ws.send(JSON.stringify({ id, method: 'Runtime.evaluate', params: { expression } }));
-    await done;
+    return done;
+  };
+}
+
+interface Reading {
+  beforeKb: number;
+  afterKb: number;
+}
+
+/** One peer, once: RSS settled before, and settled again with `count` idle connections open. */
+async function measureIdle(peer: Peer, count: number): Promise<Reading> {
+  const node = peer.command(0)[0] === process.execPath;
+  const running = await startPeer(peer, 0, node ? { NODE_OPTIONS: '--inspect=127.0.0.1:0 --expose-gc' } : {});
+  const sockets: net.Socket[] = [];
+  try {
+    const pid = running.child.pid!;
+    const collect = node ? await garbageCollector(await inspectorUrl(running.stderr)) : undefined;
+    const beforeKb = await settledRssKb(pid, 10, collect);
+    sockets.push(...(await openIdle(running.port, count)));
+    const afterKb = await settledRssKb(pid, 10, collect);
+    return { beforeKb, afterKb };
+  } finally {
+    for (const socket of sockets) socket.destroy();
+    await running.stop();
   }
-  ws.close();
 }
 
 async function main(): Promise<void> {
   const values = scriptOptions(
-    { connections: { type: 'string', default: '10000' }, peers: { type: 'string', default: 'c-epoll,echoplex,echoplex-portable,node-pipe,uvloop' } },
-    `Usage: node --import tsx bench/idle-memory.ts [--connections 10000] [--peers name,...]\n  peers: ${PEERS.map((p) => p.name).join(', ')}`,
+    {
+      connections: { type: 'string', default: '10000' },
+      rounds: { type: 'string', default: '3' },
+      peers: { type: 'string', default: 'c-epoll,echoplex,echoplex-portable,node-pipe,uvloop' },
+    },
+    `Usage: node --import tsx bench/idle-memory.ts [--connections 10000] [--rounds 3] [--peers name,...]\n  peers: ${PEERS.map((p) => p.name).join(', ')}`,
   );
   const count = positiveNumber(values.connections, 'connections');
+  const rounds = positiveNumber(values.rounds, 'rounds');
   const peerNames = namesFrom(values.peers, PEERS.map((p) => p.name), 'peer');
   const limit = openFileLimit();
   if (limit !== undefined && limit < count + 100) throw new Error(`needs about ${count + 100} descriptors; raise the limit with \`ulimit -n ${count + 1024}\``);
   buildCPeers();
-  console.log(`| server | RSS before (MiB) | RSS with ${count} idle connections (MiB) | KB per connection |`);
-  console.log('|---|---|---|---|');
+  const peers: Peer[] = [];
   for (const name of peerNames) {
     const peer = PEERS.find((p) => p.name === name);
-    if (!peer || peer.unavailable()) {
-      console.error(`skipping ${name}`);
-      continue;
+    if (!peer || peer.unavailable()) console.error(`skipping ${name}`);
+    else peers.push(peer);
+  }
+  // Rounds interleave, as in bench:peers, so that drift hits every peer alike.
+  const readings = new Map<string, Reading[]>(peers.map((peer) => [peer.name, []]));
+  for (let round = 1; round <= rounds; round++) {
+    for (const peer of peers) {
+      const reading = await measureIdle(peer, count);
+      readings.get(peer.name)!.push(reading);
+      console.error(`[round ${round}] ${peer.name}: ${((reading.afterKb - reading.beforeKb) / count).toFixed(2)} KB per connection`);
     }
-    const node = peer.command(0)[0] === process.execPath;
-    const running = await startPeer(peer, 0, node ? { NODE_OPTIONS: '--inspect=127.0.0.1:0 --expose-gc' } : {});
-    const pid = running.child.pid!;
-    const collect = node ? (await inspectorUrl(running.stderr)) : undefined;
-    await new Promise((resolve) => setTimeout(resolve, 500));
-    if (collect !== undefined) await collectGarbage(collect);
-    const before = await settledRssKb(pid, 3);
-    const sockets = await openIdle(running.port, count);
-    if (collect !== undefined) await collectGarbage(collect);
-    const after = await settledRssKb(pid, 20);
-    console.log(`| ${name} | ${(before / 1024).toFixed(1)} | ${(after / 1024).toFixed(1)} | ${((after - before) / count).toFixed(2)} |`);
-    for (const socket of sockets) socket.destroy();
-    await running.stop();
+  }
+  console.log(`| server | RSS before (MiB) | RSS with ${count} idle connections (MiB) | KB per connection: median (range) |`);
+  console.log('|---|---|---|---|');
+  for (const [name, runs] of readings) {
+    const perConnection = runs.map((r) => (r.afterKb - r.beforeKb) / count);
+    const range = runs.length > 1 ? ` (${Math.min(...perConnection).toFixed(2)}-${Math.max(...perConnection).toFixed(2)})` : '';
+    const mib = (values: number[]) => (median(values) / 1024).toFixed(1);
+    console.log(`| ${name} | ${mib(runs.map((r) => r.beforeKb))} | ${mib(runs.map((r) => r.afterKb))} | ${median(perConnection).toFixed(2)}${range} |`);
   }
 }
 
