@@ -84,6 +84,14 @@ describe('WebSocket on the command line', () => {
   });
 });
 
+describe('serve --ws usage', () => {
+  it('turns away line framing: a WebSocket message is already the unit', async () => {
+    const result = await runCli(['serve', '--ws', '--framing', 'line', '--port', '0']);
+    assert.equal(result.code, 2);
+    assert.match(result.stderr, /line framing does not apply/);
+  });
+});
+
 describe('wss on the command line', () => {
   it('serves wss with a self-signed certificate; bench and ping reach it with --tls-insecure', async () => {
     const server = await startServe(['--ws', '--tls-self-signed', '--quiet']);
