@@ -81,6 +81,9 @@ describe('WebSocket on the command line', () => {
     assert.match(bench.stderr, /--ws-text applies to a ws:\/\/ or wss:\/\/ target URL/);
     const client = await runCli(['client', '--port', String(server.port), '--ws-binary'], { input: '' });
     assert.equal(client.code, 2);
+    const plainWithTls = await runCli(['ping', url, '--tls-insecure', '-c', '1']);
+    assert.equal(plainWithTls.code, 2);
+    assert.match(plainWithTls.stderr, /are for wss:\/\/ URLs/);
   });
 });
 

@@ -90,7 +90,7 @@ export const TARGET_ARGUMENT = [
   'the server as a URL: tcp://HOST:PORT, tls://HOST:PORT, udp://HOST:PORT, ws://HOST[:PORT]/PATH, wss://HOST[:PORT]/PATH or unix:///PATH (instead of --host, --port, --udp, --tls, --unix)',
 ] as const;
 
-const URL_KINDS = 'tcp://HOST:PORT, tls://HOST:PORT, udp://HOST:PORT, ws://HOST:PORT/PATH, wss://HOST:PORT/PATH or unix:///PATH';
+const URL_KINDS = 'tcp://HOST:PORT, tls://HOST:PORT, udp://HOST:PORT, ws://HOST[:PORT]/PATH, wss://HOST[:PORT]/PATH or unix:///PATH';
 
 const TARGET_FLAGS = ['host', 'port', 'unix', 'udp', 'tls'] as const;
 
@@ -121,6 +121,8 @@ export function withTargetUrl<T extends TargetFlags>(flags: T, url: string | und
     case 'wss:': {
       // WHATWG URLs leave out a scheme's default port (80 for ws, 443 for wss).
       const secure = parsed.protocol === 'wss:';
+      // The TLS flags would make ws:// quietly encrypted: the URL says which, and says it plainly.
+      if (!secure && (flags.tlsInsecure || flags.tlsCa !== undefined)) throw new UsageError(`${url}: --tls-insecure and --tls-ca are for wss:// URLs`);
       const port = parsed.port === '' ? (secure ? 443 : 80) : Number(parsed.port);
       return { ...flags, host, port, unix: undefined, udp: false, tls: secure, websocketPath: `${parsed.pathname}${parsed.search}` };
     }
