@@ -2,8 +2,13 @@
 // given ws:// and wss:// URLs, each checked against a real server process.
 
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
+import { WebSocketServer } from 'ws';
+import { runBench } from '../src/bench/index.js';
 import { runCli, startServe, type ServeProcess } from './helpers/cli.js';
+import { withTimeout } from './helpers/timeout.js';
 
 interface BenchJson {
   target: string;
@@ -85,6 +90,32 @@ describe('WebSocket on the command line', () => {
     assert.equal(plainWithTls.code, 2);
     assert.match(plainWithTls.stderr, /are for wss:\/\/ URLs/);
   });
+});
+
+describe('the bench checks the shape of each WebSocket reply', () => {
+  // Servers that send the right bytes the wrong way: the bench must not count them as echoes.
+  const wrongServers: Array<[string, (reply: (data: Buffer, binary: boolean) => void, data: Buffer, binary: boolean) => void]> = [
+    ['as the other kind of message', (reply, data, binary) => reply(data, !binary)],
+    ['split into two messages', (reply, data, binary) => {
+      reply(data.subarray(0, 10), binary);
+      reply(data.subarray(10), binary);
+    }],
+  ];
+  for (const [how, answer] of wrongServers) {
+    it(`counts replies ${how} as mismatches`, async () => {
+      const server = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+      await withTimeout(once(server, 'listening'), 5000, 'the test server');
+      server.on('connection', (ws) => ws.on('message', (data: Buffer, binary: boolean) => answer((bytes, kind) => ws.send(bytes, { binary: kind }), data, binary)));
+      try {
+        const { port } = server.address() as AddressInfo;
+        const result = await runBench({ port, websocket: { path: '/', text: true }, connections: 2, messages: 50, engine: 'portable' });
+        assert.ok(result.errorsByKind.mismatch > 0, JSON.stringify(result.errorsByKind));
+      } finally {
+        for (const client of server.clients) client.terminate();
+        server.close();
+      }
+    });
+  }
 });
 
 describe('serve --ws usage', () => {
