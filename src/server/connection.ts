@@ -11,6 +11,9 @@ import type { ConnectionFault, Faults } from './faults.js';
 import type { ServerStats, StreamTransport } from './stats.js';
 import type { Transform } from '../protocol/transforms.js';
 
+/** Close codes (RFC 6455) for the server's own reasons to end a connection: going away (idle), internal error (a transform failed). */
+export type ServerCloseCode = 1001 | 1011;
+
 /** Line mode's settings (see framing.ts). */
 export interface LineMode {
   maxLine: number;
@@ -166,6 +169,15 @@ export abstract class Connection {
   /** Says why the connection is closing, unless a reason is already known (the first one stands). */
   protected closeBecause(reason: string): void {
     this.#closeReason ??= reason;
+  }
+
+  /**
+   * Ends the connection for a reason of the server's (`code`: 1001 idle, 1011 a failed
+   * transform). A byte stream has no way to say why and is closed at once, as by `abort`; a
+   * WebSocket sends a close frame with that code first (see engines/websocket.ts).
+   */
+  endWithCode(reason: string, _code: ServerCloseCode): void {
+    this.abort(reason);
   }
 
   /** Closes at once, dropping whatever is still pending. */
@@ -328,7 +340,7 @@ export abstract class Connection {
         { event: 'error', kind: 'transform', conn: this.id, peer: this.peer, err: String(err) },
         `transform failed for ${this.peer} (#${this.id}), closing it: ${String(err)}`,
       );
-      this.abort('transform error');
+      this.endWithCode('transform error', 1011);
       return undefined;
     }
   }

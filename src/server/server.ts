@@ -300,7 +300,7 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
     if (this.#idleTimeoutMs > 0) {
       this.#stopIdleSweeper = startIdleSweeper(this.#connections, this.#idleTimeoutMs, (connection) => {
         this.#stats.idleTimeouts++;
-        connection.abort(`closed after ${this.#idleTimeoutMs / 1000}s idle`);
+        connection.endWithCode(`closed after ${this.#idleTimeoutMs / 1000}s idle`, 1001);
       });
     }
     this.emit('listening', this.#addresses);

@@ -4,7 +4,7 @@ import http from 'node:http';
 import type { Socket } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { systemErrorCode } from '../../core/errors.js';
-import { Connection, type ConnectionContext } from '../connection.js';
+import { Connection, type ConnectionContext, type ServerCloseCode } from '../connection.js';
 import type { ServerEngine } from './engine.js';
 import { StreamConnection } from './portable.js';
 import { WS_PAGE } from '../ws-page.js';
@@ -13,6 +13,8 @@ import type { ServerStats } from '../stats.js';
 
 /** The close code sent at a graceful close: the server is going away. */
 const GOING_AWAY = 1001;
+/** How long a close frame the server sent waits for the client's before the connection is dropped. */
+const CLOSE_WAIT_MS = 1000;
 
 /**
  * The close code ws sends for each of its protocol errors (RFC 6455 7.4.1): 1009 for a message
@@ -190,6 +192,20 @@ export class WebSocketConnection extends Connection {
       this.#sentCode ??= GOING_AWAY;
       ws.close(GOING_AWAY, 'going away');
     }
+  }
+
+  /** A close frame with `code` (1001 idle, 1011 a failed transform), then the connection ends. */
+  override endWithCode(reason: string, code: ServerCloseCode): void {
+    const ws = this.#ws;
+    if (ws === undefined || ws.readyState !== ws.OPEN) {
+      this.abort(reason);
+      return;
+    }
+    this.closeBecause(`${reason}, close code ${code}`);
+    this.#sentCode ??= code;
+    ws.close(code, code === GOING_AWAY ? 'going away' : 'internal error');
+    // A client that does not answer the close frame is not waited for long.
+    setTimeout(() => ws.terminate(), CLOSE_WAIT_MS).unref();
   }
 
   protected destroy(): void {
