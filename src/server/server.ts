@@ -205,6 +205,10 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
     const transform = options.transform ?? 'echo';
     const websocket = options.websocket === true ? {} : options.websocket || undefined;
     if (websocket !== undefined && options.framing === 'line') throw new UsageError('WebSocket echoes whole messages: line framing does not apply (drop --framing line)');
+    // ws reads a limit of 0 as none at all: a zero here is a mistake, not a wish for no limit.
+    if (websocket?.maxMessage !== undefined && !(Number.isInteger(websocket.maxMessage) && websocket.maxMessage >= 1)) {
+      throw new UsageError(`--max-message must be at least 1 byte, got ${websocket.maxMessage}`);
+    }
     this.#websocket = websocket;
     const lineMode = (options.framing ?? 'raw') === 'line' && websocket === undefined;
     const messageTransform = typeof transform === 'function' ? toTransform(transform) : builtInTransform(transform);
