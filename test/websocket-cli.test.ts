@@ -80,6 +80,12 @@ describe('WebSocket on the command line', () => {
     assert.equal(run.stdout, 'FIRST LINE\nSECOND\n');
   });
 
+  it('names the ws:// endpoint it could not listen on', async () => {
+    const busy = await runCli(['serve', '--ws', '--port', String(server.port)]);
+    assert.equal(busy.code, 1);
+    assert.match(busy.stderr, new RegExp(`cannot listen on ws://127\\.0\\.0\\.1:${server.port}: address already in use`));
+  });
+
   it('turns away WebSocket flags without a WebSocket URL', async () => {
     const bench = await runCli(['bench', '--port', String(server.port), '--ws-text']);
     assert.equal(bench.code, 2);

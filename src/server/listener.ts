@@ -86,7 +86,7 @@ export async function listenNet(options: NetListenOptions): Promise<Listener> {
   };
   // Plain sockets arrive paused: an engine in C must take them before Node reads a byte.
   const server = tlsOptions ? tls.createServer({ ...socketOptions, ...tlsOptions }) : net.createServer({ ...socketOptions, pauseOnConnect: true });
-  const endpoint = path !== undefined ? `unix://${path}` : formatEndpoint(tlsOptions ? 'tls' : 'tcp', host, port);
+  const endpoint = path !== undefined ? `unix://${path}` : formatEndpoint(context.transport, host, port);
   const onSocket = (socket: net.Socket) => {
     const remoteAddress = path !== undefined ? `unix:${path}` : socket.remoteAddress;
     const remotePort = path !== undefined ? 0 : socket.remotePort;
@@ -178,7 +178,7 @@ async function listenBehindProxy({ host, port, context, handler, tls: tlsOptions
       secure.once('secure', () => accepted(secure));
     });
   });
-  const endpoint = formatEndpoint(tlsOptions ? 'tls' : 'tcp', host, port);
+  const endpoint = formatEndpoint(context.transport, host, port);
   await startListening(server, { host, port }, endpoint, handler);
   const address = server.address() as net.AddressInfo;
   return {
