@@ -8,10 +8,10 @@ import { join } from 'node:path';
 import { it } from 'node:test';
 import { runBench } from '../src/bench/loadgen.js';
 import { renderHtmlReport } from '../src/bench/html.js';
-import { findProgram, skipUnless, suite } from './helpers/peers.js';
+import { CHROMIUM, OFFLINE_FLAGS } from './helpers/browser.js';
+import { skipUnless, suite } from './helpers/peers.js';
 import { startServer } from './helpers/sockets.js';
 
-const CHROMIUM = findProgram(['/usr/bin/chromium', '/usr/bin/chromium-browser']);
 
 suite('bench HTML report in Chromium', skipUnless(CHROMIUM, 'chromium', 'chromium'), () => {
   it('renders both charts and the verdict from a real run, with no network', async () => {
@@ -23,7 +23,7 @@ suite('bench HTML report in Chromium', skipUnless(CHROMIUM, 'chromium', 'chromiu
       writeFileSync(file, renderHtmlReport(result));
       const rendered = spawnSync(
         CHROMIUM!,
-        ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', `--user-data-dir=${join(dir, 'profile')}`, '--dump-dom', `file://${file}`],
+        ['--headless', ...OFFLINE_FLAGS, `--user-data-dir=${join(dir, 'profile')}`, '--dump-dom', `file://${file}`],
         { timeout: 60_000, encoding: 'utf8' },
       );
       assert.equal(rendered.status, 0, rendered.stderr);

@@ -3,10 +3,11 @@
 
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
-import { chromium, type Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { runBench } from '../src/bench/index.js';
 import { serverMetricsSource, startMetricsServer } from '../src/ops/metrics.js';
-import { findProgram, skipUnless, suite } from './helpers/peers.js';
+import { CHROMIUM, launchChromium } from './helpers/browser.js';
+import { skipUnless, suite } from './helpers/peers.js';
 import { startServer } from './helpers/sockets.js';
 import { withTimeout } from './helpers/timeout.js';
 
@@ -15,19 +16,13 @@ async function waitForText(page: Page, selector: string, pattern: RegExp): Promi
   await page.locator(selector, { hasText: pattern }).waitFor({ timeout: 10_000 });
 }
 
-const CHROMIUM = findProgram(['/usr/bin/chromium', '/usr/bin/chromium-browser']);
 const SCREENSHOT = process.env['ECHOPLEX_SCREENSHOT'];
 
 suite('status page in Chromium', skipUnless(CHROMIUM, 'chromium', 'chromium'), () => {
   it('shows connections, throughput and errors that change while a bench runs', async () => {
     const running = await startServer();
     const metrics = await startMetricsServer(serverMetricsSource(running.server), { port: 0 });
-    const browser = await chromium.launch({
-      executablePath: CHROMIUM!,
-      timeout: 30_000,
-      // playwright-core makes a fresh profile; these keep Chromium off the (closed) network.
-      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    });
+    const browser = await launchChromium();
     try {
       const page = await browser.newPage();
       const external: string[] = [];

@@ -3,22 +3,16 @@
 
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
-import { chromium } from 'playwright-core';
-import { findProgram, skipUnless, suite } from './helpers/peers.js';
+import { CHROMIUM, launchChromium } from './helpers/browser.js';
+import { skipUnless, suite } from './helpers/peers.js';
 import { startServer } from './helpers/sockets.js';
 import { waitUntil } from './helpers/timeout.js';
 
-const CHROMIUM = findProgram(['/usr/bin/chromium', '/usr/bin/chromium-browser']);
 
 suite('WebSocket echo page in Chromium', skipUnless(CHROMIUM, 'chromium', 'chromium'), () => {
   it('connects back, sends text and binary messages, and shows each echo', async () => {
     const running = await startServer({ websocket: true, transform: 'upper' });
-    const browser = await chromium.launch({
-      executablePath: CHROMIUM!,
-      timeout: 30_000,
-      // playwright-core makes a fresh profile; these keep Chromium off the (closed) network.
-      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    });
+    const browser = await launchChromium();
     try {
       const page = await browser.newPage();
       const origin = `http://127.0.0.1:${running.port}`;

@@ -13,7 +13,7 @@ import type { ServerStats } from '../stats.js';
 
 /** The close code sent at a graceful close: the server is going away. */
 const GOING_AWAY = 1001;
-/** How long a close frame the server sent waits for the client's before the connection is dropped. */
+/** How long a close frame the server sent, once out, waits for the client's before the connection is dropped. */
 const CLOSE_WAIT_MS = 1000;
 
 /**
@@ -189,8 +189,7 @@ export class WebSocketConnection extends Connection {
     if (ws === undefined) {
       if (!this.socket.writableEnded) this.socket.end();
     } else if (ws.readyState === ws.OPEN) {
-      this.#sentCode ??= GOING_AWAY;
-      ws.close(GOING_AWAY, 'going away');
+      this.#close(ws, GOING_AWAY);
     }
   }
 
@@ -202,10 +201,22 @@ export class WebSocketConnection extends Connection {
       return;
     }
     this.closeBecause(`${reason}, close code ${code}`);
+    this.#close(ws, code);
+  }
+
+  /**
+   * Sends a close frame after what is queued. Once everything has gone, a client that does not
+   * answer it is not waited for long (ws's own close timeout, 30 s, bounds the rest).
+   */
+  #close(ws: WebSocket, code: ServerCloseCode): void {
     this.#sentCode ??= code;
     ws.close(code, code === GOING_AWAY ? 'going away' : 'internal error');
-    // A client that does not answer the close frame is not waited for long.
-    setTimeout(() => ws.terminate(), CLOSE_WAIT_MS).unref();
+    const guard = () => {
+      if (ws.readyState === ws.CLOSED) return;
+      if (ws.bufferedAmount > 0) setTimeout(guard, CLOSE_WAIT_MS).unref();
+      else ws.terminate();
+    };
+    setTimeout(guard, CLOSE_WAIT_MS).unref();
   }
 
   protected destroy(): void {
