@@ -12,21 +12,32 @@
 // peer's FIN is answered, after every pending byte, by ours; the connection closes when both
 // directions are done, or at the first error.
 
+// accept4()
+#define _GNU_SOURCE
 #include <uv.h>
 
 #include "engines.h"
 #include "glue.h"
 
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #define READ_BUFFER_BYTES (64 * 1024)
+/** Connections taken per readiness of a listening socket before other work gets a turn. */
+#define ACCEPT_BATCH 64
 
 typedef struct engine {
   napi_env env;
   napi_ref on_close;
+  napi_ref on_accept;
   napi_async_context async_context;
   int upper;
   size_t max_buffered;
@@ -38,6 +49,14 @@ typedef struct engine {
   char *read_buffer;
   /** Live connections by id: what JavaScript names them by. */
   slot_table_t connections;
+  /** Listening sockets this engine accepts on, by id. */
+  slot_table_t listeners;
+  /**
+   * A descriptor held in reserve: when descriptors run out, it is closed to accept and at once
+   * close each waiting client, so that the listener does not stay readable and spin (as libuv
+   * does for Node's own listeners). -1 until the first listener, or while it is in use.
+   */
+  int spare_fd;
   /** The JavaScript engine object, plus every connection not yet released. */
   int refs;
 } engine_t;
@@ -72,6 +91,15 @@ typedef struct connection {
   int error;
 } connection_t;
 
+/** A listening socket whose clients the engine accepts itself: no net.Socket is made for them. */
+typedef struct listener {
+  uv_poll_t poll;
+  engine_t *engine;
+  /** Our duplicate of the listening socket, closed with the listener. */
+  int fd;
+  double id;
+} listener_t;
+
 typedef struct write_request {
   uv_write_t req;
   size_t length;
@@ -81,6 +109,8 @@ typedef struct write_request {
 static void engine_release(engine_t *engine) {
   if (--engine->refs > 0) return;
   slots_free(&engine->connections);
+  slots_free(&engine->listeners);
+  if (engine->spare_fd >= 0) close(engine->spare_fd);
   free(engine->read_buffer);
   free(engine);
 }
@@ -309,8 +339,10 @@ static void engine_finalize(napi_env env, void *data, void *hint) {
   (void)hint;
   engine_t *engine = data;
   napi_delete_reference(env, engine->on_close);
+  napi_delete_reference(env, engine->on_accept);
   napi_async_destroy(env, engine->async_context);
   engine->on_close = NULL;
+  engine->on_accept = NULL;
   engine_release(engine);
 }
 
@@ -318,10 +350,13 @@ static engine_t *engine_arg(napi_env env, napi_value value) {
   return tagged_external(env, value, &ENGINE_TAG, "expected a native engine");
 }
 
-/** createEngine(upper: boolean, maxBuffered: number, onClose: (id, status, bytesReceived, bytesSent) => void) */
+/**
+ * createEngine(upper: boolean, maxBuffered: number, onClose: (id, status, bytesReceived, bytesSent) => void,
+ *              onAccept: (listenerId, id, address, port) => void)
+ */
 static napi_value create_engine(napi_env env, napi_callback_info info) {
-  napi_value argv[3];
-  if (get_args(env, info, 3, argv) == NULL) return NULL;
+  napi_value argv[4];
+  if (get_args(env, info, 4, argv) == NULL) return NULL;
   bool upper;
   double max_buffered;
   CHECK(napi_get_value_bool(env, argv[0], &upper));
@@ -339,18 +374,55 @@ static napi_value create_engine(napi_env env, napi_callback_info info) {
   engine->max_buffered = max_buffered > 0 ? (size_t)max_buffered : 1;
   engine->read_buffer = read_buffer;
   engine->refs = 1;
+  engine->spare_fd = -1;
   napi_value resource_name, result;
-  if (napi_create_reference(env, argv[2], 1, &engine->on_close) != napi_ok ||
+  if (napi_create_reference(env, argv[2], 1, &engine->on_close) != napi_ok || napi_create_reference(env, argv[3], 1, &engine->on_accept) != napi_ok ||
       napi_create_string_utf8(env, "echoplex:native", NAPI_AUTO_LENGTH, &resource_name) != napi_ok ||
       napi_async_init(env, NULL, resource_name, &engine->async_context) != napi_ok ||
       napi_create_external(env, engine, engine_finalize, NULL, &result) != napi_ok || napi_type_tag_object(env, result, &ENGINE_TAG) != napi_ok) {
     // Only the first steps can fail here, before anything but the reference exists.
     if (engine->on_close) napi_delete_reference(env, engine->on_close);
+    if (engine->on_accept) napi_delete_reference(env, engine->on_accept);
     free(read_buffer);
     free(engine);
     return throw_failed(env, "createEngine");
   }
   return result;
+}
+
+/**
+ * Makes a connection of the connected socket `fd` (which it owns from here, and closes on
+ * failure) and starts echoing on it. NULL, with a negative libuv status in `*status`, when none
+ * could be made; otherwise the connection, which its open handle owns (on_closed frees it).
+ */
+static connection_t *attach(engine_t *engine, uv_loop_t *loop, int fd, int *status) {
+  connection_t *conn = calloc(1, sizeof *conn);
+  if (conn == NULL || (*status = slots_put(&engine->connections, conn, &conn->id)) < 0) {
+    free(conn);
+    close(fd);
+    *status = UV_ENOMEM;
+    return NULL;
+  }
+  *status = uv_tcp_init(loop, &conn->tcp);
+  if (*status < 0) {
+    slots_remove(&engine->connections, conn->id);
+    free(conn);
+    close(fd);
+    return NULL;
+  }
+  // The open handle owns the connection, and the connection holds its engine.
+  conn->engine = engine;
+  engine->refs++;
+  conn->tcp.data = conn;
+  int opened = uv_tcp_open(&conn->tcp, fd);
+  if (opened < 0) {
+    close(fd);
+    fail(conn, opened);
+    return conn;
+  }
+  uv_tcp_nodelay(&conn->tcp, 1);
+  start_reading(conn);
+  return conn;
 }
 
 /**
@@ -367,36 +439,162 @@ static napi_value adopt(napi_env env, napi_callback_info info) {
   CHECK(napi_get_value_int32(env, argv[1], &fd));
   uv_loop_t *loop;
   CHECK(napi_get_uv_event_loop(env, &loop));
-  connection_t *conn = calloc(1, sizeof *conn);
-  if (conn == NULL) return throw_status(env, UV_ENOMEM, "adopt");
+  int own_fd = duplicate_socket(fd);
+  if (own_fd < 0) return throw_status(env, own_fd, "adopt");
+  int status;
+  connection_t *conn = attach(engine, loop, own_fd, &status);
+  if (conn == NULL) return throw_status(env, status, "adopt");
   napi_value result;
-  if (slots_put(&engine->connections, conn, &conn->id) < 0) {
-    free(conn);
-    return throw_status(env, UV_ENOMEM, "adopt");
-  }
-  if (napi_create_double(env, conn->id, &result) != napi_ok) {
-    slots_remove(&engine->connections, conn->id);
-    free(conn);
-    return throw_failed(env, "adopt");
-  }
-  int opened;
-  int status = open_duplicate(loop, &conn->tcp, fd, &opened);
-  if (status < 0) {
-    slots_remove(&engine->connections, conn->id);
-    free(conn);
-    return throw_status(env, status, "adopt");
-  }
-  // The open handle owns the connection (on_closed frees it), and the connection holds its engine.
-  conn->engine = engine;
-  engine->refs++;
-  conn->tcp.data = conn;
-  if (opened < 0) {
-    fail(conn, opened);
-    return result;
-  }
-  uv_tcp_nodelay(&conn->tcp, 1);
-  start_reading(conn);
+  CHECK(napi_create_double(env, conn->id, &result));
   return result;
+}
+
+// ---- Accepting ----
+
+/**
+ * Descriptors ran out: accept each waiting client on the spare descriptor and close it at once,
+ * so that the listener is not readable again at the next turn. False if there is no spare.
+ */
+static bool refuse_waiting(listener_t *listener) {
+  engine_t *engine = listener->engine;
+  if (engine->spare_fd < 0) return false;
+  close(engine->spare_fd);
+  for (;;) {
+    int fd = accept4(listener->fd, NULL, NULL, SOCK_CLOEXEC);
+    if (fd < 0 && errno == EINTR) continue;
+    if (fd < 0) break;
+    close(fd);
+  }
+  engine->spare_fd = open("/", O_RDONLY | O_CLOEXEC);
+  return true;
+}
+
+/** Tells JavaScript: onAccept(listenerId, id, address, port), or onAccept(listenerId, status) when accepting failed. */
+static void report_accept(engine_t *engine, listener_t *listener, connection_t *conn, int status, const struct sockaddr_storage *peer) {
+  napi_env env = engine->env;
+  napi_handle_scope scope;
+  if (engine->on_accept == NULL || napi_open_handle_scope(env, &scope) != napi_ok) return;
+  napi_value callback, global, args[4];
+  size_t argc = 2;
+  bool made = napi_get_reference_value(env, engine->on_accept, &callback) == napi_ok && napi_get_global(env, &global) == napi_ok &&
+              napi_create_double(env, listener->id, &args[0]) == napi_ok;
+  if (made && conn == NULL) {
+    made = napi_create_int32(env, status, &args[1]) == napi_ok;
+  } else if (made) {
+    char host[INET6_ADDRSTRLEN] = "";
+    int port = 0;
+    if (peer->ss_family == AF_INET) {
+      const struct sockaddr_in *in = (const struct sockaddr_in *)peer;
+      inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+      port = ntohs(in->sin_port);
+    } else if (peer->ss_family == AF_INET6) {
+      const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)peer;
+      inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+      port = ntohs(in6->sin6_port);
+    }
+    argc = 4;
+    made = napi_create_double(env, conn->id, &args[1]) == napi_ok && napi_create_string_utf8(env, host, NAPI_AUTO_LENGTH, &args[2]) == napi_ok &&
+           napi_create_int32(env, port, &args[3]) == napi_ok;
+  }
+  if (made) call_from_loop(env, engine->async_context, global, callback, argc, args);
+  napi_close_handle_scope(env, scope);
+}
+
+static void on_listener_readable(uv_poll_t *poll, int status, int events) {
+  (void)events;
+  listener_t *listener = poll->data;
+  engine_t *engine = listener->engine;
+  if (status < 0) {
+    report_accept(engine, listener, NULL, status, NULL);
+    return;
+  }
+  for (int taken = 0; taken < ACCEPT_BATCH; taken++) {
+    struct sockaddr_storage peer;
+    socklen_t length = sizeof peer;
+    int fd = accept4(listener->fd, (struct sockaddr *)&peer, &length, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      int error = errno;
+      // A client that reset while waiting is simply gone.
+      if (error == EINTR || error == ECONNABORTED) continue;
+      if (error == EAGAIN || error == EWOULDBLOCK) return;
+      if ((error == EMFILE || error == ENFILE) && refuse_waiting(listener)) return;
+      report_accept(engine, listener, NULL, -error, NULL);
+      return;
+    }
+    uv_loop_t *loop = poll->loop;
+    int made;
+    connection_t *conn = attach(engine, loop, fd, &made);
+    if (conn == NULL) report_accept(engine, listener, NULL, made, NULL);
+    else report_accept(engine, listener, conn, 0, &peer);
+    // JavaScript may have stopped this listener meanwhile.
+    if (uv_is_closing((uv_handle_t *)poll)) return;
+  }
+}
+
+static void on_listener_closed(uv_handle_t *handle) {
+  listener_t *listener = handle->data;
+  engine_t *engine = listener->engine;
+  close(listener->fd);
+  free(listener);
+  engine_release(engine);
+}
+
+/**
+ * acceptOn(engine, fd): accepts the clients of the listening socket `fd` from here on (on a
+ * duplicate: the caller closes its own), telling onAccept of each. Returns the listener's id.
+ */
+static napi_value accept_on(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  if (get_args(env, info, 2, argv) == NULL) return NULL;
+  int32_t fd;
+  engine_t *engine = engine_arg(env, argv[0]);
+  if (engine == NULL) return NULL;
+  CHECK(napi_get_value_int32(env, argv[1], &fd));
+  uv_loop_t *loop;
+  CHECK(napi_get_uv_event_loop(env, &loop));
+  if (engine->spare_fd < 0) engine->spare_fd = open("/", O_RDONLY | O_CLOEXEC);
+  listener_t *listener = calloc(1, sizeof *listener);
+  if (listener == NULL) return throw_status(env, UV_ENOMEM, "acceptOn");
+  listener->fd = duplicate_socket(fd);
+  if (listener->fd < 0) {
+    int error = listener->fd;
+    free(listener);
+    return throw_status(env, error, "acceptOn");
+  }
+  // Non-blocking already: the flag belongs to the socket, which Node's descriptor shares.
+  int status = slots_put(&engine->listeners, listener, &listener->id);
+  if (status == 0) status = uv_poll_init(loop, &listener->poll, listener->fd);
+  if (status < 0) {
+    slots_remove(&engine->listeners, listener->id);
+    close(listener->fd);
+    free(listener);
+    return throw_status(env, status, "acceptOn");
+  }
+  listener->engine = engine;
+  listener->poll.data = listener;
+  engine->refs++;
+  status = uv_poll_start(&listener->poll, UV_READABLE, on_listener_readable);
+  if (status < 0) {
+    slots_remove(&engine->listeners, listener->id);
+    uv_close((uv_handle_t *)&listener->poll, on_listener_closed);
+    return throw_status(env, status, "acceptOn");
+  }
+  napi_value result;
+  CHECK(napi_create_double(env, listener->id, &result));
+  return result;
+}
+
+/** stopAccepting(engine, listenerId): closes the listening socket; its live connections go on. Nothing if already stopped. */
+static napi_value stop_accepting(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  if (get_args(env, info, 2, argv) == NULL) return NULL;
+  engine_t *engine = engine_arg(env, argv[0]);
+  if (engine == NULL) return NULL;
+  listener_t *listener = slot_arg(env, argv[1], &engine->listeners);
+  if (listener == NULL) return NULL;
+  slots_remove(&engine->listeners, listener->id);
+  uv_close((uv_handle_t *)&listener->poll, on_listener_closed);
+  return NULL;
 }
 
 /** The live connection `engine, id` names (NULL if it has closed), or NULL with an error thrown. */
@@ -466,6 +664,8 @@ napi_value echo_engine_init(napi_env env, napi_value exports) {
   napi_property_descriptor functions[] = {
       {"createEngine", NULL, create_engine, NULL, NULL, NULL, napi_enumerable, NULL},
       {"adopt", NULL, adopt, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"acceptOn", NULL, accept_on, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"stopAccepting", NULL, stop_accepting, NULL, NULL, NULL, napi_enumerable, NULL},
       {"finish", NULL, js_finish, NULL, NULL, NULL, napi_enumerable, NULL},
       {"destroy", NULL, js_destroy, NULL, NULL, NULL, napi_enumerable, NULL},
       {"counters", NULL, js_counters, NULL, NULL, NULL, napi_enumerable, NULL},

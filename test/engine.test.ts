@@ -67,7 +67,7 @@ describe('engine choice', () => {
       const result = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', cwd: copy });
       assert.equal(result.status, 0, result.stderr);
       assert.match(result.stdout, /^portable \/ /);
-      assert.match(result.stdout, /the built addon is out of date \(interface 1, expected 4\): run npm run build:native/);
+      assert.match(result.stdout, /the built addon is out of date \(interface 1, expected 5\): run npm run build:native/);
     } finally {
       rmSync(copy, { recursive: true, force: true });
     }

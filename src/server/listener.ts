@@ -8,12 +8,14 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { describeListenError, ListenError, systemErrorCode } from '../core/errors.js';
 import { formatEndpoint } from '../core/address.js';
-import type { Connection, ConnectionContext } from './connection.js';
-import { parseProxyHeader, type ProxyHeader, type ProxyParseResult } from '../protocol/proxy-protocol.js';
-import type { ServerEngine } from './engines/engine.js';
+import type { ConnectionContext } from './connection.js';
+import { parseProxyHeader, type ProxyParseResult } from '../protocol/proxy-protocol.js';
+import type { AcceptHandler, ServerEngine } from './engines/engine.js';
 import type { ServerStats } from './stats.js';
 import type { EngineName } from '../native/engine.js';
 import { portableEngine } from './engines/portable.js';
+
+export type { AcceptHandler } from './engines/engine.js';
 
 export interface ListenAddress {
   host: string;
@@ -31,28 +33,6 @@ export interface Listener {
   readonly engine?: EngineName;
   /** Adds what the listener counts itself (a native UDP engine's datagrams) to `stats`, a copy being reported. */
   addTotalsTo?(stats: ServerStats): void;
-}
-
-/** What a listener reports to the server. */
-export interface AcceptHandler {
-  /**
-   * A connection arrived from `remoteAddress` (undefined if it already left; `unix:PATH` on a
-   * Unix socket). The server either calls `adopt` (with the address as it should be shown) to
-   * wrap it in a Connection, or `reject` to close it at once.
-   */
-  accepted(
-    remoteAddress: string | undefined,
-    remotePort: number | undefined,
-    adopt: (id: number, remoteAddress: string) => Connection,
-    reject: () => void,
-    /** A PROXY header the listener read itself, in front of TLS. */
-    header?: ProxyHeader,
-  ): void;
-  failed(err: Error): void;
-  /** A PROXY header in front of TLS was missing, malformed or late. */
-  proxyHeaderFailed?(reason: string, remoteAddress: string | undefined, remotePort: number | undefined): void;
-  /** A TLS client failed its handshake (bad certificate, wrong protocol, gone midway). */
-  handshakeFailed?(err: Error, remoteAddress: string | undefined, remotePort: number | undefined): void;
 }
 
 export interface ListenOptions {
@@ -111,6 +91,14 @@ export async function listenNet(options: NetListenOptions): Promise<Listener> {
   if (path !== undefined && !cluster.isWorker) await removeStaleSocket(path, endpoint);
   await startListening(server, path !== undefined ? { path } : { host, port }, endpoint, handler);
   const address = server.address();
+  // An engine that accepts by itself takes the listening socket: no net.Socket per client.
+  const stopAccepting = path === undefined && tlsOptions === undefined ? engine.acceptOn?.(server, context, handler) : undefined;
+  if (stopAccepting !== undefined) {
+    const { address: boundHost, port: boundPort, family } = address as net.AddressInfo;
+    // The engine holds its own duplicate of the socket, which stays open and listening.
+    server.close();
+    return { address: { host: boundHost, port: boundPort, family }, close: stopAccepting };
+  }
   return {
     server,
     address: typeof address === 'string' || address === null ? { host: path ?? '', port: 0, family: 'unix' } : { host: address.address, port: address.port, family: address.family },

@@ -6,7 +6,7 @@ import { addonBinding } from '../../native/addon.js';
 import { descriptorOf } from '../../native/descriptor.js';
 import { Connection, type ConnectionContext } from '../connection.js';
 import type { ServerStats } from '../stats.js';
-import type { ServerEngine } from './engine.js';
+import type { AcceptHandler, ServerEngine } from './engine.js';
 import { portableEngine } from './portable.js';
 
 /** An engine's own opaque object; one per server, so that counters stay per server. */
@@ -22,9 +22,21 @@ interface EchoBinding {
    * `onClose(id, status, bytesReceived, bytesSent)` runs once per adopted connection, after it
    * closed; status is 0 or a negative errno, the counts are final. The id names nothing after.
    */
-  createEngine(upper: boolean, maxBuffered: number, onClose: (id: number, status: number, bytesReceived: number, bytesSent: number) => void): EngineHandle;
+  createEngine(
+    upper: boolean,
+    maxBuffered: number,
+    onClose: (id: number, status: number, bytesReceived: number, bytesSent: number) => void,
+    onAccept: OnAccept,
+  ): EngineHandle;
   /** Takes over a duplicate of the connected TCP socket `fd` and echoes on it; the caller closes its own. Returns its id. Throws (code EMFILE, ...) if it cannot. */
   adopt(engine: EngineHandle, fd: number): number;
+  /**
+   * Accepts, from here on, the clients of the listening socket `fd` (on a duplicate: the caller
+   * closes its own), each already echoed on when onAccept hears of it. Returns the listener's id.
+   */
+  acceptOn(engine: EngineHandle, fd: number): number;
+  /** Closes that listening socket; its connections go on. Nothing once stopped. */
+  stopAccepting(engine: EngineHandle, listenerId: number): void;
   /** Sends every pending byte, then FIN; nothing once closed. */
   finish(engine: EngineHandle, id: number): void;
   /** Closes at once, dropping pending bytes; nothing once closed. */
@@ -35,7 +47,19 @@ interface EchoBinding {
   totals(engine: EngineHandle, out: Float64Array): void;
 }
 
-const binding = addonBinding<EchoBinding>(['createEngine', 'adopt', 'finish', 'destroy', 'counters', 'totals']);
+/**
+ * `(listenerId, id, address, port)` for each client accepted in C (served from then on: destroy
+ * it to turn it away), or `(listenerId, status)` with a negative errno when accepting failed.
+ */
+type OnAccept = (listenerId: number, idOrStatus: number, address?: string, port?: number) => void;
+
+const binding = addonBinding<EchoBinding>(['createEngine', 'adopt', 'acceptOn', 'stopAccepting', 'finish', 'destroy', 'counters', 'totals']);
+
+/** Who hears of a listener's clients, and what they are served with. */
+interface Acceptor {
+  context: ConnectionContext;
+  handler: AcceptHandler;
+}
 
 /** What the C side can do by itself: the built-in transforms on raw chunks. */
 export interface NativeEchoSettings {
@@ -55,6 +79,8 @@ export class NativeEcho implements ServerEngine {
   readonly #totals = new Float64Array(3);
   /** Open connections by id, until their close callback. */
   readonly #connections = new Map<number, NativeConnection>();
+  /** Listening sockets accepted on in C, by listener id. */
+  readonly #acceptors = new Map<number, Acceptor>();
 
   /** Undefined where the addon lacks the echo engine. */
   static create(settings: NativeEchoSettings): NativeEcho | undefined {
@@ -67,7 +93,47 @@ export class NativeEcho implements ServerEngine {
       const connection = this.#connections.get(id);
       this.#connections.delete(id);
       connection?.nativeClosed(status, received, sent);
-    });
+    }, (listenerId, idOrStatus, address, port) => this.#accepted(listenerId, idOrStatus, address, port));
+  }
+
+  acceptOn(server: net.Server, context: ConnectionContext, handler: AcceptHandler): (() => void) | undefined {
+    const fd = descriptorOf(server);
+    if (fd === undefined) return undefined;
+    let listenerId: number;
+    try {
+      listenerId = this.#binding.acceptOn(this.#engine, fd);
+    } catch {
+      return undefined;
+    }
+    this.#acceptors.set(listenerId, { context, handler });
+    return () => {
+      if (!this.#acceptors.delete(listenerId)) return;
+      this.#binding.stopAccepting(this.#engine, listenerId);
+    };
+  }
+
+  #accepted(listenerId: number, idOrStatus: number, address: string | undefined, port: number | undefined): void {
+    const acceptor = this.#acceptors.get(listenerId);
+    if (address === undefined || port === undefined) {
+      const code = errorName(idOrStatus);
+      acceptor?.handler.failed(Object.assign(new Error(`accept failed: ${code}`), { code }));
+      return;
+    }
+    const nativeId = idOrStatus;
+    if (acceptor === undefined) {
+      this.#binding.destroy(this.#engine, nativeId);
+      return;
+    }
+    acceptor.handler.accepted(
+      address,
+      port,
+      (id, shownAddress) => {
+        const connection = new NativeConnection(id, shownAddress, port, acceptor.context, this.#binding, this.#engine, nativeId);
+        this.#connections.set(nativeId, connection);
+        return connection;
+      },
+      () => this.#binding.destroy(this.#engine, nativeId),
+    );
   }
 
   adopt(id: number, socket: net.Socket, remoteAddress: string, remotePort: number, context: ConnectionContext): Connection {
