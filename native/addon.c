@@ -20,7 +20,7 @@ static napi_value export_constants(napi_env env, napi_value exports) {
       {"EAGAIN", EAGAIN},         {"EBADF", EBADF},           {"SOL_SOCKET", SOL_SOCKET}, {"SO_REUSEADDR", SO_REUSEADDR},
       {"SO_TYPE", SO_TYPE},       {"SO_ERROR", SO_ERROR},     {"SO_KEEPALIVE", SO_KEEPALIVE}, {"IPPROTO_TCP", IPPROTO_TCP},
       {"TCP_NODELAY", TCP_NODELAY}, {"AF_UNIX", AF_UNIX},     {"AF_INET", AF_INET},       {"AF_INET6", AF_INET6},
-      {"SOCK_STREAM", SOCK_STREAM},
+      {"SOCK_STREAM", SOCK_STREAM}, {"SLOT_INDEX_LIMIT", (int)SLOT_INDEX_LIMIT},
   };
   napi_value object;
   CHECK(napi_create_object(env, &object));

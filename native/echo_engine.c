@@ -1,11 +1,15 @@
-// The native engine: echoes adopted TCP connections inside libuv, with no call into JavaScript per message.
+// The native engine: echoes TCP connections inside libuv, with no call into JavaScript per message.
 //
 // Node's own TCP path costs one JavaScript callback per read, several times the whole
 // per-message user time of a C epoll server (BENCHMARKS.md has the figures). A connection
-// adopted here is read, transformed and written back by C callbacks on Node's own event loop;
-// JavaScript hears about it when it is adopted and when it closes. Everything that needs a
+// accepted (or adopted) here is read, transformed and written back by C on Node's own event
+// loop; JavaScript hears about it when it arrives and when it closes. Everything that needs a
 // decision per connection (admission, limits, logs, metrics, shutdown) stays in TypeScript
 // (src/server/engines/native.ts), which calls into this file through Node-API.
+//
+// The engine's connections share one epoll set of its own, which libuv polls as a single
+// descriptor: an idle connection is then a descriptor and a small struct, where a libuv handle
+// each would cost several times that (docs/architecture.md, "Memory per connection").
 //
 // Semantics mirror the portable engine (src/server/engines/portable.ts): replies are queued in order; past
 // max_buffered unsent bytes the connection is not read until half of them are gone; the
@@ -23,16 +27,24 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #define READ_BUFFER_BYTES (64 * 1024)
+/** Reads of a full buffer in a row before other connections get a turn (libuv's figure). */
+#define READS_PER_TURN 32
+/** Ready connections taken from the epoll set at once. */
+#define EVENTS_PER_TURN 256
 /** Connections taken per readiness of a listening socket before other work gets a turn. */
 #define ACCEPT_BATCH 64
+
+typedef struct connection connection_t;
 
 typedef struct engine {
   napi_env env;
@@ -47,6 +59,18 @@ typedef struct engine {
   uint64_t backpressure_pauses;
   /** One buffer for every read: each chunk is answered (or copied) before the next read. */
   char *read_buffer;
+  /** The connections' epoll set, and libuv's watch on it (holding the loop open while any is live). */
+  int epoll_fd;
+  uv_poll_t poll;
+  /** Connections not yet closed. */
+  size_t live;
+  /**
+   * Closed connections whose close JavaScript has not heard of yet, newest first. They are freed
+   * only then, so that an event already taken from the epoll set never finds freed memory.
+   */
+  connection_t *closed;
+  /** Runs once the current turn is over, to tell of closes (see `closed`). */
+  uv_idle_t idle;
   /** Live connections by id: what JavaScript names them by. */
   slot_table_t connections;
   /** Listening sockets this engine accepts on, by id. */
@@ -57,39 +81,47 @@ typedef struct engine {
    * does for Node's own listeners). -1 until the first listener, or while it is in use.
    */
   int spare_fd;
-  /** The JavaScript engine object, plus every connection not yet released. */
+  /** The JavaScript engine object, plus every connection and listener not yet released. */
   int refs;
+  /** libuv handles (poll, idle) not yet closed: the engine is freed after the last. */
+  int handles;
+  struct epoll_event events[EVENTS_PER_TURN];
 } engine_t;
 
-typedef struct connection {
-  uv_tcp_t tcp;
-  engine_t *engine;
-  /** The JavaScript object told about the close; released then. */
+/**
+ * Replies the kernel has not taken yet, in order: made when a write falls short, freed when it
+ * is empty again, so that an idle connection carries none.
+ */
+typedef struct outbox {
+  size_t start;
+  size_t end;
+  size_t capacity;
+  char bytes[];
+} outbox_t;
+
+struct connection {
+  int fd;
+  /** What the epoll set watches for: EPOLLIN while reading, EPOLLOUT while replies wait. */
+  uint32_t watching;
   /** The connection's id in engine->connections. */
   double id;
   uint64_t bytes_received;
   /** Bytes accepted for sending, less those still unsent when the connection closed. */
   uint64_t bytes_sent;
-  /** Bytes not yet taken by the kernel: the write in flight plus those queued behind it. */
-  size_t pending;
-  /**
-   * Replies waiting for the write in flight to finish, in one growing buffer: one libuv write
-   * at a time, so a client that sends one byte per segment and never reads costs its bytes,
-   * not a write request per byte.
-   */
-  char *queued;
-  size_t queued_length;
-  size_t queued_capacity;
-  unsigned writing : 1;
+  union {
+    outbox_t *outbox;
+    /** Once closed: the next in engine->closed. */
+    connection_t *next_closed;
+  };
   unsigned reading : 1;
   unsigned peer_ended : 1;
   unsigned write_ended : 1;
   unsigned shutdown_when_flushed : 1;
   unsigned shutdown_done : 1;
   unsigned closing : 1;
-  /** The first error, as a negative libuv status; 0 for none. */
+  /** The first error, as a negative errno; 0 for none. */
   int error;
-} connection_t;
+};
 
 /** A listening socket whose clients the engine accepts itself: no net.Socket is made for them. */
 typedef struct listener {
@@ -100,130 +132,195 @@ typedef struct listener {
   double id;
 } listener_t;
 
-typedef struct write_request {
-  uv_write_t req;
-  size_t length;
-  char *bytes;
-} write_request_t;
-
-static void engine_release(engine_t *engine) {
-  if (--engine->refs > 0) return;
+static void on_engine_handle_closed(uv_handle_t *handle) {
+  engine_t *engine = handle->data;
+  if (--engine->handles > 0) return;
   slots_free(&engine->connections);
   slots_free(&engine->listeners);
-  if (engine->spare_fd >= 0) close(engine->spare_fd);
   free(engine->read_buffer);
   free(engine);
 }
 
-static void on_closed(uv_handle_t *handle);
-static void on_shutdown(uv_shutdown_t *req, int status);
-static void on_written(uv_write_t *req, int status);
-static void start_reading(connection_t *conn);
-
-static void close_connection(connection_t *conn) {
-  if (conn->closing) return;
-  conn->closing = 1;
-  uv_close((uv_handle_t *)&conn->tcp, on_closed);
+static void engine_release(engine_t *engine) {
+  if (--engine->refs > 0) return;
+  if (engine->spare_fd >= 0) close(engine->spare_fd);
+  if (engine->epoll_fd >= 0) close(engine->epoll_fd);
+  uv_close((uv_handle_t *)&engine->poll, on_engine_handle_closed);
+  uv_close((uv_handle_t *)&engine->idle, on_engine_handle_closed);
 }
 
-static void fail(connection_t *conn, int status) {
-  if (conn->closing) return;
-  if (conn->error == 0) conn->error = status;
-  close_connection(conn);
+/** Bytes the kernel has not taken yet (none once closed: they were dropped). */
+static size_t pending(const connection_t *conn) {
+  return conn->closing || conn->outbox == NULL ? 0 : conn->outbox->end - conn->outbox->start;
 }
 
-static void shut_down(connection_t *conn) {
-  uv_shutdown_t *req = malloc(sizeof *req);
-  if (req == NULL) {
-    fail(conn, UV_ENOMEM);
-    return;
-  }
-  req->data = conn;
-  int status = uv_shutdown(req, (uv_stream_t *)&conn->tcp, on_shutdown);
-  if (status < 0) {
-    free(req);
-    close_connection(conn);
-  }
-}
-
-static void stop_reading(connection_t *conn) {
-  if (!conn->reading) return;
-  uv_read_stop((uv_stream_t *)&conn->tcp);
-  conn->reading = 0;
-}
-
-/** Reading is stopped, and no reason to keep it stopped holds. */
-static int can_resume(const connection_t *conn) {
-  return !conn->reading && !conn->closing && !conn->peer_ended && conn->pending <= conn->engine->max_buffered / 2;
-}
-
-/** Hands the queued bytes to libuv as the one write in flight. */
-static void submit_queued(connection_t *conn) {
-  write_request_t *req = malloc(sizeof *req);
-  if (req == NULL) {
-    fail(conn, UV_ENOMEM);
-    return;
-  }
-  req->bytes = conn->queued;
-  req->length = conn->queued_length;
-  req->req.data = conn;
-  conn->queued = NULL;
-  conn->queued_length = conn->queued_capacity = 0;
-  uv_buf_t buf = uv_buf_init(req->bytes, (unsigned int)req->length);
-  int status = uv_write(&req->req, (uv_stream_t *)&conn->tcp, &buf, 1, on_written);
-  if (status < 0) {
-    // Never sent: the bytes stay counted in pending, and on_closed takes them off.
-    free(req->bytes);
-    free(req);
-    fail(conn, status);
-    return;
-  }
-  conn->writing = 1;
-}
-
-static int queue_bytes(connection_t *conn, const char *bytes, size_t length) {
-  size_t needed = conn->queued_length + length;
-  if (needed > conn->queued_capacity) {
-    size_t capacity = conn->queued_capacity < 4096 ? 4096 : conn->queued_capacity * 2;
-    while (capacity < needed) capacity *= 2;
-    char *grown = realloc(conn->queued, capacity);
-    if (grown == NULL) return UV_ENOMEM;
-    conn->queued = grown;
-    conn->queued_capacity = capacity;
-  }
-  memcpy(conn->queued + conn->queued_length, bytes, length);
-  conn->queued_length = needed;
+/** Watches for `events` (EPOLLIN, EPOLLOUT), if that is a change. */
+static int watch(connection_t *conn, engine_t *engine, uint32_t events) {
+  if (events == conn->watching) return 0;
+  struct epoll_event event = {.events = events, .data.ptr = conn};
+  if (epoll_ctl(engine->epoll_fd, EPOLL_CTL_MOD, conn->fd, &event) < 0) return -errno;
+  conn->watching = events;
   return 0;
 }
 
-/** Sends `length` bytes: what the kernel takes at once, the rest queued in order behind any write in flight. */
-static void send_bytes(connection_t *conn, const char *bytes, size_t length) {
+/** Tells JavaScript of each close (id, error status, final byte counts), then lets go of the connection. */
+static void report_closes(engine_t *engine) {
+  napi_env env = engine->env;
+  while (engine->closed != NULL) {
+    connection_t *conn = engine->closed;
+    engine->closed = conn->next_closed;
+    napi_handle_scope scope;
+    if (engine->on_close != NULL && napi_open_handle_scope(env, &scope) == napi_ok) {
+      napi_value callback, global, args[4];
+      if (napi_get_reference_value(env, engine->on_close, &callback) == napi_ok && napi_get_global(env, &global) == napi_ok &&
+          napi_create_double(env, conn->id, &args[0]) == napi_ok && napi_create_int32(env, conn->error, &args[1]) == napi_ok &&
+          napi_create_double(env, (double)conn->bytes_received, &args[2]) == napi_ok && napi_create_double(env, (double)conn->bytes_sent, &args[3]) == napi_ok) {
+        call_from_loop(env, engine->async_context, global, callback, 4, args);
+      }
+      napi_close_handle_scope(env, scope);
+    }
+    slots_remove(&engine->connections, conn->id);
+    free(conn);
+    engine_release(engine);
+  }
+}
+
+static void on_idle(uv_idle_t *idle) {
+  engine_t *engine = idle->data;
+  uv_idle_stop(idle);
+  // Holds the engine across the calls into JavaScript, which may release the rest.
+  engine->refs++;
+  report_closes(engine);
+  engine_release(engine);
+}
+
+/** Closes the socket now; JavaScript hears of it (and the struct is freed) once this turn is over. */
+static void close_connection(connection_t *conn, engine_t *engine) {
+  if (conn->closing) return;
+  // What is still pending never reached the peer.
+  size_t unsent = pending(conn);
+  conn->closing = 1;
+  conn->bytes_sent -= unsent;
+  engine->bytes_sent -= unsent;
+  free(conn->outbox);
+  // Removed explicitly: a descriptor Node still holds (an adopted socket's) would keep it in the set.
+  epoll_ctl(engine->epoll_fd, EPOLL_CTL_DEL, conn->fd, NULL);
+  close(conn->fd);
+  conn->next_closed = engine->closed;
+  engine->closed = conn;
+  if (--engine->live == 0) uv_unref((uv_handle_t *)&engine->poll);
+  uv_idle_start(&engine->idle, on_idle);
+}
+
+static void fail(connection_t *conn, engine_t *engine, int status) {
+  if (conn->closing) return;
+  if (conn->error == 0) conn->error = status;
+  close_connection(conn, engine);
+}
+
+static void shut_down(connection_t *conn, engine_t *engine) {
+  if (shutdown(conn->fd, SHUT_WR) < 0) {
+    close_connection(conn, engine);
+    return;
+  }
+  conn->shutdown_done = 1;
+  if (conn->peer_ended) close_connection(conn, engine);
+}
+
+/** Sends every pending byte, then FIN. */
+static void finish(connection_t *conn, engine_t *engine) {
+  if (conn->write_ended || conn->closing) return;
+  conn->write_ended = 1;
+  if (pending(conn) == 0) shut_down(conn, engine);
+  else conn->shutdown_when_flushed = 1;
+}
+
+/** Watches for what the connection now waits for: input unless held back, room while replies wait. */
+static void update_watch(connection_t *conn, engine_t *engine) {
+  if (conn->closing) return;
+  uint32_t events = (conn->reading ? EPOLLIN : 0) | (pending(conn) > 0 ? EPOLLOUT : 0);
+  int status = watch(conn, engine, events);
+  if (status < 0) fail(conn, engine, status);
+}
+
+/** Appends bytes the kernel did not take, behind any already waiting. 0, or -ENOMEM. */
+static int queue_bytes(connection_t *conn, const char *bytes, size_t length) {
+  outbox_t *box = conn->outbox;
+  size_t waiting = box == NULL ? 0 : box->end - box->start;
+  if (box != NULL && box->start > 0) {
+    memmove(box->bytes, box->bytes + box->start, waiting);
+    box->start = 0;
+    box->end = waiting;
+  }
+  size_t needed = waiting + length;
+  if (box == NULL || needed > box->capacity) {
+    size_t capacity = box == NULL || box->capacity < 4096 ? 4096 : box->capacity * 2;
+    while (capacity < needed) capacity *= 2;
+    outbox_t *grown = realloc(box, sizeof *box + capacity);
+    if (grown == NULL) return -ENOMEM;
+    if (box == NULL) grown->start = grown->end = 0;
+    grown->capacity = capacity;
+    conn->outbox = box = grown;
+  }
+  memcpy(box->bytes + box->end, bytes, length);
+  box->end += length;
+  return 0;
+}
+
+/** Sends `length` bytes: what the kernel takes at once, the rest queued in order behind what waits. */
+static void send_bytes(connection_t *conn, engine_t *engine, const char *bytes, size_t length) {
   conn->bytes_sent += length;
-  conn->engine->bytes_sent += length;
+  engine->bytes_sent += length;
   size_t taken = 0;
-  if (!conn->writing) {
-    uv_buf_t buf = uv_buf_init((char *)bytes, (unsigned int)length);
-    int written = uv_try_write((uv_stream_t *)&conn->tcp, &buf, 1);
-    if (written == (int)length) return;
-    if (written < 0 && written != UV_EAGAIN) {
-      conn->pending += length;
-      fail(conn, written);
+  if (pending(conn) == 0) {
+    ssize_t written = send(conn->fd, bytes, length, MSG_NOSIGNAL);
+    if (written == (ssize_t)length) return;
+    if (written < 0 && errno != EAGAIN && errno != EINTR) {
+      conn->bytes_sent -= length;
+      engine->bytes_sent -= length;
+      fail(conn, engine, -errno);
       return;
     }
     if (written > 0) taken = (size_t)written;
   }
-  size_t rest = length - taken;
-  conn->pending += rest;
-  int status = queue_bytes(conn, bytes + taken, rest);
+  int status = queue_bytes(conn, bytes + taken, length - taken);
   if (status < 0) {
-    fail(conn, status);
+    conn->bytes_sent -= length - taken;
+    engine->bytes_sent -= length - taken;
+    fail(conn, engine, status);
     return;
   }
-  if (!conn->writing) submit_queued(conn);
-  if (conn->pending >= conn->engine->max_buffered && conn->reading) {
-    stop_reading(conn);
-    conn->engine->backpressure_pauses++;
+  if (pending(conn) >= engine->max_buffered && conn->reading) {
+    conn->reading = 0;
+    engine->backpressure_pauses++;
   }
+  update_watch(conn, engine);
+}
+
+/** The socket has room: sends what waits, then what was held for it (FIN, more input). */
+static void flush(connection_t *conn, engine_t *engine) {
+  outbox_t *box = conn->outbox;
+  while (box != NULL && box->start < box->end) {
+    ssize_t written = send(conn->fd, box->bytes + box->start, box->end - box->start, MSG_NOSIGNAL);
+    if (written < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN) break;
+      fail(conn, engine, -errno);
+      return;
+    }
+    box->start += (size_t)written;
+  }
+  if (box != NULL && box->start == box->end) {
+    free(box);
+    conn->outbox = NULL;
+  }
+  // Resume halfway down, like a high-water mark with hysteresis, so the pipe never idles.
+  if (!conn->reading && !conn->peer_ended && pending(conn) <= engine->max_buffered / 2) conn->reading = 1;
+  if (conn->shutdown_when_flushed && pending(conn) == 0) {
+    conn->shutdown_when_flushed = 0;
+    shut_down(conn, engine);
+  }
+  update_watch(conn, engine);
 }
 
 /** Python's bytes.upper(): ASCII a-z to A-Z, every other byte unchanged (UTF-8 sequences included). */
@@ -232,101 +329,94 @@ static void upper_in_place(char *bytes, size_t length) {
   for (size_t i = 0; i < length; i++) b[i] ^= (unsigned char)(((unsigned char)(b[i] - 'a') < 26) << 5);
 }
 
-/** Sends every pending byte, then FIN. */
-static void finish(connection_t *conn) {
-  if (conn->write_ended || conn->closing) return;
-  conn->write_ended = 1;
-  if (conn->pending == 0) shut_down(conn);
-  else conn->shutdown_when_flushed = 1;
-}
-
-static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf) {
-  (void)suggested;
-  connection_t *conn = handle->data;
-  *buf = uv_buf_init(conn->engine->read_buffer, READ_BUFFER_BYTES);
-}
-
-static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
-  connection_t *conn = stream->data;
-  if (nread > 0) {
-    conn->bytes_received += (uint64_t)nread;
-    conn->engine->bytes_received += (uint64_t)nread;
-    // After our FIN there is nowhere to echo to: late input is read and dropped.
-    if (conn->write_ended) return;
-    if (conn->engine->upper) upper_in_place(buf->base, (size_t)nread);
-    send_bytes(conn, buf->base, (size_t)nread);
-  } else if (nread == UV_EOF) {
-    // Half-close: send what is pending, then our FIN; close once both sides are done.
-    conn->peer_ended = 1;
-    conn->reading = 0;
-    if (conn->shutdown_done) close_connection(conn);
-    else finish(conn);
-  } else if (nread < 0) {
-    fail(conn, (int)nread);
+/** Input is ready: reads and answers it, as long as the buffer comes back full. */
+static void receive(connection_t *conn, engine_t *engine) {
+  for (int reads = 0; reads < READS_PER_TURN && conn->reading && !conn->closing; reads++) {
+    ssize_t got = read(conn->fd, engine->read_buffer, READ_BUFFER_BYTES);
+    if (got > 0) {
+      conn->bytes_received += (uint64_t)got;
+      engine->bytes_received += (uint64_t)got;
+      // After our FIN there is nowhere to echo to: late input is read and dropped.
+      if (!conn->write_ended) {
+        if (engine->upper) upper_in_place(engine->read_buffer, (size_t)got);
+        send_bytes(conn, engine, engine->read_buffer, (size_t)got);
+      }
+      if (got < READ_BUFFER_BYTES) return;
+    } else if (got == 0) {
+      // Half-close: send what is pending, then our FIN; close once both sides are done.
+      conn->peer_ended = 1;
+      conn->reading = 0;
+      if (conn->shutdown_done) close_connection(conn, engine);
+      else finish(conn, engine);
+      update_watch(conn, engine);
+      return;
+    } else {
+      if (errno != EAGAIN && errno != EINTR) fail(conn, engine, -errno);
+      return;
+    }
   }
 }
 
-static void on_written(uv_write_t *req, int status) {
-  write_request_t *request = (write_request_t *)req;
-  connection_t *conn = req->data;
-  conn->writing = 0;
-  if (status == 0) conn->pending -= request->length;
-  free(request->bytes);
-  free(request);
+static void on_ready(connection_t *conn, engine_t *engine, uint32_t events) {
+  if (events & EPOLLOUT) flush(conn, engine);
   if (conn->closing) return;
-  if (status < 0) {
-    fail(conn, status);
+  if ((events & (EPOLLIN | EPOLLHUP | EPOLLERR)) && conn->reading) {
+    receive(conn, engine);
     return;
   }
-  if (conn->queued_length > 0) submit_queued(conn);
-  // Resume halfway down, like a high-water mark with hysteresis, so the pipe never idles.
-  if (can_resume(conn)) start_reading(conn);
-  if (conn->shutdown_when_flushed && conn->pending == 0) {
-    conn->shutdown_when_flushed = 0;
-    shut_down(conn);
+  if (events & (EPOLLHUP | EPOLLERR)) {
+    // Not reading, so no read reports it: take the socket's error, or else the end of both directions.
+    int error = 0;
+    socklen_t length = sizeof error;
+    getsockopt(conn->fd, SOL_SOCKET, SO_ERROR, &error, &length);
+    if (error != 0) fail(conn, engine, -error);
+    else if (pending(conn) > 0) fail(conn, engine, -EPIPE);
+    else close_connection(conn, engine);
   }
 }
 
-static void on_shutdown(uv_shutdown_t *req, int status) {
-  connection_t *conn = req->data;
-  free(req);
-  if (conn->closing) return;
-  conn->shutdown_done = 1;
-  if (status < 0 || conn->peer_ended) close_connection(conn);
-}
-
-static void start_reading(connection_t *conn) {
-  int status = uv_read_start((uv_stream_t *)&conn->tcp, on_alloc, on_read);
-  if (status < 0) fail(conn, status);
-  else conn->reading = 1;
+/** The epoll set has ready connections: serves them, then tells JavaScript of any that closed. */
+static void on_set_ready(uv_poll_t *poll, int status, int events) {
+  (void)events;
+  engine_t *engine = poll->data;
+  if (status < 0) return;
+  int count = epoll_wait(engine->epoll_fd, engine->events, EVENTS_PER_TURN, 0);
+  for (int i = 0; i < count; i++) {
+    connection_t *conn = engine->events[i].data.ptr;
+    if (!conn->closing) on_ready(conn, engine, engine->events[i].events);
+  }
+  if (engine->closed != NULL) on_idle(&engine->idle);
 }
 
 /**
- * The handle is closed: tell JavaScript (id, error status, final byte counts), then let go of
- * it. The id names nothing once this returns.
+ * Makes a connection of the connected socket `fd` (which it owns from here, and closes on
+ * failure) and starts echoing on it. NULL, with a negative errno in `*status`, when none could
+ * be made.
  */
-static void on_closed(uv_handle_t *handle) {
-  connection_t *conn = handle->data;
-  engine_t *engine = conn->engine;
-  // Every write callback has run by now: what is still pending never reached the peer.
-  conn->bytes_sent -= conn->pending;
-  engine->bytes_sent -= conn->pending;
-  conn->pending = 0;
-  napi_env env = engine->env;
-  napi_handle_scope scope;
-  if (engine->on_close != NULL && napi_open_handle_scope(env, &scope) == napi_ok) {
-    napi_value callback, global, args[4];
-    if (napi_get_reference_value(env, engine->on_close, &callback) == napi_ok && napi_get_global(env, &global) == napi_ok &&
-        napi_create_double(env, conn->id, &args[0]) == napi_ok && napi_create_int32(env, conn->error, &args[1]) == napi_ok &&
-        napi_create_double(env, (double)conn->bytes_received, &args[2]) == napi_ok && napi_create_double(env, (double)conn->bytes_sent, &args[3]) == napi_ok) {
-      call_from_loop(env, engine->async_context, global, callback, 4, args);
-    }
-    napi_close_handle_scope(env, scope);
+static connection_t *attach(engine_t *engine, int fd, int *status) {
+  connection_t *conn = calloc(1, sizeof *conn);
+  if (conn == NULL || (*status = slots_put(&engine->connections, conn, &conn->id)) < 0) {
+    free(conn);
+    close(fd);
+    *status = -ENOMEM;
+    return NULL;
   }
-  slots_remove(&engine->connections, conn->id);
-  free(conn->queued);
-  free(conn);
-  engine_release(engine);
+  conn->fd = fd;
+  conn->reading = 1;
+  conn->watching = EPOLLIN;
+  struct epoll_event event = {.events = EPOLLIN, .data.ptr = conn};
+  if (epoll_ctl(engine->epoll_fd, EPOLL_CTL_ADD, fd, &event) < 0) {
+    *status = -errno;
+    slots_remove(&engine->connections, conn->id);
+    free(conn);
+    close(fd);
+    return NULL;
+  }
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  engine->refs++;
+  if (engine->live++ == 0) uv_ref((uv_handle_t *)&engine->poll);
+  return conn;
 }
 
 // ---- Node-API glue ----
@@ -375,54 +465,34 @@ static napi_value create_engine(napi_env env, napi_callback_info info) {
   engine->read_buffer = read_buffer;
   engine->refs = 1;
   engine->spare_fd = -1;
+  uv_loop_t *loop;
+  engine->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+  if (engine->epoll_fd < 0 || napi_get_uv_event_loop(env, &loop) != napi_ok || uv_poll_init(loop, &engine->poll, engine->epoll_fd) < 0) {
+    int error = engine->epoll_fd < 0 ? -errno : UV_EINVAL;
+    if (engine->epoll_fd >= 0) close(engine->epoll_fd);
+    free(read_buffer);
+    free(engine);
+    return throw_status(env, error, "createEngine");
+  }
+  uv_idle_init(loop, &engine->idle);
+  engine->poll.data = engine->idle.data = engine;
+  engine->handles = 2;
+  // No connection yet: the set keeps the loop open only while one is live.
+  uv_poll_start(&engine->poll, UV_READABLE, on_set_ready);
+  uv_unref((uv_handle_t *)&engine->poll);
   napi_value resource_name, result;
   if (napi_create_reference(env, argv[2], 1, &engine->on_close) != napi_ok || napi_create_reference(env, argv[3], 1, &engine->on_accept) != napi_ok ||
       napi_create_string_utf8(env, "echoplex:native", NAPI_AUTO_LENGTH, &resource_name) != napi_ok ||
       napi_async_init(env, NULL, resource_name, &engine->async_context) != napi_ok ||
       napi_create_external(env, engine, engine_finalize, NULL, &result) != napi_ok || napi_type_tag_object(env, result, &ENGINE_TAG) != napi_ok) {
-    // Only the first steps can fail here, before anything but the reference exists.
+    // Only the first steps can fail here, before anything but the references exists.
     if (engine->on_close) napi_delete_reference(env, engine->on_close);
     if (engine->on_accept) napi_delete_reference(env, engine->on_accept);
-    free(read_buffer);
-    free(engine);
+    engine->on_close = engine->on_accept = NULL;
+    engine_release(engine);
     return throw_failed(env, "createEngine");
   }
   return result;
-}
-
-/**
- * Makes a connection of the connected socket `fd` (which it owns from here, and closes on
- * failure) and starts echoing on it. NULL, with a negative libuv status in `*status`, when none
- * could be made; otherwise the connection, which its open handle owns (on_closed frees it).
- */
-static connection_t *attach(engine_t *engine, uv_loop_t *loop, int fd, int *status) {
-  connection_t *conn = calloc(1, sizeof *conn);
-  if (conn == NULL || (*status = slots_put(&engine->connections, conn, &conn->id)) < 0) {
-    free(conn);
-    close(fd);
-    *status = UV_ENOMEM;
-    return NULL;
-  }
-  *status = uv_tcp_init(loop, &conn->tcp);
-  if (*status < 0) {
-    slots_remove(&engine->connections, conn->id);
-    free(conn);
-    close(fd);
-    return NULL;
-  }
-  // The open handle owns the connection, and the connection holds its engine.
-  conn->engine = engine;
-  engine->refs++;
-  conn->tcp.data = conn;
-  int opened = uv_tcp_open(&conn->tcp, fd);
-  if (opened < 0) {
-    close(fd);
-    fail(conn, opened);
-    return conn;
-  }
-  uv_tcp_nodelay(&conn->tcp, 1);
-  start_reading(conn);
-  return conn;
 }
 
 /**
@@ -437,12 +507,10 @@ static napi_value adopt(napi_env env, napi_callback_info info) {
   engine_t *engine = engine_arg(env, argv[0]);
   if (engine == NULL) return NULL;
   CHECK(napi_get_value_int32(env, argv[1], &fd));
-  uv_loop_t *loop;
-  CHECK(napi_get_uv_event_loop(env, &loop));
   int own_fd = duplicate_socket(fd);
   if (own_fd < 0) return throw_status(env, own_fd, "adopt");
   int status;
-  connection_t *conn = attach(engine, loop, own_fd, &status);
+  connection_t *conn = attach(engine, own_fd, &status);
   if (conn == NULL) return throw_status(env, status, "adopt");
   napi_value result;
   CHECK(napi_create_double(env, conn->id, &result));
@@ -521,9 +589,8 @@ static void on_listener_readable(uv_poll_t *poll, int status, int events) {
       report_accept(engine, listener, NULL, -error, NULL);
       return;
     }
-    uv_loop_t *loop = poll->loop;
     int made;
-    connection_t *conn = attach(engine, loop, fd, &made);
+    connection_t *conn = attach(engine, fd, &made);
     if (conn == NULL) report_accept(engine, listener, NULL, made, NULL);
     else report_accept(engine, listener, conn, 0, &peer);
     // JavaScript may have stopped this listener meanwhile.
@@ -598,8 +665,9 @@ static napi_value stop_accepting(napi_env env, napi_callback_info info) {
 }
 
 /** The live connection `engine, id` names (NULL if it has closed), or NULL with an error thrown. */
-static connection_t *connection_args(napi_env env, napi_value *argv, bool *failed) {
+static connection_t *connection_args(napi_env env, napi_value *argv, engine_t **engine_out, bool *failed) {
   engine_t *engine = engine_arg(env, argv[0]);
+  *engine_out = engine;
   *failed = engine == NULL;
   if (engine == NULL) return NULL;
   connection_t *conn = slot_arg(env, argv[1], &engine->connections);
@@ -614,8 +682,9 @@ static napi_value js_finish(napi_env env, napi_callback_info info) {
   napi_value argv[2];
   bool failed;
   if (get_args(env, info, 2, argv) == NULL) return NULL;
-  connection_t *conn = connection_args(env, argv, &failed);
-  if (conn != NULL) finish(conn);
+  engine_t *engine;
+  connection_t *conn = connection_args(env, argv, &engine, &failed);
+  if (conn != NULL) finish(conn, engine);
   return NULL;
 }
 
@@ -624,8 +693,9 @@ static napi_value js_destroy(napi_env env, napi_callback_info info) {
   napi_value argv[2];
   bool failed;
   if (get_args(env, info, 2, argv) == NULL) return NULL;
-  connection_t *conn = connection_args(env, argv, &failed);
-  if (conn != NULL) close_connection(conn);
+  engine_t *engine;
+  connection_t *conn = connection_args(env, argv, &engine, &failed);
+  if (conn != NULL) close_connection(conn, engine);
   return NULL;
 }
 
@@ -634,7 +704,8 @@ static napi_value js_counters(napi_env env, napi_callback_info info) {
   napi_value argv[3];
   bool failed;
   if (get_args(env, info, 3, argv) == NULL) return NULL;
-  connection_t *conn = connection_args(env, argv, &failed);
+  engine_t *engine;
+  connection_t *conn = connection_args(env, argv, &engine, &failed);
   if (failed) return NULL;
   double *out = float64_array(env, argv[2], 3);
   if (out == NULL) return NULL;
@@ -643,7 +714,7 @@ static napi_value js_counters(napi_env env, napi_callback_info info) {
   if (conn == NULL) return live;
   out[0] = (double)conn->bytes_received;
   out[1] = (double)conn->bytes_sent;
-  out[2] = (double)conn->pending;
+  out[2] = (double)pending(conn);
   return live;
 }
 

@@ -99,8 +99,7 @@ napi_value wrap_connection(napi_env env, void *data, napi_finalize finalize, con
   return result;
 }
 
-#define SLOT_INDEX_RANGE 16777216.0
-#define SLOT_INDEX_LIMIT 16777216u
+#define SLOT_INDEX_RANGE ((double)SLOT_INDEX_LIMIT)
 
 int slots_put(slot_table_t *table, void *item, double *id) {
   if (table->free_count == 0) {

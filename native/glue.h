@@ -60,6 +60,8 @@ napi_value adopt_connection(napi_env env, const adoption_t *kind, void *conn, uv
  * plus its generation times 2^24, a whole number a double holds exactly; a slot's generation
  * moves on when it is emptied, so an id that outlived its connection finds nothing.
  */
+/** An id modulo this is its slot's index: JavaScript may keep its own table by index. */
+#define SLOT_INDEX_LIMIT 16777216u
 typedef struct {
   void **items;
   uint32_t *generations;

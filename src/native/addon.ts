@@ -73,6 +73,8 @@ export interface PlatformConstants {
   readonly AF_INET: number;
   readonly AF_INET6: number;
   readonly SOCK_STREAM: number;
+  /** A native connection's id modulo this is its slot's index (native/glue.h). */
+  readonly SLOT_INDEX_LIMIT: number;
 }
 
 /** The addon's constants, or undefined where the addon is absent. */

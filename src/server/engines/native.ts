@@ -2,7 +2,7 @@
 
 import type net from 'node:net';
 import { errorName } from '../../core/errors.js';
-import { addonBinding } from '../../native/addon.js';
+import { addonBinding, platformConstants } from '../../native/addon.js';
 import { descriptorOf } from '../../native/descriptor.js';
 import { Connection, type ConnectionContext } from '../connection.js';
 import type { ServerStats } from '../stats.js';
@@ -55,6 +55,12 @@ type OnAccept = (listenerId: number, idOrStatus: number, address?: string, port?
 
 const binding = addonBinding<EchoBinding>(['createEngine', 'adopt', 'acceptOn', 'stopAccepting', 'finish', 'destroy', 'counters', 'totals']);
 
+/** The engine as its connections call it: one object shared by all of them, not two fields each. */
+interface EngineRef {
+  readonly binding: EchoBinding;
+  readonly engine: EngineHandle;
+}
+
 /** Who hears of a listener's clients, and what they are served with. */
 interface Acceptor {
   context: ConnectionContext;
@@ -76,11 +82,21 @@ export class NativeEcho implements ServerEngine {
   readonly name = 'native';
   readonly #binding: EchoBinding;
   readonly #engine: EngineHandle;
+  readonly #ref: EngineRef;
   readonly #totals = new Float64Array(3);
-  /** Open connections by id, until their close callback. */
-  readonly #connections = new Map<number, NativeConnection>();
+  /**
+   * Open connections by their id's slot index, until their close callback: the engine hands out
+   * the lowest free slots, so this stays a dense array, a word per connection (a Map costs several).
+   */
+  readonly #connections: Array<NativeConnection | undefined> = [];
+  readonly #slots: number;
   /** Listening sockets accepted on in C, by listener id. */
   readonly #acceptors = new Map<number, Acceptor>();
+  /**
+   * The address the last client was shown by: clients mostly come from a few addresses, and
+   * each would otherwise hold its own copy of the same string.
+   */
+  #lastAddress = '';
 
   /** Undefined where the addon lacks the echo engine. */
   static create(settings: NativeEchoSettings): NativeEcho | undefined {
@@ -89,11 +105,28 @@ export class NativeEcho implements ServerEngine {
 
   private constructor(echoBinding: EchoBinding, settings: NativeEchoSettings) {
     this.#binding = echoBinding;
-    this.#engine = echoBinding.createEngine(settings.upper, settings.maxBuffered, (id, status, received, sent) => {
-      const connection = this.#connections.get(id);
-      this.#connections.delete(id);
-      connection?.nativeClosed(status, received, sent);
-    }, (listenerId, idOrStatus, address, port) => this.#accepted(listenerId, idOrStatus, address, port));
+    this.#slots = platformConstants()!.SLOT_INDEX_LIMIT;
+    this.#engine = echoBinding.createEngine(
+      settings.upper,
+      settings.maxBuffered,
+      (id, status, received, sent) => {
+        const slot = id % this.#slots;
+        const connection = this.#connections[slot];
+        if (connection?.nativeId !== id) return;
+        this.#connections[slot] = undefined;
+        connection.nativeClosed(status, received, sent);
+      },
+      (listenerId, idOrStatus, address, port) => this.#accepted(listenerId, idOrStatus, address, port),
+    );
+    this.#ref = { binding: echoBinding, engine: this.#engine };
+  }
+
+  #track(remoteAddress: string, make: (address: string) => NativeConnection): NativeConnection {
+    if (remoteAddress === this.#lastAddress) remoteAddress = this.#lastAddress;
+    else this.#lastAddress = remoteAddress;
+    const connection = make(remoteAddress);
+    this.#connections[connection.nativeId % this.#slots] = connection;
+    return connection;
   }
 
   acceptOn(server: net.Server, context: ConnectionContext, handler: AcceptHandler): (() => void) | undefined {
@@ -127,11 +160,7 @@ export class NativeEcho implements ServerEngine {
     acceptor.handler.accepted(
       address,
       port,
-      (id, shownAddress) => {
-        const connection = new NativeConnection(id, shownAddress, port, acceptor.context, this.#binding, this.#engine, nativeId);
-        this.#connections.set(nativeId, connection);
-        return connection;
-      },
+      (id, shownAddress) => this.#track(shownAddress, (shown) => new NativeConnection(id, shown, port, acceptor.context, this.#ref, nativeId)),
       () => this.#binding.destroy(this.#engine, nativeId),
     );
   }
@@ -141,8 +170,7 @@ export class NativeEcho implements ServerEngine {
     if (fd !== undefined) {
       try {
         const nativeId = this.#binding.adopt(this.#engine, fd);
-        const connection = new NativeConnection(id, remoteAddress, remotePort, context, this.#binding, this.#engine, nativeId);
-        this.#connections.set(nativeId, connection);
+        const connection = this.#track(remoteAddress, (shown) => new NativeConnection(id, shown, remotePort, context, this.#ref, nativeId));
         // The engine holds its own duplicate: closing ours sends nothing to the peer.
         socket.destroy();
         return connection;
@@ -166,22 +194,21 @@ export class NativeEcho implements ServerEngine {
 const counters = new Float64Array(3);
 
 export class NativeConnection extends Connection {
-  readonly #binding: EchoBinding;
-  readonly #native: number;
-  readonly #engine: EngineHandle;
+  readonly #engine: EngineRef;
+  /** The engine's id for it. */
+  readonly nativeId: number;
   #writeEnded = false;
   #closing = false;
 
-  constructor(id: number, remoteAddress: string, remotePort: number, context: ConnectionContext, echoBinding: EchoBinding, engine: EngineHandle, nativeId: number) {
+  constructor(id: number, remoteAddress: string, remotePort: number, context: ConnectionContext, engine: EngineRef, nativeId: number) {
     super(id, remoteAddress, remotePort, context);
-    this.#binding = echoBinding;
     this.#engine = engine;
-    this.#native = nativeId;
+    this.nativeId = nativeId;
   }
 
   /** Fills `counters` from the engine; false once closed, when the base class holds the final counts. */
   #read(): boolean {
-    return this.#binding.counters(this.#engine, this.#native, counters);
+    return this.#engine.binding.counters(this.#engine.engine, this.nativeId, counters);
   }
 
   override get bytesReceived(): number {
@@ -213,7 +240,7 @@ export class NativeConnection extends Connection {
   finish(): void {
     if (this.#writeEnded || this.#closing) return;
     this.#writeEnded = true;
-    this.#binding.finish(this.#engine, this.#native);
+    this.#engine.binding.finish(this.#engine.engine, this.nativeId);
   }
 
   // The hello line keeps connections on the portable engine (server.ts): not asked of this one.
@@ -229,7 +256,7 @@ export class NativeConnection extends Connection {
   protected destroy(): void {
     if (this.#closing) return;
     this.#closing = true;
-    this.#binding.destroy(this.#engine, this.#native);
+    this.#engine.binding.destroy(this.#engine.engine, this.nativeId);
   }
 
   protected get outputEnded(): boolean {
