@@ -1,6 +1,8 @@
 // The echo server through its library API, against real sockets on port 0.
 
 import assert from 'node:assert/strict';
+import { createHook } from 'node:async_hooks';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import net from 'node:net';
@@ -206,6 +208,45 @@ describe('IPv6 and dual stack', () => {
 });
 
 suite('what the native engine takes', nativeSkip, () => {
+  it('accepts in C: Node makes no socket for a client, which is still admitted, served and counted', async () => {
+    // Clients connect from another process, so that every TCP handle made here is the server's.
+    const clients = `const net = require('node:net');
+      (async () => {
+        for (let i = 0; i < 5; i++) {
+          await new Promise((resolve, reject) => {
+            const socket = net.connect(Number(process.argv[1]), '127.0.0.1', () => socket.end('hello'));
+            let echoed = '';
+            socket.on('data', (chunk) => (echoed += chunk));
+            socket.on('end', () => (echoed === 'hello' ? resolve() : reject(new Error('echoed ' + echoed))));
+            socket.on('error', reject);
+          });
+        }
+      })().then(() => process.exit(0), (err) => { console.error(err); process.exit(1); });`;
+    const socketsMadeFor = async (engine: 'native' | 'portable'): Promise<number> => {
+      let made = 0;
+      const hook = createHook({ init: (_id, type) => void (type === 'TCPWRAP' && made++) });
+      const running = await startServer({ engine });
+      const served: number[] = [];
+      running.server.on('connection', (connection) => served.push(connection.id));
+      hook.enable();
+      try {
+        const child = spawn(process.execPath, ['-e', clients, String(running.port)], { stdio: ['ignore', 'ignore', 'inherit'] });
+        const [code] = (await withTimeout(once(child, 'exit'), 10_000, 'the clients')) as [number | null];
+        assert.equal(code, 0, 'every client got its echo');
+        assert.equal(served.length, 5, 'every client was admitted as a connection');
+        await waitUntil(() => running.server.stats().connectionsActive === 0, 5000, 'the connections to close');
+        assert.equal(running.server.stats().bytesReceived, 25);
+      } finally {
+        hook.disable();
+        await running.close();
+      }
+      return made;
+    };
+    assert.equal(await socketsMadeFor('native'), 0);
+    // The count sees sockets where Node accepts.
+    assert.equal(await socketsMadeFor('portable'), 5);
+  });
+
   it('takes plain echo and upper, with open and close logged, and leaves the rest to the portable engine', async () => {
     const cases: Array<[string, Parameters<typeof startServer>[0], boolean]> = [
       ['echo', {}, true],

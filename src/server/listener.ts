@@ -1,4 +1,4 @@
-// Listening sockets, always on net.Server (TLS, Unix sockets and cluster workers alike); an engine takes each connection.
+// Listening sockets, always bound by net.Server (TLS, Unix sockets and cluster workers alike); an engine takes each connection, or the socket itself where it accepts in C.
 
 import cluster from 'node:cluster';
 import { existsSync } from 'node:fs';
@@ -14,8 +14,6 @@ import type { AcceptHandler, ServerEngine } from './engines/engine.js';
 import type { ServerStats } from './stats.js';
 import type { EngineName } from '../native/engine.js';
 import { portableEngine } from './engines/portable.js';
-
-export type { AcceptHandler } from './engines/engine.js';
 
 export interface ListenAddress {
   host: string;
