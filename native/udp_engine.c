@@ -23,6 +23,8 @@
 #define MAX_DATAGRAM 65536
 /** Batches per poll callback, so that one busy socket does not hold the loop. */
 #define ROUNDS 8
+/** Datagrams read in one callback from which the socket counts as busy (see `busy`). */
+#define BUSY_AFTER BATCH
 
 typedef struct pending {
   struct pending *next;
@@ -34,11 +36,19 @@ typedef struct pending {
 
 typedef struct udp_engine {
   uv_poll_t poll;
+  /**
+   * Under sustained load the socket leaves the epoll set and is read once per turn of the loop
+   * from this handle, until a read finds nothing waiting. While the socket is in an epoll set,
+   * every reply the kernel frees wakes its wait queue (for writability), which calls into epoll:
+   * a cost per datagram that a blocking recvfrom loop, busy, does not pay.
+   */
+  uv_idle_t idle;
+  int busy;
   int fd;
   int upper;
   int closing;
   int writable_wanted;
-  /** The JavaScript object and the open poll handle: freed when both are gone. */
+  /** The JavaScript object and the open poll and idle handles: freed when all are gone. */
   int refs;
   size_t max_pending;
   size_t pending_bytes;
@@ -78,17 +88,22 @@ static void release(udp_engine_t *engine) {
   free(engine);
 }
 
-static void on_closed(uv_handle_t *handle) {
+static void on_poll_closed(uv_handle_t *handle) {
   udp_engine_t *engine = handle->data;
   close(engine->fd);
   release(engine);
+}
+
+static void on_idle_closed(uv_handle_t *handle) {
+  release(handle->data);
 }
 
 static void close_engine(udp_engine_t *engine) {
   if (engine->closing) return;
   engine->closing = 1;
   uv_poll_stop(&engine->poll);
-  uv_close((uv_handle_t *)&engine->poll, on_closed);
+  uv_close((uv_handle_t *)&engine->poll, on_poll_closed);
+  uv_close((uv_handle_t *)&engine->idle, on_idle_closed);
 }
 
 /** Queues a reply the socket could not take, in order; past the bound it is dropped. */
@@ -125,10 +140,13 @@ static int flush_pending(udp_engine_t *engine) {
   return 1;
 }
 
+static void on_poll(uv_poll_t *handle, int status, int events);
+
 static void want_writable(udp_engine_t *engine, int wanted) {
-  if (engine->writable_wanted == wanted || engine->closing) return;
+  // A busy socket polls again (for writable too) once it leaves busy mode.
+  if (engine->writable_wanted == wanted || engine->closing || engine->busy) return;
   engine->writable_wanted = wanted;
-  uv_poll_start(&engine->poll, wanted ? UV_READABLE | UV_WRITABLE : UV_READABLE, NULL);
+  uv_poll_start(&engine->poll, wanted ? UV_READABLE | UV_WRITABLE : UV_READABLE, on_poll);
 }
 
 /** Answers `count` datagrams read into the batch slots; what the socket cannot take waits. */
@@ -202,24 +220,65 @@ static int read_batch(udp_engine_t *engine, size_t *lengths, socklen_t *address_
 #endif
 }
 
-static void on_poll(uv_poll_t *handle, int status, int events) {
-  udp_engine_t *engine = handle->data;
-  if (engine->closing) return;
-  if (status < 0) return;
-  if ((events & UV_WRITABLE) && flush_pending(engine)) want_writable(engine, 0);
-  if (!(events & UV_READABLE)) return;
+/**
+ * Reads and answers up to ROUNDS batches; returns how many datagrams they held, with `*drained`
+ * set when a read found none waiting.
+ */
+static int serve(udp_engine_t *engine, int *drained) {
   size_t lengths[BATCH];
   socklen_t address_lengths[BATCH];
+  int total = 0;
+  *drained = 0;
   for (int round = 0; round < ROUNDS; round++) {
     int count = read_batch(engine, lengths, address_lengths);
-    if (count == 0) break;
+    if (count == 0) {
+      *drained = 1;
+      break;
+    }
     for (int i = 0; i < count; i++) {
       engine->datagrams++;
       engine->bytes_received += (double)lengths[i];
       if (engine->upper) upper_in_place(engine->in_iov[i].iov_base, lengths[i]);
     }
     answer(engine, count, lengths, address_lengths);
+    total += count;
     // More may have come in while this batch was answered: read again until none is waiting.
+  }
+  return total;
+}
+
+static void on_busy(uv_idle_t *idle);
+
+/** Back to waiting in epoll, for writable too if replies wait. */
+static void leave_busy(udp_engine_t *engine) {
+  engine->busy = 0;
+  uv_idle_stop(&engine->idle);
+  engine->writable_wanted = engine->head != NULL;
+  uv_poll_start(&engine->poll, engine->writable_wanted ? UV_READABLE | UV_WRITABLE : UV_READABLE, on_poll);
+}
+
+static void on_busy(uv_idle_t *idle) {
+  udp_engine_t *engine = idle->data;
+  if (engine->closing) return;
+  int drained;
+  serve(engine, &drained);
+  // Replies waiting for room need the poll's writable event.
+  if (drained || engine->head != NULL) leave_busy(engine);
+}
+
+static void on_poll(uv_poll_t *handle, int status, int events) {
+  udp_engine_t *engine = handle->data;
+  if (engine->closing) return;
+  if (status < 0) return;
+  if ((events & UV_WRITABLE) && flush_pending(engine)) want_writable(engine, 0);
+  if (!(events & UV_READABLE)) return;
+  int drained;
+  int total = serve(engine, &drained);
+  if (total >= BUSY_AFTER && !drained && engine->head == NULL) {
+    // Stopping the poll takes the socket out of the epoll set.
+    uv_poll_stop(&engine->poll);
+    engine->busy = 1;
+    uv_idle_start(&engine->idle, on_busy);
   }
 }
 
@@ -274,8 +333,10 @@ static napi_value js_create(napi_env env, napi_callback_info info) {
     return throw_status(env, status, "createUdp");
   }
   engine->poll.data = engine;
-  // The handle is one owner until its close callback.
-  engine->refs = 1;
+  uv_idle_init(loop, &engine->idle);
+  engine->idle.data = engine;
+  // Each handle is one owner until its close callback.
+  engine->refs = 2;
   uv_poll_start(&engine->poll, UV_READABLE, on_poll);
   napi_value result;
   if (napi_create_external(env, engine, engine_finalize, NULL, &result) != napi_ok) {

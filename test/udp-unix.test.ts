@@ -9,9 +9,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { createEchoServer, ListenError } from '../src/index.js';
-import { spawnCli } from './helpers/cli.js';
+import { spawnCli, startServe } from './helpers/cli.js';
+import { cpuSeconds } from './helpers/proc.js';
 import { startServer } from './helpers/sockets.js';
-import { withTimeout } from './helpers/timeout.js';
+import { delay, withTimeout } from './helpers/timeout.js';
 import { addonAbsence } from '../src/native/addon.js';
 import { skipUnless, suite } from './helpers/peers.js';
 
@@ -76,6 +77,56 @@ for (const engine of ['native', 'portable'] as const) {
         assert.equal((await udpExchange(running.port, Buffer.from('world'), '::1'))?.toString(), 'hello world');
       } finally {
         await running.close();
+      }
+    });
+
+    it('answers bursts from many sockets in full, then waits idle without spinning', async () => {
+      // A backlog is what makes the native engine read its socket turn by turn (busy mode)
+      // instead of waiting in epoll; it must answer every datagram across the switch, and go
+      // back to waiting once the backlog is gone. The server is stopped while each burst lands,
+      // so that the backlog is there when it resumes.
+      const server = await startServe(['--quiet', '--udp', '--engine', engine]);
+      const sockets = await Promise.all(
+        Array.from({ length: 10 }, async () => {
+          const socket = dgram.createSocket({ type: 'udp4', recvBufferSize: 1 << 20 });
+          await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
+          return socket;
+        }),
+      );
+      try {
+        for (let wave = 0; wave < 3; wave++) {
+          server.child.kill('SIGSTOP');
+          const replies = Promise.all(
+            sockets.map(
+              (socket, s) =>
+                new Promise<void>((resolve, reject) => {
+                  const expected = new Set(Array.from({ length: 40 }, (_, i) => `wave ${wave} socket ${s} datagram ${i}`));
+                  const onMessage = (message: Buffer) => {
+                    if (!expected.delete(message.toString())) reject(new Error(`unexpected reply ${message.toString()}`));
+                    if (expected.size > 0) return;
+                    socket.off('message', onMessage);
+                    resolve();
+                  };
+                  socket.on('message', onMessage);
+                  for (const text of expected) socket.send(text, server.port, '127.0.0.1');
+                }),
+            ),
+          );
+          await delay(100);
+          server.child.kill('SIGCONT');
+          await withTimeout(replies, 5000, `every reply of burst ${wave}`);
+        }
+        const pid = server.child.pid!;
+        await delay(200);
+        const before = cpuSeconds(pid);
+        await delay(1000);
+        const used = cpuSeconds(pid) - before;
+        assert.ok(used < 0.2, `the server used ${used.toFixed(2)} s of CPU in 1 s with no datagram coming`);
+        assert.equal((await udpExchange(server.port, Buffer.from('after the bursts')))?.toString(), 'after the bursts');
+      } finally {
+        server.child.kill('SIGCONT');
+        for (const socket of sockets) socket.close();
+        await server.stop();
       }
     });
 
