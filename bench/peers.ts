@@ -94,6 +94,14 @@ export const PEERS: Peer[] = [
     command: (p) => [process.execPath, process.env['ECHOPLEX_BASELINE'] ?? '', 'serve', '--quiet', '--port', String(p)],
     unavailable: () => (process.env['ECHOPLEX_BASELINE'] ? undefined : 'set ECHOPLEX_BASELINE to another build\'s dist/cli/main.js'),
   },
+  {
+    name: 'echoplex-udp-baseline',
+    transform: 'echo',
+    datagrams: true,
+    comparedWith: 'c-udp',
+    command: (p) => [process.execPath, process.env['ECHOPLEX_BASELINE'] ?? '', 'serve', '--quiet', '--udp', '--port', String(p)],
+    unavailable: () => (process.env['ECHOPLEX_BASELINE'] ? undefined : 'set ECHOPLEX_BASELINE to another build\'s dist/cli/main.js'),
+  },
   { name: 'node-raw', transform: 'echo', command: (p) => [process.execPath, `${PEERS_DIR}node-raw-echo.mjs`, String(p)], unavailable: () => undefined },
   // UDP: the plainest C loop, and echoplex's UDP on each engine.
   { name: 'c-udp', transform: 'echo', datagrams: true, command: (p) => [`${BIN_DIR}udp_echo`, String(p)], unavailable: () => (existsSync(`${BIN_DIR}udp_echo`) ? undefined : 'cc not available') },
@@ -236,9 +244,10 @@ function runLoad(kind: 'echoplex' | 'c' | 'ws-loop', port: number, scenario: Sce
     const json = JSON.parse(out.stdout.toString()) as Omit<LoadResult, 'bytesPerSecond'>;
     return { ...json, bytesPerSecond: json.messagesPerSecond * scenario.size };
   }
-  // The C load generator speaks TCP: datagrams and WebSocket messages always come from echoplex bench.
-  if (kind === 'c' && !scenario.udp && !scenario.ws) {
-    const out = spawnSync('taskset', ['-c', '1', `${BIN_DIR}loadgen`, String(port), String(scenario.connections), String(scenario.size), String(scenario.pipeline), String(duration), String(warmup), transform], { timeout: (duration + warmup + 30) * 1000 });
+  // The C load generator speaks TCP and UDP: WebSocket messages always come from echoplex bench.
+  if (kind === 'c' && !scenario.ws) {
+    const args = [String(port), String(scenario.connections), String(scenario.size), String(scenario.pipeline), String(duration), String(warmup), transform, ...(scenario.udp ? ['udp'] : [])];
+    const out = spawnSync('taskset', ['-c', '1', `${BIN_DIR}loadgen`, ...args], { timeout: (duration + warmup + 30) * 1000 });
     const json = JSON.parse(out.stdout.toString()) as { messagesPerSecond: number; messagesTotal: number; p50Us: number; p99Us: number; errors: number };
     return { ...json, bytesPerSecond: json.messagesPerSecond * scenario.size };
   }
