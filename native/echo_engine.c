@@ -677,26 +677,25 @@ static connection_t *connection_args(napi_env env, napi_value *argv, engine_t **
   return conn;
 }
 
-/** finish(engine, id): send what is pending, then FIN. Nothing once the connection has closed. */
-static napi_value js_finish(napi_env env, napi_callback_info info) {
+/** Does `action` to the connection the arguments (engine, id) name; nothing once it has closed. */
+static napi_value act_on_connection(napi_env env, napi_callback_info info, void (*action)(connection_t *, engine_t *)) {
   napi_value argv[2];
   bool failed;
   if (get_args(env, info, 2, argv) == NULL) return NULL;
   engine_t *engine;
   connection_t *conn = connection_args(env, argv, &engine, &failed);
-  if (conn != NULL) finish(conn, engine);
+  if (conn != NULL) action(conn, engine);
   return NULL;
 }
 
-/** destroy(engine, id): close at once, dropping what is pending. Nothing once the connection has closed. */
+/** finish(engine, id): send what is pending, then FIN. */
+static napi_value js_finish(napi_env env, napi_callback_info info) {
+  return act_on_connection(env, info, finish);
+}
+
+/** destroy(engine, id): close at once, dropping what is pending. */
 static napi_value js_destroy(napi_env env, napi_callback_info info) {
-  napi_value argv[2];
-  bool failed;
-  if (get_args(env, info, 2, argv) == NULL) return NULL;
-  engine_t *engine;
-  connection_t *conn = connection_args(env, argv, &engine, &failed);
-  if (conn != NULL) close_connection(conn, engine);
-  return NULL;
+  return act_on_connection(env, info, close_connection);
 }
 
 /** counters(engine, id, out: Float64Array(3)): bytes received, bytes sent, bytes pending; false once closed. */
