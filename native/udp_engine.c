@@ -23,8 +23,8 @@
 #define MAX_DATAGRAM 65536
 /** Batches per poll callback, so that one busy socket does not hold the loop. */
 #define ROUNDS 8
-/** Datagrams read in one callback from which the socket counts as busy (see `busy`). */
-#define BUSY_AFTER BATCH
+/** Datagrams waiting at a poll's first read from which the socket counts as busy (see `busy`). */
+#define BUSY_AFTER (BATCH / 4)
 
 typedef struct pending {
   struct pending *next;
@@ -37,8 +37,8 @@ typedef struct pending {
 typedef struct udp_engine {
   uv_poll_t poll;
   /**
-   * Under sustained load the socket leaves the epoll set and is read once per turn of the loop
-   * from this handle, until a read finds nothing waiting. While the socket is in an epoll set,
+   * Under load (a backlog at a poll's first read) the socket leaves the epoll set and is read
+   * once per turn of the loop from this handle, until a read finds nothing waiting. While the socket is in an epoll set,
    * every reply the kernel frees wakes its wait queue (for writability), which calls into epoll:
    * a cost per datagram that a blocking recvfrom loop, busy, does not pay.
    */
@@ -221,15 +221,15 @@ static int read_batch(udp_engine_t *engine, size_t *lengths, socklen_t *address_
 }
 
 /**
- * Reads and answers up to ROUNDS batches; returns how many datagrams they held, with `*drained`
- * set when a read found none waiting.
+ * Reads and answers up to `rounds` batches; returns how many datagrams they held, with
+ * `*drained` set when a read found none waiting.
  */
-static int serve(udp_engine_t *engine, int *drained) {
+static int serve(udp_engine_t *engine, int rounds, int *drained) {
   size_t lengths[BATCH];
   socklen_t address_lengths[BATCH];
   int total = 0;
   *drained = 0;
-  for (int round = 0; round < ROUNDS; round++) {
+  for (int round = 0; round < rounds; round++) {
     int count = read_batch(engine, lengths, address_lengths);
     if (count == 0) {
       *drained = 1;
@@ -261,7 +261,7 @@ static void on_busy(uv_idle_t *idle) {
   udp_engine_t *engine = idle->data;
   if (engine->closing) return;
   int drained;
-  serve(engine, &drained);
+  serve(engine, ROUNDS, &drained);
   // Replies waiting for room need the poll's writable event.
   if (drained || engine->head != NULL) leave_busy(engine);
 }
@@ -273,13 +273,14 @@ static void on_poll(uv_poll_t *handle, int status, int events) {
   if ((events & UV_WRITABLE) && flush_pending(engine)) want_writable(engine, 0);
   if (!(events & UV_READABLE)) return;
   int drained;
-  int total = serve(engine, &drained);
-  if (total >= BUSY_AFTER && !drained && engine->head == NULL) {
+  // A backlog at the first read: out of the epoll set before the rest of it is answered.
+  if (serve(engine, 1, &drained) >= BUSY_AFTER && engine->head == NULL) {
     // Stopping the poll takes the socket out of the epoll set.
     uv_poll_stop(&engine->poll);
     engine->busy = 1;
     uv_idle_start(&engine->idle, on_busy);
   }
+  if (!drained) serve(engine, ROUNDS - 1, &drained);
 }
 
 static void engine_finalize(napi_env env, void *data, void *hint) {
