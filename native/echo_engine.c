@@ -496,19 +496,32 @@ static napi_value create_engine(napi_env env, napi_callback_info info) {
 }
 
 /**
+ * The engine and a close-on-exec duplicate of the descriptor that a call's arguments
+ * (engine, fd) name; -1, with an error thrown, if either cannot be had.
+ */
+static int duplicate_argument(napi_env env, napi_callback_info info, engine_t **engine, const char *what) {
+  napi_value argv[2];
+  int32_t fd;
+  if (get_args(env, info, 2, argv) == NULL || (*engine = engine_arg(env, argv[0])) == NULL) return -1;
+  if (napi_get_value_int32(env, argv[1], &fd) != napi_ok) {
+    throw_failed(env, what);
+    return -1;
+  }
+  int own_fd = duplicate_socket(fd);
+  if (own_fd >= 0) return own_fd;
+  throw_status(env, own_fd, what);
+  return -1;
+}
+
+/**
  * adopt(engine, fd): takes over a duplicate of the connected socket `fd` (the caller closes its
  * own), starts echoing, and returns the connection's id, which onClose is called with once it
  * has closed.
  */
 static napi_value adopt(napi_env env, napi_callback_info info) {
-  napi_value argv[2];
-  if (get_args(env, info, 2, argv) == NULL) return NULL;
-  int32_t fd;
-  engine_t *engine = engine_arg(env, argv[0]);
-  if (engine == NULL) return NULL;
-  CHECK(napi_get_value_int32(env, argv[1], &fd));
-  int own_fd = duplicate_socket(fd);
-  if (own_fd < 0) return throw_status(env, own_fd, "adopt");
+  engine_t *engine;
+  int own_fd = duplicate_argument(env, info, &engine, "adopt");
+  if (own_fd < 0) return NULL;
   int status;
   connection_t *conn = attach(engine, own_fd, &status);
   if (conn == NULL) return throw_status(env, status, "adopt");
@@ -611,23 +624,18 @@ static void on_listener_closed(uv_handle_t *handle) {
  * duplicate: the caller closes its own), telling onAccept of each. Returns the listener's id.
  */
 static napi_value accept_on(napi_env env, napi_callback_info info) {
-  napi_value argv[2];
-  if (get_args(env, info, 2, argv) == NULL) return NULL;
-  int32_t fd;
-  engine_t *engine = engine_arg(env, argv[0]);
-  if (engine == NULL) return NULL;
-  CHECK(napi_get_value_int32(env, argv[1], &fd));
   uv_loop_t *loop;
   CHECK(napi_get_uv_event_loop(env, &loop));
-  if (engine->spare_fd < 0) engine->spare_fd = open("/", O_RDONLY | O_CLOEXEC);
+  engine_t *engine;
+  int own_fd = duplicate_argument(env, info, &engine, "acceptOn");
+  if (own_fd < 0) return NULL;
   listener_t *listener = calloc(1, sizeof *listener);
-  if (listener == NULL) return throw_status(env, UV_ENOMEM, "acceptOn");
-  listener->fd = duplicate_socket(fd);
-  if (listener->fd < 0) {
-    int error = listener->fd;
-    free(listener);
-    return throw_status(env, error, "acceptOn");
+  if (listener == NULL) {
+    close(own_fd);
+    return throw_status(env, UV_ENOMEM, "acceptOn");
   }
+  listener->fd = own_fd;
+  if (engine->spare_fd < 0) engine->spare_fd = open("/", O_RDONLY | O_CLOEXEC);
   // Non-blocking already: the flag belongs to the socket, which Node's descriptor shares.
   int status = slots_put(&engine->listeners, listener, &listener->id);
   if (status == 0) status = uv_poll_init(loop, &listener->poll, listener->fd);

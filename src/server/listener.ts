@@ -88,18 +88,18 @@ export async function listenNet(options: NetListenOptions): Promise<Listener> {
   // In a cluster worker the primary holds the socket (and checked the path before forking).
   if (path !== undefined && !cluster.isWorker) await removeStaleSocket(path, endpoint);
   await startListening(server, path !== undefined ? { path } : { host, port }, endpoint, handler);
-  const address = server.address();
+  const bound = server.address();
+  const address = typeof bound === 'string' || bound === null ? { host: path ?? '', port: 0, family: 'unix' } : { host: bound.address, port: bound.port, family: bound.family };
   // An engine that accepts by itself takes the listening socket: no net.Socket per client.
   const stopAccepting = path === undefined && tlsOptions === undefined ? engine.acceptOn?.(server, context, handler) : undefined;
   if (stopAccepting !== undefined) {
-    const { address: boundHost, port: boundPort, family } = address as net.AddressInfo;
     // The engine holds its own duplicate of the socket, which stays open and listening.
     server.close();
-    return { address: { host: boundHost, port: boundPort, family }, close: stopAccepting };
+    return { address, close: stopAccepting };
   }
   return {
     server,
-    address: typeof address === 'string' || address === null ? { host: path ?? '', port: 0, family: 'unix' } : { host: address.address, port: address.port, family: address.family },
+    address,
     close: () => {
       // net.Server removes its Unix socket file on close.
       if (server.listening) server.close();

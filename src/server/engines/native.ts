@@ -80,8 +80,7 @@ export interface NativeEchoSettings {
  */
 export class NativeEcho implements ServerEngine {
   readonly name = 'native';
-  readonly #binding: EchoBinding;
-  readonly #engine: EngineHandle;
+  /** The binding and this server's engine in it, as every call takes them. */
   readonly #ref: EngineRef;
   readonly #totals = new Float64Array(3);
   /**
@@ -104,9 +103,8 @@ export class NativeEcho implements ServerEngine {
   }
 
   private constructor(echoBinding: EchoBinding, settings: NativeEchoSettings) {
-    this.#binding = echoBinding;
     this.#slots = platformConstants()!.SLOT_INDEX_LIMIT;
-    this.#engine = echoBinding.createEngine(
+    const engine = echoBinding.createEngine(
       settings.upper,
       settings.maxBuffered,
       (id, status, received, sent) => {
@@ -118,13 +116,17 @@ export class NativeEcho implements ServerEngine {
       },
       (listenerId, idOrStatus, address, port) => this.#accepted(listenerId, idOrStatus, address, port),
     );
-    this.#ref = { binding: echoBinding, engine: this.#engine };
+    this.#ref = { binding: echoBinding, engine };
   }
 
-  #track(remoteAddress: string, make: (address: string) => NativeConnection): NativeConnection {
-    if (remoteAddress === this.#lastAddress) remoteAddress = this.#lastAddress;
-    else this.#lastAddress = remoteAddress;
-    const connection = make(remoteAddress);
+  /** `address`, as the string the last client was shown by where it is the same. */
+  #shown(address: string): string {
+    if (address === this.#lastAddress) return this.#lastAddress;
+    this.#lastAddress = address;
+    return address;
+  }
+
+  #track(connection: NativeConnection): NativeConnection {
     this.#connections[connection.nativeId % this.#slots] = connection;
     return connection;
   }
@@ -134,14 +136,14 @@ export class NativeEcho implements ServerEngine {
     if (fd === undefined) return undefined;
     let listenerId: number;
     try {
-      listenerId = this.#binding.acceptOn(this.#engine, fd);
+      listenerId = this.#ref.binding.acceptOn(this.#ref.engine, fd);
     } catch {
       return undefined;
     }
     this.#acceptors.set(listenerId, { context, handler });
     return () => {
       if (!this.#acceptors.delete(listenerId)) return;
-      this.#binding.stopAccepting(this.#engine, listenerId);
+      this.#ref.binding.stopAccepting(this.#ref.engine, listenerId);
     };
   }
 
@@ -153,15 +155,16 @@ export class NativeEcho implements ServerEngine {
       return;
     }
     const nativeId = idOrStatus;
+    const turnAway = () => this.#ref.binding.destroy(this.#ref.engine, nativeId);
     if (acceptor === undefined) {
-      this.#binding.destroy(this.#engine, nativeId);
+      turnAway();
       return;
     }
     acceptor.handler.accepted(
       address,
       port,
-      (id, shownAddress) => this.#track(shownAddress, (shown) => new NativeConnection(id, shown, port, acceptor.context, this.#ref, nativeId)),
-      () => this.#binding.destroy(this.#engine, nativeId),
+      (id, shownAddress) => this.#track(new NativeConnection(id, this.#shown(shownAddress), port, acceptor.context, this.#ref, nativeId)),
+      turnAway,
     );
   }
 
@@ -169,8 +172,8 @@ export class NativeEcho implements ServerEngine {
     const fd = descriptorOf(socket);
     if (fd !== undefined) {
       try {
-        const nativeId = this.#binding.adopt(this.#engine, fd);
-        const connection = this.#track(remoteAddress, (shown) => new NativeConnection(id, shown, remotePort, context, this.#ref, nativeId));
+        const nativeId = this.#ref.binding.adopt(this.#ref.engine, fd);
+        const connection = this.#track(new NativeConnection(id, this.#shown(remoteAddress), remotePort, context, this.#ref, nativeId));
         // The engine holds its own duplicate: closing ours sends nothing to the peer.
         socket.destroy();
         return connection;
@@ -182,7 +185,7 @@ export class NativeEcho implements ServerEngine {
   }
 
   addTotalsTo(stats: ServerStats): ServerStats {
-    this.#binding.totals(this.#engine, this.#totals);
+    this.#ref.binding.totals(this.#ref.engine, this.#totals);
     stats.bytesReceived += this.#totals[0]!;
     stats.bytesSent += this.#totals[1]!;
     stats.backpressurePauses += this.#totals[2]!;
