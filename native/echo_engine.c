@@ -638,9 +638,12 @@ static napi_value accept_on(napi_env env, napi_callback_info info) {
   if (engine->spare_fd < 0) engine->spare_fd = open("/", O_RDONLY | O_CLOEXEC);
   // Non-blocking already: the flag belongs to the socket, which Node's descriptor shares.
   int status = slots_put(&engine->listeners, listener, &listener->id);
-  if (status == 0) status = uv_poll_init(loop, &listener->poll, listener->fd);
+  if (status == 0) {
+    status = uv_poll_init(loop, &listener->poll, listener->fd);
+    // Only a slot that was given is emptied: an id never set would name slot 0.
+    if (status < 0) slots_remove(&engine->listeners, listener->id);
+  }
   if (status < 0) {
-    slots_remove(&engine->listeners, listener->id);
     close(listener->fd);
     free(listener);
     return throw_status(env, status, "acceptOn");
