@@ -21,6 +21,13 @@
 #define BATCH 16
 /** The largest UDP payload: every datagram is read whole. */
 #define MAX_DATAGRAM 65536
+/**
+ * Slots lie this far apart: a line more than a datagram, so that the first lines of a batch's
+ * small datagrams fall in different cache sets (at a 64 KiB stride they would all share one),
+ * while each slot stays one span of memory, one iovec (a second segment per datagram costs the
+ * kernel a copy per message).
+ */
+#define SLOT_STRIDE (MAX_DATAGRAM + 64)
 /** Batches per poll callback, so that one busy socket does not hold the loop. */
 #define ROUNDS 8
 /** Datagrams waiting at a poll's first read from which the socket counts as busy (see `busy`). */
@@ -48,6 +55,8 @@ typedef struct udp_engine {
   int upper;
   int closing;
   int writable_wanted;
+  /** Slots the last read filled, whose address lengths the next read resets. */
+  int last_count;
   /** The JavaScript object and the open poll and idle handles: freed when all are gone. */
   int refs;
   size_t max_pending;
@@ -58,11 +67,11 @@ typedef struct udp_engine {
   double bytes_received;
   double bytes_sent;
   double drops;
+  /** BATCH slots, SLOT_STRIDE apart. */
   char *buffers;
-#ifdef __linux__
+  /** Read and reply headers, pointed at their slots once: a call changes only lengths. */
   struct mmsghdr in[BATCH];
   struct mmsghdr out[BATCH];
-#endif
   struct iovec in_iov[BATCH];
   struct iovec out_iov[BATCH];
   struct sockaddr_storage addresses[BATCH];
@@ -74,6 +83,16 @@ static void upper_in_place(char *bytes, size_t length) {
   for (size_t i = 0; i < length; i++) {
     unsigned char c = (unsigned char)bytes[i];
     if (c >= 'a' && c <= 'z') bytes[i] = (char)(c - 32);
+  }
+}
+
+/** Points every slot's read and reply headers at its buffer and address, once. */
+static void init_slots(udp_engine_t *engine) {
+  for (int i = 0; i < BATCH; i++) {
+    engine->in_iov[i] = (struct iovec){.iov_base = engine->buffers + (size_t)i * SLOT_STRIDE, .iov_len = MAX_DATAGRAM};
+    engine->out_iov[i].iov_base = engine->in_iov[i].iov_base;
+    engine->in[i].msg_hdr = (struct msghdr){.msg_name = &engine->addresses[i], .msg_namelen = sizeof engine->addresses[i], .msg_iov = &engine->in_iov[i], .msg_iovlen = 1};
+    engine->out[i].msg_hdr = (struct msghdr){.msg_name = &engine->addresses[i], .msg_iov = &engine->out_iov[i], .msg_iovlen = 1};
   }
 }
 
@@ -106,18 +125,19 @@ static void close_engine(udp_engine_t *engine) {
   uv_close((uv_handle_t *)&engine->idle, on_idle_closed);
 }
 
-/** Queues a reply the socket could not take, in order; past the bound it is dropped. */
-static void queue_reply(udp_engine_t *engine, const struct sockaddr_storage *address, socklen_t address_length, const char *bytes, size_t length) {
+/** Queues slot `i`'s reply, which the socket could not take, in order; past the bound it is dropped. */
+static void queue_reply(udp_engine_t *engine, int i) {
+  size_t length = engine->in[i].msg_len;
   pending_t *p = engine->pending_bytes + length > engine->max_pending ? NULL : malloc(sizeof *p + length);
   if (p == NULL) {
     engine->drops++;
     return;
   }
   p->next = NULL;
-  memcpy(&p->address, address, address_length);
-  p->address_length = address_length;
+  p->address_length = engine->in[i].msg_hdr.msg_namelen;
+  memcpy(&p->address, &engine->addresses[i], p->address_length);
   p->length = length;
-  memcpy(p->bytes, bytes, length);
+  memcpy(p->bytes, engine->in_iov[i].iov_base, length);
   if (engine->tail == NULL) engine->head = p;
   else engine->tail->next = p;
   engine->tail = p;
@@ -149,19 +169,13 @@ static void want_writable(udp_engine_t *engine, int wanted) {
   uv_poll_start(&engine->poll, wanted ? UV_READABLE | UV_WRITABLE : UV_READABLE, on_poll);
 }
 
-/** Answers `count` datagrams read into the batch slots; what the socket cannot take waits. */
-static void answer(udp_engine_t *engine, int count, const size_t *lengths, const socklen_t *address_lengths) {
+/** Answers the `count` datagrams read into the batch's slots; what the socket cannot take waits. */
+static void answer(udp_engine_t *engine, int count) {
   int first_unsent = 0;
   if (engine->head == NULL) {
-#ifdef __linux__
     for (int i = 0; i < count; i++) {
-      engine->out_iov[i].iov_base = engine->in_iov[i].iov_base;
-      engine->out_iov[i].iov_len = lengths[i];
-      memset(&engine->out[i], 0, sizeof engine->out[i]);
-      engine->out[i].msg_hdr.msg_name = &engine->addresses[i];
-      engine->out[i].msg_hdr.msg_namelen = address_lengths[i];
-      engine->out[i].msg_hdr.msg_iov = &engine->out_iov[i];
-      engine->out[i].msg_hdr.msg_iovlen = 1;
+      engine->out_iov[i].iov_len = engine->in[i].msg_len;
+      engine->out[i].msg_hdr.msg_namelen = engine->in[i].msg_hdr.msg_namelen;
     }
     while (first_unsent < count) {
       int sent = sendmmsg(engine->fd, &engine->out[first_unsent], (unsigned)(count - first_unsent), MSG_DONTWAIT);
@@ -172,52 +186,21 @@ static void answer(udp_engine_t *engine, int count, const size_t *lengths, const
         first_unsent++;
         continue;
       }
-      for (int i = first_unsent; i < first_unsent + sent; i++) engine->bytes_sent += (double)lengths[i];
+      for (int i = first_unsent; i < first_unsent + sent; i++) engine->bytes_sent += (double)engine->in[i].msg_len;
       first_unsent += sent;
     }
-#else
-    for (; first_unsent < count; first_unsent++) {
-      ssize_t sent = sendto(engine->fd, engine->in_iov[first_unsent].iov_base, lengths[first_unsent], MSG_DONTWAIT, (struct sockaddr *)&engine->addresses[first_unsent], address_lengths[first_unsent]);
-      if (sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)) break;
-      if (sent < 0) engine->drops++;
-      else engine->bytes_sent += (double)sent;
-    }
-#endif
   }
-  for (int i = first_unsent; i < count; i++) queue_reply(engine, &engine->addresses[i], address_lengths[i], engine->in_iov[i].iov_base, lengths[i]);
+  for (int i = first_unsent; i < count; i++) queue_reply(engine, i);
   if (engine->head != NULL) want_writable(engine, 1);
 }
 
-/** Reads one batch; returns how many datagrams it held (0 when none was waiting). */
-static int read_batch(udp_engine_t *engine, size_t *lengths, socklen_t *address_lengths) {
-#ifdef __linux__
-  for (int i = 0; i < BATCH; i++) {
-    memset(&engine->in[i], 0, sizeof engine->in[i]);
-    engine->in_iov[i].iov_base = engine->buffers + (size_t)i * MAX_DATAGRAM;
-    engine->in_iov[i].iov_len = MAX_DATAGRAM;
-    engine->in[i].msg_hdr.msg_name = &engine->addresses[i];
-    engine->in[i].msg_hdr.msg_namelen = sizeof engine->addresses[i];
-    engine->in[i].msg_hdr.msg_iov = &engine->in_iov[i];
-    engine->in[i].msg_hdr.msg_iovlen = 1;
-  }
+/** Reads one batch into the slots; returns how many datagrams it held (0 when none was waiting). */
+static int read_batch(udp_engine_t *engine) {
+  // The kernel wrote each used slot's address length; the rest are as init_slots left them.
+  for (int i = 0; i < engine->last_count; i++) engine->in[i].msg_hdr.msg_namelen = sizeof engine->addresses[i];
   int count = recvmmsg(engine->fd, engine->in, BATCH, MSG_DONTWAIT, NULL);
-  if (count <= 0) return 0;
-  for (int i = 0; i < count; i++) {
-    lengths[i] = engine->in[i].msg_len;
-    address_lengths[i] = engine->in[i].msg_hdr.msg_namelen;
-  }
-  return count;
-#else
-  int count = 0;
-  for (; count < BATCH; count++) {
-    engine->in_iov[count].iov_base = engine->buffers + (size_t)count * MAX_DATAGRAM;
-    address_lengths[count] = sizeof engine->addresses[count];
-    ssize_t length = recvfrom(engine->fd, engine->in_iov[count].iov_base, MAX_DATAGRAM, MSG_DONTWAIT, (struct sockaddr *)&engine->addresses[count], &address_lengths[count]);
-    if (length < 0) break;
-    lengths[count] = (size_t)length;
-  }
-  return count;
-#endif
+  engine->last_count = count > 0 ? count : 0;
+  return engine->last_count;
 }
 
 /**
@@ -225,22 +208,21 @@ static int read_batch(udp_engine_t *engine, size_t *lengths, socklen_t *address_
  * `*drained` set when a read found none waiting.
  */
 static int serve(udp_engine_t *engine, int rounds, int *drained) {
-  size_t lengths[BATCH];
-  socklen_t address_lengths[BATCH];
   int total = 0;
   *drained = 0;
   for (int round = 0; round < rounds; round++) {
-    int count = read_batch(engine, lengths, address_lengths);
+    int count = read_batch(engine);
     if (count == 0) {
       *drained = 1;
       break;
     }
     for (int i = 0; i < count; i++) {
+      size_t length = engine->in[i].msg_len;
       engine->datagrams++;
-      engine->bytes_received += (double)lengths[i];
-      if (engine->upper) upper_in_place(engine->in_iov[i].iov_base, lengths[i]);
+      engine->bytes_received += (double)length;
+      if (engine->upper) upper_in_place(engine->in_iov[i].iov_base, length);
     }
-    answer(engine, count, lengths, address_lengths);
+    answer(engine, count);
     total += count;
     // More may have come in while this batch was answered: read again until none is waiting.
   }
@@ -310,13 +292,14 @@ static napi_value js_create(napi_env env, napi_callback_info info) {
   CHECK(napi_get_value_double(env, argv[2], &max_pending));
   CHECK(napi_get_uv_event_loop(env, &loop));
   udp_engine_t *engine = calloc(1, sizeof *engine);
-  char *buffers = malloc((size_t)BATCH * MAX_DATAGRAM);
+  char *buffers = malloc((size_t)BATCH * SLOT_STRIDE);
   if (engine == NULL || buffers == NULL) {
     free(engine);
     free(buffers);
     return throw_status(env, UV_ENOMEM, "createUdp");
   }
   engine->buffers = buffers;
+  init_slots(engine);
   engine->upper = upper;
   engine->max_pending = max_pending > 0 ? (size_t)max_pending : 0;
   engine->fd = duplicate_socket(fd);

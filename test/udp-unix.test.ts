@@ -71,6 +71,36 @@ for (const engine of ['native', 'portable'] as const) {
       }
     });
 
+    it('uppercases a batch of datagrams of every size whole, each to its sender', async () => {
+      // The native engine reads a batch into slots of its own, answered in place: small, page-sized
+      // and the largest datagrams, sent back to back so that they share a read, must each come
+      // back whole, transformed, and in order.
+      const sizes = [1, 64, 1471, 1472, 1473, 2944, 9000, 65_507];
+      const running = await startServer({ udp: true, transform: 'upper', engine });
+      const socket = dgram.createSocket({ type: 'udp4', recvBufferSize: 1 << 20 });
+      try {
+        const payloads = sizes.map((size, n) => Buffer.from(Array.from({ length: size }, (_, i) => 97 + ((i + n) % 26))));
+        const replies: Buffer[] = [];
+        const all = new Promise<void>((resolve) =>
+          socket.on('message', (message) => {
+            replies.push(message);
+            if (replies.length === payloads.length) resolve();
+          }),
+        );
+        await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
+        for (const payload of payloads) socket.send(payload, running.port, '127.0.0.1');
+        await withTimeout(all, 5000, 'the replies');
+        assert.deepEqual(
+          replies.map((reply) => reply.length),
+          sizes,
+        );
+        replies.forEach((reply, n) => assert.ok(reply.equals(Buffer.from(payloads[n]!.toString('latin1').toUpperCase(), 'latin1')), `size ${sizes[n]}`));
+      } finally {
+        socket.close();
+        await running.close();
+      }
+    });
+
     it('works on IPv6 and prefixes replies in line mode', async () => {
       const running = await startServer({ host: '::1', udp: true, framing: 'line', prefix: 'hello ', engine });
       try {
