@@ -31,11 +31,12 @@ function load(): void {
     }
     addon = loaded;
   } catch (err) {
-    // No prebuilt binary for this platform, and none compiled (no C compiler or make at install).
+    // No prebuilt binary for this platform, and none compiled: the addon is written for Linux
+    // (epoll, accept4, recvmmsg), and the install compiles it only where cc and make are found.
     const message = err instanceof Error ? (err.message.split('\n')[0] ?? '') : String(err);
-    absence = message.startsWith('No native build was found')
-      ? 'no prebuilt addon for this platform, and none compiled here: with a C compiler and make, run npm rebuild echoplex (npm run build:native in a clone)'
-      : `${message}: npm rebuild echoplex (npm run build:native in a clone) rebuilds it`;
+    if (process.platform !== 'linux') absence = `the native engine is built for Linux only (this is ${process.platform})`;
+    else if (message.startsWith('No native build was found')) absence = 'no prebuilt addon for this platform, and none compiled here: with a C compiler and make, run npm rebuild echoplex (npm run build:native in a clone)';
+    else absence = `${message}: npm rebuild echoplex (npm run build:native in a clone) rebuilds it`;
   }
 }
 
