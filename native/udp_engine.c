@@ -24,8 +24,8 @@
 /**
  * Slots lie this far apart: a line more than a datagram, so that the first lines of a batch's
  * small datagrams fall in different cache sets (at a 64 KiB stride they would all share one),
- * while each slot stays one span of memory, one iovec (a second segment per datagram costs the
- * kernel a copy per message).
+ * while each slot stays one span of memory: one iovec per datagram, which the kernel takes as a
+ * single user buffer.
  */
 #define SLOT_STRIDE (MAX_DATAGRAM + 64)
 /** Batches per poll callback, so that one busy socket does not hold the loop. */
