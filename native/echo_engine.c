@@ -456,8 +456,7 @@ static napi_value create_engine(napi_env env, napi_callback_info info) {
   if (engine == NULL || read_buffer == NULL) {
     free(engine);
     free(read_buffer);
-    napi_throw_error(env, "ENOMEM", "out of memory");
-    return NULL;
+    return throw_status(env, UV_ENOMEM, "createEngine");
   }
   engine->env = env;
   engine->upper = upper;

@@ -293,28 +293,18 @@ static napi_value js_create(napi_env env, napi_callback_info info) {
   CHECK(napi_get_uv_event_loop(env, &loop));
   udp_engine_t *engine = calloc(1, sizeof *engine);
   char *buffers = malloc((size_t)BATCH * SLOT_STRIDE);
-  if (engine == NULL || buffers == NULL) {
-    free(engine);
-    free(buffers);
-    return throw_status(env, UV_ENOMEM, "createUdp");
-  }
+  int status = UV_ENOMEM;
+  if (engine == NULL || buffers == NULL) goto failed;
   engine->buffers = buffers;
   init_slots(engine);
   engine->upper = upper;
   engine->max_pending = max_pending > 0 ? (size_t)max_pending : 0;
-  engine->fd = duplicate_socket(fd);
-  if (engine->fd < 0) {
-    int status = engine->fd;
-    free(buffers);
-    free(engine);
-    return throw_status(env, status, "createUdp");
-  }
-  int status = uv_poll_init_socket(loop, &engine->poll, engine->fd);
+  engine->fd = status = duplicate_socket(fd);
+  if (status < 0) goto failed;
+  status = uv_poll_init_socket(loop, &engine->poll, engine->fd);
   if (status < 0) {
     close(engine->fd);
-    free(buffers);
-    free(engine);
-    return throw_status(env, status, "createUdp");
+    goto failed;
   }
   engine->poll.data = engine;
   uv_idle_init(loop, &engine->idle);
@@ -331,6 +321,11 @@ static napi_value js_create(napi_env env, napi_callback_info info) {
   engine->refs++;
   CHECK(napi_type_tag_object(env, result, &UDP_TAG));
   return result;
+
+failed:
+  free(buffers);
+  free(engine);
+  return throw_status(env, status, "createUdp");
 }
 
 /** udpTotals(engine, out): datagrams, bytes received, bytes sent, drops. */
