@@ -9,7 +9,7 @@ import tls from 'node:tls';
 import { describeListenError, ListenError, systemErrorCode } from '../core/errors.js';
 import { formatEndpoint } from '../core/address.js';
 import type { ConnectionContext } from './connection.js';
-import { parseProxyHeader, type ProxyParseResult } from '../protocol/proxy-protocol.js';
+import { parseProxyHeader, type ProxyHeader, type ProxyParseResult } from '../protocol/proxy-protocol.js';
 import type { AcceptHandler, ServerEngine } from './engines/engine.js';
 import type { ServerStats } from './stats.js';
 import type { EngineName } from '../native/engine.js';
@@ -65,20 +65,8 @@ export async function listenNet(options: NetListenOptions): Promise<Listener> {
   // Plain sockets arrive paused: an engine in C must take them before Node reads a byte.
   const server = tlsOptions ? tls.createServer({ ...socketOptions, ...tlsOptions }) : net.createServer({ ...socketOptions, pauseOnConnect: true });
   const endpoint = path !== undefined ? `unix://${path}` : formatEndpoint(context.transport, host, port);
-  const onSocket = (socket: net.Socket) => {
-    const remoteAddress = path !== undefined ? `unix:${path}` : socket.remoteAddress;
-    const remotePort = path !== undefined ? 0 : socket.remotePort;
-    handler.accepted(
-      remoteAddress,
-      remotePort,
-      (id, address) => {
-        const connection = engine.adopt(id, socket, address, remotePort!, context);
-        if (socket instanceof tls.TLSSocket) connection.clientCertificateSubject = certificateSubject(socket);
-        return connection;
-      },
-      () => socket.destroy(),
-    );
-  };
+  const offer = offerTo(handler, engine, context);
+  const onSocket = (socket: net.Socket) => (path !== undefined ? offer(socket, `unix:${path}`, 0) : offer(socket, socket.remoteAddress, socket.remotePort));
   if (tlsOptions) {
     server.on('secureConnection', onSocket);
     server.on('tlsClientError', (err: Error, socket: tls.TLSSocket) => handler.handshakeFailed?.(err, socket.remoteAddress, socket.remotePort));
@@ -97,14 +85,37 @@ export async function listenNet(options: NetListenOptions): Promise<Listener> {
     server.close();
     return { address, close: stopAccepting };
   }
+  return serverListener(server, address);
+}
+
+/** A listener that is a net.Server (which removes its Unix socket file on close). */
+function serverListener(server: net.Server, address: ListenAddress): Listener {
   return {
     server,
     address,
     close: () => {
-      // net.Server removes its Unix socket file on close.
       if (server.listening) server.close();
     },
   };
+}
+
+/**
+ * What a listener does with each stream it accepted: offers it to the handler, which has the
+ * engine adopt it (with its client certificate, over TLS) or has it closed.
+ */
+function offerTo(handler: AcceptHandler, engine: ServerEngine, context: ConnectionContext) {
+  return (stream: net.Socket, remoteAddress: string | undefined, remotePort: number | undefined, header?: ProxyHeader): void =>
+    handler.accepted(
+      remoteAddress,
+      remotePort,
+      (id, address) => {
+        const connection = engine.adopt(id, stream, address, remotePort!, context);
+        if (stream instanceof tls.TLSSocket) connection.clientCertificateSubject = certificateSubject(stream);
+        return connection;
+      },
+      () => stream.destroy(),
+      header,
+    );
 }
 
 async function startListening(server: net.Server, where: net.ListenOptions, endpoint: string, handler: AcceptHandler): Promise<void> {
@@ -127,7 +138,7 @@ async function startListening(server: net.Server, where: net.ListenOptions, endp
 async function listenBehindProxy({ host, port, context, handler, tls: tlsOptions }: NetListenOptions, engine: ServerEngine, headerTimeoutMs: number): Promise<Listener> {
   const secureContext = tlsOptions === undefined ? undefined : tls.createSecureContext(tlsOptions);
   // The header is read here: connections must not look for a second one.
-  const connectionContext: ConnectionContext = { ...context, proxyHeaderTimeoutMs: undefined };
+  const offer = offerTo(handler, engine, { ...context, proxyHeaderTimeoutMs: undefined });
   const server = net.createServer({ allowHalfOpen: true, noDelay: true, highWaterMark: context.maxBuffered, pauseOnConnect: true });
   server.on('connection', (socket) => {
     const { remoteAddress, remotePort } = socket;
@@ -138,20 +149,8 @@ async function listenBehindProxy({ host, port, context, handler, tls: tlsOptions
         socket.destroy();
         return;
       }
-      const accepted = (stream: net.Socket) =>
-        handler.accepted(
-          remoteAddress,
-          remotePort,
-          (id, address) => {
-            const connection = engine.adopt(id, stream, address, remotePort!, connectionContext);
-            if (stream instanceof tls.TLSSocket) connection.clientCertificateSubject = certificateSubject(stream);
-            return connection;
-          },
-          () => stream.destroy(),
-          result.header,
-        );
       if (secureContext === undefined || tlsOptions === undefined) {
-        accepted(socket);
+        offer(socket, remoteAddress, remotePort, result.header);
         return;
       }
       const secure = new tls.TLSSocket(socket, {
@@ -161,19 +160,13 @@ async function listenBehindProxy({ host, port, context, handler, tls: tlsOptions
         rejectUnauthorized: tlsOptions.rejectUnauthorized ?? true,
       });
       secure.once('error', (err) => handler.handshakeFailed?.(err, remoteAddress, remotePort));
-      secure.once('secure', () => accepted(secure));
+      secure.once('secure', () => offer(secure, remoteAddress, remotePort, result.header));
     });
   });
   const endpoint = formatEndpoint(context.transport, host, port);
   await startListening(server, { host, port }, endpoint, handler);
   const address = server.address() as net.AddressInfo;
-  return {
-    server,
-    address: { host: address.address, port: address.port, family: address.family },
-    close: () => {
-      if (server.listening) server.close();
-    },
-  };
+  return serverListener(server, { host: address.address, port: address.port, family: address.family });
 }
 
 /** Reads bytes until a PROXY header is complete or cannot be; what follows it is put back. */
