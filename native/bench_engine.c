@@ -564,15 +564,14 @@ static napi_value js_close(napi_env env, napi_callback_info info) {
 
 napi_value bench_engine_init(napi_env env, napi_value exports) {
   napi_property_descriptor functions[] = {
-      {"createBench", NULL, create_bench, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"adoptBench", NULL, adopt_bench, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"benchSend", NULL, js_send, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"benchDestroy", NULL, js_destroy, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"benchInFlight", NULL, js_in_flight, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"benchSetSending", NULL, js_set_sending, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"benchTotals", NULL, js_totals, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"closeBench", NULL, js_close, NULL, NULL, NULL, napi_enumerable, NULL},
+      EXPORT_FUNCTION("createBench", create_bench),
+      EXPORT_FUNCTION("adoptBench", adopt_bench),
+      EXPORT_FUNCTION("benchSend", js_send),
+      EXPORT_FUNCTION("benchDestroy", js_destroy),
+      EXPORT_FUNCTION("benchInFlight", js_in_flight),
+      EXPORT_FUNCTION("benchSetSending", js_set_sending),
+      EXPORT_FUNCTION("benchTotals", js_totals),
+      EXPORT_FUNCTION("closeBench", js_close),
   };
-  if (napi_define_properties(env, exports, sizeof functions / sizeof functions[0], functions) != napi_ok) return NULL;
-  return exports;
+  return export_functions(env, exports, functions, sizeof functions / sizeof functions[0]);
 }

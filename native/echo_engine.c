@@ -742,15 +742,14 @@ static napi_value js_totals(napi_env env, napi_callback_info info) {
 
 napi_value echo_engine_init(napi_env env, napi_value exports) {
   napi_property_descriptor functions[] = {
-      {"createEngine", NULL, create_engine, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"adopt", NULL, adopt, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"acceptOn", NULL, accept_on, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"stopAccepting", NULL, stop_accepting, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"finish", NULL, js_finish, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"destroy", NULL, js_destroy, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"counters", NULL, js_counters, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"totals", NULL, js_totals, NULL, NULL, NULL, napi_enumerable, NULL},
+      EXPORT_FUNCTION("createEngine", create_engine),
+      EXPORT_FUNCTION("adopt", adopt),
+      EXPORT_FUNCTION("acceptOn", accept_on),
+      EXPORT_FUNCTION("stopAccepting", stop_accepting),
+      EXPORT_FUNCTION("finish", js_finish),
+      EXPORT_FUNCTION("destroy", js_destroy),
+      EXPORT_FUNCTION("counters", js_counters),
+      EXPORT_FUNCTION("totals", js_totals),
   };
-  if (napi_define_properties(env, exports, sizeof functions / sizeof functions[0], functions) != napi_ok) return NULL;
-  return exports;
+  return export_functions(env, exports, functions, sizeof functions / sizeof functions[0]);
 }

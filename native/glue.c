@@ -19,6 +19,10 @@ napi_value throw_failed(napi_env env, const char *what) {
   return NULL;
 }
 
+napi_value export_functions(napi_env env, napi_value exports, const napi_property_descriptor *functions, size_t count) {
+  return napi_define_properties(env, exports, count, functions) == napi_ok ? exports : NULL;
+}
+
 napi_value throw_status(napi_env env, int status, const char *what) {
   char message[160];
   snprintf(message, sizeof message, "%s: %s", what, uv_strerror(status));

@@ -15,6 +15,11 @@
     if ((call) != napi_ok) return throw_failed(env, #call);     \
   } while (0)
 
+/** One entry of an engine's table of exported functions (see export_functions). */
+#define EXPORT_FUNCTION(name, function) {name, NULL, function, NULL, NULL, NULL, napi_enumerable, NULL}
+
+/** Adds an engine's table of functions to the module's exports; returns exports, or NULL. */
+napi_value export_functions(napi_env env, napi_value exports, const napi_property_descriptor *functions, size_t count);
 /** Throws (unless an exception is already pending) the last Node-API error; returns NULL. */
 napi_value throw_failed(napi_env env, const char *what);
 /** Throws an Error whose code is the libuv error's name (EMFILE...); returns NULL. */

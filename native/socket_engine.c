@@ -606,16 +606,15 @@ static napi_value socket_close(napi_env env, napi_callback_info info) {
 
 napi_value socket_engine_init(napi_env env, napi_value exports) {
   napi_property_descriptor functions[] = {
-      {"createSockets", NULL, create_sockets, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"adoptSocket", NULL, adopt_socket, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"socketRecv", NULL, socket_recv, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"socketSend", NULL, socket_send, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"socketCheckWritable", NULL, socket_check_writable, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"socketShutdown", NULL, socket_shutdown, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"socketSetOption", NULL, socket_set_option, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"socketError", NULL, socket_error, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"socketClose", NULL, socket_close, NULL, NULL, NULL, napi_enumerable, NULL},
+      EXPORT_FUNCTION("createSockets", create_sockets),
+      EXPORT_FUNCTION("adoptSocket", adopt_socket),
+      EXPORT_FUNCTION("socketRecv", socket_recv),
+      EXPORT_FUNCTION("socketSend", socket_send),
+      EXPORT_FUNCTION("socketCheckWritable", socket_check_writable),
+      EXPORT_FUNCTION("socketShutdown", socket_shutdown),
+      EXPORT_FUNCTION("socketSetOption", socket_set_option),
+      EXPORT_FUNCTION("socketError", socket_error),
+      EXPORT_FUNCTION("socketClose", socket_close),
   };
-  if (napi_define_properties(env, exports, sizeof functions / sizeof functions[0], functions) != napi_ok) return NULL;
-  return exports;
+  return export_functions(env, exports, functions, sizeof functions / sizeof functions[0]);
 }

@@ -353,10 +353,9 @@ static napi_value js_close(napi_env env, napi_callback_info info) {
 
 napi_value udp_engine_init(napi_env env, napi_value exports) {
   napi_property_descriptor functions[] = {
-      {"createUdp", NULL, js_create, NULL, NULL, NULL, napi_default, NULL},
-      {"udpTotals", NULL, js_totals, NULL, NULL, NULL, napi_default, NULL},
-      {"closeUdp", NULL, js_close, NULL, NULL, NULL, napi_default, NULL},
+      EXPORT_FUNCTION("createUdp", js_create),
+      EXPORT_FUNCTION("udpTotals", js_totals),
+      EXPORT_FUNCTION("closeUdp", js_close),
   };
-  if (napi_define_properties(env, exports, sizeof functions / sizeof functions[0], functions) != napi_ok) return NULL;
-  return exports;
+  return export_functions(env, exports, functions, sizeof functions / sizeof functions[0]);
 }
