@@ -18,10 +18,15 @@ import { skipUnless, suite } from './helpers/peers.js';
 
 const nativeSkip = skipUnless(addonAbsence() === undefined ? 'built' : undefined, 'the native engine', 'g++ make (then npm install)');
 
-/** Sends one datagram and resolves with the reply, or undefined if none comes within `ms`. */
+/**
+ * Sends one datagram and resolves with the reply, or undefined if none comes within `ms`. The
+ * socket is connected, as many clients' are: the kernel passes it only replies that come from
+ * the address and port the datagram went to.
+ */
 async function udpExchange(port: number, payload: Buffer, host = '127.0.0.1', ms = 2000): Promise<Buffer | undefined> {
   const socket = dgram.createSocket(net.isIPv6(host) ? 'udp6' : 'udp4');
   try {
+    await new Promise<void>((resolve) => socket.connect(port, host, resolve));
     return await new Promise<Buffer | undefined>((resolve, reject) => {
       const timer = setTimeout(() => resolve(undefined), ms);
       socket.once('message', (message) => {
@@ -29,7 +34,7 @@ async function udpExchange(port: number, payload: Buffer, host = '127.0.0.1', ms
         resolve(message);
       });
       socket.once('error', reject);
-      socket.send(payload, port, host);
+      socket.send(payload);
     });
   } finally {
     socket.close();
@@ -87,8 +92,8 @@ for (const engine of ['native', 'portable'] as const) {
             if (replies.length === payloads.length) resolve();
           }),
         );
-        await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
-        for (const payload of payloads) socket.send(payload, running.port, '127.0.0.1');
+        await new Promise<void>((resolve) => socket.connect(running.port, '127.0.0.1', resolve));
+        for (const payload of payloads) socket.send(payload);
         await withTimeout(all, 5000, 'the replies');
         assert.deepEqual(
           replies.map((reply) => reply.length),
@@ -110,16 +115,17 @@ for (const engine of ['native', 'portable'] as const) {
       }
     });
 
-    it('answers bursts from many sockets in full, then waits idle without spinning', async () => {
+    it('answers bursts from many sockets in full, from its own port, then waits idle without spinning', async () => {
       // A backlog is what makes the native engine read its socket turn by turn (busy mode)
-      // instead of waiting in epoll; it must answer every datagram across the switch, and go
+      // instead of waiting in epoll; it must answer every datagram across the switch, from the
+      // port it went to (the clients are connected, so the kernel drops anything else), and go
       // back to waiting once the backlog is gone. The server is stopped while each burst lands,
       // so that the backlog is there when it resumes.
       const server = await startServe(['--quiet', '--udp', '--engine', engine]);
       const sockets = await Promise.all(
         Array.from({ length: 10 }, async () => {
           const socket = dgram.createSocket({ type: 'udp4', recvBufferSize: 1 << 20 });
-          await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
+          await new Promise<void>((resolve) => socket.connect(server.port, '127.0.0.1', resolve));
           return socket;
         }),
       );
@@ -138,7 +144,7 @@ for (const engine of ['native', 'portable'] as const) {
                     resolve();
                   };
                   socket.on('message', onMessage);
-                  for (const text of expected) socket.send(text, server.port, '127.0.0.1');
+                  for (const text of expected) socket.send(text);
                 }),
             ),
           );
@@ -157,6 +163,24 @@ for (const engine of ['native', 'portable'] as const) {
         server.child.kill('SIGCONT');
         for (const socket of sockets) socket.close();
         await server.stop();
+      }
+    });
+
+    it('holds its UDP port alone: another socket cannot bind it', async () => {
+      // The native engine works on a duplicate of the bound socket and closes Node's: the port
+      // must stay taken (and answered) all the same.
+      const running = await startServer({ udp: true, engine });
+      const other = dgram.createSocket('udp4');
+      try {
+        const bound = await new Promise<NodeJS.ErrnoException | undefined>((resolve) => {
+          other.once('error', resolve);
+          other.bind(running.port, '127.0.0.1', () => resolve(undefined));
+        });
+        assert.equal(bound?.code, 'EADDRINUSE');
+        assert.equal((await udpExchange(running.port, Buffer.from('still mine')))?.toString(), 'still mine');
+      } finally {
+        other.close();
+        await running.close();
       }
     });
 
