@@ -2,7 +2,7 @@
 //
 // On Node's own streams, every read costs a JavaScript callback that buffers the chunk for a
 // later recv(): the ported seed programs paid that on top of their own work per message and
-// stayed under 2x their Python originals (BENCHMARKS.md). A socket adopted here is what a
+// fell short of issue 3's bar against their Python originals (BENCHMARKS.md). A socket adopted here is what a
 // Python socket is: recv() and send() are read() and write() on the descriptor, so partial
 // sends, full buffers and resets are the kernel's own. A libuv poll handle per socket watches
 // the descriptor on Node's event loop; its callbacks only set bits in a slot of an Int32Array
