@@ -65,7 +65,7 @@ export async function listenUdp(options: UdpEchoOptions): Promise<Listener> {
   });
   const bound = socket.address();
   const address = { host: bound.address, port: bound.port, family: bound.family };
-  const native = options.native === undefined ? undefined : NativeUdp.adopt(socket, options.native.upper, MAX_DELAYED_BYTES);
+  const native = options.native === undefined ? undefined : NativeUdp.adopt(socket, options.native.upper, MAX_WAITING_BYTES);
   let open = true;
   return {
     address,
@@ -83,10 +83,12 @@ export async function listenUdp(options: UdpEchoOptions): Promise<Listener> {
 }
 
 /**
- * Replies waiting out --delay. Past this many bytes waiting, a datagram is dropped, as a full
- * socket buffer would drop it: a flood cannot grow the server's memory without bound.
+ * Replies waiting, out --delay or for room in the socket's send buffer (on either engine): past
+ * this many bytes waiting, a reply is dropped and counted, as a full socket buffer would drop
+ * it, so that a flood, or a path that holds replies back, cannot grow the server's memory
+ * without bound.
  */
-const MAX_DELAYED_BYTES = 4 * 1024 * 1024;
+const MAX_WAITING_BYTES = 4 * 1024 * 1024;
 
 interface DelayedReply {
   reply: Buffer;
@@ -123,6 +125,12 @@ function echoDatagram(socket: dgram.Socket, message: Buffer, remote: dgram.Remot
   }
   if (options.prefix !== undefined) reply = Buffer.concat([options.prefix, reply]);
   const send = () => {
+    // What libuv holds after the socket refused it: sent in order once there is room.
+    if (socket.getSendQueueSize() + reply.length > MAX_WAITING_BYTES) {
+      stats.errors.udp++;
+      if (options.logData) log.debug({ event: 'error', kind: 'udp', peer, err: 'send queue full' }, `dropped the reply to ${peer}: more than ${MAX_WAITING_BYTES} bytes of replies wait for room in the socket's buffer`);
+      return;
+    }
     stats.bytesSent += reply.length;
     socket.send(reply, remote.port, remote.address, (err) => {
       if (err === null || err === undefined) return;
@@ -134,10 +142,10 @@ function echoDatagram(socket: dgram.Socket, message: Buffer, remote: dgram.Remot
   const faultDelayMs = options.faults?.delayMs() ?? 0;
   if (faultDelayMs > 0) stats.faults.delay++;
   if (delayed === undefined || options.delayMs + faultDelayMs === 0) return send();
-  if (delayed.bytes + reply.length <= MAX_DELAYED_BYTES) {
+  if (delayed.bytes + reply.length <= MAX_WAITING_BYTES) {
     delayed.push({ reply, send }, options.delayMs + faultDelayMs);
   } else {
     stats.errors.udp++;
-    log.debug({ event: 'error', kind: 'udp', peer, err: 'delay queue full' }, `dropped a datagram from ${peer}: more than ${MAX_DELAYED_BYTES} bytes of replies wait out --delay`);
+    log.debug({ event: 'error', kind: 'udp', peer, err: 'delay queue full' }, `dropped a datagram from ${peer}: more than ${MAX_WAITING_BYTES} bytes of replies wait out --delay`);
   }
 }
