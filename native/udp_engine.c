@@ -162,11 +162,16 @@ static int flush_pending(udp_engine_t *engine) {
 
 static void on_poll(uv_poll_t *handle, int status, int events);
 
+/** Waits in epoll: for readable, and writable too while replies wait for room. */
+static void watch(udp_engine_t *engine, int writable) {
+  engine->writable_wanted = writable;
+  uv_poll_start(&engine->poll, writable ? UV_READABLE | UV_WRITABLE : UV_READABLE, on_poll);
+}
+
 static void want_writable(udp_engine_t *engine, int wanted) {
   // A busy socket polls again (for writable too) once it leaves busy mode.
   if (engine->writable_wanted == wanted || engine->closing || engine->busy) return;
-  engine->writable_wanted = wanted;
-  uv_poll_start(&engine->poll, wanted ? UV_READABLE | UV_WRITABLE : UV_READABLE, on_poll);
+  watch(engine, wanted);
 }
 
 /** Answers the `count` datagrams read into the batch's slots; what the socket cannot take waits. */
@@ -235,8 +240,7 @@ static void on_busy(uv_idle_t *idle);
 static void leave_busy(udp_engine_t *engine) {
   engine->busy = 0;
   uv_idle_stop(&engine->idle);
-  engine->writable_wanted = engine->head != NULL;
-  uv_poll_start(&engine->poll, engine->writable_wanted ? UV_READABLE | UV_WRITABLE : UV_READABLE, on_poll);
+  watch(engine, engine->head != NULL);
 }
 
 static void on_busy(uv_idle_t *idle) {
@@ -311,7 +315,7 @@ static napi_value js_create(napi_env env, napi_callback_info info) {
   engine->idle.data = engine;
   // Each handle is one owner until its close callback.
   engine->refs = 2;
-  uv_poll_start(&engine->poll, UV_READABLE, on_poll);
+  watch(engine, 0);
   napi_value result;
   if (napi_create_external(env, engine, engine_finalize, NULL, &result) != napi_ok) {
     close_engine(engine);
