@@ -63,7 +63,6 @@ typedef struct bench {
   size_t answer_count;
   size_t answer_capacity;
   uv_check_t check;
-  int check_closing;
   /** One buffer for every read: each chunk is verified before the next read. */
   char *read_buffer;
   /** The JavaScript engine object, the check handle, and every connection not yet released. */
@@ -355,10 +354,7 @@ static void bench_finalize(napi_env env, void *data, void *hint) {
   bench_t *bench = data;
   bench_detach(env, bench);
   napi_async_destroy(env, bench->async_context);
-  if (!bench->check_closing) {
-    bench->check_closing = 1;
-    uv_close((uv_handle_t *)&bench->check, on_check_closed);
-  }
+  close_turn_check(&bench->check, on_check_closed);
   bench_release(bench);
 }
 
@@ -423,27 +419,25 @@ static napi_value create_bench(napi_env env, napi_callback_info info) {
   bench->clock_offset = clock_offset;
   bench->send_budget = INFINITY;
   uv_loop_t *loop;
-  napi_value resource_name, result;
   if (napi_get_uv_event_loop(env, &loop) != napi_ok || napi_create_reference(env, argv[0], 1, &bench->receiver) != napi_ok ||
       napi_create_reference(env, argv[4], 1, &bench->batch_ref) != napi_ok || napi_create_reference(env, argv[6], 1, &bench->on_replies) != napi_ok ||
-      napi_create_reference(env, argv[7], 1, &bench->on_close) != napi_ok ||
-      napi_create_string_utf8(env, "echoplex:bench", NAPI_AUTO_LENGTH, &resource_name) != napi_ok ||
-      napi_async_init(env, NULL, resource_name, &bench->async_context) != napi_ok) {
+      napi_create_reference(env, argv[7], 1, &bench->on_close) != napi_ok || init_async_context(env, "echoplex:bench", &bench->async_context) != napi_ok) {
     bench_detach(env, bench);
     bench_release(bench);
     return throw_failed(env, "createBench");
   }
-  if (napi_create_external(env, bench, bench_finalize, NULL, &result) != napi_ok) {
+  bool held;
+  napi_value result = wrap_external(env, bench, bench_finalize, &BENCH_TAG, &held);
+  if (!held) {
     bench_detach(env, bench);
     napi_async_destroy(env, bench->async_context);
     bench_release(bench);
-    return throw_failed(env, "createBench");
+    return NULL;
   }
-  // From here the returned object owns the engine: its finalizer releases it.
+  // From here the object owns the engine (its finalizer releases it), even if tagging it failed.
   // The check only does work for connections, which keep the loop alive themselves.
   start_turn_check(loop, &bench->check, bench, on_check);
   bench->refs++;
-  CHECK(napi_type_tag_object(env, result, &BENCH_TAG));
   return result;
 }
 
@@ -555,10 +549,7 @@ static napi_value js_close(napi_env env, napi_callback_info info) {
   if (bench == NULL) return NULL;
   bench->sending = 0;
   bench_detach(env, bench);
-  if (!bench->check_closing) {
-    bench->check_closing = 1;
-    uv_close((uv_handle_t *)&bench->check, on_check_closed);
-  }
+  close_turn_check(&bench->check, on_check_closed);
   return NULL;
 }
 

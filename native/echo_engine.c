@@ -425,14 +425,17 @@ static connection_t *attach(engine_t *engine, int fd, int *status) {
 // error, not a crash. Connections are named by id in their engine (see slot_table_t).
 static const napi_type_tag ENGINE_TAG = {0x6563686f706c6578ULL, 0x656e67696e650001ULL};
 
+/** Drops the references into JavaScript; the engine calls nothing after this. */
+static void delete_engine_references(napi_env env, engine_t *engine) {
+  napi_ref *const refs[] = {&engine->on_close, &engine->on_accept};
+  delete_references(env, refs, sizeof refs / sizeof refs[0]);
+}
+
 static void engine_finalize(napi_env env, void *data, void *hint) {
   (void)hint;
   engine_t *engine = data;
-  napi_delete_reference(env, engine->on_close);
-  napi_delete_reference(env, engine->on_accept);
+  delete_engine_references(env, engine);
   napi_async_destroy(env, engine->async_context);
-  engine->on_close = NULL;
-  engine->on_accept = NULL;
   engine_release(engine);
 }
 
@@ -479,18 +482,20 @@ static napi_value create_engine(napi_env env, napi_callback_info info) {
   // No connection yet: the set keeps the loop open only while one is live.
   uv_poll_start(&engine->poll, UV_READABLE, on_set_ready);
   uv_unref((uv_handle_t *)&engine->poll);
-  napi_value resource_name, result;
   if (napi_create_reference(env, argv[2], 1, &engine->on_close) != napi_ok || napi_create_reference(env, argv[3], 1, &engine->on_accept) != napi_ok ||
-      napi_create_string_utf8(env, "echoplex:native", NAPI_AUTO_LENGTH, &resource_name) != napi_ok ||
-      napi_async_init(env, NULL, resource_name, &engine->async_context) != napi_ok ||
-      napi_create_external(env, engine, engine_finalize, NULL, &result) != napi_ok || napi_type_tag_object(env, result, &ENGINE_TAG) != napi_ok) {
-    // Only the first steps can fail here, before anything but the references exists.
-    if (engine->on_close) napi_delete_reference(env, engine->on_close);
-    if (engine->on_accept) napi_delete_reference(env, engine->on_accept);
-    engine->on_close = engine->on_accept = NULL;
+      init_async_context(env, "echoplex:native", &engine->async_context) != napi_ok) {
+    delete_engine_references(env, engine);
     engine_release(engine);
     return throw_failed(env, "createEngine");
   }
+  bool held;
+  napi_value result = wrap_external(env, engine, engine_finalize, &ENGINE_TAG, &held);
+  if (!held) {
+    delete_engine_references(env, engine);
+    napi_async_destroy(env, engine->async_context);
+    engine_release(engine);
+  }
+  // Otherwise the object owns the engine (its finalizer releases it), even if tagging it failed.
   return result;
 }
 

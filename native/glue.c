@@ -84,21 +84,29 @@ void call_from_loop(napi_env env, napi_async_context context, napi_value receive
   }
 }
 
-napi_value wrap_connection(napi_env env, void *data, napi_finalize finalize, const napi_type_tag *tag, napi_value token, napi_ref *token_ref, bool *held) {
+napi_value wrap_external(napi_env env, void *data, napi_finalize finalize, const napi_type_tag *tag, bool *held) {
   *held = false;
   napi_value result;
-  if (napi_create_reference(env, token, 1, token_ref) != napi_ok) return throw_failed(env, "wrap");
-  if (napi_create_external(env, data, finalize, NULL, &result) != napi_ok) {
-    napi_delete_reference(env, *token_ref);
-    *token_ref = NULL;
-    return throw_failed(env, "wrap");
-  }
+  if (napi_create_external(env, data, finalize, NULL, &result) != napi_ok) return throw_failed(env, "wrap");
   // From here the external owns `data`: its finalizer releases it.
   *held = true;
-  if (napi_type_tag_object(env, result, tag) != napi_ok) {
+  if (napi_type_tag_object(env, result, tag) != napi_ok) return throw_failed(env, "wrap");
+  return result;
+}
+
+napi_status init_async_context(napi_env env, const char *name, napi_async_context *context) {
+  napi_value resource_name;
+  napi_status status = napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &resource_name);
+  return status != napi_ok ? status : napi_async_init(env, NULL, resource_name, context);
+}
+
+napi_value wrap_connection(napi_env env, void *data, napi_finalize finalize, const napi_type_tag *tag, napi_value token, napi_ref *token_ref, bool *held) {
+  *held = false;
+  if (napi_create_reference(env, token, 1, token_ref) != napi_ok) return throw_failed(env, "wrap");
+  napi_value result = wrap_external(env, data, finalize, tag, held);
+  if (result == NULL) {
     napi_delete_reference(env, *token_ref);
     *token_ref = NULL;
-    return throw_failed(env, "wrap");
   }
   return result;
 }
@@ -248,4 +256,8 @@ void start_turn_check(uv_loop_t *loop, uv_check_t *check, void *data, uv_check_c
   check->data = data;
   uv_check_start(check, on_check);
   uv_unref((uv_handle_t *)check);
+}
+
+void close_turn_check(uv_check_t *check, uv_close_cb on_closed) {
+  if (!uv_is_closing((uv_handle_t *)check)) uv_close((uv_handle_t *)check, on_closed);
 }

@@ -33,6 +33,14 @@ void *only_tagged_argument(napi_env env, napi_callback_info info, const napi_typ
 /** The data of a Float64Array of at least `length`; NULL with a TypeError thrown otherwise. */
 double *float64_array(napi_env env, napi_value value, size_t length);
 /**
+ * The object JavaScript holds for `data`: an external tagged `tag`, released by `finalize`. NULL
+ * with an error thrown on failure; `*held` then says whether the finalizer already owns `data`
+ * (if not, the caller releases it).
+ */
+napi_value wrap_external(napi_env env, void *data, napi_finalize finalize, const napi_type_tag *tag, bool *held);
+/** Makes the async context, named `name`, that an engine's calls into JavaScript run in. */
+napi_status init_async_context(napi_env env, const char *name, napi_async_context *context);
+/**
  * The object JavaScript holds for a native connection: an external for `data` tagged `tag`,
  * released by `finalize`, with a reference to `token` made in `*token_ref`. NULL with an error
  * thrown on failure; `*held` then says whether the finalizer already owns `data` (if not, the
@@ -113,5 +121,7 @@ void delete_references(napi_env env, napi_ref *const *refs, size_t count);
  * keeping the loop alive (the handles it serves do that).
  */
 void start_turn_check(uv_loop_t *loop, uv_check_t *check, void *data, uv_check_cb on_check);
+/** Closes `check` (its close callback lets go of what it served) unless it is closing already. */
+void close_turn_check(uv_check_t *check, uv_close_cb on_closed);
 
 #endif

@@ -64,7 +64,6 @@ typedef struct sockets {
   size_t changed_capacity;
   size_t changed_count;
   uv_check_t check;
-  int check_closing;
   char *read_buffer;
   size_t read_buffer_length;
   /** Sockets sent to this turn whose WRITE is to be confirmed at its end, each holding a reference. */
@@ -291,10 +290,7 @@ static void sockets_finalize(napi_env env, void *data, void *hint) {
   // The check that would confirm them is closing: let go of the sockets still waiting for it.
   for (size_t i = 0; i < sockets->unconfirmed_count; i++) socket_release(sockets->unconfirmed[i]);
   sockets->unconfirmed_count = 0;
-  if (!sockets->check_closing) {
-    sockets->check_closing = 1;
-    uv_close((uv_handle_t *)&sockets->check, on_check_closed);
-  }
+  close_turn_check(&sockets->check, on_check_closed);
   sockets_release(sockets);
 }
 
@@ -349,27 +345,25 @@ static napi_value create_sockets(napi_env env, napi_callback_info info) {
   sockets->slots = slots;
   sockets->changed = changed;
   sockets->changed_capacity = changed_capacity;
-  napi_value resource_name, result;
   if (napi_create_reference(env, argv[0], 1, &sockets->receiver) != napi_ok || napi_create_reference(env, argv[1], 1, &sockets->flags_ref) != napi_ok ||
       napi_create_reference(env, argv[2], 1, &sockets->changed_ref) != napi_ok || napi_create_reference(env, argv[3], 1, &sockets->read_buffer_ref) != napi_ok ||
-      napi_create_reference(env, argv[4], 1, &sockets->on_changed) != napi_ok ||
-      napi_create_string_utf8(env, "echoplex:selectors", NAPI_AUTO_LENGTH, &resource_name) != napi_ok ||
-      napi_async_init(env, NULL, resource_name, &sockets->async_context) != napi_ok) {
+      napi_create_reference(env, argv[4], 1, &sockets->on_changed) != napi_ok || init_async_context(env, "echoplex:selectors", &sockets->async_context) != napi_ok) {
     sockets_detach(env, sockets);
     sockets_release(sockets);
     return throw_failed(env, "createSockets");
   }
-  if (napi_create_external(env, sockets, sockets_finalize, NULL, &result) != napi_ok) {
+  bool held;
+  napi_value result = wrap_external(env, sockets, sockets_finalize, &SOCKETS_TAG, &held);
+  if (!held) {
     sockets_detach(env, sockets);
     napi_async_destroy(env, sockets->async_context);
     sockets_release(sockets);
-    return throw_failed(env, "createSockets");
+    return NULL;
   }
-  // From here the returned object owns the sockets: its finalizer releases them.
+  // From here the object owns the sockets (its finalizer releases them), even if tagging it failed.
   // Sockets keep the loop alive through their poll handles; the check alone must not.
   start_turn_check(loop, &sockets->check, sockets, on_check);
   sockets->refs++;
-  CHECK(napi_type_tag_object(env, result, &SOCKETS_TAG));
   return result;
 }
 
@@ -413,14 +407,16 @@ static napi_value adopt_socket(napi_env env, napi_callback_info info) {
   sock->poll.data = sock;
   // The poll handle is the second owner, until its close callback closes the descriptor.
   sock->refs++;
-  napi_value handle, fd_value, result;
-  if (napi_create_external(env, sock, socket_finalize, NULL, &handle) != napi_ok) {
-    sock->closing = 1;
-    uv_close((uv_handle_t *)&sock->poll, on_poll_closed);
-    socket_release(sock);
-    return throw_failed(env, "adoptSocket");
+  bool held;
+  napi_value handle = wrap_external(env, sock, socket_finalize, &SOCKET_TAG, &held), fd_value, result;
+  if (handle == NULL) {
+    if (!held) {
+      sock->closing = 1;
+      uv_close((uv_handle_t *)&sock->poll, on_poll_closed);
+      socket_release(sock);
+    }
+    return NULL;
   }
-  CHECK(napi_type_tag_object(env, handle, &SOCKET_TAG));
   // A connected socket can be written at once; whether it can be read, the poll handle will say.
   sockets->flags[slot] = READY_WRITE;
   update_watch(sock, 0);

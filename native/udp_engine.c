@@ -316,14 +316,14 @@ static napi_value js_create(napi_env env, napi_callback_info info) {
   // Each handle is one owner until its close callback.
   engine->refs = 2;
   watch(engine, 0);
-  napi_value result;
-  if (napi_create_external(env, engine, engine_finalize, NULL, &result) != napi_ok) {
+  bool held;
+  napi_value result = wrap_external(env, engine, engine_finalize, &UDP_TAG, &held);
+  if (!held) {
     close_engine(engine);
-    return throw_failed(env, "createUdp");
+    return NULL;
   }
-  // From here the object is the other owner: its finalizer closes and releases.
+  // From here the object is the other owner (its finalizer closes and releases), even if tagging it failed.
   engine->refs++;
-  CHECK(napi_type_tag_object(env, result, &UDP_TAG));
   return result;
 
 failed:
