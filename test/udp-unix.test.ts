@@ -106,7 +106,20 @@ for (const engine of ['native', 'portable'] as const) {
       }
     });
 
-    it('works on IPv6 and prefixes replies in line mode', async () => {
+    it('works on IPv6, on its own engine, and prefixes replies in line mode', async () => {
+      // A plain echo stays on the engine asked for (the native one reads IPv6 senders' addresses
+      // into the same slots as IPv4's); a prefix needs the portable one.
+      const plain = await startServer({ host: '::1', udp: true, transform: 'upper', engine });
+      try {
+        assert.equal(plain.server.udpEngine, engine);
+        for (const size of [1, 1232, 65_487]) {
+          const payload = Buffer.alloc(size, 'v6');
+          const reply = await udpExchange(plain.port, payload, '::1');
+          assert.ok(reply?.equals(Buffer.from(payload.toString('latin1').toUpperCase(), 'latin1')), `size ${size}`);
+        }
+      } finally {
+        await plain.close();
+      }
       const running = await startServer({ host: '::1', udp: true, framing: 'line', prefix: 'hello ', engine });
       try {
         assert.equal((await udpExchange(running.port, Buffer.from('world'), '::1'))?.toString(), 'hello world');
