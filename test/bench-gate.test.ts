@@ -3,6 +3,7 @@
 
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
+import dgram from 'node:dgram';
 import { once } from 'node:events';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -216,6 +217,17 @@ describe('bench capacity search', () => {
 });
 
 describe('bench UDP accounting', () => {
+  it('a UDP port nobody listens on fails the run with the reason, as a refused connect does', async () => {
+    const gone = dgram.createSocket('udp4');
+    await new Promise<void>((resolve) => gone.bind(0, '127.0.0.1', resolve));
+    const { port } = gone.address();
+    await new Promise<void>((resolve) => gone.close(resolve));
+    const run = await runCli(['bench', '--udp', '--port', String(port), '-c', '3', '-d', '1', '--warmup', '0'], { ms: 30_000 });
+    assert.equal(run.code, 1);
+    assert.match(run.stderr, new RegExp(`cannot reach udp://127\\.0\\.0\\.1:${port}: connection refused \\(is the server running\\?\\)`));
+    assert.doesNotMatch(run.stdout, /^messages /m, 'no table of zeros');
+  });
+
   it('counts a lossy, duplicating, reordering peer exactly, and a lost reply stalls nothing', async () => {
     const peer = spawn(process.execPath, [fileURLToPath(new URL('./fixtures/lossy-udp-echo.mjs', import.meta.url))], { stdio: ['ignore', 'pipe', 'inherit'] });
     try {

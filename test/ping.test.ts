@@ -36,6 +36,11 @@ describe('echoplex ping', () => {
       const udp = await runCli(['ping', '--port', String(server.port), '-c', '2', '-i', '0.05', '--udp', '--new-connection', '--expect-prefix', 'hello ']);
       assert.equal(udp.code, 0, udp.stdout + udp.stderr);
       assert.equal(seqLines(udp.stdout).filter((line) => / connect=[\d.]+ ms time=/.test(line)).length, 2);
+      // Connecting a UDP socket sends nothing: no connection is reported.
+      const oneSocket = await runCli(['ping', '--port', String(server.port), '-c', '2', '-i', '0.05', '--udp', '--expect-prefix', 'hello ']);
+      assert.equal(oneSocket.code, 0, oneSocket.stdout + oneSocket.stderr);
+      assert.equal(seqLines(oneSocket.stdout).length, 2);
+      assert.doesNotMatch(oneSocket.stdout, /connected to/);
     } finally {
       await server.stop();
     }
@@ -71,6 +76,15 @@ describe('echoplex ping', () => {
     assert.equal(refused.code, 1);
     assert.match(refused.stdout, /seq=1 cannot connect: ECONNREFUSED/);
     assert.match(refused.stdout, /^2 sent, 0 received, 100% lost/m);
+    // Over UDP the refusal is an ICMP port unreachable for the datagram, said as such.
+    const gone = dgram.createSocket('udp4');
+    await new Promise<void>((resolve) => gone.bind(0, '127.0.0.1', resolve));
+    const udpPort = gone.address().port;
+    await new Promise<void>((resolve) => gone.close(resolve));
+    const unreachable = await runCli(['ping', '--udp', '--port', String(udpPort), '-c', '2', '-i', '0.05']);
+    assert.equal(unreachable.code, 1);
+    assert.match(unreachable.stdout, /^seq=1 port unreachable \(ECONNREFUSED\)$/m);
+    assert.match(unreachable.stdout, /^2 sent, 0 received, 100% lost/m);
   });
 
   it('UDP: a reply that comes after its timeout is reported late, not taken for the next one', async () => {

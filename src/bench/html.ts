@@ -19,7 +19,7 @@ export function renderHtmlReport(result: BenchResult, generatedAt = new Date()):
     ...(result.connectLatencyUs !== null ? [['Connections', describeConnects(result, (us) => `${us} us`, ', ')] as [string, string]] : []),
     ['Errors', errorSummary(result)],
     ['Mismatched bytes', String(result.mismatchedBytes)],
-    ['Bench CPU', `${describeLoadCpu(result.loadCpuPercent)}, ${describeEngine(result)}`],
+    ['Bench CPU', `${describeLoadCpu(result)}, ${describeEngine(result)}`],
     ['Verdict', passed(result) ? 'PASS: every byte verified' : 'FAIL'],
   ];
   return `<!doctype html>

@@ -4,7 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
-import { ConnectError, describeSocketError } from '../core/errors.js';
+import { ConnectError, describeSocketError, systemErrorCode } from '../core/errors.js';
 import { checkDescriptorBudget } from '../core/descriptors.js';
 import { builtInTransform } from '../protocol/transforms.js';
 import { BenchConnection } from './connection.js';
@@ -66,6 +66,12 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
   if (run.connectionsOpened === 0 && run.errorsByKind.connect > 0) {
     const reason = run.firstConnectError === undefined ? `no connection within --timeout (${settings.timeoutSeconds} s)` : describeSocketError(run.firstConnectError);
     throw new ConnectError(`cannot connect to ${describeTarget(settings.target)}: ${reason}`, run.firstConnectError);
+  }
+  // Over UDP nothing is refused until a datagram has gone: a port nobody listens on is, like a
+  // refused connect, a reason to give rather than a table of zeros.
+  const socketError = run.firstSocketError;
+  if (settings.target.udp && run.completedTotal === 0 && socketError !== undefined && systemErrorCode(socketError) === 'ECONNREFUSED') {
+    throw new ConnectError(`cannot reach ${describeTarget(settings.target)}: ${describeSocketError(socketError)}`, socketError);
   }
   const durationSeconds = Math.max(run.measureEndedAt - (run.measureStartedAt || run.measureEndedAt), 1) / 1000;
   const latencyUs = run.histogram.summary();
@@ -241,7 +247,10 @@ function openTypeScriptConnection(run: Run, opening: Opening): () => void {
       if (done > 0 && closedLoop && run.sending) run.answerLater(connection, done);
     },
     error: (err) => {
-      if (connection !== undefined) return connection.fail('closed');
+      if (connection !== undefined) {
+        run.firstSocketError ??= err;
+        return connection.fail('closed');
+      }
       opening.connectFailed(err);
     },
     closed: () => {

@@ -39,7 +39,7 @@ export function formatTable(result: BenchResult): string {
     ['mismatched', `${integer.format(result.mismatchedBytes)} bytes`],
     ...(result.datagrams ? [['datagrams', describeDatagrams(result.datagrams)] as [string, string]] : []),
     ...(result.instances ? [['instances', describeInstances(result.instances)] as [string, string]] : []),
-    ['bench CPU', `${describeLoadCpu(result.loadCpuPercent)}, ${describeEngine(result)}`],
+    ['bench CPU', `${describeLoadCpu(result)}, ${describeEngine(result)}`],
     ...(result.generators !== undefined ? [['generators', `${result.generators} runs merged: counts summed, percentiles from their summed histograms`] as [string, string]] : []),
     ...(result.thresholds.length > 0 ? [['thresholds', result.thresholds.map((t) => `${t.expression} ${t.ok ? 'held' : 'BROKEN'}`).join(', ')] as [string, string]] : []),
   ];
@@ -105,10 +105,10 @@ export function describeEngine(result: BenchResult): string {
 /** Past this share of one core, the load generator is likely what sets the rate. */
 const LOAD_CPU_WARNING_PERCENT = 90;
 
-/** `97% of one core`, with a warning when the bench itself is likely the limit. */
-export function describeLoadCpu(percent: number): string {
-  const text = `${integer.format(percent)}% of one core`;
-  return percent >= LOAD_CPU_WARNING_PERCENT ? `${text} (the bench may be what limits the rate: give it a core of its own)` : text;
+/** `97% of one core`, with a warning when the bench itself is likely the limit (of a rate there was). */
+export function describeLoadCpu(result: BenchResult): string {
+  const text = `${integer.format(result.loadCpuPercent)}% of one core`;
+  return result.loadCpuPercent >= LOAD_CPU_WARNING_PERCENT && result.messages > 0 ? `${text} (the bench may be what limits the rate: give it a core of its own)` : text;
 }
 
 function us(value: number): string {

@@ -58,6 +58,8 @@ export class Run {
   /** Connections that opened, over the run; with none, the first connect error says why. */
   connectionsOpened = 0;
   firstConnectError: NodeJS.ErrnoException | undefined;
+  /** The first error an open connection failed with (over UDP, a refused port shows only here). */
+  firstSocketError: NodeJS.ErrnoException | undefined;
   readonly errorsByKind: Record<BenchErrorKind, number> = { connect: 0, closed: 0, timeout: 0, mismatch: 0 };
   readonly histogram = new LatencyHistogram();
   /** With `hello`: connections per instance that answered. */

@@ -71,7 +71,8 @@ class PingLink {
         this.#wake?.();
       },
       error: (err) => {
-        const reason = err.code ?? err.message;
+        // Over UDP, ECONNREFUSED is the kernel passing on an ICMP port unreachable for a datagram.
+        const reason = target.udp && err.code === 'ECONNREFUSED' ? 'port unreachable (ECONNREFUSED)' : (err.code ?? err.message);
         if (!connected) onFailed(reason);
         this.#closedReason ??= reason;
         this.#wake?.();
@@ -221,7 +222,8 @@ export async function runPing(options: PingOptions): Promise<PingSummary> {
           lastInstance = ` (instance ${instance})`;
         }
         if (options.newConnection) connects.push(connectMs);
-        else out(`connected to ${where} in ${ms(connectMs)} ms${lastInstance}`);
+        // A UDP socket's connect sends nothing: there is no connection to report.
+        else if (!target.udp) out(`connected to ${where} in ${ms(connectMs)} ms${lastInstance}`);
       } catch (err) {
         sent++;
         out(`seq=${seq} cannot connect: ${(err as Error).message}`);

@@ -1,9 +1,10 @@
-// The bench's accounting: which replies fall in the measured window, and when a run is over (no sockets).
+// The bench's accounting: which replies fall in the measured window, when a run is over, and what its CPU line says (no sockets).
 
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Run } from '../../src/bench/run.js';
-import { resolveSettings } from '../../src/bench/settings.js';
+import { describeLoadCpu } from '../../src/bench/report.js';
+import { resolveSettings, type BenchResult } from '../../src/bench/settings.js';
 
 function newRun(): Run {
   const payload = Buffer.from('x'.repeat(8));
@@ -47,5 +48,15 @@ describe('bench accounting (Run)', () => {
     run.lost(3);
     assert.equal(run.inFlight, 2);
     assert.equal(run.errors, 0, 'losing replies is counted by the caller, by kind');
+  });
+});
+
+describe('bench report: the load CPU line', () => {
+  it('warns that the bench may set the rate only when there was a rate', () => {
+    const busy = { loadCpuPercent: 100 } as BenchResult;
+    assert.match(describeLoadCpu({ ...busy, messages: 5000 }), /^100% of one core \(the bench may be what limits the rate/);
+    // A run that got no reply has a window too short for its CPU share to mean anything.
+    assert.equal(describeLoadCpu({ ...busy, messages: 0 }), '100% of one core');
+    assert.equal(describeLoadCpu({ loadCpuPercent: 40, messages: 5000 } as BenchResult), '40% of one core');
   });
 });
