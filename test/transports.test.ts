@@ -90,6 +90,16 @@ describe('bench and client over TLS', () => {
     assert.equal(accepted.code, 0, accepted.stderr);
     assert.equal(accepted.stdout, 'secret\n');
   });
+
+  it('ping --tls stops at a certificate it cannot trust, and says how to accept it', async () => {
+    // Unlike a refused port, an untrusted certificate will be untrusted on the next try too.
+    const refused = await runCli(['ping', '--tls', '--port', String(running.port), '-c', '3', '-i', '0.05']);
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /cannot connect to tls:\/\/127\.0\.0\.1:\d+: the server's certificate is not trusted.*--tls-insecure/);
+    assert.doesNotMatch(refused.stdout, /seq=/);
+    const accepted = await runCli(['ping', '--tls-insecure', '--port', String(running.port), '-c', '1']);
+    assert.equal(accepted.code, 0, accepted.stderr);
+  });
 });
 
 describe('bench --proxy-protocol', () => {

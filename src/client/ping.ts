@@ -3,7 +3,7 @@
 
 import { performance } from 'node:perf_hooks';
 import type { Writable } from 'node:stream';
-import { UsageError } from '../core/errors.js';
+import { ConnectError, describeSocketError, isCertificateError, UsageError } from '../core/errors.js';
 import { describeTarget, MAX_UDP_PAYLOAD, openBenchSocket, resolveTarget, type BenchSocket, type BenchTarget } from '../protocol/transports.js';
 import type { CustomExpectation } from '../protocol/transforms.js';
 import { builtInTransform, type TransformName } from '../protocol/transforms.js';
@@ -57,7 +57,7 @@ class PingLink {
   #closedReason: string | undefined;
   #wake: (() => void) | undefined;
 
-  private constructor(target: BenchTarget, onConnected: () => void, onFailed: (reason: string) => void) {
+  private constructor(target: BenchTarget, onConnected: () => void, onFailed: (err: Error) => void) {
     let connected = false;
     this.#socket = openBenchSocket(target, (sharedReadBuffer ??= Buffer.allocUnsafe(64 * 1024)), {
       connected: () => {
@@ -73,7 +73,7 @@ class PingLink {
       error: (err) => {
         // Over UDP, ECONNREFUSED is the kernel passing on an ICMP port unreachable for a datagram.
         const reason = target.udp && err.code === 'ECONNREFUSED' ? 'port unreachable (ECONNREFUSED)' : (err.code ?? err.message);
-        if (!connected) onFailed(reason);
+        if (!connected) onFailed(err);
         this.#closedReason ??= reason;
         this.#wake?.();
       },
@@ -97,9 +97,9 @@ class PingLink {
           clearTimeout(timer);
           resolve(link);
         },
-        (reason) => {
+        (err) => {
           clearTimeout(timer);
-          reject(new Error(reason));
+          reject(err);
         },
       );
     });
@@ -225,8 +225,10 @@ export async function runPing(options: PingOptions): Promise<PingSummary> {
         // A UDP socket's connect sends nothing: there is no connection to report.
         else if (!target.udp) out(`connected to ${where} in ${ms(connectMs)} ms${lastInstance}`);
       } catch (err) {
+        // A certificate not trusted now will not be on the next try: stop, as bench and client do.
+        if (isCertificateError(err)) throw new ConnectError(`cannot connect to ${where}: ${describeSocketError(err as Error)}`, err);
         sent++;
-        out(`seq=${seq} cannot connect: ${(err as Error).message}`);
+        out(`seq=${seq} cannot connect: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
         if (moreToSend(seq)) await pause(intervalMs - (performance.now() - begin), options.signal);
         continue;
       }

@@ -84,14 +84,20 @@ export function describeSocketError(err: Error): string {
       return 'timed out';
     case 'ECONNRESET':
       return 'connection reset';
-    case 'DEPTH_ZERO_SELF_SIGNED_CERT':
-    case 'SELF_SIGNED_CERT_IN_CHAIN':
-    case 'UNABLE_TO_VERIFY_LEAF_SIGNATURE':
-    case 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY':
-      return `the server's certificate is not trusted (${err.message}); for a self-signed test server use --tls-insecure, or --tls-ca FILE`;
     case 'ERR_TLS_CERT_ALTNAME_INVALID':
       return `the server's certificate is not for this host (${err.message})`;
     default:
+      if (UNTRUSTED_CERTIFICATE.has(systemErrorCode(err) ?? '')) {
+        return `the server's certificate is not trusted (${err.message}); for a self-signed test server use --tls-insecure, or --tls-ca FILE`;
+      }
       return err.message;
   }
+}
+
+const UNTRUSTED_CERTIFICATE = new Set(['DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY']);
+
+/** A TLS verification failure: the certificate will not be trusted on the next try either. */
+export function isCertificateError(err: unknown): boolean {
+  const code = systemErrorCode(err);
+  return code === 'ERR_TLS_CERT_ALTNAME_INVALID' || UNTRUSTED_CERTIFICATE.has(code ?? '');
 }
