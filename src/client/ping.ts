@@ -177,7 +177,11 @@ function spread(values: number[]): PingSummary['rttMs'] {
 
 const ms = (value: number) => value.toFixed(3);
 
-/** Pings until `count` messages have gone or `signal` aborts; prints as it goes and a summary at the end. */
+/**
+ * Pings until `count` messages have gone or `signal` aborts; prints as it goes and a summary at
+ * the end. A connection that fails counts its message lost, except over a TLS certificate that
+ * is not trusted: that rejects with a ConnectError, since the next try would fail the same way.
+ */
 export async function runPing(options: PingOptions): Promise<PingSummary> {
   const target = resolveTarget(options);
   const size = options.size ?? 64;
