@@ -105,6 +105,20 @@ export const PEERS: Peer[] = [
   { name: 'node-raw', transform: 'echo', command: (p) => [process.execPath, `${PEERS_DIR}node-raw-echo.mjs`, String(p)], unavailable: () => undefined },
   // UDP: the plainest C loop, and echoplex's UDP on each engine.
   { name: 'c-udp', transform: 'echo', datagrams: true, command: (p) => [`${BIN_DIR}udp_echo`, String(p)], unavailable: () => (existsSync(`${BIN_DIR}udp_echo`) ? undefined : 'cc not available') },
+  // What io_uring would save the UDP engine: the same echo without per-datagram system calls or headers.
+  {
+    name: 'c-udp-uring',
+    transform: 'echo',
+    datagrams: true,
+    comparedWith: 'c-udp',
+    command: (p) => [`${BIN_DIR}uring_echo`, String(p)],
+    unavailable: () =>
+      !existsSync(`${BIN_DIR}uring_echo`)
+        ? 'not built (needs Linux headers with io_uring)'
+        : spawnSync(`${BIN_DIR}uring_echo`, ['--check']).status !== 0
+          ? 'io_uring refused here (Linux 6.1 or later, not blocked by seccomp)'
+          : undefined,
+  },
   { name: 'echoplex-udp', transform: 'echo', datagrams: true, comparedWith: 'c-udp', command: (p) => [process.execPath, CLI, 'serve', '--quiet', '--udp', '--port', String(p)], unavailable: () => undefined },
   {
     name: 'echoplex-udp-portable',
@@ -150,6 +164,8 @@ export function buildCPeers(): void {
   for (const name of ['epoll_echo', 'loadgen', 'udp_echo']) {
     execFileSync('cc', ['-O2', '-o', `${BIN_DIR}${name}`, `${PEERS_DIR}${name}.c`]);
   }
+  // Optional: older kernel headers lack what it uses, and then the peer is reported unavailable.
+  spawnSync('cc', ['-O2', '-o', `${BIN_DIR}uring_echo`, `${PEERS_DIR}uring_echo.c`], { stdio: 'ignore' });
 }
 
 export async function freePort(): Promise<number> {
