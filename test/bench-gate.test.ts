@@ -217,6 +217,38 @@ describe('bench capacity search', () => {
 });
 
 describe('bench UDP accounting', () => {
+  it('a UDP server that restarts mid-run costs the datagrams sent meanwhile, not the sockets', async () => {
+    let echoed = 0;
+    const echo = async (port = 0) => {
+      const server = dgram.createSocket('udp4');
+      server.on('message', (message, from) => {
+        echoed++;
+        server.send(message, from.port, from.address);
+      });
+      await new Promise<void>((resolve) => server.bind(port, '127.0.0.1', resolve));
+      return server;
+    };
+    let server = await echo();
+    const { port } = server.address();
+    const bench = runCli(['bench', '--udp', '--port', String(port), '-c', '4', '-d', '3', '--warmup', '0', '--timeout', '0.3', '--json'], { ms: 30_000 });
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      // Down for half a second: the kernel answers the datagrams sent meanwhile with port unreachable.
+      await new Promise<void>((resolve) => server.close(resolve));
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      const before = echoed;
+      server = await echo(port);
+      const run = await bench;
+      const result = JSON.parse(run.stdout) as BenchResult;
+      assert.equal(run.code, 1, 'lost datagrams are errors');
+      assert.equal(result.errorsByKind.closed, 0, 'no socket was given up');
+      assert.ok(result.datagrams!.lost > 0, 'the datagrams sent while it was down are lost');
+      assert.ok(echoed - before > 100, `${echoed - before} datagrams reached the restarted server`);
+    } finally {
+      server.close();
+    }
+  });
+
   it('a UDP port nobody listens on fails the run with the reason, as a refused connect does', async () => {
     const gone = dgram.createSocket('udp4');
     await new Promise<void>((resolve) => gone.bind(0, '127.0.0.1', resolve));

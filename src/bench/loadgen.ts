@@ -247,11 +247,12 @@ function openTypeScriptConnection(run: Run, opening: Opening): () => void {
       if (done > 0 && closedLoop && run.sending) run.answerLater(connection, done);
     },
     error: (err) => {
-      if (connection !== undefined) {
-        run.firstSocketError ??= err;
-        return connection.fail('closed');
-      }
-      opening.connectFailed(err);
+      if (connection === undefined) return opening.connectFailed(err);
+      run.firstSocketError ??= err;
+      // Over UDP an unreachable port (a server restarting, say) costs the datagram it answered,
+      // which the timeout counts lost, not the socket; before any reply, the port is just closed.
+      if (connection instanceof DatagramConnection && err.code === 'ECONNREFUSED' && run.completedTotal > 0) return;
+      connection.fail('closed');
     },
     closed: () => {
       // The server going away before the run is over is an error, whatever was in flight.
