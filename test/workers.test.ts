@@ -1,10 +1,12 @@
 // --workers: several event loops on one port, exact metrics summed over them, restarts, drain.
 
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import dgram from 'node:dgram';
 import { once } from 'node:events';
 import { describe, it } from 'node:test';
 import tls from 'node:tls';
-import { startServe } from './helpers/cli.js';
+import { runCli, startServe } from './helpers/cli.js';
 import { roundTrip } from './helpers/sockets.js';
 import { waitUntil, withTimeout } from './helpers/timeout.js';
 
@@ -35,7 +37,7 @@ describe('--workers', () => {
       assert.equal((await get('/readyz')).status, 200);
 
       // A worker killed outright is replaced, and the port keeps answering meanwhile.
-      const workerPids = (await import('node:child_process')).execFileSync('pgrep', ['-P', String(serve.child.pid)], { encoding: 'utf8' }).trim().split('\n').map(Number);
+      const workerPids = execFileSync('pgrep', ['-P', String(serve.child.pid)], { encoding: 'utf8' }).trim().split('\n').map(Number);
       assert.equal(workerPids.length, 2);
       process.kill(workerPids[0]!, 'SIGKILL');
       await waitUntil(() => /worker \d+ \(pid \d+\) killed by SIGKILL; starting a new one/.test(serve.stderr()), 5000, 'the restart to be logged');
@@ -47,6 +49,48 @@ describe('--workers', () => {
       assert.equal((serve.stderr().match(/shut down/g) ?? []).length, 3, 'both workers and the primary shut down cleanly');
     } finally {
       await serve.stop('SIGKILL');
+    }
+  });
+
+  it('--udp: every worker answers on the one UDP port, from port 0 and through a restart', async () => {
+    // Each worker bound UDP on the port its TCP listener got; a restarted worker binds it again.
+    const serve = await startServe(['--workers', '2', '--udp', '--quiet']);
+    try {
+      const udpEcho = async (text: string) => {
+        const socket = dgram.createSocket('udp4');
+        try {
+          await new Promise<void>((resolve) => socket.connect(serve.port, '127.0.0.1', resolve));
+          const reply = once(socket, 'message') as Promise<[Buffer]>;
+          socket.send(text);
+          return (await withTimeout(reply, 2000, `the reply to ${text}`))[0].toString();
+        } finally {
+          socket.close();
+        }
+      };
+      assert.match(serve.stdout(), new RegExp(`udp://127\\.0\\.0\\.1:${serve.port}`));
+      for (let i = 0; i < 5; i++) assert.equal(await udpEcho(`before ${i}`), `before ${i}`);
+      const workerPids = execFileSync('pgrep', ['-P', String(serve.child.pid)], { encoding: 'utf8' }).trim().split('\n').map(Number);
+      process.kill(workerPids[0]!, 'SIGKILL');
+      await waitUntil(() => /worker \d+ \(pid \d+\) killed by SIGKILL; starting a new one/.test(serve.stderr()), 5000, 'the restart to be logged');
+      await waitUntil(() => execFileSync('pgrep', ['-P', String(serve.child.pid)], { encoding: 'utf8' }).trim().split('\n').length === 2, 5000, 'two workers again');
+      for (let i = 0; i < 5; i++) assert.equal(await udpEcho(`after ${i}`), `after ${i}`);
+      assert.doesNotMatch(serve.stderr(), /cannot listen/);
+      assert.equal((await serve.stop('SIGTERM')).code, 0);
+    } finally {
+      await serve.stop('SIGKILL');
+    }
+  });
+
+  it('a worker that cannot listen exits, and the primary with it, saying why', async () => {
+    const holder = dgram.createSocket('udp4');
+    await new Promise<void>((resolve) => holder.bind(0, '127.0.0.1', resolve));
+    try {
+      const result = await runCli(['serve', '--workers', '2', '--udp', '--port', String(holder.address().port)], { ms: 15_000 });
+      assert.equal(result.code, 1);
+      assert.match(result.stderr, /cannot listen on udp:\/\/127\.0\.0\.1:\d+: address already in use/);
+      assert.match(result.stderr, /a worker exited with status 1 before it was listening/);
+    } finally {
+      holder.close();
     }
   });
 

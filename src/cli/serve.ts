@@ -241,7 +241,13 @@ async function serve(flags: ServeFlags, ports: number[]): Promise<void> {
   process.on('SIGTERM', onSignal);
   // A worker leaves Ctrl-C to the primary, which tells every worker to drain, once.
   process.on('SIGINT', cluster.isWorker ? () => {} : onSignal);
-  await server.listen();
+  await server.listen().catch((err: unknown) => {
+    // A worker that cannot listen exits, for its primary to stop and say why: its channel to
+    // the primary would otherwise keep it alive, half started. (The worker's own disconnect, not
+    // process.disconnect(), which cluster takes for a lost primary and answers with exit 0.)
+    cluster.worker?.disconnect();
+    throw err;
+  });
   const urls = server.addresses.map((address) => address.url);
   if (cluster.isWorker) {
     await serveAsWorker(server, flags.metricsPort !== undefined, urls);

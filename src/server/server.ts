@@ -230,9 +230,13 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
       connectionClosed: (connection) => this.#connectionClosed(connection),
     };
     // The C side echoes or uppercases; prefixes, delays, faults, allow-lists and per-datagram
-    // logs need JavaScript for each datagram.
+    // logs need JavaScript for each datagram. So does a cluster worker's socket: it is the
+    // primary's, shared by every worker, and the engine closes Node's copy once it holds its own;
+    // the primary lets go of a socket no worker holds, and a worker started after that (a
+    // restart) would bind a new one, refused by the port the engines still hold.
     const context = this.#context;
-    const plainUdp = context.transformIsBuiltIn && prefix === undefined && context.delayMs === 0 && faults === undefined && !context.logData && (options.allow ?? []).length === 0;
+    const plainUdp =
+      context.transformIsBuiltIn && prefix === undefined && context.delayMs === 0 && faults === undefined && !context.logData && (options.allow ?? []).length === 0 && !cluster.isWorker;
     this.#nativeUdp = engine === 'native' && plainUdp ? { upper: transform === 'upper' } : undefined;
     this.#hello = options.hello ? { instance: options.instance ?? `${hostname()}:${process.pid}`, worker: cluster.worker?.id ?? null } : undefined;
     // The hello line is written from JavaScript: such connections stay on the portable engine.
