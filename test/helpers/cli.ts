@@ -84,7 +84,11 @@ export async function startServe(args: string[] = [], options: { command?: strin
     }),
     10_000,
     'the server to listen',
-  );
+  ).catch((err: Error) => {
+    // One that never listens would otherwise outlive the test and keep its file's run from ending.
+    child.kill('SIGKILL');
+    throw err;
+  });
   return {
     child,
     port,
