@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { createEchoServer, ListenError } from '../src/index.js';
-import { spawnCli, startServe } from './helpers/cli.js';
+import { runCli, spawnCli, startServe } from './helpers/cli.js';
 import { cpuSeconds } from './helpers/proc.js';
 import { startServer } from './helpers/sockets.js';
 import { delay, withTimeout } from './helpers/timeout.js';
@@ -301,5 +301,13 @@ describe('Unix domain sockets', () => {
     await result;
     assert.match(stdout, new RegExp(`^echoplex listening on unix://${path} \\(`));
     assert.doesNotMatch(stdout, /tcp:/);
+    // Unix sockets are served by the portable engine, whatever plain TCP would have had.
+    assert.match(stdout, /, portable engine\)$/m);
+  });
+
+  it('--udp with --unix alone is a usage error: UDP answers on port numbers', async () => {
+    const result = await runCli(['serve', '--unix', join(dir, 'udp.sock'), '--udp']);
+    assert.equal(result.code, 2);
+    assert.match(result.stderr, /--udp answers on the TCP port numbers, and --unix alone serves none: give --port too/);
   });
 });

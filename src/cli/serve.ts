@@ -176,6 +176,7 @@ async function serve(flags: ServeFlags, ports: number[]): Promise<void> {
   const logger = await createLogger(flags.logFormat, flags.logLevel, cluster.worker?.id);
   if (flags.admin && flags.workers > 1) throw new UsageError('--admin controls one process: not with --workers yet');
   if (flags.admin && flags.metricsPort === undefined) throw new UsageError('--admin serves on the metrics port: give --metrics-port too');
+  if (flags.udp && ports.length === 0) throw new UsageError('--udp answers on the TCP port numbers, and --unix alone serves none: give --port too');
   if (flags.workers > 1 && cluster.isPrimary) {
     const { runPrimary } = await import('../ops/workers.js');
     await runPrimary({
@@ -268,7 +269,9 @@ async function serve(flags: ServeFlags, ports: number[]): Promise<void> {
     closeMetrics = metrics.close;
     logger.info({ event: 'metrics', url: metrics.url }, `metrics on ${metrics.url}/metrics (probes: /healthz, /readyz; status page: /)`);
   }
-  process.stdout.write(`echoplex listening on ${urls.join(', ')} (${describeSettings(flags)}, ${server.engine} engine)\n`);
+  // The engine named is plain TCP's; a Unix socket alone is always on the portable one.
+  const engine = server.addresses.some((address) => address.transport === 'tcp') ? server.engine : 'portable';
+  process.stdout.write(`echoplex listening on ${urls.join(', ')} (${describeSettings(flags)}, ${engine} engine)\n`);
 }
 
 /** In a cluster worker: answer the primary's requests for counters and metrics, then say we listen. */
