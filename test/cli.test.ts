@@ -376,6 +376,21 @@ describe('targets as URLs, and a reader that goes away', () => {
     }
   });
 
+  it('refuses flags that name two kinds of target at once, instead of dropping one', async () => {
+    const cases = [
+      [['client', '--udp', '--tls', '--port', '9'], /--udp sends datagrams in clear/],
+      [['client', 'udp://127.0.0.1:9', '--tls-insecure'], /--udp sends datagrams in clear/],
+      [['ping', '--udp', '--tls-ca', '/dev/null', '--port', '9', '-c', '1'], /--udp sends datagrams in clear/],
+      [['bench', '--udp', '--unix', '/tmp/echoplex-none.sock', '-d', '1'], /--udp and --unix name two targets/],
+      [['bench', '--udp', '--proxy-protocol', 'v2', '--port', '9', '-d', '1'], /--proxy-protocol opens a stream with a header: not with --udp/],
+    ] as const;
+    for (const [args, message] of cases) {
+      const result = await runCli([...args], { input: '' });
+      assert.equal(result.code, 2, args.join(' '));
+      assert.match(result.stderr, message);
+    }
+  });
+
   it('stops quietly with status 0 when its reader goes away (ping | head -1)', async () => {
     const server = await startServe(['--quiet']);
     try {

@@ -236,6 +236,7 @@ function validate(settings: Settings): void {
   if (!(settings.warmupSeconds >= 0)) throw new UsageError(`--warmup must be 0 or more seconds, got ${settings.warmupSeconds}`);
   if (settings.target.websocket !== undefined && settings.target.proxyProtocol !== undefined) throw new UsageError('--proxy-protocol: not with a WebSocket target (put a proxy that sends the header in front instead)');
   if (settings.hello && settings.target.udp) throw new UsageError('--hello reads the first line of a stream: not with --udp');
+  if (settings.target.udp && settings.target.proxyProtocol !== undefined) throw new UsageError('--proxy-protocol opens a stream with a header: not with --udp');
   if (settings.startAt !== undefined) {
     if (!Number.isFinite(settings.startAt)) throw new UsageError('--start-at must be a time (ISO 8601, or milliseconds since the epoch)');
     if (settings.startAt < Date.now()) throw new UsageError(`--start-at ${new Date(settings.startAt).toISOString()} has already passed`);

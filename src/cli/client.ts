@@ -4,7 +4,7 @@ import { Command } from 'commander';
 import { runClient } from '../client/client.js';
 import { Option } from 'commander';
 import { UsageError } from '../core/errors.js';
-import { TARGET_ARGUMENT, targetOptions, wantsTls, withTargetUrl, type TargetFlags } from './target.js';
+import { checkTransportFlags, TARGET_ARGUMENT, targetOptions, wantsTls, withTargetUrl, type TargetFlags } from './target.js';
 
 export function clientCommand(): Command {
   const command = new Command('client').description('talk to an echo server: a >: prompt on a terminal, a byte pipe when stdin is piped');
@@ -13,6 +13,7 @@ export function clientCommand(): Command {
   return command.argument(...TARGET_ARGUMENT).action(async (url: string | undefined, given: TargetFlags & { wsBinary: boolean }, self: Command) => {
     const flags = withTargetUrl(given, url, self);
     if (flags.wsBinary && flags.websocketPath === undefined) throw new UsageError('--ws-binary applies to a ws:// or wss:// target URL');
+    checkTransportFlags(flags);
     await runClient({
       host: flags.host,
       port: flags.port,

@@ -45,6 +45,13 @@ export function wantsTls(flags: TargetFlags): boolean {
   return flags.tls || flags.tlsInsecure || flags.tlsCa !== undefined;
 }
 
+/** Flags that name two kinds of target at once are a usage error, not one of them quietly dropped. */
+export function checkTransportFlags(flags: TargetFlags): void {
+  if (!flags.udp) return;
+  if (wantsTls(flags)) throw new UsageError('--udp sends datagrams in clear: not with --tls, --tls-insecure or --tls-ca');
+  if (flags.unix !== undefined) throw new UsageError('--udp and --unix name two targets (the Unix socket is a stream): give one');
+}
+
 /** The PEM CA file given to `--tls-ca`, read; a file that cannot be read is a usage error. */
 export async function readCaFile(path: string): Promise<Buffer> {
   try {
@@ -57,6 +64,7 @@ export async function readCaFile(path: string): Promise<Buffer> {
 /** The target the flags name, for the bench and ping (the CA file read). */
 export async function targetFromFlags(flags: TargetFlags): Promise<Partial<BenchTarget>> {
   if (flags.wsText && flags.websocketPath === undefined) throw new UsageError('--ws-text applies to a ws:// or wss:// target URL');
+  checkTransportFlags(flags);
   return {
     host: flags.host,
     port: flags.port,
