@@ -210,6 +210,15 @@ describe('configuration from the environment', () => {
       assert.match(result.stdout, new RegExp(variable));
     }
   });
+
+  it('--help gives no default for a flag that is off unless given, and one default for --ws-binary', async () => {
+    for (const command of ['serve', 'client', 'ping', 'bench']) {
+      const help = (await runCli([command, '--help'])).stdout;
+      assert.doesNotMatch(help, /default: false/, command);
+    }
+    const client = (await runCli(['client', '--help'])).stdout.replace(/\s+/g, ' ');
+    assert.match(client, /--ws-binary [^-]*\(default: text\) -/);
+  });
 });
 
 describe('logs', () => {

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The `echoplex` command: subcommands, and one place that turns errors into exit statuses.
 
-import { Command, CommanderError } from 'commander';
+import { Command, CommanderError, Help, type Option } from 'commander';
 import { EchoplexError, UsageError } from '../core/errors.js';
 import { VERSION } from '../core/version.js';
 import { benchCommand } from './bench.js';
@@ -12,6 +12,12 @@ import { serveCommand } from './serve.js';
 
 const EXIT_FAILURE = 1;
 const EXIT_USAGE = 2;
+
+/** Help text without "(default: false)" on every flag that is off unless given. */
+function optionDescription(this: Help, option: Option): string {
+  const shown = option.isBoolean() && option.defaultValue === false ? Object.assign(Object.create(Object.getPrototypeOf(option) as object) as Option, option, { defaultValue: undefined }) : option;
+  return Help.prototype.optionDescription.call(this, shown);
+}
 
 function program(): Command {
   const root = new Command('echoplex')
@@ -26,7 +32,7 @@ function program(): Command {
   // Usage errors exit 2, like other Unix tools; commander would exit 1.
   root.exitOverride();
   const overrideAll = (command: Command): void => {
-    readBooleanVariables(command.exitOverride());
+    readBooleanVariables(command.exitOverride()).configureHelp({ optionDescription });
     command.commands.forEach(overrideAll);
   };
   root.commands.forEach(overrideAll);
