@@ -305,6 +305,12 @@ describe('Unix domain sockets', () => {
     assert.match(stdout, /, portable engine\)$/m);
   });
 
+  it('a client to a socket path with no server says so, and exits 1', async () => {
+    const result = await runCli(['client', '--unix', join(dir, 'nobody.sock')], { input: 'hello\n' });
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, /cannot connect to .*nobody\.sock: no such socket file \(is the server running\?\)/);
+  });
+
   it('--udp with --unix alone is a usage error: UDP answers on port numbers', async () => {
     const result = await runCli(['serve', '--unix', join(dir, 'udp.sock'), '--udp']);
     assert.equal(result.code, 2);

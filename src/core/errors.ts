@@ -80,6 +80,11 @@ export function describeSocketError(err: Error): string {
     case 'ENOTFOUND':
     case 'EAI_AGAIN':
       return 'unknown host';
+    case 'ENOENT':
+      // A Unix socket path with nothing there.
+      return 'no such socket file (is the server running?)';
+    case 'EACCES':
+      return 'permission denied';
     case 'ETIMEDOUT':
       return 'timed out';
     case 'ECONNRESET':
