@@ -105,6 +105,15 @@ export const PEERS: Peer[] = [
   { name: 'node-raw', transform: 'echo', command: (p) => [process.execPath, `${PEERS_DIR}node-raw-echo.mjs`, String(p)], unavailable: () => undefined },
   // UDP: the plainest C loop, and echoplex's UDP on each engine.
   { name: 'c-udp', transform: 'echo', datagrams: true, command: (p) => [`${BIN_DIR}udp_echo`, String(p)], unavailable: () => (existsSync(`${BIN_DIR}udp_echo`) ? undefined : 'cc not available') },
+  // What batching system calls can save a C loop at best: the ceiling for the UDP engine's recvmmsg/sendmmsg.
+  {
+    name: 'c-udp-mmsg',
+    transform: 'echo',
+    datagrams: true,
+    comparedWith: 'c-udp',
+    command: (p) => [`${BIN_DIR}udp_echo`, String(p), 'mmsg'],
+    unavailable: () => (existsSync(`${BIN_DIR}udp_echo`) ? undefined : 'cc not available'),
+  },
   // What io_uring would save the UDP engine: the same echo without per-datagram system calls or headers.
   {
     name: 'c-udp-uring',

@@ -9,7 +9,7 @@ import net from 'node:net';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { BENCH_LOAD_PEER, PEERS, pairedRatio, startPeer, table, targetsTable, type Measurement } from '../bench/peers.js';
+import { BENCH_LOAD_PEER, buildCPeers, PEERS, pairedRatio, startPeer, table, targetsTable, type Measurement } from '../bench/peers.js';
 import { runBench } from '../src/bench/loadgen.js';
 import { nativeBenchAvailable } from '../src/bench/native-bench.js';
 import type { BenchOptions } from '../src/bench/settings.js';
@@ -477,6 +477,24 @@ describe('bench:peers Node floor peer', () => {
       await peer.stop();
     }
   });
+});
+
+// The UDP engine is measured against these: one that dropped or garbled datagrams would make it
+// look better than it is.
+describe('bench:peers C UDP peers', () => {
+  buildCPeers();
+  for (const name of ['c-udp', 'c-udp-mmsg', 'c-udp-uring']) {
+    const peer = PEERS.find((p) => p.name === name)!;
+    it(`${name} answers every datagram, byte for byte`, { skip: peer.unavailable() }, async () => {
+      const running = await startPeer(peer);
+      try {
+        const result = await withTimeout(runBench({ udp: true, port: running.port, connections: 20, size: 200, pipeline: 4, messages: 4000 }), 20_000, name);
+        assert.deepEqual([result.messages, result.errors, result.mismatchedBytes], [4000, 0, 0]);
+      } finally {
+        await running.stop();
+      }
+    });
+  }
 });
 
 describe('bench:peers table', () => {
