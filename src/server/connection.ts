@@ -173,11 +173,16 @@ export abstract class Connection {
 
   /**
    * Ends the connection for a reason of the server's (`code`: 1001 idle, 1011 a failed
-   * transform). A byte stream has no way to say why and is closed at once, as by `abort`; a
-   * WebSocket sends a close frame with that code first (see engines/websocket.ts).
+   * transform). A byte stream has no words for why: an idle one is closed at once, as by
+   * `abort`, and a failed one is reset, the one way TCP has to say that the conversation failed
+   * rather than ended (a client, or a proxy's log, then tells it from a clean close). A WebSocket
+   * sends a close frame with the code first (see engines/websocket.ts).
    */
-  endWithCode(reason: string, _code: ServerCloseCode): void {
-    this.abort(reason);
+  endWithCode(reason: string, code: ServerCloseCode): void {
+    if (code !== 1011) return this.abort(reason);
+    this.#closeReason ??= reason;
+    this.#delayed?.clear();
+    this.reset();
   }
 
   /** Closes at once, dropping whatever is still pending. */

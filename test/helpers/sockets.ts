@@ -67,6 +67,20 @@ export function readToEnd(socket: net.Socket, ms = 10_000): Promise<Buffer> {
   return readBytes(socket, Number.POSITIVE_INFINITY, ms);
 }
 
+/** Reads until the server resets the connection: the bytes before it, or a rejection if the stream ends cleanly. */
+export function readUntilReset(socket: net.Socket, ms = 10_000): Promise<Buffer> {
+  return withTimeout(
+    new Promise((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+      socket.once('end', () => reject(new Error('the server ended the stream cleanly instead of resetting it')));
+      socket.once('error', (err: NodeJS.ErrnoException) => (err.code === 'ECONNRESET' ? resolve(Buffer.concat(chunks)) : reject(err)));
+    }),
+    ms,
+    'a reset from the server',
+  );
+}
+
 /** Sends a payload and returns exactly as many bytes of reply. */
 export async function roundTrip(port: number, payload: Buffer, ms = 10_000, host = '127.0.0.1'): Promise<Buffer> {
   const socket = await connectTo(port, host);
