@@ -74,7 +74,7 @@ describe('echoplex ping', () => {
     await new Promise((resolve) => closed.close(resolve));
     const refused = await runCli(['ping', '--port', String(port), '-c', '2', '-i', '0.05']);
     assert.equal(refused.code, 1);
-    assert.match(refused.stdout, /seq=1 cannot connect: ECONNREFUSED/);
+    assert.match(refused.stdout, /seq=1 cannot connect: connection refused \(ECONNREFUSED\)/);
     assert.match(refused.stdout, /^2 sent, 0 received, 100% lost/m);
     // Over UDP the refusal is an ICMP port unreachable for the datagram, said as such.
     const gone = dgram.createSocket('udp4');
@@ -85,6 +85,20 @@ describe('echoplex ping', () => {
     assert.equal(unreachable.code, 1);
     assert.match(unreachable.stdout, /^seq=1 port unreachable \(ECONNREFUSED\)$/m);
     assert.match(unreachable.stdout, /^2 sent, 0 received, 100% lost/m);
+  });
+
+  it('says a reset in words, and the next message goes on a new connection', async () => {
+    // Resets every connection at its first message, as a server does whose transform fails.
+    const server = await startServe(['--quiet', '--fault', 'reset=1']);
+    try {
+      const result = await runCli(['ping', '--port', String(server.port), '-c', '2', '-i', '0.05']);
+      assert.equal(result.code, 1);
+      assert.match(result.stdout, /^seq=1 connection reset \(ECONNRESET\)$/m);
+      assert.equal(result.stdout.match(/^connected to /gm)?.length, 2, result.stdout);
+      assert.match(result.stdout, /^2 sent, 0 received, 100% lost/m);
+    } finally {
+      await server.stop();
+    }
   });
 
   it('UDP: a reply that comes after its timeout is reported late, not taken for the next one', async () => {

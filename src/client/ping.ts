@@ -47,6 +47,24 @@ export interface PingSummary {
 // Reads of plain TCP land here; each is copied out at once, so every link can share it.
 let sharedReadBuffer: Buffer | undefined;
 
+const SOCKET_ERROR_WORDS: Readonly<Record<string, string>> = {
+  ECONNREFUSED: 'connection refused',
+  ECONNRESET: 'connection reset',
+  EPIPE: 'connection closed',
+  ETIMEDOUT: 'timed out',
+  EHOSTUNREACH: 'host unreachable',
+  ENETUNREACH: 'network unreachable',
+  ENOENT: 'no such socket file',
+};
+
+/** A socket error as one short line of ping's output: words, then the code. */
+function pingReason(err: NodeJS.ErrnoException, udp: boolean): string {
+  // Over UDP, ECONNREFUSED is the kernel passing on an ICMP port unreachable for a datagram.
+  const words = udp && err.code === 'ECONNREFUSED' ? 'port unreachable' : SOCKET_ERROR_WORDS[err.code ?? ''];
+  if (words === undefined) return err.code ?? err.message;
+  return `${words} (${err.code})`;
+}
+
 type Reply = { kind: 'bytes'; bytes: Buffer } | { kind: 'timeout' } | { kind: 'closed'; reason: string };
 
 /** One connection, read as whole replies: `length` bytes of a stream, or one datagram. */
@@ -71,10 +89,8 @@ class PingLink {
         this.#wake?.();
       },
       error: (err) => {
-        // Over UDP, ECONNREFUSED is the kernel passing on an ICMP port unreachable for a datagram.
-        const reason = target.udp && err.code === 'ECONNREFUSED' ? 'port unreachable (ECONNREFUSED)' : (err.code ?? err.message);
         if (!connected) onFailed(err);
-        this.#closedReason ??= reason;
+        this.#closedReason ??= pingReason(err, target.udp === true);
         this.#wake?.();
       },
       closed: () => {
@@ -232,7 +248,7 @@ export async function runPing(options: PingOptions): Promise<PingSummary> {
         // A certificate not trusted now will not be on the next try: stop, as bench and client do.
         if (isCertificateError(err)) throw new ConnectError(`cannot connect to ${where}: ${describeSocketError(err as Error)}`, err);
         sent++;
-        out(`seq=${seq} cannot connect: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+        out(`seq=${seq} cannot connect: ${pingReason(err as NodeJS.ErrnoException, false)}`);
         if (moreToSend(seq)) await pause(intervalMs - (performance.now() - begin), options.signal);
         continue;
       }
