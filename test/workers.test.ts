@@ -52,6 +52,21 @@ describe('--workers', () => {
     }
   });
 
+  it('drains once when SIGTERM reaches every process at once, as systemd sends it to the whole group', async () => {
+    const serve = await startServe(['--workers', '2']);
+    try {
+      const pids = [serve.child.pid!, ...execFileSync('pgrep', ['-P', String(serve.child.pid)], { encoding: 'utf8' }).trim().split('\n').map(Number)];
+      assert.equal(pids.length, 3);
+      for (const pid of pids) process.kill(pid, 'SIGTERM');
+      const { code } = await serve.exited();
+      assert.equal(code, 0, serve.stderr());
+      assert.doesNotMatch(serve.stderr(), /again/, 'a worker took the primary\'s SIGTERM for a second signal');
+      assert.equal((serve.stderr().match(/shut down/g) ?? []).length, 3, 'both workers and the primary shut down cleanly');
+    } finally {
+      await serve.stop('SIGKILL');
+    }
+  });
+
   it('--udp: every worker answers on the one UDP port, from port 0 and through a restart', async () => {
     // Each worker bound UDP on the port its TCP listener got; a restarted worker binds it again.
     const serve = await startServe(['--workers', '2', '--udp', '--quiet']);

@@ -215,6 +215,9 @@ async function serve(flags: ServeFlags, ports: number[]): Promise<void> {
   let closeMetrics: (() => Promise<void>) | undefined;
   let signalled = false;
   const onSignal = (signal: NodeJS.Signals) => {
+    // A worker drains once: a SIGTERM sent to the whole group (systemd's default, `kill -- -PGID`)
+    // reaches it beside the primary's own, and a second signal is the primary's to act on (SIGKILL).
+    if (signalled && cluster.isWorker) return;
     if (signalled) {
       logger.warn({ event: 'shutdown', signal }, `${signal} again: closing ${server.connections.size} connections now`);
       server.destroy();
