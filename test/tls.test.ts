@@ -171,3 +171,34 @@ describe('TLS behind a proxy that sends the PROXY protocol', () => {
     }
   });
 });
+
+describe('TLS handshakes that do not finish', () => {
+  // The same on both listeners: Node's TLS server, and the socket that read a PROXY header first.
+  for (const proxyProtocol of [false, true]) {
+    const prefix = () => (proxyProtocol ? encodeProxyV2({ source: { address: '198.51.100.7', port: 4000 }, destination: { address: '127.0.0.1', port: 1 } }) : Buffer.alloc(0));
+
+    it(`${proxyProtocol ? 'behind a PROXY header: ' : ''}a client that leaves mid-handshake is closed at once, and one that stalls at the handshake timeout`, async () => {
+      const options = { ...(await loadTlsOptions({ selfSigned: true }, '127.0.0.1')), handshakeTimeout: 300 };
+      const running = await startServer({ tls: options, proxyProtocol, logger: recordingLogger() });
+      try {
+        // Plain text and a FIN, too short for OpenSSL to call it wrong: it waits for more.
+        const leaving = await connectTo(running.port);
+        leaving.on('error', () => {});
+        const ended = readToEnd(leaving, 2000);
+        leaving.end(Buffer.concat([prefix(), Buffer.from('hi\n')]));
+        assert.equal((await ended).length, 0);
+
+        const started = Date.now();
+        const stalling = await connectTo(running.port);
+        stalling.on('error', () => {});
+        const closed = readToEnd(stalling, 5000);
+        stalling.write(prefix());
+        await closed;
+        assert.ok(Date.now() - started >= 250, 'closed by the timeout, not before it');
+        await waitUntil(() => running.server.stats().errors.tls_handshake === 2, 5000, 'both to be counted');
+      } finally {
+        await running.close();
+      }
+    });
+  }
+});

@@ -49,6 +49,12 @@ export interface NetListenOptions extends ListenOptions {
   tls?: tls.TlsOptions;
 }
 
+/**
+ * How long a TLS client has to finish its handshake (Node's default is two minutes): until then
+ * its socket is no connection yet, so neither limits nor idle timeouts see it.
+ */
+export const TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
+
 export async function listenNet(options: NetListenOptions): Promise<Listener> {
   const { host, port, path, tls: tlsOptions, context, handler } = options;
   // The server picks the engine for TCP and TLS ports (the native one never gets TLS); Unix sockets are portable.
@@ -63,13 +69,24 @@ export async function listenNet(options: NetListenOptions): Promise<Listener> {
     highWaterMark: context.maxBuffered,
   };
   // Plain sockets arrive paused: an engine in C must take them before Node reads a byte.
-  const server = tlsOptions ? tls.createServer({ ...socketOptions, ...tlsOptions }) : net.createServer({ ...socketOptions, pauseOnConnect: true });
+  // Over TLS, half-open only once the handshake is done: a client that leaves before is closed,
+  // not held open waiting for a handshake that cannot come.
+  const server = tlsOptions
+    ? tls.createServer({ ...socketOptions, allowHalfOpen: false, handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS, ...tlsOptions })
+    : net.createServer({ ...socketOptions, pauseOnConnect: true });
   const endpoint = path !== undefined ? `unix://${path}` : formatEndpoint(context.transport, host, port);
   const offer = offerTo(handler, engine, context);
   const onSocket = (socket: net.Socket) => (path !== undefined ? offer(socket, `unix:${path}`, 0) : offer(socket, socket.remoteAddress, socket.remotePort));
   if (tlsOptions) {
-    server.on('secureConnection', onSocket);
-    server.on('tlsClientError', (err: Error, socket: tls.TLSSocket) => handler.handshakeFailed?.(err, socket.remoteAddress, socket.remotePort));
+    server.on('secureConnection', (socket: tls.TLSSocket) => {
+      socket.allowHalfOpen = true;
+      onSocket(socket);
+    });
+    server.on('tlsClientError', (err: Error, socket: tls.TLSSocket) => {
+      handler.handshakeFailed?.(err, socket.remoteAddress, socket.remotePort);
+      // Node leaves the socket open after a handshake timeout (it closes it on a protocol error).
+      socket.destroy();
+    });
   } else {
     server.on('connection', onSocket);
   }
@@ -159,8 +176,25 @@ async function listenBehindProxy({ host, port, context, handler, tls: tlsOptions
         requestCert: tlsOptions.requestCert ?? false,
         rejectUnauthorized: tlsOptions.rejectUnauthorized ?? true,
       });
-      secure.once('error', (err) => handler.handshakeFailed?.(err, remoteAddress, remotePort));
-      secure.once('secure', () => offer(secure, remoteAddress, remotePort, result.header));
+      // As tls.createServer does above: closed if the client leaves, or is too slow, mid-handshake.
+      secure.allowHalfOpen = false;
+      const timer = setTimeout(() => secure.destroy(new Error('TLS handshake timeout')), tlsOptions.handshakeTimeout ?? TLS_HANDSHAKE_TIMEOUT_MS);
+      // Until the handshake ends, one failure is reported; after it the connection handles its own.
+      let settled = false;
+      const fail = (err: Error) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        handler.handshakeFailed?.(err, remoteAddress, remotePort);
+      };
+      secure.on('error', fail);
+      secure.once('close', () => fail(new Error('the client left during the TLS handshake')));
+      secure.once('secure', () => {
+        settled = true;
+        clearTimeout(timer);
+        secure.allowHalfOpen = true;
+        offer(secure, remoteAddress, remotePort, result.header);
+      });
     });
   });
   const endpoint = formatEndpoint(context.transport, host, port);
