@@ -102,6 +102,26 @@ describe('bench and client over TLS', () => {
   });
 });
 
+describe('TLS flags against a plain server', () => {
+  it('client, ping and bench say the server does not answer in TLS, and exit 1', async () => {
+    // The echo server answers the TLS hello with the hello itself.
+    const plain = await startServer();
+    try {
+      const port = String(plain.port);
+      for (const args of [['client', '--tls-insecure', '--port', port], ['bench', '--tls-insecure', '--port', port, '-n', '10']]) {
+        const result = await runCli(args, { input: 'hi\n' });
+        assert.equal(result.code, 1, args[0]);
+        assert.match(result.stderr, /cannot connect to .*: the server did not answer in TLS \(unexpected message\): is it plain TCP\?/, args[0]);
+      }
+      const ping = await runCli(['ping', '--tls-insecure', '--port', port, '-c', '1']);
+      assert.equal(ping.code, 1);
+      assert.match(ping.stdout, /^seq=1 cannot connect: not TLS \(ERR_SSL_UNEXPECTED_MESSAGE\)$/m);
+    } finally {
+      await plain.close();
+    }
+  });
+});
+
 describe('bench --proxy-protocol', () => {
   for (const version of [1, 2] as const) {
     it(`opens each connection with a v${version} header the server accepts`, async () => {

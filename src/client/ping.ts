@@ -55,6 +55,9 @@ const SOCKET_ERROR_WORDS: Readonly<Record<string, string>> = {
   EHOSTUNREACH: 'host unreachable',
   ENETUNREACH: 'network unreachable',
   ENOENT: 'no such socket file',
+  // A plain server's answer to the TLS hello: an echo of it, or an HTTP error.
+  ERR_SSL_UNEXPECTED_MESSAGE: 'not TLS',
+  ERR_SSL_WRONG_VERSION_NUMBER: 'not TLS',
 };
 
 /** A socket error as one short line of ping's output: words, then the code. */

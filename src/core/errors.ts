@@ -91,13 +91,23 @@ export function describeSocketError(err: Error): string {
       return 'connection reset';
     case 'ERR_TLS_CERT_ALTNAME_INVALID':
       return `the server's certificate is not for this host (${err.message})`;
-    default:
-      if (UNTRUSTED_CERTIFICATE.has(systemErrorCode(err) ?? '')) {
+    default: {
+      const code = systemErrorCode(err) ?? '';
+      if (UNTRUSTED_CERTIFICATE.has(code)) {
         return `the server's certificate is not trusted (${err.message}); for a self-signed test server use --tls-insecure, or --tls-ca FILE`;
       }
+      // OpenSSL's own message is a line of internals; its `reason` is the part a person can use.
+      const reason = (err as Error & { reason?: unknown }).reason;
+      const reasonText = typeof reason === 'string' ? reason : code;
+      if (NOT_TLS.has(code)) return `the server did not answer in TLS (${reasonText}): is it plain TCP?`;
+      if (code.startsWith('ERR_SSL_')) return `the TLS handshake failed (${reasonText})`;
       return err.message;
+    }
   }
 }
+
+/** What OpenSSL says when the answer to its hello is not TLS at all (an echo of it, an HTTP reply). */
+const NOT_TLS = new Set(['ERR_SSL_WRONG_VERSION_NUMBER', 'ERR_SSL_UNEXPECTED_MESSAGE', 'ERR_SSL_PACKET_LENGTH_TOO_LONG', 'ERR_SSL_RECORD_LAYER_FAILURE']);
 
 const UNTRUSTED_CERTIFICATE = new Set(['DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY']);
 
