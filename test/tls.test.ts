@@ -179,7 +179,8 @@ describe('TLS handshakes that do not finish', () => {
 
     it(`${proxyProtocol ? 'behind a PROXY header: ' : ''}a client that leaves mid-handshake is closed at once, and one that stalls at the handshake timeout`, async () => {
       const options = { ...(await loadTlsOptions({ selfSigned: true }, '127.0.0.1')), handshakeTimeout: 300 };
-      const running = await startServer({ tls: options, proxyProtocol, logger: recordingLogger() });
+      const logger = recordingLogger();
+      const running = await startServer({ tls: options, proxyProtocol, logger });
       try {
         // Plain text and a FIN, too short for OpenSSL to call it wrong: it waits for more.
         const leaving = await connectTo(running.port);
@@ -196,6 +197,15 @@ describe('TLS handshakes that do not finish', () => {
         await closed;
         assert.ok(Date.now() - started >= 250, 'closed by the timeout, not before it');
         await waitUntil(() => running.server.stats().errors.tls_handshake === 2, 5000, 'both to be counted');
+
+        // Plain text long enough to be judged: logged in OpenSSL's words, not its internals.
+        const plain = await connectTo(running.port);
+        plain.on('error', () => {});
+        const refused = readToEnd(plain, 2000);
+        plain.write(Buffer.concat([prefix(), Buffer.from('hello, plain text\n')]));
+        await refused;
+        await waitUntil(() => running.server.stats().errors.tls_handshake === 3, 5000, 'the plain client to be counted');
+        assert.ok(logger.messages().some((m) => /^TLS handshake with \S+ failed: wrong version number$/.test(m)), logger.messages().join('\n'));
       } finally {
         await running.close();
       }

@@ -96,14 +96,21 @@ export function describeSocketError(err: Error): string {
       if (UNTRUSTED_CERTIFICATE.has(code)) {
         return `the server's certificate is not trusted (${err.message}); for a self-signed test server use --tls-insecure, or --tls-ca FILE`;
       }
-      // OpenSSL's own message is a line of internals; its `reason` is the part a person can use.
-      const reason = (err as Error & { reason?: unknown }).reason;
-      const reasonText = typeof reason === 'string' ? reason : code;
-      if (NOT_TLS.has(code)) return `the server did not answer in TLS (${reasonText}): is it plain TCP?`;
-      if (code.startsWith('ERR_SSL_')) return `the TLS handshake failed (${reasonText})`;
+      if (NOT_TLS.has(code)) return `the server did not answer in TLS (${openSslReason(err)}): is it plain TCP?`;
+      if (code.startsWith('ERR_SSL_')) return `the TLS handshake failed (${openSslReason(err)})`;
       return err.message;
     }
   }
+}
+
+/**
+ * An error from OpenSSL in words (`wrong version number`): its message is a line of internals
+ * (`8042...:error:0A00010B:SSL routines:ssl3_get_record:wrong version number:../deps/...`), and
+ * its `reason` the part a person can use. Other errors: their message.
+ */
+export function openSslReason(err: Error): string {
+  const reason = (err as Error & { reason?: unknown }).reason;
+  return typeof reason === 'string' && reason !== '' ? reason : err.message;
 }
 
 /** What OpenSSL says when the answer to its hello is not TLS at all (an echo of it, an HTTP reply). */

@@ -5,7 +5,7 @@ import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
 import { BlockList, isIP, isIPv4 } from 'node:net';
 import type { TlsOptions } from 'node:tls';
-import { systemErrorCode, UsageError } from '../core/errors.js';
+import { openSslReason, systemErrorCode, UsageError } from '../core/errors.js';
 import { openDescriptorCount, openFileLimit } from '../core/descriptors.js';
 import { silentLogger, type Logger } from '../core/log.js';
 import { formatEndpoint, formatHostPort } from '../core/address.js';
@@ -497,7 +497,7 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
     // its connection ends, the server goes on.
     this.#stats.errors.tls_handshake++;
     const peer = remoteAddress === undefined ? 'a client that already left' : formatPeer(canonicalAddress(remoteAddress), remotePort ?? 0);
-    this.#log.warn({ event: 'error', kind: 'tls_handshake', peer, code: systemErrorCode(err), err: err.message }, `TLS handshake with ${peer} failed: ${err.message}`);
+    this.#log.warn({ event: 'error', kind: 'tls_handshake', peer, code: systemErrorCode(err), err: err.message }, `TLS handshake with ${peer} failed: ${openSslReason(err)}`);
   }
 
   #connectionClosed(connection: Connection): void {
