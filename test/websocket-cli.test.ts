@@ -86,6 +86,31 @@ describe('WebSocket on the command line', () => {
     assert.match(busy.stderr, new RegExp(`cannot listen on ws://127\\.0\\.0\\.1:${server.port}: address already in use`));
   });
 
+  it('a ws:// URL to a plain echo server or a plain web server says which, and exits 1', async () => {
+    const plain = await startServe(['--quiet']);
+    // A web server with no WebSocket: it answers the upgrade with 404.
+    const { createServer } = await import('node:http');
+    const web = createServer((_request, response) => response.writeHead(404).end());
+    await new Promise<void>((resolve) => web.listen(0, '127.0.0.1', resolve));
+    try {
+      const echoUrl = `ws://127.0.0.1:${plain.port}/`;
+      for (const args of [['client', echoUrl], ['bench', echoUrl, '-n', '10']]) {
+        const result = await runCli(args, { input: 'hi\n' });
+        assert.equal(result.code, 1, args[0]);
+        assert.match(result.stderr, /: the server did not answer in HTTP \(HPE_INVALID_CONSTANT\): is it plain TCP, not WebSocket\?/, args[0]);
+      }
+      const ping = await runCli(['ping', echoUrl, '-c', '1']);
+      assert.match(ping.stdout, /^seq=1 cannot connect: not HTTP \(HPE_INVALID_CONSTANT\)$/m);
+      const webUrl = `ws://127.0.0.1:${(web.address() as AddressInfo).port}/`;
+      const client = await runCli(['client', webUrl], { input: 'hi\n' });
+      assert.equal(client.code, 1);
+      assert.match(client.stderr, /: the server answered the WebSocket upgrade with HTTP 404: no WebSocket at that URL/);
+    } finally {
+      web.close();
+      await plain.stop();
+    }
+  });
+
   it('turns away WebSocket flags without a WebSocket URL', async () => {
     const bench = await runCli(['bench', '--port', String(server.port), '--ws-text']);
     assert.equal(bench.code, 2);

@@ -58,6 +58,8 @@ const SOCKET_ERROR_WORDS: Readonly<Record<string, string>> = {
   // A plain server's answer to the TLS hello: an echo of it, or an HTTP error.
   ERR_SSL_UNEXPECTED_MESSAGE: 'not TLS',
   ERR_SSL_WRONG_VERSION_NUMBER: 'not TLS',
+  // A plain server's answer to a WebSocket upgrade request: an echo of it.
+  HPE_INVALID_CONSTANT: 'not HTTP',
 };
 
 /** A socket error as one short line of ping's output: words, then the code. */

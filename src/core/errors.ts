@@ -96,6 +96,10 @@ export function describeSocketError(err: Error): string {
       if (UNTRUSTED_CERTIFICATE.has(code)) {
         return `the server's certificate is not trusted (${err.message}); for a self-signed test server use --tls-insecure, or --tls-ca FILE`;
       }
+      // A ws:// or wss:// URL: the answer to the upgrade request was not HTTP, or not an upgrade.
+      if (code.startsWith('HPE_')) return `the server did not answer in HTTP (${code}): is it plain TCP, not WebSocket?`;
+      const status = /^Unexpected server response: (\d+)$/.exec(err.message)?.[1];
+      if (status !== undefined) return `the server answered the WebSocket upgrade with HTTP ${status}: no WebSocket at that URL`;
       if (NOT_TLS.has(code)) return `the server did not answer in TLS (${openSslReason(err)}): is it plain TCP?`;
       if (code.startsWith('ERR_SSL_')) return `the TLS handshake failed (${openSslReason(err)})`;
       return err.message;
