@@ -41,7 +41,10 @@ export interface EchoServerOptions extends AdmissionOptions {
   unix?: string | readonly string[];
   /** Also echo UDP datagrams on every port (RFC 862), one reply per datagram. */
   udp?: boolean;
-  /** Serve TLS on the TCP ports (Node's `tls.createServer` options: `cert`, `key`; `ca` with `requestCert` for mTLS). */
+  /**
+   * Serve TLS on the TCP ports (Node's `tls.createServer` options: `cert`, `key`; `ca` with
+   * `requestCert` for mTLS; `handshakeTimeout`, here 10 s by default).
+   */
   tls?: TlsOptions;
   /**
    * The TCP ports speak WebSocket (RFC 6455; `wss` with `tls`) on any path: each message is
@@ -52,7 +55,7 @@ export interface EchoServerOptions extends AdmissionOptions {
   /**
    * `echo` (default), `upper`, or a function mapping each received chunk (each line in line
    * mode) to its reply: a Buffer, Uint8Array or string. A function that throws or returns
-   * anything else closes only the connection it was answering.
+   * anything else resets only the connection it was answering (WebSocket: closes it with 1011).
    */
   transform?: TransformName | UserTransform;
   /** `raw` (default): chunks as they arrive. `line`: the transform sees whole `\n`-terminated lines. Not with `websocket`, whose unit is the message. */
