@@ -1,11 +1,17 @@
 // The client library in prompt mode, driven through streams against a real server.
 
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { describe, it } from 'node:test';
 import { PassThrough } from 'node:stream';
 import { runClient } from '../src/index.js';
+import { CLI, startServe } from './helpers/cli.js';
+import { findProgram } from './helpers/peers.js';
 import { startServer } from './helpers/sockets.js';
 import { waitUntil, withTimeout } from './helpers/timeout.js';
+
+const SCRIPT = findProgram(['script', '/usr/bin/script'], ['--version']);
 
 describe('client prompt mode', () => {
   it('prompts, shows each reply whole, survives an empty line, and ends on EOF', async () => {
@@ -40,4 +46,37 @@ describe('client prompt mode', () => {
     await assert.rejects(withTimeout(done, 5000, 'client to notice'), /server closed the connection/);
     await running.close();
   });
+});
+
+describe('client on a terminal', () => {
+  // script(1) gives the client a pseudo-terminal, as a person at the prompt has: its stdin then
+  // stays open, and a client that failed must still exit without waiting for another line.
+  for (const [kind, serveArgs, url] of [
+    ['TCP', [], (port: number) => `tcp://127.0.0.1:${port}`],
+    ['UDP', ['--udp'], (port: number) => `udp://127.0.0.1:${port}`],
+    ['WebSocket', ['--ws'], (port: number) => `ws://127.0.0.1:${port}/`],
+  ] as const) {
+    it(`${kind}: exits 1 as soon as the server is gone, without waiting for more input`, { skip: SCRIPT === undefined && 'script (util-linux) is not installed' }, async () => {
+      const server = await startServe(['--quiet', '--transform', 'upper', ...serveArgs]);
+      const child = spawn(SCRIPT!, ['-qfec', `${process.execPath} ${CLI} client ${url(server.port)}`, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'] });
+      // Listened for from the start: the client may be gone before the server has finished stopping.
+      const exited = once(child, 'exit');
+      let output = '';
+      child.stdout.setEncoding('utf8').on('data', (text: string) => (output += text));
+      try {
+        await waitUntil(() => output.includes('>:'), 10_000, 'the prompt');
+        child.stdin.write('hello\r');
+        await waitUntil(() => output.includes('HELLO'), 10_000, 'the reply');
+        await server.stop();
+        // Over UDP nothing tells the client until it sends: the next datagram meets a closed port.
+        if (kind === 'UDP') child.stdin.write('anyone?\r');
+        const [code] = (await withTimeout(exited, 10_000, 'the client to exit')) as [number | null];
+        assert.equal(code, 1, output);
+        assert.match(output, kind === 'UDP' ? /cannot reach .* by UDP: connection refused/ : /the server closed the connection/);
+      } finally {
+        child.kill('SIGKILL');
+        await server.stop('SIGKILL');
+      }
+    });
+  }
 });

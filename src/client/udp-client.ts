@@ -27,6 +27,7 @@ export async function runUdpClient(options: UdpClientOptions): Promise<void> {
   const timeoutMs = options.replyTimeoutMs ?? 1000;
   const socket = dgram.createSocket(isIPv6(host) ? 'udp6' : 'udp4');
   const where = formatHostPort(host, port);
+  let lines: readline.Interface | undefined;
   try {
     await new Promise<void>((resolve, reject) => {
       socket.once('error', (err) => reject(new ConnectError(`cannot reach ${where} by UDP: ${describeSocketError(err)}`, err)));
@@ -57,7 +58,7 @@ export async function runUdpClient(options: UdpClientOptions): Promise<void> {
         waiting = finish;
       });
 
-    const lines = readline.createInterface({ input, ...(interactive && { output, prompt, terminal: Boolean((input as { isTTY?: boolean }).isTTY) }) });
+    lines = readline.createInterface({ input, ...(interactive && { output, prompt, terminal: Boolean((input as { isTTY?: boolean }).isTTY) }) });
     if (interactive) lines.prompt();
     for await (const line of lines) {
       socket.send(Buffer.from(line));
@@ -72,6 +73,9 @@ export async function runUdpClient(options: UdpClientOptions): Promise<void> {
       if (interactive) lines.prompt();
     }
   } finally {
+    // Leaving the loop early does not release a terminal's stdin: without this, a client that
+    // has failed would wait for one more line (or Ctrl-D) before it exits.
+    lines?.close();
     socket.close();
   }
 }
