@@ -108,7 +108,9 @@ const LOAD_CPU_WARNING_PERCENT = 90;
 /** `97% of one core`, with a warning when the bench itself is likely the limit (of a rate there was). */
 export function describeLoadCpu(result: BenchResult): string {
   const text = `${integer.format(result.loadCpuPercent)}% of one core`;
-  return result.loadCpuPercent >= LOAD_CPU_WARNING_PERCENT && result.messages > 0 ? `${text} (the bench may be what limits the rate: give it a core of its own)` : text;
+  // Only over a window long enough for a CPU share to mean anything: one with replies, of a second or more.
+  const meaningful = result.messages > 0 && result.durationSeconds >= 1;
+  return result.loadCpuPercent >= LOAD_CPU_WARNING_PERCENT && meaningful ? `${text} (the bench may be what limits the rate: give it a core of its own)` : text;
 }
 
 function us(value: number): string {
