@@ -185,7 +185,7 @@ async function listenBehindProxy({ host, port, context, handler, tls: tlsOptions
         if (settled) return;
         settled = true;
         clearTimeout(timer);
-        handler.handshakeFailed?.(err, remoteAddress, remotePort);
+        handler.handshakeFailed?.(err, remoteAddress, remotePort, result.header);
       };
       secure.on('error', fail);
       secure.once('close', () => fail(new Error('the client left during the TLS handshake')));

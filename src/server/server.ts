@@ -377,7 +377,7 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
     accepted: (remoteAddress, remotePort, adopt, reject, header) => this.#accept(remoteAddress, remotePort, adopt, reject, header),
     failed: (err) => this.#acceptFailed(err),
     proxyHeaderFailed: (reason, remoteAddress, remotePort) => this.#proxyHeaderFailed(reason, remoteAddress, remotePort),
-    handshakeFailed: (err, remoteAddress, remotePort) => this.#handshakeFailed(err, remoteAddress, remotePort),
+    handshakeFailed: (err, remoteAddress, remotePort, header) => this.#handshakeFailed(err, remoteAddress, remotePort, header),
   };
 
   /** What the TCP ports speak. */
@@ -495,12 +495,15 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
     this.#log.warn({ event: 'error', kind: 'proxy_header', peer, err: reason }, `bad PROXY header from ${peer}, closing it: ${reason}`);
   }
 
-  #handshakeFailed(err: Error, remoteAddress: string | undefined, remotePort: number | undefined): void {
+  #handshakeFailed(err: Error, remoteAddress: string | undefined, remotePort: number | undefined, header?: ProxyHeader): void {
     // A client that speaks plain TCP to a TLS port, or offers a certificate we do not trust:
     // its connection ends, the server goes on.
     this.#stats.errors.tls_handshake++;
-    const peer = remoteAddress === undefined ? 'a client that already left' : formatPeer(canonicalAddress(remoteAddress), remotePort ?? 0);
-    this.#log.warn({ event: 'error', kind: 'tls_handshake', peer, code: systemErrorCode(err), err: err.message }, `TLS handshake with ${peer} failed: ${openSslReason(err)}`);
+    const source = header?.command === 'proxy' ? header.source : undefined;
+    const real = remoteAddress === undefined ? undefined : formatPeer(canonicalAddress(remoteAddress), remotePort ?? 0);
+    const peer = source !== undefined ? formatPeer(canonicalAddress(source.address), source.port) : (real ?? 'a client that already left');
+    const via = source !== undefined && real !== undefined ? ` via ${real}` : '';
+    this.#log.warn({ event: 'error', kind: 'tls_handshake', peer, code: systemErrorCode(err), err: err.message }, `TLS handshake with ${peer}${via} failed: ${openSslReason(err)}`);
   }
 
   #connectionClosed(connection: Connection): void {

@@ -51,6 +51,9 @@ export interface AcceptHandler {
   failed(err: Error): void;
   /** A PROXY header in front of TLS was missing, malformed or late. */
   proxyHeaderFailed?(reason: string, remoteAddress: string | undefined, remotePort: number | undefined): void;
-  /** A TLS client failed its handshake (bad certificate, wrong protocol, gone midway). */
-  handshakeFailed?(err: Error, remoteAddress: string | undefined, remotePort: number | undefined): void;
+  /**
+   * A TLS client failed its handshake (bad certificate, wrong protocol, gone midway). Behind a
+   * PROXY header, the address is the header's client and `header` the header.
+   */
+  handshakeFailed?(err: Error, remoteAddress: string | undefined, remotePort: number | undefined, header?: ProxyHeader): void;
 }
