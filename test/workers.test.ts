@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import dgram from 'node:dgram';
 import { once } from 'node:events';
+import net from 'node:net';
 import { describe, it } from 'node:test';
 import tls from 'node:tls';
 import { runCli, startServe } from './helpers/cli.js';
@@ -14,6 +15,28 @@ function metricValue(text: string, name: string): number {
   const match = new RegExp(`^${name} (\\d+)$`, 'm').exec(text);
   assert.ok(match, `${name} in /metrics`);
   return Number(match[1]);
+}
+
+/**
+ * A UDP socket holding a port whose TCP twin is free, so that a server given that port fails on
+ * UDP alone (other tests' connections hold TCP ports, and one may have this number).
+ */
+async function udpPortWithTcpFree(): Promise<dgram.Socket> {
+  for (let attempt = 0; ; attempt++) {
+    const holder = dgram.createSocket('udp4');
+    await new Promise<void>((resolve) => holder.bind(0, '127.0.0.1', resolve));
+    const probe = net.createServer();
+    const free = await new Promise<boolean>((resolve) => {
+      probe.once('error', () => resolve(false));
+      probe.listen(holder.address().port, '127.0.0.1', () => resolve(true));
+    });
+    if (free) {
+      await new Promise((resolve) => probe.close(resolve));
+      return holder;
+    }
+    holder.close();
+    if (attempt === 20) throw new Error('no UDP port with its TCP twin free in 20 tries');
+  }
 }
 
 describe('--workers', () => {
@@ -97,8 +120,7 @@ describe('--workers', () => {
   });
 
   it('a worker that cannot listen exits, and the primary with it, saying why', async () => {
-    const holder = dgram.createSocket('udp4');
-    await new Promise<void>((resolve) => holder.bind(0, '127.0.0.1', resolve));
+    const holder = await udpPortWithTcpFree();
     try {
       const result = await runCli(['serve', '--workers', '2', '--udp', '--port', String(holder.address().port)], { ms: 15_000 });
       assert.equal(result.code, 1);
