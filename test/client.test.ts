@@ -3,10 +3,11 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import net from 'node:net';
 import { describe, it } from 'node:test';
 import { PassThrough } from 'node:stream';
 import { runClient } from '../src/index.js';
-import { CLI, startServe } from './helpers/cli.js';
+import { CLI, runCli, startServe } from './helpers/cli.js';
 import { findProgram } from './helpers/peers.js';
 import { startServer } from './helpers/sockets.js';
 import { waitUntil, withTimeout } from './helpers/timeout.js';
@@ -45,6 +46,28 @@ describe('client prompt mode', () => {
     for (const connection of running.server.connections) connection.finish();
     await assert.rejects(withTimeout(done, 5000, 'client to notice'), /server closed the connection/);
     await running.close();
+  });
+});
+
+describe('client connect timeout', () => {
+  it('gives up on a server that accepts and never answers (TLS, WebSocket) after --timeout, and exits 1', async () => {
+    // Accepts, reads, answers nothing: no TLS handshake, no HTTP upgrade.
+    const silent = net.createServer((socket) => socket.resume());
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const { port } = silent.address() as net.AddressInfo;
+    try {
+      for (const target of [['--tls-insecure', '--port', String(port)], [`ws://127.0.0.1:${port}/`]]) {
+        const started = Date.now();
+        const result = await runCli(['client', ...target, '--timeout', '0.5'], { input: 'hi\n', ms: 10_000 });
+        assert.equal(result.code, 1, target.join(' '));
+        assert.match(result.stderr, /cannot connect to .*: no answer within 0\.5 s/);
+        assert.ok(Date.now() - started < 8000, 'gave up at its timeout');
+      }
+      const zero = await runCli(['client', '--port', String(port), '--timeout', '0'], { input: '' });
+      assert.equal(zero.code, 2);
+    } finally {
+      silent.close();
+    }
   });
 });
 

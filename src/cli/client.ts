@@ -1,18 +1,20 @@
 // `echoplex client`: the seed's line client, interactive on a TTY and a byte pipe otherwise.
 
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
 import { runClient } from '../client/client.js';
-import { Option } from 'commander';
 import { UsageError } from '../core/errors.js';
+import { parseSeconds } from './parsers.js';
 import { checkTransportFlags, TARGET_ARGUMENT, targetOptions, wantsTls, withTargetUrl, type TargetFlags } from './target.js';
 
 export function clientCommand(): Command {
   const command = new Command('client').description('talk to an echo server: a >: prompt on a terminal, a byte pipe when stdin is piped');
   for (const option of targetOptions('send each line as a datagram and print each reply')) command.addOption(option);
   command.addOption(new Option('--ws-binary', 'to a ws:// or wss:// URL: send each line as a binary message (default: text)').default(false));
-  return command.argument(...TARGET_ARGUMENT).action(async (url: string | undefined, given: TargetFlags & { wsBinary: boolean }, self: Command) => {
+  command.addOption(new Option('--timeout <seconds>', 'longest wait for the connection to open (TLS handshake and WebSocket upgrade included)').default(5).argParser(parseSeconds));
+  return command.argument(...TARGET_ARGUMENT).action(async (url: string | undefined, given: TargetFlags & { wsBinary: boolean; timeout: number }, self: Command) => {
     const flags = withTargetUrl(given, url, self);
     if (flags.wsBinary && flags.websocketPath === undefined) throw new UsageError('--ws-binary applies to a ws:// or wss:// target URL');
+    if (!(flags.timeout > 0)) throw new UsageError(`--timeout must be more than 0 seconds, got ${flags.timeout}`);
     checkTransportFlags(flags);
     await runClient({
       host: flags.host,
@@ -20,6 +22,7 @@ export function clientCommand(): Command {
       udp: flags.udp,
       tls: wantsTls(flags),
       tlsInsecure: flags.tlsInsecure,
+      connectTimeoutMs: flags.timeout * 1000,
       ...(flags.unix !== undefined && { unix: flags.unix }),
       ...(flags.tlsCa !== undefined && { tlsCaFile: flags.tlsCa }),
       ...(flags.websocketPath !== undefined && { websocketPath: flags.websocketPath, websocketBinary: flags.wsBinary }),

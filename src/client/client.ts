@@ -17,7 +17,11 @@ export interface ConnectOptions {
   tlsInsecure?: boolean;
   /** Also trust this PEM CA (a file path). */
   tlsCaFile?: string;
+  /** Longest wait for the connection to open, its TLS handshake included. Default 5 s. */
+  connectTimeoutMs?: number;
 }
+
+export const DEFAULT_CONNECT_TIMEOUT_MS = 5000;
 
 export interface ClientOptions extends ConnectOptions {
   host?: string;
@@ -55,11 +59,20 @@ export async function connect(host: string, port: number, options: ConnectOption
           ...(ca !== undefined && { ca: [...tls.rootCertificates, ca.toString()] }),
         })
       : net.connect({ ...endpoint, noDelay: true, allowHalfOpen: true });
+    // A server that accepts and never answers (a TLS port that is not one, a stalled process)
+    // would otherwise hold the client forever.
+    const timeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new ConnectError(`cannot connect to ${where}: no answer within ${timeoutMs / 1000} s`));
+    }, timeoutMs);
     socket.once(useTls ? 'secureConnect' : 'connect', () => {
+      clearTimeout(timer);
       socket.off('error', onError);
       resolve(socket);
     });
     const onError = (err: Error) => {
+      clearTimeout(timer);
       reject(new ConnectError(`cannot connect to ${where}: ${describeSocketError(err)}`, err));
     };
     socket.once('error', onError);
@@ -95,6 +108,7 @@ export async function runClient(options: ClientOptions = {}): Promise<void> {
       prompt: options.prompt ?? '>:',
       binary: options.websocketBinary ?? false,
       tlsInsecure: options.tlsInsecure ?? false,
+      connectTimeoutMs: options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
       ...(tlsCa !== undefined && { tlsCa }),
     });
   }

@@ -17,6 +17,8 @@ export interface WebSocketClientOptions {
   tlsInsecure?: boolean;
   /** Also trust this PEM CA. */
   tlsCa?: Buffer;
+  /** Longest wait for the connection and its upgrade (and TLS handshake). */
+  connectTimeoutMs: number;
 }
 
 /** How long the closing handshake may take once input has ended. */
@@ -33,11 +35,16 @@ export async function runWebSocketClient(options: WebSocketClientOptions): Promi
   const socket = new WebSocket(url, {
     perMessageDeflate: false,
     rejectUnauthorized: !options.tlsInsecure,
+    handshakeTimeout: options.connectTimeoutMs,
     ...(options.tlsCa !== undefined && { ca: options.tlsCa }),
   });
   await new Promise<void>((resolve, reject) => {
     socket.once('open', resolve);
-    socket.once('error', (err) => reject(new ConnectError(`cannot connect to ${url}: ${describeSocketError(err)}`, err)));
+    socket.once('error', (err) => {
+      // ws's own words for its handshakeTimeout.
+      const why = err.message === 'Opening handshake has timed out' ? `no answer within ${options.connectTimeoutMs / 1000} s` : describeSocketError(err);
+      reject(new ConnectError(`cannot connect to ${url}: ${why}`, err));
+    });
   });
   let inputDone = false;
   const lines = readline.createInterface({ input, ...(interactive && { output, prompt, terminal: Boolean((input as { isTTY?: boolean }).isTTY) }) });
