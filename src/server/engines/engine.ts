@@ -53,7 +53,7 @@ export interface AcceptHandler {
   proxyHeaderFailed?(reason: string, remoteAddress: string | undefined, remotePort: number | undefined): void;
   /**
    * A TLS client failed its handshake (bad certificate, wrong protocol, gone midway). Behind a
-   * PROXY header, the address is the header's client and `header` the header.
+   * PROXY header, the address is the proxy's and `header` names the client.
    */
   handshakeFailed?(err: Error, remoteAddress: string | undefined, remotePort: number | undefined, header?: ProxyHeader): void;
 }
