@@ -21,7 +21,7 @@ export interface ConnectOptions {
   connectTimeoutMs?: number;
 }
 
-export const DEFAULT_CONNECT_TIMEOUT_MS = 5000;
+const DEFAULT_CONNECT_TIMEOUT_MS = 5000;
 
 export interface ClientOptions extends ConnectOptions {
   host?: string;
