@@ -69,6 +69,22 @@ describe('client connect timeout', () => {
       silent.close();
     }
   });
+
+  it('after the end of input, gives up on a server that answers but never closes, once it has been silent for --timeout', async () => {
+    // Echoes, and ignores the client's FIN, as some servers do.
+    const sockets: net.Socket[] = [];
+    const open = net.createServer({ allowHalfOpen: true }, (socket) => sockets.push(socket.on('data', (chunk) => socket.write(chunk)).on('end', () => {})));
+    await new Promise<void>((resolve) => open.listen(0, '127.0.0.1', resolve));
+    try {
+      const result = await runCli(['client', '--port', String((open.address() as net.AddressInfo).port), '--timeout', '0.5'], { input: 'still echoed\n', ms: 10_000 });
+      assert.equal(result.stdout, 'still echoed\n');
+      assert.equal(result.code, 1);
+      assert.match(result.stderr, /the server sent nothing for 0\.5 s after the end of input, and did not close the connection/);
+    } finally {
+      sockets.forEach((socket) => socket.destroy());
+      open.close();
+    }
+  });
 });
 
 describe('client on a terminal', () => {

@@ -17,7 +17,10 @@ export interface ConnectOptions {
   tlsInsecure?: boolean;
   /** Also trust this PEM CA (a file path). */
   tlsCaFile?: string;
-  /** Longest wait for the connection to open, its TLS handshake included. Default 5 s. */
+  /**
+   * Longest wait for the connection to open, its TLS handshake included; and, once input has
+   * ended, for the server's next byte or its close. Default 5 s.
+   */
   connectTimeoutMs?: number;
 }
 
@@ -113,9 +116,10 @@ export async function runClient(options: ClientOptions = {}): Promise<void> {
     });
   }
   const socket = await connect(host, port, options);
+  const finishing = new Finishing(socket, options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS);
   try {
-    if (interactive) await promptLoop(socket, input, output, options.prompt ?? '>:', options.settleMs ?? 500);
-    else await pipeThrough(socket, input, output);
+    if (interactive) await promptLoop(socket, input, output, options.prompt ?? '>:', options.settleMs ?? 500, finishing);
+    else await pipeThrough(socket, input, output, finishing);
   } finally {
     socket.destroy();
   }
@@ -125,22 +129,24 @@ export async function runClient(options: ClientOptions = {}): Promise<void> {
  * Streams input to the server and the server's bytes to output. When input ends the client
  * half-closes, then waits for the server's last byte, so nothing in flight is lost.
  */
-async function pipeThrough(socket: net.Socket, input: Readable, output: Writable): Promise<void> {
+async function pipeThrough(socket: net.Socket, input: Readable, output: Writable, finishing: Finishing): Promise<void> {
   let inputDone = false;
   input.once('end', () => {
     inputDone = true;
+    finishing.start();
   });
   input.pipe(socket);
   socket.pipe(output, { end: false });
   const serverEnded = await endOfServerStream(socket);
   input.unpipe(socket);
+  finishing.check();
   if (!serverEnded) throw new ConnectError('connection reset by the server');
   if (!inputDone) throw new ConnectError('the server closed the connection before all input was sent');
   await flushed(output);
 }
 
 /** The seed client's loop, fixed: an empty line is still a line, and a reply is shown whole. */
-async function promptLoop(socket: net.Socket, input: Readable, output: Writable, prompt: string, settleMs: number): Promise<void> {
+async function promptLoop(socket: net.Socket, input: Readable, output: Writable, prompt: string, settleMs: number, finishing: Finishing): Promise<void> {
   const lines = readline.createInterface({ input, output, prompt, terminal: Boolean((input as { isTTY?: boolean }).isTTY) });
   let received: Buffer[] = [];
   let newlinesOwed = 0;
@@ -183,10 +189,41 @@ async function promptLoop(socket: net.Socket, input: Readable, output: Writable,
   }
   // Ctrl-D: tell the server we are done, let the last replies arrive, then leave.
   socket.end();
+  finishing.start();
   await endOfServerStream(socket);
   clearTimeout(settle);
   if (received.length > 0) output.write(Buffer.concat(received));
   await flushed(output);
+  finishing.check();
+}
+
+/**
+ * The wait for the server's last bytes once input has ended: over when the server closes, or
+ * when it has sent nothing for `quietMs`. A server that keeps a half-closed connection open
+ * (many do not answer FIN) would otherwise hold the client forever.
+ */
+class Finishing {
+  readonly #socket: net.Socket;
+  readonly #quietMs: number;
+  #silent = false;
+
+  constructor(socket: net.Socket, quietMs: number) {
+    this.#socket = socket;
+    this.#quietMs = quietMs;
+  }
+
+  /** Input has ended: from now on, silence for `quietMs` ends the wait. */
+  start(): void {
+    this.#socket.setTimeout(this.#quietMs, () => {
+      this.#silent = true;
+      this.#socket.destroy();
+    });
+  }
+
+  /** Throws if the wait ended in silence rather than with the server's close. */
+  check(): void {
+    if (this.#silent) throw new ConnectError(`the server sent nothing for ${this.#quietMs / 1000} s after the end of input, and did not close the connection`);
+  }
 }
 
 /** Resolves true when the server ends its stream cleanly, false on reset or error. */
