@@ -14,10 +14,10 @@ import { runBench } from '../src/bench/loadgen.js';
 import { nativeBenchAvailable } from '../src/bench/native-bench.js';
 import type { BenchOptions } from '../src/bench/settings.js';
 import { formatTable } from '../src/bench/report.js';
-import { runCli, startServe } from './helpers/cli.js';
+import { runCli, spawnCli, startServe } from './helpers/cli.js';
 import { findProgram, skipUnless, suite } from './helpers/peers.js';
 import { connectTo, readBytes, startServer } from './helpers/sockets.js';
-import { waitUntil, withTimeout } from './helpers/timeout.js';
+import { delay, waitUntil, withTimeout } from './helpers/timeout.js';
 
 // The closed loop over plain TCP runs on the native engine where it was built; every check of
 // what the bench verifies and counts runs on both.
@@ -182,6 +182,45 @@ describe('runBench progress', () => {
       const measuring = seen.filter((p) => p.phase === 'measuring');
       assert.ok(measuring.length >= 1, JSON.stringify(seen));
       for (const p of measuring) assert.ok(p.elapsed <= 2.2, `measuring ${p.elapsed.toFixed(2)}s in a 2 s run`);
+    } finally {
+      await running.close();
+    }
+  });
+});
+
+describe('runBench stopped early', () => {
+  it('ends the measured window at the signal, waits for what is owed, and says it was stopped', async () => {
+    const running = await startServer();
+    try {
+      for (const rate of [undefined, 2000]) {
+        const stop = new AbortController();
+        setTimeout(() => stop.abort(), 1500);
+        const started = Date.now();
+        const result = await withTimeout(runBench({ port: running.port, connections: 4, durationSeconds: 60, warmupSeconds: 0.5, signal: stop.signal, ...(rate !== undefined && { rate }) }), 20_000, 'bench');
+        assert.ok(Date.now() - started < 10_000, 'stopped long before its 60 s');
+        assert.equal(result.stopped, true);
+        assert.ok(result.messages > 0 && result.durationSeconds < 5, `${result.messages} messages in ${result.durationSeconds} s`);
+        assert.deepEqual([result.errors, result.mismatchedBytes], [0, 0], 'nothing owed was lost');
+      }
+      // Stopped before it began: nothing measured, nothing waited for.
+      const result = await withTimeout(runBench({ port: running.port, connections: 2, durationSeconds: 60, signal: AbortSignal.abort() }), 10_000, 'bench');
+      assert.deepEqual([result.stopped, result.messages], [true, 0]);
+    } finally {
+      await running.close();
+    }
+  });
+
+  it('echoplex bench reports what it measured on Ctrl-C', async () => {
+    const running = await startServer();
+    try {
+      const { child, result } = spawnCli(['bench', '--port', String(running.port), '-c', '2', '-d', '60', '--warmup', '0.5']);
+      await waitUntil(() => running.server.stats().bytesReceived > 0, 10_000, 'the load to start');
+      await delay(1000);
+      child.kill('SIGINT');
+      const { code, stdout, stderr } = await result;
+      assert.equal(code, 0, stderr);
+      assert.match(stdout, /^measured +[\d.]+ s after 0\.5 s warm-up \(stopped early\)$/m);
+      assert.match(stderr, /stopping early/);
     } finally {
       await running.close();
     }

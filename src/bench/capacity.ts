@@ -35,8 +35,9 @@ export async function findMaxRate(options: BenchOptions, runStep: RunStep, onSte
   let low = 0;
   let high: number | undefined;
   let rate = Math.max(1, Math.round(options.rate ?? 1000));
+  const stopped = () => options.signal?.aborted === true;
   // Up by doubling until a step fails.
-  while (high === undefined && steps.length < MAX_STEPS) {
+  while (high === undefined && steps.length < MAX_STEPS && !stopped()) {
     if (await tryRate(rate)) {
       low = rate;
       rate *= 2;
@@ -45,7 +46,7 @@ export async function findMaxRate(options: BenchOptions, runStep: RunStep, onSte
     }
   }
   // Then halve the gap until it is within the precision (or nothing passes at all).
-  while (high !== undefined && steps.length < MAX_STEPS && (low === 0 ? high > 1 : high / low > PRECISION)) {
+  while (high !== undefined && steps.length < MAX_STEPS && !stopped() && (low === 0 ? high > 1 : high / low > PRECISION)) {
     const middle = low === 0 ? Math.floor(high / 2) : Math.round((low + high) / 2);
     if (middle <= low || middle >= high) break;
     if (await tryRate(middle)) low = middle;
@@ -68,7 +69,7 @@ export function parseRamp(value: string): { from: number; to: number; steps: num
 export async function runRamp(options: BenchOptions, ramp: { from: number; to: number; steps: number }, runStep: RunStep, onStep?: (step: RateStep) => void): Promise<BenchResult> {
   const steps: RateStep[] = [];
   let last: BenchResult | undefined;
-  for (let i = 0; i < ramp.steps; i++) {
+  for (let i = 0; i < ramp.steps && !(i > 0 && options.signal?.aborted); i++) {
     const rate = ramp.steps === 1 ? ramp.from : Math.round(ramp.from + ((ramp.to - ramp.from) * i) / (ramp.steps - 1));
     last = await runStep({ ...options, rate });
     const step = stepOf(rate, last);

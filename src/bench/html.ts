@@ -12,7 +12,7 @@ export function renderHtmlReport(result: BenchResult, generatedAt = new Date()):
   const rows: Array<[string, string]> = [
     ['Target', describeSettings(result)],
     ['Mode', result.mode],
-    ['Measured', `${result.durationSeconds} s after ${result.warmupSeconds} s warm-up`],
+    ['Measured', `${result.durationSeconds} s after ${result.warmupSeconds} s warm-up${result.stopped ? ' (stopped early)' : ''}`],
     ['Messages', `${result.messages.toLocaleString('en-US')} (${Math.round(result.messagesPerSecond).toLocaleString('en-US')} msg/s)`],
     ['Throughput', `${formatBytesPerSecond(result.bytesPerSecond)} each way`],
     ['Latency', `p50 ${l.p50} us, p90 ${l.p90} us, p99 ${l.p99} us, p99.9 ${l.p999} us, max ${l.max} us`],

@@ -33,8 +33,16 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
   const run = new Run(settings, payload, expected, burst);
   if (nativeEngineFits(settings)) run.engine = NativeBench.create(run, payload, expected, burst.length / payload.length);
 
+  let stopped = false;
   await new Promise<void>((resolve) => {
     const stops: Array<() => void> = [];
+    let drainNow: (() => void) | undefined;
+    const stopEarly = () => {
+      stopped = true;
+      // Measuring: close the window and wait for what is owed. Before it, there is nothing to wait for.
+      if (run.phase === 'measuring' && drainNow !== undefined) drainNow();
+      else if (run.phase !== 'draining') run.finish();
+    };
     run.finish = () => {
       if (run.phase === 'done') return;
       run.endMeasuring(performance.now());
@@ -47,10 +55,18 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
     const sweep = setInterval(() => sweepTimeouts(run), SWEEP_MS);
     stops.push(() => clearInterval(sweep));
     if (options.onProgress) stops.push(startProgress(run, options.onProgress));
+    if (options.signal !== undefined) {
+      const signal = options.signal;
+      signal.addEventListener('abort', stopEarly, { once: true });
+      stops.push(() => signal.removeEventListener('abort', stopEarly));
+    }
     void connectAll(run).then(() => {
       if (run.phase === 'done') return;
       if (run.live.size === 0 || run.descriptorsExhausted) return run.finish();
-      stops.push(startPhases(run));
+      const phases = startPhases(run);
+      stops.push(phases.cancel);
+      drainNow = phases.drain;
+      if (options.signal?.aborted) stopEarly();
     });
   });
 
@@ -108,6 +124,7 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
     startedAt: new Date(performance.timeOrigin + (run.measureStartedAt || run.measureEndedAt)).toISOString(),
     thresholds: checkThresholds(settings.thresholds, { latencyUs, messages: run.measured, errors: run.errors, messagesPerSecond }),
     loadCpuPercent: round((run.measuredCpuMicros / (durationSeconds * 1e6)) * 100, 1),
+    stopped,
   };
 }
 
@@ -269,8 +286,8 @@ function replace(run: Run, connection: LoadConnection): void {
   else run.lost(0);
 }
 
-/** Warm-up, then the measured window, then waiting for replies still owed. Returns a canceller. */
-function startPhases(run: Run): () => void {
+/** Warm-up, then the measured window, then waiting for replies still owed. `drain` ends the window now. */
+function startPhases(run: Run): { cancel: () => void; drain: () => void } {
   const { warmupSeconds, durationSeconds, messages, pipeline, rate, hdrLog, startAt } = run.options;
   const timers: NodeJS.Timeout[] = [];
   let stopOpenLoop: (() => void) | undefined;
@@ -308,9 +325,12 @@ function startPhases(run: Run): () => void {
     const now = performance.now();
     for (const connection of run.live) connection.send(pipeline, now);
   }
-  return () => {
-    for (const timer of timers) clearTimeout(timer);
-    stopOpenLoop?.();
+  return {
+    cancel: () => {
+      for (const timer of timers) clearTimeout(timer);
+      stopOpenLoop?.();
+    },
+    drain: beginDraining,
   };
 }
 

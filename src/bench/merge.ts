@@ -73,6 +73,8 @@ export function mergeResults(results: readonly BenchResult[], thresholds: readon
     datagrams: mergeDatagrams(results),
     instances: results.some((result) => result.instances) ? mergeInstances(results) : null,
     generators: results.length,
+    // Results written before the field existed have none: they ran their whole window.
+    stopped: results.some((result) => result.stopped === true),
   };
 }
 

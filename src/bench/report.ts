@@ -27,7 +27,7 @@ export function formatTable(result: BenchResult): string {
   const l = result.latencyUs;
   const rows: Array<[string, string]> = [
     ['target', describeSettings(result)],
-    ['measured', `${decimal.format(result.durationSeconds)} s after ${decimal.format(result.warmupSeconds)} s warm-up`],
+    ['measured', `${decimal.format(result.durationSeconds)} s after ${decimal.format(result.warmupSeconds)} s warm-up${result.stopped ? ' (stopped early)' : ''}`],
     ['messages', `${integer.format(result.messages)}  (${integer.format(result.messagesPerSecond)} msg/s)`],
     ['throughput', `${formatBytesPerSecond(result.bytesPerSecond)} each way`],
     [

@@ -72,6 +72,12 @@ export interface BenchOptions extends Partial<BenchTarget> {
   engine?: EngineChoice;
   /** Called about once a second while measuring. */
   onProgress?: (progress: BenchProgress) => void;
+  /**
+   * Stops the run early, as Ctrl-C does `echoplex bench`: the measured window ends at once, the
+   * replies still owed are waited for as at the end of a duration, and the result says `stopped`.
+   * With a rate schedule (`findMaxRate`, `runRamp`), no further step starts.
+   */
+  signal?: AbortSignal;
 }
 
 export interface BenchProgress {
@@ -140,6 +146,8 @@ export interface BenchResult {
    * of one core. Near 100, the bench itself may be what limits the rate.
    */
   loadCpuPercent: number;
+  /** The run was stopped early (`signal`, Ctrl-C): its window is shorter than was asked for. */
+  stopped: boolean;
 }
 
 /** Datagram accounting, for the run's result. */
@@ -183,7 +191,7 @@ export class BenchSetupError extends EchoplexError {
 
 type OptionalSetting = 'messages' | 'rate' | 'connectRate' | 'expectPrefix' | 'messagesPerConnection' | 'hdrLog';
 /** BenchOptions with every default filled in. */
-export type Settings = Required<Omit<BenchOptions, OptionalSetting | 'onProgress' | 'engine' | 'thresholds' | 'startAt' | keyof BenchTarget>> &
+export type Settings = Required<Omit<BenchOptions, OptionalSetting | 'onProgress' | 'signal' | 'engine' | 'thresholds' | 'startAt' | keyof BenchTarget>> &
   Pick<BenchOptions, OptionalSetting> & { target: BenchTarget; engine: EngineName; thresholds: Threshold[]; startAt: number | undefined };
 
 /** Fills in the defaults and checks them; values no run can use throw a UsageError. */

@@ -186,7 +186,16 @@ async function bench(flags: BenchFlags): Promise<number> {
       },
     }),
   };
-  const result = await runSchedule(flags, options, runBench);
+  // Ctrl-C ends the measured window and reports it, as ping reports on Ctrl-C; a second quits at once.
+  const stop = new AbortController();
+  const onInterrupt = () => {
+    process.once('SIGINT', () => process.exit(130));
+    if (progressLine) process.stdout.write('\r\x1b[K');
+    process.stderr.write('echoplex bench: stopping early, waiting for the replies still owed (Ctrl-C again to quit now)\n');
+    stop.abort();
+  };
+  process.once('SIGINT', onInterrupt);
+  const result = await runSchedule(flags, { ...options, signal: stop.signal }, runBench).finally(() => process.off('SIGINT', onInterrupt));
   if (progressLine) process.stdout.write('\r\x1b[K');
   if (flags.json) {
     const { percentiles: _curve, ...summary } = result;

@@ -18,7 +18,7 @@ function resultOf(samples: number[], startedAt: number, timeline: number[]): Ben
     messagesPerSecond: samples.length / timeline.length, bytesPerSecond: (samples.length * 64) / timeline.length,
     latencyUs: histogram.summary(), errors: 1, errorsByKind: { connect: 0, closed: 1, timeout: 0, mismatch: 0 }, mismatchedBytes: 0,
     timeline, percentiles: histogram.curve(), latencyHistogram: histogram.encode(), startedAt: new Date(startedAt).toISOString(),
-    thresholds: [], loadCpuPercent: 50, datagrams: null, instances: null,
+    thresholds: [], loadCpuPercent: 50, datagrams: null, instances: null, stopped: false,
   };
 }
 
@@ -36,6 +36,7 @@ describe('bench merge', () => {
         assert.equal(merged.errorsByKind.closed, sets.length);
         assert.equal(merged.connections, 10 * sets.length);
         assert.equal(merged.generators, sets.length);
+        assert.equal(merged.stopped, false);
       }),
       { numRuns: 50 },
     );
@@ -51,6 +52,15 @@ describe('bench merge', () => {
       merged.thresholds.map((t) => [t.expression, t.ok]),
       [['p99<250us', false], ['rate>=1', true]],
     );
+  });
+
+  it('is stopped when any generator was stopped early', () => {
+    const t0 = Date.UTC(2026, 10, 29, 13, 0, 0);
+    const whole = resultOf([100], t0, [1]);
+    assert.equal(mergeResults([whole, { ...resultOf([200], t0, [1]), stopped: true }]).stopped, true);
+    // A result written before the field existed ran its whole window.
+    const { stopped: _stopped, ...older } = whole;
+    assert.equal(mergeResults([whole, older as BenchResult]).stopped, false);
   });
 
   it('refuses files that are not bench --json results, naming them', () => {
