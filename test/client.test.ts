@@ -2,6 +2,7 @@
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import dgram from 'node:dgram';
 import { once } from 'node:events';
 import net from 'node:net';
 import { describe, it } from 'node:test';
@@ -83,6 +84,31 @@ describe('client connect timeout', () => {
     } finally {
       sockets.forEach((socket) => socket.destroy());
       open.close();
+    }
+  });
+});
+
+describe('client --udp', () => {
+  it('reports a reply not come within --timeout, and flags the next reply as maybe that late one', async () => {
+    // Answers the first datagram only after 600 ms, the rest at once.
+    const peer = dgram.createSocket('udp4');
+    let first = true;
+    let late: NodeJS.Timeout | undefined;
+    peer.on('message', (message, from) => {
+      const answer = () => peer.send(message, from.port, from.address);
+      if (first) late = setTimeout(answer, 600);
+      else answer();
+      first = false;
+    });
+    await new Promise<void>((resolve) => peer.bind(0, '127.0.0.1', resolve));
+    try {
+      const result = await runCli(['client', `udp://127.0.0.1:${peer.address().port}`, '--timeout', '0.3'], { input: 'one\ntwo\n' });
+      assert.equal(result.code, 0, result.stderr);
+      assert.equal(result.stdout, 'two\n');
+      assert.match(result.stderr, /^\(no reply from 127\.0\.0\.1:\d+ within 0\.3s\)\n\(this may be the late reply to an earlier line\)\n$/);
+    } finally {
+      clearTimeout(late);
+      peer.close();
     }
   });
 });

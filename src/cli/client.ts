@@ -10,7 +10,7 @@ export function clientCommand(): Command {
   const command = new Command('client').description('talk to an echo server: a >: prompt on a terminal, a byte pipe when stdin is piped');
   for (const option of targetOptions('send each line as a datagram and print each reply')) command.addOption(option);
   command.addOption(new Option('--ws-binary', 'to a ws:// or wss:// URL: send each line as a binary message (default: text)').default(false));
-  command.addOption(new Option('--timeout <seconds>', 'longest wait for the connection to open (TLS handshake and WebSocket upgrade included), and for the server to answer or close once input has ended').default(5).argParser(parseSeconds));
+  command.addOption(new Option('--timeout <seconds>', 'longest wait for the connection to open (TLS handshake and WebSocket upgrade included), for each UDP reply, and for the server to answer or close once input has ended').default(5).argParser(parseSeconds));
   return command.argument(...TARGET_ARGUMENT).action(async (url: string | undefined, given: TargetFlags & { wsBinary: boolean; timeout: number }, self: Command) => {
     const flags = withTargetUrl(given, url, self);
     if (flags.wsBinary && flags.websocketPath === undefined) throw new UsageError('--ws-binary applies to a ws:// or wss:// target URL');
@@ -22,7 +22,7 @@ export function clientCommand(): Command {
       udp: flags.udp,
       tls: wantsTls(flags),
       tlsInsecure: flags.tlsInsecure,
-      connectTimeoutMs: flags.timeout * 1000,
+      timeoutMs: flags.timeout * 1000,
       ...(flags.unix !== undefined && { unix: flags.unix }),
       ...(flags.tlsCa !== undefined && { tlsCaFile: flags.tlsCa }),
       ...(flags.websocketPath !== undefined && { websocketPath: flags.websocketPath, websocketBinary: flags.wsBinary }),

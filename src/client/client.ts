@@ -18,13 +18,13 @@ export interface ConnectOptions {
   /** Also trust this PEM CA (a file path). */
   tlsCaFile?: string;
   /**
-   * Longest wait for the connection to open, its TLS handshake included; and, once input has
-   * ended, for the server's next byte or its close. Default 5 s.
+   * Longest wait for the connection to open, its TLS handshake included; over UDP, for each
+   * reply; and, once input has ended, for the server's next byte or its close. Default 5 s.
    */
-  connectTimeoutMs?: number;
+  timeoutMs?: number;
 }
 
-const DEFAULT_CONNECT_TIMEOUT_MS = 5000;
+const DEFAULT_TIMEOUT_MS = 5000;
 
 export interface ClientOptions extends ConnectOptions {
   host?: string;
@@ -64,7 +64,7 @@ export async function connect(host: string, port: number, options: ConnectOption
       : net.connect({ ...endpoint, noDelay: true, allowHalfOpen: true });
     // A server that accepts and never answers (a TLS port that is not one, a stalled process)
     // would otherwise hold the client forever.
-    const timeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+    const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     const timer = setTimeout(() => {
       socket.destroy();
       reject(new ConnectError(`cannot connect to ${where}: no answer within ${timeoutMs / 1000} s`));
@@ -97,7 +97,7 @@ export async function runClient(options: ClientOptions = {}): Promise<void> {
   const interactive = options.interactive ?? Boolean((input as { isTTY?: boolean }).isTTY);
   if (options.udp) {
     const { runUdpClient } = await import('./udp-client.js');
-    return runUdpClient({ host, port, input, output, interactive, prompt: options.prompt ?? '>:' });
+    return runUdpClient({ host, port, input, output, interactive, prompt: options.prompt ?? '>:', replyTimeoutMs: options.timeoutMs ?? DEFAULT_TIMEOUT_MS });
   }
   if (options.websocketPath !== undefined) {
     const { runWebSocketClient } = await import('./ws-client.js');
@@ -111,12 +111,12 @@ export async function runClient(options: ClientOptions = {}): Promise<void> {
       prompt: options.prompt ?? '>:',
       binary: options.websocketBinary ?? false,
       tlsInsecure: options.tlsInsecure ?? false,
-      connectTimeoutMs: options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
+      connectTimeoutMs: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
       ...(tlsCa !== undefined && { tlsCa }),
     });
   }
   const socket = await connect(host, port, options);
-  const finishing = new Finishing(socket, options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS);
+  const finishing = new Finishing(socket, options.timeoutMs ?? DEFAULT_TIMEOUT_MS);
   try {
     if (interactive) await promptLoop(socket, input, output, options.prompt ?? '>:', options.settleMs ?? 500, finishing);
     else await pipeThrough(socket, input, output, finishing);

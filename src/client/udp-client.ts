@@ -14,17 +14,19 @@ export interface UdpClientOptions {
   output: Writable;
   interactive: boolean;
   prompt: string;
-  /** How long to wait for each reply before saying none came. Default 1 s. */
+  /** How long to wait for each reply before saying none came. Default 5 s. */
   replyTimeoutMs?: number;
 }
 
 /**
  * Sends each input line (without its newline) as a datagram and waits for its reply, one at a
  * time, so replies print in order. UDP promises nothing: a lost reply is reported and skipped.
+ * A datagram carries nothing that says which line it answers: once a wait has ended without a
+ * reply, the next reply may be that line's, come late, and is printed with a note saying so.
  */
 export async function runUdpClient(options: UdpClientOptions): Promise<void> {
   const { host, port, input, output, interactive, prompt } = options;
-  const timeoutMs = options.replyTimeoutMs ?? 1000;
+  const timeoutMs = options.replyTimeoutMs ?? 5000;
   const socket = dgram.createSocket(isIPv6(host) ? 'udp6' : 'udp4');
   const where = formatHostPort(host, port);
   let lines: readline.Interface | undefined;
@@ -60,14 +62,21 @@ export async function runUdpClient(options: UdpClientOptions): Promise<void> {
 
     lines = readline.createInterface({ input, ...(interactive && { output, prompt, terminal: Boolean((input as { isTTY?: boolean }).isTTY) }) });
     if (interactive) lines.prompt();
+    // Lines whose wait ended without a reply: a reply may still come for each.
+    let unanswered = 0;
     for await (const line of lines) {
       socket.send(Buffer.from(line));
       const reply = await nextReply();
       if (reply !== undefined) {
+        if (unanswered > 0) {
+          unanswered--;
+          process.stderr.write('(this may be the late reply to an earlier line)\n');
+        }
         output.write(Buffer.concat([reply, Buffer.from('\n')]));
       } else if (lastError !== undefined) {
         throw new ConnectError(`cannot reach ${where} by UDP: ${describeSocketError(lastError)}`, lastError);
       } else {
+        unanswered++;
         process.stderr.write(`(no reply from ${where} within ${timeoutMs / 1000}s)\n`);
       }
       if (interactive) lines.prompt();
