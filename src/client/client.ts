@@ -95,9 +95,10 @@ export async function runClient(options: ClientOptions = {}): Promise<void> {
   const input = options.input ?? process.stdin;
   const output = options.output ?? process.stdout;
   const interactive = options.interactive ?? Boolean((input as { isTTY?: boolean }).isTTY);
+  const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   if (options.udp) {
     const { runUdpClient } = await import('./udp-client.js');
-    return runUdpClient({ host, port, input, output, interactive, prompt: options.prompt ?? '>:', replyTimeoutMs: options.timeoutMs ?? DEFAULT_TIMEOUT_MS });
+    return runUdpClient({ host, port, input, output, interactive, prompt: options.prompt ?? '>:', replyTimeoutMs: timeoutMs });
   }
   if (options.websocketPath !== undefined) {
     const { runWebSocketClient } = await import('./ws-client.js');
@@ -111,12 +112,12 @@ export async function runClient(options: ClientOptions = {}): Promise<void> {
       prompt: options.prompt ?? '>:',
       binary: options.websocketBinary ?? false,
       tlsInsecure: options.tlsInsecure ?? false,
-      connectTimeoutMs: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+      connectTimeoutMs: timeoutMs,
       ...(tlsCa !== undefined && { tlsCa }),
     });
   }
   const socket = await connect(host, port, options);
-  const finishing = new Finishing(socket, options.timeoutMs ?? DEFAULT_TIMEOUT_MS);
+  const finishing = new Finishing(socket, timeoutMs);
   try {
     if (interactive) await promptLoop(socket, input, output, options.prompt ?? '>:', options.settleMs ?? 500, finishing);
     else await pipeThrough(socket, input, output, finishing);

@@ -3,7 +3,7 @@
 
 import { performance } from 'node:perf_hooks';
 import type { Writable } from 'node:stream';
-import { ConnectError, describeSocketError, isCertificateError, UsageError } from '../core/errors.js';
+import { ConnectError, describeSocketError, isCertificateError, socketErrorWords, UsageError } from '../core/errors.js';
 import { describeTarget, MAX_UDP_PAYLOAD, openBenchSocket, resolveTarget, type BenchSocket, type BenchTarget } from '../protocol/transports.js';
 import type { CustomExpectation } from '../protocol/transforms.js';
 import { builtInTransform, type TransformName } from '../protocol/transforms.js';
@@ -47,25 +47,10 @@ export interface PingSummary {
 // Reads of plain TCP land here; each is copied out at once, so every link can share it.
 let sharedReadBuffer: Buffer | undefined;
 
-const SOCKET_ERROR_WORDS: Readonly<Record<string, string>> = {
-  ECONNREFUSED: 'connection refused',
-  ECONNRESET: 'connection reset',
-  EPIPE: 'connection closed',
-  ETIMEDOUT: 'timed out',
-  EHOSTUNREACH: 'host unreachable',
-  ENETUNREACH: 'network unreachable',
-  ENOENT: 'no such socket file',
-  // A plain server's answer to the TLS hello: an echo of it, or an HTTP error.
-  ERR_SSL_UNEXPECTED_MESSAGE: 'not TLS',
-  ERR_SSL_WRONG_VERSION_NUMBER: 'not TLS',
-  // A plain server's answer to a WebSocket upgrade request: an echo of it.
-  HPE_INVALID_CONSTANT: 'not HTTP',
-};
-
 /** A socket error as one short line of ping's output: words, then the code. */
 function pingReason(err: NodeJS.ErrnoException, udp: boolean): string {
   // Over UDP, ECONNREFUSED is the kernel passing on an ICMP port unreachable for a datagram.
-  const words = udp && err.code === 'ECONNREFUSED' ? 'port unreachable' : SOCKET_ERROR_WORDS[err.code ?? ''];
+  const words = udp && err.code === 'ECONNREFUSED' ? 'port unreachable' : socketErrorWords(err.code);
   if (words === undefined) return err.code ?? err.message;
   return `${words} (${err.code})`;
 }

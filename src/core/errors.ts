@@ -72,36 +72,58 @@ export function describeListenError(code: string | undefined, fallback: string, 
   }
 }
 
+/** Socket errors in a few words, by code: ping prints these beside the code, and describeSocketError builds on them. */
+const SOCKET_ERROR_WORDS: Readonly<Record<string, string>> = {
+  ECONNREFUSED: 'connection refused',
+  ECONNRESET: 'connection reset',
+  EPIPE: 'connection closed',
+  ETIMEDOUT: 'timed out',
+  EHOSTUNREACH: 'host unreachable',
+  ENETUNREACH: 'network unreachable',
+  // A Unix socket path with nothing there.
+  ENOENT: 'no such socket file',
+  EACCES: 'permission denied',
+  ENOTFOUND: 'unknown host',
+  EAI_AGAIN: 'unknown host',
+  // A plain server's answer to the TLS hello: an echo of it, or an HTTP error.
+  ERR_SSL_UNEXPECTED_MESSAGE: 'not TLS',
+  ERR_SSL_WRONG_VERSION_NUMBER: 'not TLS',
+  // A plain server's answer to a WebSocket upgrade request: an echo of it.
+  HPE_INVALID_CONSTANT: 'not HTTP',
+};
+
+/** A socket error's code in a few words (`connection reset`), or undefined for a code without them. */
+export function socketErrorWords(code: string | undefined): string | undefined {
+  return SOCKET_ERROR_WORDS[code ?? ''];
+}
+
 /** What a failed connect or a broken connection means, in words, from its code. */
 export function describeSocketError(err: Error): string {
-  switch (systemErrorCode(err)) {
+  const code = systemErrorCode(err);
+  switch (code) {
     case 'ECONNREFUSED':
-      return 'connection refused (is the server running?)';
+    case 'ENOENT':
+      return `${socketErrorWords(code)} (is the server running?)`;
     case 'ENOTFOUND':
     case 'EAI_AGAIN':
-      return 'unknown host';
-    case 'ENOENT':
-      // A Unix socket path with nothing there.
-      return 'no such socket file (is the server running?)';
     case 'EACCES':
-      return 'permission denied';
     case 'ETIMEDOUT':
-      return 'timed out';
     case 'ECONNRESET':
-      return 'connection reset';
+      return socketErrorWords(code)!;
     case 'ERR_TLS_CERT_ALTNAME_INVALID':
       return `the server's certificate is not for this host (${err.message})`;
     default: {
-      const code = systemErrorCode(err) ?? '';
-      if (UNTRUSTED_CERTIFICATE.has(code)) {
+      // ws's "Unexpected server response" carries no code: its message is read below.
+      const codeText = code ?? '';
+      if (UNTRUSTED_CERTIFICATE.has(codeText)) {
         return `the server's certificate is not trusted (${err.message}); for a self-signed test server use --tls-insecure, or --tls-ca FILE`;
       }
       // A ws:// or wss:// URL: the answer to the upgrade request was not HTTP, or not an upgrade.
-      if (code.startsWith('HPE_')) return `the server did not answer in HTTP (${code}): is it plain TCP, not WebSocket?`;
+      if (codeText.startsWith('HPE_')) return `the server did not answer in HTTP (${code}): is it plain TCP, not WebSocket?`;
       const status = /^Unexpected server response: (\d+)$/.exec(err.message)?.[1];
       if (status !== undefined) return `the server answered the WebSocket upgrade with HTTP ${status}: no WebSocket at that URL`;
-      if (NOT_TLS.has(code)) return `the server did not answer in TLS (${openSslReason(err)}): is it plain TCP?`;
-      if (code.startsWith('ERR_SSL_')) return `the TLS handshake failed (${openSslReason(err)})`;
+      if (NOT_TLS.has(codeText)) return `the server did not answer in TLS (${openSslReason(err)}): is it plain TCP?`;
+      if (codeText.startsWith('ERR_SSL_')) return `the TLS handshake failed (${openSslReason(err)})`;
       return err.message;
     }
   }
