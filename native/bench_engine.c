@@ -8,10 +8,14 @@
 // each reply's latency in its HDR histogram, from a batch of (sent at, received at) pairs that
 // this file hands over once per turn of the event loop instead of once per read.
 //
-// Semantics mirror src/bench/connection.ts and src/bench/run.ts: replies are framed by the
-// expected reply's length and compared with it; bytes that arrive when nothing is owed are all
-// mismatched; replies read in one turn are answered together at the end of it (the check
-// phase, where setImmediate runs), while the run is sending and its send budget lasts.
+// Semantics mirror src/bench/connection.ts and src/bench/run.ts: every message is unique, built
+// as src/bench/message.ts builds it (the connection's number and the sequence number in hex,
+// then the run's template rotated by an amount derived from them); replies are framed by the
+// expected reply's length and compared with the reply owed next. A frame that is not that
+// reply is kept whole and handed to JavaScript, which classifies it (crossed, stale, ...) and
+// says which owed message it stands for: the rules live there, not here. Replies read in one
+// turn are answered together at the end of it (the check phase, where setImmediate runs),
+// while the run is sending and its send budget lasts.
 
 #include <uv.h>
 
@@ -33,6 +37,8 @@ typedef struct bench {
   napi_ref on_replies;
   /** onClose(token, status, owed): a connection closed; `owed` replies never came. */
   napi_ref on_close;
+  /** onWrong(token, frame, head, next, extra) -> what it stands for: a frame that is not the reply owed. */
+  napi_ref on_wrong;
   /** The JavaScript object that is `this` for onReplies. */
   napi_ref receiver;
   /** The batch's Float64Array, kept alive while the engine writes into it. */
@@ -42,13 +48,26 @@ typedef struct bench {
   double *batch;
   size_t batch_pairs;
   size_t batch_count;
-  /** The reply each message must come back as (length may differ from the payload's, with a prefix). */
+  /** The layout of message.ts: [id][template rotated][tail], and replies [prefix][id][reply template rotated][reply tail]. */
+  unsigned char *template;
+  unsigned char *reply_template;
+  size_t filler_length;
+  unsigned char *tail;
+  unsigned char *reply_tail;
+  size_t tail_length;
+  size_t reply_tail_length;
+  unsigned char *prefix;
+  size_t prefix_length;
+  unsigned connection_digits;
+  unsigned sequence_digits;
+  double sequence_modulus;
+  size_t message_length;
+  size_t reply_length;
+  /** The reply owed next on the connection being read, built per frame. */
   unsigned char *expected;
-  size_t expected_length;
-  /** `burst_messages` copies of the payload back to back: any count of messages is a prefix of it. */
-  char *burst;
-  size_t payload_length;
-  size_t burst_messages;
+  /** Messages built for a write that the kernel takes at once. */
+  char *scratch;
+  size_t scratch_length;
   /** Added to uv_hrtime() in milliseconds to read performance.now()'s clock. */
   double clock_offset;
   int sending;
@@ -56,8 +75,6 @@ typedef struct bench {
   double send_budget;
   /** Totals for JavaScript to take its deltas from (see totals()). */
   double sent;
-  double mismatched_bytes;
-  double mismatches;
   /** Connections with replies read this turn, answered in the check phase. */
   bench_connection_t **to_answer;
   size_t answer_count;
@@ -74,13 +91,25 @@ struct bench_connection {
   bench_t *bench;
   /** The JavaScript object told about the close; released then. */
   napi_ref token;
-  /** Send times of the messages in flight, oldest first, in a ring. */
+  /** The number every message of this connection carries. */
+  double number;
+  /** Sequence numbers: the oldest owed (`head_sequence`), and the next to send. */
+  double head_sequence;
+  double next_sequence;
+  /** Send times of messages head..next-1 in a ring (NaN: answered out of order), oldest first. */
   double *send_times;
   size_t capacity;
   size_t head;
+  /** Messages in the ring (next - head), and those of them still owed. */
   size_t count;
-  /** Bytes of the current reply verified so far. */
+  size_t owed;
+  /** Bytes of the current reply frame read so far. */
   size_t offset_in_reply;
+  /** The current frame, once it is known not to be the reply owed: kept whole for JavaScript. */
+  unsigned char *frame;
+  unsigned frame_wrong : 1;
+  /** The current frame began with nothing owed. */
+  unsigned frame_extra : 1;
   /** Replies read this turn, not answered yet. */
   unsigned answer_due;
   unsigned closing : 1;
@@ -96,8 +125,13 @@ static double clock_ms(const bench_t *bench) {
 
 static void bench_release(bench_t *bench) {
   if (--bench->refs > 0) return;
+  free(bench->template);
+  free(bench->reply_template);
+  free(bench->tail);
+  free(bench->reply_tail);
+  free(bench->prefix);
   free(bench->expected);
-  free(bench->burst);
+  free(bench->scratch);
   free(bench->to_answer);
   free(bench->read_buffer);
   free(bench);
@@ -107,6 +141,7 @@ static void connection_release(bench_connection_t *conn) {
   if (--conn->refs > 0) return;
   bench_t *bench = conn->bench;
   free(conn->send_times);
+  free(conn->frame);
   free(conn);
   bench_release(bench);
 }
@@ -150,15 +185,66 @@ static int push_send_time(bench_connection_t *conn, double stamp) {
   }
   conn->send_times[(conn->head + conn->count) % conn->capacity] = stamp;
   conn->count++;
+  conn->owed++;
+  conn->next_sequence++;
   return 0;
 }
 
+/** Takes the oldest owed message off, and any answered out of order right after it; returns its send time. */
 static double shift_send_time(bench_connection_t *conn) {
   double stamp = conn->send_times[conn->head];
   conn->head = (conn->head + 1) % conn->capacity;
   conn->count--;
+  conn->owed--;
+  conn->head_sequence++;
+  while (conn->count > 0 && isnan(conn->send_times[conn->head])) {
+    conn->head = (conn->head + 1) % conn->capacity;
+    conn->count--;
+    conn->head_sequence++;
+  }
   return stamp;
 }
+
+static const char HEX[] = "0123456789ABCDEF";
+
+static void write_hex(unsigned char *into, double value, unsigned digits) {
+  for (unsigned i = digits; i > 0; i--) {
+    double digit = fmod(value, 16);
+    into[i - 1] = (unsigned char)HEX[(int)digit];
+    value = (value - digit) / 16;
+  }
+}
+
+/** The template's rotation for a message, as message.ts computes it. */
+static size_t rotation(const bench_t *bench, double number, double sequence) {
+  size_t length = bench->filler_length;
+  if (length == 0) return 0;
+  double l = (double)length;
+  return (size_t)fmod(fmod(number, l) * 7 + fmod(sequence, l), l);
+}
+
+/** Writes [id][template rotated][tail] for (number, sequence) at `into`, as message.ts does. */
+static void write_message(const bench_t *bench, unsigned char *into, double number, double sequence, const unsigned char *template, const unsigned char *tail, size_t tail_length) {
+  write_hex(into, number, bench->connection_digits);
+  write_hex(into + bench->connection_digits, fmod(sequence, bench->sequence_modulus), bench->sequence_digits);
+  into += bench->connection_digits + bench->sequence_digits;
+  size_t r = rotation(bench, number, sequence);
+  memcpy(into, template + r, bench->filler_length - r);
+  memcpy(into + bench->filler_length - r, template, r);
+  memcpy(into + bench->filler_length, tail, tail_length);
+}
+
+/** Builds the reply owed for (number, sequence) in bench->expected. */
+static void build_expected(bench_t *bench, double number, double sequence) {
+  memcpy(bench->expected, bench->prefix, bench->prefix_length);
+  write_message(bench, bench->expected + bench->prefix_length, number, sequence, bench->reply_template, bench->reply_tail, bench->reply_tail_length);
+}
+
+typedef struct {
+  uv_write_t req;
+  /** The bytes the kernel did not take at once, owned by the write. */
+  char bytes[];
+} owned_write_t;
 
 static void on_written(uv_write_t *req, int status) {
   bench_connection_t *conn = req->data;
@@ -166,8 +252,8 @@ static void on_written(uv_write_t *req, int status) {
   if (status < 0 && status != UV_ECANCELED) close_connection(conn, status);
 }
 
-/** Writes bytes of the immutable burst: what the kernel takes at once, the rest as a libuv write. */
-static void write_burst(bench_connection_t *conn, const char *bytes, size_t length) {
+/** Writes `length` bytes: what the kernel takes at once, the rest copied into a libuv write. */
+static void write_bytes(bench_connection_t *conn, const char *bytes, size_t length) {
   uv_buf_t buf = uv_buf_init((char *)bytes, (unsigned int)length);
   // uv_try_write declines (EAGAIN) while earlier writes are queued, so the order holds.
   int written = uv_try_write((uv_stream_t *)&conn->tcp, &buf, 1);
@@ -177,17 +263,17 @@ static void write_burst(bench_connection_t *conn, const char *bytes, size_t leng
     return;
   }
   size_t taken = written > 0 ? (size_t)written : 0;
-  uv_write_t *req = malloc(sizeof *req);
-  if (req == NULL) {
+  owned_write_t *write = malloc(sizeof *write + (length - taken));
+  if (write == NULL) {
     close_connection(conn, UV_ENOMEM);
     return;
   }
-  req->data = conn;
-  buf = uv_buf_init((char *)bytes + taken, (unsigned int)(length - taken));
-  // The burst lives as long as the engine, which outlives the handle's pending writes.
-  int status = uv_write(req, (uv_stream_t *)&conn->tcp, &buf, 1, on_written);
+  memcpy(write->bytes, bytes + taken, length - taken);
+  write->req.data = conn;
+  buf = uv_buf_init(write->bytes, (unsigned int)(length - taken));
+  int status = uv_write(&write->req, (uv_stream_t *)&conn->tcp, &buf, 1, on_written);
   if (status < 0) {
-    free(req);
+    free(write);
     close_connection(conn, status);
   }
 }
@@ -198,20 +284,27 @@ static unsigned send_messages(bench_connection_t *conn, unsigned count, double s
   if (conn->closing) return 0;
   if ((double)count > bench->send_budget) count = (unsigned)bench->send_budget;
   if (count == 0) return 0;
+  size_t needed = (size_t)count * bench->message_length;
+  if (needed > bench->scratch_length) {
+    char *grown = realloc(bench->scratch, needed);
+    if (grown == NULL) {
+      close_connection(conn, UV_ENOMEM);
+      return 0;
+    }
+    bench->scratch = grown;
+    bench->scratch_length = needed;
+  }
   bench->send_budget -= count;
   bench->sent += count;
   for (unsigned i = 0; i < count; i++) {
+    write_message(bench, (unsigned char *)bench->scratch + i * bench->message_length, conn->number, conn->next_sequence, bench->template, bench->tail, bench->tail_length);
     int status = push_send_time(conn, stamp);
     if (status < 0) {
       close_connection(conn, status);
       return i;
     }
   }
-  for (size_t left = count; left > 0 && !conn->closing;) {
-    size_t messages = left < bench->burst_messages ? left : bench->burst_messages;
-    write_burst(conn, bench->burst, messages * bench->payload_length);
-    left -= messages;
-  }
+  write_bytes(conn, bench->scratch, needed);
   return count;
 }
 
@@ -250,19 +343,53 @@ static void on_check(uv_check_t *check) {
   flush_replies(bench);
 }
 
-/** Bytes that differ from the expected reply, counted one by one (rare: only after memcmp found some). */
-static void count_mismatch(bench_t *bench, const unsigned char *bytes, const unsigned char *expected, size_t length) {
-  size_t differing = 0;
-  for (size_t i = 0; i < length; i++) differing += bytes[i] != expected[i];
-  if (differing == 0) return;
-  bench->mismatched_bytes += (double)differing;
-  bench->mismatches++;
-}
-
 static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf) {
   (void)suggested;
   bench_connection_t *conn = handle->data;
   *buf = uv_buf_init(conn->bench->read_buffer, READ_BUFFER_BYTES);
+}
+
+/**
+ * Hands a whole wrong frame to JavaScript, which counts it by its kind and returns what it
+ * stands for: -1 nothing (a frame too many), -2 the oldest message owed, or the sequence
+ * number of a later one (answered out of order). Returns 1 if an owed message was taken.
+ */
+static unsigned wrong_frame(bench_connection_t *conn) {
+  bench_t *bench = conn->bench;
+  // Replies already read are recorded first, in the order they came.
+  flush_replies(bench);
+  if (bench->on_wrong == NULL || conn->token == NULL) return 0;
+  napi_env env = bench->env;
+  napi_handle_scope scope;
+  if (napi_open_handle_scope(env, &scope) != napi_ok) return 0;
+  double takes = -1;
+  napi_value token, callback, argv[5], result;
+  void *copy;
+  if (napi_get_reference_value(env, conn->token, &token) == napi_ok && napi_get_reference_value(env, bench->on_wrong, &callback) == napi_ok &&
+      napi_create_buffer_copy(env, bench->reply_length, conn->frame, &copy, &argv[1]) == napi_ok && napi_create_double(env, conn->head_sequence, &argv[2]) == napi_ok &&
+      napi_create_double(env, conn->next_sequence, &argv[3]) == napi_ok && napi_get_boolean(env, conn->frame_extra, &argv[4]) == napi_ok) {
+    argv[0] = token;
+    napi_status status = napi_make_callback(env, bench->async_context, token, callback, 5, argv, &result);
+    if (status == napi_pending_exception) {
+      napi_value err;
+      if (napi_get_and_clear_last_exception(env, &err) == napi_ok) napi_fatal_exception(env, err);
+    } else if (status == napi_ok && napi_get_value_double(env, result, &takes) != napi_ok) {
+      takes = -1;
+    }
+  }
+  napi_close_handle_scope(env, scope);
+  if (conn->closing || takes == -1 || conn->owed == 0) return 0;
+  if (takes == -2 || takes == conn->head_sequence) {
+    shift_send_time(conn);
+    return 1;
+  }
+  double index = takes - conn->head_sequence;
+  if (index <= 0 || index >= (double)conn->count) return 0;
+  double *slot = &conn->send_times[(conn->head + (size_t)index) % conn->capacity];
+  if (isnan(*slot)) return 0;
+  *slot = NAN;
+  conn->owed--;
+  return 1;
 }
 
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
@@ -276,30 +403,49 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
   const unsigned char *bytes = (const unsigned char *)buf->base;
   size_t length = (size_t)nread;
   size_t offset = 0;
-  unsigned completed = 0;
+  unsigned answered = 0;
+  size_t size = bench->reply_length;
   double now = clock_ms(bench);
+  int built = 0;
   while (offset < length) {
-    if (conn->count == 0) {
-      // Bytes nobody asked for: the server sent more than it was sent.
-      bench->mismatched_bytes += (double)(length - offset);
-      bench->mismatches++;
-      break;
+    if (conn->offset_in_reply == 0) {
+      // With nothing owed, whatever comes is a frame too many: kept whole and classified.
+      conn->frame_extra = conn->frame_wrong = conn->owed == 0;
+      built = 0;
     }
-    size_t take = bench->expected_length - conn->offset_in_reply;
+    size_t at = conn->offset_in_reply;
+    size_t take = size - at;
     if (take > length - offset) take = length - offset;
-    const unsigned char *expected = bench->expected + conn->offset_in_reply;
-    if (memcmp(bytes + offset, expected, take) != 0) count_mismatch(bench, bytes + offset, expected, take);
+    if (!conn->frame_wrong) {
+      if (!built) build_expected(bench, conn->number, conn->head_sequence);
+      built = 1;
+      if (memcmp(bytes + offset, bench->expected + at, take) != 0) {
+        conn->frame_wrong = 1;
+        if (conn->frame == NULL && (conn->frame = malloc(size)) == NULL) {
+          close_connection(conn, UV_ENOMEM);
+          return;
+        }
+        memcpy(conn->frame, bench->expected, at);
+      }
+    } else if (conn->frame == NULL && (conn->frame = malloc(size)) == NULL) {
+      close_connection(conn, UV_ENOMEM);
+      return;
+    }
+    if (conn->frame_wrong) memcpy(conn->frame + at, bytes + offset, take);
     offset += take;
     conn->offset_in_reply += take;
-    if (conn->offset_in_reply == bench->expected_length) {
-      conn->offset_in_reply = 0;
-      completed++;
+    if (conn->offset_in_reply < size) continue;
+    conn->offset_in_reply = 0;
+    if (!conn->frame_wrong) {
+      answered++;
       // A full batch goes to JavaScript at once, which may end the run and close this connection.
       record_reply(bench, shift_send_time(conn), now);
-      if (conn->closing) return;
+    } else {
+      answered += wrong_frame(conn);
     }
+    if (conn->closing) return;
   }
-  if (completed > 0 && bench->sending) queue_answer(conn, completed);
+  if (answered > 0 && bench->sending) queue_answer(conn, answered);
 }
 
 /** The handle is closed: JavaScript hears (token, status, replies owed) after the replies it has. */
@@ -312,7 +458,7 @@ static void on_closed(uv_handle_t *handle) {
   if (conn->token != NULL && bench->on_close != NULL && napi_open_handle_scope(env, &scope) == napi_ok) {
     napi_value token, callback, argv[3];
     if (napi_get_reference_value(env, conn->token, &token) == napi_ok && napi_get_reference_value(env, bench->on_close, &callback) == napi_ok &&
-        napi_create_int32(env, conn->error, &argv[1]) == napi_ok && napi_create_uint32(env, (uint32_t)conn->count, &argv[2]) == napi_ok) {
+        napi_create_int32(env, conn->error, &argv[1]) == napi_ok && napi_create_uint32(env, (uint32_t)conn->owed, &argv[2]) == napi_ok) {
       argv[0] = token;
       call_from_loop(env, bench->async_context, token, callback, 3, argv);
     }
@@ -342,7 +488,7 @@ static bench_connection_t *connection_arg(napi_env env, napi_value value) {
 
 /** Drops the references into JavaScript; the engine answers nothing after this. */
 static void bench_detach(napi_env env, bench_t *bench) {
-  napi_ref *const refs[] = {&bench->on_replies, &bench->on_close, &bench->receiver, &bench->batch_ref};
+  napi_ref *const refs[] = {&bench->on_replies, &bench->on_close, &bench->on_wrong, &bench->receiver, &bench->batch_ref};
   delete_references(env, refs, sizeof refs / sizeof refs[0]);
   bench->batch = NULL;
   bench->batch_pairs = 0;
@@ -364,55 +510,65 @@ static void connection_finalize(napi_env env, void *data, void *hint) {
   connection_release(data);
 }
 
-static int buffer_copy(napi_env env, napi_value value, void **out, size_t *length) {
+/** Copies a Buffer's bytes (possibly none) into `*out`, which is never NULL on success. */
+static int buffer_copy(napi_env env, napi_value value, unsigned char **out, size_t *length) {
   void *data;
-  if (napi_get_buffer_info(env, value, &data, length) != napi_ok || *length == 0) return -1;
-  *out = malloc(*length);
+  if (napi_get_buffer_info(env, value, &data, length) != napi_ok) return -1;
+  *out = malloc(*length > 0 ? *length : 1);
   if (*out == NULL) return -1;
-  memcpy(*out, data, *length);
+  if (*length > 0) memcpy(*out, data, *length);
   return 0;
 }
 
 /**
- * createBench(receiver, payload: Buffer, expected: Buffer, burstMessages: number,
- *             batch: Float64Array, clockOffsetMs: number, onReplies, onClose)
+ * createBench(receiver, template, replyTemplate, tail, replyTail, prefix: Buffer,
+ *             connectionDigits, sequenceDigits: number, batch: Float64Array, clockOffsetMs: number,
+ *             onReplies, onClose, onWrong)
  */
 static napi_value create_bench(napi_env env, napi_callback_info info) {
-  napi_value argv[8];
-  if (get_args(env, info, 8, argv) == NULL) return NULL;
-  uint32_t burst_messages;
+  napi_value argv[13];
+  if (get_args(env, info, 13, argv) == NULL) return NULL;
+  uint32_t connection_digits, sequence_digits;
   double clock_offset;
-  CHECK(napi_get_value_uint32(env, argv[3], &burst_messages));
-  CHECK(napi_get_value_double(env, argv[5], &clock_offset));
+  CHECK(napi_get_value_uint32(env, argv[6], &connection_digits));
+  CHECK(napi_get_value_uint32(env, argv[7], &sequence_digits));
+  CHECK(napi_get_value_double(env, argv[9], &clock_offset));
   size_t batch_values = 0;
   napi_typedarray_type type;
   void *batch_data;
   bool is_typed_array = false;
-  CHECK(napi_is_typedarray(env, argv[4], &is_typed_array));
-  if (!is_typed_array || napi_get_typedarray_info(env, argv[4], &type, &batch_values, &batch_data, NULL, NULL) != napi_ok || type != napi_float64_array || batch_values < 2) {
+  CHECK(napi_is_typedarray(env, argv[8], &is_typed_array));
+  if (!is_typed_array || napi_get_typedarray_info(env, argv[8], &type, &batch_values, &batch_data, NULL, NULL) != napi_ok || type != napi_float64_array || batch_values < 2) {
     napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "expected a Float64Array batch of at least 2");
     return NULL;
   }
-  if (burst_messages == 0) {
-    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "burstMessages must be at least 1");
+  if (connection_digits > 13 || sequence_digits > 13) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "at most 13 hex digits of connection and sequence number");
     return NULL;
   }
   bench_t *bench = calloc(1, sizeof *bench);
   if (bench == NULL) return throw_status(env, UV_ENOMEM, "createBench");
   bench->refs = 1;
-  void *payload = NULL;
-  size_t payload_length = 0;
-  if (buffer_copy(env, argv[1], &payload, &payload_length) < 0 || buffer_copy(env, argv[2], (void **)&bench->expected, &bench->expected_length) < 0 ||
-      (bench->burst = malloc(payload_length * burst_messages)) == NULL || (bench->read_buffer = malloc(READ_BUFFER_BYTES)) == NULL) {
-    free(payload);
+  size_t reply_filler_length = 0;
+  if (buffer_copy(env, argv[1], &bench->template, &bench->filler_length) < 0 || buffer_copy(env, argv[2], &bench->reply_template, &reply_filler_length) < 0 ||
+      buffer_copy(env, argv[3], &bench->tail, &bench->tail_length) < 0 || buffer_copy(env, argv[4], &bench->reply_tail, &bench->reply_tail_length) < 0 ||
+      buffer_copy(env, argv[5], &bench->prefix, &bench->prefix_length) < 0 || reply_filler_length != bench->filler_length ||
+      (bench->read_buffer = malloc(READ_BUFFER_BYTES)) == NULL) {
     bench_release(bench);
-    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "payload and expected must be non-empty Buffers");
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "the message layout must be Buffers, the two templates of one length");
     return NULL;
   }
-  for (uint32_t i = 0; i < burst_messages; i++) memcpy(bench->burst + i * payload_length, payload, payload_length);
-  free(payload);
-  bench->payload_length = payload_length;
-  bench->burst_messages = burst_messages;
+  bench->connection_digits = connection_digits;
+  bench->sequence_digits = sequence_digits;
+  bench->sequence_modulus = pow(16, sequence_digits);
+  size_t id_length = connection_digits + sequence_digits;
+  bench->message_length = id_length + bench->filler_length + bench->tail_length;
+  bench->reply_length = bench->prefix_length + id_length + bench->filler_length + bench->reply_tail_length;
+  if (bench->message_length == 0 || (bench->expected = malloc(bench->reply_length)) == NULL) {
+    bench_release(bench);
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "messages must be at least a byte");
+    return NULL;
+  }
   bench->env = env;
   bench->batch = batch_data;
   bench->batch_pairs = batch_values / 2;
@@ -420,8 +576,9 @@ static napi_value create_bench(napi_env env, napi_callback_info info) {
   bench->send_budget = INFINITY;
   uv_loop_t *loop;
   if (napi_get_uv_event_loop(env, &loop) != napi_ok || napi_create_reference(env, argv[0], 1, &bench->receiver) != napi_ok ||
-      napi_create_reference(env, argv[4], 1, &bench->batch_ref) != napi_ok || napi_create_reference(env, argv[6], 1, &bench->on_replies) != napi_ok ||
-      napi_create_reference(env, argv[7], 1, &bench->on_close) != napi_ok || init_async_context(env, "echoplex:bench", &bench->async_context) != napi_ok) {
+      napi_create_reference(env, argv[8], 1, &bench->batch_ref) != napi_ok || napi_create_reference(env, argv[10], 1, &bench->on_replies) != napi_ok ||
+      napi_create_reference(env, argv[11], 1, &bench->on_close) != napi_ok || napi_create_reference(env, argv[12], 1, &bench->on_wrong) != napi_ok ||
+      init_async_context(env, "echoplex:bench", &bench->async_context) != napi_ok) {
     bench_detach(env, bench);
     bench_release(bench);
     return throw_failed(env, "createBench");
@@ -447,14 +604,19 @@ static void release_connection(void *conn) {
 
 static const adoption_t ADOPTION = {&BENCH_CONNECTION_TAG, connection_finalize, release_connection, "adoptBench"};
 
-/** adoptBench(bench, fd, token): takes over a duplicate of the connected socket `fd` (the caller closes its own). */
+/**
+ * adoptBench(bench, fd, token, number): takes over a duplicate of the connected socket `fd` (the
+ * caller closes its own); its messages carry `number`.
+ */
 static napi_value adopt_bench(napi_env env, napi_callback_info info) {
-  napi_value argv[3];
-  if (get_args(env, info, 3, argv) == NULL) return NULL;
+  napi_value argv[4];
+  if (get_args(env, info, 4, argv) == NULL) return NULL;
   bench_t *bench = bench_arg(env, argv[0]);
   if (bench == NULL) return NULL;
   int32_t fd;
+  double number;
   CHECK(napi_get_value_int32(env, argv[1], &fd));
+  CHECK(napi_get_value_double(env, argv[3], &number));
   bench_connection_t *conn = calloc(1, sizeof *conn);
   double *send_times = malloc(4 * sizeof *send_times);
   if (conn == NULL || send_times == NULL) {
@@ -463,6 +625,7 @@ static napi_value adopt_bench(napi_env env, napi_callback_info info) {
     return throw_status(env, UV_ENOMEM, "adoptBench");
   }
   conn->bench = bench;
+  conn->number = number;
   conn->send_times = send_times;
   conn->capacity = 4;
   conn->refs = 1;
@@ -509,9 +672,24 @@ static napi_value js_in_flight(napi_env env, napi_callback_info info) {
   bench_connection_t *conn = connection_arg(env, argv[0]);
   double *out = conn == NULL ? NULL : float64_array(env, argv[1], 2);
   if (out == NULL) return NULL;
-  out[0] = (double)conn->count;
-  out[1] = conn->count > 0 ? conn->send_times[conn->head] : 0;
+  out[0] = (double)conn->owed;
+  out[1] = conn->owed > 0 ? conn->send_times[conn->head] : 0;
   return NULL;
+}
+
+/** owes(conn, sequence): whether the reply to `sequence` is still owed (for classifying a wrong one). */
+static napi_value js_owes(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  if (get_args(env, info, 2, argv) == NULL) return NULL;
+  bench_connection_t *conn = connection_arg(env, argv[0]);
+  if (conn == NULL) return NULL;
+  double sequence;
+  CHECK(napi_get_value_double(env, argv[1], &sequence));
+  double index = sequence - conn->head_sequence;
+  bool owed = index >= 0 && index < (double)conn->count && !isnan(conn->send_times[(conn->head + (size_t)index) % conn->capacity]);
+  napi_value result;
+  CHECK(napi_get_boolean(env, owed, &result));
+  return result;
 }
 
 /** setSending(bench, sending, budget): whether replies are answered, and how many messages may still go (Infinity: no limit). */
@@ -529,17 +707,15 @@ static napi_value js_set_sending(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/** benchTotals(bench, out: Float64Array(4)): messages sent, send budget left, mismatched bytes, mismatches. */
+/** benchTotals(bench, out: Float64Array(2)): messages sent, send budget left. */
 static napi_value js_totals(napi_env env, napi_callback_info info) {
   napi_value argv[2];
   if (get_args(env, info, 2, argv) == NULL) return NULL;
   bench_t *bench = bench_arg(env, argv[0]);
-  double *out = bench == NULL ? NULL : float64_array(env, argv[1], 4);
+  double *out = bench == NULL ? NULL : float64_array(env, argv[1], 2);
   if (out == NULL) return NULL;
   out[0] = bench->sent;
   out[1] = bench->send_budget;
-  out[2] = bench->mismatched_bytes;
-  out[3] = bench->mismatches;
   return NULL;
 }
 
@@ -560,6 +736,7 @@ napi_value bench_engine_init(napi_env env, napi_value exports) {
       EXPORT_FUNCTION("benchSend", js_send),
       EXPORT_FUNCTION("benchDestroy", js_destroy),
       EXPORT_FUNCTION("benchInFlight", js_in_flight),
+      EXPORT_FUNCTION("benchOwes", js_owes),
       EXPORT_FUNCTION("benchSetSending", js_set_sending),
       EXPORT_FUNCTION("benchTotals", js_totals),
       EXPORT_FUNCTION("closeBench", js_close),

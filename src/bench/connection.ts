@@ -1,5 +1,6 @@
-// One bench connection: what it has sent and when, and the verification of every reply byte.
+// One bench connection: what it has sent and when, and the verification and classification of every reply.
 
+import { classifyReply, differingBytes, type OwedReplies } from './message.js';
 import type { LoadConnection, Run } from './run.js';
 import type { BenchErrorKind } from './settings.js';
 import type { BenchSocket } from '../protocol/transports.js';
@@ -62,7 +63,7 @@ export abstract class SocketConnection implements LoadConnection {
     run.live.delete(this);
     const owed = this.dropOwed();
     this.socket.destroy();
-    run.lost(owed);
+    run.lost(owed, true);
   }
 
   destroy(): void {
@@ -70,90 +71,148 @@ export abstract class SocketConnection implements LoadConnection {
   }
 }
 
-/** One connection: a FIFO of send times, and where in the current reply the bytes have reached. */
-export class BenchConnection extends SocketConnection {
-  #offsetInReply = 0;
+/**
+ * One stream connection: the send times of the messages it owes, by sequence number, and where
+ * in the current reply frame the bytes have reached. Each frame that is not the reply owed next
+ * is classified (message.ts) and counted by its kind; the connection goes on.
+ */
+export class BenchConnection extends SocketConnection implements OwedReplies {
+  /** This connection's number in the run, which every message it sends carries. */
+  readonly connection: number;
+  /** The oldest sequence number owed (the next to send when nothing is). */
+  head = 0;
+  /** The next sequence number to send. */
+  next = 0;
+  /** Send times of messages head..next-1 in a ring; NaN for one answered out of order. */
   #sendTimes: Float64Array;
-  #head = 0;
-  #count = 0;
+  #start = 0;
+  #owed = 0;
+  #offsetInFrame = 0;
+  /** The reply owed next, built when its frame begins. */
+  #expected: Buffer | undefined;
+  /** The current frame, once it is known to be wrong: kept whole to be classified. */
+  #frame: Buffer | undefined;
+  #frameWrong = false;
+  /** The current frame began with nothing owed. */
+  #extra = false;
   /** With `hello`: the server's first line, until its newline has come. */
   #hello: Buffer | undefined;
 
   constructor(run: Run, socket: BenchSocket) {
     super(run, socket);
+    this.connection = run.nextConnection++;
     this.#sendTimes = new Float64Array(Math.max(4, run.options.pipeline));
     if (run.options.hello) this.#hello = Buffer.alloc(0);
   }
 
   get spent(): boolean {
-    return this.quota === 0 && this.#count === 0;
+    return this.quota === 0 && this.#owed === 0;
   }
 
   isOverdue(now: number, limitMs: number): boolean {
-    return this.#count > 0 && now - this.#sendTimes[this.#head]! > limitMs;
+    return this.#owed > 0 && now - this.#sendTimes[this.#start]! > limitMs;
+  }
+
+  owes(sequence: number): boolean {
+    const index = sequence - this.head;
+    if (index < 0 || index >= this.next - this.head) return false;
+    return !Number.isNaN(this.#sendTimes[(this.#start + index) % this.#sendTimes.length]!);
   }
 
   send(count: number, stamp: number): void {
     count = this.take(count);
     if (count === 0) return;
-    const run = this.run;
+    const codec = this.run.codec;
+    const first = this.next;
     for (let i = 0; i < count; i++) this.#push(stamp);
-    const { burstOf, payload } = run;
     if (this.socket.messages) {
-      for (let i = 0; i < count; i++) this.socket.write(payload);
+      for (let i = 0; i < count; i++) this.socket.write(codec.message(this.connection, first + i));
       return;
     }
-    const most = burstOf.length - 1;
-    for (let left = count; left > 0; left -= most) this.socket.write(burstOf[Math.min(left, most)]!);
+    const size = codec.size;
+    const bytes = Buffer.allocUnsafe(count * size);
+    for (let i = 0; i < count; i++) codec.write(bytes, i * size, this.connection, first + i);
+    this.socket.write(bytes);
   }
 
   /**
-   * Verifies and frames received bytes; returns how many replies completed. `binary` is given
-   * for a WebSocket message, which must be one whole reply of the kind that was sent.
+   * Verifies and frames received bytes; returns how many owed messages they answered (rightly
+   * or wrongly: either way the closed loop sends another). `binary` is given for a WebSocket
+   * message, which must be one whole reply of the kind that was sent.
    */
   receive(bytes: Buffer, length: number, now: number, binary?: boolean): number {
-    const run = this.run;
     if (this.#hello !== undefined) {
       const rest = this.#readHello(bytes.subarray(0, length));
       if (rest === undefined || rest.length === 0) return 0;
       bytes = rest;
       length = rest.length;
     }
-    const expected = run.expected;
-    const size = expected.length;
-    if (binary !== undefined && (binary !== run.sendsBinary || this.#offsetInReply + length !== size)) {
-      // The bytes are still checked below; the message itself was already wrong.
+    const run = this.run;
+    const size = run.codec.replyLength;
+    if (binary !== undefined && (binary !== run.sendsBinary || length !== size)) {
+      // A message of the wrong kind or length is one wrong reply, whatever its bytes.
       run.mismatchedBytes += length;
-      run.errorsByKind.mismatch++;
+      run.errorsByKind.corrupt++;
+      return this.#take(this.#owed > 0 ? 'head' : 'none');
     }
-    let completed = 0;
+    let answered = 0;
     let offset = 0;
     while (offset < length) {
-      if (this.#count === 0) {
-        // Bytes nobody asked for: the server sent more than it was sent.
-        run.mismatchedBytes += length - offset;
-        run.errorsByKind.mismatch++;
-        return completed;
+      if (this.#offsetInFrame === 0) this.#beginFrame();
+      const at = this.#offsetInFrame;
+      const take = Math.min(size - at, length - offset);
+      if (!this.#frameWrong && bytes.compare(this.#expected!, at, at + take, offset, offset + take) !== 0) {
+        this.#frameWrong = true;
+        this.#frame = Buffer.allocUnsafe(size);
+        this.#expected!.copy(this.#frame, 0, 0, at);
       }
-      const take = Math.min(size - this.#offsetInReply, length - offset);
-      if (bytes.compare(expected, this.#offsetInReply, this.#offsetInReply + take, offset, offset + take) !== 0) {
-        this.#countMismatch(bytes, offset, take);
-      }
+      if (this.#frameWrong) bytes.copy(this.#frame!, at, offset, offset + take);
       offset += take;
-      this.#offsetInReply += take;
-      if (this.#offsetInReply === size) {
-        this.#offsetInReply = 0;
+      this.#offsetInFrame += take;
+      if (this.#offsetInFrame < size) continue;
+      this.#offsetInFrame = 0;
+      if (!this.#frameWrong) {
         run.completed(now, this.#shift());
-        completed++;
+        answered++;
+      } else {
+        answered += this.#wrongFrame(this.#frame!);
       }
     }
-    return completed;
+    return answered;
   }
 
   protected dropOwed(): number {
-    const owed = this.#count;
-    this.#count = 0;
+    const owed = this.#owed;
+    this.#owed = 0;
+    this.#start = 0;
+    this.head = this.next;
     return owed;
+  }
+
+  #beginFrame(): void {
+    // With nothing owed, whatever comes is a frame too many: kept whole and classified.
+    this.#extra = this.#frameWrong = this.#owed === 0;
+    if (this.#frameWrong) this.#frame = Buffer.allocUnsafe(this.run.codec.replyLength);
+    else this.#expected = this.run.codec.reply(this.connection, this.head, this.#expected);
+  }
+
+  /** Counts a whole wrong frame by its kind; returns 1 if it took the place of an owed message. */
+  #wrongFrame(frame: Buffer): number {
+    const run = this.run;
+    const { kind, takes } = classifyReply(run.codec, frame, this);
+    run.errorsByKind[kind]++;
+    run.mismatchedBytes += this.#extra ? frame.length : differingBytes(frame, this.#expected!);
+    return this.#take(takes);
+  }
+
+  /** The owed message a wrong reply stands for is answered without a latency; returns 1 if there was one. */
+  #take(takes: 'head' | 'none' | number): number {
+    if (takes === 'none') return 0;
+    if (takes === 'head') this.#shift();
+    else this.#sendTimes[(this.#start + takes - this.head) % this.#sendTimes.length] = Number.NaN;
+    if (takes !== 'head') this.#owed--;
+    this.run.answeredWrongly();
+    return 1;
   }
 
   /** Takes the hello line off the front; returns the bytes after it, undefined until it is whole. */
@@ -165,7 +224,7 @@ export class BenchConnection extends SocketConnection {
       if (input.length > MAX_HELLO_BYTES) {
         this.#hello = undefined;
         run.mismatchedBytes += input.length;
-        run.errorsByKind.mismatch++;
+        run.errorsByKind.corrupt++;
         return undefined;
       }
       this.#hello = input;
@@ -184,33 +243,32 @@ export class BenchConnection extends SocketConnection {
     return Buffer.from(input.subarray(end + 1));
   }
 
-  #countMismatch(bytes: Buffer, offset: number, take: number): void {
-    const run = this.run;
-    let differing = 0;
-    for (let i = 0; i < take; i++) if (bytes[offset + i] !== run.expected[this.#offsetInReply + i]) differing++;
-    if (differing > 0) {
-      run.mismatchedBytes += differing;
-      run.errorsByKind.mismatch++;
-    }
-  }
-
   #push(stamp: number): void {
-    if (this.#count === this.#sendTimes.length) this.#grow();
-    this.#sendTimes[(this.#head + this.#count) % this.#sendTimes.length] = stamp;
-    this.#count++;
+    const span = this.next - this.head;
+    if (span === this.#sendTimes.length) this.#grow(span);
+    this.#sendTimes[(this.#start + span) % this.#sendTimes.length] = stamp;
+    this.next++;
+    this.#owed++;
   }
 
+  /** Takes the oldest owed message off; returns its send time. Messages answered out of order after it go too. */
   #shift(): number {
-    const stamp = this.#sendTimes[this.#head]!;
-    this.#head = (this.#head + 1) % this.#sendTimes.length;
-    this.#count--;
+    const times = this.#sendTimes;
+    const stamp = times[this.#start]!;
+    this.#start = (this.#start + 1) % times.length;
+    this.head++;
+    this.#owed--;
+    while (this.head < this.next && Number.isNaN(times[this.#start]!)) {
+      this.#start = (this.#start + 1) % times.length;
+      this.head++;
+    }
     return stamp;
   }
 
-  #grow(): void {
+  #grow(span: number): void {
     const bigger = new Float64Array(this.#sendTimes.length * 2);
-    for (let i = 0; i < this.#count; i++) bigger[i] = this.#sendTimes[(this.#head + i) % this.#sendTimes.length]!;
+    for (let i = 0; i < span; i++) bigger[i] = this.#sendTimes[(this.#start + i) % this.#sendTimes.length]!;
     this.#sendTimes = bigger;
-    this.#head = 0;
+    this.#start = 0;
   }
 }

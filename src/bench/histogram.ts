@@ -61,12 +61,20 @@ export class LatencyHistogram {
     return {
       min: h.minNonZeroValue,
       mean: Math.round(h.mean * 10) / 10,
-      p50: h.getValueAtPercentile(50),
-      p90: h.getValueAtPercentile(90),
-      p99: h.getValueAtPercentile(99),
-      p999: h.getValueAtPercentile(99.9),
+      p50: this.#percentile(50),
+      p90: this.#percentile(90),
+      p99: this.#percentile(99),
+      p999: this.#percentile(99.9),
       max: h.maxValue,
     };
+  }
+
+  /**
+   * The value at `percentile`, never above the largest value recorded: HdrHistogram answers
+   * with the top of the value's bucket, which can lie past the exact maximum it also keeps.
+   */
+  #percentile(percentile: number): number {
+    return Math.min(this.#histogram.getValueAtPercentile(percentile), this.#histogram.maxValue);
   }
 
   /** Points for an HdrHistogram-style curve: denser towards the tail (1 - p halves each step). */
@@ -76,7 +84,7 @@ export class LatencyHistogram {
     for (let step = 0; step <= 60; step++) {
       const tail = Math.pow(0.5, step / 4);
       const percentile = 100 * (1 - tail);
-      const valueUs = step === 0 ? this.#histogram.minNonZeroValue : this.#histogram.getValueAtPercentile(percentile);
+      const valueUs = step === 0 ? this.#histogram.minNonZeroValue : this.#percentile(percentile);
       points.push({ percentile, valueUs });
       if (tail * this.#histogram.totalCount < 1) break;
     }

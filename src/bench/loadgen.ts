@@ -1,14 +1,15 @@
 // The load generator: opens the connections, runs the phases (warm-up, measured window, drain),
 // paces the open loop, and turns a run into its verified results.
 
-import { randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
 import { ConnectError, describeSocketError, systemErrorCode } from '../core/errors.js';
 import { checkDescriptorBudget } from '../core/descriptors.js';
 import { builtInTransform } from '../protocol/transforms.js';
 import { BenchConnection } from './connection.js';
-import { DatagramConnection, sequenceDigits } from './datagram.js';
+import { DatagramConnection } from './datagram.js';
+import type { LatencyHistogram } from './histogram.js';
+import { MessageCodec } from './message.js';
 import { NativeBench } from './native-bench.js';
 import { Run, type LoadConnection } from './run.js';
 import { checkThresholds } from './thresholds.js';
@@ -17,6 +18,8 @@ import { BenchSetupError, resolveSettings, type BenchOptions, type BenchProgress
 import { adoptable, connectForAdoption, describeTarget, openBenchSocket } from '../protocol/transports.js';
 
 const MAX_CONNECTS_IN_FLIGHT = 256;
+/** How early the open loop's timer wakes before a send is due: a timer can fire this late. */
+const TIMER_SLACK_MS = 2;
 const SWEEP_MS = 100;
 
 /** Runs one benchmark against a TCP echo server and resolves with its verified results. */
@@ -24,14 +27,18 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
   const settings = resolveSettings(options);
   checkDescriptorBudget(settings.connections);
 
-  // Text messages must be UTF-8: printable ASCII will do.
-  const payload = settings.lines || settings.target.websocket?.text ? randomLine(settings.size) : randomBytes(settings.size);
-  const transform = typeof settings.expect === 'string' ? builtInTransform(settings.expect) : settings.expect.transform;
-  const reply = transform(Buffer.from(payload));
-  const expected = settings.expectPrefix ? Buffer.concat([Buffer.from(settings.expectPrefix), reply]) : reply;
-  const burst = Buffer.concat(Array.from({ length: Math.max(settings.pipeline, 16) }, () => payload));
-  const run = new Run(settings, payload, expected, burst);
-  if (nativeEngineFits(settings)) run.engine = NativeBench.create(run, payload, expected, burst.length / payload.length);
+  const builtIn = typeof settings.expect === 'string';
+  const codec = new MessageCodec({
+    size: settings.size,
+    lines: settings.lines,
+    text: settings.target.websocket?.text === true,
+    transform: typeof settings.expect === 'string' ? builtInTransform(settings.expect) : settings.expect.transform,
+    bytewise: builtIn,
+    prefix: settings.expectPrefix,
+  });
+  const run = new Run(settings, codec);
+  if (nativeEngineFits(settings)) run.engine = NativeBench.create(run);
+  if (settings.messagesPerConnection !== undefined) run.replaceFailed = () => replaceFailed(run);
 
   let stopped = false;
   await new Promise<void>((resolve) => {
@@ -106,6 +113,7 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
     warmupSeconds: settings.warmupSeconds,
     durationSeconds: round(durationSeconds, 3),
     messages: run.measured,
+    messagesRequested: settings.messages ?? null,
     messagesTotal: run.completedTotal,
     messagesPerConnection: settings.messagesPerConnection ?? null,
     connectsPerSecond: settings.messagesPerConnection !== undefined ? round(run.connectHistogram.count / durationSeconds, 1) : null,
@@ -120,7 +128,9 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
     percentiles: run.histogram.curve(),
     latencyHistogram: run.histogram.encode(),
     instances: settings.hello ? Object.fromEntries(run.instances) : null,
-    datagrams: settings.target.udp && typeof settings.expect === 'string' && sequenceDigits(settings.size, settings.lines) > 0 ? { ...run.datagrams } : null,
+    datagrams: numberedDatagrams(settings, codec) ? { ...run.datagrams } : null,
+    verification: codec.verification,
+    sendLagUs: settings.rate !== undefined ? lagSummary(run.sendLag) : null,
     startedAt: new Date(performance.timeOrigin + (run.measureStartedAt || run.measureEndedAt)).toISOString(),
     thresholds: checkThresholds(settings.thresholds, { latencyUs, messages: run.measured, errors: run.errors, messagesPerSecond }),
     loadCpuPercent: round((run.measuredCpuMicros / (durationSeconds * 1e6)) * 100, 1),
@@ -137,12 +147,14 @@ function nativeEngineFits(settings: Settings): boolean {
   return settings.engine === 'native' && !settings.hello && settings.rate === undefined && settings.messagesPerConnection === undefined && adoptable(settings.target);
 }
 
-/** `size` bytes: random printable ASCII (space to tilde), then the line's one `\n`. */
-function randomLine(size: number): Buffer {
-  const line = randomBytes(size);
-  for (let i = 0; i < size - 1; i++) line[i] = 0x20 + (line[i]! % 95);
-  line[size - 1] = 0x0a;
-  return line;
+/** Over UDP with a built-in expectation, datagrams are matched to their messages by number. */
+function numberedDatagrams(settings: Settings, codec: MessageCodec): boolean {
+  return settings.target.udp === true && typeof settings.expect === 'string' && codec.sequenceDigits > 0;
+}
+
+function lagSummary(histogram: LatencyHistogram): { p50: number; p99: number; max: number } {
+  const { p50, p99, max } = histogram.summary();
+  return { p50, p99, max };
 }
 
 /** Opens every connection, with bounded concurrency or at a fixed rate; resolves once all have settled. */
@@ -196,7 +208,7 @@ function openConnection(run: Run, settled: () => void, replacement = false): voi
     run.firstConnectError ??= err;
     if (err?.code === 'EMFILE' || err?.code === 'ENFILE') run.descriptorsExhausted = true;
     settled();
-    if (replacement) run.lost(0);
+    if (replacement) run.lost(0, true);
   };
   const connectFailed = (err?: NodeJS.ErrnoException) => {
     if (!stopConnecting()) return;
@@ -244,9 +256,7 @@ interface Opening {
 /** A connection whose every read comes to BenchConnection in JavaScript. Returns its destroyer. */
 function openTypeScriptConnection(run: Run, opening: Opening): () => void {
   const closedLoop = run.options.rate === undefined;
-  const { target, expect, size, lines } = run.options;
-  // Over UDP with a built-in expectation, datagrams are numbered and counted one by one.
-  const digits = target.udp && typeof expect === 'string' ? sequenceDigits(size, lines) : 0;
+  const numbered = numberedDatagrams(run.options, run.codec);
   let connection: BenchConnection | DatagramConnection | undefined;
   const socket = openBenchSocket(run.options.target, run.readBuffer, {
     connected: () => {
@@ -254,7 +264,7 @@ function openTypeScriptConnection(run: Run, opening: Opening): () => void {
       // Opened as the run ended: closed only now, once it is whole (a PROXY header sent, a TLS
       // handshake done), so that the server does not log a client cut off halfway.
       if (run.phase === 'done') return socket.destroy();
-      connection = digits > 0 ? new DatagramConnection(run, socket, digits) : new BenchConnection(run, socket);
+      connection = numbered ? new DatagramConnection(run, socket) : new BenchConnection(run, socket);
       opening.opened(connection);
     },
     data: (bytes, length, binary) => {
@@ -277,6 +287,18 @@ function openTypeScriptConnection(run: Run, opening: Opening): () => void {
     },
   });
   return () => socket.destroy();
+}
+
+/**
+ * Churn keeps its connections: one that failed is replaced while the run sends, until failures
+ * outnumber the good replies by more than a connection each (a server that fails every
+ * connection would otherwise be dialled for ever).
+ */
+function replaceFailed(run: Run): boolean {
+  if (!run.sending || run.sendBudget <= 0) return false;
+  if (run.errors > run.completedTotal + run.options.connections) return false;
+  openConnection(run, () => {}, true);
+  return true;
 }
 
 /** Retires a connection that has sent its share, and opens a new one while the run still sends. */
@@ -349,23 +371,52 @@ function sweepTimeouts(run: Run): void {
   }
 }
 
-/** Sends on a fixed schedule across all connections, whatever the replies are doing. */
+/**
+ * Sends on a fixed schedule across all connections, whatever the replies are doing: message k
+ * is due at k / rate seconds, and its latency counts from then, so a stall cannot hide (wrk2's
+ * rule). A timer sleeps until shortly before the next message is due, and the last stretch is
+ * turns of the event loop (setImmediate), which read replies as they go: a timer alone fires
+ * up to a millisecond late, which every latency would then carry. How late each message went
+ * out all the same is the run's send lag.
+ */
 function startOpenLoop(run: Run, rate: number): () => void {
   const begin = performance.now();
+  const intervalMs = 1000 / rate;
   let scheduled = 0;
   let cursor = 0;
-  const timer = setInterval(() => {
-    if (!run.sending || run.live.size === 0) return;
-    const due = Math.floor(((performance.now() - begin) / 1000) * rate);
-    const connections = [...run.live];
-    while (scheduled < due && run.sendBudget > 0) {
-      // Latency counts from when the message should have gone out, so a stall cannot hide.
-      const intended = begin + (scheduled * 1000) / rate;
-      connections[cursor++ % connections.length]!.send(1, intended);
-      scheduled++;
+  let connections: LoadConnection[] = [];
+  let timer: NodeJS.Timeout | undefined;
+  let immediate: NodeJS.Immediate | undefined;
+  let stopped = false;
+  const pump = () => {
+    timer = undefined;
+    immediate = undefined;
+    if (stopped) return;
+    let now = performance.now();
+    const due = Math.floor((now - begin) / intervalMs) + 1;
+    if (run.sending && run.live.size > 0) {
+      while (scheduled < due && run.sendBudget > 0) {
+        if (connections.length !== run.live.size || connections[cursor % connections.length]!.failed) connections = [...run.live];
+        const intended = begin + scheduled * intervalMs;
+        if (run.phase === 'measuring') run.sendLag.recordMicros((now - intended) * 1000);
+        connections[cursor++ % connections.length]!.send(1, intended);
+        scheduled++;
+        now = performance.now();
+      }
+    } else {
+      // Not sending (or nobody to send on): the schedule moves on without a backlog.
+      scheduled = Math.max(scheduled, due);
     }
-  }, 1);
-  return () => clearInterval(timer);
+    const wait = begin + scheduled * intervalMs - performance.now();
+    if (wait > TIMER_SLACK_MS) timer = setTimeout(pump, wait - TIMER_SLACK_MS);
+    else immediate = setImmediate(pump);
+  };
+  pump();
+  return () => {
+    stopped = true;
+    if (timer !== undefined) clearTimeout(timer);
+    if (immediate !== undefined) clearImmediate(immediate);
+  };
 }
 
 function startProgress(run: Run, onProgress: (progress: BenchProgress) => void): () => void {

@@ -1,44 +1,64 @@
-// Several generators' runs as one: counts summed, percentiles from the merged histograms (never averaged), timelines aligned.
+// Several generators' runs as one: counts summed, percentiles from the merged histograms (never averaged), timelines aligned, and runs that cannot be one refused.
 
 import { UsageError } from '../core/errors.js';
 import { LatencyHistogram } from './histogram.js';
-import type { BenchErrorKind, BenchResult, DatagramCounts } from './settings.js';
+import { BENCH_ERROR_KINDS, emptyErrorCounts, type BenchResult, type DatagramCounts } from './settings.js';
 import { checkThresholds, parseThreshold } from './thresholds.js';
+
+export interface MergeOptions {
+  /** `--threshold`s, checked against the merged figures. */
+  thresholds?: readonly string[];
+  /** Merge runs that differ in what they measured (or the same run twice) all the same. */
+  force?: boolean;
+}
 
 /**
  * One result from `bench --json` runs of several generators against the same target, as if one
- * generator had made them all: messages, errors and rates add up; latency percentiles come from
- * the sum of the latency histograms (averaging percentiles would be wrong); each run's timeline
- * is placed by its start time. `thresholds` are checked against the merged figures.
+ * generator had made them all: messages and errors add up; latency percentiles come from the
+ * sum of the latency histograms (averaging percentiles would be wrong); each run's timeline is
+ * placed by its start time on the wall clock, and the merged window runs from the first start
+ * to the last end, so that messages / duration is the rate shown, whether the runs measured one
+ * window (`--start-at`) or followed each other. Runs that measured different things are refused
+ * (a UsageError) unless `force`.
  */
-export function mergeResults(results: readonly BenchResult[], thresholds: readonly string[] = []): BenchResult {
+export function mergeResults(results: readonly BenchResult[], options: MergeOptions = {}): BenchResult {
   const first = results[0];
   if (first === undefined) throw new UsageError('bench merge needs at least one result');
+  if (!options.force) checkMergeable(results);
   const histogram = new LatencyHistogram();
   for (const result of results) histogram.addEncoded(result.latencyHistogram);
   const starts = results.map((result) => Date.parse(result.startedAt));
   const origin = Math.min(...starts);
-  const timeline: number[] = [];
+  const end = Math.max(...results.map((result, index) => starts[index]! + result.durationSeconds * 1000));
+  const durationSeconds = Math.max((end - origin) / 1000, 0.001);
+  const timeline: number[] = Array.from({ length: Math.max(1, Math.round(durationSeconds)) }, () => 0);
   results.forEach((result, index) => {
     const offset = Math.round((starts[index]! - origin) / 1000);
     result.timeline.forEach((count, second) => {
-      timeline[offset + second] = (timeline[offset + second] ?? 0) + count;
+      const at = Math.min(offset + second, timeline.length - 1);
+      timeline[at] = timeline[at]! + (count ?? 0);
     });
   });
-  const end = Math.max(...results.map((result, index) => starts[index]! + result.durationSeconds * 1000));
   const sum = (pick: (result: BenchResult) => number) => results.reduce((total, result) => total + pick(result), 0);
-  const errorsByKind = { connect: 0, closed: 0, timeout: 0, mismatch: 0 } satisfies Record<BenchErrorKind, number>;
-  for (const result of results) for (const kind of Object.keys(errorsByKind) as BenchErrorKind[]) errorsByKind[kind] += result.errorsByKind[kind];
+  const errorsByKind = emptyErrorCounts();
+  for (const result of results) for (const kind of BENCH_ERROR_KINDS) errorsByKind[kind] += result.errorsByKind[kind] ?? 0;
   // The runs' own min and max are exact; a histogram keeps them only to its precision.
+  const max = Math.max(...results.map((result) => result.latencyUs.max));
+  const summary = histogram.summary();
   const latencyUs = {
-    ...histogram.summary(),
+    ...summary,
+    p50: Math.min(summary.p50, max),
+    p90: Math.min(summary.p90, max),
+    p99: Math.min(summary.p99, max),
+    p999: Math.min(summary.p999, max),
     min: Math.min(...results.map((result) => result.latencyUs.min)),
-    max: Math.max(...results.map((result) => result.latencyUs.max)),
+    max,
   };
   const messages = sum((result) => result.messages);
   const errors = sum((result) => result.errors);
-  const messagesPerSecond = round(sum((result) => result.messagesPerSecond));
+  const messagesPerSecond = round(messages / durationSeconds);
   const churn = results.every((result) => result.connectsPerSecond !== null);
+  const lags = results.map((result) => result.sendLagUs ?? null);
   return {
     target: [...new Set(results.map((result) => result.target))].join(', '),
     mode: first.mode,
@@ -51,15 +71,15 @@ export function mergeResults(results: readonly BenchResult[], thresholds: readon
     expectPrefix: first.expectPrefix,
     lines: first.lines,
     warmupSeconds: Math.max(...results.map((result) => result.warmupSeconds)),
-    durationSeconds: round((end - origin) / 1000),
+    durationSeconds: round(durationSeconds, 3),
     messages,
     messagesTotal: sum((result) => result.messagesTotal),
     messagesPerConnection: first.messagesPerConnection,
-    connectsPerSecond: churn ? round(sum((result) => result.connectsPerSecond ?? 0)) : null,
+    connectsPerSecond: churn ? round(sum((result) => (result.connectsPerSecond ?? 0) * result.durationSeconds) / durationSeconds) : null,
     // Set-up times are summarized per run only; their percentiles cannot be added up.
     connectLatencyUs: null,
     messagesPerSecond,
-    bytesPerSecond: sum((result) => result.bytesPerSecond),
+    bytesPerSecond: Math.round((messages * first.size) / durationSeconds),
     latencyUs,
     errors,
     errorsByKind,
@@ -68,14 +88,40 @@ export function mergeResults(results: readonly BenchResult[], thresholds: readon
     percentiles: histogram.curve(),
     latencyHistogram: histogram.encode(),
     startedAt: new Date(origin).toISOString(),
-    thresholds: checkThresholds(thresholds.map(parseThreshold), { latencyUs, messages, errors, messagesPerSecond }),
-    loadCpuPercent: round(sum((result) => result.loadCpuPercent)),
+    thresholds: checkThresholds((options.thresholds ?? []).map(parseThreshold), { latencyUs, messages, errors, messagesPerSecond }),
+    // Each generator's own share of its own core: a sum would read as one core over 100%.
+    loadCpuPercent: Math.max(...results.map((result) => result.loadCpuPercent)),
+    generatorCpuPercent: results.map((result) => result.loadCpuPercent),
+    verification: first.verification,
+    // The worst generator's lag: its lateness is in the merged latencies.
+    sendLagUs: lags.every((lag) => lag !== null)
+      ? { p50: Math.max(...lags.map((lag) => lag!.p50)), p99: Math.max(...lags.map((lag) => lag!.p99)), max: Math.max(...lags.map((lag) => lag!.max)) }
+      : null,
     datagrams: mergeDatagrams(results),
     instances: results.some((result) => result.instances) ? mergeInstances(results) : null,
     generators: results.length,
     // Results written before the field existed have none: they ran their whole window.
     stopped: results.some((result) => result.stopped === true),
   };
+}
+
+/** Runs that measured different things do not add up to one measurement: says which differ. */
+function checkMergeable(results: readonly BenchResult[]): void {
+  const differ = (what: string, pick: (result: BenchResult) => unknown) => {
+    const values = new Set(results.map((result) => JSON.stringify(pick(result) ?? null)));
+    if (values.size > 1) throw new UsageError(`bench merge: the runs differ in ${what} (${[...values].join(' vs ')}): they measured different things; --force merges them anyway`);
+  };
+  differ('mode (closed and open loop)', (result) => result.mode);
+  differ('target', (result) => result.target);
+  differ('message size', (result) => result.size);
+  differ('expected reply', (result) => [result.expect, result.expectPrefix, result.lines]);
+  const seen = new Map<string, number>();
+  results.forEach((result, index) => {
+    const key = `${result.startedAt} ${result.latencyHistogram}`;
+    const earlier = seen.get(key);
+    if (earlier !== undefined) throw new UsageError(`bench merge: results ${earlier + 1} and ${index + 1} are the same run given twice; --force merges them anyway`);
+    seen.set(key, index);
+  });
 }
 
 /** A `bench --json` result read from `text` (named `source` in errors), checked for what merging needs. */
@@ -90,7 +136,7 @@ export function parseResult(text: string, source: string): BenchResult {
   if (typeof result !== 'object' || result === null || typeof result.latencyHistogram !== 'string' || typeof result.startedAt !== 'string' || !Array.isArray(result.timeline)) {
     throw new UsageError(`${source}: not a result of echoplex bench --json (no latencyHistogram, startedAt or timeline)`);
   }
-  return { percentiles: [], thresholds: [], ...result } as BenchResult;
+  return { percentiles: [], thresholds: [], ...result, errorsByKind: { ...emptyErrorCounts(), ...result.errorsByKind } } as BenchResult;
 }
 
 function mergeDatagrams(results: readonly BenchResult[]): DatagramCounts | null {
@@ -107,6 +153,7 @@ function mergeInstances(results: readonly BenchResult[]): Record<string, number>
   return total;
 }
 
-function round(value: number): number {
-  return Math.round(value * 10) / 10;
+function round(value: number, digits = 1): number {
+  const scale = 10 ** digits;
+  return Math.round(value * scale) / scale;
 }

@@ -3,6 +3,7 @@
 
 import { performance } from 'node:perf_hooks';
 import { addonBinding } from '../native/addon.js';
+import { classifyReply, differingBytes, type MessageCodec } from './message.js';
 import type { LoadConnection, Run, RunEngine } from './run.js';
 import type { BenchErrorKind } from './settings.js';
 
@@ -17,29 +18,39 @@ interface NativeBenchBinding {
    */
   createBench(
     receiver: object,
-    payload: Buffer,
-    expected: Buffer,
-    burstMessages: number,
+    template: Buffer,
+    replyTemplate: Buffer,
+    tail: Buffer,
+    replyTail: Buffer,
+    prefix: Buffer,
+    connectionDigits: number,
+    sequenceDigits: number,
     batch: Float64Array,
     clockOffsetMs: number,
     onReplies: (count: number) => void,
     onClose: (token: object, status: number, owed: number) => void,
+    onWrong: (token: object, frame: Buffer, head: number, next: number, extra: boolean) => number,
   ): BenchHandle;
-  /** Takes over a duplicate of the connected TCP socket `fd`; the caller closes its own. Throws (code EMFILE, ...) if it cannot. */
-  adoptBench(bench: BenchHandle, fd: number, token: object): BenchConnectionHandle;
+  /**
+   * Takes over a duplicate of the connected TCP socket `fd`, whose messages carry `number`; the
+   * caller closes its own. Throws (code EMFILE, ...) if it cannot.
+   */
+  adoptBench(bench: BenchHandle, fd: number, token: object, number: number): BenchConnectionHandle;
   /** Sends up to `count` messages stamped `stamp`; returns how many the send budget allowed. */
   benchSend(connection: BenchConnectionHandle, count: number, stamp: number): number;
   benchDestroy(connection: BenchConnectionHandle): void;
   /** Fills `out` with replies owed and the oldest one's send time. */
   benchInFlight(connection: BenchConnectionHandle, out: Float64Array): void;
+  /** Whether the reply to `sequence` is still owed. */
+  benchOwes(connection: BenchConnectionHandle, sequence: number): boolean;
   /** Whether replies are answered, and how many messages may still be sent. */
   benchSetSending(bench: BenchHandle, sending: boolean, budget: number): void;
-  /** Fills `out` with messages sent, send budget left, mismatched bytes, mismatches. */
+  /** Fills `out` with messages sent and send budget left. */
   benchTotals(bench: BenchHandle, out: Float64Array): void;
   closeBench(bench: BenchHandle): void;
 }
 
-const FUNCTIONS = ['createBench', 'adoptBench', 'benchSend', 'benchDestroy', 'benchInFlight', 'benchSetSending', 'benchTotals', 'closeBench'] as const;
+const FUNCTIONS = ['createBench', 'adoptBench', 'benchSend', 'benchDestroy', 'benchInFlight', 'benchOwes', 'benchSetSending', 'benchTotals', 'closeBench'] as const;
 
 const binding = addonBinding<NativeBenchBinding>(FUNCTIONS);
 
@@ -51,35 +62,50 @@ const BATCH_PAIRS = 4096;
 
 /**
  * One run's engine. The run's counters that the engine moves (messages in flight, the send
- * budget, mismatches) are brought up to date by `sync()` before the run reads them.
+ * budget) are brought up to date by `sync()` before the run reads them. A reply frame that is
+ * not the one owed comes here whole, to be classified by the rules of message.ts.
  */
 export class NativeBench implements RunEngine {
   readonly #binding: NativeBenchBinding;
   readonly #handle: BenchHandle;
   readonly #run: Run;
   readonly #batch = new Float64Array(2 * BATCH_PAIRS);
-  readonly #totals = new Float64Array(4);
+  readonly #totals = new Float64Array(2);
   #sentSeen = 0;
-  #mismatchedBytesSeen = 0;
-  #mismatchesSeen = 0;
 
-  /** Undefined where the addon was not built. */
-  static create(run: Run, payload: Buffer, expected: Buffer, burstMessages: number): NativeBench | undefined {
-    return binding === undefined ? undefined : new NativeBench(binding, run, payload, expected, burstMessages);
+  /** Undefined where the addon was not built, or the run's replies are not built from a template (a custom transform). */
+  static create(run: Run): NativeBench | undefined {
+    const layout = run.codec.nativeLayout();
+    return binding === undefined || layout === undefined ? undefined : new NativeBench(binding, run, layout);
   }
 
-  private constructor(nativeBinding: NativeBenchBinding, run: Run, payload: Buffer, expected: Buffer, burstMessages: number) {
+  private constructor(nativeBinding: NativeBenchBinding, run: Run, layout: NonNullable<ReturnType<MessageCodec['nativeLayout']>>) {
     this.#binding = nativeBinding;
     this.#run = run;
     // The engine stamps with uv_hrtime; performance.now() is the same clock from another origin.
     const clockOffsetMs = performance.now() - Number(process.hrtime.bigint()) / 1e6;
-    this.#handle = nativeBinding.createBench(this, payload, expected, burstMessages, this.#batch, clockOffsetMs, this.#onReplies, onClose);
+    const { template, replyTemplate, tail, replyTail, prefix, connectionDigits, sequenceDigits } = layout;
+    this.#handle = nativeBinding.createBench(
+      this,
+      template,
+      replyTemplate,
+      tail,
+      replyTail,
+      prefix,
+      connectionDigits,
+      sequenceDigits,
+      this.#batch,
+      clockOffsetMs,
+      this.#onReplies,
+      onClose,
+      onWrong,
+    );
   }
 
   /** Opens a connection on the engine from a connected descriptor (the caller closes its own). */
   adopt(fd: number): NativeBenchConnection {
-    const connection = new NativeBenchConnection(this.#run, this, this.#binding);
-    connection.handle = this.#binding.adoptBench(this.#handle, fd, connection);
+    const connection = new NativeBenchConnection(this.#run, this, this.#binding, this.#run.nextConnection++);
+    connection.handle = this.#binding.adoptBench(this.#handle, fd, connection, connection.connection);
     return connection;
   }
 
@@ -96,10 +122,6 @@ export class NativeBench implements RunEngine {
     run.inFlight += totals[0]! - this.#sentSeen;
     this.#sentSeen = totals[0]!;
     run.sendBudget = totals[1]!;
-    run.mismatchedBytes += totals[2]! - this.#mismatchedBytesSeen;
-    this.#mismatchedBytesSeen = totals[2]!;
-    run.errorsByKind.mismatch += totals[3]! - this.#mismatchesSeen;
-    this.#mismatchesSeen = totals[3]!;
   }
 
   close(): void {
@@ -119,7 +141,15 @@ function onClose(this: NativeBenchConnection, _token: object, status: number, ow
   this.closed(status, owed);
 }
 
-/** A connection the engine carries: JavaScript sends its first messages and hears when it closes. */
+function onWrong(this: NativeBenchConnection, _token: object, frame: Buffer, head: number, next: number, extra: boolean): number {
+  return this.wrongFrame(frame, head, next, extra);
+}
+
+/** What onWrong returns to the engine for the owed message a wrong frame stands for. */
+const TAKES_NONE = -1;
+const TAKES_HEAD = -2;
+
+/** A connection the engine carries: JavaScript sends its first messages, classifies wrong replies and hears when it closes. */
 export class NativeBenchConnection implements LoadConnection {
   handle: BenchConnectionHandle | undefined;
   #failed = false;
@@ -129,7 +159,23 @@ export class NativeBenchConnection implements LoadConnection {
     private readonly run: Run,
     private readonly engine: NativeBench,
     private readonly binding: NativeBenchBinding,
+    /** The number this connection's messages carry. */
+    readonly connection: number,
   ) {}
+
+  /** From the engine: a whole reply frame that is not the one owed. Counts it; returns what it stands for. */
+  wrongFrame(frame: Buffer, head: number, next: number, extra: boolean): number {
+    const run = this.run;
+    const handle = this.handle;
+    this.engine.sync();
+    const owed = { connection: this.connection, head, next, owes: (sequence: number) => handle !== undefined && this.binding.benchOwes(handle, sequence) };
+    const { kind, takes } = classifyReply(run.codec, frame, owed);
+    run.errorsByKind[kind]++;
+    run.mismatchedBytes += extra ? frame.length : differingBytes(frame, run.codec.reply(this.connection, head));
+    if (takes === 'none') return TAKES_NONE;
+    run.answeredWrongly();
+    return takes === 'head' ? TAKES_HEAD : takes;
+  }
 
   get failed(): boolean {
     return this.#failed;
@@ -181,7 +227,7 @@ export class NativeBenchConnection implements LoadConnection {
     this.#failed = true;
     this.run.errorsByKind[kind]++;
     this.run.live.delete(this);
-    this.run.lost(owed);
+    this.run.lost(owed, true);
   }
 
   #readInFlight(): Float64Array {

@@ -3,7 +3,8 @@
 import { performance } from 'node:perf_hooks';
 import type { IntervalLog } from './hdr-log.js';
 import { LatencyHistogram } from './histogram.js';
-import type { BenchErrorKind, BenchProgress, DatagramCounts, Settings } from './settings.js';
+import type { MessageCodec } from './message.js';
+import { BENCH_ERROR_KINDS, emptyErrorCounts, type BenchErrorKind, type BenchProgress, type DatagramCounts, type Settings } from './settings.js';
 
 export type Phase = BenchProgress['phase'] | 'done';
 
@@ -60,8 +61,12 @@ export class Run {
   firstConnectError: NodeJS.ErrnoException | undefined;
   /** The first error an open connection failed with (over UDP, a refused port shows only here). */
   firstSocketError: NodeJS.ErrnoException | undefined;
-  readonly errorsByKind: Record<BenchErrorKind, number> = { connect: 0, closed: 0, timeout: 0, mismatch: 0 };
+  readonly errorsByKind: Record<BenchErrorKind, number> = emptyErrorCounts();
+  /** The number the next connection's messages carry (message.ts). */
+  nextConnection = 0;
   readonly histogram = new LatencyHistogram();
+  /** Open loop: how late each measured message went out behind its schedule. */
+  readonly sendLag = new LatencyHistogram();
   /** With `hello`: connections per instance that answered. */
   readonly instances = new Map<string, number>();
   /** Over UDP: every datagram's fate (see datagram.ts). */
@@ -81,22 +86,18 @@ export class Run {
   /** Over WebSocket: messages go (and replies must come) as binary, unless the run sends text. */
   readonly sendsBinary: boolean;
 
-  /** `burstOf[n]`: n messages back to back, for every n up to the burst's length; sends make no views. */
-  readonly burstOf: Buffer[] = [];
-
   constructor(
     readonly options: Settings,
-    readonly payload: Buffer,
-    readonly expected: Buffer,
-    burst: Buffer,
+    /** Every message of the run and the reply it must come back as (message.ts). */
+    readonly codec: MessageCodec,
   ) {
-    for (let n = 1; n * payload.length <= burst.length; n++) this.burstOf[n] = burst.subarray(0, n * payload.length);
     this.sendsBinary = !options.target.websocket?.text;
   }
 
   get errors(): number {
-    const e = this.errorsByKind;
-    return e.connect + e.closed + e.timeout + e.mismatch;
+    let total = 0;
+    for (const kind of BENCH_ERROR_KINDS) total += this.errorsByKind[kind];
+    return total;
   }
 
   get phase(): Phase {
@@ -179,9 +180,36 @@ export class Run {
     if (this.inFlight === 0) this.#maybeDone(now);
   }
 
-  /** A connection died with `owed` replies outstanding. */
-  lost(owed: number): void {
+  /** A wrong reply took the place of an owed one: no latency, and the error is counted by its kind. */
+  answeredWrongly(): void {
+    this.inFlight--;
+    if (this.inFlight === 0) this.#maybeDone(performance.now());
+  }
+
+  /**
+   * Set by the load generator with `messagesPerConnection`: opens a connection in place of one
+   * that failed, so that churn keeps its connections (returns false once it gives up).
+   */
+  replaceFailed: (() => boolean) | undefined;
+
+  /**
+   * A connection died with `owed` replies outstanding. With `-n`, what it owed goes back to the
+   * send budget, to be sent again on a replacement or a connection still open: `-n` counts
+   * replies that came, not messages that went.
+   */
+  lost(owed: number, failed = false): void {
     this.inFlight -= owed;
+    if (failed && this.phase === 'measuring' && Number.isFinite(this.sendBudget)) {
+      this.sendBudget += owed;
+      this.engine?.setSending(this.sending, this.sendBudget);
+      const replaced = this.replaceFailed?.() === true;
+      if (!replaced && owed > 0) {
+        const survivor = this.live.values().next().value;
+        survivor?.send(owed, performance.now());
+      }
+    } else if (failed) {
+      this.replaceFailed?.();
+    }
     if (this.inFlight === 0 || this.live.size === 0) this.#maybeDone(performance.now());
   }
 

@@ -3,6 +3,7 @@
 import { chooseEngine, type EngineChoice, type EngineName } from '../native/engine.js';
 import { EchoplexError, UsageError } from '../core/errors.js';
 import type { CustomExpectation, TransformName } from '../protocol/transforms.js';
+import { WRONG_REPLY_KINDS, type Verification } from './message.js';
 import type { LatencySummary, PercentilePoint } from './histogram.js';
 import { parseThreshold, type Threshold, type ThresholdOutcome } from './thresholds.js';
 import { MAX_UDP_PAYLOAD, resolveTarget, type BenchTarget } from '../protocol/transports.js';
@@ -88,7 +89,26 @@ export interface BenchProgress {
   errors: number;
 }
 
-export type BenchErrorKind = 'connect' | 'closed' | 'timeout' | 'mismatch';
+/**
+ * How a message can fail: its connection did not open (`connect`), closed (`closed`), or no
+ * reply came in time (`timeout`); or a reply came and was wrong: another connection's message
+ * (`crossed`), an earlier message of its own connection instead of the one owed (`stale`), a
+ * later one before it (`reordered`), one already answered with nothing owed (`duplicated`), or
+ * bytes that are no message's reply (`corrupt`). See message.ts for the rules.
+ */
+export const BENCH_ERROR_KINDS = ['connect', 'closed', 'timeout', ...WRONG_REPLY_KINDS] as const;
+export type BenchErrorKind = (typeof BENCH_ERROR_KINDS)[number];
+
+export function emptyErrorCounts(): Record<BenchErrorKind, number> {
+  return Object.fromEntries(BENCH_ERROR_KINDS.map((kind) => [kind, 0])) as Record<BenchErrorKind, number>;
+}
+
+/** Whether any reply was wrong: never acceptable from an echo server, whatever the thresholds say. */
+export function wrongReplies(errorsByKind: Readonly<Record<BenchErrorKind, number>>): number {
+  let total = 0;
+  for (const kind of WRONG_REPLY_KINDS) total += errorsByKind[kind] ?? 0;
+  return total;
+}
 
 export interface BenchResult {
   target: string;
@@ -106,6 +126,8 @@ export interface BenchResult {
   warmupSeconds: number;
   durationSeconds: number;
   messages: number;
+  /** With `messages` (`-n`): the good replies asked for. Fewer in `messages` means the run stopped short (exit 1). */
+  messagesRequested?: number | null;
   /** Every verified reply of the run, warm-up and drain included: for CPU-per-message figures. */
   messagesTotal: number;
   messagesPerConnection: number | null;
@@ -137,6 +159,18 @@ export interface BenchResult {
   instances: Record<string, number> | null;
   /** Over UDP (with a built-in expectation): datagrams sent, received, lost, duplicated, reordered and late. */
   datagrams: DatagramCounts | null;
+  /**
+   * What each reply was checked against: `connection-and-sequence` (every message carries its
+   * connection and sequence number, so crossed, stale, reordered and duplicated replies are told
+   * apart), `sequence` (too small for a connection number: crossed replies look stale or
+   * corrupt), `bytes` (too small for any id: a wrong reply that has the right bytes passes).
+   */
+  verification: Verification;
+  /**
+   * Open loop: how late the generator sent each measured message behind its schedule
+   * (microseconds). Every latency includes it; near the latencies, it is the generator that shows.
+   */
+  sendLagUs: { p50: number; p99: number; max: number } | null;
   /** Set by `bench merge`: how many generators' runs this result adds up. */
   generators?: number;
   /** Set by `--find-max-rate` and `--ramp`: each rate tried, and the highest that held. */
@@ -146,6 +180,8 @@ export interface BenchResult {
    * of one core. Near 100, the bench itself may be what limits the rate.
    */
   loadCpuPercent: number;
+  /** Set by `bench merge`: each generator's `loadCpuPercent`, in the order given. */
+  generatorCpuPercent?: number[];
   /** The run was stopped early (`signal`, Ctrl-C): its window is shorter than was asked for. */
   stopped: boolean;
 }

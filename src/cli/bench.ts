@@ -4,7 +4,7 @@ import { access, constants, readFile, writeFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import type { RunStep } from '../bench/capacity.js';
-import type { BenchOptions, BenchResult, RateStep } from '../bench/settings.js';
+import { wrongReplies, type BenchOptions, type BenchResult, type RateStep } from '../bench/settings.js';
 import { UsageError } from '../core/errors.js';
 import { ENGINE_CHOICES, type EngineChoice } from '../native/engine.js';
 import { envOption } from './environment.js';
@@ -79,6 +79,7 @@ interface MergeFlags {
   json: boolean;
   report?: string;
   threshold: string[];
+  force: boolean;
 }
 
 /** `echoplex bench merge a.json b.json ...`: several generators' runs as one. */
@@ -89,6 +90,7 @@ function mergeCommand(): Command {
     .option('--json', 'print one JSON object instead of the table', false)
     .option('--report <file.html>', 'also write a self-contained HTML report')
     .addOption(thresholdOption())
+    .option('--force', 'merge runs that measured different things (mode, target, size, expected reply) or the same run twice', false)
     .action(async (files: string[], flags: MergeFlags) => {
       const [{ mergeResults, parseResult }, { renderHtmlReport }, { formatTable, passed, brokenThresholds }, { describeBroken }] = await Promise.all([
         import('../bench/merge.js'),
@@ -105,7 +107,7 @@ function mergeCommand(): Command {
           return parseResult(text, file);
         }),
       );
-      const merged = mergeResults(results, flags.threshold);
+      const merged = mergeResults(results, { thresholds: flags.threshold, force: flags.force });
       if (flags.json) {
         const { percentiles: _curve, ...summary } = merged;
         process.stdout.write(`${JSON.stringify(summary)}\n`);
@@ -150,7 +152,7 @@ const EXIT_THRESHOLD = 3;
 async function bench(flags: BenchFlags): Promise<number> {
   // Loaded here, not at the top: `echoplex serve` has no use for the bench's modules or the
   // histogram library, so its process does not load them.
-  const [{ runBench }, { renderHtmlReport }, { brokenThresholds, errorSummary, formatTable, passed }, { describeBroken }] = await Promise.all([
+  const [{ runBench }, { renderHtmlReport }, { brokenThresholds, errorSummary, formatTable, passed, shortBy }, { describeBroken }] = await Promise.all([
     import('../bench/loadgen.js'),
     import('../bench/html.js'),
     import('../bench/report.js'),
@@ -219,6 +221,13 @@ async function bench(flags: BenchFlags): Promise<number> {
   for (const outcome of broken) process.stderr.write(`echoplex bench: ${describeBroken(outcome)}\n`);
   if (!passed(result)) {
     process.stderr.write(`echoplex bench: FAILED: errors ${errorSummary(result)}, ${result.mismatchedBytes} mismatched bytes\n`);
+    const short = shortBy(result);
+    if (short > 0) {
+      process.stderr.write(
+        `echoplex bench: stopped short of -n ${result.messagesRequested}: ${result.messages} good replies and ${result.errors} errors, every connection gone (the errors above say why)\n`,
+      );
+    }
+    if (wrongReplies(result.errorsByKind) > 0) process.stderr.write('echoplex bench: (wrong replies: an echo server never sends another message than the one it was sent, whatever --threshold allows)\n');
     const hint = timeoutHint(result, flags.lines === true);
     if (hint !== undefined) process.stderr.write(`echoplex bench: (${hint})\n`);
     return 1;

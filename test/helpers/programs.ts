@@ -48,10 +48,10 @@ export function startExample(name: string): Promise<Program> {
   return startTypeScript(`examples/${name}.ts`);
 }
 
-/** A TypeScript program (path from the repository root) that takes its port as its argument, run with tsx. */
-export async function startTypeScript(path: string): Promise<Program> {
+/** A TypeScript program (path from the repository root) that takes its port as its first argument, run with tsx. */
+export async function startTypeScript(path: string, ...args: string[]): Promise<Program> {
   const port = await freePort();
-  return start(process.execPath, ['--import', 'tsx', path, String(port)], port);
+  return start(process.execPath, ['--import', 'tsx', path, String(port), ...args], port);
 }
 
 export async function startSeed(name: string): Promise<Program> {

@@ -2,13 +2,14 @@
 
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { MessageCodec } from '../../src/bench/message.js';
 import { Run } from '../../src/bench/run.js';
 import { describeLoadCpu } from '../../src/bench/report.js';
 import { resolveSettings, type BenchResult } from '../../src/bench/settings.js';
 
 function newRun(): Run {
-  const payload = Buffer.from('x'.repeat(8));
-  return new Run(resolveSettings({ port: 1, size: 8, engine: 'portable' }), payload, payload, Buffer.concat([payload, payload]));
+  const codec = new MessageCodec({ size: 8, lines: false, text: false, transform: (chunk) => chunk, bytewise: true });
+  return new Run(resolveSettings({ port: 1, size: 8, engine: 'portable' }), codec);
 }
 
 describe('bench accounting (Run)', () => {

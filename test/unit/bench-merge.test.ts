@@ -5,7 +5,7 @@ import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { LatencyHistogram } from '../../src/bench/histogram.js';
 import { mergeResults, parseResult } from '../../src/bench/merge.js';
-import type { BenchResult } from '../../src/bench/settings.js';
+import { emptyErrorCounts, type BenchResult } from '../../src/bench/settings.js';
 
 /** A result as one generator would report it, from its own latency samples. */
 function resultOf(samples: number[], startedAt: number, timeline: number[]): BenchResult {
@@ -16,9 +16,9 @@ function resultOf(samples: number[], startedAt: number, timeline: number[]): Ben
     expect: 'echo', expectPrefix: null, lines: false, warmupSeconds: 1, durationSeconds: timeline.length, messages: samples.length,
     messagesTotal: samples.length, messagesPerConnection: null, connectsPerSecond: null, connectLatencyUs: null,
     messagesPerSecond: samples.length / timeline.length, bytesPerSecond: (samples.length * 64) / timeline.length,
-    latencyUs: histogram.summary(), errors: 1, errorsByKind: { connect: 0, closed: 1, timeout: 0, mismatch: 0 }, mismatchedBytes: 0,
+    latencyUs: histogram.summary(), errors: 1, errorsByKind: { ...emptyErrorCounts(), closed: 1 }, mismatchedBytes: 0,
     timeline, percentiles: histogram.curve(), latencyHistogram: histogram.encode(), startedAt: new Date(startedAt).toISOString(),
-    thresholds: [], loadCpuPercent: 50, datagrams: null, instances: null, stopped: false,
+    thresholds: [], loadCpuPercent: 50, datagrams: null, instances: null, stopped: false, verification: 'connection-and-sequence', sendLagUs: null,
   };
 }
 
@@ -44,14 +44,50 @@ describe('bench merge', () => {
 
   it('lines timelines up by start time, and checks thresholds on the merged figures', () => {
     const t0 = Date.UTC(2026, 10, 29, 13, 0, 0);
-    const merged = mergeResults([resultOf([100, 200], t0, [5, 5, 5]), resultOf([300], t0 + 2000, [1, 1, 1])], ['p99<250us', 'rate>=1']);
+    const merged = mergeResults([resultOf([100, 200], t0, [5, 5, 5]), resultOf([300], t0 + 2000, [1, 1, 1])], { thresholds: ['p99<250us', 'rate>=0.5'] });
     assert.deepEqual(merged.timeline, [5, 5, 6, 1, 1]);
     assert.equal(merged.durationSeconds, 5);
+    assert.equal(merged.messagesPerSecond, 3 / 5);
     assert.equal(merged.startedAt, new Date(t0).toISOString());
     assert.deepEqual(
       merged.thresholds.map((t) => [t.expression, t.ok]),
-      [['p99<250us', false], ['rate>=1', true]],
+      [['p99<250us', false], ['rate>=0.5', true]],
     );
+  });
+
+  it('places runs that followed each other on the wall clock: no gap left empty, and messages / duration is the rate', () => {
+    const t0 = Date.UTC(2026, 10, 29, 13, 0, 0);
+    const merged = mergeResults([resultOf([100, 100, 100], t0, [3]), resultOf([100, 100], t0 + 5000, [2])]);
+    assert.deepEqual(merged.timeline, [3, 0, 0, 0, 0, 2]);
+    assert.ok(merged.timeline.every((count) => typeof count === 'number'));
+    assert.equal(merged.durationSeconds, 6);
+    assert.equal(merged.messagesPerSecond, Math.round((5 / 6) * 10) / 10);
+    assert.deepEqual(merged.generatorCpuPercent, [50, 50]);
+    assert.equal(merged.loadCpuPercent, 50, 'a share of one core each, not summed');
+  });
+
+  it('refuses runs that measured different things, and one run twice, unless forced', () => {
+    const t0 = Date.UTC(2026, 10, 29, 13, 0, 0);
+    const a = resultOf([100], t0, [1]);
+    const cases: Array<[BenchResult, RegExp]> = [
+      [{ ...resultOf([200], t0, [1]), mode: 'open-loop', rate: 100 }, /differ in mode/],
+      [{ ...resultOf([200], t0, [1]), target: 'tcp://127.0.0.1:9' }, /differ in target/],
+      [{ ...resultOf([200], t0, [1]), size: 128 }, /differ in message size/],
+      [{ ...resultOf([200], t0, [1]), expect: 'upper' }, /differ in expected reply/],
+      [a, /the same run given twice/],
+    ];
+    for (const [b, message] of cases) {
+      assert.throws(() => mergeResults([a, b]), (err: Error & { code?: string }) => message.test(err.message) && err.code === 'ERR_ECHOPLEX_USAGE', String(message));
+      assert.equal(mergeResults([a, b], { force: true }).generators, 2);
+    }
+  });
+
+  it('never puts a percentile above the exact maximum', () => {
+    const samples = [102_400, 102_400, 102_401];
+    const result = resultOf(samples, Date.UTC(2026, 10, 29), [3]);
+    for (const p of ['p50', 'p90', 'p99', 'p999'] as const) assert.ok(result.latencyUs[p] <= result.latencyUs.max, `${p} ${result.latencyUs[p]} > ${result.latencyUs.max}`);
+    const merged = mergeResults([result, { ...resultOf(samples, Date.UTC(2026, 10, 29, 0, 0, 1), [3]) }]);
+    for (const p of ['p50', 'p90', 'p99', 'p999'] as const) assert.ok(merged.latencyUs[p] <= merged.latencyUs.max, `merged ${p}`);
   });
 
   it('is stopped when any generator was stopped early', () => {
@@ -60,7 +96,7 @@ describe('bench merge', () => {
     assert.equal(mergeResults([whole, { ...resultOf([200], t0, [1]), stopped: true }]).stopped, true);
     // A result written before the field existed ran its whole window.
     const { stopped: _stopped, ...older } = whole;
-    assert.equal(mergeResults([whole, older as BenchResult]).stopped, false);
+    assert.equal(mergeResults([whole, { ...(older as BenchResult), startedAt: new Date(t0 + 1000).toISOString() }]).stopped, false);
   });
 
   it('refuses files that are not bench --json results, naming them', () => {
