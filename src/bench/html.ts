@@ -1,166 +1,193 @@
-// A self-contained HTML report: inline SVG charts and the settings, viewable with no network.
+// A self-contained HTML report: the settings, the verdicts and charts drawn by uPlot, inlined, so that the file opens with no network.
+//
+// uPlot (MIT) draws on a canvas with logarithmic axes, legends below the plot and gaps for
+// missing points; hand-drawn SVG got each of those wrong. It is read from its package when a
+// report is written and inlined whole, with the run's figures as JSON beside it.
 
-import type { BenchResult, RateSearch } from './settings.js';
-import { describeConnects, describeEngine, describeLoadCpu, describeSettings, errorSummary, formatBytesPerSecond, passed } from './report.js';
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import type { BenchResult } from './settings.js';
+import { describeConnects, describeEngine, describeLoadCpu, describeSendLag, describeSettings, describeVerification, errorSummary, formatBytesPerSecond, passed } from './report.js';
+import { describeBroken } from './thresholds.js';
 
-const WIDTH = 720;
-const HEIGHT = 280;
-const MARGIN = { left: 70, right: 20, top: 20, bottom: 45 };
+const require = createRequire(import.meta.url);
+let library: { script: string; style: string } | undefined;
+
+/** uPlot's script and style, read once. */
+function uplot(): { script: string; style: string } {
+  library ??= {
+    script: readFileSync(require.resolve('uplot/dist/uPlot.iife.min.js'), 'utf8'),
+    style: readFileSync(require.resolve('uplot/dist/uPlot.min.css'), 'utf8'),
+  };
+  return library;
+}
 
 export function renderHtmlReport(result: BenchResult, generatedAt = new Date()): string {
   const l = result.latencyUs;
+  const ok = passed(result);
   const rows: Array<[string, string]> = [
     ['Target', describeSettings(result)],
     ['Mode', result.mode],
     ['Measured', `${result.durationSeconds} s after ${result.warmupSeconds} s warm-up${result.stopped ? ' (stopped early)' : ''}`],
     ['Messages', `${result.messages.toLocaleString('en-US')} (${Math.round(result.messagesPerSecond).toLocaleString('en-US')} msg/s)`],
     ['Throughput', `${formatBytesPerSecond(result.bytesPerSecond)} each way`],
-    ['Latency', `p50 ${l.p50} us, p90 ${l.p90} us, p99 ${l.p99} us, p99.9 ${l.p999} us, max ${l.max} us`],
-    ...(result.connectLatencyUs !== null ? [['Connections', describeConnects(result, (us) => `${us} us`, ', ')] as [string, string]] : []),
+    ['Latency', `p50 ${duration(l.p50)}, p90 ${duration(l.p90)}, p99 ${duration(l.p99)}, p99.9 ${duration(l.p999)}, max ${duration(l.max)}`],
+    ...(result.sendLagUs ? [['Send lag', describeSendLag(result)] as [string, string]] : []),
+    ...(result.connectLatencyUs !== null ? [['Connections', describeConnects(result, duration, ', ')] as [string, string]] : []),
     ['Errors', errorSummary(result)],
+    ['Checked', describeVerification(result)],
     ['Mismatched bytes', String(result.mismatchedBytes)],
     ['Bench CPU', `${describeLoadCpu(result)}, ${describeEngine(result)}`],
-    ['Verdict', passed(result) ? 'PASS: every byte verified' : 'FAIL'],
+    ...(result.generators !== undefined ? [['Generators', `${result.generators} runs merged`] as [string, string]] : []),
   ];
+  const { script, style } = uplot();
+  const data = {
+    timeline: result.timeline,
+    errorTimeline: result.errorTimeline ?? null,
+    latencyTimeline: result.latencyTimeline ?? null,
+    percentiles: result.percentiles.filter((p) => p.percentile < 100),
+    steps: result.rateSearch ? [...result.rateSearch.steps].sort((a, b) => a.rate - b.rate) : null,
+  };
   return `<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <title>echoplex bench report</title>
+<style>${style}</style>
 <style>
-  body { font: 14px/1.4 system-ui, sans-serif; margin: 24px; color: #1b1f24; }
-  h1 { font-size: 20px; } h2 { font-size: 16px; margin-top: 28px; }
-  table { border-collapse: collapse; } td { padding: 3px 12px 3px 0; vertical-align: top; }
-  td:first-child { color: #57606a; }
-  svg { background: #fafbfc; border: 1px solid #d0d7de; }
-  .axis { stroke: #57606a; } .grid { stroke: #e1e4e8; } .label { fill: #57606a; font-size: 11px; }
-  .series { fill: none; stroke: #0969da; stroke-width: 2; } .dot { fill: #0969da; }
-  .fail { color: #cf222e; font-weight: bold; } .pass { color: #1a7f37; font-weight: bold; }
+  body { font: 14px/1.4 system-ui, sans-serif; margin: 24px; color: #1b1f24; max-width: 960px; }
+  h1 { font-size: 20px; } h2 { font-size: 16px; margin-top: 32px; }
+  table.facts, table.steps { border-collapse: collapse; }
+  table.facts td, table.steps td, table.steps th { padding: 3px 12px 3px 0; vertical-align: top; text-align: left; }
+  table.facts td:first-child { color: #57606a; white-space: nowrap; }
+  table.steps td.n { text-align: right; }
+  .verdict { font-size: 16px; font-weight: bold; padding: 8px 12px; border-radius: 6px; display: inline-block; }
+  .pass { color: #1a7f37; background: #dafbe1; } .fail { color: #cf222e; background: #ffebe9; }
+  .broke { color: #cf222e; } .held { color: #1a7f37; }
+  .note { color: #57606a; }
+  .chart { margin: 8px 0 4px; }
 </style>
 </head>
 <body>
 <h1>echoplex bench report</h1>
-<p>Generated ${escapeHtml(generatedAt.toISOString())}</p>
-<table>
-${rows.map(([k, v]) => `<tr><td>${escapeHtml(k)}</td><td${k === 'Verdict' ? ` class="${passed(result) ? 'pass' : 'fail'}"` : ''}>${escapeHtml(v)}</td></tr>`).join('\n')}
+<p class="note">Generated ${escapeHtml(generatedAt.toISOString())}</p>
+<p class="verdict ${ok ? 'pass' : 'fail'}">${ok ? 'PASS: every reply verified' : `FAIL: ${escapeHtml(errorSummary(result))} errors`}</p>
+<table class="facts">
+${rows.map(([k, v]) => `<tr><td>${escapeHtml(k)}</td><td>${escapeHtml(v)}</td></tr>`).join('\n')}
 </table>
-<h2>Throughput per second</h2>
-${throughputChart(result.timeline)}
+${thresholdTable(result)}
+<h2>Messages and errors per second</h2>
+<div class="chart" id="throughput"></div>
+<h2>Latency over time</h2>
+${data.latencyTimeline ? '<div class="chart" id="latency-time"></div>' : '<p class="note">Per-second latency is kept by each generator; merged runs show their latency by percentile only.</p>'}
 <h2>Latency by percentile</h2>
-${percentileChart(result)}
-${result.rateSearch ? `<h2>Latency against offered rate</h2>\n<p>${escapeHtml(result.rateSearch.maxRate === null ? 'No rate held.' : `Highest rate that held: ${result.rateSearch.maxRate.toLocaleString('en-US')} msg/s.`)}</p>\n${rateChart(result.rateSearch)}` : ''}
+${data.percentiles.length > 0 ? '<div class="chart" id="percentiles"></div>' : '<p class="note">No latency samples.</p>'}
+${result.rateSearch ? rateSection(result) : ''}
+<script>${script}</script>
+<script>
+const data = ${JSON.stringify(data).replace(/</g, '\\u003c')};
+${CHART_SCRIPT}
+</script>
 </body>
 </html>
 `;
 }
 
-function throughputChart(timeline: number[]): string {
-  if (timeline.length === 0) return '<p>No measured messages.</p>';
-  const max = Math.max(...timeline, 1);
-  const plotW = WIDTH - MARGIN.left - MARGIN.right;
-  const plotH = HEIGHT - MARGIN.top - MARGIN.bottom;
-  const x = (i: number) => MARGIN.left + (timeline.length === 1 ? plotW / 2 : (i / (timeline.length - 1)) * plotW);
-  const y = (v: number) => MARGIN.top + plotH - (v / max) * plotH;
-  const points = timeline.map((v, i) => `${x(i).toFixed(1)},${y(v).toFixed(1)}`).join(' ');
-  const yTicks = niceTicks(max, 4);
-  const xStep = Math.max(1, Math.ceil(timeline.length / 10));
-  return svg(
-    [
-      ...yTicks.map((t) => gridLine(y(t), formatCount(t))),
-      ...timeline.map((_, i) => (i % xStep === 0 ? `<text class="label" x="${x(i)}" y="${HEIGHT - 25}" text-anchor="middle">${i + 1}</text>` : '')),
-      `<text class="label" x="${MARGIN.left + plotW / 2}" y="${HEIGHT - 6}" text-anchor="middle">second of the measured run</text>`,
-      `<text class="label" x="14" y="${MARGIN.top + plotH / 2}" transform="rotate(-90 14 ${MARGIN.top + plotH / 2})" text-anchor="middle">messages / s</text>`,
-      `<polyline class="series" points="${points}"/>`,
-      ...timeline.map((v, i) => `<circle class="dot" cx="${x(i).toFixed(1)}" cy="${y(v).toFixed(1)}" r="2.5"><title>second ${i + 1}: ${v} msg</title></circle>`),
-    ].join('\n'),
+function thresholdTable(result: BenchResult): string {
+  if (result.thresholds.length === 0) return '';
+  const rows = result.thresholds.map(
+    (t) => `<tr><td>${escapeHtml(t.expression)}</td><td class="${t.ok ? 'held' : 'broke'}">${t.ok ? 'held' : escapeHtml(describeBroken(t).replace(/^threshold .* broken: /, 'BROKEN: '))}</td></tr>`,
   );
+  return `<h2>Thresholds</h2>\n<table class="steps"><tr><th>threshold</th><th>verdict</th></tr>\n${rows.join('\n')}\n</table>`;
 }
 
-/** HdrHistogram's plot: x is 1/(1-p) on a log scale, so 90%, 99%, 99.9% are evenly spaced. */
-function percentileChart(result: BenchResult): string {
-  const points = result.percentiles.filter((p) => p.percentile < 100);
-  if (points.length === 0) return '<p>No latency samples.</p>';
-  const maxNines = Math.max(3, Math.ceil(Math.log10(1 / (1 - points[points.length - 1]!.percentile / 100))));
-  const maxValue = Math.max(...result.percentiles.map((p) => p.valueUs), 1);
-  const plotW = WIDTH - MARGIN.left - MARGIN.right;
-  const plotH = HEIGHT - MARGIN.top - MARGIN.bottom;
-  const x = (percentile: number) => MARGIN.left + (Math.log10(1 / (1 - percentile / 100)) / maxNines) * plotW;
-  const y = (v: number) => MARGIN.top + plotH - (v / maxValue) * plotH;
-  const path = points.map((p) => `${x(p.percentile).toFixed(1)},${y(p.valueUs).toFixed(1)}`).join(' ');
-  const xLabels = Array.from({ length: maxNines + 1 }, (_, nines) => {
-    const percentile = 100 * (1 - 10 ** -nines);
-    const label = nines === 0 ? '0%' : `${percentile.toFixed(Math.max(0, nines - 2))}%`;
-    return `<line class="grid" x1="${x(percentile)}" x2="${x(percentile)}" y1="${MARGIN.top}" y2="${MARGIN.top + plotH}"/><text class="label" x="${x(percentile)}" y="${HEIGHT - 25}" text-anchor="middle">${label}</text>`;
-  });
-  return svg(
-    [
-      ...niceTicks(maxValue, 4).map((t) => gridLine(y(t), `${formatCount(t)} us`)),
-      ...xLabels,
-      `<text class="label" x="${MARGIN.left + plotW / 2}" y="${HEIGHT - 6}" text-anchor="middle">percentile (log scale of 1/(1-p))</text>`,
-      `<polyline class="series" points="${path}"/>`,
-      ...points.map((p) => `<circle class="dot" cx="${x(p.percentile).toFixed(1)}" cy="${y(p.valueUs).toFixed(1)}" r="2"><title>p${p.percentile.toFixed(4)}: ${p.valueUs} us</title></circle>`),
-    ].join('\n'),
-  );
-}
-
-const RATE_SERIES = [
-  { key: 'p50', color: '#0969da' },
-  { key: 'p99', color: '#bf8700' },
-  { key: 'p999', color: '#cf222e' },
-] as const;
-
-/** The latency-versus-throughput curve of a capacity search: where latency breaks away. */
-function rateChart(search: RateSearch): string {
+function rateSection(result: BenchResult): string {
+  const search = result.rateSearch!;
   const steps = [...search.steps].sort((a, b) => a.rate - b.rate);
-  const maxRate = Math.max(...steps.map((s) => s.rate), 1);
-  const maxValue = Math.max(...steps.map((s) => s.latencyUs.p999), 1);
-  const plotW = WIDTH - MARGIN.left - MARGIN.right;
-  const plotH = HEIGHT - MARGIN.top - MARGIN.bottom;
-  const x = (rate: number) => MARGIN.left + (rate / maxRate) * plotW;
-  const y = (v: number) => MARGIN.top + plotH - (v / maxValue) * plotH;
-  const series = RATE_SERIES.map(({ key, color }) => {
-    const points = steps.map((s) => `${x(s.rate).toFixed(1)},${y(s.latencyUs[key]).toFixed(1)}`).join(' ');
-    const dots = steps.map((s) => `<circle cx="${x(s.rate).toFixed(1)}" cy="${y(s.latencyUs[key]).toFixed(1)}" r="3" fill="${s.ok ? color : '#ffffff'}" stroke="${color}"><title>${s.rate} msg/s offered: ${key} ${s.latencyUs[key]} us${s.ok ? '' : ' (broke)'}</title></circle>`);
-    return [`<polyline class="series" style="stroke: ${color}" points="${points}"/>`, ...dots].join('\n');
-  });
-  const legend = RATE_SERIES.map(({ key, color }, i) => `<text class="label" x="${MARGIN.left + 10 + i * 70}" y="${MARGIN.top + 12}" fill="${color}" style="fill: ${color}">${key}</text>`);
-  return svg(
-    [
-      ...niceTicks(maxValue, 4).map((t) => gridLine(y(t), `${formatCount(t)} us`)),
-      ...niceTicks(maxRate, 5).map((t) => `<text class="label" x="${x(t).toFixed(1)}" y="${HEIGHT - 25}" text-anchor="middle">${formatCount(t)}</text>`),
-      `<text class="label" x="${MARGIN.left + plotW / 2}" y="${HEIGHT - 6}" text-anchor="middle">offered messages / s (hollow: a step that broke)</text>`,
-      ...series,
-      ...legend,
-    ].join('\n'),
+  const rows = steps.map(
+    (s) =>
+      `<tr><td class="n">${s.rate.toLocaleString('en-US')}</td><td class="n">${Math.round(s.messagesPerSecond).toLocaleString('en-US')}</td><td class="n">${duration(s.latencyUs.p50)}</td><td class="n">${duration(s.latencyUs.p99)}</td><td class="n">${duration(s.latencyUs.p999)}</td><td class="n">${s.errors}</td><td class="${s.ok ? 'held' : 'broke'}">${s.ok ? 'held' : 'broke'}</td></tr>`,
   );
+  return `<h2>Latency against offered rate</h2>
+<p>${escapeHtml(search.maxRate === null ? 'No rate held.' : `Highest rate that held: ${search.maxRate.toLocaleString('en-US')} msg/s.`)}</p>
+<div class="chart" id="rates"></div>
+<table class="steps"><tr><th>offered msg/s</th><th>achieved msg/s</th><th>p50</th><th>p99</th><th>p99.9</th><th>errors</th><th>verdict</th></tr>
+${rows.join('\n')}
+</table>`;
 }
 
-function svg(body: string): string {
-  const plotH = HEIGHT - MARGIN.top - MARGIN.bottom;
-  return `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${HEIGHT}" viewBox="0 0 ${WIDTH} ${HEIGHT}">
-<line class="axis" x1="${MARGIN.left}" x2="${MARGIN.left}" y1="${MARGIN.top}" y2="${MARGIN.top + plotH}"/>
-<line class="axis" x1="${MARGIN.left}" x2="${WIDTH - MARGIN.right}" y1="${MARGIN.top + plotH}" y2="${MARGIN.top + plotH}"/>
-${body}
-</svg>`;
+/** Runs in the page: one uPlot per chart, from `data`. Durations are microseconds. */
+const CHART_SCRIPT = String.raw`
+const WIDTH = 900, HEIGHT = 300;
+const us = (v) => v == null ? '' : v >= 1e6 ? (v / 1e6).toPrecision(3) + ' s' : v >= 1e3 ? (v / 1e3).toPrecision(3) + ' ms' : Math.round(v) + ' µs';
+const count = (v) => v == null ? '' : v >= 1e6 ? +(v / 1e6).toFixed(2) + 'M' : v >= 1e3 ? +(v / 1e3).toFixed(1) + 'k' : String(+v.toFixed(1));
+const colors = { blue: '#0969da', amber: '#bf8700', red: '#cf222e', grey: '#57606a' };
+const seconds = data.timeline.map((_, i) => i + 1);
+// Whole seconds on the time axes, and a scale from 0 for counts, so that a dip is not drawn as a fall to nothing.
+const wholeSeconds = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800, 3600];
+const fromZero = (u, min, max) => [0, Math.max(1, max * 1.1)];
+function chart(id, options, values) {
+  const element = document.getElementById(id);
+  if (element) new uPlot({ width: WIDTH, height: HEIGHT, ...options }, values, element);
 }
-
-function gridLine(y: number, label: string): string {
-  return `<line class="grid" x1="${MARGIN.left}" x2="${WIDTH - MARGIN.right}" y1="${y.toFixed(1)}" y2="${y.toFixed(1)}"/><text class="label" x="${MARGIN.left - 6}" y="${(y + 4).toFixed(1)}" text-anchor="end">${label}</text>`;
+chart('throughput', {
+  scales: { x: { time: false }, y: { range: fromZero }, errors: { range: fromZero } },
+  axes: [
+    { label: 'second of the measured window', incrs: wholeSeconds },
+    { label: 'messages / s', values: (u, vals) => vals.map(count), size: 70 },
+    { scale: 'errors', side: 1, label: 'errors / s', grid: { show: false }, values: (u, vals) => vals.map(count) },
+  ],
+  series: [
+    { label: 'second' },
+    { label: 'messages / s', stroke: colors.blue, width: 2, value: (u, v) => count(v) },
+    { label: 'errors / s', stroke: colors.red, width: 2, scale: 'errors', value: (u, v) => count(v) },
+  ],
+}, [seconds, data.timeline, data.errorTimeline ?? data.timeline.map(() => null)]);
+if (data.latencyTimeline) {
+  const pick = (key) => data.latencyTimeline.map((s) => (s ? Math.max(1, s[key]) : null));
+  chart('latency-time', {
+    scales: { x: { time: false }, y: { distr: 3 } },
+    axes: [{ label: 'second of the measured window (by send time)', incrs: wholeSeconds }, { label: 'latency (log scale)', values: (u, vals) => vals.map(us), size: 80 }],
+    series: [
+      { label: 'second' },
+      { label: 'p50', stroke: colors.blue, width: 2, value: (u, v) => us(v) },
+      { label: 'p99', stroke: colors.amber, width: 2, value: (u, v) => us(v) },
+      { label: 'max', stroke: colors.red, width: 2, value: (u, v) => us(v) },
+    ],
+  }, [data.latencyTimeline.map((_, i) => i + 1), pick('p50'), pick('p99'), pick('max')]);
 }
-
-function niceTicks(max: number, count: number): number[] {
-  const raw = max / count;
-  const magnitude = 10 ** Math.floor(Math.log10(raw));
-  const step = [1, 2, 5, 10].map((m) => m * magnitude).find((s) => s >= raw) ?? raw;
-  const ticks: number[] = [];
-  for (let t = 0; t <= max + 1e-9; t += step) ticks.push(t);
-  return ticks;
+if (data.percentiles.length > 0) {
+  // HdrHistogram's plot: x is log10(1/(1-p)), so 90%, 99%, 99.9% are evenly spaced.
+  const nines = data.percentiles.map((p) => Math.log10(1 / (1 - p.percentile / 100)));
+  const label = (n) => n === 0 ? '0%' : (100 * (1 - Math.pow(10, -n))).toFixed(Math.max(0, Math.round(n) - 2)) + '%';
+  chart('percentiles', {
+    scales: { x: { time: false, range: (u, min, max) => [0, Math.max(3, Math.ceil(max))] } },
+    axes: [
+      { label: 'percentile', splits: (u, axis, min, max) => Array.from({ length: Math.floor(max) + 1 }, (_, i) => i), values: (u, vals) => vals.map(label) },
+      { label: 'latency', values: (u, vals) => vals.map(us), size: 80 },
+    ],
+    series: [{ label: 'percentile', value: (u, v) => v == null ? '' : 'p' + (100 * (1 - Math.pow(10, -v))).toPrecision(6) }, { label: 'latency', stroke: colors.blue, width: 2, value: (u, v) => us(v), points: { show: true, size: 4 } }],
+  }, [nines, data.percentiles.map((p) => p.valueUs)]);
 }
+if (data.steps) {
+  const pick = (key) => data.steps.map((s) => Math.max(1, s.latencyUs[key]));
+  chart('rates', {
+    scales: { x: { time: false, distr: 3 }, y: { distr: 3 } },
+    axes: [{ label: 'offered messages / s (log scale)', values: (u, vals) => vals.map(count) }, { label: 'latency (log scale)', values: (u, vals) => vals.map(us), size: 80 }],
+    series: [
+      { label: 'offered msg/s', value: (u, v) => count(v) },
+      { label: 'p50', stroke: colors.blue, width: 2, value: (u, v) => us(v), points: { show: true, size: 6 } },
+      { label: 'p99', stroke: colors.amber, width: 2, value: (u, v) => us(v), points: { show: true, size: 6 } },
+      { label: 'p99.9', stroke: colors.red, width: 2, value: (u, v) => us(v), points: { show: true, size: 6 } },
+    ],
+  }, [data.steps.map((s) => s.rate), pick('p50'), pick('p99'), pick('p999')]);
+}
+document.body.dataset.charts = String(document.querySelectorAll('.uplot').length);
+`;
 
-function formatCount(value: number): string {
-  if (value >= 1e6) return `${+(value / 1e6).toFixed(1)}M`;
-  if (value >= 1e3) return `${+(value / 1e3).toFixed(1)}k`;
-  return String(+value.toFixed(1));
+/** `412 us`, `3.41 ms`. */
+function duration(us: number): string {
+  return us >= 1000 ? `${(us / 1000).toFixed(us >= 100_000 ? 0 : 2)} ms` : `${us} us`;
 }
 
 function escapeHtml(text: string): string {

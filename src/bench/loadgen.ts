@@ -8,13 +8,13 @@ import { checkDescriptorBudget } from '../core/descriptors.js';
 import { builtInTransform } from '../protocol/transforms.js';
 import { BenchConnection } from './connection.js';
 import { DatagramConnection } from './datagram.js';
-import type { LatencyHistogram } from './histogram.js';
+import { LatencyHistogram } from './histogram.js';
 import { MessageCodec } from './message.js';
 import { NativeBench } from './native-bench.js';
 import { Run, type LoadConnection } from './run.js';
 import { checkThresholds } from './thresholds.js';
 import { IntervalLog } from './hdr-log.js';
-import { BenchSetupError, resolveSettings, type BenchOptions, type BenchProgress, type BenchResult, type Settings } from './settings.js';
+import { BenchSetupError, resolveSettings, type BenchOptions, type BenchProgress, type BenchResult, type SecondLatency, type Settings } from './settings.js';
 import { adoptable, connectForAdoption, describeTarget, openBenchSocket } from '../protocol/transports.js';
 
 const MAX_CONNECTS_IN_FLIGHT = 256;
@@ -125,6 +125,8 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
     errorsByKind: { ...run.errorsByKind },
     mismatchedBytes: run.mismatchedBytes,
     timeline: wholeSeconds(run.timeline, durationSeconds),
+    latencyTimeline: secondSummaries(run.secondHistograms, durationSeconds),
+    errorTimeline: wholeSeconds(run.errorTimeline, durationSeconds),
     percentiles: run.histogram.curve(),
     latencyHistogram: run.histogram.encode(),
     instances: settings.hello ? Object.fromEntries(run.instances) : null,
@@ -315,6 +317,15 @@ function startPhases(run: Run): { cancel: () => void; drain: () => void } {
   let stopOpenLoop: (() => void) | undefined;
   const beginMeasuring = () => {
     run.startMeasuring();
+    const begin = run.measureStartedAt;
+    let second = 0;
+    // Each whole second's errors, on the measured window's clock.
+    const tick = () => {
+      second++;
+      run.countErrors(begin + second * 1000 - 1);
+      timers.push(setTimeout(tick, begin + (second + 1) * 1000 - performance.now()));
+    };
+    timers.push(setTimeout(tick, 1000));
     if (hdrLog !== undefined) {
       const log = (run.intervalLog = new IntervalLog(Date.now()));
       const ticker = setInterval(() => log.cut(Date.now()), 1000);
@@ -442,6 +453,23 @@ function wholeSeconds(timeline: number[], durationSeconds: number): number[] {
   const counts = Array.from({ length: seconds }, (_, i) => timeline[i] ?? 0);
   for (let i = seconds; i < timeline.length; i++) counts[seconds - 1]! += timeline[i] ?? 0;
   return counts;
+}
+
+/** p50, p99 and max of each measured second (null for a second without replies), the last fraction folded in as wholeSeconds does. */
+function secondSummaries(histograms: LatencyHistogram[], durationSeconds: number): Array<SecondLatency | null> {
+  const seconds = Math.max(1, Math.round(durationSeconds));
+  for (let i = seconds; i < histograms.length; i++) {
+    const extra = histograms[i];
+    if (extra === undefined) continue;
+    const last = (histograms[seconds - 1] ??= new LatencyHistogram());
+    last.add(extra);
+  }
+  return Array.from({ length: seconds }, (_, i) => {
+    const histogram = histograms[i];
+    if (histogram === undefined || histogram.count === 0) return null;
+    const { p50, p99, max } = histogram.summary();
+    return { p50, p99, max };
+  });
 }
 
 function round(value: number, digits: number): number {

@@ -31,14 +31,12 @@ export function mergeResults(results: readonly BenchResult[], options: MergeOpti
   const origin = Math.min(...starts);
   const end = Math.max(...results.map((result, index) => starts[index]! + result.durationSeconds * 1000));
   const durationSeconds = Math.max((end - origin) / 1000, 0.001);
-  const timeline: number[] = Array.from({ length: Math.max(1, Math.round(durationSeconds)) }, () => 0);
-  results.forEach((result, index) => {
-    const offset = Math.round((starts[index]! - origin) / 1000);
-    result.timeline.forEach((count, second) => {
-      const at = Math.min(offset + second, timeline.length - 1);
-      timeline[at] = timeline[at]! + (count ?? 0);
-    });
-  });
+  const timeline = mergeTimelines(
+    results.map((result) => result.timeline),
+    starts,
+    origin,
+    Math.max(1, Math.round(durationSeconds)),
+  );
   const sum = (pick: (result: BenchResult) => number) => results.reduce((total, result) => total + pick(result), 0);
   const errorsByKind = emptyErrorCounts();
   for (const result of results) for (const kind of BENCH_ERROR_KINDS) errorsByKind[kind] += result.errorsByKind[kind] ?? 0;
@@ -85,6 +83,7 @@ export function mergeResults(results: readonly BenchResult[], options: MergeOpti
     errorsByKind,
     mismatchedBytes: sum((result) => result.mismatchedBytes),
     timeline,
+    errorTimeline: mergeTimelines(results.map((result) => result.errorTimeline ?? []), starts, origin, timeline.length),
     percentiles: histogram.curve(),
     latencyHistogram: histogram.encode(),
     startedAt: new Date(origin).toISOString(),
@@ -103,6 +102,19 @@ export function mergeResults(results: readonly BenchResult[], options: MergeOpti
     // Results written before the field existed have none: they ran their whole window.
     stopped: results.some((result) => result.stopped === true),
   };
+}
+
+/** Per-second counts of several runs placed by their starts on one timeline of `length` seconds, every second a number. */
+function mergeTimelines(timelines: readonly number[][], starts: readonly number[], origin: number, length: number): number[] {
+  const merged: number[] = Array.from({ length }, () => 0);
+  timelines.forEach((counts, index) => {
+    const offset = Math.round((starts[index]! - origin) / 1000);
+    counts.forEach((count, second) => {
+      const at = Math.min(offset + second, length - 1);
+      merged[at] = merged[at]! + (count ?? 0);
+    });
+  });
+  return merged;
 }
 
 /** Runs that measured different things do not add up to one measurement: says which differ. */

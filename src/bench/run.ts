@@ -78,6 +78,10 @@ export class Run {
   /** Connections still opening: the run is not out of connections while any are. */
   connecting = 0;
   readonly timeline: number[] = [];
+  /** The measured latencies of each second (by send time, as `timeline`), for the report's latency over time. */
+  readonly secondHistograms: LatencyHistogram[] = [];
+  /** Errors counted in each second of the measured window (by when they were counted). */
+  readonly errorTimeline: number[] = [];
   readonly live = new Set<LoadConnection>();
   // One read buffer for every socket: onread hands us bytes synchronously, so none outlive a callback.
   readonly readBuffer = Buffer.allocUnsafe(READ_BUFFER_BYTES);
@@ -154,13 +158,26 @@ export class Run {
   startMeasuring(): void {
     this.phase = 'measuring';
     this.measureStartedAt = performance.now();
+    // Errors of the warm-up are in the totals, not in the measured seconds.
+    this.#errorsSeen = this.errors;
     this.#cpuAtStart = process.cpuUsage();
+  }
+
+  #errorsSeen = 0;
+  /** Counts the errors since the last call against the measured second `now` falls in. */
+  countErrors(now: number): void {
+    if (this.measureStartedAt === 0) return;
+    const second = Math.max(0, Math.floor((now - this.measureStartedAt) / 1000 - 1e-9));
+    const errors = this.errors;
+    this.errorTimeline[second] = (this.errorTimeline[second] ?? 0) + errors - this.#errorsSeen;
+    this.#errorsSeen = errors;
   }
 
   /** Closes the measured window (the first call wins). */
   endMeasuring(now: number): void {
     if (this.measureEndedAt !== 0) return;
     this.measureEndedAt = now;
+    this.countErrors(now);
     if (this.#cpuAtStart === undefined) return;
     const used = process.cpuUsage(this.#cpuAtStart);
     this.measuredCpuMicros = used.user + used.system;
@@ -176,6 +193,7 @@ export class Run {
       this.intervalLog?.recordMicros((now - sentAt) * 1000);
       const second = Math.floor((sentAt - this.measureStartedAt) / 1000);
       this.timeline[second] = (this.timeline[second] ?? 0) + 1;
+      (this.secondHistograms[second] ??= new LatencyHistogram()).recordMicros((now - sentAt) * 1000);
     }
     if (this.inFlight === 0) this.#maybeDone(now);
   }

@@ -144,6 +144,13 @@ export interface BenchResult {
   mismatchedBytes: number;
   /** Measured messages completed in each second of the run. */
   timeline: number[];
+  /**
+   * The latency of each second's messages (by when they were sent, as `timeline`), null for a
+   * second without replies. Absent from merged results: seconds of several runs do not add up.
+   */
+  latencyTimeline?: Array<SecondLatency | null>;
+  /** Errors counted in each second of the measured window. */
+  errorTimeline?: number[];
   /** The latency percentile curve, for reports. */
   percentiles: PercentilePoint[];
   /**
@@ -184,6 +191,13 @@ export interface BenchResult {
   generatorCpuPercent?: number[];
   /** The run was stopped early (`signal`, Ctrl-C): its window is shorter than was asked for. */
   stopped: boolean;
+}
+
+/** One second's latency, in microseconds. */
+export interface SecondLatency {
+  p50: number;
+  p99: number;
+  max: number;
 }
 
 /** Datagram accounting, for the run's result. */
