@@ -162,3 +162,20 @@ describe('churn that reaches its goal', () => {
     }
   });
 });
+
+describe('figures that agree with each other over UDP', () => {
+  it('counts datagrams over the measured window, as messages are counted: sent = received + lost, received = messages', async () => {
+    const { startServer } = await import('./helpers/sockets.js');
+    const running = await startServer({ udp: true });
+    try {
+      const result = await withTimeout(runBench({ port: running.port, udp: true, connections: 4, warmupSeconds: 0.5, durationSeconds: 1 }), 30_000, 'bench --udp');
+      assertConsistent(result);
+      const d = result.datagrams!;
+      assert.equal(d.received, result.messages);
+      assert.equal(d.sent, d.received + d.lost + d.late);
+      assert.ok(d.sent < result.messagesTotal, `${d.sent} sent in the window, ${result.messagesTotal} replies in the whole run`);
+    } finally {
+      await running.close();
+    }
+  });
+});

@@ -169,12 +169,12 @@ for (const { name, engine, skip } of ENGINES) {
 }
 
 describe('runBench progress', () => {
-  it('counts seconds into the measured window while measuring, never past --duration', async () => {
+  it('counts seconds into the measured window while measuring, never past --duration, and into the warm-up while warming up', async () => {
     const running = await startServer();
     try {
       const seen: Array<{ phase: string; elapsed: number }> = [];
       const result = await withTimeout(
-        runBench({ port: running.port, connections: 2, durationSeconds: 2, warmupSeconds: 1, onProgress: (p) => seen.push({ phase: p.phase, elapsed: p.elapsedSeconds }) }),
+        runBench({ port: running.port, connections: 2, durationSeconds: 2, warmupSeconds: 1.5, onProgress: (p) => seen.push({ phase: p.phase, elapsed: p.elapsedSeconds }) }),
         20_000,
         'bench',
       );
@@ -182,6 +182,7 @@ describe('runBench progress', () => {
       const measuring = seen.filter((p) => p.phase === 'measuring');
       assert.ok(measuring.length >= 1, JSON.stringify(seen));
       for (const p of measuring) assert.ok(p.elapsed <= 2.2, `measuring ${p.elapsed.toFixed(2)}s in a 2 s run`);
+      for (const p of seen.filter((p) => p.phase === 'warmup')) assert.ok(p.elapsed <= 1.6, `warming up ${p.elapsed.toFixed(2)}s of a 1.5 s warm-up`);
     } finally {
       await running.close();
     }

@@ -21,10 +21,10 @@ export class DatagramConnection extends SocketConnection {
   #next = 0;
   /** Sequence number (modulo the codec's) -> when it was sent, oldest first (Map keeps insertion order). */
   readonly #outstanding = new Map<number, number>();
-  /** Counted lost, in case the reply still comes. */
-  readonly #expired = new Set<number>();
-  /** Answered, for spotting duplicates; pruned to the most recent. */
-  readonly #answered = new Set<number>();
+  /** Counted lost, in case the reply still comes: sequence number -> when it was sent. */
+  readonly #expired = new Map<number, number>();
+  /** Answered, for spotting duplicates, with when they were sent; pruned to the most recent. */
+  readonly #answered = new Map<number, number>();
   #highest = -1;
 
   constructor(run: Run, socket: BenchSocket) {
@@ -49,7 +49,8 @@ export class DatagramConnection extends SocketConnection {
       const sequence = this.#next++ % codec.sequenceModulus;
       // Its own buffer: a datagram may still be queued in the socket when the next is made.
       this.#outstanding.set(sequence, stamp);
-      run.datagrams.sent++;
+      // The datagram counts are the measured window's, as `messages` is.
+      if (run.phase === 'measuring') run.datagrams.sent++;
       this.socket.write(codec.message(this.connection, sequence));
     }
   }
@@ -70,11 +71,16 @@ export class DatagramConnection extends SocketConnection {
     const sequence = id.sequence;
     const sentAt = this.#outstanding.get(sequence);
     if (sentAt === undefined) {
-      if (this.#expired.delete(sequence)) {
-        run.datagrams.late++;
-        run.datagrams.lost--;
-      } else if (this.#answered.has(sequence)) {
-        run.datagrams.duplicates++;
+      const expiredAt = this.#expired.get(sequence);
+      const answeredAt = this.#answered.get(sequence);
+      if (expiredAt !== undefined) {
+        this.#expired.delete(sequence);
+        if (run.inWindow(expiredAt)) {
+          run.datagrams.late++;
+          run.datagrams.lost--;
+        }
+      } else if (answeredAt !== undefined) {
+        if (run.inWindow(answeredAt)) run.datagrams.duplicates++;
       } else {
         // A number never sent (or long forgotten): not a reply to anything.
         run.mismatchedBytes += length;
@@ -83,10 +89,14 @@ export class DatagramConnection extends SocketConnection {
       return 0;
     }
     this.#outstanding.delete(sequence);
-    this.#remember(sequence);
-    run.datagrams.received++;
-    if (sequence < this.#highest) run.datagrams.reordered++;
-    else this.#highest = sequence;
+    this.#remember(sequence, sentAt);
+    const counted = run.inWindow(sentAt);
+    if (counted) run.datagrams.received++;
+    if (sequence < this.#highest) {
+      if (counted) run.datagrams.reordered++;
+    } else {
+      this.#highest = sequence;
+    }
     run.completed(now, sentAt);
     return 1;
   }
@@ -98,11 +108,11 @@ export class DatagramConnection extends SocketConnection {
     for (const [sequence, sentAt] of this.#outstanding) {
       if (now - sentAt <= limitMs) break;
       this.#outstanding.delete(sequence);
-      this.#expired.add(sequence);
+      this.#expired.set(sequence, sentAt);
       expired++;
+      if (run.inWindow(sentAt)) run.datagrams.lost++;
     }
     if (expired === 0) return 0;
-    run.datagrams.lost += expired;
     run.errorsByKind.timeout += expired;
     run.lost(expired);
     return expired;
@@ -114,10 +124,10 @@ export class DatagramConnection extends SocketConnection {
     return owed;
   }
 
-  #remember(sequence: number): void {
-    this.#answered.add(sequence);
+  #remember(sequence: number, sentAt: number): void {
+    this.#answered.set(sequence, sentAt);
     if (this.#answered.size > REMEMBERED) {
-      const oldest = this.#answered.values().next().value;
+      const oldest = this.#answered.keys().next().value;
       if (oldest !== undefined) this.#answered.delete(oldest);
     }
   }

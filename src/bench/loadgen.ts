@@ -348,6 +348,7 @@ function startPhases(run: Run): { cancel: () => void; drain: () => void } {
   const warmupMs = startAt !== undefined ? Math.max(0, startAt - Date.now()) : warmupSeconds * 1000;
   if (warmupMs > 0) {
     run.phase = 'warmup';
+    run.warmupStartedAt = performance.now();
     timers.push(setTimeout(beginMeasuring, warmupMs));
   } else {
     beginMeasuring();
@@ -440,8 +441,9 @@ function startProgress(run: Run, onProgress: (progress: BenchProgress) => void):
     const rate = ((run.measured - lastMeasured) * 1000) / (now - lastAt);
     lastMeasured = run.measured;
     lastAt = now;
-    // Measuring, the clock is the measured window's, as long as --duration says it will be.
-    const since = run.phase === 'measuring' && run.measureStartedAt > 0 ? run.measureStartedAt : begin;
+    // Each phase on its own clock: the warm-up's from its start, the measured window's as long as
+    // --duration says it will be (connecting and draining count from the start of the run).
+    const since = run.phase === 'measuring' && run.measureStartedAt > 0 ? run.measureStartedAt : run.phase === 'warmup' && run.warmupStartedAt > 0 ? run.warmupStartedAt : begin;
     onProgress({ elapsedSeconds: (now - since) / 1000, phase: run.phase, messagesPerSecond: rate, errors: run.errors });
   }, 1000);
   return () => clearInterval(timer);

@@ -41,6 +41,7 @@ export interface RunEngine {
 /** State shared by all connections of one run. */
 export class Run {
   #phase: Phase = 'connecting';
+  warmupStartedAt = 0;
   measureStartedAt = 0;
   measureEndedAt = 0;
   /** CPU microseconds this process used between the two. */
@@ -183,11 +184,16 @@ export class Run {
     this.measuredCpuMicros = used.user + used.system;
   }
 
+  /** Whether a message sent at `sentAt` falls in the measured window (so far). */
+  inWindow(sentAt: number): boolean {
+    return this.measureStartedAt !== 0 && sentAt >= this.measureStartedAt && (this.measureEndedAt === 0 || sentAt < this.measureEndedAt);
+  }
+
   /** A message counts when it was sent inside the measured window, whenever its reply lands. */
   completed(now: number, sentAt: number): void {
     this.inFlight--;
     this.completedTotal++;
-    if (this.measureStartedAt !== 0 && sentAt >= this.measureStartedAt && (this.measureEndedAt === 0 || sentAt < this.measureEndedAt)) {
+    if (this.inWindow(sentAt)) {
       this.measured++;
       this.histogram.recordMicros((now - sentAt) * 1000);
       this.intervalLog?.recordMicros((now - sentAt) * 1000);
