@@ -60,7 +60,8 @@ typedef struct bench {
   size_t prefix_length;
   unsigned connection_digits;
   unsigned sequence_digits;
-  double sequence_modulus;
+  /** Sequence numbers are written modulo 16^sequence_digits. */
+  uint64_t sequence_mask;
   size_t message_length;
   size_t reply_length;
   /** The reply owed next on the connection being read, built per frame. */
@@ -92,10 +93,10 @@ struct bench_connection {
   /** The JavaScript object told about the close; released then. */
   napi_ref token;
   /** The number every message of this connection carries. */
-  double number;
+  uint64_t number;
   /** Sequence numbers: the oldest owed (`head_sequence`), and the next to send. */
-  double head_sequence;
-  double next_sequence;
+  uint64_t head_sequence;
+  uint64_t next_sequence;
   /** Send times of messages head..next-1 in a ring (NaN: answered out of order), oldest first. */
   double *send_times;
   size_t capacity;
@@ -207,26 +208,24 @@ static double shift_send_time(bench_connection_t *conn) {
 
 static const char HEX[] = "0123456789ABCDEF";
 
-static void write_hex(unsigned char *into, double value, unsigned digits) {
+static void write_hex(unsigned char *into, uint64_t value, unsigned digits) {
   for (unsigned i = digits; i > 0; i--) {
-    double digit = fmod(value, 16);
-    into[i - 1] = (unsigned char)HEX[(int)digit];
-    value = (value - digit) / 16;
+    into[i - 1] = (unsigned char)HEX[value & 15];
+    value >>= 4;
   }
 }
 
 /** The template's rotation for a message, as message.ts computes it. */
-static size_t rotation(const bench_t *bench, double number, double sequence) {
+static size_t rotation(const bench_t *bench, uint64_t number, uint64_t sequence) {
   size_t length = bench->filler_length;
   if (length == 0) return 0;
-  double l = (double)length;
-  return (size_t)fmod(fmod(number, l) * 7 + fmod(sequence, l), l);
+  return (size_t)(((number % length) * 7 + sequence % length) % length);
 }
 
 /** Writes [id][template rotated][tail] for (number, sequence) at `into`, as message.ts does. */
-static void write_message(const bench_t *bench, unsigned char *into, double number, double sequence, const unsigned char *template, const unsigned char *tail, size_t tail_length) {
+static void write_message(const bench_t *bench, unsigned char *into, uint64_t number, uint64_t sequence, const unsigned char *template, const unsigned char *tail, size_t tail_length) {
   write_hex(into, number, bench->connection_digits);
-  write_hex(into + bench->connection_digits, fmod(sequence, bench->sequence_modulus), bench->sequence_digits);
+  write_hex(into + bench->connection_digits, sequence & bench->sequence_mask, bench->sequence_digits);
   into += bench->connection_digits + bench->sequence_digits;
   size_t r = rotation(bench, number, sequence);
   memcpy(into, template + r, bench->filler_length - r);
@@ -235,7 +234,7 @@ static void write_message(const bench_t *bench, unsigned char *into, double numb
 }
 
 /** Builds the reply owed for (number, sequence) in bench->expected. */
-static void build_expected(bench_t *bench, double number, double sequence) {
+static void build_expected(bench_t *bench, uint64_t number, uint64_t sequence) {
   memcpy(bench->expected, bench->prefix, bench->prefix_length);
   write_message(bench, bench->expected + bench->prefix_length, number, sequence, bench->reply_template, bench->reply_tail, bench->reply_tail_length);
 }
@@ -366,8 +365,8 @@ static unsigned wrong_frame(bench_connection_t *conn) {
   napi_value token, callback, argv[5], result;
   void *copy;
   if (napi_get_reference_value(env, conn->token, &token) == napi_ok && napi_get_reference_value(env, bench->on_wrong, &callback) == napi_ok &&
-      napi_create_buffer_copy(env, bench->reply_length, conn->frame, &copy, &argv[1]) == napi_ok && napi_create_double(env, conn->head_sequence, &argv[2]) == napi_ok &&
-      napi_create_double(env, conn->next_sequence, &argv[3]) == napi_ok && napi_get_boolean(env, conn->frame_extra, &argv[4]) == napi_ok) {
+      napi_create_buffer_copy(env, bench->reply_length, conn->frame, &copy, &argv[1]) == napi_ok && napi_create_double(env, (double)conn->head_sequence, &argv[2]) == napi_ok &&
+      napi_create_double(env, (double)conn->next_sequence, &argv[3]) == napi_ok && napi_get_boolean(env, conn->frame_extra, &argv[4]) == napi_ok) {
     argv[0] = token;
     napi_status status = napi_make_callback(env, bench->async_context, token, callback, 5, argv, &result);
     if (status == napi_pending_exception) {
@@ -379,11 +378,11 @@ static unsigned wrong_frame(bench_connection_t *conn) {
   }
   napi_close_handle_scope(env, scope);
   if (conn->closing || takes == -1 || conn->owed == 0) return 0;
-  if (takes == -2 || takes == conn->head_sequence) {
+  if (takes == -2 || takes == (double)conn->head_sequence) {
     shift_send_time(conn);
     return 1;
   }
-  double index = takes - conn->head_sequence;
+  double index = takes - (double)conn->head_sequence;
   if (index <= 0 || index >= (double)conn->count) return 0;
   double *slot = &conn->send_times[(conn->head + (size_t)index) % conn->capacity];
   if (isnan(*slot)) return 0;
@@ -560,7 +559,7 @@ static napi_value create_bench(napi_env env, napi_callback_info info) {
   }
   bench->connection_digits = connection_digits;
   bench->sequence_digits = sequence_digits;
-  bench->sequence_modulus = pow(16, sequence_digits);
+  bench->sequence_mask = sequence_digits >= 16 ? UINT64_MAX : ((uint64_t)1 << (4 * sequence_digits)) - 1;
   size_t id_length = connection_digits + sequence_digits;
   bench->message_length = id_length + bench->filler_length + bench->tail_length;
   bench->reply_length = bench->prefix_length + id_length + bench->filler_length + bench->reply_tail_length;
@@ -617,6 +616,10 @@ static napi_value adopt_bench(napi_env env, napi_callback_info info) {
   double number;
   CHECK(napi_get_value_int32(env, argv[1], &fd));
   CHECK(napi_get_value_double(env, argv[3], &number));
+  if (!(number >= 0 && number < 9007199254740992.0)) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "the connection number must be a whole number from 0");
+    return NULL;
+  }
   bench_connection_t *conn = calloc(1, sizeof *conn);
   double *send_times = malloc(4 * sizeof *send_times);
   if (conn == NULL || send_times == NULL) {
@@ -625,7 +628,7 @@ static napi_value adopt_bench(napi_env env, napi_callback_info info) {
     return throw_status(env, UV_ENOMEM, "adoptBench");
   }
   conn->bench = bench;
-  conn->number = number;
+  conn->number = (uint64_t)number;
   conn->send_times = send_times;
   conn->capacity = 4;
   conn->refs = 1;
@@ -685,7 +688,7 @@ static napi_value js_owes(napi_env env, napi_callback_info info) {
   if (conn == NULL) return NULL;
   double sequence;
   CHECK(napi_get_value_double(env, argv[1], &sequence));
-  double index = sequence - conn->head_sequence;
+  double index = sequence - (double)conn->head_sequence;
   bool owed = index >= 0 && index < (double)conn->count && !isnan(conn->send_times[(conn->head + (size_t)index) % conn->capacity]);
   napi_value result;
   CHECK(napi_get_boolean(env, owed, &result));

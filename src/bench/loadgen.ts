@@ -97,7 +97,8 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
     throw new ConnectError(`cannot reach ${describeTarget(settings.target)}: ${describeSocketError(socketError)}`, socketError);
   }
   const durationSeconds = Math.max(run.measureEndedAt - (run.measureStartedAt || run.measureEndedAt), 1) / 1000;
-  const latencyUs = run.histogram.summary();
+  const histogram = run.histogram;
+  const latencyUs = histogram.summary();
   const messagesPerSecond = round(run.measured / durationSeconds, 1);
   return {
     target: describeTarget(settings.target),
@@ -127,8 +128,8 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
     timeline: wholeSeconds(run.timeline, durationSeconds),
     latencyTimeline: secondSummaries(run.secondHistograms, durationSeconds),
     errorTimeline: wholeSeconds(run.errorTimeline, durationSeconds),
-    percentiles: run.histogram.curve(),
-    latencyHistogram: run.histogram.encode(),
+    percentiles: histogram.curve(),
+    latencyHistogram: histogram.encode(),
     instances: settings.hello ? Object.fromEntries(run.instances) : null,
     datagrams: numberedDatagrams(settings, codec) ? { ...run.datagrams } : null,
     verification: codec.verification,

@@ -65,7 +65,6 @@ export class Run {
   readonly errorsByKind: Record<BenchErrorKind, number> = emptyErrorCounts();
   /** The number the next connection's messages carry (message.ts). */
   nextConnection = 0;
-  readonly histogram = new LatencyHistogram();
   /** Open loop: how late each measured message went out behind its schedule. */
   readonly sendLag = new LatencyHistogram();
   /** With `hello`: connections per instance that answered. */
@@ -79,8 +78,18 @@ export class Run {
   /** Connections still opening: the run is not out of connections while any are. */
   connecting = 0;
   readonly timeline: number[] = [];
-  /** The measured latencies of each second (by send time, as `timeline`), for the report's latency over time. */
+  /**
+   * The measured latencies of each second (by send time, as `timeline`), for the report's
+   * latency over time. They add up to the run's histogram: each latency is recorded once.
+   */
   readonly secondHistograms: LatencyHistogram[] = [];
+
+  /** Every measured latency: the sum of the seconds' histograms. */
+  get histogram(): LatencyHistogram {
+    const all = new LatencyHistogram();
+    for (const second of this.secondHistograms) if (second !== undefined) all.add(second);
+    return all;
+  }
   /** Errors counted in each second of the measured window (by when they were counted). */
   readonly errorTimeline: number[] = [];
   readonly live = new Set<LoadConnection>();
@@ -195,7 +204,6 @@ export class Run {
     this.completedTotal++;
     if (this.inWindow(sentAt)) {
       this.measured++;
-      this.histogram.recordMicros((now - sentAt) * 1000);
       this.intervalLog?.recordMicros((now - sentAt) * 1000);
       const second = Math.floor((sentAt - this.measureStartedAt) / 1000);
       this.timeline[second] = (this.timeline[second] ?? 0) + 1;
