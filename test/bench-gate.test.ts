@@ -200,7 +200,8 @@ describe('bench capacity search', () => {
     assert.match(run.stderr, /msg\/s offered: broke/);
     const html = await readFile(report, 'utf8');
     assert.match(html, /Latency against offered rate/);
-    assert.equal((html.match(/<polyline class="series" style=/g) ?? []).length, 3, 'p50, p99 and p99.9 against rate');
+    assert.match(html, /<div class="chart" id="rates"><\/div>/, 'a chart of latency against rate (drawn by the page: report-browser.test.ts)');
+    for (const step of search.steps) assert.match(html, new RegExp(`<td class="n">${step.rate.toLocaleString('en-US')}</td>`), `a row for ${step.rate}/s`);
   });
 
   it('--find-max-rate needs a threshold; --ramp runs each rate it names', async () => {

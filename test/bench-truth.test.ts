@@ -10,7 +10,7 @@ import { skipUnless } from './helpers/peers.js';
 import { startTypeScript, type Program } from './helpers/programs.js';
 import { withTimeout } from './helpers/timeout.js';
 
-const TRUTH = 'test/fixtures/truth-server.ts';
+const TRUTH = 'bench/peers/truth-server.ts';
 const DELAY_MS = 20;
 
 const ENGINES = [

@@ -427,8 +427,8 @@ describe('echoplex bench (CLI)', () => {
       const result = await runCli(['bench', '--port', String(server.port), '-d', '1', '--warmup', '0', '-c', '4', '--report', file]);
       assert.equal(result.code, 0, result.stderr);
       const html = await readFile(file, 'utf8');
-      assert.match(html, /<svg/);
-      assert.match(html, /Throughput per second/);
+      assert.match(html, /<div class="chart" id="throughput"><\/div>/);
+      assert.match(html, /Messages and errors per second/);
       assert.match(html, /<td>Bench CPU<\/td><td>\d+% of one core/);
       assert.doesNotMatch(html, /(src|href)="https?:/, 'no external assets');
     } finally {

@@ -26,6 +26,7 @@ export type WrongReplyKind = (typeof WRONG_REPLY_KINDS)[number];
 export type Verification = 'connection-and-sequence' | 'sequence' | 'bytes';
 
 const HEX = Buffer.from('0123456789ABCDEF', 'latin1');
+const TWO_32 = 2 ** 32;
 
 /** The bytes of one run's messages and replies, and the reading of an id back out of a reply. */
 export class MessageCodec {
@@ -38,8 +39,11 @@ export class MessageCodec {
   readonly replyLength: number;
   readonly verification: Verification;
   readonly #template: Buffer;
+  /** The template twice over: a rotation of it is one slice. */
+  readonly #templateTwice: Buffer;
   /** The template as the built-in transform returns it; undefined for a custom transform. */
   readonly #replyTemplate: Buffer | undefined;
+  readonly #replyTemplateTwice: Buffer | undefined;
   readonly #tail: Buffer;
   readonly #replyTail: Buffer;
   readonly #prefix: Buffer;
@@ -68,6 +72,8 @@ export class MessageCodec {
     const copy = (bytes: Buffer) => options.transform(Buffer.from(bytes));
     this.#replyTemplate = options.bytewise ? copy(this.#template) : undefined;
     this.#replyTail = options.bytewise ? copy(this.#tail) : Buffer.alloc(0);
+    this.#templateTwice = Buffer.concat([this.#template, this.#template]);
+    this.#replyTemplateTwice = this.#replyTemplate && Buffer.concat([this.#replyTemplate, this.#replyTemplate]);
     this.replyLength = this.reply(0, 0).length;
   }
 
@@ -75,9 +81,10 @@ export class MessageCodec {
   write(into: Buffer, offset: number, connection: number, sequence: number): void {
     const idLength = this.connectionDigits + this.sequenceDigits;
     writeHex(into, offset, connection, this.connectionDigits);
-    writeHex(into, offset + this.connectionDigits, sequence % this.sequenceModulus, this.sequenceDigits);
-    rotateInto(into, offset + idLength, this.#template, this.#rotation(connection, sequence));
-    this.#tail.copy(into, offset + idLength + this.#fillerLength);
+    writeHex(into, offset + this.connectionDigits, sequence, this.sequenceDigits);
+    const rotation = this.#rotation(connection, sequence);
+    this.#templateTwice.copy(into, offset + idLength, rotation, rotation + this.#fillerLength);
+    if (this.#tail.length > 0) into[offset + idLength + this.#fillerLength] = this.#tail[0]!;
   }
 
   message(connection: number, sequence: number): Buffer {
@@ -98,11 +105,31 @@ export class MessageCodec {
     const bytes = reuse?.length === length ? reuse : Buffer.allocUnsafe(length);
     let at = this.#prefix.copy(bytes, 0);
     writeHex(bytes, at, connection, this.connectionDigits);
-    writeHex(bytes, at + this.connectionDigits, sequence % this.sequenceModulus, this.sequenceDigits);
+    writeHex(bytes, at + this.connectionDigits, sequence, this.sequenceDigits);
     at += idLength;
-    rotateInto(bytes, at, template, this.#rotation(connection, sequence));
+    const rotation = this.#rotation(connection, sequence);
+    this.#replyTemplateTwice!.copy(bytes, at, rotation, rotation + template.length);
     this.#replyTail.copy(bytes, at + template.length);
     return bytes;
+  }
+
+  /**
+   * Whether `bytes` holds, from `offset`, the whole reply to (connection, sequence): checked
+   * where it lies, without building it. Replies from a custom transform are built and compared.
+   */
+  isReply(bytes: Buffer, offset: number, connection: number, sequence: number): boolean {
+    const template = this.#replyTemplateTwice;
+    if (template === undefined) return bytes.compare(this.reply(connection, sequence), 0, this.replyLength, offset, offset + this.replyLength) === 0;
+    const prefix = this.#prefix;
+    if (prefix.length > 0 && bytes.compare(prefix, 0, prefix.length, offset, offset + prefix.length) !== 0) return false;
+    let at = offset + prefix.length;
+    if (!hexIs(bytes, at, connection, this.connectionDigits) || !hexIs(bytes, at + this.connectionDigits, sequence, this.sequenceDigits)) return false;
+    at += this.connectionDigits + this.sequenceDigits;
+    const rotation = this.#rotation(connection, sequence);
+    const length = this.#fillerLength;
+    if (length > 0 && bytes.compare(template, rotation, rotation + length, at, at + length) !== 0) return false;
+    const tail = this.#replyTail;
+    return tail.length === 0 || bytes.compare(tail, 0, tail.length, at + length, at + length + tail.length) === 0;
   }
 
   /**
@@ -182,11 +209,28 @@ export function differingBytes(frame: Buffer, expected: Buffer): number {
   return Math.max(1, count);
 }
 
+/** Writes the low `digits` hex digits of `value` (a whole number below 2^53), upper case. */
 function writeHex(into: Buffer, offset: number, value: number, digits: number): void {
+  // In two 32-bit halves: integer operations, not a division per digit.
+  let low = value >>> 0;
+  let high = (value - low) / TWO_32;
   for (let i = digits - 1; i >= 0; i--) {
-    into[offset + i] = HEX[value % 16]!;
-    value = Math.floor(value / 16);
+    into[offset + i] = HEX[low & 15]!;
+    low = (low >>> 4) | ((high & 15) << 28);
+    high >>>= 4;
   }
+}
+
+/** Whether `from` holds, at `offset`, the low `digits` hex digits of `value` as writeHex writes them. */
+function hexIs(from: Buffer, offset: number, value: number, digits: number): boolean {
+  let low = value >>> 0;
+  let high = (value - low) / TWO_32;
+  for (let i = digits - 1; i >= 0; i--) {
+    if (from[offset + i] !== HEX[low & 15]) return false;
+    low = (low >>> 4) | ((high & 15) << 28);
+    high >>>= 4;
+  }
+  return true;
 }
 
 function readHex(from: Buffer, offset: number, digits: number): number | undefined {
@@ -198,11 +242,6 @@ function readHex(from: Buffer, offset: number, digits: number): number | undefin
     value = value * 16 + digit;
   }
   return value;
-}
-
-function rotateInto(into: Buffer, offset: number, template: Buffer, rotation: number): void {
-  template.copy(into, offset, rotation);
-  template.copy(into, offset + template.length - rotation, 0, rotation);
 }
 
 /** `length` random printable ASCII bytes (space to tilde). */
