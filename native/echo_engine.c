@@ -618,7 +618,7 @@ static void on_listener_readable(uv_poll_t *poll, int status, int events) {
 static void on_listener_closed(uv_handle_t *handle) {
   listener_t *listener = handle->data;
   engine_t *engine = listener->engine;
-  close(listener->fd);
+  if (listener->fd >= 0) close(listener->fd);
   free(listener);
   engine_release(engine);
 }
@@ -675,6 +675,11 @@ static napi_value stop_accepting(napi_env env, napi_callback_info info) {
   listener_t *listener = slot_arg(env, argv[1], &engine->listeners);
   if (listener == NULL) return NULL;
   slots_remove(&engine->listeners, listener->id);
+  // The port is free when this returns, not a turn of the loop later (when the handle's close
+  // callback runs): `await server.close()` then listening on the same port at once must work.
+  uv_poll_stop(&listener->poll);
+  close(listener->fd);
+  listener->fd = -1;
   uv_close((uv_handle_t *)&listener->poll, on_listener_closed);
   return NULL;
 }

@@ -109,7 +109,7 @@ static void release(udp_engine_t *engine) {
 
 static void on_poll_closed(uv_handle_t *handle) {
   udp_engine_t *engine = handle->data;
-  close(engine->fd);
+  if (engine->fd >= 0) close(engine->fd);
   release(engine);
 }
 
@@ -121,6 +121,10 @@ static void close_engine(udp_engine_t *engine) {
   if (engine->closing) return;
   engine->closing = 1;
   uv_poll_stop(&engine->poll);
+  // The port is free when close() returns, not a turn of the loop later: a server closed and
+  // opened again on the same port at once must be able to bind it.
+  close(engine->fd);
+  engine->fd = -1;
   uv_close((uv_handle_t *)&engine->poll, on_poll_closed);
   uv_close((uv_handle_t *)&engine->idle, on_idle_closed);
 }

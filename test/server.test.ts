@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
+import { createEchoServer } from '../src/index.js';
 import { addonAbsence } from '../src/native/addon.js';
 import { recordingLogger } from './helpers/logs.js';
 import { skipUnless, suite } from './helpers/peers.js';
@@ -28,6 +29,14 @@ const ENGINES = [
 ];
 for (const { name, options: path, skip } of ENGINES) {
 suite(`server on ${name}`, skip, () => {
+  it('has let go of its port when close() resolves: the same port listens again at once', async () => {
+    const first = await startServer(path);
+    await first.server.close();
+    const again = createEchoServer({ ...path, port: first.port });
+    await withTimeout(again.listen(), 5000, 'listening again');
+    await again.close();
+  });
+
   it('uses the engine asked for', async () => {
     const running = await startServer(path);
     assert.equal(running.server.engine, path.engine);

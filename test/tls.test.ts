@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import tls from 'node:tls';
 import { encodeProxyV2, loadTlsOptions } from '../src/index.js';
-import { startServe } from './helpers/cli.js';
+import { runCli, startServe } from './helpers/cli.js';
 import { recordingLogger } from './helpers/logs.js';
 import { findProgram, skipUnless, suite } from './helpers/peers.js';
 import { connectTo, readToEnd, startServer } from './helpers/sockets.js';
@@ -59,6 +59,20 @@ suite('TLS', skipUnless(OPENSSL, 'openssl', 'openssl'), () => {
     makeCertificates(dir);
   });
   after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('says in words, naming the flag and the file, when a certificate and key cannot serve (exit 2)', async () => {
+    const cases: Array<[string[], RegExp]> = [
+      [['--tls-cert', file('server.key'), '--tls-key', file('server.crt')], /--tls-cert: .*server\.key holds no certificate in PEM \(it is a private key: are --tls-cert and --tls-key swapped\?\)/],
+      [['--tls-cert', file('server.crt'), '--tls-key', file('client.key')], /--tls-key: .*client\.key is not the private key of the certificate in .*server\.crt/],
+      [['--tls-cert', file('server.crt'), '--tls-key', file('server.key'), '--tls-ca', file('ca.key')], /--tls-ca: .*ca\.key holds no certificate in PEM \(it is a private key\)/],
+    ];
+    for (const [args, message] of cases) {
+      const result = await runCli(['serve', '--port', '0', ...args]);
+      assert.equal(result.code, 2, result.stderr);
+      assert.match(result.stderr, message);
+      assert.doesNotMatch(result.stderr, /unexpected error|routines::/);
+    }
+  });
 
   it('serves --tls-cert/--tls-key to Node and to openssl s_client, verified against the CA', async () => {
     const serve = await startServe(['--tls-cert', file('server.crt'), '--tls-key', file('server.key'), '--transform', 'upper']);

@@ -131,6 +131,20 @@ describe('--workers', () => {
     }
   });
 
+  it('a file that cannot serve is one usage error from the primary, before any worker starts', async () => {
+    for (const args of [
+      ['--tls-cert', '/nonexistent/cert.pem', '--tls-key', '/nonexistent/key.pem'],
+      ['--transform', '/nonexistent/transform.js'],
+    ]) {
+      const started = Date.now();
+      const result = await runCli(['serve', '--workers', '2', '--port', '0', ...args], { ms: 15_000 });
+      assert.equal(result.code, 2, result.stderr);
+      assert.equal(result.stderr.match(/cannot (read|load)/g)?.length, 1, `said once: ${result.stderr}`);
+      assert.doesNotMatch(result.stderr, /imported from/);
+      assert.ok(Date.now() - started < 10_000);
+    }
+  });
+
   it('--tls-self-signed: every worker presents the one certificate the primary made', async () => {
     const serve = await startServe(['--workers', '2', '--tls-self-signed', '--quiet']);
     try {

@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // The `echoplex` command: subcommands, and one place that turns errors into exit statuses.
 
+import cluster from 'node:cluster';
 import { Command, CommanderError, Help, type Option } from 'commander';
-import { EchoplexError, UsageError } from '../core/errors.js';
+import { EchoplexError, UsageError, WorkerStartError } from '../core/errors.js';
 import { VERSION } from '../core/version.js';
 import { benchCommand } from './bench.js';
 import { readBooleanVariables } from './environment.js';
@@ -53,6 +54,10 @@ async function main(argv: string[]): Promise<void> {
     await program().parseAsync(argv);
   } catch (err) {
     process.exitCode = exitStatus(err);
+    // A worker that failed to start must end, for its primary to stop with its status: the
+    // channel to the primary would keep it alive. (The worker's own disconnect: cluster takes
+    // process.disconnect() for a lost primary and exits 0.)
+    if (cluster.isWorker) cluster.worker?.disconnect();
   }
 }
 
@@ -64,6 +69,10 @@ function exitStatus(err: unknown): number {
   if (err instanceof UsageError) {
     process.stderr.write(`echoplex: error: ${err.message}\n`);
     return EXIT_USAGE;
+  }
+  if (err instanceof WorkerStartError) {
+    process.stderr.write(`echoplex: ${err.message}\n`);
+    return err.exitStatus;
   }
   if (err instanceof EchoplexError) {
     process.stderr.write(`echoplex: ${err.message}\n`);

@@ -124,7 +124,7 @@ function parseWorkers(value: string): number {
   return parsePositiveInteger(value);
 }
 
-async function serverOptions(flags: ServeFlags, ports: number[]): Promise<EchoServerOptions> {
+async function serverOptions(flags: ServeFlags, ports: number[], identity = sharedSelfSignedIdentity()): Promise<EchoServerOptions> {
   const tlsWanted = flags.tlsCert !== undefined || flags.tlsKey !== undefined || flags.tlsSelfSigned || flags.tlsCa !== undefined;
   const { loadTlsOptions } = tlsWanted ? await import('../server/tls.js') : { loadTlsOptions: undefined };
   return {
@@ -133,7 +133,7 @@ async function serverOptions(flags: ServeFlags, ports: number[]): Promise<EchoSe
     ...(flags.unix !== undefined && { unix: flags.unix }),
     udp: flags.udp,
     ...(loadTlsOptions && {
-      tls: await loadTlsOptions({ certFile: flags.tlsCert, keyFile: flags.tlsKey, selfSigned: flags.tlsSelfSigned, caFile: flags.tlsCa, ...sharedSelfSignedIdentity() }, flags.host),
+      tls: await loadTlsOptions({ certFile: flags.tlsCert, keyFile: flags.tlsKey, selfSigned: flags.tlsSelfSigned, caFile: flags.tlsCa, ...identity }, flags.host),
     }),
     transform: isTransformName(flags.transform) ? flags.transform : await loadTransformModule(flags.transform),
     // Over WebSocket the message is the unit: a prefix needs no lines.
@@ -152,9 +152,14 @@ const WORKER_CERT_VARIABLE = 'ECHOPLEX_WORKER_TLS_CERT';
 const WORKER_KEY_VARIABLE = 'ECHOPLEX_WORKER_TLS_KEY';
 
 function sharedSelfSignedIdentity(): { selfSignedIdentity?: { cert: string; key: string } } {
-  const cert = process.env[WORKER_CERT_VARIABLE];
-  const key = process.env[WORKER_KEY_VARIABLE];
-  return cluster.isWorker && cert !== undefined && key !== undefined ? { selfSignedIdentity: { cert, key } } : {};
+  return cluster.isWorker ? identityIn(process.env) : {};
+}
+
+/** The self-signed certificate the primary made, in the workers' environment. */
+function identityIn(env: Record<string, string | undefined>): { selfSignedIdentity?: { cert: string; key: string } } {
+  const cert = env[WORKER_CERT_VARIABLE];
+  const key = env[WORKER_KEY_VARIABLE];
+  return cert !== undefined && key !== undefined ? { selfSignedIdentity: { cert, key } } : {};
 }
 
 async function workerEnvironment(flags: ServeFlags): Promise<Record<string, string>> {
@@ -178,6 +183,10 @@ async function serve(flags: ServeFlags, ports: number[]): Promise<void> {
   if (flags.admin && flags.metricsPort === undefined) throw new UsageError('--admin serves on the metrics port: give --metrics-port too');
   if (flags.udp && ports.length === 0) throw new UsageError('--udp answers on the TCP port numbers, and --unix alone serves none: give --port too');
   if (flags.workers > 1 && cluster.isPrimary) {
+    const workerEnv = await workerEnvironment(flags);
+    // Files are read once here before forking: a bad certificate or transform module is one
+    // usage error (exit 2) from the primary, not one per worker.
+    await serverOptions(flags, ports, identityIn(workerEnv));
     const { runPrimary } = await import('../ops/workers.js');
     await runPrimary({
       workers: flags.workers,
@@ -186,7 +195,7 @@ async function serve(flags: ServeFlags, ports: number[]): Promise<void> {
       unixPaths: flags.unix !== undefined ? [flags.unix] : [],
       ...(flags.metricsPort !== undefined && { metrics: { host: flags.metricsHost, port: flags.metricsPort } }),
       describe: describeSettings(flags),
-      workerEnv: await workerEnvironment(flags),
+      workerEnv,
     });
     return;
   }

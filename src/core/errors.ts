@@ -28,6 +28,18 @@ export class ListenError extends EchoplexError {
   }
 }
 
+/**
+ * Under --workers, a worker stopped before it was listening (it said why on stderr): the
+ * primary stops too, with the worker's exit status (2 for a usage error, 1 otherwise).
+ */
+export class WorkerStartError extends EchoplexError {
+  readonly exitStatus: number;
+  constructor(how: string, exitStatus: number) {
+    super('ERR_ECHOPLEX_WORKER_START', `a worker ${how} before it was listening`);
+    this.exitStatus = exitStatus;
+  }
+}
+
 /** A client could not reach its server or lost it too early. */
 export class ConnectError extends EchoplexError {
   constructor(message: string, cause?: unknown) {

@@ -3,7 +3,7 @@
 // and serves metrics summed over every worker.
 
 import cluster, { type Worker } from 'node:cluster';
-import { ListenError } from '../core/errors.js';
+import { WorkerStartError } from '../core/errors.js';
 import { removeStaleSocket } from '../server/listener.js';
 import { addStats, emptyStats, type ServerStats } from '../server/stats.js';
 import type { Logger } from '../core/log.js';
@@ -134,7 +134,7 @@ export class WorkerPool {
       // It has already said why (port in use, bad certificate...) on stderr.
       this.#shuttingDown = true;
       this.kill();
-      this.#onStartFailed?.(new ListenError('its addresses', `a worker ${how} before it was listening`, undefined));
+      this.#onStartFailed?.(new WorkerStartError(how, code !== null && code > 0 ? code : 1));
       return;
     }
     const now = Date.now();

@@ -124,7 +124,9 @@ export async function loadTransformModule(path: string, flag = '--transform'): P
   try {
     module = (await import(url)) as { default?: unknown };
   } catch (err) {
-    throw new UsageError(`${flag}: cannot load ${path}: ${(err as Error).message}`);
+    // Node's message names the module that imported it (ours, in dist/): the user's path is enough.
+    const missing = (err as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND';
+    throw new UsageError(`${flag}: cannot load ${path}: ${missing ? 'no such file' : (err as Error).message}`);
   }
   const fn = module.default;
   if (typeof fn !== 'function') throw new UsageError(`${flag}: ${path} has no default export function (export default (chunk) => chunk)`);

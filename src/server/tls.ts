@@ -1,5 +1,6 @@
 // TLS settings for the server: certificate files, an ephemeral self-signed certificate, mTLS.
 
+import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import type { TlsOptions } from 'node:tls';
@@ -28,10 +29,43 @@ export async function loadTlsOptions(files: TlsFiles, host: string): Promise<Tls
     identity = files.selfSignedIdentity ?? (await selfSignedCertificateFor(host));
   } else {
     if (files.certFile === undefined || files.keyFile === undefined) throw new UsageError('TLS needs both --tls-cert and --tls-key (or --tls-self-signed)');
-    identity = { cert: await readPem(files.certFile, '--tls-cert'), key: await readPem(files.keyFile, '--tls-key') };
+    const cert = await readPem(files.certFile, '--tls-cert');
+    const key = await readPem(files.keyFile, '--tls-key');
+    checkIdentity(cert, key, files.certFile, files.keyFile);
+    identity = { cert, key };
   }
   if (files.caFile === undefined) return identity;
-  return { ...identity, ca: await readPem(files.caFile, '--tls-ca'), requestCert: true, rejectUnauthorized: true };
+  const ca = await readPem(files.caFile, '--tls-ca');
+  certificateIn(ca, '--tls-ca', files.caFile);
+  return { ...identity, ca, requestCert: true, rejectUnauthorized: true };
+}
+
+/**
+ * A certificate and key that cannot serve are usage errors naming the flag and the file, in
+ * words, not OpenSSL's (`PEM routines::no start line`) at the first handshake or at start.
+ */
+function checkIdentity(cert: Buffer, key: Buffer, certFile: string, keyFile: string): void {
+  const certificate = certificateIn(cert, '--tls-cert', certFile);
+  let privateKey: KeyObject;
+  try {
+    privateKey = createPrivateKey(key);
+  } catch {
+    const swapped = /-----BEGIN CERTIFICATE-----/.test(key.toString('latin1'));
+    throw new UsageError(`--tls-key: ${keyFile} holds no private key in PEM${swapped ? ' (it is a certificate: are --tls-cert and --tls-key swapped?)' : ''}`);
+  }
+  if (!certificate.checkPrivateKey(privateKey)) {
+    throw new UsageError(`--tls-key: ${keyFile} is not the private key of the certificate in ${certFile} (--tls-cert)`);
+  }
+}
+
+function certificateIn(pem: Buffer, flag: string, file: string): X509Certificate {
+  try {
+    return new X509Certificate(pem);
+  } catch {
+    const key = /-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(pem.toString('latin1'));
+    const hint = !key ? '' : flag === '--tls-cert' ? ' (it is a private key: are --tls-cert and --tls-key swapped?)' : ' (it is a private key)';
+    throw new UsageError(`${flag}: ${file} holds no certificate in PEM${hint}`);
+  }
 }
 
 async function readPem(path: string, flag: string): Promise<Buffer> {
