@@ -160,6 +160,25 @@ describe('echoplex client', () => {
     assert.match(result.stderr, /connection refused/);
   });
 
+  it('exits 1 saying so when a reply did not come back whole, whatever cut it short', async () => {
+    const servers: Array<[string, string[]]> = [
+      ['a TLS port', ['--tls-self-signed']],
+      ['a PROXY protocol port', ['--proxy-protocol']],
+      ['a server that truncates', ['--fault', 'truncate=1']],
+      ['a line over --max-line', ['--framing', 'line', '--max-line', '4']],
+    ];
+    for (const [what, args] of servers) {
+      const serve = await startServe(['-q', ...args]);
+      try {
+        const result = await runCli(['client', '--port', String(serve.port)], { input: '0123456789\n' });
+        assert.equal(result.code, 1, `${what}: exit ${result.code}, stdout ${JSON.stringify(result.stdout)}`);
+        assert.match(result.stderr, /before every reply came back whole|connection reset|refused a line/, what);
+      } finally {
+        await serve.stop();
+      }
+    }
+  });
+
   it('exits 1 when the server closes first', async () => {
     const rude = net.createServer((socket) => socket.end('bye\n'));
     await new Promise<void>((resolve) => rude.listen(0, '127.0.0.1', resolve));
@@ -283,6 +302,9 @@ describe('what a newcomer hit: clear errors and clean exits', () => {
       [['bench', '--timeout', '0'], /--timeout must be more than 0/],
       [['ping', '-s', '0', '-c', '1'], /--size must be at least 1 byte/],
       [['ping', '--udp', '-s', '70000', '-c', '1'], /a UDP message holds at most 65507 bytes/],
+      [['serve', '--max-line', '0'], /--max-line.*must be at least 1 byte/],
+      [['serve', '--max-buffered', '0'], /--max-buffered.*must be at least 1 byte/],
+      [['bench', '--threshold', 'error-rate<200'], /an error rate is a percentage from 0 to 100/],
     ];
     for (const [args, message] of cases) {
       const started = performance.now();

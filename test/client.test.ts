@@ -89,6 +89,30 @@ describe('client connect timeout', () => {
 });
 
 describe('client --udp', () => {
+  it('refuses a line too big for one datagram, saying so, instead of waiting for a reply to nothing', async () => {
+    const serve = await startServe(['-q', '--udp']);
+    try {
+      const result = await runCli(['client', '--udp', '--port', String(serve.port), '--timeout', '1'], { input: `short\n${'x'.repeat(70_000)}\n` });
+      assert.equal(result.code, 1, result.stderr);
+      assert.equal(result.stdout, 'short\n');
+      assert.match(result.stderr, /line 2 is 70,000 bytes, more than one UDP datagram holds \(65,507\): it was not sent/);
+    } finally {
+      await serve.stop();
+    }
+  });
+
+  it('exits 1 when a line got no reply', async () => {
+    const silent = dgram.createSocket('udp4');
+    await new Promise<void>((resolve) => silent.bind(0, '127.0.0.1', resolve));
+    try {
+      const result = await runCli(['client', '--udp', '--port', String(silent.address().port), '--timeout', '0.3'], { input: 'a\nb\n' });
+      assert.equal(result.code, 1);
+      assert.match(result.stderr, /no reply came to 2 of 2 lines/);
+    } finally {
+      silent.close();
+    }
+  });
+
   it('reports a reply not come within --timeout, and flags the next reply as maybe that late one', async () => {
     // Answers the first datagram only after 600 ms, the rest at once.
     const peer = dgram.createSocket('udp4');
@@ -103,9 +127,10 @@ describe('client --udp', () => {
     await new Promise<void>((resolve) => peer.bind(0, '127.0.0.1', resolve));
     try {
       const result = await runCli(['client', `udp://127.0.0.1:${peer.address().port}`, '--timeout', '0.3'], { input: 'one\ntwo\n' });
-      assert.equal(result.code, 0, result.stderr);
+      // A line whose reply did not come in time is a line without its reply: exit 1, as over TCP.
+      assert.equal(result.code, 1, result.stderr);
       assert.equal(result.stdout, 'two\n');
-      assert.match(result.stderr, /^\(no reply from 127\.0\.0\.1:\d+ within 0\.3s\)\n\(this may be the late reply to an earlier line\)\n$/);
+      assert.match(result.stderr, /^\(no reply from 127\.0\.0\.1:\d+ within 0\.3s\)\n\(this may be the late reply to an earlier line\)\necho.*no reply came to 1 of 2 lines\n$/);
     } finally {
       clearTimeout(late);
       peer.close();

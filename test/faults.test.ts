@@ -157,7 +157,9 @@ describe('--admin', () => {
     }
     const from = (remoteAddress: string, authorization?: string) => ({ socket: { remoteAddress }, headers: authorization === undefined ? {} : { authorization } });
     assert.equal(authorized(from('127.0.0.1'), undefined), true);
-    assert.equal(authorized(from('::1'), 'secret'), true);
+    assert.equal(authorized(from('::1'), 'secret'), false, 'a token is needed from loopback too (sidecars, port-forward)');
+    assert.equal(authorized(from('127.0.0.1', 'Bearer wrong!'), 'secret'), false);
+    assert.equal(authorized(from('::1', 'Bearer secret'), 'secret'), true);
     assert.equal(authorized(from('10.1.2.3'), undefined), false, 'no token configured: other hosts are refused');
     assert.equal(authorized(from('10.1.2.3'), 'secret'), false);
     assert.equal(authorized(from('10.1.2.3', 'Bearer wrong!'), 'secret'), false);

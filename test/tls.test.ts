@@ -115,6 +115,37 @@ suite('TLS', skipUnless(OPENSSL, 'openssl', 'openssl'), () => {
     }
   });
 
+  it('mTLS with echoplex\'s own tools: client, ping and bench take --tls-cert/--tls-key, and say when the server wants one', async () => {
+    const serve = await startServe(['--tls-cert', file('server.crt'), '--tls-key', file('server.key'), '--tls-ca', file('ca.crt')]);
+    try {
+      const target = ['--port', String(serve.port), '--tls-ca', file('ca.crt')];
+      const identity = ['--tls-cert', file('client.crt'), '--tls-key', file('client.key')];
+      const required = /the server requires a client certificate \(--tls-cert\/--tls-key\)/;
+      const ping = await runCli(['ping', ...target, '-c', '1']);
+      assert.equal(ping.code, 1);
+      assert.match(ping.stdout + ping.stderr, required);
+      const client = await runCli(['client', ...target], { input: 'x\n' });
+      assert.equal(client.code, 1);
+      assert.match(client.stderr, required);
+      const bench = await runCli(['bench', ...target, '-n', '10', '-c', '1']);
+      assert.equal(bench.code, 1);
+      assert.match(bench.stderr, required);
+
+      const pinged = await runCli(['ping', ...target, ...identity, '-c', '1']);
+      assert.equal(pinged.code, 0, pinged.stdout + pinged.stderr);
+      const echoed = await runCli(['client', ...target, ...identity], { input: 'mutual\n' });
+      assert.equal(echoed.code, 0, echoed.stderr);
+      assert.equal(echoed.stdout, 'mutual\n');
+      const loaded = await runCli(['bench', ...target, ...identity, '-n', '200', '-c', '2']);
+      assert.equal(loaded.code, 0, loaded.stderr);
+      const half = await runCli(['ping', ...target, '--tls-cert', file('client.crt'), '-c', '1']);
+      assert.equal(half.code, 2);
+      assert.match(half.stderr, /--tls-cert and --tls-key go together/);
+    } finally {
+      await serve.stop();
+    }
+  });
+
   it('openssl s_client with the client certificate passes mTLS', async () => {
     const serve = await startServe(['--tls-cert', file('server.crt'), '--tls-key', file('server.key'), '--tls-ca', file('ca.crt')]);
     try {

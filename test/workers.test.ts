@@ -66,6 +66,10 @@ describe('--workers', () => {
       await waitUntil(() => /worker \d+ \(pid \d+\) killed by SIGKILL; starting a new one/.test(serve.stderr()), 5000, 'the restart to be logged');
       for (let i = 0; i < 5; i++) assert.ok((await roundTrip(serve.port, payload)).equals(payload));
       await waitUntil(async () => (await get('/readyz')).status === 200, 5000, 'readiness with both workers back');
+      // What the dead worker counted stays counted: totals never go backwards (Prometheus would read a reset).
+      const after = await (await get('/metrics')).text();
+      assert.equal(metricValue(after, 'echoplex_connections_total'), 25);
+      assert.equal(metricValue(after, 'echoplex_bytes_received_total'), 25_000);
 
       const { code } = await serve.stop('SIGTERM');
       assert.equal(code, 0);

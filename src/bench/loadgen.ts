@@ -3,7 +3,7 @@
 
 import { writeFile } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
-import { ConnectError, describeSocketError, systemErrorCode } from '../core/errors.js';
+import { ConnectError, describeSocketError, isCertificateError, systemErrorCode } from '../core/errors.js';
 import { checkDescriptorBudget } from '../core/descriptors.js';
 import { builtInTransform } from '../protocol/transforms.js';
 import { BenchConnection } from './connection.js';
@@ -95,6 +95,11 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
   const socketError = run.firstSocketError;
   if (settings.target.udp && run.completedTotal === 0 && socketError !== undefined && systemErrorCode(socketError) === 'ECONNREFUSED') {
     throw new ConnectError(`cannot reach ${describeTarget(settings.target)}: ${describeSocketError(socketError)}`, socketError);
+  }
+  // An mTLS server that wants a client certificate (or does not trust ours) says so after the
+  // handshake: every connection then closes before any reply, for a reason to give in words.
+  if (run.completedTotal === 0 && socketError !== undefined && isCertificateError(socketError)) {
+    throw new ConnectError(`cannot connect to ${describeTarget(settings.target)}: ${describeSocketError(socketError)}`, socketError);
   }
   const durationSeconds = Math.max(run.measureEndedAt - (run.measureStartedAt || run.measureEndedAt), 1) / 1000;
   const histogram = run.histogram;

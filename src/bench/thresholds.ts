@@ -51,6 +51,7 @@ export function parseThreshold(expression: string): Threshold {
   }
   if (metric === 'error-rate') {
     if (unit !== undefined && unit !== '%') throw new UsageError(`--threshold "${expression}": an error rate is a percentage (error-rate<1%)`);
+    if (amount > 100) throw new UsageError(`--threshold "${expression}": an error rate is a percentage from 0 to 100`);
     return { expression: expression.trim(), metric, comparison, limit: amount };
   }
   if (unit !== undefined) throw new UsageError(`--threshold "${expression}": ${metric} takes a plain number (${metric === 'rate' ? 'rate>=50000' : 'errors<=10'})`);

@@ -4,7 +4,7 @@ import { Command, Option } from 'commander';
 import { runClient } from '../client/client.js';
 import { UsageError } from '../core/errors.js';
 import { parseSeconds } from './parsers.js';
-import { checkTransportFlags, TARGET_ARGUMENT, targetOptions, wantsTls, withTargetUrl, type TargetFlags } from './target.js';
+import { checkTransportFlags, readClientIdentity, TARGET_ARGUMENT, targetOptions, wantsTls, withTargetUrl, type TargetFlags } from './target.js';
 
 export function clientCommand(): Command {
   const command = new Command('client').description('talk to an echo server: a >: prompt on a terminal, a byte pipe when stdin is piped');
@@ -25,6 +25,7 @@ export function clientCommand(): Command {
       timeoutMs: flags.timeout * 1000,
       ...(flags.unix !== undefined && { unix: flags.unix }),
       ...(flags.tlsCa !== undefined && { tlsCaFile: flags.tlsCa }),
+      ...(await readClientIdentity(flags)),
       ...(flags.websocketPath !== undefined && { websocketPath: flags.websocketPath, websocketBinary: flags.wsBinary }),
     });
   });

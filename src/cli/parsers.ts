@@ -48,6 +48,13 @@ export function parseSize(value: string): number {
   return bytes;
 }
 
+/** A size of at least one byte: a limit of 0 (`--max-line 0`) would refuse everything. */
+export function parsePositiveSize(value: string): number {
+  const bytes = parseSize(value);
+  if (bytes < 1) throw new InvalidArgumentError(`"${value}" must be at least 1 byte.`);
+  return bytes;
+}
+
 /** `10.0.0.0/8,::1/128`: checked here so a bad CIDR is a usage error before anything starts. */
 export function parseCidrList(value: string): string[] {
   const cidrs = value.split(',').map((part) => part.trim()).filter(Boolean);

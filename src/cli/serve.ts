@@ -3,7 +3,7 @@
 import cluster from 'node:cluster';
 import { availableParallelism } from 'node:os';
 import { Command } from 'commander';
-import type { WorkerMessage } from '../ops/workers.js';
+import type { MetricsJson, WorkerMessage } from '../ops/workers.js';
 import { createEchoServer, type EchoServer, DEFAULT_HOST, DEFAULT_MAX_BUFFERED, DEFAULT_PORT, DEFAULT_SHUTDOWN_TIMEOUT_MS, type EchoServerOptions } from '../server/server.js';
 import { DEFAULT_MAX_LINE, FRAMINGS, type Framing } from '../protocol/framing.js';
 import { isTransformName, loadTransformModule, TRANSFORM_NAMES } from '../protocol/transforms.js';
@@ -14,7 +14,7 @@ import { ENGINE_CHOICES, fallbackNotice, type EngineChoice } from '../native/eng
 import { UsageError } from '../core/errors.js';
 import { formatFaults } from '../server/faults.js';
 import { envOption } from './environment.js';
-import { parseCidrList, parseNonNegativeInteger, parsePort, parsePortList, parsePositiveInteger, parseSeconds, parseSize, parseTransform } from './parsers.js';
+import { parseCidrList, parseNonNegativeInteger, parsePort, parsePortList, parsePositiveInteger, parsePositiveSize, parseSeconds, parseTransform } from './parsers.js';
 
 interface ServeFlags {
   host: string;
@@ -68,7 +68,7 @@ export function serveCommand(): Command {
     .addOption(envOption('--tls-self-signed', 'serve TLS with a certificate generated at start (for localhost and --host)').default(false))
     .addOption(envOption('--tls-ca <file>', 'mTLS: require client certificates signed by this PEM CA'))
     .addOption(envOption('--ws', 'the TCP port(s) speak WebSocket (wss with TLS), one echo per message; a plain GET gets an echo page').default(false))
-    .addOption(envOption('--max-message <bytes>', 'with --ws: largest message; a larger one closes with 1009').default(DEFAULT_MAX_MESSAGE, '1MiB').argParser(parseSize))
+    .addOption(envOption('--max-message <bytes>', 'with --ws: largest message; a larger one closes with 1009').default(DEFAULT_MAX_MESSAGE, '1MiB').argParser(parsePositiveSize))
     .addOption(envOption('--ws-deflate', 'with --ws: offer permessage-deflate compression').default(false))
     .addOption(
       envOption('--transform <name|module>', `${TRANSFORM_NAMES.join(', ')}, or a path to a module whose default export maps a chunk (a line in line mode) to the reply`)
@@ -77,13 +77,13 @@ export function serveCommand(): Command {
     )
     .addOption(envOption('--framing <mode>', 'raw: echo chunks as they arrive; line: the transform sees whole lines').choices(FRAMINGS).default('raw'))
     .addOption(envOption('--prefix <text>', 'put TEXT before every echoed line (implies --framing line), UDP reply and WebSocket message'))
-    .addOption(envOption('--max-line <bytes>', 'line mode: longest line; a longer one is answered with an error and closed').default(DEFAULT_MAX_LINE, '64KiB').argParser(parseSize))
+    .addOption(envOption('--max-line <bytes>', 'line mode: longest line; a longer one is answered with an error and closed').default(DEFAULT_MAX_LINE, '64KiB').argParser(parsePositiveSize))
     .addOption(envOption('--proxy-protocol', 'every connection starts with a PROXY protocol v1/v2 header naming the real client').default(false))
     .addOption(envOption('--proxy-trust <cidr[,cidr...]>', 'with --proxy-protocol: only these proxies may connect (default: any)').argParser(parseCidrList))
     .addOption(
       envOption('--max-buffered <bytes>', 'unsent bytes per connection before reading pauses')
         .default(DEFAULT_MAX_BUFFERED, '1MiB')
-        .argParser(parseSize),
+        .argParser(parsePositiveSize),
     )
     .addOption(
       envOption('--shutdown-timeout <seconds>', 'on SIGTERM/SIGINT, how long connections may drain')
@@ -109,7 +109,7 @@ export function serveCommand(): Command {
     .addOption(envOption('--hello', 'open every stream connection with one JSON line: instance, worker, local and client addresses, TLS details').default(false))
     .addOption(envOption('--instance <name>', 'the name --hello gives this instance (default: hostname:pid)'))
     .addOption(envOption('--admin', 'on the metrics port: POST /admin/ready?state=false|true, GET and POST /admin/faults').default(false))
-    .addOption(envOption('--admin-token <token>', 'with --admin: the bearer token that admin requests from other hosts than loopback must carry'))
+    .addOption(envOption('--admin-token <token>', 'with --admin: the bearer token every admin request must carry, loopback included (without it, loopback only)'))
     .addOption(envOption('--engine <engine>', 'what moves plain TCP bytes: native (C, no JavaScript per message), portable (net.Socket), auto: native where built').choices(ENGINE_CHOICES).default('auto'))
     .addOption(envOption('-q, --quiet', 'no per-event log lines (warnings and errors still go to stderr)').default(false))
     .action(async (flags: ServeFlags, command: Command) => {
@@ -288,16 +288,16 @@ async function serve(flags: ServeFlags, ports: number[]): Promise<void> {
 
 /** In a cluster worker: answer the primary's requests for counters and metrics, then say we listen. */
 async function serveAsWorker(server: EchoServer, metrics: boolean, urls: string[]): Promise<void> {
-  if (metrics) {
-    const [{ AggregatorRegistry }, { createMetricsRegistry }] = await Promise.all([import('prom-client'), import('../ops/metrics.js')]);
-    // Constructing one installs prom-client's responder to the primary's metrics requests.
-    new AggregatorRegistry();
-    AggregatorRegistry.setRegistries([createMetricsRegistry(server)]);
-  }
+  const registry = metrics ? (await import('../ops/metrics.js')).createMetricsRegistry(server) : undefined;
   process.on('message', (message: WorkerMessage) => {
     if (message.type === 'echoplex:stats-request') {
       const reply: WorkerMessage = { type: 'echoplex:stats', id: message.id, stats: server.stats() };
       process.send?.(reply);
+    } else if (message.type === 'echoplex:metrics-request' && registry !== undefined) {
+      void registry.getMetricsAsJSON().then((json) => {
+        const reply: WorkerMessage = { type: 'echoplex:metrics', id: message.id, metrics: json as unknown as MetricsJson };
+        process.send?.(reply);
+      });
     }
   });
   const listening: WorkerMessage = { type: 'echoplex:listening', urls };

@@ -16,6 +16,9 @@ export interface TargetFlags {
   tls: boolean;
   tlsInsecure: boolean;
   tlsCa?: string;
+  /** A client certificate and its key (PEM files), for servers that require one (mTLS). */
+  tlsCert?: string;
+  tlsKey?: string;
   /** Set by a ws:// or wss:// URL: the request path. */
   websocketPath?: string;
   /** Over WebSocket: send text messages rather than binary (`--ws-text`, bench and ping). */
@@ -32,6 +35,8 @@ export function targetOptions(udpHelp: string): Option[] {
     new Option('--tls', 'speak TLS, verifying the server certificate').default(false),
     new Option('--tls-insecure', 'speak TLS and accept any certificate (self-signed servers)').default(false),
     new Option('--tls-ca <file>', 'speak TLS and also trust this PEM CA'),
+    new Option('--tls-cert <file>', 'speak TLS presenting this PEM client certificate, for servers that require one (mTLS); with --tls-key'),
+    new Option('--tls-key <file>', 'the PEM private key of --tls-cert'),
   ];
 }
 
@@ -42,23 +47,35 @@ export function wsTextOption(): Option {
 
 /** Whether any TLS flag was given: each of them implies TLS. */
 export function wantsTls(flags: TargetFlags): boolean {
-  return flags.tls || flags.tlsInsecure || flags.tlsCa !== undefined;
+  return flags.tls || flags.tlsInsecure || flags.tlsCa !== undefined || flags.tlsCert !== undefined || flags.tlsKey !== undefined;
 }
 
 /** Flags that name two kinds of target at once are a usage error, not one of them quietly dropped. */
 export function checkTransportFlags(flags: TargetFlags): void {
+  if ((flags.tlsCert === undefined) !== (flags.tlsKey === undefined)) throw new UsageError('--tls-cert and --tls-key go together: a client certificate and its private key');
   if (!flags.udp) return;
-  if (wantsTls(flags)) throw new UsageError('--udp sends datagrams in clear: not with --tls, --tls-insecure or --tls-ca');
+  if (wantsTls(flags)) throw new UsageError('--udp sends datagrams in clear: not with --tls, --tls-insecure, --tls-ca or --tls-cert');
   if (flags.unix !== undefined) throw new UsageError('--udp and --unix name two targets (the Unix socket is a stream): give one');
 }
 
 /** The PEM CA file given to `--tls-ca`, read; a file that cannot be read is a usage error. */
-export async function readCaFile(path: string): Promise<Buffer> {
+export function readCaFile(path: string): Promise<Buffer> {
+  return readFlagFile('--tls-ca', path);
+}
+
+/** A file a flag names, read; one that cannot be read is a usage error naming the flag. */
+async function readFlagFile(flag: string, path: string): Promise<Buffer> {
   try {
     return await readFile(path);
   } catch (err) {
-    throw new UsageError(`--tls-ca: cannot read ${path}: ${(err as Error).message}`);
+    throw new UsageError(`${flag}: cannot read ${path}: ${(err as Error).message}`);
   }
+}
+
+/** `--tls-cert` and `--tls-key`, read (none when not given). */
+export async function readClientIdentity(flags: TargetFlags): Promise<{ tlsCert?: Buffer; tlsKey?: Buffer }> {
+  if (flags.tlsCert === undefined || flags.tlsKey === undefined) return {};
+  return { tlsCert: await readFlagFile('--tls-cert', flags.tlsCert), tlsKey: await readFlagFile('--tls-key', flags.tlsKey) };
 }
 
 /** The target the flags name, for the bench and ping (the CA file read). */
@@ -73,6 +90,7 @@ export async function targetFromFlags(flags: TargetFlags): Promise<Partial<Bench
     tls: wantsTls(flags),
     tlsInsecure: flags.tlsInsecure,
     ...(flags.tlsCa !== undefined && { tlsCa: await readCaFile(flags.tlsCa) }),
+    ...(await readClientIdentity(flags)),
     ...(flags.websocketPath !== undefined && { websocket: { path: flags.websocketPath, text: flags.wsText ?? false } }),
   };
 }
@@ -130,7 +148,9 @@ export function withTargetUrl<T extends TargetFlags>(flags: T, url: string | und
       // WHATWG URLs leave out a scheme's default port (80 for ws, 443 for wss).
       const secure = parsed.protocol === 'wss:';
       // The TLS flags would make ws:// quietly encrypted: the URL says which, and says it plainly.
-      if (!secure && (flags.tlsInsecure || flags.tlsCa !== undefined)) throw new UsageError(`${url}: --tls-insecure and --tls-ca are for wss:// URLs`);
+      if (!secure && (flags.tlsInsecure || flags.tlsCa !== undefined || flags.tlsCert !== undefined)) {
+        throw new UsageError(`${url}: --tls-insecure, --tls-ca and --tls-cert are for wss:// URLs`);
+      }
       const port = parsed.port === '' ? (secure ? 443 : 80) : Number(parsed.port);
       return { ...flags, host, port, unix: undefined, udp: false, tls: secure, websocketPath: `${parsed.pathname}${parsed.search}` };
     }

@@ -5,7 +5,7 @@ import net from 'node:net';
 import readline from 'node:readline';
 import tls from 'node:tls';
 import type { Readable, Writable } from 'node:stream';
-import { ConnectError, describeSocketError } from '../core/errors.js';
+import { ConnectError, describeSocketError, systemErrorCode } from '../core/errors.js';
 import { formatHostPort } from '../core/address.js';
 
 /** How to reach the server, beyond host and port. */
@@ -17,6 +17,9 @@ export interface ConnectOptions {
   tlsInsecure?: boolean;
   /** Also trust this PEM CA (a file path). */
   tlsCaFile?: string;
+  /** Present this client certificate and key (PEM, already read), for servers that require one (mTLS). */
+  tlsCert?: Buffer;
+  tlsKey?: Buffer;
   /**
    * Longest wait for the connection to open, its TLS handshake included; over UDP, for each
    * reply; and, once input has ended, for the server's next byte or its close. Default 5 s.
@@ -53,13 +56,14 @@ export async function connect(host: string, port: number, options: ConnectOption
   const ca = options.tlsCaFile === undefined ? undefined : await readCaFile(options.tlsCaFile);
   return new Promise((resolve, reject) => {
     const endpoint = options.unix !== undefined ? { path: options.unix } : { host, port };
-    const useTls = options.tls || options.tlsInsecure || ca !== undefined;
+    const useTls = options.tls || options.tlsInsecure || ca !== undefined || options.tlsCert !== undefined;
     const socket = useTls
       ? tls.connect({
           ...endpoint,
           ...(net.isIP(host) === 0 && options.unix === undefined && { servername: host }),
           rejectUnauthorized: !options.tlsInsecure,
           ...(ca !== undefined && { ca: [...tls.rootCertificates, ca.toString()] }),
+          ...(options.tlsCert !== undefined && options.tlsKey !== undefined && { cert: options.tlsCert, key: options.tlsKey }),
         })
       : net.connect({ ...endpoint, noDelay: true, allowHalfOpen: true });
     // A server that accepts and never answers (a TLS port that is not one, a stalled process)
@@ -102,7 +106,7 @@ export async function runClient(options: ClientOptions = {}): Promise<void> {
   }
   if (options.websocketPath !== undefined) {
     const { runWebSocketClient } = await import('./ws-client.js');
-    const secure = options.tls || options.tlsInsecure || options.tlsCaFile !== undefined;
+    const secure = options.tls || options.tlsInsecure || options.tlsCaFile !== undefined || options.tlsCert !== undefined;
     const tlsCa = options.tlsCaFile === undefined ? undefined : await readCaFile(options.tlsCaFile);
     return runWebSocketClient({
       url: `${secure ? 'wss' : 'ws'}://${formatHostPort(host, port)}${options.websocketPath}`,
@@ -114,6 +118,7 @@ export async function runClient(options: ClientOptions = {}): Promise<void> {
       tlsInsecure: options.tlsInsecure ?? false,
       connectTimeoutMs: timeoutMs,
       ...(tlsCa !== undefined && { tlsCa }),
+      ...(options.tlsCert !== undefined && options.tlsKey !== undefined && { tlsCert: options.tlsCert, tlsKey: options.tlsKey }),
     });
   }
   const socket = await connect(host, port, options);
@@ -136,14 +141,48 @@ async function pipeThrough(socket: net.Socket, input: Readable, output: Writable
     inputDone = true;
     finishing.start();
   });
+  // An echo server answers every line, and at least every byte (upper keeps lengths, a prefix
+  // adds to them): fewer back means replies did not come back whole.
+  const sent = { lines: 0, bytes: 0 };
+  const received = { lines: 0, bytes: 0 };
+  const count = (into: { lines: number; bytes: number }) => (chunk: Buffer) => {
+    into.bytes += chunk.length;
+    for (let at = chunk.indexOf(NEWLINE); at !== -1; at = chunk.indexOf(NEWLINE, at + 1)) into.lines++;
+  };
+  input.on('data', count(sent));
+  socket.on('data', count(received));
+  // The last bytes the server sent: an echoplex server refusing a line says so in one, and closes.
+  let tail = Buffer.alloc(0);
+  socket.on('data', (chunk: Buffer) => {
+    tail = Buffer.concat([tail, chunk]).subarray(-SERVER_ERROR_LINE_MAX);
+  });
   input.pipe(socket);
   socket.pipe(output, { end: false });
   const serverEnded = await endOfServerStream(socket);
   input.unpipe(socket);
   finishing.check();
-  if (!serverEnded) throw new ConnectError('connection reset by the server');
+  if (serverEnded !== true) throw brokenBy(serverEnded);
   if (!inputDone) throw new ConnectError('the server closed the connection before all input was sent');
   await flushed(output);
+  if (received.lines < sent.lines || received.bytes < sent.bytes) {
+    const what = sent.lines > 0 ? `${received.lines} of ${sent.lines} ${sent.lines === 1 ? 'line' : 'lines'}` : `${received.bytes} of ${sent.bytes} bytes`;
+    throw new ConnectError(`the server closed the connection before every reply came back whole (${what})`);
+  }
+  const refusal = serverErrorLine(tail);
+  if (refusal !== undefined) throw new ConnectError(`the server refused a line and closed the connection: ${refusal}`);
+}
+
+/** The longest closing error line looked for at the end of the server's stream. */
+const SERVER_ERROR_LINE_MAX = 256;
+
+/**
+ * An echoplex server in line mode answers a line it refuses (over --max-line) with one line,
+ * `error: ... (--FLAG); closing`, in place of its echo, and closes: the byte and line counts
+ * then add up, so the line itself is what tells.
+ */
+function serverErrorLine(tail: Buffer): string | undefined {
+  const text = tail.toString('latin1');
+  return /(?:^|\n)(error: [^\n]*\(--[a-z-]+\); closing)\n$/.exec(text)?.[1];
 }
 
 /** The seed client's loop, fixed: an empty line is still a line, and a reply is shown whole. */
@@ -181,9 +220,9 @@ async function promptLoop(socket: net.Socket, input: Readable, output: Writable,
 
   const outcome = await Promise.race([
     inputClosed.then(() => 'input' as const),
-    endOfServerStream(socket).then((clean) => (clean ? ('server' as const) : ('reset' as const))),
+    endOfServerStream(socket).then((clean) => (clean === true ? ('server' as const) : clean)),
   ]);
-  if (outcome === 'reset') throw new ConnectError('connection reset by the server');
+  if (outcome !== 'input' && outcome !== 'server') throw brokenBy(outcome);
   if (outcome === 'server') {
     lines.close();
     throw new ConnectError('the server closed the connection');
@@ -227,15 +266,21 @@ class Finishing {
   }
 }
 
-/** Resolves true when the server ends its stream cleanly, false on reset or error. */
-function endOfServerStream(socket: net.Socket): Promise<boolean> {
+/** Resolves true when the server ends its stream cleanly; otherwise the error (false for a close without one). */
+function endOfServerStream(socket: net.Socket): Promise<true | Error | false> {
   return new Promise((resolve) => {
     if (socket.readableEnded) return resolve(true);
     if (socket.destroyed) return resolve(false);
     socket.once('end', () => resolve(true));
-    socket.once('error', () => resolve(false));
+    socket.once('error', (err) => resolve(err));
     socket.once('close', () => resolve(socket.readableEnded));
   });
+}
+
+/** The connection broke: in words where the error says why (an mTLS server's alert, say). */
+function brokenBy(reason: Error | false): ConnectError {
+  if (reason === false || systemErrorCode(reason) === 'ECONNRESET') return new ConnectError('connection reset by the server', reason || undefined);
+  return new ConnectError(describeSocketError(reason), reason);
 }
 
 async function flushed(output: Writable): Promise<void> {

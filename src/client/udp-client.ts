@@ -6,6 +6,10 @@ import readline from 'node:readline';
 import type { Readable, Writable } from 'node:stream';
 import { ConnectError, describeSocketError } from '../core/errors.js';
 import { formatHostPort } from '../core/address.js';
+import { MAX_UDP_PAYLOAD } from '../protocol/transports.js';
+
+/** The most an IPv6 UDP datagram carries (65,535 less the 8-byte UDP header). */
+const MAX_UDP6_PAYLOAD = 65_527;
 
 export interface UdpClientOptions {
   host: string;
@@ -64,8 +68,21 @@ export async function runUdpClient(options: UdpClientOptions): Promise<void> {
     if (interactive) lines.prompt();
     // Lines whose wait ended without a reply: a reply may still come for each.
     let unanswered = 0;
+    let sent = 0;
+    let missing = 0;
     for await (const line of lines) {
-      socket.send(Buffer.from(line));
+      const datagram = Buffer.from(line);
+      const most = isIPv6(host) ? MAX_UDP6_PAYLOAD : MAX_UDP_PAYLOAD;
+      if (datagram.length > most) {
+        throw new ConnectError(`line ${sent + 1} is ${datagram.length.toLocaleString('en-US')} bytes, more than one UDP datagram holds (${most.toLocaleString('en-US')}): it was not sent`);
+      }
+      sent++;
+      socket.send(datagram, (err) => {
+        if (err) {
+          lastError = err;
+          waiting?.(undefined);
+        }
+      });
       const reply = await nextReply();
       if (reply !== undefined) {
         if (unanswered > 0) {
@@ -77,10 +94,14 @@ export async function runUdpClient(options: UdpClientOptions): Promise<void> {
         throw new ConnectError(`cannot reach ${where} by UDP: ${describeSocketError(lastError)}`, lastError);
       } else {
         unanswered++;
+        missing++;
         process.stderr.write(`(no reply from ${where} within ${timeoutMs / 1000}s)\n`);
       }
       if (interactive) lines.prompt();
     }
+    // A late reply answers a line that was counted missing.
+    missing -= Math.min(missing, replies.length);
+    if (missing > 0) throw new ConnectError(`no reply came to ${missing} of ${sent} ${sent === 1 ? 'line' : 'lines'}`);
   } finally {
     // Leaving the loop early does not release a terminal's stdin: without this, a client that
     // has failed would wait for one more line (or Ctrl-D) before it exits.

@@ -17,6 +17,9 @@ export interface WebSocketClientOptions {
   tlsInsecure?: boolean;
   /** Also trust this PEM CA. */
   tlsCa?: Buffer;
+  /** Present this client certificate and key (mTLS). */
+  tlsCert?: Buffer;
+  tlsKey?: Buffer;
   /** Longest wait for the connection and its upgrade (and TLS handshake). */
   connectTimeoutMs: number;
 }
@@ -37,6 +40,7 @@ export async function runWebSocketClient(options: WebSocketClientOptions): Promi
     rejectUnauthorized: !options.tlsInsecure,
     handshakeTimeout: options.connectTimeoutMs,
     ...(options.tlsCa !== undefined && { ca: options.tlsCa }),
+    ...(options.tlsCert !== undefined && options.tlsKey !== undefined && { cert: options.tlsCert, key: options.tlsKey }),
   });
   await new Promise<void>((resolve, reject) => {
     socket.once('open', resolve);

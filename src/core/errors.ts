@@ -102,7 +102,20 @@ const SOCKET_ERROR_WORDS: Readonly<Record<string, string>> = {
   ERR_SSL_WRONG_VERSION_NUMBER: 'not TLS',
   // A plain server's answer to a WebSocket upgrade request: an echo of it.
   HPE_INVALID_CONSTANT: 'not HTTP',
+  // An mTLS server's answers to a client certificate it wants and did not get, or does not trust.
+  ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED: 'the server requires a client certificate (--tls-cert/--tls-key)',
+  ERR_SSL_SSLV3_ALERT_HANDSHAKE_FAILURE: 'the server refused the handshake (does it require a client certificate? --tls-cert/--tls-key)',
+  ERR_SSL_TLSV1_ALERT_UNKNOWN_CA: 'the server does not trust the client certificate (--tls-cert)',
+  ERR_SSL_SSLV3_ALERT_BAD_CERTIFICATE: 'the server refused the client certificate (--tls-cert)',
 };
+
+/** The alerts an mTLS server sends about the client's certificate: said as such, and the same on every try. */
+const CLIENT_CERTIFICATE_REFUSED = new Set([
+  'ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED',
+  'ERR_SSL_SSLV3_ALERT_HANDSHAKE_FAILURE',
+  'ERR_SSL_TLSV1_ALERT_UNKNOWN_CA',
+  'ERR_SSL_SSLV3_ALERT_BAD_CERTIFICATE',
+]);
 
 /** A socket error's code in a few words (`connection reset`), or undefined for a code without them. */
 export function socketErrorWords(code: string | undefined): string | undefined {
@@ -135,6 +148,7 @@ export function describeSocketError(err: Error): string {
       const status = /^Unexpected server response: (\d+)$/.exec(err.message)?.[1];
       if (status !== undefined) return `the server answered the WebSocket upgrade with HTTP ${status}: no WebSocket at that URL`;
       if (NOT_TLS.has(codeText)) return `the server did not answer in TLS (${openSslReason(err)}): is it plain TCP?`;
+      if (CLIENT_CERTIFICATE_REFUSED.has(codeText)) return socketErrorWords(codeText)!;
       if (codeText.startsWith('ERR_SSL_')) return `the TLS handshake failed (${openSslReason(err)})`;
       return err.message;
     }
@@ -156,8 +170,8 @@ const NOT_TLS = new Set(['ERR_SSL_WRONG_VERSION_NUMBER', 'ERR_SSL_UNEXPECTED_MES
 
 const UNTRUSTED_CERTIFICATE = new Set(['DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY']);
 
-/** A TLS verification failure: the certificate will not be trusted on the next try either. */
+/** A TLS verification failure, either side's: the certificate will not be trusted on the next try either. */
 export function isCertificateError(err: unknown): boolean {
-  const code = systemErrorCode(err);
-  return code === 'ERR_TLS_CERT_ALTNAME_INVALID' || UNTRUSTED_CERTIFICATE.has(code ?? '');
+  const code = systemErrorCode(err) ?? '';
+  return code === 'ERR_TLS_CERT_ALTNAME_INVALID' || UNTRUSTED_CERTIFICATE.has(code) || CLIENT_CERTIFICATE_REFUSED.has(code);
 }

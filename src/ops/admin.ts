@@ -9,7 +9,11 @@ import type { EchoServer } from '../server/server.js';
 
 export interface AdminOptions {
   server: EchoServer;
-  /** Required of requests from other hosts than loopback, as `Authorization: Bearer TOKEN`; without it they are refused. */
+  /**
+   * When set, required of every admin request, loopback included, as `Authorization: Bearer
+   * TOKEN` (in a pod every sidecar and `kubectl port-forward` arrive over loopback). Without
+   * one, only loopback clients are served.
+   */
   token?: string | undefined;
   logger: Logger;
 }
@@ -18,12 +22,18 @@ const BODY_LIMIT = 4096;
 
 /**
  * Answers `/admin/...` requests: `POST /admin/ready?state=false|true`, `GET /admin/faults` and
- * `POST /admin/faults` (a body in `--fault`'s syntax). Loopback clients need no token; others
- * need the bearer token, and without one configured they are refused (403).
+ * `POST /admin/faults` (a body in `--fault`'s syntax). With a token configured every request
+ * needs it; without one, only loopback clients are served. Others are refused (403).
  */
 export function handleAdmin(req: IncomingMessage, res: ServerResponse, path: string, admin: AdminOptions): void {
   if (!authorized(req, admin.token)) {
-    reply(res, 403, 'forbidden: admin requests from other hosts than loopback need --admin-token and Authorization: Bearer TOKEN\n');
+    reply(
+      res,
+      403,
+      admin.token === undefined
+        ? 'forbidden: without --admin-token, admin requests are served to loopback clients only\n'
+        : 'forbidden: admin requests need Authorization: Bearer TOKEN (the --admin-token)\n',
+    );
     return;
   }
   const url = new URL(req.url ?? '/', 'http://admin');
@@ -56,12 +66,12 @@ export function handleAdmin(req: IncomingMessage, res: ServerResponse, path: str
   reply(res, 404, 'admin: POST /admin/ready?state=false|true, GET or POST /admin/faults\n');
 }
 
-/** Loopback clients always; others only with the bearer token, and never without one configured. */
+/** With a token, whoever carries it (loopback too); without one, loopback clients only. */
 export function authorized(req: Pick<IncomingMessage, 'headers'> & { socket: { remoteAddress?: string | undefined } }, token: string | undefined): boolean {
-  const address = req.socket.remoteAddress ?? '';
-  const loopback = address === '::1' || address.startsWith('127.') || address.startsWith('::ffff:127.') || isIP(address) === 0;
-  if (loopback) return true;
-  if (token === undefined) return false;
+  if (token === undefined) {
+    const address = req.socket.remoteAddress ?? '';
+    return address === '::1' || address.startsWith('127.') || address.startsWith('::ffff:127.') || isIP(address) === 0;
+  }
   const given = Buffer.from(/^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1] ?? '');
   const expected = Buffer.from(token);
   return given.length === expected.length && timingSafeEqual(given, expected);

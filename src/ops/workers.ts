@@ -8,11 +8,16 @@ import { removeStaleSocket } from '../server/listener.js';
 import { addStats, emptyStats, type ServerStats } from '../server/stats.js';
 import type { Logger } from '../core/log.js';
 
+/** A worker's metrics as prom-client's `getMetricsAsJSON()` gives them, for `AggregatorRegistry.aggregate`. */
+export type MetricsJson = Array<{ name: string; type: unknown; values: unknown[] }>;
+
 /** Messages between the primary and its workers. */
 export type WorkerMessage =
   | { type: 'echoplex:listening'; urls: string[] }
   | { type: 'echoplex:stats-request'; id: number }
-  | { type: 'echoplex:stats'; id: number; stats: ServerStats };
+  | { type: 'echoplex:stats'; id: number; stats: ServerStats }
+  | { type: 'echoplex:metrics-request'; id: number }
+  | { type: 'echoplex:metrics'; id: number; metrics: MetricsJson };
 
 export interface PrimaryOptions {
   workers: number;
@@ -29,6 +34,8 @@ export interface PrimaryOptions {
 }
 
 const RESTART_WINDOW_MS = 10_000;
+/** How often the primary reads its workers' totals, so that a worker killed between scrapes loses little. */
+const TOTALS_POLL_MS = 2000;
 const MAX_RESTARTS_IN_WINDOW = 10;
 const STATS_TIMEOUT_MS = 1000;
 
@@ -42,7 +49,16 @@ export class WorkerPool {
   #started = false;
   #shuttingDown = false;
   #nextRequest = 1;
-  readonly #pendingStats = new Map<number, (stats: ServerStats) => void>();
+  readonly #pending = new Map<number, (reply: ServerStats | MetricsJson | undefined) => void>();
+  /**
+   * The newest figures each worker gave, and what workers that died had counted: totals stay
+   * monotonic across a worker's death and restart (Prometheus reads a drop as a counter reset).
+   */
+  readonly #lastStats = new Map<Worker, ServerStats>();
+  readonly #lastMetrics = new Map<Worker, MetricsJson>();
+  #retiredStats = emptyStats();
+  #retiredMetrics: MetricsJson = [];
+  #poll: NodeJS.Timeout | undefined;
   #onStartFailed: ((err: Error) => void) | undefined;
   #onAllListening: ((urls: string[]) => void) | undefined;
   #onGaveUp: (() => void) | undefined;
@@ -76,15 +92,46 @@ export class WorkerPool {
     return `${this.#listening.size} of ${this.#target} workers listening`;
   }
 
-  /** Every listening worker's counters, added up. A worker that does not answer in time is left out. */
+  /**
+   * Every worker's counters, added up, with what dead workers had counted. A worker that does
+   * not answer in time counts with its last answer.
+   */
   async stats(): Promise<ServerStats> {
-    const readings = await Promise.all([...this.#listening].map((worker) => this.#statsOf(worker)));
-    return readings.reduce<ServerStats>((total, stats) => (stats ? addStats(total, stats) : total), emptyStats());
+    await Promise.all([...this.#listening].map((worker) => this.#ask(worker, 'stats')));
+    const total = addStats(emptyStats(), this.#retiredStats);
+    for (const worker of this.#listening) {
+      const stats = this.#lastStats.get(worker);
+      if (stats !== undefined) addStats(total, stats);
+    }
+    return total;
+  }
+
+  /**
+   * Every worker's Prometheus metrics, aggregated as prom-client's cluster support does, with
+   * the counters and histograms of workers that died added in (their gauges are gone with them).
+   */
+  async metrics(): Promise<string> {
+    await Promise.all([...this.#listening].map((worker) => this.#ask(worker, 'metrics')));
+    const { AggregatorRegistry } = await import('prom-client');
+    const live = [...this.#listening].map((worker) => this.#lastMetrics.get(worker)).filter((metrics) => metrics !== undefined);
+    return AggregatorRegistry.aggregate([...live, this.#retiredMetrics]).metrics();
+  }
+
+  /** Reads every worker's totals now and then (with metrics on), so a worker's death loses little. */
+  pollTotals(metrics: boolean): void {
+    this.#poll = setInterval(() => {
+      for (const worker of this.#listening) {
+        void this.#ask(worker, 'stats');
+        if (metrics) void this.#ask(worker, 'metrics');
+      }
+    }, TOTALS_POLL_MS);
+    this.#poll.unref();
   }
 
   /** Asks every worker to drain (SIGTERM) and resolves once all have exited; SIGKILL after `timeoutMs`. */
   async shutdown(timeoutMs: number): Promise<number> {
     this.#shuttingDown = true;
+    clearInterval(this.#poll);
     const workers = Object.values(cluster.workers ?? {}).filter((worker): worker is Worker => worker !== undefined);
     const exits = workers.map((worker) => new Promise<void>((resolve) => (worker.isDead() ? resolve() : worker.once('exit', () => resolve()))));
     for (const worker of workers) worker.process.kill('SIGTERM');
@@ -122,12 +169,31 @@ export class WorkerPool {
         this.#onAllListening?.(message.urls);
       }
     } else if (message.type === 'echoplex:stats') {
-      this.#pendingStats.get(message.id)?.(message.stats);
+      this.#lastStats.set(worker, message.stats);
+      this.#pending.get(message.id)?.(message.stats);
+    } else if (message.type === 'echoplex:metrics') {
+      this.#lastMetrics.set(worker, message.metrics);
+      this.#pending.get(message.id)?.(message.metrics);
     }
+  }
+
+  /** Keeps what a worker that died had counted. */
+  async #retire(worker: Worker): Promise<void> {
+    const stats = this.#lastStats.get(worker);
+    this.#lastStats.delete(worker);
+    if (stats !== undefined) this.#retiredStats = addStats(this.#retiredStats, { ...stats, connectionsActive: 0 });
+    const metrics = this.#lastMetrics.get(worker);
+    this.#lastMetrics.delete(worker);
+    if (metrics === undefined) return;
+    // Only what only grows: a dead worker has no connections open, heap or event-loop lag.
+    const kept = metrics.filter((metric) => metric.type === 'counter' || metric.type === 'histogram');
+    const { AggregatorRegistry } = await import('prom-client');
+    this.#retiredMetrics = (await AggregatorRegistry.aggregate([this.#retiredMetrics, kept]).getMetricsAsJSON()) as unknown as MetricsJson;
   }
 
   #exited(worker: Worker, code: number | null, signal: string | null): void {
     this.#listening.delete(worker);
+    void this.#retire(worker);
     if (this.#shuttingDown) return;
     const how = signal ? `killed by ${signal}` : `exited with status ${code}`;
     if (!this.#started) {
@@ -149,23 +215,27 @@ export class WorkerPool {
     this.#fork();
   }
 
-  #statsOf(worker: Worker): Promise<ServerStats | undefined> {
+  /** Asks a worker for its stats or metrics; the answer lands in #lastStats or #lastMetrics. Resolves when it came or timed out. */
+  #ask(worker: Worker, what: 'stats' | 'metrics'): Promise<void> {
     const id = this.#nextRequest++;
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => done(undefined), STATS_TIMEOUT_MS);
-      const done = (stats: ServerStats | undefined) => {
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(done, STATS_TIMEOUT_MS);
+      function done() {
         clearTimeout(timer);
-        this.#pendingStats.delete(id);
-        resolve(stats);
-      };
-      this.#pendingStats.set(id, done);
-      const request: WorkerMessage = { type: 'echoplex:stats-request', id };
+        resolve();
+      }
+      this.#pending.set(id, () => {
+        this.#pending.delete(id);
+        done();
+      });
+      const request: WorkerMessage = what === 'stats' ? { type: 'echoplex:stats-request', id } : { type: 'echoplex:metrics-request', id };
       try {
         worker.send(request);
       } catch {
-        done(undefined);
+        this.#pending.delete(id);
+        done();
       }
-    });
+    }).finally(() => this.#pending.delete(id));
   }
 }
 
@@ -202,12 +272,12 @@ export async function runPrimary(options: PrimaryOptions): Promise<void> {
   const urls = await pool.start();
   if (options.metrics) {
     const [{ AggregatorRegistry }, { startMetricsServer }] = await Promise.all([import('prom-client'), import('./metrics.js')]);
-    const aggregator = new AggregatorRegistry();
+    pool.pollTotals(true);
     const metrics = await startMetricsServer(
       {
-        // prom-client asks each worker for its registry and adds the figures up.
-        metrics: () => aggregator.clusterMetrics(),
-        contentType: aggregator.contentType,
+        // Each worker's registry, added up as prom-client's cluster support does, and dead workers' counts kept.
+        metrics: () => pool.metrics(),
+        contentType: AggregatorRegistry.PROMETHEUS_CONTENT_TYPE,
         stats: () => pool.stats(),
         readiness: () => ({ ready: pool.ready, state: pool.state }),
       },

@@ -23,6 +23,9 @@ export interface BenchTarget {
   tlsInsecure?: boolean;
   /** With `tls`: trust this PEM CA as well as the system's. */
   tlsCa?: string | Buffer;
+  /** With `tls`: present this PEM client certificate and key (for servers that require one: mTLS). */
+  tlsCert?: string | Buffer;
+  tlsKey?: string | Buffer;
   /** Send datagrams: one message per datagram, one reply expected per message. */
   udp?: boolean;
   /** Open each connection with a PROXY protocol header of this version, naming our own address. */
@@ -66,6 +69,8 @@ export function resolveTarget(options: Partial<BenchTarget>): BenchTarget {
     ...(options.tls !== undefined && { tls: options.tls }),
     ...(options.tlsInsecure !== undefined && { tlsInsecure: options.tlsInsecure }),
     ...(options.tlsCa !== undefined && { tlsCa: options.tlsCa }),
+    ...(options.tlsCert !== undefined && { tlsCert: options.tlsCert }),
+    ...(options.tlsKey !== undefined && { tlsKey: options.tlsKey }),
     ...(options.udp !== undefined && { udp: options.udp }),
     ...(options.proxyProtocol !== undefined && { proxyProtocol: options.proxyProtocol }),
     ...(options.websocket !== undefined && { websocket: options.websocket }),
@@ -138,6 +143,11 @@ function proxyHeader(version: 1 | 2, source: ProxyEndpoint | undefined, destinat
   return version === 2 ? encodeProxyV2({ source, destination }) : encodeProxyV1({ source, destination });
 }
 
+/** The client certificate and key to present, for tls.connect. */
+function clientIdentity(target: BenchTarget): { cert?: string | Buffer; key?: string | Buffer } {
+  return target.tlsCert !== undefined && target.tlsKey !== undefined ? { cert: target.tlsCert, key: target.tlsKey } : {};
+}
+
 function openTlsSocket(target: BenchTarget, events: BenchSocketEvents): BenchSocket {
   const socket = tls.connect({
     host: target.host,
@@ -145,6 +155,7 @@ function openTlsSocket(target: BenchTarget, events: BenchSocketEvents): BenchSoc
     ...(net.isIP(target.host) === 0 && { servername: target.host }),
     rejectUnauthorized: !target.tlsInsecure,
     ...(target.tlsCa !== undefined && { ca: [...tls.rootCertificates, target.tlsCa.toString()] }),
+    ...clientIdentity(target),
   });
   socket.setNoDelay(true);
   socket.once('secureConnect', () => events.connected());
@@ -184,6 +195,7 @@ function openWebSocket(target: BenchTarget, websocket: WebSocketTarget, events: 
       ...(net.isIP(target.host) === 0 && { servername: target.host }),
       rejectUnauthorized: !target.tlsInsecure,
       ...(target.tlsCa !== undefined && { ca: [...tls.rootCertificates, target.tlsCa.toString()] }),
+      ...clientIdentity(target),
     }),
   });
   socket.once('open', () => events.connected());
