@@ -68,19 +68,22 @@ for (;;) {
       try {
         const data = r.recv(1024);
         if (data.length > 0) {
-          print(`收到来自[${peers.get(r)![0]}]的数据:`, data);
+          // The seed: print("收到来自[%s]的数据:" % r.getpeername()[0], data)
+          print(`received from [${peers.get(r)![0]}]:`, data);
           queue.push(data);
           if (!outputs.includes(r)) outputs.push(r);
           if (queuedBytes(queue) > MAX_QUEUED_BYTES) remove(inputs, r);
         } else {
-          print('客户端断开了');
+          // The seed: print('客户端断开了')
+          print('client disconnected');
           remove(inputs, r);
           if (queue.length === 0) forget(r);
           else closing.add(r);
         }
       } catch (err) {
         if (!(err instanceof OSError)) throw err; // ConnectionResetError and its kin
-        print('客户端异常断开了', r);
+        // The seed: print("客户端异常断开了", r)
+        print('client disconnected abnormally', r);
         forget(r);
       }
     }
@@ -99,7 +102,8 @@ for (;;) {
       const sent = w.send(reply);
       if (sent < reply.length) queue.unshift(next_msg.subarray(sent));
     } catch (err) {
-      print('客户端异常断开了', w);
+      // The seed: print('客户端异常断开了', w)
+      print('client disconnected abnormally', w);
       forget(w);
       continue;
     }

@@ -1,7 +1,9 @@
 // The built CLI as a user runs it: exit statuses, messages, the listening line, signals.
 
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import net from 'node:net';
@@ -9,10 +11,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { addonAbsence } from '../src/native/addon.js';
 import { runCli, spawnCli, startServe } from './helpers/cli.js';
 import { connectTo, readToEnd } from './helpers/sockets.js';
-import { waitUntil } from './helpers/timeout.js';
+import { waitUntil, withTimeout } from './helpers/timeout.js';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
 describe('echoplex --version', () => {
   const packageVersion = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -89,6 +94,26 @@ describe('echoplex serve', () => {
     assert.ok(received.equals(payload));
     const exit = await server.exited().finally(() => server.child.kill('SIGKILL'));
     assert.deepEqual(exit, { code: 0, signal: null }, server.stderr());
+  });
+});
+
+describe('npm start', () => {
+  it('passes a kill -TERM on to the server, which drains and exits instead of being orphaned', async () => {
+    const npm = spawn('npm', ['start', '--', '--port', '0', '-q'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    npm.stdout!.setEncoding('utf8').on('data', (s: string) => (output += s));
+    npm.stderr!.setEncoding('utf8').on('data', (s: string) => (output += s));
+    try {
+      await waitUntil(() => /listening on tcp:\/\/127\.0\.0\.1:\d+/.test(output), 20_000, 'npm start to listen');
+      const port = Number(/listening on tcp:\/\/127\.0\.0\.1:(\d+)/.exec(output)![1]);
+      npm.kill('SIGTERM');
+      await withTimeout(once(npm, 'exit'), 10_000, 'npm to exit');
+      await waitUntil(() => /shut down/.test(output), 5000, 'the server to drain');
+      // Nothing answers on the port: no orphaned server.
+      await assert.rejects(connectTo(port));
+    } finally {
+      npm.kill('SIGKILL');
+    }
   });
 });
 

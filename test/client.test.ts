@@ -11,7 +11,7 @@ import { runClient } from '../src/index.js';
 import { CLI, runCli, startServe } from './helpers/cli.js';
 import { findProgram } from './helpers/peers.js';
 import { startServer } from './helpers/sockets.js';
-import { waitUntil, withTimeout } from './helpers/timeout.js';
+import { delay, waitUntil, withTimeout } from './helpers/timeout.js';
 
 const SCRIPT = findProgram(['script', '/usr/bin/script'], ['--version']);
 
@@ -139,6 +139,27 @@ describe('client --udp', () => {
 });
 
 describe('client on a terminal', () => {
+  it('on Ctrl-C while a reply is stalled, says it is waiting and that a second Ctrl-C quits', { skip: SCRIPT === undefined && 'script (util-linux) is not installed' }, async () => {
+    const server = await startServe(['--quiet', '--delay', '30']);
+    const child = spawn(SCRIPT!, ['-qfec', `${process.execPath} ${CLI} client --port ${server.port}`, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const exited = once(child, 'exit');
+    let output = '';
+    child.stdout.setEncoding('utf8').on('data', (text: string) => (output += text));
+    try {
+      await waitUntil(() => output.includes('>:'), 10_000, 'the prompt');
+      child.stdin.write('hello\r');
+      await delay(200);
+      child.stdin.write('\x03');
+      await waitUntil(() => /waiting up to 5 s for the replies still owed; Ctrl-C again to quit now/.test(output), 5000, 'the notice');
+      child.stdin.write('\x03');
+      const [code] = (await withTimeout(exited, 5000, 'the client to quit on the second Ctrl-C')) as [number | null];
+      assert.equal(code, 130);
+    } finally {
+      child.kill('SIGKILL');
+      await server.stop('SIGKILL');
+    }
+  });
+
   // script(1) gives the client a pseudo-terminal, as a person at the prompt has: its stdin then
   // stays open, and a client that failed must still exit without waiting for another line.
   for (const [kind, serveArgs, url] of [

@@ -8,7 +8,11 @@ import { join } from 'node:path';
 import net from 'node:net';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { emptyStats } from '../src/server/stats.js';
+import { runCli, startServe } from './helpers/cli.js';
 import { findProgram, skipUnless } from './helpers/peers.js';
+import { connectTo, readToEnd } from './helpers/sockets.js';
+import { waitUntil } from './helpers/timeout.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 // Inside the package, so that `import ... from 'echoplex'` resolves to dist/ by the exports map.
@@ -80,5 +84,54 @@ describe('recipes in the docs', () => {
     const deadline = Date.now() + 5000;
     while (!(await portsFree([7000, 7001, 7002])) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
     assert.ok(await portsFree([7000, 7001, 7002]), 'the recipe left something listening');
+  });
+});
+
+describe('samples in the README match what the commands print', () => {
+  const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+
+  it('the ping sample has the lines a real ping prints, and its time adds up for 3 pings a second apart', async () => {
+    const sample = /```\n\$ npx echoplex ping --port 1234 -c 3\n([\s\S]*?)```/.exec(readme)?.[1];
+    assert.ok(sample, 'the ping sample');
+    const serve = await startServe(['-q']);
+    try {
+      const run = await runCli(['ping', '--port', String(serve.port), '-c', '3', '-i', '0.1']);
+      assert.equal(run.code, 0, run.stderr);
+      for (const line of sample.split('\n').filter((l) => l !== '' && l !== '...')) {
+        // The sample's numbers and port are one run's; the words and layout must be the command's.
+        const shape = new RegExp(`^${line.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&').replace(/\d+(\\\.\d+)?/g, '\\d+(\\.\\d+)?')}$`, 'm');
+        assert.match(run.stdout, shape, `README line: ${line}`);
+      }
+      const time = Number(/time (\d+) ms/.exec(sample)![1]);
+      assert.ok(time >= 2000 && time < 2100, `3 pings 1 s apart take about 2 s, the sample says ${time} ms`);
+    } finally {
+      await serve.stop();
+    }
+  });
+
+  it('the JSON log fields it names are the ones logged', async () => {
+    const row = readme.split('\n').find((line) => line.startsWith('| `--log-format'));
+    assert.ok(row);
+    const named = [...row.matchAll(/`([a-zA-Z]+)`/g)].map((m) => m[1]!).filter((name) => !['json', 'text'].includes(name));
+    const serve = await startServe(['--log-format', 'json']);
+    try {
+      const socket = await connectTo(serve.port);
+      socket.end('hi');
+      await readToEnd(socket);
+      await waitUntil(() => serve.stdout().includes('"event":"close"') || serve.stderr().includes('"event":"close"'), 5000, 'the close event');
+      const events = (serve.stdout() + serve.stderr()).split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as Record<string, unknown>);
+      const logged = new Set(events.flatMap((event) => Object.keys(event)));
+      for (const name of named) assert.ok(logged.has(name), `README names ${name}, which no event has: ${[...logged].join(', ')}`);
+      const close = events.find((event) => event['event'] === 'close')!;
+      for (const key of ['bytesReceived', 'bytesSent', 'reason']) assert.ok(named.includes(key), `README leaves out ${key}`);
+      assert.equal(close['bytesReceived'], 2);
+    } finally {
+      await serve.stop();
+    }
+  });
+
+  it('lists every kind of errors_total the server counts', () => {
+    const list = /error kinds are ([^)]*)\)/.exec(readme.replace(/\n/g, ' '))?.[1] ?? '';
+    for (const kind of Object.keys(emptyStats().errors)) assert.match(list, new RegExp(`\`${kind}\``), `errors_total{kind="${kind}"} is not in the README`);
   });
 });

@@ -131,7 +131,7 @@ describe('--admin', () => {
       assert.equal((await request(`${url}/readyz`)).status, 200);
       assert.equal((await request(`${url}/admin/ready?state=maybe`, { method: 'POST' })).status, 400);
 
-      assert.deepEqual(await request(`${url}/admin/faults`), { status: 200, body: '\n' });
+      assert.deepEqual(await request(`${url}/admin/faults`), { status: 200, body: 'none\n' });
       assert.deepEqual(await request(`${url}/admin/faults`, { method: 'POST', body: 'close=1' }), { status: 200, body: 'close=1\n' });
       const closed = await connectTo(server.port);
       const nothing = readToEnd(closed);

@@ -33,6 +33,9 @@ suite('status page in Chromium', skipUnless(CHROMIUM, 'chromium', 'chromium'), (
       await waitForText(page, '#state', /^live$/);
       const idle = await page.textContent('#connections');
       assert.equal(idle, '0');
+      // Nothing has gone wrong: the errors chart's top says 0, not the scale's 1.
+      await waitForText(page, '#max-errors', /top: 0\.0\/s/);
+      assert.equal(await page.textContent('#resets'), '0');
       // Labels say what is counted: raw TCP has bytes, not messages, and the span is the charts'.
       assert.equal(await page.textContent('#messages-label'), 'messages /s');
       assert.match((await page.getAttribute('#messages', 'title')) ?? '', /WebSocket messages/);

@@ -36,8 +36,18 @@ suite('WebSocket echo page in Chromium', skipUnless(CHROMIUM, 'chromium', 'chrom
       await page.fill('#message', 'bytes');
       await page.press('#message', 'Enter');
       await page.locator('#log .echo', { hasText: 'binary (5 bytes): BYTES' }).waitFor({ timeout: 10_000 });
+      // Sent and echoed lines are told apart in words, and a long line stays in the box.
+      const marker = (kind: string) => page.evaluate<string>(`getComputedStyle(document.querySelector('#log .${kind}'), '::before').content`);
+      assert.match(await marker('sent'), /sent:/);
+      assert.match(await marker('echo'), /echoed:/);
+      await page.uncheck('#binary');
+      await page.fill('#message', 'x'.repeat(600));
+      await page.click('#send');
+      await page.locator('#log .echo', { hasText: 'X'.repeat(600) }).waitFor({ timeout: 10_000 });
+      const overflow = await page.evaluate<number>(`(() => { const log = document.getElementById('log'); return log.scrollWidth - log.clientWidth; })()`);
+      assert.ok(overflow <= 0, `a long line runs ${overflow}px out of the log`);
 
-      assert.equal(running.server.stats().messages.ws, 2);
+      assert.equal(running.server.stats().messages.ws, 3);
       assert.deepEqual(external, [], 'the page loads nothing from elsewhere');
       assert.deepEqual(consoleErrors, [], 'no errors (a CSP violation would be one)');
       await page.close();

@@ -153,6 +153,7 @@ export class BenchConnection extends SocketConnection implements OwedReplies {
       // A message of the wrong kind or length is one wrong reply, whatever its bytes.
       run.mismatchedBytes += length;
       run.errorsByKind.corrupt++;
+      run.firstWrongReply ??= Buffer.from(bytes.subarray(0, length));
       return this.#take(this.#owed > 0 ? 'head' : 'none');
     }
     let answered = 0;
@@ -215,6 +216,7 @@ export class BenchConnection extends SocketConnection implements OwedReplies {
     const run = this.run;
     const { kind, takes } = classifyReply(run.codec, frame, this);
     run.errorsByKind[kind]++;
+    run.firstWrongReply ??= frame;
     run.mismatchedBytes += this.#extra ? frame.length : differingBytes(frame, this.#expected!);
     return this.#take(takes);
   }

@@ -62,6 +62,7 @@ export class DatagramConnection extends SocketConnection {
     if (id === undefined) {
       run.mismatchedBytes += length;
       run.errorsByKind.corrupt++;
+      run.firstWrongReply ??= Buffer.from(bytes.subarray(0, length));
       return 0;
     }
     if (run.codec.connectionDigits > 0 && id.connection !== this.connection % CONNECTION_MODULUS) {

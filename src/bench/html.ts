@@ -9,6 +9,7 @@ import { createRequire } from 'node:module';
 import type { BenchResult } from './settings.js';
 import { describeConnects, describeEngine, describeLoadCpu, describeSendLag, describeSettings, describeVerification, errorSummary, formatBytesPerSecond, passed } from './report.js';
 import { describeBroken } from './thresholds.js';
+import { counted } from '../core/errors.js';
 
 const require = createRequire(import.meta.url);
 let library: { script: string; style: string } | undefined;
@@ -38,7 +39,7 @@ export function renderHtmlReport(result: BenchResult, generatedAt = new Date()):
     ['Checked', describeVerification(result)],
     ['Mismatched bytes', String(result.mismatchedBytes)],
     ['Bench CPU', `${describeLoadCpu(result)}, ${describeEngine(result)}`],
-    ...(result.generators !== undefined ? [['Generators', `${result.generators} runs merged`] as [string, string]] : []),
+    ...(result.generators !== undefined ? [['Generators', `${counted(result.generators, 'run')} merged`] as [string, string]] : []),
   ];
   const { script, style } = uplot();
   const data = {

@@ -130,6 +130,7 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
     errors: run.errors,
     errorsByKind: { ...run.errorsByKind },
     mismatchedBytes: run.mismatchedBytes,
+    firstWrongReply: run.firstWrongReply === undefined ? null : printable(run.firstWrongReply),
     timeline: wholeSeconds(run.timeline, durationSeconds),
     latencyTimeline: secondSummaries(run.secondHistograms, durationSeconds),
     errorTimeline: wholeSeconds(run.errorTimeline, durationSeconds),
@@ -153,6 +154,13 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
  */
 function nativeEngineFits(settings: Settings): boolean {
   return settings.engine === 'native' && !settings.hello && settings.rate === undefined && settings.messagesPerConnection === undefined && adoptable(settings.target);
+}
+
+/** The first bytes of `bytes` as text a person can read: printable ASCII, and \xHH for the rest. */
+function printable(bytes: Buffer): string {
+  let text = '';
+  for (const byte of bytes.subarray(0, 80)) text += byte >= 0x20 && byte < 0x7f ? String.fromCharCode(byte) : `\\x${byte.toString(16).padStart(2, '0')}`;
+  return bytes.length > 80 ? `${text}...` : text;
 }
 
 /** Over UDP with a built-in expectation, datagrams are matched to their messages by number. */

@@ -171,6 +171,7 @@ export class NativeBenchConnection implements LoadConnection {
     const owed = { connection: this.connection, head, next, owes: (sequence: number) => handle !== undefined && this.binding.benchOwes(handle, sequence) };
     const { kind, takes } = classifyReply(run.codec, frame, owed);
     run.errorsByKind[kind]++;
+    run.firstWrongReply ??= frame;
     run.mismatchedBytes += extra ? frame.length : differingBytes(frame, run.codec.reply(this.connection, head));
     if (takes === 'none') return TAKES_NONE;
     run.answeredWrongly();

@@ -1,5 +1,6 @@
 // Renders bench results for people: a compact table, and the failure summary behind exit status 1.
 
+import { counted } from '../core/errors.js';
 import { wrongReplies, type BenchResult, type DatagramCounts, type RateSearch } from './settings.js';
 import { judgesErrors, type ThresholdOutcome } from './thresholds.js';
 
@@ -20,7 +21,7 @@ export function formatBytesPerSecond(bytesPerSecond: number): string {
 export function describeSettings(result: BenchResult): string {
   const churn = result.messagesPerConnection !== null ? `, a new connection every ${integer.format(result.messagesPerConnection)} messages` : '';
   const load = result.rate !== null ? `open loop at ${integer.format(result.rate)} msg/s` : `pipeline ${result.pipeline}${churn}`;
-  return `${result.target}, ${result.connections} connections, ${result.size}-byte ${result.lines ? 'lines' : 'messages'}, ${load}, expect ${result.expectPrefix !== null ? `${JSON.stringify(result.expectPrefix)} + ` : ''}${result.expect}`;
+  return `${result.target}, ${counted(result.connections, 'connection')}, ${result.size}-byte ${result.lines ? 'lines' : 'messages'}, ${load}, expect ${result.expectPrefix !== null ? `${JSON.stringify(result.expectPrefix)} + ` : ''}${result.expect}`;
 }
 
 export function formatTable(result: BenchResult): string {

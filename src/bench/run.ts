@@ -63,6 +63,8 @@ export class Run {
   /** The first error an open connection failed with (over UDP, a refused port shows only here). */
   firstSocketError: NodeJS.ErrnoException | undefined;
   readonly errorsByKind: Record<BenchErrorKind, number> = emptyErrorCounts();
+  /** The first reply that was not right, to show what the server sent instead. */
+  firstWrongReply: Buffer | undefined;
   /** The number the next connection's messages carry (message.ts). */
   nextConnection = 0;
   /** Open loop: how late each measured message went out behind its schedule. */

@@ -142,6 +142,8 @@ export interface BenchResult {
   errors: number;
   errorsByKind: Record<BenchErrorKind, number>;
   mismatchedBytes: number;
+  /** The first reply that was wrong, its first bytes as text (others as \\xHH): what the server sent instead. */
+  firstWrongReply?: string | null;
   /** Measured messages completed in each second of the run. */
   timeline: number[];
   /**

@@ -5,7 +5,7 @@ import { dirname, resolve } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import type { RunStep } from '../bench/capacity.js';
 import { wrongReplies, type BenchOptions, type BenchResult, type RateStep } from '../bench/settings.js';
-import { UsageError } from '../core/errors.js';
+import { EchoplexError, UsageError } from '../core/errors.js';
 import { ENGINE_CHOICES, type EngineChoice } from '../native/engine.js';
 import { envOption } from './environment.js';
 import { parsePositiveInteger, parseSeconds, parseSize } from './parsers.js';
@@ -197,7 +197,13 @@ async function bench(flags: BenchFlags): Promise<number> {
     stop.abort();
   };
   process.once('SIGINT', onInterrupt);
-  const result = await runSchedule(flags, { ...options, signal: stop.signal }, runBench).finally(() => process.off('SIGINT', onInterrupt));
+  const result = await runSchedule(flags, { ...options, signal: stop.signal }, runBench)
+    .catch((err: unknown) => {
+      // --json promises one object on stdout: a run that could not start is one too.
+      if (flags.json && err instanceof EchoplexError) process.stdout.write(`${JSON.stringify({ error: { code: err.code, message: err.message } })}\n`);
+      throw err;
+    })
+    .finally(() => process.off('SIGINT', onInterrupt));
   if (progressLine) process.stdout.write('\r\x1b[K');
   if (flags.json) {
     const { percentiles: _curve, ...summary } = result;
@@ -228,8 +234,9 @@ async function bench(flags: BenchFlags): Promise<number> {
       );
     }
     if (wrongReplies(result.errorsByKind) > 0) process.stderr.write('echoplex bench: (wrong replies: an echo server never sends another message than the one it was sent, whatever --threshold allows)\n');
-    const hint = timeoutHint(result, flags.lines === true);
-    if (hint !== undefined) process.stderr.write(`echoplex bench: (${hint})\n`);
+    for (const hint of [timeoutHint(result, flags.lines === true), wrongReplyHint(result), closedHint(result)]) {
+      if (hint !== undefined) process.stderr.write(`echoplex bench: (${hint})\n`);
+    }
     return 1;
   }
   if (reportFailed) return 1;
@@ -243,9 +250,31 @@ function parseProxyVersion(value: string): 1 | 2 {
   throw new InvalidArgumentError(`"${value}" is not a PROXY protocol version (1 or 2).`);
 }
 
+/** What the first wrong reply was, and what the server seems to speak when it tells. */
+function wrongReplyHint(result: BenchResult): string | undefined {
+  const first = result.firstWrongReply;
+  if (first === undefined || first === null) return undefined;
+  const speaks = first.startsWith('HTTP/')
+    ? ': the server answers in HTTP (a WebSocket port wants a ws:// URL)'
+    : first.startsWith('{"instance"')
+      ? ': the server opens each connection with a hello line (serve --hello): add --hello'
+      : first.startsWith('error: ')
+        ? ': the server refused a message (a line server wants --lines)'
+        : '';
+  return `the first wrong reply began ${JSON.stringify(first)}${speaks}`;
+}
+
+/** Every connection closed before a single reply: a server that refuses, not a slow one. */
+function closedHint(result: BenchResult): string | undefined {
+  if (result.messagesTotal > 0 || result.errorsByKind.closed === 0 || result.errorsByKind.closed < result.connections) return undefined;
+  return 'the server closed every connection before answering anything: is it an echo server, and does it take this transport (TLS, PROXY header, WebSocket)?';
+}
+
 /** What replies that never came most likely mean, judged by whether any reply came at all. */
 function timeoutHint(result: BenchResult, lines: boolean): string | undefined {
   if (result.errorsByKind.timeout === 0) return undefined;
+  // A datagram is lost without a word: no listen backlog or stalled connection is involved.
+  if (result.datagrams !== null) return 'datagrams whose reply did not come within --timeout are counted lost: UDP may drop them, and a server slower than that needs a longer --timeout';
   // Random bytes leave a server that answers whole lines waiting for the rest of a line: no
   // reply ever comes. Replies to some connections and none to others point at the server.
   if (result.messagesTotal === 0) {

@@ -19,6 +19,39 @@ export function envOption(flags: string, description: string): Option {
   return option.long ? option.env(environmentVariableFor(option.long)) : option;
 }
 
+/** ECHOPLEX_ variables read by other means than a flag (the build's own and the test suite's). */
+const OTHER_VARIABLES = ['ECHOPLEX_DEBUG', 'ECHOPLEX_REQUIRE_PEERS', 'ECHOPLEX_BASELINE', 'ECHOPLEX_WORKER_TLS_CERT', 'ECHOPLEX_WORKER_TLS_KEY'];
+
+/**
+ * One warning line for each ECHOPLEX_ variable set that no command reads, naming the closest
+ * one that is read: `ECHOPLEX_PROT=5` would otherwise be ignored without a word.
+ */
+export function unknownVariableWarnings(root: Command, env: NodeJS.ProcessEnv = process.env): string[] {
+  const known = new Set(OTHER_VARIABLES);
+  const collect = (command: Command): void => {
+    for (const option of command.options) if (option.envVar !== undefined) known.add(option.envVar);
+    command.commands.forEach(collect);
+  };
+  collect(root);
+  return Object.keys(env)
+    .filter((name) => name.startsWith('ECHOPLEX_') && !known.has(name))
+    .map((name) => {
+      const closest = [...known].sort((a, b) => editDistance(name, a) - editDistance(name, b))[0];
+      return `echoplex: warning: ${name} is not a variable echoplex reads${closest !== undefined && editDistance(name, closest) <= 3 ? ` (did you mean ${closest}?)` : ''}`;
+    });
+}
+
+/** Levenshtein distance, for suggesting the variable meant. */
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++) row[j] = Math.min(previous[j]! + 1, row[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    previous = row;
+  }
+  return previous[b.length]!;
+}
+
 const TRUE_WORDS = new Set(['1', 'true', 'yes', 'on']);
 const FALSE_WORDS = new Set(['0', 'false', 'no', 'off']);
 

@@ -6,7 +6,7 @@ import { Command, CommanderError, Help, type Option } from 'commander';
 import { EchoplexError, UsageError, WorkerStartError } from '../core/errors.js';
 import { VERSION } from '../core/version.js';
 import { benchCommand } from './bench.js';
-import { readBooleanVariables } from './environment.js';
+import { readBooleanVariables, unknownVariableWarnings } from './environment.js';
 import { clientCommand } from './client.js';
 import { pingCommand } from './ping.js';
 import { serveCommand } from './serve.js';
@@ -14,11 +14,18 @@ import { serveCommand } from './serve.js';
 const EXIT_FAILURE = 1;
 const EXIT_USAGE = 2;
 
-/** Help text without "(default: false)" on every flag that is off unless given. */
+/**
+ * Help text without "(default: false)" on every flag that is off unless given, nor
+ * "(default: [])" on a repeatable one given none.
+ */
 function optionDescription(this: Help, option: Option): string {
-  const shown = option.isBoolean() && option.defaultValue === false ? Object.assign(Object.create(Object.getPrototypeOf(option) as object) as Option, option, { defaultValue: undefined }) : option;
+  const nothing = (option.isBoolean() && option.defaultValue === false) || (Array.isArray(option.defaultValue) && option.defaultValue.length === 0);
+  const shown = nothing ? Object.assign(Object.create(Object.getPrototypeOf(option) as object) as Option, option, { defaultValue: undefined }) : option;
   return Help.prototype.optionDescription.call(this, shown);
 }
+
+/** commander's own messages (an unknown option, a bad value) say who is speaking, as ours do. */
+const OUTPUT = { outputError: (text: string, write: (text: string) => void) => write(`echoplex: ${text}`) };
 
 function program(): Command {
   const root = new Command('echoplex')
@@ -31,9 +38,9 @@ function program(): Command {
     .addCommand(benchCommand())
     .addCommand(pingCommand());
   // Usage errors exit 2, like other Unix tools; commander would exit 1.
-  root.exitOverride();
+  root.exitOverride().configureOutput(OUTPUT);
   const overrideAll = (command: Command): void => {
-    readBooleanVariables(command.exitOverride()).configureHelp({ optionDescription });
+    readBooleanVariables(command.exitOverride()).configureHelp({ optionDescription }).configureOutput(OUTPUT);
     command.commands.forEach(overrideAll);
   };
   root.commands.forEach(overrideAll);
@@ -51,7 +58,10 @@ for (const stream of [process.stdout, process.stderr]) {
 
 async function main(argv: string[]): Promise<void> {
   try {
-    await program().parseAsync(argv);
+    const root = program();
+    // Workers inherit the primary's environment: the primary has said it once.
+    if (!cluster.isWorker) for (const warning of unknownVariableWarnings(root)) process.stderr.write(`${warning}\n`);
+    await root.parseAsync(argv);
   } catch (err) {
     process.exitCode = exitStatus(err);
     // A worker that failed to start must end, for its primary to stop with its status: the

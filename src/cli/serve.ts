@@ -11,7 +11,7 @@ import { createLogger, LOG_FORMATS, LOG_LEVEL_NAMES, type LogFormat, type LogLev
 import { DEFAULT_MAX_CONNECTIONS } from '../server/limits.js';
 import { DEFAULT_MAX_MESSAGE } from '../server/websocket-settings.js';
 import { ENGINE_CHOICES, fallbackNotice, type EngineChoice } from '../native/engine.js';
-import { UsageError } from '../core/errors.js';
+import { counted, UsageError } from '../core/errors.js';
 import { formatFaults } from '../server/faults.js';
 import { envOption } from './environment.js';
 import { parseCidrList, parseNonNegativeInteger, parsePort, parsePortList, parsePositiveInteger, parsePositiveSize, parseSeconds, parseTransform } from './parsers.js';
@@ -115,8 +115,21 @@ export function serveCommand(): Command {
     .action(async (flags: ServeFlags, command: Command) => {
       // `--unix PATH` alone serves only the socket; a port given as well adds TCP.
       const portGiven = command.getOptionValueSource('port') !== 'default';
+      checkDependentFlags(flags, (name) => command.getOptionValueSource(name) !== 'default' && command.getOptionValueSource(name) !== undefined);
       await serve(flags, flags.unix !== undefined && !portGiven ? [] : flags.port);
     });
+}
+
+/** A flag that only means something beside another is a usage error without it, not quietly ignored. */
+function checkDependentFlags(flags: ServeFlags, given: (name: string) => boolean): void {
+  const needs: Array<[string, string, boolean]> = [
+    ['adminToken', '--admin-token applies with --admin', flags.admin],
+    ['proxyTrust', '--proxy-trust applies with --proxy-protocol', flags.proxyProtocol],
+    ['wsDeflate', '--ws-deflate applies with --ws', flags.ws],
+    ['maxMessage', '--max-message applies with --ws', flags.ws],
+    ['faultSeed', '--fault-seed applies with --fault', flags.fault.length > 0],
+  ];
+  for (const [name, message, present] of needs) if (given(name) && !present) throw new UsageError(message);
 }
 
 function parseWorkers(value: string): number {
@@ -167,6 +180,23 @@ async function workerEnvironment(flags: ServeFlags): Promise<Record<string, stri
   const { selfSignedCertificateFor } = await import('../server/tls.js');
   const { cert, key } = await selfSignedCertificateFor(flags.host);
   return { [WORKER_CERT_VARIABLE]: cert, [WORKER_KEY_VARIABLE]: key };
+}
+
+/** What in these flags the native engine does not do, so the portable one serves it. */
+function portableReasons(flags: ServeFlags): string[] {
+  const reasons: Array<[boolean, string]> = [
+    [flags.tlsCert !== undefined || flags.tlsSelfSigned, 'TLS'],
+    [flags.ws, 'WebSocket'],
+    [flags.framing === 'line' || flags.prefix !== undefined, 'line mode'],
+    [flags.proxyProtocol, 'the PROXY protocol'],
+    [flags.delay > 0, '--delay'],
+    [flags.fault.length > 0, '--fault'],
+    [flags.hello, '--hello'],
+    [!isTransformName(flags.transform), 'a transform module'],
+    [flags.unix !== undefined, 'the Unix socket'],
+    [flags.logLevel === 'debug', 'debug logs (a line per chunk)'],
+  ];
+  return reasons.filter(([applies]) => applies).map(([, what]) => what);
 }
 
 function describeSettings(flags: ServeFlags): string {
@@ -221,6 +251,11 @@ async function serve(flags: ServeFlags, ports: number[]): Promise<void> {
   }
   const notice = fallbackNotice(flags.engine);
   if (notice !== undefined) logger.warn({ event: 'engine_fallback' }, notice);
+  const portableOnly = portableReasons(flags);
+  if (flags.engine === 'native' && portableOnly.length > 0) {
+    // Asked for by name, so said: the native engine moves plain TCP bytes and nothing else.
+    logger.warn({ event: 'engine_fallback' }, `--engine native: ${portableOnly.join(', ')} ${portableOnly.length === 1 ? 'is' : 'are'} served by the portable engine (the native one moves plain TCP and UDP bytes only)`);
+  }
   let closeMetrics: (() => Promise<void>) | undefined;
   let signalled = false;
   const onSignal = (signal: NodeJS.Signals) => {
@@ -228,18 +263,18 @@ async function serve(flags: ServeFlags, ports: number[]): Promise<void> {
     // reaches it beside the primary's own, and a second signal is the primary's to act on (SIGKILL).
     if (signalled && cluster.isWorker) return;
     if (signalled) {
-      logger.warn({ event: 'shutdown', signal }, `${signal} again: closing ${server.connections.size} connections now`);
+      logger.warn({ event: 'shutdown', signal }, `${signal} again: closing ${counted(server.connections.size, 'connection')} now`);
       server.destroy();
       process.exit(1);
     }
     signalled = true;
     logger.info(
       { event: 'shutdown', signal, connections: server.connections.size },
-      `${signal}: no longer accepting; draining ${server.connections.size} connections (up to ${flags.shutdownTimeout}s)`,
+      `${signal}: no longer accepting; draining ${counted(server.connections.size, 'connection')} (up to ${flags.shutdownTimeout}s)`,
     );
     void server.close({ timeoutMs: flags.shutdownTimeout * 1000 }).then(({ forced }) => {
       if (forced > 0) {
-        logger.warn({ event: 'shutdown', forced }, `shutdown timeout: closed ${forced} connections that were still open`);
+        logger.warn({ event: 'shutdown', forced }, `shutdown timeout: closed ${counted(forced, 'connection')} that ${forced === 1 ? 'was' : 'were'} still open`);
       }
       logger.info({ event: 'shutdown', forced }, 'shut down');
       void closeMetrics?.();

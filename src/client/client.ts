@@ -215,6 +215,16 @@ async function promptLoop(socket: net.Socket, input: Readable, output: Writable,
     socket.write(`${line}\n`);
   });
 
+  // Ctrl-C ends the input as Ctrl-D does, and says what the client is waiting for, since a
+  // stalled reply would otherwise hold a silent terminal; a second Ctrl-C quits at once.
+  let interrupted = false;
+  lines.on('SIGINT', () => {
+    if (interrupted) process.exit(130);
+    interrupted = true;
+    if (newlinesOwed > 0) output.write(`\n(waiting up to ${finishing.quietMs / 1000} s for the replies still owed; Ctrl-C again to quit now)\n`);
+    lines.close();
+  });
+
   const inputClosed = new Promise<void>((resolve) => lines.once('close', resolve));
   lines.prompt();
 
@@ -245,6 +255,10 @@ async function promptLoop(socket: net.Socket, input: Readable, output: Writable,
 class Finishing {
   readonly #socket: net.Socket;
   readonly #quietMs: number;
+
+  get quietMs(): number {
+    return this.#quietMs;
+  }
   #silent = false;
 
   constructor(socket: net.Socket, quietMs: number) {

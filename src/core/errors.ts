@@ -47,6 +47,11 @@ export class ConnectError extends EchoplexError {
   }
 }
 
+/** `1 connection`, `3 connections`: a count with its noun, for messages. */
+export function counted(count: number, noun: string): string {
+  return `${count} ${count === 1 ? noun : `${noun}s`}`;
+}
+
 /** Node's system errors carry an errno-style string code such as ECONNRESET. */
 export function systemErrorCode(err: unknown): string | undefined {
   if (typeof err === 'object' && err !== null && 'code' in err) {

@@ -48,7 +48,8 @@ export function handleAdmin(req: IncomingMessage, res: ServerResponse, path: str
   if (path === '/admin/faults') {
     const faults = admin.server.faults;
     if (faults === undefined) return reply(res, 404, 'no faults\n');
-    if (req.method === 'GET' || req.method === 'HEAD') return reply(res, 200, `${formatFaults(faults.spec)}\n`);
+    // `none` rather than an empty body, which reads as a failed request.
+    if (req.method === 'GET' || req.method === 'HEAD') return reply(res, 200, `${formatFaults(faults.spec) || 'none'}\n`);
     if (req.method !== 'POST') return reply(res, 405, 'GET or POST /admin/faults\n', { allow: 'GET, POST' });
     readBody(req, (body) => {
       if (body === undefined) return reply(res, 413, `at most ${BODY_LIMIT} bytes\n`);
@@ -59,7 +60,7 @@ export function handleAdmin(req: IncomingMessage, res: ServerResponse, path: str
       }
       const text = formatFaults(faults.spec);
       admin.logger.warn({ event: 'admin', faults: text }, `admin: faults are now: ${text || 'none'}`);
-      reply(res, 200, `${text}\n`);
+      reply(res, 200, `${text || 'none'}\n`);
     });
     return;
   }

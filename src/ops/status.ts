@@ -13,6 +13,8 @@ export interface StatusSample {
   bytesSent: number;
   messages: number;
   errors: number;
+  /** Connections the peer reset: counted in /metrics (errors_total{kind="reset"}), shown apart from errors. */
+  resets: number;
   rejected: number;
 }
 
@@ -29,6 +31,7 @@ export function sampleOf(stats: ServerStats, t: number): StatusSample {
     messages: sum(stats.messages),
     // Resets are a peer's ordinary way of leaving, not something an operator must look at.
     errors: sum(stats.errors) - stats.errors.reset,
+    resets: stats.errors.reset,
     rejected: sum(stats.rejected),
   };
 }
@@ -116,7 +119,8 @@ export const STATUS_PAGE = `<!doctype html>
   <div class="tile"><div class="label">received /s</div><div class="value" id="throughput">&ndash;</div></div>
   <div class="tile"><div class="label">sent /s</div><div class="value" id="sent">&ndash;</div></div>
   <div class="tile"><div class="label" id="messages-label">messages /s</div><div class="value" id="messages" title="Lines in line mode, UDP datagrams and WebSocket messages; a raw TCP stream has no messages, only bytes (received /s)">&ndash;</div></div>
-  <div class="tile"><div class="label">errors (total)</div><div class="value" id="errors">&ndash;</div></div>
+  <div class="tile"><div class="label">errors (total)</div><div class="value" id="errors" title="Every errors_total kind but reset: a peer that resets is leaving, not failing">&ndash;</div></div>
+  <div class="tile"><div class="label">resets by peers (total)</div><div class="value" id="resets" title="errors_total{kind=&quot;reset&quot;} in /metrics">&ndash;</div></div>
   <div class="tile"><div class="label">rejected (total)</div><div class="value" id="rejected">&ndash;</div></div>
 </div>
 <div class="chart"><h2>connections open <span class="max" id="max-connections"></span></h2><svg id="chart-connections" viewBox="0 0 600 120" preserveAspectRatio="none"></svg></div>
@@ -143,14 +147,16 @@ function rates(key) {
 }
 // The time axis spans at least a minute and grows to five, newest sample at the right edge.
 function draw(name, values, color, format) {
-  const max = Math.max(1, ...values);
+  // The scale is at least 1 so that a flat zero lies on the axis; the label says the real top.
+  const top = Math.max(0, ...values);
+  const max = Math.max(1, top);
   const span = Math.min(WINDOW, Math.max(60, values.length));
   const step = 600 / (span - 1);
   const offset = 600 - (values.length - 1) * step;
   const points = values.map((v, i) => (offset + i * step).toFixed(1) + "," + (115 - (v / max) * 105).toFixed(1)).join(" ");
   $("chart-" + name).innerHTML = '<line class="axis" x1="0" y1="115" x2="600" y2="115"/>' +
     (values.length > 1 ? '<polyline class="line" stroke="' + color + '" points="' + points + '"/>' : "");
-  $("max-" + name).textContent = "(top: " + format(max) + ", last " + span + " s)";
+  $("max-" + name).textContent = "(top: " + format(top) + ", last " + span + " s)";
 }
 function render() {
   const last = samples[samples.length - 1];
@@ -163,6 +169,7 @@ function render() {
   $("sent").textContent = bytes(sent[sent.length - 1] || 0);
   $("messages").textContent = Math.round(messages[messages.length - 1] || 0).toLocaleString("en-US");
   $("errors").textContent = last.errors.toLocaleString("en-US");
+  $("resets").textContent = (last.resets ?? 0).toLocaleString("en-US");
   $("rejected").textContent = last.rejected.toLocaleString("en-US");
   draw("connections", samples.map((s) => s.connections), "#3367d6", (v) => String(Math.round(v)));
   draw("throughput", received, "#188038", (v) => bytes(v) + "/s");

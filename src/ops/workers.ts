@@ -3,7 +3,7 @@
 // and serves metrics summed over every worker.
 
 import cluster, { type Worker } from 'node:cluster';
-import { WorkerStartError } from '../core/errors.js';
+import { counted, WorkerStartError } from '../core/errors.js';
 import { removeStaleSocket } from '../server/listener.js';
 import { addStats, emptyStats, type ServerStats } from '../server/stats.js';
 import type { Logger } from '../core/log.js';
@@ -253,7 +253,7 @@ export async function runPrimary(options: PrimaryOptions): Promise<void> {
       process.exit(1);
     }
     signalled = true;
-    logger.info({ event: 'shutdown', signal, workers: options.workers }, `${signal}: draining ${options.workers} workers (up to ${options.shutdownTimeoutSeconds}s)`);
+    logger.info({ event: 'shutdown', signal, workers: options.workers }, `${signal}: draining ${counted(options.workers, 'worker')} (up to ${options.shutdownTimeoutSeconds}s)`);
     void pool.shutdown(options.shutdownTimeoutSeconds * 1000 + 5000).then(async (killed) => {
       if (killed > 0) logger.warn({ event: 'shutdown', killed }, `killed ${killed} workers that did not exit in time`);
       logger.info({ event: 'shutdown' }, 'shut down');

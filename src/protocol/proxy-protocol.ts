@@ -88,7 +88,12 @@ function parseV1(input: Uint8Array): ProxyParseResult {
   const [, , sourceAddress = '', destinationAddress = '', sourcePort = '', destinationPort = ''] = parts;
   const isFamily = family === 'TCP4' ? isIPv4 : family === 'TCP6' ? isIPv6 : undefined;
   if (isFamily === undefined) return invalid(`v1 header has unknown protocol "${family}"`);
-  if (!isFamily(sourceAddress) || !isFamily(destinationAddress)) return invalid(`v1 header has an address that is not ${family}`);
+  for (const [which, address] of [['source', sourceAddress], ['destination', destinationAddress]] as const) {
+    if (isFamily(address)) continue;
+    // Say what is wrong with it: not an address at all (999.2.3.4), or one of the other family.
+    const other = family === 'TCP4' ? isIPv6(address) : isIPv4(address);
+    return invalid(`v1 header's ${which} address "${address}" is ${other ? `an ${family === 'TCP4' ? 'IPv6' : 'IPv4'} address in a ${family} header` : `not an ${family === 'TCP4' ? 'IPv4' : 'IPv6'} address`}`);
+  }
   const sport = parseV1Port(sourcePort);
   const dport = parseV1Port(destinationPort);
   if (sport === undefined || dport === undefined) return invalid('v1 header has an invalid port');

@@ -16,6 +16,9 @@ export const WS_PAGE = `<!doctype html>
   input[type=text] { flex: 1; font: inherit; padding: .3rem .5rem; }
   #log { font: 13px/1.5 ui-monospace, monospace; border: 1px solid #ccc; padding: .5rem; min-height: 8rem; white-space: pre-wrap; }
   .sent { color: #555; } .echo { color: #064; } .event { color: #a50; }
+  /* Which way a line went is said in words, not by colour alone, and a long one wraps in the box. */
+  #log div { overflow-wrap: anywhere; }
+  .sent::before { content: "→ sent: "; font-weight: bold; } .echo::before { content: "← echoed: "; font-weight: bold; }
 </style>
 </head>
 <body>

@@ -92,6 +92,8 @@ describe('PROXY header parser', () => {
     assert.equal(parseProxyHeader(Buffer.from(`PROXY TCP4 ${'1'.repeat(120)}`)).status, 'invalid', 'oversized v1');
     assert.equal(parseProxyHeader(Buffer.from('PROXY TCP4 1.2.3.4 5.6.7.8 1 2\n')).status, 'invalid', 'LF without CR');
     assert.equal(parseProxyHeader(Buffer.from('PROXY TCP4 1.2.3.4 ::1 1 2\r\n')).status, 'invalid', 'mixed families');
+    assert.deepEqual(parseProxyHeader(Buffer.from('PROXY TCP4 1.2.3.4 ::1 1 2\r\n')), { status: 'invalid', reason: 'v1 header\'s destination address "::1" is an IPv6 address in a TCP4 header' });
+    assert.deepEqual(parseProxyHeader(Buffer.from('PROXY TCP4 999.2.3.4 5.6.7.8 1 2\r\n')), { status: 'invalid', reason: 'v1 header\'s source address "999.2.3.4" is not an IPv4 address' });
     assert.equal(parseProxyHeader(Buffer.from('PROXY TCP4 1.2.3.4 5.6.7.8 1 65536\r\n')).status, 'invalid', 'port out of range');
     const v2 = encodeProxyV2({ source: { address: '1.2.3.4', port: 1 }, destination: { address: '5.6.7.8', port: 2 }, tlvs: [{ type: 0xe0, value: Buffer.from('abc') }] });
     const badTlv = Buffer.from(v2);
