@@ -159,7 +159,7 @@ describe('serve --ws usage', () => {
   it('turns away a zero --max-message, which would otherwise mean no limit at all', async () => {
     const result = await runCli(['serve', '--ws', '--max-message', '0', '--port', '0']);
     assert.equal(result.code, 2);
-    assert.match(result.stderr, /--max-message must be at least 1 byte, got 0/);
+    assert.match(result.stderr, /--max-message.*must be at least 1 byte/);
   });
 });
 
