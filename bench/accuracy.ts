@@ -27,7 +27,10 @@ interface Case {
 const CASES: Case[] = [
   { label: 'closed loop, native engine', args: ['--engine', 'native'] },
   { label: 'closed loop, portable engine', args: ['--engine', 'portable'] },
-  ...[10, 100, 1000, 5000, 20000].map((rate) => ({ label: `open loop, ${rate.toLocaleString('en-US')} msg/s`, args: ['--rate', String(rate)] })),
+  ...[10, 100, 1000, 5000, 20000].map((rate) => ({
+    label: `open loop, ${rate.toLocaleString('en-US')} msg/s`,
+    args: ['--rate', String(rate)],
+  })),
 ];
 
 const options = scriptOptions(
@@ -38,12 +41,46 @@ const rounds = Number(options.rounds);
 const duration = Number(options.duration);
 
 const port = await freePort();
-const server = spawn('taskset', ['-c', '0', process.execPath, '--import', 'tsx', `${ROOT}bench/peers/truth-server.ts`, String(port), `delay:${DELAY_MS}`, '64'], { cwd: ROOT, stdio: 'ignore' });
+const server = spawn(
+  'taskset',
+  [
+    '-c',
+    '0',
+    process.execPath,
+    '--import',
+    'tsx',
+    `${ROOT}bench/peers/truth-server.ts`,
+    String(port),
+    `delay:${DELAY_MS}`,
+    '64',
+  ],
+  { cwd: ROOT, stdio: 'ignore' },
+);
 const echoPort = await freePort();
-const echo = spawn('taskset', ['-c', '0', process.execPath, CLI, 'serve', '--quiet', '--engine', 'native', '--port', String(echoPort)], { cwd: ROOT, stdio: 'ignore' });
+const echo = spawn(
+  'taskset',
+  ['-c', '0', process.execPath, CLI, 'serve', '--quiet', '--engine', 'native', '--port', String(echoPort)],
+  { cwd: ROOT, stdio: 'ignore' },
+);
 
 function bench(target: number, c: Case): BenchResult {
-  const args = ['-c', '1', process.execPath, CLI, 'bench', '--port', String(target), '-c', '10', '-d', String(duration), '--warmup', '1', '--json', ...c.args];
+  const args = [
+    '-c',
+    '1',
+    process.execPath,
+    CLI,
+    'bench',
+    '--port',
+    String(target),
+    '-c',
+    '10',
+    '-d',
+    String(duration),
+    '--warmup',
+    '1',
+    '--json',
+    ...c.args,
+  ];
   const run = spawnSync('taskset', args, { encoding: 'utf8', timeout: (duration + 30) * 1000 });
   if (run.status !== 0 && run.stdout.trim() === '') throw new Error(`${c.label}: ${run.stderr}`);
   return JSON.parse(run.stdout) as BenchResult;
@@ -60,7 +97,9 @@ try {
       results.get(c.label)!.push(result);
       const baseline = bench(echoPort, c);
       baselines.get(c.label)!.push(baseline);
-      process.stderr.write(`round ${round}: ${c.label}: p50 ${result.latencyUs.p50} us (plain echo ${baseline.latencyUs.p50} us), errors ${result.errors}\n`);
+      process.stderr.write(
+        `round ${round}: ${c.label}: p50 ${result.latencyUs.p50} us (plain echo ${baseline.latencyUs.p50} us), errors ${result.errors}\n`,
+      );
     }
   }
   const lines = [
@@ -72,7 +111,8 @@ try {
   for (const c of CASES) {
     const runs = results.get(c.label)!;
     const pick = (value: (r: BenchResult) => number) => median(runs.map(value));
-    const lag = (key: 'p50' | 'p99' | 'max') => (runs.every((r) => r.sendLagUs !== null) ? `${pick((r) => r.sendLagUs![key])} us` : '-');
+    const lag = (key: 'p50' | 'p99' | 'max') =>
+      runs.every((r) => r.sendLagUs !== null) ? `${pick((r) => r.sendLagUs![key])} us` : '-';
     const p50 = pick((r) => r.latencyUs.p50);
     const echoP50 = median(baselines.get(c.label)!.map((r) => r.latencyUs.p50));
     const above = p50 - DELAY_MS * 1000;

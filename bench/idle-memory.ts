@@ -28,14 +28,16 @@ async function openIdle(port: number, count: number): Promise<net.Socket[]> {
   const sockets: net.Socket[] = [];
   for (let start = 0; start < count; start += 500) {
     const batch = await Promise.all(
-      Array.from({ length: Math.min(500, count - start) }, () =>
-        new Promise<net.Socket>((resolve, reject) => {
-          const socket = net.connect({ port, host: '127.0.0.1' }, () => {
-            socket.once('data', () => resolve(socket));
-            socket.write('x');
-          });
-          socket.once('error', reject);
-        }),
+      Array.from(
+        { length: Math.min(500, count - start) },
+        () =>
+          new Promise<net.Socket>((resolve, reject) => {
+            const socket = net.connect({ port, host: '127.0.0.1' }, () => {
+              socket.once('data', () => resolve(socket));
+              socket.write('x');
+            });
+            socket.once('error', reject);
+          }),
       ),
     );
     sockets.push(...batch);
@@ -50,7 +52,11 @@ async function openIdle(port: number, count: number): Promise<net.Socket[]> {
  * arrived over several collections, not at the first (seen here: heapTotal 47 MiB after the
  * first, 11 MiB after a few more, with heapUsed unchanged).
  */
-async function settledRssKb(pid: number, leastSeconds: number, collect: (() => Promise<void>) | undefined): Promise<number> {
+async function settledRssKb(
+  pid: number,
+  leastSeconds: number,
+  collect: (() => Promise<void>) | undefined,
+): Promise<number> {
   await collect?.();
   const samples = [rssKb(pid)];
   for (let second = 1; second <= 45; second++) {
@@ -87,10 +93,15 @@ async function garbageCollector(url: string): Promise<() => Promise<void>> {
     const asked = id;
     const done = new Promise<void>((resolve, reject) => {
       const onMessage = (data: Buffer) => {
-        const reply = JSON.parse(data.toString()) as { id?: number; error?: unknown; result?: { exceptionDetails?: unknown } };
+        const reply = JSON.parse(data.toString()) as {
+          id?: number;
+          error?: unknown;
+          result?: { exceptionDetails?: unknown };
+        };
         if (reply.id !== asked) return;
         ws.off('message', onMessage);
-        if (reply.error !== undefined || reply.result?.exceptionDetails !== undefined) reject(new Error(`the collection failed: ${data.toString()}`));
+        if (reply.error !== undefined || reply.result?.exceptionDetails !== undefined)
+          reject(new Error(`the collection failed: ${data.toString()}`));
         else resolve();
       };
       ws.on('message', onMessage);
@@ -135,9 +146,14 @@ async function main(): Promise<void> {
   );
   const count = positiveNumber(values.connections, 'connections');
   const rounds = positiveNumber(values.rounds, 'rounds');
-  const peerNames = namesFrom(values.peers, PEERS.map((p) => p.name), 'peer');
+  const peerNames = namesFrom(
+    values.peers,
+    PEERS.map((p) => p.name),
+    'peer',
+  );
   const limit = openFileLimit();
-  if (limit !== undefined && limit < count + 100) throw new Error(`needs about ${count + 100} descriptors; raise the limit with \`ulimit -n ${count + 1024}\``);
+  if (limit !== undefined && limit < count + 100)
+    throw new Error(`needs about ${count + 100} descriptors; raise the limit with \`ulimit -n ${count + 1024}\``);
   buildCPeers();
   const peers: Peer[] = [];
   for (const name of peerNames) {
@@ -151,16 +167,23 @@ async function main(): Promise<void> {
     for (const peer of peers) {
       const reading = await measureIdle(peer, count);
       readings.get(peer.name)!.push(reading);
-      console.error(`[round ${round}] ${peer.name}: ${((reading.afterKb - reading.beforeKb) / count).toFixed(2)} KB per connection`);
+      console.error(
+        `[round ${round}] ${peer.name}: ${((reading.afterKb - reading.beforeKb) / count).toFixed(2)} KB per connection`,
+      );
     }
   }
-  console.log(`| server | RSS before (MiB) | RSS with ${count} idle connections (MiB) | KB per connection: median (range) |`);
+  console.log(
+    `| server | RSS before (MiB) | RSS with ${count} idle connections (MiB) | KB per connection: median (range) |`,
+  );
   console.log('|---|---|---|---|');
   for (const [name, runs] of readings) {
     const perConnection = runs.map((r) => (r.afterKb - r.beforeKb) / count);
-    const range = runs.length > 1 ? ` (${Math.min(...perConnection).toFixed(2)}-${Math.max(...perConnection).toFixed(2)})` : '';
+    const range =
+      runs.length > 1 ? ` (${Math.min(...perConnection).toFixed(2)}-${Math.max(...perConnection).toFixed(2)})` : '';
     const mib = (values: number[]) => (median(values) / 1024).toFixed(1);
-    console.log(`| ${name} | ${mib(runs.map((r) => r.beforeKb))} | ${mib(runs.map((r) => r.afterKb))} | ${median(perConnection).toFixed(2)}${range} |`);
+    console.log(
+      `| ${name} | ${mib(runs.map((r) => r.beforeKb))} | ${mib(runs.map((r) => r.afterKb))} | ${median(perConnection).toFixed(2)}${range} |`,
+    );
   }
 }
 

@@ -67,12 +67,28 @@ function pythonWithUvloop(): string | undefined {
 }
 
 const hasPython = () => (spawnSync(python(), ['--version']).status === 0 ? undefined : 'python3 not found');
-const hasSeed = () => hasPython() ?? (existsSync(`${SEED_DIR}select_server.py`) ? undefined : `seed not found at ${SEED_DIR}`);
+const hasSeed = () =>
+  hasPython() ?? (existsSync(`${SEED_DIR}select_server.py`) ? undefined : `seed not found at ${SEED_DIR}`);
 
 export const PEERS: Peer[] = [
-  { name: 'c-epoll', transform: 'echo', command: (p) => [`${BIN_DIR}epoll_echo`, String(p)], unavailable: () => (existsSync(`${BIN_DIR}epoll_echo`) ? undefined : 'cc not available') },
-  { name: 'echoplex', transform: 'echo', command: (p) => [process.execPath, CLI, 'serve', '--quiet', '--port', String(p)], unavailable: () => undefined },
-  { name: 'echoplex-upper', transform: 'upper', command: (p) => [process.execPath, CLI, 'serve', '--quiet', '--transform', 'upper', '--port', String(p)], unavailable: () => undefined },
+  {
+    name: 'c-epoll',
+    transform: 'echo',
+    command: (p) => [`${BIN_DIR}epoll_echo`, String(p)],
+    unavailable: () => (existsSync(`${BIN_DIR}epoll_echo`) ? undefined : 'cc not available'),
+  },
+  {
+    name: 'echoplex',
+    transform: 'echo',
+    command: (p) => [process.execPath, CLI, 'serve', '--quiet', '--port', String(p)],
+    unavailable: () => undefined,
+  },
+  {
+    name: 'echoplex-upper',
+    transform: 'upper',
+    command: (p) => [process.execPath, CLI, 'serve', '--quiet', '--transform', 'upper', '--port', String(p)],
+    unavailable: () => undefined,
+  },
   {
     // The portable engine: what echoplex runs where the native engine was not built.
     name: 'echoplex-portable',
@@ -92,19 +108,40 @@ export const PEERS: Peer[] = [
     name: 'echoplex-baseline',
     transform: 'echo',
     command: (p) => [process.execPath, process.env['ECHOPLEX_BASELINE'] ?? '', 'serve', '--quiet', '--port', String(p)],
-    unavailable: () => (process.env['ECHOPLEX_BASELINE'] ? undefined : 'set ECHOPLEX_BASELINE to another build\'s dist/cli/main.js'),
+    unavailable: () =>
+      process.env['ECHOPLEX_BASELINE'] ? undefined : "set ECHOPLEX_BASELINE to another build's dist/cli/main.js",
   },
   {
     name: 'echoplex-udp-baseline',
     transform: 'echo',
     datagrams: true,
     comparedWith: 'c-udp',
-    command: (p) => [process.execPath, process.env['ECHOPLEX_BASELINE'] ?? '', 'serve', '--quiet', '--udp', '--port', String(p)],
-    unavailable: () => (process.env['ECHOPLEX_BASELINE'] ? undefined : 'set ECHOPLEX_BASELINE to another build\'s dist/cli/main.js'),
+    command: (p) => [
+      process.execPath,
+      process.env['ECHOPLEX_BASELINE'] ?? '',
+      'serve',
+      '--quiet',
+      '--udp',
+      '--port',
+      String(p),
+    ],
+    unavailable: () =>
+      process.env['ECHOPLEX_BASELINE'] ? undefined : "set ECHOPLEX_BASELINE to another build's dist/cli/main.js",
   },
-  { name: 'node-raw', transform: 'echo', command: (p) => [process.execPath, `${PEERS_DIR}node-raw-echo.mjs`, String(p)], unavailable: () => undefined },
+  {
+    name: 'node-raw',
+    transform: 'echo',
+    command: (p) => [process.execPath, `${PEERS_DIR}node-raw-echo.mjs`, String(p)],
+    unavailable: () => undefined,
+  },
   // UDP: the plainest C loop, and echoplex's UDP on each engine.
-  { name: 'c-udp', transform: 'echo', datagrams: true, command: (p) => [`${BIN_DIR}udp_echo`, String(p)], unavailable: () => (existsSync(`${BIN_DIR}udp_echo`) ? undefined : 'cc not available') },
+  {
+    name: 'c-udp',
+    transform: 'echo',
+    datagrams: true,
+    command: (p) => [`${BIN_DIR}udp_echo`, String(p)],
+    unavailable: () => (existsSync(`${BIN_DIR}udp_echo`) ? undefined : 'cc not available'),
+  },
   // What batching system calls can save a C loop at best: the ceiling for the UDP engine's recvmmsg/sendmmsg.
   {
     name: 'c-udp-mmsg',
@@ -128,7 +165,14 @@ export const PEERS: Peer[] = [
           ? 'io_uring refused here (Linux 6.1 or later, not blocked by seccomp)'
           : undefined,
   },
-  { name: 'echoplex-udp', transform: 'echo', datagrams: true, comparedWith: 'c-udp', command: (p) => [process.execPath, CLI, 'serve', '--quiet', '--udp', '--port', String(p)], unavailable: () => undefined },
+  {
+    name: 'echoplex-udp',
+    transform: 'echo',
+    datagrams: true,
+    comparedWith: 'c-udp',
+    command: (p) => [process.execPath, CLI, 'serve', '--quiet', '--udp', '--port', String(p)],
+    unavailable: () => undefined,
+  },
   {
     name: 'echoplex-udp-portable',
     transform: 'echo',
@@ -138,14 +182,59 @@ export const PEERS: Peer[] = [
     unavailable: () => undefined,
   },
   // WebSocket: ten lines of the ws library, and echoplex's --ws around the same library.
-  { name: 'ws-bare', transform: 'echo', websocket: true, command: (p) => [process.execPath, `${PEERS_DIR}ws-echo.mjs`, String(p)], unavailable: () => undefined },
-  { name: 'echoplex-ws', transform: 'echo', websocket: true, comparedWith: 'ws-bare', command: (p) => [process.execPath, CLI, 'serve', '--quiet', '--ws', '--port', String(p)], unavailable: () => undefined },
-  { name: 'node-pipe', transform: 'echo', command: (p) => [process.execPath, `${PEERS_DIR}node-pipe-echo.mjs`, String(p)], unavailable: () => undefined },
-  { name: 'seed-select', transform: 'upper', command: (p) => [python(), `${SEED_DIR}select_server.py`, String(p)], unavailable: hasSeed },
-  { name: 'port-select', transform: 'upper', comparedWith: 'seed-select', command: (p) => [process.execPath, ...TSX, `${ROOT}examples/select-server.ts`, String(p)], unavailable: () => undefined },
-  { name: 'seed-selectors', transform: 'echo', command: (p) => [python(), `${SEED_DIR}selectors_server.py`, String(p)], unavailable: hasSeed },
-  { name: 'port-selectors', transform: 'echo', comparedWith: 'seed-selectors', command: (p) => [process.execPath, ...TSX, `${ROOT}examples/selectors-server.ts`, String(p)], unavailable: () => undefined },
-  { name: 'asyncio', transform: 'echo', command: (p) => [python(), `${PEERS_DIR}asyncio_echo.py`, String(p)], unavailable: hasPython },
+  {
+    name: 'ws-bare',
+    transform: 'echo',
+    websocket: true,
+    command: (p) => [process.execPath, `${PEERS_DIR}ws-echo.mjs`, String(p)],
+    unavailable: () => undefined,
+  },
+  {
+    name: 'echoplex-ws',
+    transform: 'echo',
+    websocket: true,
+    comparedWith: 'ws-bare',
+    command: (p) => [process.execPath, CLI, 'serve', '--quiet', '--ws', '--port', String(p)],
+    unavailable: () => undefined,
+  },
+  {
+    name: 'node-pipe',
+    transform: 'echo',
+    command: (p) => [process.execPath, `${PEERS_DIR}node-pipe-echo.mjs`, String(p)],
+    unavailable: () => undefined,
+  },
+  {
+    name: 'seed-select',
+    transform: 'upper',
+    command: (p) => [python(), `${SEED_DIR}select_server.py`, String(p)],
+    unavailable: hasSeed,
+  },
+  {
+    name: 'port-select',
+    transform: 'upper',
+    comparedWith: 'seed-select',
+    command: (p) => [process.execPath, ...TSX, `${ROOT}examples/select-server.ts`, String(p)],
+    unavailable: () => undefined,
+  },
+  {
+    name: 'seed-selectors',
+    transform: 'echo',
+    command: (p) => [python(), `${SEED_DIR}selectors_server.py`, String(p)],
+    unavailable: hasSeed,
+  },
+  {
+    name: 'port-selectors',
+    transform: 'echo',
+    comparedWith: 'seed-selectors',
+    command: (p) => [process.execPath, ...TSX, `${ROOT}examples/selectors-server.ts`, String(p)],
+    unavailable: () => undefined,
+  },
+  {
+    name: 'asyncio',
+    transform: 'echo',
+    command: (p) => [python(), `${PEERS_DIR}asyncio_echo.py`, String(p)],
+    unavailable: hasPython,
+  },
   {
     name: 'uvloop',
     transform: 'echo',
@@ -231,7 +320,11 @@ function peerEnvironment(): NodeJS.ProcessEnv {
 export async function startPeer(peer: Peer, core = 0, extraEnv: NodeJS.ProcessEnv = {}): Promise<RunningPeer> {
   const port = await freePort();
   const [command, ...args] = peer.command(port);
-  const child = spawn('taskset', ['-c', String(core), command!, ...args], { stdio: ['ignore', 'ignore', 'pipe'], cwd: ROOT, env: { ...peerEnvironment(), ...extraEnv } });
+  const child = spawn('taskset', ['-c', String(core), command!, ...args], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    cwd: ROOT,
+    env: { ...peerEnvironment(), ...extraEnv },
+  });
   let stderr = '';
   child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   try {
@@ -261,24 +354,83 @@ interface LoadResult {
   loadCpuUsPerMessage?: number;
 }
 
-function runLoad(kind: 'echoplex' | 'c' | 'ws-loop', port: number, scenario: Scenario, transform: string, duration: number, warmup: number): LoadResult {
+function runLoad(
+  kind: 'echoplex' | 'c' | 'ws-loop',
+  port: number,
+  scenario: Scenario,
+  transform: string,
+  duration: number,
+  warmup: number,
+): LoadResult {
   if (kind === 'ws-loop') {
-    const out = spawnSync('taskset', ['-c', '1', process.execPath, `${PEERS_DIR}ws-load.mjs`, `ws://127.0.0.1:${port}/`, String(scenario.connections), String(scenario.size), String(duration), String(warmup)], {
-      timeout: (duration + warmup + 30) * 1000,
-    });
+    const out = spawnSync(
+      'taskset',
+      [
+        '-c',
+        '1',
+        process.execPath,
+        `${PEERS_DIR}ws-load.mjs`,
+        `ws://127.0.0.1:${port}/`,
+        String(scenario.connections),
+        String(scenario.size),
+        String(duration),
+        String(warmup),
+      ],
+      {
+        timeout: (duration + warmup + 30) * 1000,
+      },
+    );
     const json = JSON.parse(out.stdout.toString()) as Omit<LoadResult, 'bytesPerSecond'>;
     return { ...json, bytesPerSecond: json.messagesPerSecond * scenario.size };
   }
   // The C load generator speaks TCP and UDP: WebSocket messages always come from echoplex bench.
   if (kind === 'c' && !scenario.ws) {
-    const args = [String(port), String(scenario.connections), String(scenario.size), String(scenario.pipeline), String(duration), String(warmup), transform, ...(scenario.udp ? ['udp'] : [])];
-    const out = spawnSync('taskset', ['-c', '1', `${BIN_DIR}loadgen`, ...args], { timeout: (duration + warmup + 30) * 1000 });
-    const json = JSON.parse(out.stdout.toString()) as { messagesPerSecond: number; messagesTotal: number; p50Us: number; p99Us: number; errors: number };
+    const args = [
+      String(port),
+      String(scenario.connections),
+      String(scenario.size),
+      String(scenario.pipeline),
+      String(duration),
+      String(warmup),
+      transform,
+      ...(scenario.udp ? ['udp'] : []),
+    ];
+    const out = spawnSync('taskset', ['-c', '1', `${BIN_DIR}loadgen`, ...args], {
+      timeout: (duration + warmup + 30) * 1000,
+    });
+    const json = JSON.parse(out.stdout.toString()) as {
+      messagesPerSecond: number;
+      messagesTotal: number;
+      p50Us: number;
+      p99Us: number;
+      errors: number;
+    };
     return { ...json, bytesPerSecond: json.messagesPerSecond * scenario.size };
   }
   const out = spawnSync(
     'taskset',
-    ['-c', '1', process.execPath, CLI, 'bench', '--json', ...(scenario.ws ? [`ws://127.0.0.1:${port}/`] : ['--port', String(port)]), '-c', String(scenario.connections), '-s', String(scenario.size), '-p', String(scenario.pipeline), '-d', String(duration), '--warmup', String(warmup), '--expect', transform, ...(scenario.udp ? ['--udp'] : [])],
+    [
+      '-c',
+      '1',
+      process.execPath,
+      CLI,
+      'bench',
+      '--json',
+      ...(scenario.ws ? [`ws://127.0.0.1:${port}/`] : ['--port', String(port)]),
+      '-c',
+      String(scenario.connections),
+      '-s',
+      String(scenario.size),
+      '-p',
+      String(scenario.pipeline),
+      '-d',
+      String(duration),
+      '--warmup',
+      String(warmup),
+      '--expect',
+      transform,
+      ...(scenario.udp ? ['--udp'] : []),
+    ],
     { timeout: (duration + warmup + 30) * 1000 },
   );
   const json = JSON.parse(out.stdout.toString()) as {
@@ -298,11 +450,18 @@ function runLoad(kind: 'echoplex' | 'c' | 'ws-loop', port: number, scenario: Sce
     p99Us: json.latencyUs.p99,
     errors: json.errors + json.mismatchedBytes,
     // The bench's CPU over the measured window, per reply in it.
-    loadCpuUsPerMessage: json.messagesPerSecond > 0 ? (json.loadCpuPercent / 100) * 1e6 / json.messagesPerSecond : undefined,
+    loadCpuUsPerMessage:
+      json.messagesPerSecond > 0 ? ((json.loadCpuPercent / 100) * 1e6) / json.messagesPerSecond : undefined,
   };
 }
 
-export async function measure(peer: Peer, scenario: Scenario, load: 'echoplex' | 'c' | 'ws-loop', duration: number, warmup: number): Promise<Measurement> {
+export async function measure(
+  peer: Peer,
+  scenario: Scenario,
+  load: 'echoplex' | 'c' | 'ws-loop',
+  duration: number,
+  warmup: number,
+): Promise<Measurement> {
   const running = await startPeer(peer);
   try {
     const pid = running.child.pid!;
@@ -338,7 +497,13 @@ export function machineLine(): string {
 }
 
 function formatRate(value: number): string {
-  return value >= 1e9 ? `${(value / 1e9).toFixed(2)} G` : value >= 1e6 ? `${(value / 1e6).toFixed(2)} M` : value >= 1e3 ? `${(value / 1e3).toFixed(1)} k` : value.toFixed(0);
+  return value >= 1e9
+    ? `${(value / 1e9).toFixed(2)} G`
+    : value >= 1e6
+      ? `${(value / 1e6).toFixed(2)} M`
+      : value >= 1e3
+        ? `${(value / 1e3).toFixed(1)} k`
+        : value.toFixed(0);
 }
 
 /**
@@ -346,7 +511,11 @@ function formatRate(value: number): string {
  * apart), so drift between rounds cancels; the table gives their median and range, which shows
  * how reliably a target holds, not only whether the medians meet it.
  */
-export function table(scenario: Scenario, rows: Measurement[][], comparedWith: (peer: string) => string = () => 'c-epoll'): string {
+export function table(
+  scenario: Scenario,
+  rows: Measurement[][],
+  comparedWith: (peer: string) => string = () => 'c-epoll',
+): string {
   const byPeer = new Map(rows.map((runs) => [runs[0]!.peer, runs]));
   const lines = [
     '| server | msgs/s | bytes/s | p50 us | p99 us | server CPU us/msg | load CPU us/msg | compared with | CPU ratio | msgs/s ratio | errors |',
@@ -364,7 +533,9 @@ export function table(scenario: Scenario, rows: Measurement[][], comparedWith: (
       Math.round(median(runs.map((r) => r.p50Us))),
       Math.round(median(runs.map((r) => r.p99Us))),
       median(runs.map((r) => r.cpuUsPerMessage)).toFixed(2),
-      runs.every((r) => r.loadCpuUsPerMessage !== undefined) ? median(runs.map((r) => r.loadCpuUsPerMessage!)).toFixed(2) : '-',
+      runs.every((r) => r.loadCpuUsPerMessage !== undefined)
+        ? median(runs.map((r) => r.loadCpuUsPerMessage!)).toFixed(2)
+        : '-',
       reference ? referenceName : '-',
       ratio((m) => m.cpuUsPerMessage),
       ratio((m) => m.messagesPerSecond),
@@ -376,7 +547,11 @@ export function table(scenario: Scenario, rows: Measurement[][], comparedWith: (
 }
 
 /** Each round's ratio of `value` to the reference's same round. */
-export function roundRatios(runs: readonly Measurement[], reference: readonly Measurement[], value: (m: Measurement) => number): number[] {
+export function roundRatios(
+  runs: readonly Measurement[],
+  reference: readonly Measurement[],
+  value: (m: Measurement) => number,
+): number[] {
   return runs.flatMap((run, round) => {
     const base = reference[round];
     return base && value(base) > 0 ? [value(run) / value(base)] : [];
@@ -421,35 +596,157 @@ export const WS_LOOP_LOAD_PEER = 'ws-bare, ws client loop load';
 export const TARGETS: Target[] = [
   // Issue 24 (one engine seam): the native engine at the C server's cost, npm start's default
   // (open and close logged) close to it.
-  { issue: 24, scenario: '64B-p1', peer: 'echoplex', against: 'c-epoll', metric: 'cpuUsPerMessage', bound: 'max', bar: 1.1 },
-  { issue: 24, scenario: '64B-p1', peer: 'echoplex-upper', against: 'c-epoll', metric: 'cpuUsPerMessage', bound: 'max', bar: 1.1 },
-  { issue: 24, scenario: '64B-p16', peer: 'echoplex', against: 'c-epoll', metric: 'cpuUsPerMessage', bound: 'max', bar: 1.1 },
-  { issue: 24, scenario: '64B-p16', peer: 'echoplex-upper', against: 'c-epoll', metric: 'cpuUsPerMessage', bound: 'max', bar: 1.1 },
-  { issue: 24, scenario: '64KiB', peer: 'echoplex', against: 'c-epoll', metric: 'bytesPerSecond', bound: 'min', bar: 1.0 },
-  { issue: 24, scenario: '64B-p1', peer: 'echoplex-logged', against: 'c-epoll', metric: 'cpuUsPerMessage', bound: 'max', bar: 1.3 },
+  {
+    issue: 24,
+    scenario: '64B-p1',
+    peer: 'echoplex',
+    against: 'c-epoll',
+    metric: 'cpuUsPerMessage',
+    bound: 'max',
+    bar: 1.1,
+  },
+  {
+    issue: 24,
+    scenario: '64B-p1',
+    peer: 'echoplex-upper',
+    against: 'c-epoll',
+    metric: 'cpuUsPerMessage',
+    bound: 'max',
+    bar: 1.1,
+  },
+  {
+    issue: 24,
+    scenario: '64B-p16',
+    peer: 'echoplex',
+    against: 'c-epoll',
+    metric: 'cpuUsPerMessage',
+    bound: 'max',
+    bar: 1.1,
+  },
+  {
+    issue: 24,
+    scenario: '64B-p16',
+    peer: 'echoplex-upper',
+    against: 'c-epoll',
+    metric: 'cpuUsPerMessage',
+    bound: 'max',
+    bar: 1.1,
+  },
+  {
+    issue: 24,
+    scenario: '64KiB',
+    peer: 'echoplex',
+    against: 'c-epoll',
+    metric: 'bytesPerSecond',
+    bound: 'min',
+    bar: 1.0,
+  },
+  {
+    issue: 24,
+    scenario: '64B-p1',
+    peer: 'echoplex-logged',
+    against: 'c-epoll',
+    metric: 'cpuUsPerMessage',
+    bound: 'max',
+    bar: 1.3,
+  },
   // Issue 20: UDP in C, batched, at most what a plain C recvfrom/sendto loop costs per datagram.
-  { issue: 20, scenario: 'udp-64B', peer: 'echoplex-udp', against: 'c-udp', metric: 'cpuUsPerMessage', bound: 'max', bar: 1.0 },
+  {
+    issue: 20,
+    scenario: 'udp-64B',
+    peer: 'echoplex-udp',
+    against: 'c-udp',
+    metric: 'cpuUsPerMessage',
+    bound: 'max',
+    bar: 1.0,
+  },
   // Issue 21: --ws costs about what the library alone does, and the bench's WebSocket load keeps up with a bare client loop.
-  { issue: 21, scenario: 'ws-64B', peer: 'echoplex-ws', against: 'ws-bare', metric: 'cpuUsPerMessage', bound: 'max', bar: 1.1 },
-  { issue: 21, scenario: 'ws-64B', peer: 'ws-bare', against: WS_LOOP_LOAD_PEER, metric: 'messagesPerSecond', bound: 'min', bar: 0.8 },
+  {
+    issue: 21,
+    scenario: 'ws-64B',
+    peer: 'echoplex-ws',
+    against: 'ws-bare',
+    metric: 'cpuUsPerMessage',
+    bound: 'max',
+    bar: 1.1,
+  },
+  {
+    issue: 21,
+    scenario: 'ws-64B',
+    peer: 'ws-bare',
+    against: WS_LOOP_LOAD_PEER,
+    metric: 'messagesPerSecond',
+    bound: 'min',
+    bar: 0.8,
+  },
   { issue: 5, scenario: 'latency', peer: 'echoplex', against: 'c-epoll', metric: 'p50Us', bound: 'max', bar: 1.3 },
-  { issue: 3, scenario: '64B-p1', peer: 'port-select', against: 'seed-select', metric: 'messagesPerSecond', bound: 'min', bar: 2 },
-  { issue: 3, scenario: '64B-p1', peer: 'port-selectors', against: 'seed-selectors', metric: 'messagesPerSecond', bound: 'min', bar: 2 },
+  {
+    issue: 3,
+    scenario: '64B-p1',
+    peer: 'port-select',
+    against: 'seed-select',
+    metric: 'messagesPerSecond',
+    bound: 'min',
+    bar: 2,
+  },
+  {
+    issue: 3,
+    scenario: '64B-p1',
+    peer: 'port-selectors',
+    against: 'seed-selectors',
+    metric: 'messagesPerSecond',
+    bound: 'min',
+    bar: 2,
+  },
   // The seeds are slow mostly in the kernel's share, which every server pays: 2x a seed can be
   // more than the C server reaches under the same load, and these rows show whether it is.
-  { issue: 3, scenario: '64B-p1', peer: 'c-epoll', against: 'seed-select', metric: 'messagesPerSecond', bound: 'min', bar: 2, forScale: true },
-  { issue: 3, scenario: '64B-p1', peer: 'c-epoll', against: 'seed-selectors', metric: 'messagesPerSecond', bound: 'min', bar: 2, forScale: true },
-  { issue: 4, scenario: '64B-p1', peer: BENCH_LOAD_PEER, against: 'c-epoll', metric: 'messagesPerSecond', bound: 'min', bar: 0.8 },
+  {
+    issue: 3,
+    scenario: '64B-p1',
+    peer: 'c-epoll',
+    against: 'seed-select',
+    metric: 'messagesPerSecond',
+    bound: 'min',
+    bar: 2,
+    forScale: true,
+  },
+  {
+    issue: 3,
+    scenario: '64B-p1',
+    peer: 'c-epoll',
+    against: 'seed-selectors',
+    metric: 'messagesPerSecond',
+    bound: 'min',
+    bar: 2,
+    forScale: true,
+  },
+  {
+    issue: 4,
+    scenario: '64B-p1',
+    peer: BENCH_LOAD_PEER,
+    against: 'c-epoll',
+    metric: 'messagesPerSecond',
+    bound: 'min',
+    bar: 0.8,
+  },
 ];
 
-const METRIC_NAMES: Record<Target['metric'], string> = { cpuUsPerMessage: 'CPU per message', messagesPerSecond: 'msgs/s', bytesPerSecond: 'bytes/s', p50Us: 'p50 latency' };
+const METRIC_NAMES: Record<Target['metric'], string> = {
+  cpuUsPerMessage: 'CPU per message',
+  messagesPerSecond: 'msgs/s',
+  bytesPerSecond: 'bytes/s',
+  p50Us: 'p50 latency',
+};
 
 /**
  * Each target that this run measured: the median of its per-round ratios, their range, and in
  * how many rounds the bar held. A bar counts as met when the median meets it.
  */
 export function targetsTable(results: ReadonlyMap<string, ReadonlyMap<string, Measurement[]>>): string {
-  const lines = ['| issue | target | bar | ratio: median (range) | rounds meeting the bar | verdict |', '|---|---|---|---|---|---|'];
+  const lines = [
+    '| issue | target | bar | ratio: median (range) | rounds meeting the bar | verdict |',
+    '|---|---|---|---|---|---|',
+  ];
   for (const target of TARGETS) {
     const runs = results.get(target.scenario)?.get(target.peer);
     const reference = results.get(target.scenario)?.get(target.against);
@@ -489,10 +786,22 @@ async function main(): Promise<void> {
   const rounds = positiveNumber(values.rounds, 'rounds');
   const duration = positiveNumber(values.duration, 'duration');
   const warmup = Number(values.warmup);
-  const wanted = values.peers === undefined ? undefined : namesFrom(values.peers, PEERS.map((p) => p.name), 'peer');
-  const scenarioNames = namesFrom(values.scenarios, SCENARIOS.map((s) => s.name), 'scenario');
+  const wanted =
+    values.peers === undefined
+      ? undefined
+      : namesFrom(
+          values.peers,
+          PEERS.map((p) => p.name),
+          'peer',
+        );
+  const scenarioNames = namesFrom(
+    values.scenarios,
+    SCENARIOS.map((s) => s.name),
+    'scenario',
+  );
   buildCPeers();
-  if (load === 'c' && !existsSync(`${BIN_DIR}loadgen`)) throw new Error('--load c needs cc to build bench/peers/loadgen.c');
+  if (load === 'c' && !existsSync(`${BIN_DIR}loadgen`))
+    throw new Error('--load c needs cc to build bench/peers/loadgen.c');
   const allPeers: Peer[] = [];
   for (const peer of PEERS) {
     if (wanted && !wanted.includes(peer.name)) continue;
@@ -505,18 +814,25 @@ async function main(): Promise<void> {
   const allResults = new Map<string, Map<string, Measurement[]>>();
   for (const scenario of scenarios) {
     // Each scenario runs on the peers that speak its transport.
-    const peers = allPeers.filter((peer) => (peer.datagrams ?? false) === (scenario.udp ?? false) && (peer.websocket ?? false) === (scenario.ws ?? false));
+    const peers = allPeers.filter(
+      (peer) =>
+        (peer.datagrams ?? false) === (scenario.udp ?? false) && (peer.websocket ?? false) === (scenario.ws ?? false),
+    );
     if (peers.length === 0) continue;
     // Each round runs the C server under both load generators, one right after the other; and
     // the bare ws server under echoplex bench and under the bare ws client loop.
     const cEpoll = peers.find((p) => p.name === 'c-epoll');
     const wsBare = scenario.ws ? peers.find((p) => p.name === 'ws-bare') : undefined;
     const benchLoad = load === 'c' && scenario.name === '64B-p1' && cEpoll !== undefined;
-    const rows = peers.flatMap((p) => (benchLoad && p === cEpoll ? [p.name, BENCH_LOAD_PEER] : p === wsBare ? [p.name, WS_LOOP_LOAD_PEER] : [p.name]));
+    const rows = peers.flatMap((p) =>
+      benchLoad && p === cEpoll ? [p.name, BENCH_LOAD_PEER] : p === wsBare ? [p.name, WS_LOOP_LOAD_PEER] : [p.name],
+    );
     const results = new Map<string, Measurement[]>(rows.map((name) => [name, []]));
     allResults.set(scenario.name, results);
     const log = (round: number, m: Measurement) =>
-      console.error(`[${scenario.name} round ${round}] ${m.peer}: ${Math.round(m.messagesPerSecond)} msg/s, ${m.cpuUsPerMessage.toFixed(2)} us CPU/msg, p99 ${m.p99Us} us, errors ${m.errors}`);
+      console.error(
+        `[${scenario.name} round ${round}] ${m.peer}: ${Math.round(m.messagesPerSecond)} msg/s, ${m.cpuUsPerMessage.toFixed(2)} us CPU/msg, p99 ${m.p99Us} us, errors ${m.errors}`,
+      );
     for (let round = 1; round <= rounds; round++) {
       for (const peer of peers) {
         const m = await measure(peer, scenario, load, duration, warmup);
@@ -534,7 +850,8 @@ async function main(): Promise<void> {
         }
       }
     }
-    const comparedWith = (name: string) => (name === WS_LOOP_LOAD_PEER ? name : (peers.find((p) => p.name === name)?.comparedWith ?? 'c-epoll'));
+    const comparedWith = (name: string) =>
+      name === WS_LOOP_LOAD_PEER ? name : (peers.find((p) => p.name === name)?.comparedWith ?? 'c-epoll');
     const section = table(scenario, [...results.values()], comparedWith);
     console.log(section);
     sections.push(section);
@@ -559,7 +876,10 @@ function writeResults(block: string): void {
   const current = existsSync(file) ? readFileSync(file, 'utf8') : `# Benchmarks\n\n${BEGIN}\n${END}\n`;
   const start = current.indexOf(BEGIN);
   const end = current.indexOf(END);
-  const next = start >= 0 && end > start ? `${current.slice(0, start + BEGIN.length)}\n${block}\n${current.slice(end)}` : `${current}\n${BEGIN}\n${block}\n${END}\n`;
+  const next =
+    start >= 0 && end > start
+      ? `${current.slice(0, start + BEGIN.length)}\n${block}\n${current.slice(end)}`
+      : `${current}\n${BEGIN}\n${block}\n${END}\n`;
   writeFileSync(file, next);
   console.error(`wrote ${file}`);
 }

@@ -5,7 +5,10 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 type OptionsConfig = NonNullable<ParseArgsConfig['options']>;
 
 /** The parsed option values; `--help` (`-h`) prints `usage` and exits 0, an unknown or malformed option exits 2. */
-export function scriptOptions<const O extends OptionsConfig>(options: O, usage: string): ReturnType<typeof parseArgs<{ options: O }>>['values'] {
+export function scriptOptions<const O extends OptionsConfig>(
+  options: O,
+  usage: string,
+): ReturnType<typeof parseArgs<{ options: O }>>['values'] {
   const args = process.argv.slice(2);
   if (args.includes('--help') || args.includes('-h')) {
     console.log(usage);

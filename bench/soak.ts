@@ -99,7 +99,9 @@ async function main(): Promise<void> {
   const values = scriptOptions({ seconds: { type: 'string', default: '60' }, warmup: { type: 'string' } }, USAGE);
   const seconds = positiveNumber(values.seconds, 'seconds');
   const warmup = values.warmup !== undefined ? positiveNumber(values.warmup, 'warmup') : seconds / 2;
-  const server = spawn(process.execPath, [CLI, 'serve', '--quiet', '--port', '0'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const server = spawn(process.execPath, [CLI, 'serve', '--quiet', '--port', '0'], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   const port = await new Promise<number>((resolve) => {
     server.stdout!.setEncoding('utf8').on('data', (s: string) => {
       const match = /:(\d+) \(/.exec(s);
@@ -115,9 +117,22 @@ async function main(): Promise<void> {
   const sampler = setInterval(() => samples.push({ at: (Date.now() - started) / 1000, rss: rssBytes(pid) }), 500);
 
   // Steady normal traffic for the whole run, verified by the bench.
-  const steady = runBench({ port, connections: 20, size: 512, pipeline: 2, durationSeconds: seconds, warmupSeconds: 0 });
+  const steady = runBench({
+    port,
+    connections: 20,
+    size: 512,
+    pipeline: 2,
+    durationSeconds: seconds,
+    warmupSeconds: 0,
+  });
   // Connections opened and closed all the while, as behind a proxy that does not pool them.
-  const churn = runBench({ port, connections: 10, messagesPerConnection: 20, durationSeconds: seconds, warmupSeconds: 0 });
+  const churn = runBench({
+    port,
+    connections: 10,
+    messagesPerConnection: 20,
+    durationSeconds: seconds,
+    warmupSeconds: 0,
+  });
   let descriptorsAfterWarmup: number | undefined;
   while (Date.now() < deadline) {
     const results = await Promise.all([
@@ -157,7 +172,12 @@ async function main(): Promise<void> {
     rssMiBEvery5s: samples.filter((_, i) => i % 10 === 9).map((s) => +(s.rss / 2 ** 20).toFixed(0)),
   };
   console.log(JSON.stringify(report, null, 2));
-  const ok = failures === 0 && report.steadyErrors === 0 && report.churnErrors === 0 && growth <= 0.1 && descriptorsAtEnd <= (descriptorsAfterWarmup ?? Infinity);
+  const ok =
+    failures === 0 &&
+    report.steadyErrors === 0 &&
+    report.churnErrors === 0 &&
+    growth <= 0.1 &&
+    descriptorsAtEnd <= (descriptorsAfterWarmup ?? Infinity);
   console.log(ok ? 'soak: PASS' : 'soak: FAIL');
   process.exitCode = ok ? 0 : 1;
 }

@@ -1,7 +1,16 @@
 // The seed's selectors server (port 1234), ported statement by statement to echoplex/selectors.
 // Fixes are marked "seed flaw:". Run: npm run selectors-server -- [port]
 
-import { DefaultSelector, EVENT_READ, EVENT_WRITE, socket, BlockingIOError, OSError, type Address, type Socket } from 'echoplex/selectors';
+import {
+  DefaultSelector,
+  EVENT_READ,
+  EVENT_WRITE,
+  socket,
+  BlockingIOError,
+  OSError,
+  type Address,
+  type Socket,
+} from 'echoplex/selectors';
 import { portArgument, print, repr } from './lib/python.js';
 
 type Callback = (sock: Socket, mask: number) => void;

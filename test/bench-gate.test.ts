@@ -18,7 +18,12 @@ import { withTimeout } from './helpers/timeout.js';
 
 interface JobManifest {
   kind: string;
-  spec: { completionMode: string; completions: number; parallelism: number; template: { spec: { containers: Array<{ args: string[]; env: unknown }> } } };
+  spec: {
+    completionMode: string;
+    completions: number;
+    parallelism: number;
+    template: { spec: { containers: Array<{ args: string[]; env: unknown }> } };
+  };
 }
 
 describe('bench thresholds, histograms and merging', () => {
@@ -35,16 +40,37 @@ describe('bench thresholds, histograms and merging', () => {
   const bench = (args: string[]) => runCli(['bench', '--port', String(server.port), ...args], { ms: 30_000 });
 
   it('exits 0 when every threshold holds, and 3 (one line each) when one breaks, with the verdicts in JSON', async () => {
-    const held = await bench(['-n', '2000', '-c', '4', '--json', '--threshold', 'p99<10s', '--threshold', 'errors<=0', '--threshold', 'rate>=1']);
+    const held = await bench([
+      '-n',
+      '2000',
+      '-c',
+      '4',
+      '--json',
+      '--threshold',
+      'p99<10s',
+      '--threshold',
+      'errors<=0',
+      '--threshold',
+      'rate>=1',
+    ]);
     assert.equal(held.code, 0, held.stderr);
     const heldResult = JSON.parse(held.stdout) as BenchResult;
-    assert.deepEqual(heldResult.thresholds.map((t) => t.ok), [true, true, true]);
+    assert.deepEqual(
+      heldResult.thresholds.map((t) => t.ok),
+      [true, true, true],
+    );
     const broken = await bench(['-n', '2000', '-c', '4', '--json', '--threshold', 'p50<1us', '--threshold', 'max<10s']);
     assert.equal(broken.code, 3, broken.stderr);
     assert.match(broken.stderr, /^echoplex bench: threshold p50<1us broken: measured \d+ us$/m);
     assert.doesNotMatch(broken.stderr, /max<10s/);
     const result = JSON.parse(broken.stdout) as BenchResult;
-    assert.deepEqual(result.thresholds.map((t) => [t.expression, t.ok]), [['p50<1us', false], ['max<10s', true]]);
+    assert.deepEqual(
+      result.thresholds.map((t) => [t.expression, t.ok]),
+      [
+        ['p50<1us', false],
+        ['max<10s', true],
+      ],
+    );
     assert.equal(result.thresholds[0]!.value, result.latencyUs.p50);
     const bad = await bench(['-n', '10', '--threshold', 'p99<2']);
     assert.equal(bad.code, 2);
@@ -55,7 +81,8 @@ describe('bench thresholds, histograms and merging', () => {
     // A server that takes one connection: the others are closed at once, each a bench error.
     const narrow = await startServe(['--quiet', '--max-connections', '1']);
     try {
-      const run = (extra: string[]) => runCli(['bench', '--port', String(narrow.port), '-c', '3', '-n', '300', '--json', ...extra], { ms: 30_000 });
+      const run = (extra: string[]) =>
+        runCli(['bench', '--port', String(narrow.port), '-c', '3', '-n', '300', '--json', ...extra], { ms: 30_000 });
       const plain = await run([]);
       assert.equal(plain.code, 1, plain.stderr);
       const errors = (JSON.parse(plain.stdout) as BenchResult).errors;
@@ -67,7 +94,7 @@ describe('bench thresholds, histograms and merging', () => {
     }
   });
 
-  it('carries the latency histogram in HdrHistogram\'s compressed base64, readable by the library', async () => {
+  it("carries the latency histogram in HdrHistogram's compressed base64, readable by the library", async () => {
     const { stdout, code } = await bench(['-n', '3000', '-c', '3', '--json']);
     assert.equal(code, 0);
     const result = JSON.parse(stdout) as BenchResult;
@@ -106,7 +133,10 @@ describe('bench thresholds, histograms and merging', () => {
     for (const [index, run] of runs.entries()) {
       assert.equal(run.code, 0, run.stderr);
       const result = JSON.parse(run.stdout) as BenchResult;
-      assert.ok(Math.abs(Date.parse(result.startedAt) - Date.parse(startAt)) < 250, `${result.startedAt} against ${startAt}`);
+      assert.ok(
+        Math.abs(Date.parse(result.startedAt) - Date.parse(startAt)) < 250,
+        `${result.startedAt} against ${startAt}`,
+      );
       files.push(join(dir, `run-${index}.json`));
       await writeFile(files[index]!, run.stdout);
     }
@@ -114,7 +144,10 @@ describe('bench thresholds, histograms and merging', () => {
     const merge = await runCli(['bench', 'merge', ...files, '--json'], { ms: 10_000 });
     assert.equal(merge.code, 0, merge.stderr);
     const merged = JSON.parse(merge.stdout) as BenchResult;
-    assert.equal(merged.messages, results.reduce((sum, r) => sum + r.messages, 0));
+    assert.equal(
+      merged.messages,
+      results.reduce((sum, r) => sum + r.messages, 0),
+    );
     assert.equal(merged.connections, 6);
     assert.equal(merged.generators, 3);
     assert.ok(merged.timeline.length <= 3, `one window, not three in a row: ${merged.timeline.length} seconds`);
@@ -130,7 +163,9 @@ describe('bench thresholds, histograms and merging', () => {
   });
 
   it('deploy/bench-job.yaml runs generators with flags the bench takes, and its runs merge', async () => {
-    const manifest = parseAllDocuments(await readFile(new URL('../deploy/bench-job.yaml', import.meta.url), 'utf8')).map((d) => d.toJS() as JobManifest);
+    const manifest = parseAllDocuments(
+      await readFile(new URL('../deploy/bench-job.yaml', import.meta.url), 'utf8'),
+    ).map((d) => d.toJS() as JobManifest);
     const job = manifest.find((m) => m.kind === 'Job')!;
     assert.equal(job.spec.completionMode, 'Indexed');
     assert.equal(job.spec.completions, job.spec.parallelism, 'every generator runs at once');
@@ -138,8 +173,12 @@ describe('bench thresholds, histograms and merging', () => {
     const args = container.args;
     assert.equal(args[0], 'bench');
     const help = (await runCli(['bench', '--help'])).stdout;
-    for (const flag of args.filter((arg) => arg.startsWith('--'))) assert.ok(help.includes(`${flag} `) || help.includes(`${flag}\n`), `bench takes ${flag}`);
-    assert.ok(args.includes('--json') && args.includes('--start-at'), 'each pod prints one JSON result for one shared window');
+    for (const flag of args.filter((arg) => arg.startsWith('--')))
+      assert.ok(help.includes(`${flag} `) || help.includes(`${flag}\n`), `bench takes ${flag}`);
+    assert.ok(
+      args.includes('--json') && args.includes('--start-at'),
+      'each pod prints one JSON result for one shared window',
+    );
     assert.deepEqual(container.env, [{ name: 'START_AT', value: 'START_AT_PLACEHOLDER' }]);
     // The same arguments, here: two generators against a local server, in a short window.
     const local = (value: string, index: number): string => {
@@ -152,7 +191,12 @@ describe('bench thresholds, histograms and merging', () => {
     };
     const startAt = new Date(Date.now() + 2000).toISOString();
     const runs = await Promise.all(
-      [0, 1].map(() => runCli(args.map(local).map((arg) => arg.replace('$(START_AT)', startAt)), { ms: 30_000 })),
+      [0, 1].map(() =>
+        runCli(
+          args.map(local).map((arg) => arg.replace('$(START_AT)', startAt)),
+          { ms: 30_000 },
+        ),
+      ),
     );
     const files: string[] = [];
     for (const [index, run] of runs.entries()) {
@@ -172,7 +216,9 @@ describe('bench capacity search', () => {
   let dir: string;
   before(async () => {
     // 2 ms of CPU per message: at most 500 messages per second.
-    server = spawn(process.execPath, [fileURLToPath(new URL('./fixtures/busy-echo.mjs', import.meta.url)), '2'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    server = spawn(process.execPath, [fileURLToPath(new URL('./fixtures/busy-echo.mjs', import.meta.url)), '2'], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     const [line] = (await withTimeout(once(server.stdout!, 'data'), 10_000, 'the busy server')) as [Buffer];
     port = Number(line.toString().trim());
     dir = await mkdtemp(join(tmpdir(), 'echoplex-capacity-'));
@@ -185,14 +231,38 @@ describe('bench capacity search', () => {
   it('--find-max-rate steps up, then bisects, to the highest rate that holds every threshold', async () => {
     const report = join(dir, 'search.html');
     const run = await runCli(
-      ['bench', '--port', String(port), '-c', '4', '-d', '1', '--warmup', '0', '--rate', '100', '--find-max-rate', '--threshold', 'p99<30ms', '--json', '--report', report],
+      [
+        'bench',
+        '--port',
+        String(port),
+        '-c',
+        '4',
+        '-d',
+        '1',
+        '--warmup',
+        '0',
+        '--rate',
+        '100',
+        '--find-max-rate',
+        '--threshold',
+        'p99<30ms',
+        '--json',
+        '--report',
+        report,
+      ],
       { ms: 120_000 },
     );
     assert.equal(run.code, 0, run.stderr);
     const result = JSON.parse(run.stdout) as BenchResult;
     const search = result.rateSearch!;
-    assert.ok(search.maxRate !== null && search.maxRate >= 250 && search.maxRate <= 500, `max rate ${search.maxRate} for a server that takes 500/s`);
-    assert.ok(search.steps.some((step) => !step.ok), 'it went past the capacity');
+    assert.ok(
+      search.maxRate !== null && search.maxRate >= 250 && search.maxRate <= 500,
+      `max rate ${search.maxRate} for a server that takes 500/s`,
+    );
+    assert.ok(
+      search.steps.some((step) => !step.ok),
+      'it went past the capacity',
+    );
     const rates = search.steps.map((step) => step.rate);
     assert.deepEqual(rates.slice(0, 3), [100, 200, 400], 'doubling first');
     const failing = Math.min(...search.steps.filter((step) => !step.ok).map((step) => step.rate));
@@ -200,15 +270,41 @@ describe('bench capacity search', () => {
     assert.match(run.stderr, /msg\/s offered: broke/);
     const html = await readFile(report, 'utf8');
     assert.match(html, /Latency against offered rate/);
-    assert.match(html, /<div class="chart" id="rates"><\/div>/, 'a chart of latency against rate (drawn by the page: report-browser.test.ts)');
-    for (const step of search.steps) assert.match(html, new RegExp(`<td class="n">${step.rate.toLocaleString('en-US')}</td>`), `a row for ${step.rate}/s`);
+    assert.match(
+      html,
+      /<div class="chart" id="rates"><\/div>/,
+      'a chart of latency against rate (drawn by the page: report-browser.test.ts)',
+    );
+    for (const step of search.steps)
+      assert.match(
+        html,
+        new RegExp(`<td class="n">${step.rate.toLocaleString('en-US')}</td>`),
+        `a row for ${step.rate}/s`,
+      );
   });
 
   it('--find-max-rate needs a threshold; --ramp runs each rate it names', async () => {
     const refused = await runCli(['bench', '--port', String(port), '--find-max-rate'], { ms: 10_000 });
     assert.equal(refused.code, 2);
     assert.match(refused.stderr, /needs at least one --threshold/);
-    const ramp = await runCli(['bench', '--port', String(port), '-c', '2', '-d', '1', '--warmup', '0', '--ramp', '50:150:3', '--threshold', 'p99<100ms'], { ms: 60_000 });
+    const ramp = await runCli(
+      [
+        'bench',
+        '--port',
+        String(port),
+        '-c',
+        '2',
+        '-d',
+        '1',
+        '--warmup',
+        '0',
+        '--ramp',
+        '50:150:3',
+        '--threshold',
+        'p99<100ms',
+      ],
+      { ms: 60_000 },
+    );
     assert.equal(ramp.code, 0, ramp.stderr);
     assert.match(ramp.stdout, /^ +50 .* held$/m);
     assert.match(ramp.stdout, /^ +100 .* held$/m);
@@ -231,7 +327,10 @@ describe('bench UDP accounting', () => {
     };
     let server = await echo();
     const { port } = server.address();
-    const bench = runCli(['bench', '--udp', '--port', String(port), '-c', '4', '-d', '3', '--warmup', '0', '--timeout', '0.3', '--json'], { ms: 30_000 });
+    const bench = runCli(
+      ['bench', '--udp', '--port', String(port), '-c', '4', '-d', '3', '--warmup', '0', '--timeout', '0.3', '--json'],
+      { ms: 30_000 },
+    );
     try {
       await new Promise((resolve) => setTimeout(resolve, 1000));
       // Down for half a second: the kernel answers the datagrams sent meanwhile with port unreachable.
@@ -255,18 +354,28 @@ describe('bench UDP accounting', () => {
     await new Promise<void>((resolve) => gone.bind(0, '127.0.0.1', resolve));
     const { port } = gone.address();
     await new Promise<void>((resolve) => gone.close(resolve));
-    const run = await runCli(['bench', '--udp', '--port', String(port), '-c', '3', '-d', '1', '--warmup', '0'], { ms: 30_000 });
+    const run = await runCli(['bench', '--udp', '--port', String(port), '-c', '3', '-d', '1', '--warmup', '0'], {
+      ms: 30_000,
+    });
     assert.equal(run.code, 1);
-    assert.match(run.stderr, new RegExp(`cannot reach udp://127\\.0\\.0\\.1:${port}: connection refused \\(is the server running\\?\\)`));
+    assert.match(
+      run.stderr,
+      new RegExp(`cannot reach udp://127\\.0\\.0\\.1:${port}: connection refused \\(is the server running\\?\\)`),
+    );
     assert.doesNotMatch(run.stdout, /^messages /m, 'no table of zeros');
   });
 
   it('counts a lossy, duplicating, reordering peer exactly, and a lost reply stalls nothing', async () => {
-    const peer = spawn(process.execPath, [fileURLToPath(new URL('./fixtures/lossy-udp-echo.mjs', import.meta.url))], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const peer = spawn(process.execPath, [fileURLToPath(new URL('./fixtures/lossy-udp-echo.mjs', import.meta.url))], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     try {
       const [line] = (await withTimeout(once(peer.stdout!, 'data'), 10_000, 'the lossy peer')) as [Buffer];
       const port = line.toString().trim();
-      const run = await runCli(['bench', '--udp', '--port', port, '-c', '1', '-p', '4', '-n', '200', '--timeout', '0.5', '--json'], { ms: 60_000 });
+      const run = await runCli(
+        ['bench', '--udp', '--port', port, '-c', '1', '-p', '4', '-n', '200', '--timeout', '0.5', '--json'],
+        { ms: 60_000 },
+      );
       const result = JSON.parse(run.stdout) as BenchResult;
       const d = result.datagrams!;
       assert.equal(d.sent, 200);
@@ -282,9 +391,30 @@ describe('bench UDP accounting', () => {
       assert.equal(result.errorsByKind.timeout, 24, 'each datagram that timed out counted once');
       assert.equal(result.errorsByKind.closed, 0, 'the socket was never given up');
       assert.equal(run.code, 1, 'lost datagrams are errors');
-      const tolerated = await runCli(['bench', '--udp', '--port', port, '-c', '1', '-p', '4', '-n', '100', '--timeout', '0.5', '--threshold', 'error-rate<20%'], { ms: 60_000 });
+      const tolerated = await runCli(
+        [
+          'bench',
+          '--udp',
+          '--port',
+          port,
+          '-c',
+          '1',
+          '-p',
+          '4',
+          '-n',
+          '100',
+          '--timeout',
+          '0.5',
+          '--threshold',
+          'error-rate<20%',
+        ],
+        { ms: 60_000 },
+      );
       assert.equal(tolerated.code, 0, tolerated.stderr);
-      assert.match(tolerated.stdout, /^datagrams +100 sent, \d+ received, \d+ lost, \d+ late, 10 duplicates, \d+ reordered$/m);
+      assert.match(
+        tolerated.stdout,
+        /^datagrams +100 sent, \d+ received, \d+ lost, \d+ late, 10 duplicates, \d+ reordered$/m,
+      );
     } finally {
       peer.kill('SIGTERM');
     }

@@ -14,7 +14,11 @@ const TRUTH = 'bench/peers/truth-server.ts';
 const DELAY_MS = 20;
 
 const ENGINES = [
-  { name: 'the native engine', engine: 'native' as const, skip: skipUnless(nativeBenchAvailable ? 'built' : undefined, 'the native engine', 'g++ make (then npm install)') },
+  {
+    name: 'the native engine',
+    engine: 'native' as const,
+    skip: skipUnless(nativeBenchAvailable ? 'built' : undefined, 'the native engine', 'g++ make (then npm install)'),
+  },
   { name: 'the portable engine', engine: 'portable' as const, skip: undefined },
 ];
 
@@ -24,12 +28,22 @@ function assertConsistent(result: BenchResult): void {
   for (const p of ['p50', 'p90', 'p99', 'p999'] as const) assert.ok(l[p] <= l.max, `${p} ${l[p]} above max ${l.max}`);
   assert.ok(l.min <= l.p50, `min ${l.min} above p50 ${l.p50}`);
   const rate = result.messages / result.durationSeconds;
-  assert.ok(Math.abs(rate - result.messagesPerSecond) <= Math.max(1, rate * 0.001), `${result.messages} messages / ${result.durationSeconds} s is not ${result.messagesPerSecond} msg/s`);
-  assert.equal(result.errors, Object.values(result.errorsByKind).reduce((sum, n) => sum + n, 0));
+  assert.ok(
+    Math.abs(rate - result.messagesPerSecond) <= Math.max(1, rate * 0.001),
+    `${result.messages} messages / ${result.durationSeconds} s is not ${result.messagesPerSecond} msg/s`,
+  );
+  assert.equal(
+    result.errors,
+    Object.values(result.errorsByKind).reduce((sum, n) => sum + n, 0),
+  );
 }
 
 async function truthRun(server: Program, options: BenchOptions): Promise<BenchResult> {
-  const result = await withTimeout(runBench({ port: server.port, warmupSeconds: 0.3, durationSeconds: 1.5, timeoutSeconds: 2, ...options }), 30_000, `bench ${JSON.stringify(options)}`);
+  const result = await withTimeout(
+    runBench({ port: server.port, warmupSeconds: 0.3, durationSeconds: 1.5, timeoutSeconds: 2, ...options }),
+    30_000,
+    `bench ${JSON.stringify(options)}`,
+  );
   assertConsistent(result);
   return result;
 }
@@ -55,8 +69,14 @@ for (const { name, engine, skip } of ENGINES) {
       const result = await bench(await truth(`delay:${DELAY_MS}`), { connections: 10 });
       assert.equal(result.engine, engine);
       assert.equal(result.errors, 0);
-      assert.ok(Math.abs(result.latencyUs.p50 / 1000 - DELAY_MS) < 0.5, `p50 ${result.latencyUs.p50} us against ${DELAY_MS} ms`);
-      assert.ok(result.latencyUs.min >= DELAY_MS * 1000, `min ${result.latencyUs.min} us is faster than the server's ${DELAY_MS} ms`);
+      assert.ok(
+        Math.abs(result.latencyUs.p50 / 1000 - DELAY_MS) < 0.5,
+        `p50 ${result.latencyUs.p50} us against ${DELAY_MS} ms`,
+      );
+      assert.ok(
+        result.latencyUs.min >= DELAY_MS * 1000,
+        `min ${result.latencyUs.min} us is faster than the server's ${DELAY_MS} ms`,
+      );
     });
 
     it('counts every reply that is another connection’s message as crossed, and none as right', async () => {
@@ -78,7 +98,10 @@ for (const { name, engine, skip } of ENGINES) {
       const result = await bench(await truth('swap'), { connections: 4, pipeline: 2 });
       assert.ok(result.errorsByKind.reordered > 100, JSON.stringify(result.errorsByKind));
       const ratio = result.messages / result.errorsByKind.reordered;
-      assert.ok(ratio > 0.8 && ratio < 1.25, `one right reply per reordered one: ${result.messages} right, ${result.errorsByKind.reordered} reordered`);
+      assert.ok(
+        ratio > 0.8 && ratio < 1.25,
+        `one right reply per reordered one: ${result.messages} right, ${result.errorsByKind.reordered} reordered`,
+      );
       assert.equal(result.errorsByKind.stale + result.errorsByKind.corrupt + result.errorsByKind.duplicated, 0);
     });
 
@@ -86,7 +109,10 @@ for (const { name, engine, skip } of ENGINES) {
       const result = await bench(await truth('duplicate:50'), { connections: 4 });
       assert.ok(result.errorsByKind.duplicated > 10, JSON.stringify(result.errorsByKind));
       const ratio = result.messagesTotal / result.errorsByKind.duplicated;
-      assert.ok(ratio > 45 && ratio < 55, `one in 50 duplicated: ${result.messagesTotal} right, ${result.errorsByKind.duplicated} duplicated`);
+      assert.ok(
+        ratio > 45 && ratio < 55,
+        `one in 50 duplicated: ${result.messagesTotal} right, ${result.errorsByKind.duplicated} duplicated`,
+      );
       assert.equal(result.errorsByKind.stale + result.errorsByKind.corrupt + result.errorsByKind.crossed, 0);
     });
 
@@ -95,7 +121,10 @@ for (const { name, engine, skip } of ENGINES) {
       assert.ok(result.errorsByKind.corrupt > 10, JSON.stringify(result.errorsByKind));
       assert.ok(result.mismatchedBytes >= result.errorsByKind.corrupt);
       const ratio = result.messagesTotal / result.errorsByKind.corrupt;
-      assert.ok(ratio > 45 && ratio < 55, `one in 50 corrupt: ${result.messagesTotal} right, ${result.errorsByKind.corrupt} corrupt`);
+      assert.ok(
+        ratio > 45 && ratio < 55,
+        `one in 50 corrupt: ${result.messagesTotal} right, ${result.errorsByKind.corrupt} corrupt`,
+      );
     });
 
     it('counts a reply that never comes as a timeout', async () => {
@@ -116,12 +145,21 @@ describe('the open loop against a server that answers after exactly 20 ms', () =
     it(`at ${rate} msg/s measures ${DELAY_MS} ms within 0.5 ms at p50, and keeps to its schedule`, async () => {
       const result = await truthRun(server, { rate, connections: 10, durationSeconds: rate < 100 ? 2 : 1.5 });
       assert.equal(result.errors, 0);
-      assert.ok(Math.abs(result.latencyUs.p50 / 1000 - DELAY_MS) < 0.5, `p50 ${result.latencyUs.p50} us against ${DELAY_MS} ms at ${rate} msg/s`);
-      assert.ok(result.latencyUs.min >= DELAY_MS * 1000, `min ${result.latencyUs.min} us is faster than the server's ${DELAY_MS} ms`);
+      assert.ok(
+        Math.abs(result.latencyUs.p50 / 1000 - DELAY_MS) < 0.5,
+        `p50 ${result.latencyUs.p50} us against ${DELAY_MS} ms at ${rate} msg/s`,
+      );
+      assert.ok(
+        result.latencyUs.min >= DELAY_MS * 1000,
+        `min ${result.latencyUs.min} us is faster than the server's ${DELAY_MS} ms`,
+      );
       const lag = result.sendLagUs!;
       assert.ok(lag.p50 <= 100, `send lag p50 ${lag.p50} us at ${rate} msg/s`);
       assert.ok(lag.p50 <= lag.p99 && lag.p99 <= lag.max, JSON.stringify(lag));
-      assert.ok(Math.abs(result.messagesPerSecond - rate) <= rate * 0.05, `${result.messagesPerSecond} msg/s offered ${rate}`);
+      assert.ok(
+        Math.abs(result.messagesPerSecond - rate) <= rate * 0.05,
+        `${result.messagesPerSecond} msg/s offered ${rate}`,
+      );
     });
   }
 });
@@ -129,7 +167,19 @@ describe('the open loop against a server that answers after exactly 20 ms', () =
 describe('bench exits 1 on a wrong reply, whatever the thresholds allow', () => {
   it('says the replies were wrong, by kind', async () => {
     const server = await truth('stale');
-    const run = await runCli(['bench', '--port', String(server.port), '-c', '2', '-d', '0.5', '--warmup', '0', '--threshold', 'errors<=1000000000']);
+    const run = await runCli([
+      'bench',
+      '--port',
+      String(server.port),
+      '-c',
+      '2',
+      '-d',
+      '0.5',
+      '--warmup',
+      '0',
+      '--threshold',
+      'errors<=1000000000',
+    ]);
     assert.equal(run.code, 1, run.stderr);
     assert.match(run.stdout, /stale \d+/);
     assert.match(run.stderr, /wrong replies/);
@@ -140,7 +190,10 @@ describe('churn that reaches its goal', () => {
   it('replaces connections that a server resets, and -n counts good replies', async () => {
     const server = await startServe(['-q', '--fault', 'reset=0.3', '--fault-seed', '7']);
     try {
-      const run = await runCli(['bench', '--port', String(server.port), '--messages-per-connection', '1', '-n', '200', '-c', '20', '--json'], { ms: 30_000 });
+      const run = await runCli(
+        ['bench', '--port', String(server.port), '--messages-per-connection', '1', '-n', '200', '-c', '20', '--json'],
+        { ms: 30_000 },
+      );
       const result = JSON.parse(run.stdout) as BenchResult;
       assert.equal(result.messages, 200, run.stderr);
       assert.ok(result.errorsByKind.closed > 20, JSON.stringify(result.errorsByKind));
@@ -154,7 +207,10 @@ describe('churn that reaches its goal', () => {
   it('says when -n was not reached, and why, against a server that resets everything', async () => {
     const server = await startServe(['-q', '--fault', 'reset=1']);
     try {
-      const run = await runCli(['bench', '--port', String(server.port), '--messages-per-connection', '1', '-n', '200', '-c', '5'], { ms: 30_000 });
+      const run = await runCli(
+        ['bench', '--port', String(server.port), '--messages-per-connection', '1', '-n', '200', '-c', '5'],
+        { ms: 30_000 },
+      );
       assert.equal(run.code, 1);
       assert.match(run.stderr, /stopped short of -n 200: 0 good replies and \d+ errors/);
     } finally {
@@ -168,12 +224,19 @@ describe('figures that agree with each other over UDP', () => {
     const { startServer } = await import('./helpers/sockets.js');
     const running = await startServer({ udp: true });
     try {
-      const result = await withTimeout(runBench({ port: running.port, udp: true, connections: 4, warmupSeconds: 0.5, durationSeconds: 1 }), 30_000, 'bench --udp');
+      const result = await withTimeout(
+        runBench({ port: running.port, udp: true, connections: 4, warmupSeconds: 0.5, durationSeconds: 1 }),
+        30_000,
+        'bench --udp',
+      );
       assertConsistent(result);
       const d = result.datagrams!;
       assert.equal(d.received, result.messages);
       assert.equal(d.sent, d.received + d.lost + d.late);
-      assert.ok(d.sent < result.messagesTotal, `${d.sent} sent in the window, ${result.messagesTotal} replies in the whole run`);
+      assert.ok(
+        d.sent < result.messagesTotal,
+        `${d.sent} sent in the window, ${result.messagesTotal} replies in the whole run`,
+      );
     } finally {
       await running.close();
     }

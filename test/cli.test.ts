@@ -20,7 +20,9 @@ import { waitUntil, withTimeout } from './helpers/timeout.js';
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
 describe('echoplex --version', () => {
-  const packageVersion = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+  const packageVersion = (
+    JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
+  ).version;
   for (const flag of ['--version', '-V']) {
     it(`${flag} prints package.json's version and exits 0`, async () => {
       const result = await runCli([flag]);
@@ -31,7 +33,13 @@ describe('echoplex --version', () => {
 });
 
 describe('echoplex serve: bad input', () => {
-  for (const args of [['--port', '70000'], ['--port', 'abc'], ['--bogus'], ['--transform', 'sideways'], ['--max-buffered', 'lots']]) {
+  for (const args of [
+    ['--port', '70000'],
+    ['--port', 'abc'],
+    ['--bogus'],
+    ['--transform', 'sideways'],
+    ['--max-buffered', 'lots'],
+  ]) {
     it(`exits 2 with a one-line error for ${args.join(' ')}`, async () => {
       const result = await runCli(['serve', ...args]);
       assert.equal(result.code, 2, result.stderr);
@@ -232,7 +240,9 @@ describe('the installed bin', () => {
 
 describe('configuration from the environment', () => {
   it('reads ECHOPLEX_<FLAG>, and a flag on the command line wins', async () => {
-    const server = await startServe(['--max-buffered', '64k'], { env: { ECHOPLEX_TRANSFORM: 'upper', ECHOPLEX_MAX_BUFFERED: 'nonsense', ECHOPLEX_QUIET: '1' } });
+    const server = await startServe(['--max-buffered', '64k'], {
+      env: { ECHOPLEX_TRANSFORM: 'upper', ECHOPLEX_MAX_BUFFERED: 'nonsense', ECHOPLEX_QUIET: '1' },
+    });
     try {
       const result = await runCli(['client', '--port', String(server.port)], { input: 'from env\n' });
       assert.equal(result.stdout, 'FROM ENV\n', 'ECHOPLEX_TRANSFORM applied');
@@ -250,7 +260,14 @@ describe('configuration from the environment', () => {
 
   it('--help lists the variable beside each flag', async () => {
     const result = await runCli(['serve', '--help']);
-    for (const variable of ['ECHOPLEX_HOST', 'ECHOPLEX_PORT', 'ECHOPLEX_MAX_CONNECTIONS', 'ECHOPLEX_IDLE_TIMEOUT', 'ECHOPLEX_METRICS_PORT', 'ECHOPLEX_QUIET']) {
+    for (const variable of [
+      'ECHOPLEX_HOST',
+      'ECHOPLEX_PORT',
+      'ECHOPLEX_MAX_CONNECTIONS',
+      'ECHOPLEX_IDLE_TIMEOUT',
+      'ECHOPLEX_METRICS_PORT',
+      'ECHOPLEX_QUIET',
+    ]) {
       assert.match(result.stdout, new RegExp(variable));
     }
   });
@@ -278,7 +295,17 @@ describe('logs', () => {
       .stderr()
       .trim()
       .split('\n')
-      .map((line) => JSON.parse(line) as { event?: string; conn?: number; peer?: string; bytes?: number; level: number; msg: string });
+      .map(
+        (line) =>
+          JSON.parse(line) as {
+            event?: string;
+            conn?: number;
+            peer?: string;
+            bytes?: number;
+            level: number;
+            msg: string;
+          },
+      );
     const open = events.find((e) => e.event === 'open');
     const data = events.find((e) => e.event === 'data');
     const close = events.find((e) => e.event === 'close');
@@ -359,13 +386,18 @@ describe('what a newcomer hit: clear errors and clean exits', () => {
     });
     const result = await runCli(['bench', '--port', String(closedPort), '--duration', '1'], { ms: 15_000 });
     assert.equal(result.code, 1);
-    assert.match(result.stderr, new RegExp(`cannot connect to tcp://127\\.0\\.0\\.1:${closedPort}: connection refused`));
+    assert.match(
+      result.stderr,
+      new RegExp(`cannot connect to tcp://127\\.0\\.0\\.1:${closedPort}: connection refused`),
+    );
     assert.equal(result.stdout, '', 'no table of zeros');
   });
 
   it('bench --report into a missing directory is refused before the run; a written report says where', async () => {
     const started = performance.now();
-    const refused = await runCli(['bench', '--duration', '5', '--report', '/nonexistent-echoplex-dir/r.html'], { ms: 10_000 });
+    const refused = await runCli(['bench', '--duration', '5', '--report', '/nonexistent-echoplex-dir/r.html'], {
+      ms: 10_000,
+    });
     assert.equal(refused.code, 2, refused.stderr);
     assert.match(refused.stderr, /--report: cannot write .*no such directory/);
     assert.ok(performance.now() - started < 4000, 'it ran the bench first');
@@ -373,7 +405,9 @@ describe('what a newcomer hit: clear errors and clean exits', () => {
     const dir = await mkdtemp(join(tmpdir(), 'echoplex-report-'));
     try {
       const report = join(dir, 'r.html');
-      const written = await runCli(['bench', '--port', String(server.port), '-n', '200', '--report', report], { ms: 20_000 });
+      const written = await runCli(['bench', '--port', String(server.port), '-n', '200', '--report', report], {
+        ms: 20_000,
+      });
       assert.equal(written.code, 0, written.stderr);
       assert.match(written.stderr, new RegExp(`report written to ${report.replace(/[.]/g, '\\.')}`));
       assert.match(await readFile(report, 'utf8'), /<html/);
@@ -422,7 +456,11 @@ describe('targets as URLs, and a reader that goes away', () => {
       const both = await runCli(['ping', `tcp://127.0.0.1:${server.port}`, '--port', '1']);
       assert.equal(both.code, 2);
       assert.match(both.stderr, /as a URL or with --port, not both/);
-      for (const [url, message] of [['tcp://127.0.0.1', /needs a port/], ['http://x:1', /unknown kind of target/], ['nonsense', /not a target URL/]] as const) {
+      for (const [url, message] of [
+        ['tcp://127.0.0.1', /needs a port/],
+        ['http://x:1', /unknown kind of target/],
+        ['nonsense', /not a target URL/],
+      ] as const) {
         const result = await runCli(['ping', url, '-c', '1']);
         assert.equal(result.code, 2, url);
         assert.match(result.stderr, message);
@@ -438,7 +476,10 @@ describe('targets as URLs, and a reader that goes away', () => {
       [['client', 'udp://127.0.0.1:9', '--tls-insecure'], /--udp sends datagrams in clear/],
       [['ping', '--udp', '--tls-ca', '/dev/null', '--port', '9', '-c', '1'], /--udp sends datagrams in clear/],
       [['bench', '--udp', '--unix', '/tmp/echoplex-none.sock', '-d', '1'], /--udp and --unix name two targets/],
-      [['bench', '--udp', '--proxy-protocol', 'v2', '--port', '9', '-d', '1'], /--proxy-protocol opens a stream with a header: not with --udp/],
+      [
+        ['bench', '--udp', '--proxy-protocol', 'v2', '--port', '9', '-d', '1'],
+        /--proxy-protocol opens a stream with a header: not with --udp/,
+      ],
     ] as const;
     for (const [args, message] of cases) {
       const result = await runCli([...args], { input: '' });

@@ -74,13 +74,21 @@ describe('client connect timeout', () => {
   it('after the end of input, gives up on a server that answers but never closes, once it has been silent for --timeout', async () => {
     // Echoes, and ignores the client's FIN, as some servers do.
     const sockets: net.Socket[] = [];
-    const open = net.createServer({ allowHalfOpen: true }, (socket) => sockets.push(socket.on('data', (chunk) => socket.write(chunk)).on('end', () => {})));
+    const open = net.createServer({ allowHalfOpen: true }, (socket) =>
+      sockets.push(socket.on('data', (chunk) => socket.write(chunk)).on('end', () => {})),
+    );
     await new Promise<void>((resolve) => open.listen(0, '127.0.0.1', resolve));
     try {
-      const result = await runCli(['client', '--port', String((open.address() as net.AddressInfo).port), '--timeout', '0.5'], { input: 'still echoed\n', ms: 10_000 });
+      const result = await runCli(
+        ['client', '--port', String((open.address() as net.AddressInfo).port), '--timeout', '0.5'],
+        { input: 'still echoed\n', ms: 10_000 },
+      );
       assert.equal(result.stdout, 'still echoed\n');
       assert.equal(result.code, 1);
-      assert.match(result.stderr, /the server sent nothing for 0\.5 s after the end of input, and did not close the connection/);
+      assert.match(
+        result.stderr,
+        /the server sent nothing for 0\.5 s after the end of input, and did not close the connection/,
+      );
     } finally {
       sockets.forEach((socket) => socket.destroy());
       open.close();
@@ -92,10 +100,15 @@ describe('client --udp', () => {
   it('refuses a line too big for one datagram, saying so, instead of waiting for a reply to nothing', async () => {
     const serve = await startServe(['-q', '--udp']);
     try {
-      const result = await runCli(['client', '--udp', '--port', String(serve.port), '--timeout', '1'], { input: `short\n${'x'.repeat(70_000)}\n` });
+      const result = await runCli(['client', '--udp', '--port', String(serve.port), '--timeout', '1'], {
+        input: `short\n${'x'.repeat(70_000)}\n`,
+      });
       assert.equal(result.code, 1, result.stderr);
       assert.equal(result.stdout, 'short\n');
-      assert.match(result.stderr, /line 2 is 70,000 bytes, more than one UDP datagram holds \(65,507\): it was not sent/);
+      assert.match(
+        result.stderr,
+        /line 2 is 70,000 bytes, more than one UDP datagram holds \(65,507\): it was not sent/,
+      );
     } finally {
       await serve.stop();
     }
@@ -105,7 +118,9 @@ describe('client --udp', () => {
     const silent = dgram.createSocket('udp4');
     await new Promise<void>((resolve) => silent.bind(0, '127.0.0.1', resolve));
     try {
-      const result = await runCli(['client', '--udp', '--port', String(silent.address().port), '--timeout', '0.3'], { input: 'a\nb\n' });
+      const result = await runCli(['client', '--udp', '--port', String(silent.address().port), '--timeout', '0.3'], {
+        input: 'a\nb\n',
+      });
       assert.equal(result.code, 1);
       assert.match(result.stderr, /no reply came to 2 of 2 lines/);
     } finally {
@@ -126,11 +141,16 @@ describe('client --udp', () => {
     });
     await new Promise<void>((resolve) => peer.bind(0, '127.0.0.1', resolve));
     try {
-      const result = await runCli(['client', `udp://127.0.0.1:${peer.address().port}`, '--timeout', '0.3'], { input: 'one\ntwo\n' });
+      const result = await runCli(['client', `udp://127.0.0.1:${peer.address().port}`, '--timeout', '0.3'], {
+        input: 'one\ntwo\n',
+      });
       // A line whose reply did not come in time is a line without its reply: exit 1, as over TCP.
       assert.equal(result.code, 1, result.stderr);
       assert.equal(result.stdout, 'two\n');
-      assert.match(result.stderr, /^\(no reply from 127\.0\.0\.1:\d+ within 0\.3s\)\n\(this may be the late reply to an earlier line\)\necho.*no reply came to 1 of 2 lines\n$/);
+      assert.match(
+        result.stderr,
+        /^\(no reply from 127\.0\.0\.1:\d+ within 0\.3s\)\n\(this may be the late reply to an earlier line\)\necho.*no reply came to 1 of 2 lines\n$/,
+      );
     } finally {
       clearTimeout(late);
       peer.close();
@@ -139,26 +159,36 @@ describe('client --udp', () => {
 });
 
 describe('client on a terminal', () => {
-  it('on Ctrl-C while a reply is stalled, says it is waiting and that a second Ctrl-C quits', { skip: SCRIPT === undefined && 'script (util-linux) is not installed' }, async () => {
-    const server = await startServe(['--quiet', '--delay', '30']);
-    const child = spawn(SCRIPT!, ['-qfec', `${process.execPath} ${CLI} client --port ${server.port}`, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'] });
-    const exited = once(child, 'exit');
-    let output = '';
-    child.stdout.setEncoding('utf8').on('data', (text: string) => (output += text));
-    try {
-      await waitUntil(() => output.includes('>:'), 10_000, 'the prompt');
-      child.stdin.write('hello\r');
-      await delay(200);
-      child.stdin.write('\x03');
-      await waitUntil(() => /waiting up to 5 s for the replies still owed; Ctrl-C again to quit now/.test(output), 5000, 'the notice');
-      child.stdin.write('\x03');
-      const [code] = (await withTimeout(exited, 5000, 'the client to quit on the second Ctrl-C')) as [number | null];
-      assert.equal(code, 130);
-    } finally {
-      child.kill('SIGKILL');
-      await server.stop('SIGKILL');
-    }
-  });
+  it(
+    'on Ctrl-C while a reply is stalled, says it is waiting and that a second Ctrl-C quits',
+    { skip: SCRIPT === undefined && 'script (util-linux) is not installed' },
+    async () => {
+      const server = await startServe(['--quiet', '--delay', '30']);
+      const child = spawn(SCRIPT!, ['-qfec', `${process.execPath} ${CLI} client --port ${server.port}`, '/dev/null'], {
+        stdio: ['pipe', 'pipe', 'pipe'],
+      });
+      const exited = once(child, 'exit');
+      let output = '';
+      child.stdout.setEncoding('utf8').on('data', (text: string) => (output += text));
+      try {
+        await waitUntil(() => output.includes('>:'), 10_000, 'the prompt');
+        child.stdin.write('hello\r');
+        await delay(200);
+        child.stdin.write('\x03');
+        await waitUntil(
+          () => /waiting up to 5 s for the replies still owed; Ctrl-C again to quit now/.test(output),
+          5000,
+          'the notice',
+        );
+        child.stdin.write('\x03');
+        const [code] = (await withTimeout(exited, 5000, 'the client to quit on the second Ctrl-C')) as [number | null];
+        assert.equal(code, 130);
+      } finally {
+        child.kill('SIGKILL');
+        await server.stop('SIGKILL');
+      }
+    },
+  );
 
   // script(1) gives the client a pseudo-terminal, as a person at the prompt has: its stdin then
   // stays open, and a client that failed must still exit without waiting for another line.
@@ -167,27 +197,36 @@ describe('client on a terminal', () => {
     ['UDP', ['--udp'], (port: number) => `udp://127.0.0.1:${port}`],
     ['WebSocket', ['--ws'], (port: number) => `ws://127.0.0.1:${port}/`],
   ] as const) {
-    it(`${kind}: exits 1 as soon as the server is gone, without waiting for more input`, { skip: SCRIPT === undefined && 'script (util-linux) is not installed' }, async () => {
-      const server = await startServe(['--quiet', '--transform', 'upper', ...serveArgs]);
-      const child = spawn(SCRIPT!, ['-qfec', `${process.execPath} ${CLI} client ${url(server.port)}`, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'] });
-      // Listened for from the start: the client may be gone before the server has finished stopping.
-      const exited = once(child, 'exit');
-      let output = '';
-      child.stdout.setEncoding('utf8').on('data', (text: string) => (output += text));
-      try {
-        await waitUntil(() => output.includes('>:'), 10_000, 'the prompt');
-        child.stdin.write('hello\r');
-        await waitUntil(() => output.includes('HELLO'), 10_000, 'the reply');
-        await server.stop();
-        // Over UDP nothing tells the client until it sends: the next datagram meets a closed port.
-        if (kind === 'UDP') child.stdin.write('anyone?\r');
-        const [code] = (await withTimeout(exited, 10_000, 'the client to exit')) as [number | null];
-        assert.equal(code, 1, output);
-        assert.match(output, kind === 'UDP' ? /cannot reach .* by UDP: connection refused/ : /the server closed the connection/);
-      } finally {
-        child.kill('SIGKILL');
-        await server.stop('SIGKILL');
-      }
-    });
+    it(
+      `${kind}: exits 1 as soon as the server is gone, without waiting for more input`,
+      { skip: SCRIPT === undefined && 'script (util-linux) is not installed' },
+      async () => {
+        const server = await startServe(['--quiet', '--transform', 'upper', ...serveArgs]);
+        const child = spawn(SCRIPT!, ['-qfec', `${process.execPath} ${CLI} client ${url(server.port)}`, '/dev/null'], {
+          stdio: ['pipe', 'pipe', 'pipe'],
+        });
+        // Listened for from the start: the client may be gone before the server has finished stopping.
+        const exited = once(child, 'exit');
+        let output = '';
+        child.stdout.setEncoding('utf8').on('data', (text: string) => (output += text));
+        try {
+          await waitUntil(() => output.includes('>:'), 10_000, 'the prompt');
+          child.stdin.write('hello\r');
+          await waitUntil(() => output.includes('HELLO'), 10_000, 'the reply');
+          await server.stop();
+          // Over UDP nothing tells the client until it sends: the next datagram meets a closed port.
+          if (kind === 'UDP') child.stdin.write('anyone?\r');
+          const [code] = (await withTimeout(exited, 10_000, 'the client to exit')) as [number | null];
+          assert.equal(code, 1, output);
+          assert.match(
+            output,
+            kind === 'UDP' ? /cannot reach .* by UDP: connection refused/ : /the server closed the connection/,
+          );
+        } finally {
+          child.kill('SIGKILL');
+          await server.stop('SIGKILL');
+        }
+      },
+    );
   }
 });

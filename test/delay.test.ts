@@ -32,7 +32,9 @@ import { delay, waitUntil, withTimeout } from './helpers/timeout.js';
           arrivals.map((a) => a.bytes),
           ['a', 'b', 'c'],
         );
-        arrivals.forEach((arrival, i) => assert.ok(arrival.at - sentAt[i]! >= 140, `reply ${i} after ${arrival.at - sentAt[i]!} ms`));
+        arrivals.forEach((arrival, i) =>
+          assert.ok(arrival.at - sentAt[i]! >= 140, `reply ${i} after ${arrival.at - sentAt[i]!} ms`),
+        );
         socket.destroy();
       } finally {
         await running.close();
@@ -63,7 +65,10 @@ import { delay, waitUntil, withTimeout } from './helpers/timeout.js';
         await delay(60);
         // Within the first delay, nothing is answered yet: what was read is what waits.
         const [connection] = running.server.connections;
-        assert.ok(connection!.bytesReceived <= 3 * maxBuffered, `read ${connection!.bytesReceived} bytes while holding`);
+        assert.ok(
+          connection!.bytesReceived <= 3 * maxBuffered,
+          `read ${connection!.bytesReceived} bytes while holding`,
+        );
         assert.ok(running.server.stats().backpressurePauses > 0);
         const echoed = readBytes(socket, payload.length, 15_000);
         socket.resume();
@@ -97,7 +102,11 @@ import { delay, waitUntil, withTimeout } from './helpers/timeout.js';
         socket.write(Buffer.alloc(8000, 0x61)); // no newline: past --max-line, and past maxBuffered waiting
         assert.match((await untilFin).toString(), /^error: line longer than 100 bytes/);
         socket.end();
-        await waitUntil(() => running.server.stats().connectionsActive === 0, 3000, 'the server to see our FIN and close');
+        await waitUntil(
+          () => running.server.stats().connectionsActive === 0,
+          3000,
+          'the server to see our FIN and close',
+        );
       } finally {
         await running.close();
       }

@@ -11,10 +11,25 @@ import { waitUntil, withTimeout } from './helpers/timeout.js';
 
 const root = (path: string) => fileURLToPath(new URL(`../${path}`, import.meta.url));
 
-interface Port { name: string; containerPort: number; protocol: string }
-interface Probe { httpGet: { path: string; port: string | number } }
-interface Container { env: Array<{ name: string; value: string }>; ports: Port[]; livenessProbe: Probe; readinessProbe: Probe; lifecycle?: { preStop?: { exec?: { command: string[] } } } }
-interface Manifest { kind: string; spec: Record<string, unknown> }
+interface Port {
+  name: string;
+  containerPort: number;
+  protocol: string;
+}
+interface Probe {
+  httpGet: { path: string; port: string | number };
+}
+interface Container {
+  env: Array<{ name: string; value: string }>;
+  ports: Port[];
+  livenessProbe: Probe;
+  readinessProbe: Probe;
+  lifecycle?: { preStop?: { exec?: { command: string[] } } };
+}
+interface Manifest {
+  kind: string;
+  spec: Record<string, unknown>;
+}
 
 function load(): { deployment: Manifest; service: Manifest; container: Container; env: Map<string, string> } {
   const documents = parseAllDocuments(readFileSync(root('deploy/kubernetes.yaml'), 'utf8'));
@@ -46,14 +61,18 @@ describe('deploy/kubernetes.yaml', () => {
     assert.equal(env.get('ECHOPLEX_METRICS_HOST'), '0.0.0.0', 'probes come from outside the container');
     const echo = Number(env.get('ECHOPLEX_PORT'));
     assert.deepEqual(
-      container.ports.filter((p) => p.containerPort === echo).map((p) => p.protocol).sort(),
+      container.ports
+        .filter((p) => p.containerPort === echo)
+        .map((p) => p.protocol)
+        .sort(),
       env.has('ECHOPLEX_UDP') ? ['TCP', 'UDP'] : ['TCP'],
     );
   });
 
   it('gives the pod time to drain: preStop plus --shutdown-timeout fit in the grace period', () => {
     const { deployment, container, env } = load();
-    const grace = (deployment.spec['template'] as { spec: { terminationGracePeriodSeconds: number } }).spec.terminationGracePeriodSeconds;
+    const grace = (deployment.spec['template'] as { spec: { terminationGracePeriodSeconds: number } }).spec
+      .terminationGracePeriodSeconds;
     const preStop = Number(container.lifecycle?.preStop?.exec?.command.at(-1) ?? 0);
     assert.ok(preStop + Number(env.get('ECHOPLEX_SHUTDOWN_TIMEOUT')) < grace, `${preStop} + drain < ${grace}`);
   });
@@ -74,12 +93,18 @@ describe('deploy/kubernetes.yaml', () => {
     // The manifest's configuration, on loopback and free ports so that the test can run anywhere,
     // with the text log (and its metrics line) that the test reads.
     const variables = Object.fromEntries([...env].filter(([name]) => name !== 'ECHOPLEX_QUIET'));
-    Object.assign(variables, { ECHOPLEX_HOST: '127.0.0.1', ECHOPLEX_METRICS_HOST: '127.0.0.1', ECHOPLEX_METRICS_PORT: '0', ECHOPLEX_LOG_FORMAT: 'text' });
+    Object.assign(variables, {
+      ECHOPLEX_HOST: '127.0.0.1',
+      ECHOPLEX_METRICS_HOST: '127.0.0.1',
+      ECHOPLEX_METRICS_PORT: '0',
+      ECHOPLEX_LOG_FORMAT: 'text',
+    });
     const serve = await startServe([], { env: variables });
     try {
       await waitUntil(() => /metrics on (http:\/\/\S+)\/metrics/.test(serve.stderr()), 10_000, 'the metrics line');
       const url = /metrics on (http:\/\/\S+)\/metrics/.exec(serve.stderr())![1]!;
-      for (const path of ['/healthz', '/readyz']) assert.equal((await withTimeout(fetch(`${url}${path}`), 5000, path)).status, 200, path);
+      for (const path of ['/healthz', '/readyz'])
+        assert.equal((await withTimeout(fetch(`${url}${path}`), 5000, path)).status, 200, path);
     } finally {
       await serve.stop();
     }
@@ -92,7 +117,11 @@ describe('deploy/Dockerfile', () => {
   it('exposes the ports the manifest uses and copies files that exist', () => {
     const { container } = load();
     const exposed = /^EXPOSE (.+)$/m.exec(dockerfile)![1]!.split(/\s+/);
-    for (const port of container.ports) assert.ok(exposed.includes(`${port.containerPort}/${port.protocol.toLowerCase()}`), `EXPOSE ${port.containerPort}/${port.protocol}`);
+    for (const port of container.ports)
+      assert.ok(
+        exposed.includes(`${port.containerPort}/${port.protocol.toLowerCase()}`),
+        `EXPOSE ${port.containerPort}/${port.protocol}`,
+      );
     for (const [, sources] of dockerfile.matchAll(/^COPY (?!--from)(.+) \S+$/gm)) {
       for (const source of sources!.split(/\s+/)) assert.ok(existsSync(root(source)), `${source} exists`);
     }

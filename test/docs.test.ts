@@ -17,7 +17,12 @@ import { waitUntil } from './helpers/timeout.js';
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 // Inside the package, so that `import ... from 'echoplex'` resolves to dist/ by the exports map.
 const OUT = join(ROOT, 'test', '.doc-programs');
-const DOCS = ['README.md', ...readdirSync(join(ROOT, 'docs')).filter((name) => name.endsWith('.md')).map((name) => `docs/${name}`)];
+const DOCS = [
+  'README.md',
+  ...readdirSync(join(ROOT, 'docs'))
+    .filter((name) => name.endsWith('.md'))
+    .map((name) => `docs/${name}`),
+];
 
 /** The ```ts blocks of a Markdown file that are whole programs (their first line is an import). */
 export function programsIn(markdown: string): string[] {
@@ -45,7 +50,23 @@ describe('programs in the docs', () => {
     }
     const tsc = join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
     // No DOM library: a `print` that resolves to window.print must not slip through.
-    const args = ['--noEmit', '--strict', '--noUncheckedIndexedAccess', '--target', 'ES2022', '--lib', 'ES2022,ESNext.Disposable', '--module', 'NodeNext', '--moduleResolution', 'NodeNext', '--types', 'node', '--skipLibCheck', ...files];
+    const args = [
+      '--noEmit',
+      '--strict',
+      '--noUncheckedIndexedAccess',
+      '--target',
+      'ES2022',
+      '--lib',
+      'ES2022,ESNext.Disposable',
+      '--module',
+      'NodeNext',
+      '--moduleResolution',
+      'NodeNext',
+      '--types',
+      'node',
+      '--skipLibCheck',
+      ...files,
+    ];
     const result = spawnSync(process.execPath, [tsc, ...args], { cwd: ROOT, encoding: 'utf8', timeout: 60_000 });
     rmSync(OUT, { recursive: true, force: true });
     assert.equal(result.status, 0, result.stdout + result.stderr);
@@ -68,23 +89,28 @@ async function portsFree(ports: number[]): Promise<boolean> {
 }
 
 describe('recipes in the docs', () => {
-  it('the HAProxy recipe in docs/deploy.md runs as pasted: a verified bench through HAProxy, then everything stopped', { skip: skipUnless(HAPROXY, 'haproxy', 'haproxy') }, async (t) => {
-    const guide = readFileSync(join(ROOT, 'docs', 'deploy.md'), 'utf8');
-    const recipe = /## Behind HAProxy[\s\S]*?^```sh\n([\s\S]*?)^```$/m.exec(guide)?.[1];
-    assert.ok(recipe !== undefined, 'the recipe block is there');
-    assert.doesNotMatch(recipe, /^echoplex /m, 'no bare echoplex, which is not on PATH in a clone');
-    if (!(await portsFree([7000, 7001, 7002]))) return t.skip('ports 7000-7002 are in use here');
-    const env = { ...process.env, PATH: `${process.env['PATH']}:/usr/sbin` };
-    const result = spawnSync('bash', ['-c', recipe], { cwd: ROOT, encoding: 'utf8', timeout: 60_000, env });
-    assert.equal(result.status, 0, result.stdout + result.stderr);
-    assert.match(result.stdout, /^errors {6}0$/m);
-    assert.match(result.stdout, /^mismatched {2}0 bytes$/m);
-    assert.match(result.stdout, /^messages .*msg\/s/m);
-    // Everything it started is gone: the ports are free again.
-    const deadline = Date.now() + 5000;
-    while (!(await portsFree([7000, 7001, 7002])) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
-    assert.ok(await portsFree([7000, 7001, 7002]), 'the recipe left something listening');
-  });
+  it(
+    'the HAProxy recipe in docs/deploy.md runs as pasted: a verified bench through HAProxy, then everything stopped',
+    { skip: skipUnless(HAPROXY, 'haproxy', 'haproxy') },
+    async (t) => {
+      const guide = readFileSync(join(ROOT, 'docs', 'deploy.md'), 'utf8');
+      const recipe = /## Behind HAProxy[\s\S]*?^```sh\n([\s\S]*?)^```$/m.exec(guide)?.[1];
+      assert.ok(recipe !== undefined, 'the recipe block is there');
+      assert.doesNotMatch(recipe, /^echoplex /m, 'no bare echoplex, which is not on PATH in a clone');
+      if (!(await portsFree([7000, 7001, 7002]))) return t.skip('ports 7000-7002 are in use here');
+      const env = { ...process.env, PATH: `${process.env['PATH']}:/usr/sbin` };
+      const result = spawnSync('bash', ['-c', recipe], { cwd: ROOT, encoding: 'utf8', timeout: 60_000, env });
+      assert.equal(result.status, 0, result.stdout + result.stderr);
+      assert.match(result.stdout, /^errors {6}0$/m);
+      assert.match(result.stdout, /^mismatched {2}0 bytes$/m);
+      assert.match(result.stdout, /^messages .*msg\/s/m);
+      // Everything it started is gone: the ports are free again.
+      const deadline = Date.now() + 5000;
+      while (!(await portsFree([7000, 7001, 7002])) && Date.now() < deadline)
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      assert.ok(await portsFree([7000, 7001, 7002]), 'the recipe left something listening');
+    },
+  );
 });
 
 describe('samples in the README match what the commands print', () => {
@@ -99,7 +125,10 @@ describe('samples in the README match what the commands print', () => {
       assert.equal(run.code, 0, run.stderr);
       for (const line of sample.split('\n').filter((l) => l !== '' && l !== '...')) {
         // The sample's numbers and port are one run's; the words and layout must be the command's.
-        const shape = new RegExp(`^${line.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&').replace(/\d+(\\\.\d+)?/g, '\\d+(\\.\\d+)?')}$`, 'm');
+        const shape = new RegExp(
+          `^${line.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&').replace(/\d+(\\\.\d+)?/g, '\\d+(\\.\\d+)?')}$`,
+          'm',
+        );
         assert.match(run.stdout, shape, `README line: ${line}`);
       }
       const time = Number(/time (\d+) ms/.exec(sample)![1]);
@@ -112,18 +141,29 @@ describe('samples in the README match what the commands print', () => {
   it('the JSON log fields it names are the ones logged', async () => {
     const row = readme.split('\n').find((line) => line.startsWith('| `--log-format'));
     assert.ok(row);
-    const named = [...row.matchAll(/`([a-zA-Z]+)`/g)].map((m) => m[1]!).filter((name) => !['json', 'text'].includes(name));
+    const named = [...row.matchAll(/`([a-zA-Z]+)`/g)]
+      .map((m) => m[1]!)
+      .filter((name) => !['json', 'text'].includes(name));
     const serve = await startServe(['--log-format', 'json']);
     try {
       const socket = await connectTo(serve.port);
       socket.end('hi');
       await readToEnd(socket);
-      await waitUntil(() => serve.stdout().includes('"event":"close"') || serve.stderr().includes('"event":"close"'), 5000, 'the close event');
-      const events = (serve.stdout() + serve.stderr()).split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as Record<string, unknown>);
+      await waitUntil(
+        () => serve.stdout().includes('"event":"close"') || serve.stderr().includes('"event":"close"'),
+        5000,
+        'the close event',
+      );
+      const events = (serve.stdout() + serve.stderr())
+        .split('\n')
+        .filter((line) => line.startsWith('{'))
+        .map((line) => JSON.parse(line) as Record<string, unknown>);
       const logged = new Set(events.flatMap((event) => Object.keys(event)));
-      for (const name of named) assert.ok(logged.has(name), `README names ${name}, which no event has: ${[...logged].join(', ')}`);
+      for (const name of named)
+        assert.ok(logged.has(name), `README names ${name}, which no event has: ${[...logged].join(', ')}`);
       const close = events.find((event) => event['event'] === 'close')!;
-      for (const key of ['bytesReceived', 'bytesSent', 'reason']) assert.ok(named.includes(key), `README leaves out ${key}`);
+      for (const key of ['bytesReceived', 'bytesSent', 'reason'])
+        assert.ok(named.includes(key), `README leaves out ${key}`);
       assert.equal(close['bytesReceived'], 2);
     } finally {
       await serve.stop();
@@ -132,6 +172,7 @@ describe('samples in the README match what the commands print', () => {
 
   it('lists every kind of errors_total the server counts', () => {
     const list = /error kinds are ([^)]*)\)/.exec(readme.replace(/\n/g, ' '))?.[1] ?? '';
-    for (const kind of Object.keys(emptyStats().errors)) assert.match(list, new RegExp(`\`${kind}\``), `errors_total{kind="${kind}"} is not in the README`);
+    for (const kind of Object.keys(emptyStats().errors))
+      assert.match(list, new RegExp(`\`${kind}\``), `errors_total{kind="${kind}"} is not in the README`);
   });
 });

@@ -13,12 +13,26 @@ import { runCli, startServe } from './helpers/cli.js';
 import { skipUnless } from './helpers/peers.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const nativeSkip = skipUnless(addonAbsence() === undefined ? 'built' : undefined, 'the native engine', 'g++ make (then npm install)');
+const nativeSkip = skipUnless(
+  addonAbsence() === undefined ? 'built' : undefined,
+  'the native engine',
+  'g++ make (then npm install)',
+);
 
 describe('engine choice', () => {
   it('importing echoplex, echoplex/selectors and echoplex/bench under --pending-deprecation prints nothing', () => {
     for (const entry of ['echoplex', 'echoplex/selectors', 'echoplex/bench']) {
-      const result = spawnSync(process.execPath, ['--pending-deprecation', '--throw-deprecation', '--input-type=module', '-e', `await import(${JSON.stringify(entry)})`], { encoding: 'utf8', cwd: ROOT });
+      const result = spawnSync(
+        process.execPath,
+        [
+          '--pending-deprecation',
+          '--throw-deprecation',
+          '--input-type=module',
+          '-e',
+          `await import(${JSON.stringify(entry)})`,
+        ],
+        { encoding: 'utf8', cwd: ROOT },
+      );
       assert.equal(result.status, 0, result.stderr);
       assert.equal(result.stderr, '', entry);
       assert.equal(result.stdout, '', entry);
@@ -26,7 +40,11 @@ describe('engine choice', () => {
   });
 
   it('the listening line names the engine serving plain TCP', { skip: nativeSkip }, async () => {
-    for (const [args, engine] of [[[], 'native'], [['--engine', 'portable'], 'portable'], [['--framing', 'line'], 'portable']] as const) {
+    for (const [args, engine] of [
+      [[], 'native'],
+      [['--engine', 'portable'], 'portable'],
+      [['--framing', 'line'], 'portable'],
+    ] as const) {
       const server = await startServe([...args, '--quiet'], { env: { ECHOPLEX_ENGINE: 'auto' } });
       try {
         assert.match(server.stdout(), new RegExp(`, ${engine} engine\\)\\n$`), args.join(' '));
@@ -64,10 +82,16 @@ describe('engine choice', () => {
         Module._load = function (request, ...rest) { return request.endsWith('echoplex.node') ? { interfaceVersion: 1 } : original.call(this, request, ...rest); };
         const { fallbackNotice, chooseEngine } = await import(${JSON.stringify(join(copy, 'dist', 'native', 'engine.js'))});
         process.stdout.write(String(chooseEngine('auto')) + ' / ' + fallbackNotice('auto'));`;
-      const result = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', cwd: copy });
+      const result = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+        encoding: 'utf8',
+        cwd: copy,
+      });
       assert.equal(result.status, 0, result.stderr);
       assert.match(result.stdout, /^portable \/ /);
-      assert.match(result.stdout, /the built addon is out of date \(interface 1, expected 5\): run npm run build:native/);
+      assert.match(
+        result.stdout,
+        /the built addon is out of date \(interface 1, expected 5\): run npm run build:native/,
+      );
     } finally {
       rmSync(copy, { recursive: true, force: true });
     }
@@ -94,7 +118,10 @@ describe('engine choice', () => {
     after(() => rmSync(copy, { recursive: true, force: true }));
 
     it('falls back to the portable engine with a one-line notice, and still echoes', async () => {
-      const server = await startServe([], { command: [process.execPath, join(copy, 'dist/cli/main.js')], env: { ECHOPLEX_ENGINE: 'auto' } });
+      const server = await startServe([], {
+        command: [process.execPath, join(copy, 'dist/cli/main.js')],
+        env: { ECHOPLEX_ENGINE: 'auto' },
+      });
       try {
         const reply = await runCli(['client', '--port', String(server.port)], { input: 'still here\n' });
         assert.equal(reply.stdout, 'still here\n');
@@ -102,13 +129,21 @@ describe('engine choice', () => {
         await server.stop();
       }
       assert.match(server.stdout(), /, portable engine\)/);
-      const notices = server.stderr().split('\n').filter((line) => line.includes('using the portable engine; the native one is not available'));
+      const notices = server
+        .stderr()
+        .split('\n')
+        .filter((line) => line.includes('using the portable engine; the native one is not available'));
       assert.equal(notices.length, 1, server.stderr());
-      assert.match(notices[0]!, /no prebuilt addon for this platform, and none compiled here: with a C compiler and make/);
+      assert.match(
+        notices[0]!,
+        /no prebuilt addon for this platform, and none compiled here: with a C compiler and make/,
+      );
     });
 
     it('--engine native is a usage error (exit 2) that says how to build it', async () => {
-      const result = await runCli(['serve', '--port', '0', '--engine', 'native'], { cli: join(copy, 'dist/cli/main.js') });
+      const result = await runCli(['serve', '--port', '0', '--engine', 'native'], {
+        cli: join(copy, 'dist/cli/main.js'),
+      });
       assert.equal(result.code, 2, result.stderr);
       assert.match(result.stderr, /native engine is not available.*npm rebuild echoplex/);
     });

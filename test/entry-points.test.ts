@@ -10,7 +10,10 @@ function loadsHistogram(entry: string): boolean {
     await import(${JSON.stringify(entry)});
     const cache = createRequire(import.meta.url).cache;
     process.stdout.write(String(Object.keys(cache).some((k) => k.includes('hdr-histogram-js'))));`;
-  const result = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', cwd: new URL('..', import.meta.url).pathname });
+  const result = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+    encoding: 'utf8',
+    cwd: new URL('..', import.meta.url).pathname,
+  });
   assert.equal(result.status, 0, result.stderr);
   return result.stdout === 'true';
 }

@@ -35,7 +35,11 @@ for (const { name, expect } of SERVERS) {
     const transform = (bytes: Buffer) => (expect === 'upper' ? upperTransform(Buffer.from(bytes)) : bytes);
 
     it('serves 1,000 concurrent clients with every byte verified', async () => {
-      const result = await withTimeout(runBench({ port: program.port, connections: 1000, size: 64, messages: 10_000, expect, timeoutSeconds: 15 }), 60_000, 'bench');
+      const result = await withTimeout(
+        runBench({ port: program.port, connections: 1000, size: 64, messages: 10_000, expect, timeoutSeconds: 15 }),
+        60_000,
+        'bench',
+      );
       assert.equal(result.errors, 0, JSON.stringify(result.errorsByKind));
       assert.equal(result.mismatchedBytes, 0);
       assert.equal(result.messages, 10_000);
@@ -80,7 +84,13 @@ for (const { name, expect } of SERVERS) {
       }
       assert.ok(sent < 256 * 1024 * 1024, `the server kept reading: ${sent} bytes accepted`);
       // A failure says what the program printed last (its per-message lines left out).
-      const lastWords = () => program.output().split('\n').filter((line) => !line.startsWith('received from') && !line.startsWith('echoing')).slice(-20).join('\n');
+      const lastWords = () =>
+        program
+          .output()
+          .split('\n')
+          .filter((line) => !line.startsWith('received from') && !line.startsWith('echoing'))
+          .slice(-20)
+          .join('\n');
       const back = readBytes(socket, sent, 30_000).catch((err: Error) => {
         throw new Error(`${err.message}; the program's last lines:\n${lastWords()}`);
       });
@@ -91,7 +101,7 @@ for (const { name, expect } of SERVERS) {
   });
 }
 
-describe('the article\'s selectors server as a newcomer writes it (test/fixtures/article-selectors-server.ts)', () => {
+describe("the article's selectors server as a newcomer writes it (test/fixtures/article-selectors-server.ts)", () => {
   let program: Program;
   before(async () => {
     program = await startTypeScript('test/fixtures/article-selectors-server.ts');
@@ -99,7 +109,18 @@ describe('the article\'s selectors server as a newcomer writes it (test/fixtures
   after(() => program.stop());
 
   it('serves 5,000 concurrent clients with every byte verified while others reset mid-stream', async () => {
-    const load = withTimeout(runBench({ port: program.port, connections: 5000, size: 64, messages: 20_000, expect: 'echo', timeoutSeconds: 30 }), 90_000, 'bench');
+    const load = withTimeout(
+      runBench({
+        port: program.port,
+        connections: 5000,
+        size: 64,
+        messages: 20_000,
+        expect: 'echo',
+        timeoutSeconds: 30,
+      }),
+      90_000,
+      'bench',
+    );
     // Clients that reset mid-stream while the 5,000 are served: each is answered once, so the
     // program has accepted it, then sends more and resets without reading. (A client that resets
     // before it is accepted never reaches the program: its address is gone.)
@@ -137,7 +158,11 @@ describe('ported clients', () => {
   for (const client of ['select-client', 'selectors-client']) {
     for (const server of ['select-server', 'selectors-server']) {
       it(`${client} talks to ${server}, empty line included`, async () => {
-        const { code, stdout, stderr } = await runExampleClient(client, servers[server]!.port, 'hello\n\n你好 mixed Case\n');
+        const { code, stdout, stderr } = await runExampleClient(
+          client,
+          servers[server]!.port,
+          'hello\n\n你好 mixed Case\n',
+        );
         assert.equal(code, 0, stderr);
         // select-client strips each line, as input().strip() does; both keep the empty line.
         const expected = server === 'select-server' ? 'HELLO\n\n你好 MIXED CASE\n' : 'hello\n\n你好 mixed Case\n';
@@ -154,12 +179,17 @@ describe('ported clients when the server goes away or a line is long', () => {
       const server = net.createServer((socket) => socket.once('data', () => socket.end()));
       await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
       const port = (server.address() as net.AddressInfo).port;
-      const child = spawn(process.execPath, ['--import', 'tsx', `examples/${client}.ts`, String(port)], { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] });
+      const child = spawn(process.execPath, ['--import', 'tsx', `examples/${client}.ts`, String(port)], {
+        cwd: ROOT,
+        stdio: ['pipe', 'pipe', 'pipe'],
+      });
       let stdout = '';
       child.stdout.setEncoding('utf8').on('data', (text: string) => (stdout += text));
       try {
         child.stdin.write('anyone there?\n');
-        const [code] = (await withTimeout(once(child, 'exit'), 10_000, `${client} to exit after the server left`)) as [number | null];
+        const [code] = (await withTimeout(once(child, 'exit'), 10_000, `${client} to exit after the server left`)) as [
+          number | null,
+        ];
         assert.equal(code, 1);
         assert.match(stdout, /server closed the connection/);
       } finally {
@@ -169,28 +199,38 @@ describe('ported clients when the server goes away or a line is long', () => {
     });
   }
 
-  it('select-client on a terminal sends a 10,000-character line whole (the terminal\'s own line editing would cut it at 4095)', { skip: SCRIPT === undefined && 'script (util-linux) is not installed' }, async () => {
-    const server = await startExample('select-server');
-    try {
-      const line = 'q'.repeat(10_000);
-      // script(1) gives the client a pseudo-terminal, as a person at a prompt has.
-      const child = spawn(SCRIPT!, ['-qfec', `${process.execPath} --import tsx examples/select-client.ts ${server.port}`, '/dev/null'], { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] });
-      let output = '';
-      child.stdout.setEncoding('utf8').on('data', (text: string) => (output += text));
+  it(
+    "select-client on a terminal sends a 10,000-character line whole (the terminal's own line editing would cut it at 4095)",
+    { skip: SCRIPT === undefined && 'script (util-linux) is not installed' },
+    async () => {
+      const server = await startExample('select-server');
       try {
-        await waitUntil(() => output.includes('>:'), 15_000, 'the prompt');
-        child.stdin.write(`${line}\r`);
-        await waitUntil(() => output.includes('Q'.repeat(10_000)), 15_000, 'the whole line uppercased');
-        child.stdin.write('\x04');
-        const [code] = (await withTimeout(once(child, 'exit'), 10_000, 'select-client to exit at end of input')) as [number | null];
-        assert.equal(code, 0);
+        const line = 'q'.repeat(10_000);
+        // script(1) gives the client a pseudo-terminal, as a person at a prompt has.
+        const child = spawn(
+          SCRIPT!,
+          ['-qfec', `${process.execPath} --import tsx examples/select-client.ts ${server.port}`, '/dev/null'],
+          { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] },
+        );
+        let output = '';
+        child.stdout.setEncoding('utf8').on('data', (text: string) => (output += text));
+        try {
+          await waitUntil(() => output.includes('>:'), 15_000, 'the prompt');
+          child.stdin.write(`${line}\r`);
+          await waitUntil(() => output.includes('Q'.repeat(10_000)), 15_000, 'the whole line uppercased');
+          child.stdin.write('\x04');
+          const [code] = (await withTimeout(once(child, 'exit'), 10_000, 'select-client to exit at end of input')) as [
+            number | null,
+          ];
+          assert.equal(code, 0);
+        } finally {
+          child.kill('SIGKILL');
+        }
       } finally {
-        child.kill('SIGKILL');
+        await server.stop();
       }
-    } finally {
-      await server.stop();
-    }
-  });
+    },
+  );
 });
 
 suite('ports beside the seed originals', seedUnavailable(), () => {
@@ -200,7 +240,10 @@ suite('ports beside the seed originals', seedUnavailable(), () => {
   const MESSAGE_LINE = { select_server: /^(?:收到来自|received from )\[.*$/, selectors_server: /^echoing .* to / };
   const english = (line: string) => line.replace(/^收到来自\[(.*?)\]的数据:/, 'received from [$1]:');
   const messageLines = (program: Program, name: keyof typeof MESSAGE_LINE) =>
-    program.output().split('\n').flatMap((line) => english(line).match(MESSAGE_LINE[name])?.[0] ?? []);
+    program
+      .output()
+      .split('\n')
+      .flatMap((line) => english(line).match(MESSAGE_LINE[name])?.[0] ?? []);
 
   for (const name of ['select_server', 'selectors_server'] as const) {
     it(`${name}.py and its port answer the same bytes, and print the same line for each message`, async () => {
@@ -219,7 +262,11 @@ suite('ports beside the seed originals', seedUnavailable(), () => {
           toPort.write(payload);
           assert.deepEqual(await fromPort, await fromSeed, `reply to ${JSON.stringify(text)}`);
         }
-        await waitUntil(() => messageLines(seed, name).length === 4 && messageLines(port, name).length === 4, 5000, 'a line per message');
+        await waitUntil(
+          () => messageLines(seed, name).length === 4 && messageLines(port, name).length === 4,
+          5000,
+          'a line per message',
+        );
         assert.deepEqual(messageLines(port, name), messageLines(seed, name));
       } finally {
         toSeed.destroy();

@@ -41,7 +41,10 @@ describe('--fault', () => {
   });
 
   it('close and truncate: end of stream with nothing, or with part of the reply', async () => {
-    for (const [fault, expected] of [['close=1', ''], ['truncate=1', 'hel']] as const) {
+    for (const [fault, expected] of [
+      ['close=1', ''],
+      ['truncate=1', 'hel'],
+    ] as const) {
       const server = await startServe(['--quiet', '--fault', fault]);
       try {
         const socket = await connectTo(server.port);
@@ -91,7 +94,24 @@ describe('--fault', () => {
       const server = await startServe(['--quiet', '--udp', '--fault', 'drop=0.3', '--fault-seed', seed]);
       try {
         // One socket: its datagrams reach the server, and meet its draws, in the order sent.
-        const run = await runCli(['bench', '--udp', '--port', String(server.port), '-c', '1', '-p', '8', '-n', '200', '--timeout', '0.2', '--json'], { ms: 60_000 });
+        const run = await runCli(
+          [
+            'bench',
+            '--udp',
+            '--port',
+            String(server.port),
+            '-c',
+            '1',
+            '-p',
+            '8',
+            '-n',
+            '200',
+            '--timeout',
+            '0.2',
+            '--json',
+          ],
+          { ms: 60_000 },
+        );
         return (JSON.parse(run.stdout) as BenchResult).datagrams!.lost;
       } finally {
         await server.stop();
@@ -104,7 +124,12 @@ describe('--fault', () => {
   });
 
   it('bad specs are usage errors naming the part that is wrong', async () => {
-    for (const [spec, message] of [['bogus=1', /unknown fault "bogus"/], ['reset=2', /a fraction from 0 to 1/], ['stall=0.1', /stall takes FRACTION:SECONDS/], ['delay=10:5', /at "10:5"/]] as const) {
+    for (const [spec, message] of [
+      ['bogus=1', /unknown fault "bogus"/],
+      ['reset=2', /a fraction from 0 to 1/],
+      ['stall=0.1', /stall takes FRACTION:SECONDS/],
+      ['delay=10:5', /at "10:5"/],
+    ] as const) {
       const result = await runCli(['serve', '--port', '0', '--fault', spec]);
       assert.equal(result.code, 2, spec);
       assert.match(result.stderr, message);
@@ -132,7 +157,10 @@ describe('--admin', () => {
       assert.equal((await request(`${url}/admin/ready?state=maybe`, { method: 'POST' })).status, 400);
 
       assert.deepEqual(await request(`${url}/admin/faults`), { status: 200, body: 'none\n' });
-      assert.deepEqual(await request(`${url}/admin/faults`, { method: 'POST', body: 'close=1' }), { status: 200, body: 'close=1\n' });
+      assert.deepEqual(await request(`${url}/admin/faults`, { method: 'POST', body: 'close=1' }), {
+        status: 200,
+        body: 'close=1\n',
+      });
       const closed = await connectTo(server.port);
       const nothing = readToEnd(closed);
       closed.write('x');
@@ -155,9 +183,16 @@ describe('--admin', () => {
     } finally {
       await server.stop();
     }
-    const from = (remoteAddress: string, authorization?: string) => ({ socket: { remoteAddress }, headers: authorization === undefined ? {} : { authorization } });
+    const from = (remoteAddress: string, authorization?: string) => ({
+      socket: { remoteAddress },
+      headers: authorization === undefined ? {} : { authorization },
+    });
     assert.equal(authorized(from('127.0.0.1'), undefined), true);
-    assert.equal(authorized(from('::1'), 'secret'), false, 'a token is needed from loopback too (sidecars, port-forward)');
+    assert.equal(
+      authorized(from('::1'), 'secret'),
+      false,
+      'a token is needed from loopback too (sidecars, port-forward)',
+    );
     assert.equal(authorized(from('127.0.0.1', 'Bearer wrong!'), 'secret'), false);
     assert.equal(authorized(from('::1', 'Bearer secret'), 'secret'), true);
     assert.equal(authorized(from('10.1.2.3'), undefined), false, 'no token configured: other hosts are refused');
@@ -170,7 +205,6 @@ describe('--admin', () => {
   });
 });
 
-
 /** The first line the server sends, parsed, and the rest it sent with it. */
 async function helloOf(socket: Duplex): Promise<{ hello: Record<string, unknown>; rest: Buffer }> {
   let received = Buffer.alloc(0);
@@ -181,7 +215,10 @@ async function helloOf(socket: Duplex): Promise<{ hello: Record<string, unknown>
         const end = received.indexOf(0x0a);
         if (end < 0) return;
         socket.off('data', onData);
-        resolve({ hello: JSON.parse(received.subarray(0, end).toString()) as Record<string, unknown>, rest: received.subarray(end + 1) });
+        resolve({
+          hello: JSON.parse(received.subarray(0, end).toString()) as Record<string, unknown>,
+          rest: received.subarray(end + 1),
+        });
       };
       socket.on('data', onData);
     }),
@@ -198,7 +235,12 @@ describe('--hello', () => {
       const hello = helloOf(socket);
       socket.write('PROXY TCP4 203.0.113.9 127.0.0.1 40001 1234\r\nping');
       const { hello: line, rest } = await hello;
-      assert.deepEqual(line, { instance: 'edge-7', worker: null, local: `127.0.0.1:${server.port}`, client: '203.0.113.9:40001' });
+      assert.deepEqual(line, {
+        instance: 'edge-7',
+        worker: null,
+        local: `127.0.0.1:${server.port}`,
+        client: '203.0.113.9:40001',
+      });
       const echo = rest.length >= 4 ? rest : Buffer.concat([rest, await readBytes(socket, 4 - rest.length)]);
       assert.equal(echo.toString(), 'ping', 'then the echo, as without --hello');
       socket.destroy();
@@ -210,7 +252,12 @@ describe('--hello', () => {
   it('over TLS, says the protocol, cipher and name the client asked for', async () => {
     const server = await startServe(['--quiet', '--hello', '--tls-self-signed']);
     try {
-      const socket = tls.connect({ host: '127.0.0.1', port: server.port, servername: 'localhost', rejectUnauthorized: false });
+      const socket = tls.connect({
+        host: '127.0.0.1',
+        port: server.port,
+        servername: 'localhost',
+        rejectUnauthorized: false,
+      });
       socket.on('error', () => {});
       const { hello } = await helloOf(socket);
       assert.match(String(hello['instance']), /:\d+$/, 'hostname:pid by default');

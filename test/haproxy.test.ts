@@ -81,7 +81,13 @@ suite('behind HAProxy with send-proxy-v2', skipUnless(HAPROXY, 'haproxy', 'hapro
     [a, b] = await Promise.all([startServe(flags), startServe(flags)]);
     frontend = await freePort();
     haproxy = spawn(HAPROXY!, ['-f', RECIPE, '-db'], {
-      env: { ...process.env, FRONTEND: `127.0.0.1:${frontend}`, ECHOPLEX_A: `127.0.0.1:${a.port}`, ECHOPLEX_B: `127.0.0.1:${b.port}`, STATS_SOCKET: statsSocket },
+      env: {
+        ...process.env,
+        FRONTEND: `127.0.0.1:${frontend}`,
+        ECHOPLEX_A: `127.0.0.1:${a.port}`,
+        ECHOPLEX_B: `127.0.0.1:${b.port}`,
+        STATS_SOCKET: statsSocket,
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     haproxy.stdout!.on('data', (chunk: Buffer) => (haproxyLog += chunk.toString()));
@@ -105,12 +111,19 @@ suite('behind HAProxy with send-proxy-v2', skipUnless(HAPROXY, 'haproxy', 'hapro
   it("shows the real client's address in echoplex's log, not HAProxy's", async () => {
     // The client connects from 127.0.0.2; HAProxy connects to echoplex from 127.0.0.1.
     assert.ok(await echoThrough(frontend, '127.0.0.2'));
-    await waitUntil(() => /new connection from 127\.0\.0\.2:\d+ via 127\.0\.0\.1:\d+/.test(a.stderr() + b.stderr()), 5000, 'the open line with the client address');
+    await waitUntil(
+      () => /new connection from 127\.0\.0\.2:\d+ via 127\.0\.0\.1:\d+/.test(a.stderr() + b.stderr()),
+      5000,
+      'the open line with the client address',
+    );
     assert.doesNotMatch(a.stderr() + b.stderr(), /bad PROXY header/, 'health checks send a header too');
   });
 
   it('verifies every byte of a bench run through HAProxy, spread over both instances', async () => {
-    const result = await runCli(['bench', '--port', String(frontend), '--connections', '20', '--duration', '2', '--warmup', '0', '--json'], { ms: 30_000 });
+    const result = await runCli(
+      ['bench', '--port', String(frontend), '--connections', '20', '--duration', '2', '--warmup', '0', '--json'],
+      { ms: 30_000 },
+    );
     assert.equal(result.code, 0, result.stderr);
     const report = JSON.parse(result.stdout) as { messages: number; errors: number; mismatchedBytes: number };
     assert.ok(report.messages > 100, `only ${report.messages} messages`);
@@ -121,9 +134,24 @@ suite('behind HAProxy with send-proxy-v2', skipUnless(HAPROXY, 'haproxy', 'hapro
   });
 
   it('verifies connection churn through HAProxy: a new connection every 10 messages, each one to a backend', async () => {
-    const opened = () => (a.stderr().match(/new connection from/g) ?? []).length + (b.stderr().match(/new connection from/g) ?? []).length;
+    const opened = () =>
+      (a.stderr().match(/new connection from/g) ?? []).length + (b.stderr().match(/new connection from/g) ?? []).length;
     const before = opened();
-    const result = await runCli(['bench', '--port', String(frontend), '--connections', '10', '--messages-per-connection', '10', '--messages', '2000', '--json'], { ms: 30_000 });
+    const result = await runCli(
+      [
+        'bench',
+        '--port',
+        String(frontend),
+        '--connections',
+        '10',
+        '--messages-per-connection',
+        '10',
+        '--messages',
+        '2000',
+        '--json',
+      ],
+      { ms: 30_000 },
+    );
     assert.equal(result.code, 0, result.stderr);
     const report = JSON.parse(result.stdout) as { messages: number; errors: number; connectsPerSecond: number };
     assert.equal(report.messages, 2000);
@@ -165,7 +193,19 @@ suite('TLS passed through HAProxy with send-proxy-v2', skipUnless(HAPROXY, 'hapr
     const config = join(dir, 'haproxy.cfg');
     writeFileSync(
       config,
-      ['defaults', '  mode tcp', '  timeout connect 2s', '  timeout client 10s', '  timeout server 10s', 'frontend tls', `  bind 127.0.0.1:${frontend}`, '  default_backend echoplex', 'backend echoplex', `  server only 127.0.0.1:${serve.port} send-proxy-v2`, ''].join('\n'),
+      [
+        'defaults',
+        '  mode tcp',
+        '  timeout connect 2s',
+        '  timeout client 10s',
+        '  timeout server 10s',
+        'frontend tls',
+        `  bind 127.0.0.1:${frontend}`,
+        '  default_backend echoplex',
+        'backend echoplex',
+        `  server only 127.0.0.1:${serve.port} send-proxy-v2`,
+        '',
+      ].join('\n'),
     );
     const haproxy = spawn(HAPROXY!, ['-f', config, '-db'], { stdio: ['ignore', 'ignore', 'pipe'] });
     try {
@@ -195,7 +235,11 @@ suite('TLS passed through HAProxy with send-proxy-v2', skipUnless(HAPROXY, 'hapr
         'an echo through HAProxy',
       );
       assert.equal(reply, 'encrypted');
-      await waitUntil(() => /new connection from 127\.0\.0\.2:\d+ via 127\.0\.0\.1:\d+/.test(serve.stderr()), 5000, 'the client address in the log');
+      await waitUntil(
+        () => /new connection from 127\.0\.0\.2:\d+ via 127\.0\.0\.1:\d+/.test(serve.stderr()),
+        5000,
+        'the client address in the log',
+      );
     } finally {
       haproxy.kill('SIGTERM');
       await serve.stop();
@@ -214,7 +258,20 @@ suite('who answered, and taking an instance out, behind HAProxy', skipUnless(HAP
 
   before(async () => {
     for (const name of ['one', 'two']) {
-      instances.push(await startServe(['--quiet', '--hello', '--instance', name, '--proxy-protocol', '--proxy-trust', '127.0.0.0/8', '--metrics-port', '0', '--admin']));
+      instances.push(
+        await startServe([
+          '--quiet',
+          '--hello',
+          '--instance',
+          name,
+          '--proxy-protocol',
+          '--proxy-trust',
+          '127.0.0.0/8',
+          '--metrics-port',
+          '0',
+          '--admin',
+        ]),
+      );
     }
     metrics = await Promise.all(
       instances.map(async (instance) => {
@@ -267,14 +324,36 @@ suite('who answered, and taking an instance out, behind HAProxy', skipUnless(HAP
   });
 
   it('bench --hello with a new connection per message shows how HAProxy spreads them over both instances', async () => {
-    const run = await runCli(['bench', '--port', String(frontend), '--hello', '-c', '4', '--messages-per-connection', '1', '-n', '200', '--json'], { ms: 30_000 });
+    const run = await runCli(
+      [
+        'bench',
+        '--port',
+        String(frontend),
+        '--hello',
+        '-c',
+        '4',
+        '--messages-per-connection',
+        '1',
+        '-n',
+        '200',
+        '--json',
+      ],
+      { ms: 30_000 },
+    );
     assert.equal(run.code, 0, run.stderr);
-    const result = JSON.parse(run.stdout) as { instances: Record<string, number>; errors: number; mismatchedBytes: number };
+    const result = JSON.parse(run.stdout) as {
+      instances: Record<string, number>;
+      errors: number;
+      mismatchedBytes: number;
+    };
     assert.equal(result.errors, 0);
     assert.equal(result.mismatchedBytes, 0, 'the hello line is taken off, not compared');
     assert.deepEqual(Object.keys(result.instances).sort(), ['one', 'two']);
     assert.ok(result.instances['one']! >= 50 && result.instances['two']! >= 50, JSON.stringify(result.instances));
-    const ping = await runCli(['ping', '--port', String(frontend), '--hello', '--new-connection', '-c', '4', '-i', '0.05'], { ms: 15_000 });
+    const ping = await runCli(
+      ['ping', '--port', String(frontend), '--hello', '--new-connection', '-c', '4', '-i', '0.05'],
+      { ms: 15_000 },
+    );
     assert.equal(ping.code, 0, ping.stderr);
     assert.match(ping.stdout, /\(instance one\)/);
     assert.match(ping.stdout, /\(instance two\)/);
@@ -283,15 +362,38 @@ suite('who answered, and taking an instance out, behind HAProxy', skipUnless(HAP
 
   it('POST /admin/ready?state=false takes an instance out of HAProxy, and state=true brings it back', async () => {
     const spread = async () => {
-      const run = await runCli(['bench', '--port', String(frontend), '--hello', '-c', '2', '--messages-per-connection', '1', '-n', '40', '--json'], { ms: 30_000 });
+      const run = await runCli(
+        [
+          'bench',
+          '--port',
+          String(frontend),
+          '--hello',
+          '-c',
+          '2',
+          '--messages-per-connection',
+          '1',
+          '-n',
+          '40',
+          '--json',
+        ],
+        { ms: 30_000 },
+      );
       assert.equal(run.code, 0, run.stderr);
       return (JSON.parse(run.stdout) as { instances: Record<string, number> }).instances;
     };
     assert.equal((await fetch(`${metrics[0]}/admin/ready?state=false`, { method: 'POST' })).status, 200);
-    await waitUntil(async () => (await serverStatus(statsSocket)).get('one')?.startsWith('DOWN') ?? false, 10_000, 'HAProxy to mark one down');
+    await waitUntil(
+      async () => (await serverStatus(statsSocket)).get('one')?.startsWith('DOWN') ?? false,
+      10_000,
+      'HAProxy to mark one down',
+    );
     assert.deepEqual(Object.keys(await spread()), ['two'], 'every connection goes to the instance still in service');
     assert.equal((await fetch(`${metrics[0]}/admin/ready?state=true`, { method: 'POST' })).status, 200);
-    await waitUntil(async () => (await serverStatus(statsSocket)).get('one') === 'UP', 10_000, 'HAProxy to bring one back');
+    await waitUntil(
+      async () => (await serverStatus(statsSocket)).get('one') === 'UP',
+      10_000,
+      'HAProxy to bring one back',
+    );
     assert.deepEqual(Object.keys(await spread()).sort(), ['one', 'two']);
   });
 });
@@ -299,12 +401,32 @@ suite('who answered, and taking an instance out, behind HAProxy', skipUnless(HAP
 suite('WebSocket through HAProxy with send-proxy-v2', skipUnless(HAPROXY, 'haproxy', 'haproxy'), () => {
   it('reads the header before the HTTP upgrade, echoes messages, and names the client HAProxy saw', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'echoplex-haproxy-ws-'));
-    const serve = await startServe(['--ws', '--hello', '--transform', 'upper', '--proxy-protocol', '--proxy-trust', '127.0.0.0/8']);
+    const serve = await startServe([
+      '--ws',
+      '--hello',
+      '--transform',
+      'upper',
+      '--proxy-protocol',
+      '--proxy-trust',
+      '127.0.0.0/8',
+    ]);
     const frontend = await freePort();
     const config = join(dir, 'haproxy.cfg');
     writeFileSync(
       config,
-      ['defaults', '  mode tcp', '  timeout connect 2s', '  timeout client 10s', '  timeout server 10s', 'frontend ws', `  bind 127.0.0.1:${frontend}`, '  default_backend echoplex', 'backend echoplex', `  server only 127.0.0.1:${serve.port} send-proxy-v2`, ''].join('\n'),
+      [
+        'defaults',
+        '  mode tcp',
+        '  timeout connect 2s',
+        '  timeout client 10s',
+        '  timeout server 10s',
+        'frontend ws',
+        `  bind 127.0.0.1:${frontend}`,
+        '  default_backend echoplex',
+        'backend echoplex',
+        `  server only 127.0.0.1:${serve.port} send-proxy-v2`,
+        '',
+      ].join('\n'),
     );
     const haproxy = spawn(HAPROXY!, ['-f', config, '-db'], { stdio: ['ignore', 'ignore', 'pipe'] });
     try {
@@ -335,7 +457,11 @@ suite('WebSocket through HAProxy with send-proxy-v2', skipUnless(HAPROXY, 'hapro
       const hello = JSON.parse(messages[0]!) as { client: string };
       assert.match(hello.client, /^127\.0\.0\.2:\d+$/, 'the hello names the client, not HAProxy');
       assert.equal(messages[1], 'THROUGH THE PROXY');
-      await waitUntil(() => /new connection from 127\.0\.0\.2:\d+ via 127\.0\.0\.1:\d+/.test(serve.stderr()), 5000, 'the client address in the log');
+      await waitUntil(
+        () => /new connection from 127\.0\.0\.2:\d+ via 127\.0\.0\.1:\d+/.test(serve.stderr()),
+        5000,
+        'the client address in the log',
+      );
       assert.doesNotMatch(serve.stderr(), /bad PROXY header/);
     } finally {
       haproxy.kill('SIGTERM');

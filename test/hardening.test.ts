@@ -124,7 +124,9 @@ describe('--idle-timeout', () => {
 
 describe('descriptor exhaustion', () => {
   it('under prlimit --nofile=64, 150 clients: stays up, serves existing ones, recovers', async () => {
-    const server = await startServe(['--quiet'], { command: ['prlimit', '--nofile=64', process.execPath, (await import('./helpers/cli.js')).CLI] });
+    const server = await startServe(['--quiet'], {
+      command: ['prlimit', '--nofile=64', process.execPath, (await import('./helpers/cli.js')).CLI],
+    });
     const pid = server.child.pid!;
     try {
       const early = await connectTo(server.port);
@@ -152,15 +154,23 @@ describe('descriptor exhaustion', () => {
       assert.equal(server.child.exitCode, null, 'still running');
       for (const socket of crowd) socket.destroy();
       await delay(500);
-      await waitUntil(async () => {
-        const fresh = await connectTo(server.port).catch(() => undefined);
-        if (!fresh) return false;
-        const ok = await echoes(fresh).catch(() => false);
-        fresh.destroy();
-        return ok;
-      }, 10_000, 'the server to accept and serve again');
+      await waitUntil(
+        async () => {
+          const fresh = await connectTo(server.port).catch(() => undefined);
+          if (!fresh) return false;
+          const ok = await echoes(fresh).catch(() => false);
+          fresh.destroy();
+          return ok;
+        },
+        10_000,
+        'the server to accept and serve again',
+      );
       assert.match(server.stderr(), /cannot accept connections/);
-      assert.equal((server.stderr().match(/cannot accept connections/g) ?? []).length, 1, 'logged once per burst, not per attempt');
+      assert.equal(
+        (server.stderr().match(/cannot accept connections/g) ?? []).length,
+        1,
+        'logged once per burst, not per attempt',
+      );
       assert.match(server.stderr(), /accepting connections again/);
       early.destroy();
     } finally {

@@ -57,7 +57,11 @@ const REVERSE = fileURLToPath(new URL('../examples/transforms/reverse.js', impor
         socket.end();
         await closed(socket);
         assert.equal(running.server.stats().errors.line_too_long, 1);
-        await waitUntil(() => logger.messages().some((m) => m.includes('line longer than 10 bytes')), 2000, 'the close to be logged');
+        await waitUntil(
+          () => logger.messages().some((m) => m.includes('line longer than 10 bytes')),
+          2000,
+          'the close to be logged',
+        );
       } finally {
         await running.close();
       }
@@ -101,7 +105,10 @@ describe('custom transform modules', () => {
   });
 
   it('a transform returning a Promise or an object resets only its connection, logs what came back, and the server goes on', async () => {
-    for (const [returned, named] of [[Promise.resolve(Buffer.from('late')), /a Promise/], [{ reply: 'x' }, /an object/]] as const) {
+    for (const [returned, named] of [
+      [Promise.resolve(Buffer.from('late')), /a Promise/],
+      [{ reply: 'x' }, /an object/],
+    ] as const) {
       const logger = recordingLogger();
       const running = await startServer({ transform: (() => returned) as never, logger });
       try {
@@ -111,7 +118,10 @@ describe('custom transform modules', () => {
         assert.equal((await ended).length, 0, 'reset with nothing sent');
         assert.equal(running.server.stats().errors.transform, 1);
         const line = logger.messages().find((message) => message.includes('transform failed'));
-        assert.ok(line !== undefined && named.test(line) && /expected a Buffer, Uint8Array or string/.test(line), logger.messages().join('\n'));
+        assert.ok(
+          line !== undefined && named.test(line) && /expected a Buffer, Uint8Array or string/.test(line),
+          logger.messages().join('\n'),
+        );
         // Still serving: another client connects and is closed the same way, not refused.
         const next = await connectTo(running.port);
         next.destroy();

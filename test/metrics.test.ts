@@ -10,7 +10,9 @@ import { runCli, startServe } from './helpers/cli.js';
 import { connectTo, roundTrip, startServer } from './helpers/sockets.js';
 import { waitUntil, withTimeout } from './helpers/timeout.js';
 
-const packageVersion = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+const packageVersion = (
+  JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
+).version;
 
 async function get(url: string): Promise<{ status: number; body: string }> {
   const response = await withTimeout(fetch(url), 5000, `GET ${url}`);
@@ -42,7 +44,10 @@ describe('metrics and probes', () => {
       assert.equal(metric(body, 'echoplex_connections_rejected_total{reason="max_connections"}'), 1);
       assert.equal(metric(body, 'echoplex_errors_total{kind="reset"}'), 0);
       assert.match(body, /^process_cpu_user_seconds_total /m, 'process metrics are there');
-      assert.equal(metric(body, `echoplex_build_info{version="${packageVersion}",engine="${running.server.engine}"}`), 1);
+      assert.equal(
+        metric(body, `echoplex_build_info{version="${packageVersion}",engine="${running.server.engine}"}`),
+        1,
+      );
       assert.deepEqual(await get(`${metrics.url}/healthz`), { status: 200, body: 'ok\n' });
       assert.equal((await get(`${metrics.url}/readyz`)).status, 200);
       const closing = running.server.close({ timeoutMs: 2000 });
@@ -78,10 +83,15 @@ describe('metrics and probes', () => {
     await new Promise((resolve) => tcp.close(resolve));
     try {
       for (const workers of [[], ['--workers', '2']]) {
-        const result = await runCli(['serve', '--port', String(port), '--metrics-port', String(busy), ...workers], { ms: 15_000 });
+        const result = await runCli(['serve', '--port', String(port), '--metrics-port', String(busy), ...workers], {
+          ms: 15_000,
+        });
         assert.equal(result.code, 1, result.stderr);
         assert.doesNotMatch(result.stdout, /listening/);
-        assert.match(result.stderr, new RegExp(`echoplex: cannot listen on http://127\\.0\\.0\\.1:${busy}: address already in use`));
+        assert.match(
+          result.stderr,
+          new RegExp(`echoplex: cannot listen on http://127\\.0\\.0\\.1:${busy}: address already in use`),
+        );
         assert.doesNotMatch(result.stderr, /unexpected error/);
         // The TCP port it had bound is free again: nothing half-started is left behind.
         const again = net.createServer();

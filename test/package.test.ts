@@ -31,11 +31,19 @@ describe('the packed package', { skip: !supported && 'prebuilt binaries are made
     // Packed from a copy, so that building the prebuilt addon leaves this checkout's build alone.
     const source = join(work, 'source');
     mkdirSync(source);
-    for (const entry of ['package.json', 'tsconfig.json', 'binding.gyp', 'README.md', 'src', 'native']) cpSync(join(ROOT, entry), join(source, entry), { recursive: true });
+    for (const entry of ['package.json', 'tsconfig.json', 'binding.gyp', 'README.md', 'src', 'native'])
+      cpSync(join(ROOT, entry), join(source, entry), { recursive: true });
     symlinkSync(join(ROOT, 'node_modules'), join(source, 'node_modules'));
-    const packed = spawnSync('npm', ['pack', '--pack-destination', work], { cwd: source, encoding: 'utf8', timeout: 240_000 });
+    const packed = spawnSync('npm', ['pack', '--pack-destination', work], {
+      cwd: source,
+      encoding: 'utf8',
+      timeout: 240_000,
+    });
     assert.equal(packed.status, 0, packed.stdout + packed.stderr);
-    tarball = join(work, readdirSync(work).find((name) => name.endsWith('.tgz'))!);
+    tarball = join(
+      work,
+      readdirSync(work).find((name) => name.endsWith('.tgz'))!,
+    );
   });
   after(() => rmSync(work, { recursive: true, force: true }));
 
@@ -50,10 +58,24 @@ describe('the packed package', { skip: !supported && 'prebuilt binaries are made
     mkdirSync(app);
     writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'app', version: '1.0.0', private: true }));
     const env = { HOME: process.env['HOME'] ?? work, PATH: bareBin(join(work, 'bin')) };
-    assert.notEqual(spawnSync('sh', ['-c', 'command -v cc || command -v gcc || command -v make'], { env, encoding: 'utf8' }).status, 0, 'a compiler is reachable');
-    const installed = spawnSync('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', tarball], { cwd: app, env, encoding: 'utf8', timeout: 180_000 });
+    assert.notEqual(
+      spawnSync('sh', ['-c', 'command -v cc || command -v gcc || command -v make'], { env, encoding: 'utf8' }).status,
+      0,
+      'a compiler is reachable',
+    );
+    const installed = spawnSync('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', tarball], {
+      cwd: app,
+      env,
+      encoding: 'utf8',
+      timeout: 180_000,
+    });
     assert.equal(installed.status, 0, installed.stdout + installed.stderr);
-    const server = spawn('npx', ['echoplex', 'serve', '--port', '0', '--quiet'], { cwd: app, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    const server = spawn('npx', ['echoplex', 'serve', '--port', '0', '--quiet'], {
+      cwd: app,
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    });
     let output = '';
     server.stdout!.setEncoding('utf8').on('data', (text: string) => (output += text));
     server.stderr!.setEncoding('utf8').on('data', (text: string) => (output += text));

@@ -31,13 +31,46 @@ describe('echoplex ping', () => {
   it('answers through a line-mode server with a prefix, and over UDP with a new socket each time', async () => {
     const server = await startServe(['--quiet', '--framing', 'line', '--prefix', 'hello ', '--udp']);
     try {
-      const lines = await runCli(['ping', '--port', String(server.port), '-c', '2', '-i', '0.05', '--expect-prefix', 'hello ']);
+      const lines = await runCli([
+        'ping',
+        '--port',
+        String(server.port),
+        '-c',
+        '2',
+        '-i',
+        '0.05',
+        '--expect-prefix',
+        'hello ',
+      ]);
       assert.equal(lines.code, 0, lines.stdout + lines.stderr);
-      const udp = await runCli(['ping', '--port', String(server.port), '-c', '2', '-i', '0.05', '--udp', '--new-connection', '--expect-prefix', 'hello ']);
+      const udp = await runCli([
+        'ping',
+        '--port',
+        String(server.port),
+        '-c',
+        '2',
+        '-i',
+        '0.05',
+        '--udp',
+        '--new-connection',
+        '--expect-prefix',
+        'hello ',
+      ]);
       assert.equal(udp.code, 0, udp.stdout + udp.stderr);
       assert.equal(seqLines(udp.stdout).filter((line) => / connect=[\d.]+ ms time=/.test(line)).length, 2);
       // Connecting a UDP socket sends nothing: no connection is reported.
-      const oneSocket = await runCli(['ping', '--port', String(server.port), '-c', '2', '-i', '0.05', '--udp', '--expect-prefix', 'hello ']);
+      const oneSocket = await runCli([
+        'ping',
+        '--port',
+        String(server.port),
+        '-c',
+        '2',
+        '-i',
+        '0.05',
+        '--udp',
+        '--expect-prefix',
+        'hello ',
+      ]);
       assert.equal(oneSocket.code, 0, oneSocket.stdout + oneSocket.stderr);
       assert.equal(seqLines(oneSocket.stdout).length, 2);
       assert.doesNotMatch(oneSocket.stdout, /connected to/);
@@ -52,7 +85,11 @@ describe('echoplex ping', () => {
       const result = await runCli(['ping', '--port', String(server.port), '-c', '3', '-i', '0.05', '--new-connection']);
       assert.equal(result.code, 0, result.stderr);
       assert.match(result.stdout, /^connect min\/avg\/max\/mdev = /m);
-      await waitUntil(() => (server.stderr().match(/new connection from/g) ?? []).length === 3, 5000, 'three connections');
+      await waitUntil(
+        () => (server.stderr().match(/new connection from/g) ?? []).length === 3,
+        5000,
+        'three connections',
+      );
     } finally {
       await server.stop();
     }
@@ -114,7 +151,18 @@ describe('echoplex ping', () => {
     slow.bind(0, '127.0.0.1');
     await once(slow, 'listening');
     try {
-      const result = await runCli(['ping', '--port', String(slow.address().port), '--udp', '-c', '3', '-i', '0.3', '--timeout', '0.2']);
+      const result = await runCli([
+        'ping',
+        '--port',
+        String(slow.address().port),
+        '--udp',
+        '-c',
+        '3',
+        '-i',
+        '0.3',
+        '--timeout',
+        '0.2',
+      ]);
       assert.equal(result.code, 1, 'one message lost');
       assert.match(result.stdout, /^seq=1 no reply within 0\.2 s$/m);
       assert.match(result.stdout, /^late reply to seq=1$/m);

@@ -23,7 +23,16 @@ async function writeByteByByte(socket: net.Socket, bytes: Buffer): Promise<void>
   describe('server with --proxy-protocol', () => {
     for (const [name, header] of [
       ['v1', encodeProxyV1(CLIENT)],
-      ['v2 with TLVs', encodeProxyV2({ ...CLIENT, tlvs: [{ type: 0x01, value: Buffer.from('h2') }, { type: 0xee, value: Buffer.alloc(300, 7) }] })],
+      [
+        'v2 with TLVs',
+        encodeProxyV2({
+          ...CLIENT,
+          tlvs: [
+            { type: 0x01, value: Buffer.from('h2') },
+            { type: 0xee, value: Buffer.alloc(300, 7) },
+          ],
+        }),
+      ],
     ] as const) {
       it(`consumes a ${name} header sent byte by byte and logs the client it names`, async () => {
         const logger = recordingLogger();
@@ -54,7 +63,10 @@ async function writeByteByByte(socket: net.Socket, bytes: Buffer): Promise<void>
         const reply = readBytes(socket, 4);
         socket.write(Buffer.concat([encodeProxyV2(), Buffer.from('ping')]));
         assert.equal((await reply).toString(), 'ping');
-        assert.match(String(logger.events.find((event) => event.fields['event'] === 'open')?.fields['peer']), /^127\.0\.0\.1:/);
+        assert.match(
+          String(logger.events.find((event) => event.fields['event'] === 'open')?.fields['peer']),
+          /^127\.0\.0\.1:/,
+        );
         socket.destroy();
       } finally {
         await running.close();
@@ -93,7 +105,8 @@ async function writeByteByByte(socket: net.Socket, bytes: Buffer): Promise<void>
 
     it('applies --allow and per-IP limits to the source the header names', async () => {
       const running = await startServer({ proxyProtocol: true, allow: ['203.0.113.0/24'], maxConnectionsPerIp: 1 });
-      const header = (address: string) => encodeProxyV1({ source: { address, port: 5000 }, destination: CLIENT.destination });
+      const header = (address: string) =>
+        encodeProxyV1({ source: { address, port: 5000 }, destination: CLIENT.destination });
       try {
         const first = await connectTo(running.port);
         const firstReply = readBytes(first, 2);

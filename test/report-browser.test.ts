@@ -14,7 +14,10 @@ import { startServer } from './helpers/sockets.js';
 import { withTimeout } from './helpers/timeout.js';
 
 /** Opens the report offline; returns the charts drawn, the page's errors, and whether each canvas has ink on it. */
-async function look(result: BenchResult, dir: string): Promise<{ charts: number; errors: string[]; inked: boolean[]; text: string; screenshot: Buffer }> {
+async function look(
+  result: BenchResult,
+  dir: string,
+): Promise<{ charts: number; errors: string[]; inked: boolean[]; text: string; screenshot: Buffer }> {
   const file = join(dir, 'report.html');
   writeFileSync(file, renderHtmlReport(result));
   const browser = await launchChromium();
@@ -54,11 +57,24 @@ suite('bench HTML report in Chromium', skipUnless(CHROMIUM, 'chromium', 'chromiu
     const running = await startServer();
     const dir = mkdtempSync(join(tmpdir(), 'echoplex-report-'));
     try {
-      const result = await withTimeout(runBench({ port: running.port, connections: 4, durationSeconds: 2, warmupSeconds: 0, thresholds: ['p99<10s', 'rate>=1000000000'] }), 30_000, 'bench');
+      const result = await withTimeout(
+        runBench({
+          port: running.port,
+          connections: 4,
+          durationSeconds: 2,
+          warmupSeconds: 0,
+          thresholds: ['p99<10s', 'rate>=1000000000'],
+        }),
+        30_000,
+        'bench',
+      );
       const seen = await withTimeout(look(result, dir), 60_000, 'Chromium');
       assert.deepEqual(seen.errors, []);
       assert.equal(seen.charts, 3, 'throughput, latency over time, latency by percentile');
-      assert.ok(seen.inked.length >= 3 && seen.inked.every(Boolean), `every chart drawn: ${JSON.stringify(seen.inked)}`);
+      assert.ok(
+        seen.inked.length >= 3 && seen.inked.every(Boolean),
+        `every chart drawn: ${JSON.stringify(seen.inked)}`,
+      );
       assert.match(seen.text, /PASS: every reply verified/);
       assert.match(seen.text, /p99<10s\s+held/);
       assert.match(seen.text, /rate>=1000000000\s+BROKEN: measured [\d.]+ msg\/s/);
@@ -77,7 +93,11 @@ suite('bench HTML report in Chromium', skipUnless(CHROMIUM, 'chromium', 'chromiu
     try {
       const { runRamp } = await import('../src/bench/capacity.js');
       const result = await withTimeout(
-        runRamp({ port: running.port, connections: 4, durationSeconds: 0.5, warmupSeconds: 0 }, { from: 200, to: 20000, steps: 3 }, (options) => runBench(options)),
+        runRamp(
+          { port: running.port, connections: 4, durationSeconds: 0.5, warmupSeconds: 0 },
+          { from: 200, to: 20000, steps: 3 },
+          (options) => runBench(options),
+        ),
         60_000,
         'ramp',
       );
@@ -85,8 +105,9 @@ suite('bench HTML report in Chromium', skipUnless(CHROMIUM, 'chromium', 'chromiu
       assert.deepEqual(seen.errors, []);
       assert.equal(seen.charts, 4);
       assert.ok(seen.inked.every(Boolean), JSON.stringify(seen.inked));
-      assert.match(seen.text, /offered msg\/s/, 'the rate chart\'s legend');
-      for (const rate of ['200', '10,100', '20,000']) assert.match(seen.text, new RegExp(`^${rate}\\s`, 'm'), `a row for ${rate}`);
+      assert.match(seen.text, /offered msg\/s/, "the rate chart's legend");
+      for (const rate of ['200', '10,100', '20,000'])
+        assert.match(seen.text, new RegExp(`^${rate}\\s`, 'm'), `a row for ${rate}`);
     } finally {
       await running.close();
       rmSync(dir, { recursive: true, force: true });

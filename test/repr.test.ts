@@ -10,9 +10,17 @@ import { suite } from './helpers/peers.js';
 
 suite('reprBytes', seedUnavailable(), () => {
   it("matches Python's repr() of bytes for every byte value and random data", () => {
-    const samples = [Buffer.from(Array.from({ length: 256 }, (_, i) => i)), Buffer.from("it's a \"quote\" \\ test\n"), Buffer.from("it's"), ...Array.from({ length: 20 }, () => randomBytes(64))];
+    const samples = [
+      Buffer.from(Array.from({ length: 256 }, (_, i) => i)),
+      Buffer.from('it\'s a "quote" \\ test\n'),
+      Buffer.from("it's"),
+      ...Array.from({ length: 20 }, () => randomBytes(64)),
+    ];
     const script = 'import sys\nfor line in sys.stdin.read().split():\n    print(repr(bytes.fromhex(line)))';
-    const python = spawnSync('python3', ['-c', script], { input: samples.map((s) => s.toString('hex')).join('\n'), encoding: 'utf8' });
+    const python = spawnSync('python3', ['-c', script], {
+      input: samples.map((s) => s.toString('hex')).join('\n'),
+      encoding: 'utf8',
+    });
     assert.equal(python.status, 0, python.stderr);
     const expected = python.stdout.trimEnd().split('\n');
     assert.deepEqual(samples.map(reprBytes), expected);

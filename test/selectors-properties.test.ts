@@ -8,7 +8,16 @@ import assert from 'node:assert/strict';
 import { after, before, it } from 'node:test';
 import fc from 'fast-check';
 import { addonAbsence } from '../src/native/addon.js';
-import { BlockingIOError, DefaultSelector, EVENT_READ, select, SHUT_WR, socket, type Socket, useEngine } from '../src/selectors/index.js';
+import {
+  BlockingIOError,
+  DefaultSelector,
+  EVENT_READ,
+  select,
+  SHUT_WR,
+  socket,
+  type Socket,
+  useEngine,
+} from '../src/selectors/index.js';
 import { skipUnless, suite } from './helpers/peers.js';
 import { withTimeout } from './helpers/timeout.js';
 
@@ -21,8 +30,17 @@ type Op =
 
 const side = fc.constantFrom<0 | 1>(0, 1);
 const op: fc.Arbitrary<Op> = fc.oneof(
-  fc.record({ kind: fc.constant('send' as const), from: side, size: fc.oneof(fc.integer({ min: 1, max: 100 }), fc.integer({ min: 1, max: 90_000 })), seed: fc.nat(255) }),
-  fc.record({ kind: fc.constant('recv' as const), at: side, size: fc.oneof(fc.integer({ min: 1, max: 100 }), fc.integer({ min: 1, max: 70_000 })) }),
+  fc.record({
+    kind: fc.constant('send' as const),
+    from: side,
+    size: fc.oneof(fc.integer({ min: 1, max: 100 }), fc.integer({ min: 1, max: 90_000 })),
+    seed: fc.nat(255),
+  }),
+  fc.record({
+    kind: fc.constant('recv' as const),
+    at: side,
+    size: fc.oneof(fc.integer({ min: 1, max: 100 }), fc.integer({ min: 1, max: 70_000 })),
+  }),
   fc.record({ kind: fc.constant('drain' as const), at: side }),
   fc.record({ kind: fc.constant('probe' as const), from: side }),
   fc.record({ kind: fc.constant('shut' as const), from: side }),
@@ -55,7 +73,11 @@ async function readable(sel: DefaultSelector, conn: Socket, at: 0 | 1, timeout: 
   return r.length > 0;
 }
 
-const nativeSkip = skipUnless(addonAbsence() === undefined ? 'built' : undefined, 'the native engine', 'g++ make (then npm install)');
+const nativeSkip = skipUnless(
+  addonAbsence() === undefined ? 'built' : undefined,
+  'the native engine',
+  'g++ make (then npm install)',
+);
 
 for (const engine of ['native', 'portable'] as const) {
   suite(`selectors properties on real sockets, ${engine} engine`, engine === 'native' ? nativeSkip : undefined, () => {
@@ -96,7 +118,10 @@ for (const engine of ['native', 'portable'] as const) {
             const conn = ends[at];
             if (here.pendingBytes > 0 || here.shut) {
               // Bytes (or the end) are on their way: READ must come, and then recv must not block.
-              assert.ok(await withTimeout(readable(selector, conn, at, 2), 3000, 'readiness'), 'READ reported for bytes in flight');
+              assert.ok(
+                await withTimeout(readable(selector, conn, at, 2), 3000, 'readiness'),
+                'READ reported for bytes in flight',
+              );
               const got = conn.recv(size);
               if (here.pendingBytes === 0) {
                 assert.equal(got.length, 0, 'end of stream once every byte is read');
@@ -118,7 +143,10 @@ for (const engine of ['native', 'portable'] as const) {
                 const bytes = Buffer.alloc(step.size, step.seed);
                 bytes[0] = (step.seed + to.pendingBytes) & 0xff; // not a run of one byte, so order shows
                 if (to.shut) {
-                  assert.throws(() => ends[step.from].send(bytes), (err: { code: string }) => err.code === 'EPIPE');
+                  assert.throws(
+                    () => ends[step.from].send(bytes),
+                    (err: { code: string }) => err.code === 'EPIPE',
+                  );
                   continue;
                 }
                 let sent = 0;
@@ -140,7 +168,10 @@ for (const engine of ['native', 'portable'] as const) {
                   assert.equal(ends[step.from].send(byte), 1, 'WRITE reported, so send takes a byte');
                   to.accept(byte);
                 } else if (to.shut) {
-                  assert.throws(() => ends[step.from].send(byte), (err: { code: string }) => err.code === 'EPIPE');
+                  assert.throws(
+                    () => ends[step.from].send(byte),
+                    (err: { code: string }) => err.code === 'EPIPE',
+                  );
                 } else if (engine === 'native') {
                   // Native sockets report WRITE as the kernel's poll does (room above its low-water
                   // mark), as Python's select does: below that mark a send may still take a byte.

@@ -39,7 +39,10 @@ suite('status page in Chromium', skipUnless(CHROMIUM, 'chromium', 'chromium'), (
       // Labels say what is counted: raw TCP has bytes, not messages, and the span is the charts'.
       assert.equal(await page.textContent('#messages-label'), 'messages /s');
       assert.match((await page.getAttribute('#messages', 'title')) ?? '', /WebSocket messages/);
-      assert.match((await page.textContent('.sub')) ?? '', /each chart shows the last minute, growing to the last five/);
+      assert.match(
+        (await page.textContent('.sub')) ?? '',
+        /each chart shows the last minute, growing to the last five/,
+      );
 
       const bench = runBench({ port: running.port, connections: 7, durationSeconds: 4, warmupSeconds: 0 });
       await waitForText(page, '#connections', /^7$/);

@@ -24,14 +24,42 @@ function openssl(dir: string, args: string[]): void {
 /** A CA, a server certificate for 127.0.0.1 and a client certificate, all signed by the CA. */
 function makeCertificates(dir: string): void {
   const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
-  openssl(dir, ['req', '-x509', ...ec, '-keyout', 'ca.key', '-out', 'ca.crt', '-subj', '/CN=echoplex test CA', '-days', '2']);
+  openssl(dir, [
+    'req',
+    '-x509',
+    ...ec,
+    '-keyout',
+    'ca.key',
+    '-out',
+    'ca.crt',
+    '-subj',
+    '/CN=echoplex test CA',
+    '-days',
+    '2',
+  ]);
   for (const [name, subject, extension] of [
     ['server', '/CN=localhost', 'subjectAltName=IP:127.0.0.1,DNS:localhost'],
     ['client', '/O=echoplex tests/CN=client-1', 'extendedKeyUsage=clientAuth'],
   ] as const) {
     writeFileSync(join(dir, `${name}.ext`), `${extension}\n`);
     openssl(dir, ['req', ...ec, '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', subject]);
-    openssl(dir, ['x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${name}.crt`, '-days', '2', '-extfile', `${name}.ext`]);
+    openssl(dir, [
+      'x509',
+      '-req',
+      '-in',
+      `${name}.csr`,
+      '-CA',
+      'ca.crt',
+      '-CAkey',
+      'ca.key',
+      '-CAcreateserial',
+      '-out',
+      `${name}.crt`,
+      '-days',
+      '2',
+      '-extfile',
+      `${name}.ext`,
+    ]);
   }
 }
 
@@ -62,9 +90,18 @@ suite('TLS', skipUnless(OPENSSL, 'openssl', 'openssl'), () => {
 
   it('says in words, naming the flag and the file, when a certificate and key cannot serve (exit 2)', async () => {
     const cases: Array<[string[], RegExp]> = [
-      [['--tls-cert', file('server.key'), '--tls-key', file('server.crt')], /--tls-cert: .*server\.key holds no certificate in PEM \(it is a private key: are --tls-cert and --tls-key swapped\?\)/],
-      [['--tls-cert', file('server.crt'), '--tls-key', file('client.key')], /--tls-key: .*client\.key is not the private key of the certificate in .*server\.crt/],
-      [['--tls-cert', file('server.crt'), '--tls-key', file('server.key'), '--tls-ca', file('ca.key')], /--tls-ca: .*ca\.key holds no certificate in PEM \(it is a private key\)/],
+      [
+        ['--tls-cert', file('server.key'), '--tls-key', file('server.crt')],
+        /--tls-cert: .*server\.key holds no certificate in PEM \(it is a private key: are --tls-cert and --tls-key swapped\?\)/,
+      ],
+      [
+        ['--tls-cert', file('server.crt'), '--tls-key', file('client.key')],
+        /--tls-key: .*client\.key is not the private key of the certificate in .*server\.crt/,
+      ],
+      [
+        ['--tls-cert', file('server.crt'), '--tls-key', file('server.key'), '--tls-ca', file('ca.key')],
+        /--tls-ca: .*ca\.key holds no certificate in PEM \(it is a private key\)/,
+      ],
     ];
     for (const [args, message] of cases) {
       const result = await runCli(['serve', '--port', '0', ...args]);
@@ -75,10 +112,29 @@ suite('TLS', skipUnless(OPENSSL, 'openssl', 'openssl'), () => {
   });
 
   it('serves --tls-cert/--tls-key to Node and to openssl s_client, verified against the CA', async () => {
-    const serve = await startServe(['--tls-cert', file('server.crt'), '--tls-key', file('server.key'), '--transform', 'upper']);
+    const serve = await startServe([
+      '--tls-cert',
+      file('server.crt'),
+      '--tls-key',
+      file('server.key'),
+      '--transform',
+      'upper',
+    ]);
     try {
       assert.equal(await tlsEcho(serve.port, 'over tls', { ca: readFileSync(file('ca.crt')) }), 'OVER TLS');
-      const sClient = spawn(OPENSSL!, ['s_client', '-connect', `127.0.0.1:${serve.port}`, '-CAfile', file('ca.crt'), '-verify_return_error', '-quiet'], { stdio: ['pipe', 'pipe', 'pipe'] });
+      const sClient = spawn(
+        OPENSSL!,
+        [
+          's_client',
+          '-connect',
+          `127.0.0.1:${serve.port}`,
+          '-CAfile',
+          file('ca.crt'),
+          '-verify_return_error',
+          '-quiet',
+        ],
+        { stdio: ['pipe', 'pipe', 'pipe'] },
+      );
       let output = '';
       sClient.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
       sClient.stdin.write('from openssl\n');
@@ -91,12 +147,19 @@ suite('TLS', skipUnless(OPENSSL, 'openssl', 'openssl'), () => {
 
   it('mTLS: logs the client certificate subject, refuses a client without one, and goes on', async () => {
     const logger = recordingLogger();
-    const options = await loadTlsOptions({ certFile: file('server.crt'), keyFile: file('server.key'), caFile: file('ca.crt') }, '127.0.0.1');
+    const options = await loadTlsOptions(
+      { certFile: file('server.crt'), keyFile: file('server.key'), caFile: file('ca.crt') },
+      '127.0.0.1',
+    );
     const running = await startServer({ tls: options, logger });
     try {
       const ca = readFileSync(file('ca.crt'));
       await assert.rejects(tlsEcho(running.port, 'no certificate', { ca }));
-      await waitUntil(() => running.server.stats().errors.tls_handshake === 1, 5000, 'the failed handshake to be counted');
+      await waitUntil(
+        () => running.server.stats().errors.tls_handshake === 1,
+        5000,
+        'the failed handshake to be counted',
+      );
       // Plain TCP on a TLS port is a handshake failure too, never a crash.
       const plain = await connectTo(running.port);
       plain.on('error', () => {});
@@ -104,7 +167,11 @@ suite('TLS', skipUnless(OPENSSL, 'openssl', 'openssl'), () => {
       await readToEnd(plain).catch(() => Buffer.alloc(0));
       await waitUntil(() => running.server.stats().errors.tls_handshake === 2, 5000, 'the plain-TCP handshake failure');
 
-      const echoed = await tlsEcho(running.port, 'with a certificate', { ca, cert: readFileSync(file('client.crt')), key: readFileSync(file('client.key')) });
+      const echoed = await tlsEcho(running.port, 'with a certificate', {
+        ca,
+        cert: readFileSync(file('client.crt')),
+        key: readFileSync(file('client.key')),
+      });
       assert.equal(echoed, 'with a certificate');
       const open = logger.events.find((event) => event.fields['event'] === 'open');
       assert.equal(open?.fields['subject'], 'O=echoplex tests,CN=client-1');
@@ -115,8 +182,15 @@ suite('TLS', skipUnless(OPENSSL, 'openssl', 'openssl'), () => {
     }
   });
 
-  it('mTLS with echoplex\'s own tools: client, ping and bench take --tls-cert/--tls-key, and say when the server wants one', async () => {
-    const serve = await startServe(['--tls-cert', file('server.crt'), '--tls-key', file('server.key'), '--tls-ca', file('ca.crt')]);
+  it("mTLS with echoplex's own tools: client, ping and bench take --tls-cert/--tls-key, and say when the server wants one", async () => {
+    const serve = await startServe([
+      '--tls-cert',
+      file('server.crt'),
+      '--tls-key',
+      file('server.key'),
+      '--tls-ca',
+      file('ca.crt'),
+    ]);
     try {
       const target = ['--port', String(serve.port), '--tls-ca', file('ca.crt')];
       const identity = ['--tls-cert', file('client.crt'), '--tls-key', file('client.key')];
@@ -147,15 +221,42 @@ suite('TLS', skipUnless(OPENSSL, 'openssl', 'openssl'), () => {
   });
 
   it('openssl s_client with the client certificate passes mTLS', async () => {
-    const serve = await startServe(['--tls-cert', file('server.crt'), '--tls-key', file('server.key'), '--tls-ca', file('ca.crt')]);
+    const serve = await startServe([
+      '--tls-cert',
+      file('server.crt'),
+      '--tls-key',
+      file('server.key'),
+      '--tls-ca',
+      file('ca.crt'),
+    ]);
     try {
-      const sClient = spawn(OPENSSL!, ['s_client', '-connect', `127.0.0.1:${serve.port}`, '-CAfile', file('ca.crt'), '-cert', file('client.crt'), '-key', file('client.key'), '-verify_return_error', '-quiet'], { stdio: ['pipe', 'pipe', 'pipe'] });
+      const sClient = spawn(
+        OPENSSL!,
+        [
+          's_client',
+          '-connect',
+          `127.0.0.1:${serve.port}`,
+          '-CAfile',
+          file('ca.crt'),
+          '-cert',
+          file('client.crt'),
+          '-key',
+          file('client.key'),
+          '-verify_return_error',
+          '-quiet',
+        ],
+        { stdio: ['pipe', 'pipe', 'pipe'] },
+      );
       let output = '';
       sClient.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
       sClient.stdin.write('mutual\n');
       await waitUntil(() => output.includes('mutual'), 10_000, 'openssl s_client to get the echo');
       sClient.kill();
-      await waitUntil(() => serve.stderr().includes('client certificate O=echoplex tests,CN=client-1'), 5000, 'the subject in the log');
+      await waitUntil(
+        () => serve.stderr().includes('client certificate O=echoplex tests,CN=client-1'),
+        5000,
+        'the subject in the log',
+      );
     } finally {
       await serve.stop();
     }
@@ -178,7 +279,10 @@ describe('TLS with a self-signed certificate', () => {
   it('--tls-self-signed from the CLI', async () => {
     const serve = await startServe(['--tls-self-signed', '--quiet']);
     try {
-      assert.equal(await tlsEcho(serve.port, 'insecure is fine here', { rejectUnauthorized: false }), 'insecure is fine here');
+      assert.equal(
+        await tlsEcho(serve.port, 'insecure is fine here', { rejectUnauthorized: false }),
+        'insecure is fine here',
+      );
     } finally {
       await serve.stop();
     }
@@ -193,12 +297,18 @@ describe('TLS behind a proxy that sends the PROXY protocol', () => {
     return tlsEcho(port, payload, { socket: raw, rejectUnauthorized: false });
   }
 
-
   it('reads the header in clear, then serves TLS, and logs the client it names', async () => {
     const logger = recordingLogger();
-    const running = await startServer({ tls: await loadTlsOptions({ selfSigned: true }, '127.0.0.1'), proxyProtocol: true, logger });
+    const running = await startServer({
+      tls: await loadTlsOptions({ selfSigned: true }, '127.0.0.1'),
+      proxyProtocol: true,
+      logger,
+    });
     try {
-      const header = encodeProxyV2({ source: { address: '198.51.100.23', port: 50_000 }, destination: { address: '127.0.0.1', port: running.port } });
+      const header = encodeProxyV2({
+        source: { address: '198.51.100.23', port: 50_000 },
+        destination: { address: '127.0.0.1', port: running.port },
+      });
       assert.equal(await proxiedTls(running.port, header, 'through the proxy'), 'through the proxy');
       const open = logger.events.find((event) => event.fields['event'] === 'open');
       assert.equal(open?.fields['peer'], '198.51.100.23:50000');
@@ -220,7 +330,13 @@ describe('TLS behind a proxy that sends the PROXY protocol', () => {
 describe('TLS handshakes that do not finish', () => {
   // The same on both listeners: Node's TLS server, and the socket that read a PROXY header first.
   for (const proxyProtocol of [false, true]) {
-    const prefix = () => (proxyProtocol ? encodeProxyV2({ source: { address: '198.51.100.7', port: 4000 }, destination: { address: '127.0.0.1', port: 1 } }) : Buffer.alloc(0));
+    const prefix = () =>
+      proxyProtocol
+        ? encodeProxyV2({
+            source: { address: '198.51.100.7', port: 4000 },
+            destination: { address: '127.0.0.1', port: 1 },
+          })
+        : Buffer.alloc(0);
 
     it(`${proxyProtocol ? 'behind a PROXY header: ' : ''}a client that leaves mid-handshake is closed at once, and one that stalls at the handshake timeout`, async () => {
       const options = { ...(await loadTlsOptions({ selfSigned: true }, '127.0.0.1')), handshakeTimeout: 300 };
@@ -249,10 +365,19 @@ describe('TLS handshakes that do not finish', () => {
         const refused = readToEnd(plain, 2000);
         plain.write(Buffer.concat([prefix(), Buffer.from('hello, plain text\n')]));
         await refused;
-        await waitUntil(() => running.server.stats().errors.tls_handshake === 3, 5000, 'the plain client to be counted');
+        await waitUntil(
+          () => running.server.stats().errors.tls_handshake === 3,
+          5000,
+          'the plain client to be counted',
+        );
         // Behind a proxy, the client the header names, as connections are logged.
-        const expected = proxyProtocol ? /^TLS handshake with 198\.51\.100\.7:4000 via 127\.0\.0\.1:\d+ failed: wrong version number$/ : /^TLS handshake with 127\.0\.0\.1:\d+ failed: wrong version number$/;
-        assert.ok(logger.messages().some((m) => expected.test(m)), logger.messages().join('\n'));
+        const expected = proxyProtocol
+          ? /^TLS handshake with 198\.51\.100\.7:4000 via 127\.0\.0\.1:\d+ failed: wrong version number$/
+          : /^TLS handshake with 127\.0\.0\.1:\d+ failed: wrong version number$/;
+        assert.ok(
+          logger.messages().some((m) => expected.test(m)),
+          logger.messages().join('\n'),
+        );
       } finally {
         await running.close();
       }

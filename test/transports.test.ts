@@ -95,7 +95,10 @@ describe('bench and client over TLS', () => {
     // Unlike a refused port, an untrusted certificate will be untrusted on the next try too.
     const refused = await runCli(['ping', '--tls', '--port', String(running.port), '-c', '3', '-i', '0.05']);
     assert.equal(refused.code, 1);
-    assert.match(refused.stderr, /cannot connect to tls:\/\/127\.0\.0\.1:\d+: the server's certificate is not trusted.*--tls-insecure/);
+    assert.match(
+      refused.stderr,
+      /cannot connect to tls:\/\/127\.0\.0\.1:\d+: the server's certificate is not trusted.*--tls-insecure/,
+    );
     assert.doesNotMatch(refused.stdout, /seq=/);
     const accepted = await runCli(['ping', '--tls-insecure', '--port', String(running.port), '-c', '1']);
     assert.equal(accepted.code, 0, accepted.stderr);
@@ -108,10 +111,17 @@ describe('TLS flags against a plain server', () => {
     const plain = await startServer();
     try {
       const port = String(plain.port);
-      for (const args of [['client', '--tls-insecure', '--port', port], ['bench', '--tls-insecure', '--port', port, '-n', '10']]) {
+      for (const args of [
+        ['client', '--tls-insecure', '--port', port],
+        ['bench', '--tls-insecure', '--port', port, '-n', '10'],
+      ]) {
         const result = await runCli(args, { input: 'hi\n' });
         assert.equal(result.code, 1, args[0]);
-        assert.match(result.stderr, /cannot connect to .*: the server did not answer in TLS \(unexpected message\): is it plain TCP\?/, args[0]);
+        assert.match(
+          result.stderr,
+          /cannot connect to .*: the server did not answer in TLS \(unexpected message\): is it plain TCP\?/,
+          args[0],
+        );
       }
       const ping = await runCli(['ping', '--tls-insecure', '--port', port, '-c', '1']);
       assert.equal(ping.code, 1);

@@ -16,8 +16,12 @@ const CLI = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));
 /** Why network namespaces with a veth pair cannot be made here, or undefined if they can. */
 function namespacesAbsence(): string | undefined {
   if (process.getuid?.() !== 0) return 'network namespaces need root';
-  const made = spawnSync('unshare', ['-n', 'ip', 'link', 'add', 'v0', 'type', 'veth', 'peer', 'name', 'v1'], { timeout: 10_000 });
-  return made.status === 0 ? undefined : `cannot make a network namespace with a veth pair here: ${made.stderr.toString().trim() || made.error?.message}`;
+  const made = spawnSync('unshare', ['-n', 'ip', 'link', 'add', 'v0', 'type', 'veth', 'peer', 'name', 'v1'], {
+    timeout: 10_000,
+  });
+  return made.status === 0
+    ? undefined
+    : `cannot make a network namespace with a veth pair here: ${made.stderr.toString().trim() || made.error?.message}`;
 }
 
 interface ClientResult {
@@ -29,8 +33,14 @@ interface ClientResult {
   whole: boolean;
 }
 
-async function runHeldReplies(engine: string): Promise<{ client: ClientResult; server: { received: number; dropped: number } }> {
-  const child = spawn('unshare', ['-n', 'bash', `${FIXTURES}held-replies.sh`, CLI, `${FIXTURES}held-replies-client.mjs`, engine], { stdio: ['ignore', 'pipe', 'pipe'] });
+async function runHeldReplies(
+  engine: string,
+): Promise<{ client: ClientResult; server: { received: number; dropped: number } }> {
+  const child = spawn(
+    'unshare',
+    ['-n', 'bash', `${FIXTURES}held-replies.sh`, CLI, `${FIXTURES}held-replies-client.mjs`, engine],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
@@ -42,14 +52,18 @@ async function runHeldReplies(engine: string): Promise<{ client: ClientResult; s
   ).finally(() => child.kill('SIGKILL'));
   assert.equal(status, 0, `held-replies.sh failed: ${stderr}`);
   const [client, server] = stdout.trim().split('\n').slice(-2);
-  return { client: JSON.parse(client!) as ClientResult, server: JSON.parse(server!) as { received: number; dropped: number } };
+  return {
+    client: JSON.parse(client!) as ClientResult,
+    server: JSON.parse(server!) as { received: number; dropped: number },
+  };
 }
 
 const ip = findProgram(['ip', '/usr/sbin/ip'], ['-V']);
 const absence = skipUnless(ip, 'ip', 'iproute2') ?? namespacesAbsence();
 
 for (const engine of ['native', 'portable'] as const) {
-  const skip = absence ?? (engine === 'native' && addonAbsence() !== undefined ? 'the native engine is not built' : undefined);
+  const skip =
+    absence ?? (engine === 'native' && addonAbsence() !== undefined ? 'the native engine is not built' : undefined);
   suite(`UDP replies held back by the network, on the ${engine} engine`, skip, () => {
     it('keeps the earliest replies up to its bound, drops and counts the rest, and sends what waited once there is room', async () => {
       const { client, server } = await runHeldReplies(engine);
@@ -63,10 +77,17 @@ for (const engine of ['native', 'portable'] as const) {
       const perSocket = client.sent / client.received.length;
       client.received.forEach((seqs, s) => {
         const sorted = [...seqs].sort((a, b) => a - b);
-        assert.deepEqual(sorted, Array.from({ length: seqs.length }, (_, i) => s * perSocket + i), `socket ${s}`);
+        assert.deepEqual(
+          sorted,
+          Array.from({ length: seqs.length }, (_, i) => s * perSocket + i),
+          `socket ${s}`,
+        );
       });
       // The server answers again afterwards: nothing is stuck waiting for room.
-      assert.deepEqual(client.probed, client.received.map(() => true));
+      assert.deepEqual(
+        client.probed,
+        client.received.map(() => true),
+      );
     });
   });
 }

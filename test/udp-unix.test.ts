@@ -16,7 +16,11 @@ import { delay, withTimeout } from './helpers/timeout.js';
 import { addonAbsence } from '../src/native/addon.js';
 import { skipUnless, suite } from './helpers/peers.js';
 
-const nativeSkip = skipUnless(addonAbsence() === undefined ? 'built' : undefined, 'the native engine', 'g++ make (then npm install)');
+const nativeSkip = skipUnless(
+  addonAbsence() === undefined ? 'built' : undefined,
+  'the native engine',
+  'g++ make (then npm install)',
+);
 
 /**
  * Sends one datagram and resolves with the reply, or undefined if none comes within `ms`. The
@@ -84,7 +88,9 @@ for (const engine of ['native', 'portable'] as const) {
       const running = await startServer({ udp: true, transform: 'upper', engine });
       const socket = dgram.createSocket({ type: 'udp4', recvBufferSize: 1 << 20 });
       try {
-        const payloads = sizes.map((size, n) => Buffer.from(Array.from({ length: size }, (_, i) => 97 + ((i + n) % 26))));
+        const payloads = sizes.map((size, n) =>
+          Buffer.from(Array.from({ length: size }, (_, i) => 97 + ((i + n) % 26))),
+        );
         const replies: Buffer[] = [];
         const all = new Promise<void>((resolve) =>
           socket.on('message', (message) => {
@@ -99,7 +105,12 @@ for (const engine of ['native', 'portable'] as const) {
           replies.map((reply) => reply.length),
           sizes,
         );
-        replies.forEach((reply, n) => assert.ok(reply.equals(Buffer.from(payloads[n]!.toString('latin1').toUpperCase(), 'latin1')), `size ${sizes[n]}`));
+        replies.forEach((reply, n) =>
+          assert.ok(
+            reply.equals(Buffer.from(payloads[n]!.toString('latin1').toUpperCase(), 'latin1')),
+            `size ${sizes[n]}`,
+          ),
+        );
       } finally {
         socket.close();
         await running.close();
@@ -149,9 +160,12 @@ for (const engine of ['native', 'portable'] as const) {
             sockets.map(
               (socket, s) =>
                 new Promise<void>((resolve, reject) => {
-                  const expected = new Set(Array.from({ length: 40 }, (_, i) => `wave ${wave} socket ${s} datagram ${i}`));
+                  const expected = new Set(
+                    Array.from({ length: 40 }, (_, i) => `wave ${wave} socket ${s} datagram ${i}`),
+                  );
                   const onMessage = (message: Buffer) => {
-                    if (!expected.delete(message.toString())) reject(new Error(`unexpected reply ${message.toString()}`));
+                    if (!expected.delete(message.toString()))
+                      reject(new Error(`unexpected reply ${message.toString()}`));
                     if (expected.size > 0) return;
                     socket.off('message', onMessage);
                     resolve();
@@ -208,14 +222,18 @@ for (const engine of ['native', 'portable'] as const) {
     });
   });
 
-  it(`answers on the ${engine} engine where it can`, { skip: engine === 'native' ? nativeSkip : undefined }, async () => {
-    const plain = await startServer({ udp: true, transform: 'upper', engine });
-    assert.equal(plain.server.udpEngine, engine);
-    await plain.close();
-    const prefixed = await startServer({ udp: true, framing: 'line', prefix: '> ', engine });
-    assert.equal(prefixed.server.udpEngine, 'portable', 'a prefix needs JavaScript per datagram');
-    await prefixed.close();
-  });
+  it(
+    `answers on the ${engine} engine where it can`,
+    { skip: engine === 'native' ? nativeSkip : undefined },
+    async () => {
+      const plain = await startServer({ udp: true, transform: 'upper', engine });
+      assert.equal(plain.server.udpEngine, engine);
+      await plain.close();
+      const prefixed = await startServer({ udp: true, framing: 'line', prefix: '> ', engine });
+      assert.equal(prefixed.server.udpEngine, 'portable', 'a prefix needs JavaScript per datagram');
+      await prefixed.close();
+    },
+  );
 }
 
 describe('Unix domain sockets', () => {
@@ -257,7 +275,10 @@ describe('Unix domain sockets', () => {
   it('replaces a stale socket file left by a crashed server', async () => {
     const path = join(dir, 'stale.sock');
     // A process that binds the path and exits without unlinking it: what a crash leaves.
-    const crashed = spawnSync('python3', ['-c', `import socket; socket.socket(socket.AF_UNIX).bind(${JSON.stringify(path)})`]);
+    const crashed = spawnSync('python3', [
+      '-c',
+      `import socket; socket.socket(socket.AF_UNIX).bind(${JSON.stringify(path)})`,
+    ]);
     assert.equal(crashed.status, 0, String(crashed.stderr));
     assert.ok(existsSync(path));
     const server = createEchoServer({ port: [], unix: path });
@@ -275,7 +296,10 @@ describe('Unix domain sockets', () => {
     await first.listen();
     try {
       const second = createEchoServer({ port: [], unix: path });
-      await assert.rejects(second.listen(), (err: unknown) => err instanceof ListenError && /another server is listening/.test(err.message));
+      await assert.rejects(
+        second.listen(),
+        (err: unknown) => err instanceof ListenError && /another server is listening/.test(err.message),
+      );
       assert.equal(await unixRoundTrip(path, 'still mine'), 'still mine');
       await assert.rejects(createEchoServer({ port: [], unix: dir }).listen(), /not a socket/);
     } finally {

@@ -33,7 +33,10 @@ describe('WebSocket on the command line', () => {
 
   it('bench verifies every message, binary by default and text with --ws-text', async () => {
     for (const extra of [[], ['--ws-text', '--pipeline', '4']]) {
-      const run = await runCli(['bench', `${url}/bench`, '--expect', 'upper', '--connections', '4', '--messages', '2000', '--json', ...extra], { ms: 30_000 });
+      const run = await runCli(
+        ['bench', `${url}/bench`, '--expect', 'upper', '--connections', '4', '--messages', '2000', '--json', ...extra],
+        { ms: 30_000 },
+      );
       assert.equal(run.code, 0, run.stderr);
       const result = JSON.parse(run.stdout) as BenchJson;
       assert.equal(result.target, `${url}/bench`);
@@ -43,7 +46,9 @@ describe('WebSocket on the command line', () => {
   });
 
   it('bench fails when the replies are not what it expects', async () => {
-    const run = await runCli(['bench', url, '--expect', 'echo', '--connections', '2', '--messages', '200', '--json'], { ms: 30_000 });
+    const run = await runCli(['bench', url, '--expect', 'echo', '--connections', '2', '--messages', '200', '--json'], {
+      ms: 30_000,
+    });
     assert.equal(run.code, 1);
     const result = JSON.parse(run.stdout) as BenchJson;
     assert.ok(result.errorsByKind['corrupt']! > 0, JSON.stringify(result.errorsByKind));
@@ -51,9 +56,27 @@ describe('WebSocket on the command line', () => {
   });
 
   it('bench measures handshakes with --messages-per-connection', async () => {
-    const run = await runCli(['bench', url, '--expect', 'upper', '--connections', '4', '--messages', '400', '--messages-per-connection', '10', '--json'], { ms: 30_000 });
+    const run = await runCli(
+      [
+        'bench',
+        url,
+        '--expect',
+        'upper',
+        '--connections',
+        '4',
+        '--messages',
+        '400',
+        '--messages-per-connection',
+        '10',
+        '--json',
+      ],
+      { ms: 30_000 },
+    );
     assert.equal(run.code, 0, run.stderr);
-    const result = JSON.parse(run.stdout) as BenchJson & { connectsPerSecond: number | null; connectLatencyUs: { p50: number } | null };
+    const result = JSON.parse(run.stdout) as BenchJson & {
+      connectsPerSecond: number | null;
+      connectLatencyUs: { p50: number } | null;
+    };
     assert.equal(result.errors, 0);
     // 400 messages, 10 per connection: about 40 handshakes, timed.
     assert.ok(result.connectsPerSecond !== null && result.connectsPerSecond > 0, JSON.stringify(result));
@@ -61,7 +84,24 @@ describe('WebSocket on the command line', () => {
   });
 
   it('bench runs the open loop over WebSocket', async () => {
-    const run = await runCli(['bench', url, '--expect', 'upper', '--connections', '4', '--rate', '2000', '--duration', '1', '--warmup', '0', '--json'], { ms: 30_000 });
+    const run = await runCli(
+      [
+        'bench',
+        url,
+        '--expect',
+        'upper',
+        '--connections',
+        '4',
+        '--rate',
+        '2000',
+        '--duration',
+        '1',
+        '--warmup',
+        '0',
+        '--json',
+      ],
+      { ms: 30_000 },
+    );
     assert.equal(run.code, 0, run.stderr);
     const result = JSON.parse(run.stdout) as BenchJson;
     assert.equal(result.errors, 0);
@@ -83,7 +123,10 @@ describe('WebSocket on the command line', () => {
   it('names the ws:// endpoint it could not listen on', async () => {
     const busy = await runCli(['serve', '--ws', '--port', String(server.port)]);
     assert.equal(busy.code, 1);
-    assert.match(busy.stderr, new RegExp(`cannot listen on ws://127\\.0\\.0\\.1:${server.port}: address already in use`));
+    assert.match(
+      busy.stderr,
+      new RegExp(`cannot listen on ws://127\\.0\\.0\\.1:${server.port}: address already in use`),
+    );
   });
 
   it('a ws:// URL to a plain echo server or a plain web server says which, and exits 1', async () => {
@@ -94,17 +137,27 @@ describe('WebSocket on the command line', () => {
     await new Promise<void>((resolve) => web.listen(0, '127.0.0.1', resolve));
     try {
       const echoUrl = `ws://127.0.0.1:${plain.port}/`;
-      for (const args of [['client', echoUrl], ['bench', echoUrl, '-n', '10']]) {
+      for (const args of [
+        ['client', echoUrl],
+        ['bench', echoUrl, '-n', '10'],
+      ]) {
         const result = await runCli(args, { input: 'hi\n' });
         assert.equal(result.code, 1, args[0]);
-        assert.match(result.stderr, /: the server did not answer in HTTP \(HPE_INVALID_CONSTANT\): is it plain TCP, not WebSocket\?/, args[0]);
+        assert.match(
+          result.stderr,
+          /: the server did not answer in HTTP \(HPE_INVALID_CONSTANT\): is it plain TCP, not WebSocket\?/,
+          args[0],
+        );
       }
       const ping = await runCli(['ping', echoUrl, '-c', '1']);
       assert.match(ping.stdout, /^seq=1 cannot connect: not HTTP \(HPE_INVALID_CONSTANT\)$/m);
       const webUrl = `ws://127.0.0.1:${(web.address() as AddressInfo).port}/`;
       const client = await runCli(['client', webUrl], { input: 'hi\n' });
       assert.equal(client.code, 1);
-      assert.match(client.stderr, /: the server answered the WebSocket upgrade with HTTP 404: no WebSocket at that URL/);
+      assert.match(
+        client.stderr,
+        /: the server answered the WebSocket upgrade with HTTP 404: no WebSocket at that URL/,
+      );
     } finally {
       web.close();
       await plain.stop();
@@ -125,21 +178,36 @@ describe('WebSocket on the command line', () => {
 
 describe('the bench checks the shape of each WebSocket reply', () => {
   // Servers that send the right bytes the wrong way: the bench must not count them as echoes.
-  const wrongServers: Array<[string, (reply: (data: Buffer, binary: boolean) => void, data: Buffer, binary: boolean) => void]> = [
+  const wrongServers: Array<
+    [string, (reply: (data: Buffer, binary: boolean) => void, data: Buffer, binary: boolean) => void]
+  > = [
     ['as the other kind of message', (reply, data, binary) => reply(data, !binary)],
-    ['split into two messages', (reply, data, binary) => {
-      reply(data.subarray(0, 10), binary);
-      reply(data.subarray(10), binary);
-    }],
+    [
+      'split into two messages',
+      (reply, data, binary) => {
+        reply(data.subarray(0, 10), binary);
+        reply(data.subarray(10), binary);
+      },
+    ],
   ];
   for (const [how, answer] of wrongServers) {
     it(`counts replies ${how} as corrupt`, async () => {
       const server = new WebSocketServer({ host: '127.0.0.1', port: 0 });
       await withTimeout(once(server, 'listening'), 5000, 'the test server');
-      server.on('connection', (ws) => ws.on('message', (data: Buffer, binary: boolean) => answer((bytes, kind) => ws.send(bytes, { binary: kind }), data, binary)));
+      server.on('connection', (ws) =>
+        ws.on('message', (data: Buffer, binary: boolean) =>
+          answer((bytes, kind) => ws.send(bytes, { binary: kind }), data, binary),
+        ),
+      );
       try {
         const { port } = server.address() as AddressInfo;
-        const result = await runBench({ port, websocket: { path: '/', text: true }, connections: 2, messages: 50, engine: 'portable' });
+        const result = await runBench({
+          port,
+          websocket: { path: '/', text: true },
+          connections: 2,
+          messages: 50,
+          engine: 'portable',
+        });
         assert.ok(result.errorsByKind.corrupt > 0, JSON.stringify(result.errorsByKind));
       } finally {
         for (const client of server.clients) client.terminate();
@@ -169,7 +237,10 @@ describe('wss on the command line', () => {
     try {
       assert.match(server.stdout(), /listening on wss:\/\//);
       const target = `wss://127.0.0.1:${server.port}/`;
-      const bench = await runCli(['bench', target, '--tls-insecure', '--connections', '2', '--messages', '500', '--json'], { ms: 30_000 });
+      const bench = await runCli(
+        ['bench', target, '--tls-insecure', '--connections', '2', '--messages', '500', '--json'],
+        { ms: 30_000 },
+      );
       assert.equal(bench.code, 0, bench.stderr);
       assert.equal((JSON.parse(bench.stdout) as BenchJson).errors, 0);
       const refused = await runCli(['ping', target, '-c', '1']);

@@ -8,7 +8,6 @@ import { skipUnless, suite } from './helpers/peers.js';
 import { startServer } from './helpers/sockets.js';
 import { waitUntil } from './helpers/timeout.js';
 
-
 suite('WebSocket echo page in Chromium', skipUnless(CHROMIUM, 'chromium', 'chromium'), () => {
   it('connects back, sends text and binary messages, and shows each echo', async () => {
     const running = await startServer({ websocket: true, transform: 'upper' });
@@ -37,14 +36,17 @@ suite('WebSocket echo page in Chromium', skipUnless(CHROMIUM, 'chromium', 'chrom
       await page.press('#message', 'Enter');
       await page.locator('#log .echo', { hasText: 'binary (5 bytes): BYTES' }).waitFor({ timeout: 10_000 });
       // Sent and echoed lines are told apart in words, and a long line stays in the box.
-      const marker = (kind: string) => page.evaluate<string>(`getComputedStyle(document.querySelector('#log .${kind}'), '::before').content`);
+      const marker = (kind: string) =>
+        page.evaluate<string>(`getComputedStyle(document.querySelector('#log .${kind}'), '::before').content`);
       assert.match(await marker('sent'), /sent:/);
       assert.match(await marker('echo'), /echoed:/);
       await page.uncheck('#binary');
       await page.fill('#message', 'x'.repeat(600));
       await page.click('#send');
       await page.locator('#log .echo', { hasText: 'X'.repeat(600) }).waitFor({ timeout: 10_000 });
-      const overflow = await page.evaluate<number>(`(() => { const log = document.getElementById('log'); return log.scrollWidth - log.clientWidth; })()`);
+      const overflow = await page.evaluate<number>(
+        `(() => { const log = document.getElementById('log'); return log.scrollWidth - log.clientWidth; })()`,
+      );
       assert.ok(overflow <= 0, `a long line runs ${overflow}px out of the log`);
 
       assert.equal(running.server.stats().messages.ws, 3);

@@ -29,7 +29,9 @@ class Peer {
   private constructor(readonly ws: WebSocket) {
     ws.on('message', (data: Buffer, binary: boolean) => this.messages.push({ text: data.toString(), binary }));
     ws.on('error', () => {});
-    this.closed = new Promise((resolve) => ws.once('close', (code: number, reason: Buffer) => resolve({ code, reason: reason.toString() })));
+    this.closed = new Promise((resolve) =>
+      ws.once('close', (code: number, reason: Buffer) => resolve({ code, reason: reason.toString() })),
+    );
   }
 
   static async open(url: string, options: ClientOptions = {}): Promise<Peer> {
@@ -80,7 +82,10 @@ describe('WebSocket server', () => {
   });
 
   it('puts the prefix before every message, and a module-style transform sees whole messages', async () => {
-    const running = await startWs({ prefix: '> ', transform: (message) => Buffer.from(`${message.length}:${message.toString()}`) });
+    const running = await startWs({
+      prefix: '> ',
+      transform: (message) => Buffer.from(`${message.length}:${message.toString()}`),
+    });
     try {
       const peer = await Peer.open(running.url);
       // 100 KiB comes back as one message whatever the TCP segments were.
@@ -96,7 +101,14 @@ describe('WebSocket server', () => {
   });
 
   it('a transform that throws closes only its own connection, with 1011', async () => {
-    const running = await startWs({ transform: (message) => (message.toString() === 'boom' ? (() => { throw new Error('boom'); })() : message) });
+    const running = await startWs({
+      transform: (message) =>
+        message.toString() === 'boom'
+          ? (() => {
+              throw new Error('boom');
+            })()
+          : message,
+    });
     try {
       const victim = await Peer.open(running.url);
       const bystander = await Peer.open(running.url);
@@ -125,7 +137,9 @@ describe('WebSocket server', () => {
       // A bad handshake is refused, and the server goes on.
       const bad = net.connect({ host: '127.0.0.1', port: running.port });
       bad.end('GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n');
-      const [response] = (await withTimeout(once(bad, 'data'), 5000, 'the answer to a handshake without a key')) as [Buffer];
+      const [response] = (await withTimeout(once(bad, 'data'), 5000, 'the answer to a handshake without a key')) as [
+        Buffer,
+      ];
       assert.match(response.toString(), /^HTTP\/1\.1 400 /);
       bad.destroy();
       const peer = await Peer.open(running.url);
@@ -170,7 +184,10 @@ describe('WebSocket server', () => {
       await other.close();
       await waitUntil(() => running.server.stats().wsCloses['1009'] === 1, 2000, '1009 to be counted');
       assert.equal(running.server.stats().errors.websocket, 1);
-      assert.ok(logger.messages().some((line) => /closed with code 1009/.test(line)), logger.messages().join('\n'));
+      assert.ok(
+        logger.messages().some((line) => /closed with code 1009/.test(line)),
+        logger.messages().join('\n'),
+      );
     } finally {
       await running.close();
     }
@@ -197,18 +214,27 @@ describe('WebSocket server', () => {
     const socket = net.connect({ host: '127.0.0.1', port: running.port });
     try {
       await withTimeout(once(socket, 'connect'), 5000, 'connect');
-      socket.write('GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n');
+      socket.write(
+        'GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n',
+      );
       await withTimeout(once(socket, 'data'), 5000, 'the 101 response');
       socket.pause();
       // Masked binary frames (a zero mask leaves the payload as is), sent while never reading.
       const payload = Buffer.alloc(16 * 1024, 0x61);
-      const frame = Buffer.concat([Buffer.from([0x82, 0xfe, payload.length >> 8, payload.length & 0xff, 0, 0, 0, 0]), payload]);
+      const frame = Buffer.concat([
+        Buffer.from([0x82, 0xfe, payload.length >> 8, payload.length & 0xff, 0, 0, 0, 0]),
+        payload,
+      ]);
       for (let i = 0; i < 2000 && socket.writableLength < 8 * 1024 * 1024; i++) socket.write(frame);
       await waitUntil(() => running.server.stats().backpressurePauses > 0, 5000, 'the server to stop reading');
       await delay(300);
       const received = running.server.stats().bytesReceived;
       await delay(300);
-      assert.equal(running.server.stats().bytesReceived, received, 'nothing more is read while the client does not read');
+      assert.equal(
+        running.server.stats().bytesReceived,
+        received,
+        'nothing more is read while the client does not read',
+      );
     } finally {
       socket.destroy();
       await running.close();
@@ -270,7 +296,11 @@ describe('WebSocket server', () => {
       const running = await startWs({ websocket: { deflate } });
       try {
         const peer = await Peer.open(running.url, { perMessageDeflate: true });
-        assert.equal(peer.ws.extensions.includes('permessage-deflate'), deflate, `deflate ${deflate}: ${peer.ws.extensions}`);
+        assert.equal(
+          peer.ws.extensions.includes('permessage-deflate'),
+          deflate,
+          `deflate ${deflate}: ${peer.ws.extensions}`,
+        );
         peer.ws.send('a'.repeat(10_000));
         assert.equal((await peer.next())[0]!.text, 'a'.repeat(10_000));
         await peer.close();
@@ -301,54 +331,63 @@ describe('WebSocket server', () => {
 const PYTHON = findProgram(['/usr/bin/python3'], ['-c', 'import websockets']);
 const PEER = fileURLToPath(new URL('./fixtures/ws-peer.py', import.meta.url));
 
-suite('WebSocket server with python3-websockets', skipUnless(PYTHON, 'python3-websockets', 'python3-websockets'), () => {
-  it('reassembles fragmented text and binary messages, and keeps their kinds', async () => {
-    const running = await startWs({ transform: 'upper' });
-    try {
-      const result = await pythonAsync(running.url, 'fragmented');
-      assert.deepEqual(result, { text: 'FRAGMENTED TéXT', textIsStr: true, binary: [0, 1, 255, 66, 73, 78, 65, 82, 89], binaryIsBytes: true });
-    } finally {
-      await running.close();
-    }
-  });
+suite(
+  'WebSocket server with python3-websockets',
+  skipUnless(PYTHON, 'python3-websockets', 'python3-websockets'),
+  () => {
+    it('reassembles fragmented text and binary messages, and keeps their kinds', async () => {
+      const running = await startWs({ transform: 'upper' });
+      try {
+        const result = await pythonAsync(running.url, 'fragmented');
+        assert.deepEqual(result, {
+          text: 'FRAGMENTED TéXT',
+          textIsStr: true,
+          binary: [0, 1, 255, 66, 73, 78, 65, 82, 89],
+          binaryIsBytes: true,
+        });
+      } finally {
+        await running.close();
+      }
+    });
 
-  it('answers pings with pongs', async () => {
-    const running = await startWs();
-    try {
-      assert.deepEqual(await pythonAsync(running.url, 'ping'), { pong: true, echo: 'after ping' });
-    } finally {
-      await running.close();
-    }
-  });
+    it('answers pings with pongs', async () => {
+      const running = await startWs();
+      try {
+        assert.deepEqual(await pythonAsync(running.url, 'ping'), { pong: true, echo: 'after ping' });
+      } finally {
+        await running.close();
+      }
+    });
 
-  it('closes an oversized message with 1009 and an unmasked frame with 1002, harming no one else', async () => {
-    const running = await startWs({ websocket: { maxMessage: 4096 } });
-    try {
-      const bystander = await Peer.open(running.url);
-      assert.deepEqual(await pythonAsync(running.url, 'oversize', '5000'), { code: 1009 });
-      assert.deepEqual(await pythonAsync(running.url, 'unmasked'), { code: 1002 });
-      bystander.ws.send('fine');
-      assert.deepEqual(await bystander.next(), [{ text: 'fine', binary: false }]);
-      await bystander.close();
-      await waitUntil(() => running.server.stats().wsCloses['1002'] === 1, 2000, '1002 to be counted');
-      assert.equal(running.server.stats().wsCloses['1009'], 1);
-    } finally {
-      await running.close();
-    }
-  });
+    it('closes an oversized message with 1009 and an unmasked frame with 1002, harming no one else', async () => {
+      const running = await startWs({ websocket: { maxMessage: 4096 } });
+      try {
+        const bystander = await Peer.open(running.url);
+        assert.deepEqual(await pythonAsync(running.url, 'oversize', '5000'), { code: 1009 });
+        assert.deepEqual(await pythonAsync(running.url, 'unmasked'), { code: 1002 });
+        bystander.ws.send('fine');
+        assert.deepEqual(await bystander.next(), [{ text: 'fine', binary: false }]);
+        await bystander.close();
+        await waitUntil(() => running.server.stats().wsCloses['1002'] === 1, 2000, '1002 to be counted');
+        assert.equal(running.server.stats().wsCloses['1009'], 1);
+      } finally {
+        await running.close();
+      }
+    });
 
-  it('a client that drops TCP without a close frame is counted as 1006, and the server goes on', async () => {
-    const running = await startWs();
-    try {
-      assert.deepEqual(await pythonAsync(running.url, 'abrupt'), { echo: 'before the cut' });
-      await waitUntil(() => running.server.stats().wsCloses['1006'] === 1, 2000, '1006 to be counted');
-      assert.equal(running.server.stats().connectionsActive, 0);
-      assert.deepEqual(await pythonAsync(running.url, 'ping'), { pong: true, echo: 'after ping' });
-    } finally {
-      await running.close();
-    }
-  });
-});
+    it('a client that drops TCP without a close frame is counted as 1006, and the server goes on', async () => {
+      const running = await startWs();
+      try {
+        assert.deepEqual(await pythonAsync(running.url, 'abrupt'), { echo: 'before the cut' });
+        await waitUntil(() => running.server.stats().wsCloses['1006'] === 1, 2000, '1006 to be counted');
+        assert.equal(running.server.stats().connectionsActive, 0);
+        assert.deepEqual(await pythonAsync(running.url, 'ping'), { pong: true, echo: 'after ping' });
+      } finally {
+        await running.close();
+      }
+    });
+  },
+);
 
 /**
  * Runs one scenario of the independent client and returns what it printed; asynchronously,

@@ -50,20 +50,39 @@ describe('--workers', () => {
       const payload = Buffer.alloc(1000, 0x61);
       for (let i = 0; i < 20; i++) assert.ok((await roundTrip(serve.port, payload)).equals(payload));
       // Round robin between the two workers: each logged some of the 20 connections.
-      await waitUntil(() => /\[worker 1\] new connection/.test(serve.stderr()) && /\[worker 2\] new connection/.test(serve.stderr()), 5000, 'both workers to serve');
+      await waitUntil(
+        () => /\[worker 1\] new connection/.test(serve.stderr()) && /\[worker 2\] new connection/.test(serve.stderr()),
+        5000,
+        'both workers to serve',
+      );
 
-      await waitUntil(async () => metricValue(await (await get('/metrics')).text(), 'echoplex_bytes_received_total') === 20_000, 5000, 'metrics to add up');
+      await waitUntil(
+        async () => metricValue(await (await get('/metrics')).text(), 'echoplex_bytes_received_total') === 20_000,
+        5000,
+        'metrics to add up',
+      );
       const metrics = await (await get('/metrics')).text();
       assert.equal(metricValue(metrics, 'echoplex_bytes_sent_total'), 20_000);
       assert.equal(metricValue(metrics, 'echoplex_connections_total'), 20);
-      assert.match(metrics, /^echoplex_build_info\{version="[^"]+",engine="[a-z-]+"\} 1$/m, 'one build, not one per worker');
+      assert.match(
+        metrics,
+        /^echoplex_build_info\{version="[^"]+",engine="[a-z-]+"\} 1$/m,
+        'one build, not one per worker',
+      );
       assert.equal((await get('/readyz')).status, 200);
 
       // A worker killed outright is replaced, and the port keeps answering meanwhile.
-      const workerPids = execFileSync('pgrep', ['-P', String(serve.child.pid)], { encoding: 'utf8' }).trim().split('\n').map(Number);
+      const workerPids = execFileSync('pgrep', ['-P', String(serve.child.pid)], { encoding: 'utf8' })
+        .trim()
+        .split('\n')
+        .map(Number);
       assert.equal(workerPids.length, 2);
       process.kill(workerPids[0]!, 'SIGKILL');
-      await waitUntil(() => /worker \d+ \(pid \d+\) killed by SIGKILL; starting a new one/.test(serve.stderr()), 5000, 'the restart to be logged');
+      await waitUntil(
+        () => /worker \d+ \(pid \d+\) killed by SIGKILL; starting a new one/.test(serve.stderr()),
+        5000,
+        'the restart to be logged',
+      );
       for (let i = 0; i < 5; i++) assert.ok((await roundTrip(serve.port, payload)).equals(payload));
       await waitUntil(async () => (await get('/readyz')).status === 200, 5000, 'readiness with both workers back');
       // What the dead worker counted stays counted: totals never go backwards (Prometheus would read a reset).
@@ -73,7 +92,11 @@ describe('--workers', () => {
 
       const { code } = await serve.stop('SIGTERM');
       assert.equal(code, 0);
-      assert.equal((serve.stderr().match(/shut down/g) ?? []).length, 3, 'both workers and the primary shut down cleanly');
+      assert.equal(
+        (serve.stderr().match(/shut down/g) ?? []).length,
+        3,
+        'both workers and the primary shut down cleanly',
+      );
     } finally {
       await serve.stop('SIGKILL');
     }
@@ -82,13 +105,23 @@ describe('--workers', () => {
   it('drains once when SIGTERM reaches every process at once, as systemd sends it to the whole group', async () => {
     const serve = await startServe(['--workers', '2']);
     try {
-      const pids = [serve.child.pid!, ...execFileSync('pgrep', ['-P', String(serve.child.pid)], { encoding: 'utf8' }).trim().split('\n').map(Number)];
+      const pids = [
+        serve.child.pid!,
+        ...execFileSync('pgrep', ['-P', String(serve.child.pid)], { encoding: 'utf8' })
+          .trim()
+          .split('\n')
+          .map(Number),
+      ];
       assert.equal(pids.length, 3);
       for (const pid of pids) process.kill(pid, 'SIGTERM');
       const { code } = await serve.exited();
       assert.equal(code, 0, serve.stderr());
-      assert.doesNotMatch(serve.stderr(), /again/, 'a worker took the primary\'s SIGTERM for a second signal');
-      assert.equal((serve.stderr().match(/shut down/g) ?? []).length, 3, 'both workers and the primary shut down cleanly');
+      assert.doesNotMatch(serve.stderr(), /again/, "a worker took the primary's SIGTERM for a second signal");
+      assert.equal(
+        (serve.stderr().match(/shut down/g) ?? []).length,
+        3,
+        'both workers and the primary shut down cleanly',
+      );
     } finally {
       await serve.stop('SIGKILL');
     }
@@ -111,10 +144,24 @@ describe('--workers', () => {
       };
       assert.match(serve.stdout(), new RegExp(`udp://127\\.0\\.0\\.1:${serve.port}`));
       for (let i = 0; i < 5; i++) assert.equal(await udpEcho(`before ${i}`), `before ${i}`);
-      const workerPids = execFileSync('pgrep', ['-P', String(serve.child.pid)], { encoding: 'utf8' }).trim().split('\n').map(Number);
+      const workerPids = execFileSync('pgrep', ['-P', String(serve.child.pid)], { encoding: 'utf8' })
+        .trim()
+        .split('\n')
+        .map(Number);
       process.kill(workerPids[0]!, 'SIGKILL');
-      await waitUntil(() => /worker \d+ \(pid \d+\) killed by SIGKILL; starting a new one/.test(serve.stderr()), 5000, 'the restart to be logged');
-      await waitUntil(() => execFileSync('pgrep', ['-P', String(serve.child.pid)], { encoding: 'utf8' }).trim().split('\n').length === 2, 5000, 'two workers again');
+      await waitUntil(
+        () => /worker \d+ \(pid \d+\) killed by SIGKILL; starting a new one/.test(serve.stderr()),
+        5000,
+        'the restart to be logged',
+      );
+      await waitUntil(
+        () =>
+          execFileSync('pgrep', ['-P', String(serve.child.pid)], { encoding: 'utf8' })
+            .trim()
+            .split('\n').length === 2,
+        5000,
+        'two workers again',
+      );
       for (let i = 0; i < 5; i++) assert.equal(await udpEcho(`after ${i}`), `after ${i}`);
       assert.doesNotMatch(serve.stderr(), /cannot listen/);
       assert.equal((await serve.stop('SIGTERM')).code, 0);
@@ -126,7 +173,9 @@ describe('--workers', () => {
   it('a worker that cannot listen exits, and the primary with it, saying why', async () => {
     const holder = await udpPortWithTcpFree();
     try {
-      const result = await runCli(['serve', '--workers', '2', '--udp', '--port', String(holder.address().port)], { ms: 15_000 });
+      const result = await runCli(['serve', '--workers', '2', '--udp', '--port', String(holder.address().port)], {
+        ms: 15_000,
+      });
       assert.equal(result.code, 1);
       assert.match(result.stderr, /cannot listen on udp:\/\/127\.0\.0\.1:\d+: address already in use/);
       assert.match(result.stderr, /a worker exited with status 1 before it was listening/);

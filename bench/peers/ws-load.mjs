@@ -51,4 +51,13 @@ for (const ws of sockets) ws.terminate();
 latencies.sort((a, b) => a - b);
 const at = (q) => Math.round((latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? 0) * 1000);
 const loadCpuUsPerMessage = (cpu.user + cpu.system) / Math.max(1, replies);
-console.log(JSON.stringify({ messagesPerSecond: replies / seconds, messagesTotal: replies, p50Us: at(0.5), p99Us: at(0.99), errors, loadCpuUsPerMessage }));
+console.log(
+  JSON.stringify({
+    messagesPerSecond: replies / seconds,
+    messagesTotal: replies,
+    p50Us: at(0.5),
+    p99Us: at(0.99),
+    errors,
+    loadCpuUsPerMessage,
+  }),
+);

@@ -98,7 +98,11 @@ let lines: AsyncIterableIterator<string> | undefined;
  */
 export async function input(prompt: string): Promise<string | null> {
   if (reader === undefined) {
-    reader = readline.createInterface({ input: process.stdin, output: process.stdout, terminal: process.stdin.isTTY === true });
+    reader = readline.createInterface({
+      input: process.stdin,
+      output: process.stdout,
+      terminal: process.stdin.isTTY === true,
+    });
     lines = reader[Symbol.asyncIterator]();
   }
   if (process.stdin.isTTY) {

@@ -18,8 +18,13 @@ const MAX_STEPS = 24;
  * that passed and the first that failed, to within 5%. Each step is a whole run (connect,
  * warm-up, measured window). Resolves with the best step's result and `rateSearch`.
  */
-export async function findMaxRate(options: BenchOptions, runStep: RunStep, onStep?: (step: RateStep) => void): Promise<BenchResult> {
-  if ((options.thresholds ?? []).length === 0) throw new UsageError('--find-max-rate needs at least one --threshold to judge each step by (p99<5ms, say)');
+export async function findMaxRate(
+  options: BenchOptions,
+  runStep: RunStep,
+  onStep?: (step: RateStep) => void,
+): Promise<BenchResult> {
+  if ((options.thresholds ?? []).length === 0)
+    throw new UsageError('--find-max-rate needs at least one --threshold to judge each step by (p99<5ms, say)');
   const steps: RateStep[] = [];
   let best: BenchResult | undefined;
   let last: BenchResult | undefined;
@@ -46,7 +51,12 @@ export async function findMaxRate(options: BenchOptions, runStep: RunStep, onSte
     }
   }
   // Then halve the gap until it is within the precision (or nothing passes at all).
-  while (high !== undefined && steps.length < MAX_STEPS && !stopped() && (low === 0 ? high > 1 : high / low > PRECISION)) {
+  while (
+    high !== undefined &&
+    steps.length < MAX_STEPS &&
+    !stopped() &&
+    (low === 0 ? high > 1 : high / low > PRECISION)
+  ) {
     const middle = low === 0 ? Math.floor(high / 2) : Math.round((low + high) / 2);
     if (middle <= low || middle >= high) break;
     if (await tryRate(middle)) low = middle;
@@ -60,13 +70,20 @@ export function parseRamp(value: string): { from: number; to: number; steps: num
   const match = /^(\d+):(\d+):(\d+)$/.exec(value.trim());
   const [from, to, steps] = match === null ? [] : [Number(match[1]), Number(match[2]), Number(match[3])];
   if (from === undefined || to === undefined || steps === undefined || from < 1 || to < from || steps < 1) {
-    throw new UsageError(`--ramp "${value}": expected FROM:TO:STEPS, rates in messages per second with 1 <= FROM <= TO (1000:20000:5)`);
+    throw new UsageError(
+      `--ramp "${value}": expected FROM:TO:STEPS, rates in messages per second with 1 <= FROM <= TO (1000:20000:5)`,
+    );
   }
   return { from, to, steps };
 }
 
 /** Runs each rate of a ramp in turn; resolves with the last step's result and every step in `rateSearch`. */
-export async function runRamp(options: BenchOptions, ramp: { from: number; to: number; steps: number }, runStep: RunStep, onStep?: (step: RateStep) => void): Promise<BenchResult> {
+export async function runRamp(
+  options: BenchOptions,
+  ramp: { from: number; to: number; steps: number },
+  runStep: RunStep,
+  onStep?: (step: RateStep) => void,
+): Promise<BenchResult> {
   const steps: RateStep[] = [];
   let last: BenchResult | undefined;
   for (let i = 0; i < ramp.steps && !(i > 0 && options.signal?.aborted); i++) {
@@ -77,10 +94,17 @@ export async function runRamp(options: BenchOptions, ramp: { from: number; to: n
     onStep?.(step);
   }
   const passing = steps.filter((step) => step.ok);
-  return { ...last!, rateSearch: { maxRate: passing.length === 0 ? null : Math.max(...passing.map((step) => step.rate)), steps } };
+  return {
+    ...last!,
+    rateSearch: { maxRate: passing.length === 0 ? null : Math.max(...passing.map((step) => step.rate)), steps },
+  };
 }
 
 function stepOf(rate: number, result: BenchResult): RateStep {
-  const ok = passed(result) && result.errors === 0 && result.thresholds.every((outcome) => outcome.ok) && result.messagesPerSecond >= rate * KEPT_UP;
+  const ok =
+    passed(result) &&
+    result.errors === 0 &&
+    result.thresholds.every((outcome) => outcome.ok) &&
+    result.messagesPerSecond >= rate * KEPT_UP;
   return { rate, ok, messagesPerSecond: result.messagesPerSecond, errors: result.errors, latencyUs: result.latencyUs };
 }

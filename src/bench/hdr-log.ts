@@ -32,7 +32,12 @@ export class IntervalLog {
   cut(nowEpochMs: number): void {
     if (nowEpochMs <= this.#cutAtMs) return;
     // Microseconds in the histogram, milliseconds in the max column (ratio 1000), as wrk2's logs.
-    this.#writer.outputIntervalHistogram(this.#interval.hdr, (this.#cutAtMs - this.#startEpochMs) / 1000, (nowEpochMs - this.#startEpochMs) / 1000, 1000);
+    this.#writer.outputIntervalHistogram(
+      this.#interval.hdr,
+      (this.#cutAtMs - this.#startEpochMs) / 1000,
+      (nowEpochMs - this.#startEpochMs) / 1000,
+      1000,
+    );
     this.#interval.reset();
     this.#cutAtMs = nowEpochMs;
   }

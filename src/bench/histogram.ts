@@ -20,7 +20,12 @@ export interface PercentilePoint {
 
 export class LatencyHistogram {
   // Plain JS (no WebAssembly init needed); 3 significant digits, auto-resizing like wrk2's.
-  readonly #histogram = hdr.build({ bitBucketSize: 32, autoResize: true, numberOfSignificantValueDigits: 3, useWebAssembly: false });
+  readonly #histogram = hdr.build({
+    bitBucketSize: 32,
+    autoResize: true,
+    numberOfSignificantValueDigits: 3,
+    useWebAssembly: false,
+  });
 
   recordMicros(value: number): void {
     this.#histogram.recordValue(value < 1 ? 1 : Math.round(value));

@@ -7,7 +7,17 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type { BenchResult } from './settings.js';
-import { describeConnects, describeEngine, describeLoadCpu, describeSendLag, describeSettings, describeVerification, errorSummary, formatBytesPerSecond, passed } from './report.js';
+import {
+  describeConnects,
+  describeEngine,
+  describeLoadCpu,
+  describeSendLag,
+  describeSettings,
+  describeVerification,
+  errorSummary,
+  formatBytesPerSecond,
+  passed,
+} from './report.js';
 import { describeBroken } from './thresholds.js';
 import { counted } from '../core/errors.js';
 
@@ -29,17 +39,30 @@ export function renderHtmlReport(result: BenchResult, generatedAt = new Date()):
   const rows: Array<[string, string]> = [
     ['Target', describeSettings(result)],
     ['Mode', result.mode],
-    ['Measured', `${result.durationSeconds} s after ${result.warmupSeconds} s warm-up${result.stopped ? ' (stopped early)' : ''}`],
-    ['Messages', `${result.messages.toLocaleString('en-US')} (${Math.round(result.messagesPerSecond).toLocaleString('en-US')} msg/s)`],
+    [
+      'Measured',
+      `${result.durationSeconds} s after ${result.warmupSeconds} s warm-up${result.stopped ? ' (stopped early)' : ''}`,
+    ],
+    [
+      'Messages',
+      `${result.messages.toLocaleString('en-US')} (${Math.round(result.messagesPerSecond).toLocaleString('en-US')} msg/s)`,
+    ],
     ['Throughput', `${formatBytesPerSecond(result.bytesPerSecond)} each way`],
-    ['Latency', `p50 ${duration(l.p50)}, p90 ${duration(l.p90)}, p99 ${duration(l.p99)}, p99.9 ${duration(l.p999)}, max ${duration(l.max)}`],
+    [
+      'Latency',
+      `p50 ${duration(l.p50)}, p90 ${duration(l.p90)}, p99 ${duration(l.p99)}, p99.9 ${duration(l.p999)}, max ${duration(l.max)}`,
+    ],
     ...(result.sendLagUs ? [['Send lag', describeSendLag(result)] as [string, string]] : []),
-    ...(result.connectLatencyUs !== null ? [['Connections', describeConnects(result, duration, ', ')] as [string, string]] : []),
+    ...(result.connectLatencyUs !== null
+      ? [['Connections', describeConnects(result, duration, ', ')] as [string, string]]
+      : []),
     ['Errors', errorSummary(result)],
     ['Checked', describeVerification(result)],
     ['Mismatched bytes', String(result.mismatchedBytes)],
     ['Bench CPU', `${describeLoadCpu(result)}, ${describeEngine(result)}`],
-    ...(result.generators !== undefined ? [['Generators', `${counted(result.generators, 'run')} merged`] as [string, string]] : []),
+    ...(result.generators !== undefined
+      ? [['Generators', `${counted(result.generators, 'run')} merged`] as [string, string]]
+      : []),
   ];
   const { script, style } = uplot();
   const data = {
@@ -97,7 +120,8 @@ ${CHART_SCRIPT}
 function thresholdTable(result: BenchResult): string {
   if (result.thresholds.length === 0) return '';
   const rows = result.thresholds.map(
-    (t) => `<tr><td>${escapeHtml(t.expression)}</td><td class="${t.ok ? 'held' : 'broke'}">${t.ok ? 'held' : escapeHtml(describeBroken(t).replace(/^threshold .* broken: /, 'BROKEN: '))}</td></tr>`,
+    (t) =>
+      `<tr><td>${escapeHtml(t.expression)}</td><td class="${t.ok ? 'held' : 'broke'}">${t.ok ? 'held' : escapeHtml(describeBroken(t).replace(/^threshold .* broken: /, 'BROKEN: '))}</td></tr>`,
   );
   return `<h2>Thresholds</h2>\n<table class="steps"><tr><th>threshold</th><th>verdict</th></tr>\n${rows.join('\n')}\n</table>`;
 }

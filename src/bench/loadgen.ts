@@ -14,7 +14,15 @@ import { NativeBench } from './native-bench.js';
 import { Run, type LoadConnection } from './run.js';
 import { checkThresholds } from './thresholds.js';
 import { IntervalLog } from './hdr-log.js';
-import { BenchSetupError, resolveSettings, type BenchOptions, type BenchProgress, type BenchResult, type SecondLatency, type Settings } from './settings.js';
+import {
+  BenchSetupError,
+  resolveSettings,
+  type BenchOptions,
+  type BenchProgress,
+  type BenchResult,
+  type SecondLatency,
+  type Settings,
+} from './settings.js';
 import { adoptable, connectForAdoption, describeTarget, openBenchSocket } from '../protocol/transports.js';
 
 const MAX_CONNECTS_IN_FLIGHT = 256;
@@ -83,23 +91,39 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
     await writeFile(settings.hdrLog, run.intervalLog.text());
   }
   if (run.descriptorsExhausted) {
-    throw new BenchSetupError(`ran out of file descriptors opening ${settings.connections} connections: raise the limit with \`ulimit -n\``);
+    throw new BenchSetupError(
+      `ran out of file descriptors opening ${settings.connections} connections: raise the limit with \`ulimit -n\``,
+    );
   }
   // Not one connection opened: a table of zeros would hide why, as a client would not.
   if (run.connectionsOpened === 0 && run.errorsByKind.connect > 0) {
-    const reason = run.firstConnectError === undefined ? `no connection within --timeout (${settings.timeoutSeconds} s)` : describeSocketError(run.firstConnectError);
+    const reason =
+      run.firstConnectError === undefined
+        ? `no connection within --timeout (${settings.timeoutSeconds} s)`
+        : describeSocketError(run.firstConnectError);
     throw new ConnectError(`cannot connect to ${describeTarget(settings.target)}: ${reason}`, run.firstConnectError);
   }
   // Over UDP nothing is refused until a datagram has gone: a port nobody listens on is, like a
   // refused connect, a reason to give rather than a table of zeros.
   const socketError = run.firstSocketError;
-  if (settings.target.udp && run.completedTotal === 0 && socketError !== undefined && systemErrorCode(socketError) === 'ECONNREFUSED') {
-    throw new ConnectError(`cannot reach ${describeTarget(settings.target)}: ${describeSocketError(socketError)}`, socketError);
+  if (
+    settings.target.udp &&
+    run.completedTotal === 0 &&
+    socketError !== undefined &&
+    systemErrorCode(socketError) === 'ECONNREFUSED'
+  ) {
+    throw new ConnectError(
+      `cannot reach ${describeTarget(settings.target)}: ${describeSocketError(socketError)}`,
+      socketError,
+    );
   }
   // An mTLS server that wants a client certificate (or does not trust ours) says so after the
   // handshake: every connection then closes before any reply, for a reason to give in words.
   if (run.completedTotal === 0 && socketError !== undefined && isCertificateError(socketError)) {
-    throw new ConnectError(`cannot connect to ${describeTarget(settings.target)}: ${describeSocketError(socketError)}`, socketError);
+    throw new ConnectError(
+      `cannot connect to ${describeTarget(settings.target)}: ${describeSocketError(socketError)}`,
+      socketError,
+    );
   }
   const durationSeconds = Math.max(run.measureEndedAt - (run.measureStartedAt || run.measureEndedAt), 1) / 1000;
   const histogram = run.histogram;
@@ -122,7 +146,8 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
     messagesRequested: settings.messages ?? null,
     messagesTotal: run.completedTotal,
     messagesPerConnection: settings.messagesPerConnection ?? null,
-    connectsPerSecond: settings.messagesPerConnection !== undefined ? round(run.connectHistogram.count / durationSeconds, 1) : null,
+    connectsPerSecond:
+      settings.messagesPerConnection !== undefined ? round(run.connectHistogram.count / durationSeconds, 1) : null,
     connectLatencyUs: settings.messagesPerConnection !== undefined ? run.connectHistogram.summary() : null,
     messagesPerSecond,
     bytesPerSecond: Math.round((run.measured * settings.size) / durationSeconds),
@@ -141,7 +166,12 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
     verification: codec.verification,
     sendLagUs: settings.rate !== undefined ? lagSummary(run.sendLag) : null,
     startedAt: new Date(performance.timeOrigin + (run.measureStartedAt || run.measureEndedAt)).toISOString(),
-    thresholds: checkThresholds(settings.thresholds, { latencyUs, messages: run.measured, errors: run.errors, messagesPerSecond }),
+    thresholds: checkThresholds(settings.thresholds, {
+      latencyUs,
+      messages: run.measured,
+      errors: run.errors,
+      messagesPerSecond,
+    }),
     loadCpuPercent: round((run.measuredCpuMicros / (durationSeconds * 1e6)) * 100, 1),
     stopped,
   };
@@ -153,13 +183,20 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
  * portable, as does everything with `engine: 'portable'`.
  */
 function nativeEngineFits(settings: Settings): boolean {
-  return settings.engine === 'native' && !settings.hello && settings.rate === undefined && settings.messagesPerConnection === undefined && adoptable(settings.target);
+  return (
+    settings.engine === 'native' &&
+    !settings.hello &&
+    settings.rate === undefined &&
+    settings.messagesPerConnection === undefined &&
+    adoptable(settings.target)
+  );
 }
 
 /** The first bytes of `bytes` as text a person can read: printable ASCII, and \xHH for the rest. */
 function printable(bytes: Buffer): string {
   let text = '';
-  for (const byte of bytes.subarray(0, 80)) text += byte >= 0x20 && byte < 0x7f ? String.fromCharCode(byte) : `\\x${byte.toString(16).padStart(2, '0')}`;
+  for (const byte of bytes.subarray(0, 80))
+    text += byte >= 0x20 && byte < 0x7f ? String.fromCharCode(byte) : `\\x${byte.toString(16).padStart(2, '0')}`;
   return bytes.length > 80 ? `${text}...` : text;
 }
 
@@ -422,7 +459,8 @@ function startOpenLoop(run: Run, rate: number): () => void {
     const due = Math.floor((now - begin) / intervalMs) + 1;
     if (run.sending && run.live.size > 0) {
       while (scheduled < due && run.sendBudget > 0) {
-        if (connections.length !== run.live.size || connections[cursor % connections.length]!.failed) connections = [...run.live];
+        if (connections.length !== run.live.size || connections[cursor % connections.length]!.failed)
+          connections = [...run.live];
         const intended = begin + scheduled * intervalMs;
         if (run.phase === 'measuring') run.sendLag.recordMicros((now - intended) * 1000);
         connections[cursor++ % connections.length]!.send(1, intended);
@@ -457,7 +495,12 @@ function startProgress(run: Run, onProgress: (progress: BenchProgress) => void):
     lastAt = now;
     // Each phase on its own clock: the warm-up's from its start, the measured window's as long as
     // --duration says it will be (connecting and draining count from the start of the run).
-    const since = run.phase === 'measuring' && run.measureStartedAt > 0 ? run.measureStartedAt : run.phase === 'warmup' && run.warmupStartedAt > 0 ? run.warmupStartedAt : begin;
+    const since =
+      run.phase === 'measuring' && run.measureStartedAt > 0
+        ? run.measureStartedAt
+        : run.phase === 'warmup' && run.warmupStartedAt > 0
+          ? run.warmupStartedAt
+          : begin;
     onProgress({ elapsedSeconds: (now - since) / 1000, phase: run.phase, messagesPerSecond: rate, errors: run.errors });
   }, 1000);
   return () => clearInterval(timer);

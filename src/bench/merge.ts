@@ -39,7 +39,8 @@ export function mergeResults(results: readonly BenchResult[], options: MergeOpti
   );
   const sum = (pick: (result: BenchResult) => number) => results.reduce((total, result) => total + pick(result), 0);
   const errorsByKind = emptyErrorCounts();
-  for (const result of results) for (const kind of BENCH_ERROR_KINDS) errorsByKind[kind] += result.errorsByKind[kind] ?? 0;
+  for (const result of results)
+    for (const kind of BENCH_ERROR_KINDS) errorsByKind[kind] += result.errorsByKind[kind] ?? 0;
   // The runs' own min and max are exact; a histogram keeps them only to its precision.
   const max = Math.max(...results.map((result) => result.latencyUs.max));
   const summary = histogram.summary();
@@ -73,7 +74,9 @@ export function mergeResults(results: readonly BenchResult[], options: MergeOpti
     messages,
     messagesTotal: sum((result) => result.messagesTotal),
     messagesPerConnection: first.messagesPerConnection,
-    connectsPerSecond: churn ? round(sum((result) => (result.connectsPerSecond ?? 0) * result.durationSeconds) / durationSeconds) : null,
+    connectsPerSecond: churn
+      ? round(sum((result) => (result.connectsPerSecond ?? 0) * result.durationSeconds) / durationSeconds)
+      : null,
     // Set-up times are summarized per run only; their percentiles cannot be added up.
     connectLatencyUs: null,
     messagesPerSecond,
@@ -83,18 +86,32 @@ export function mergeResults(results: readonly BenchResult[], options: MergeOpti
     errorsByKind,
     mismatchedBytes: sum((result) => result.mismatchedBytes),
     timeline,
-    errorTimeline: mergeTimelines(results.map((result) => result.errorTimeline ?? []), starts, origin, timeline.length),
+    errorTimeline: mergeTimelines(
+      results.map((result) => result.errorTimeline ?? []),
+      starts,
+      origin,
+      timeline.length,
+    ),
     percentiles: histogram.curve(),
     latencyHistogram: histogram.encode(),
     startedAt: new Date(origin).toISOString(),
-    thresholds: checkThresholds((options.thresholds ?? []).map(parseThreshold), { latencyUs, messages, errors, messagesPerSecond }),
+    thresholds: checkThresholds((options.thresholds ?? []).map(parseThreshold), {
+      latencyUs,
+      messages,
+      errors,
+      messagesPerSecond,
+    }),
     // Each generator's own share of its own core: a sum would read as one core over 100%.
     loadCpuPercent: Math.max(...results.map((result) => result.loadCpuPercent)),
     generatorCpuPercent: results.map((result) => result.loadCpuPercent),
     verification: first.verification,
     // The worst generator's lag: its lateness is in the merged latencies.
     sendLagUs: lags.every((lag) => lag !== null)
-      ? { p50: Math.max(...lags.map((lag) => lag!.p50)), p99: Math.max(...lags.map((lag) => lag!.p99)), max: Math.max(...lags.map((lag) => lag!.max)) }
+      ? {
+          p50: Math.max(...lags.map((lag) => lag!.p50)),
+          p99: Math.max(...lags.map((lag) => lag!.p99)),
+          max: Math.max(...lags.map((lag) => lag!.max)),
+        }
       : null,
     datagrams: mergeDatagrams(results),
     instances: results.some((result) => result.instances) ? mergeInstances(results) : null,
@@ -105,7 +122,12 @@ export function mergeResults(results: readonly BenchResult[], options: MergeOpti
 }
 
 /** Per-second counts of several runs placed by their starts on one timeline of `length` seconds, every second a number. */
-function mergeTimelines(timelines: readonly number[][], starts: readonly number[], origin: number, length: number): number[] {
+function mergeTimelines(
+  timelines: readonly number[][],
+  starts: readonly number[],
+  origin: number,
+  length: number,
+): number[] {
   const merged: number[] = Array.from({ length }, () => 0);
   timelines.forEach((counts, index) => {
     const offset = Math.round((starts[index]! - origin) / 1000);
@@ -121,7 +143,10 @@ function mergeTimelines(timelines: readonly number[][], starts: readonly number[
 function checkMergeable(results: readonly BenchResult[]): void {
   const differ = (what: string, pick: (result: BenchResult) => unknown) => {
     const values = new Set(results.map((result) => JSON.stringify(pick(result) ?? null)));
-    if (values.size > 1) throw new UsageError(`bench merge: the runs differ in ${what} (${[...values].join(' vs ')}): they measured different things; --force merges them anyway`);
+    if (values.size > 1)
+      throw new UsageError(
+        `bench merge: the runs differ in ${what} (${[...values].join(' vs ')}): they measured different things; --force merges them anyway`,
+      );
   };
   differ('mode (closed and open loop)', (result) => result.mode);
   differ('target', (result) => result.target);
@@ -131,7 +156,10 @@ function checkMergeable(results: readonly BenchResult[]): void {
   results.forEach((result, index) => {
     const key = `${result.startedAt} ${result.latencyHistogram}`;
     const earlier = seen.get(key);
-    if (earlier !== undefined) throw new UsageError(`bench merge: results ${earlier + 1} and ${index + 1} are the same run given twice; --force merges them anyway`);
+    if (earlier !== undefined)
+      throw new UsageError(
+        `bench merge: results ${earlier + 1} and ${index + 1} are the same run given twice; --force merges them anyway`,
+      );
     seen.set(key, index);
   });
 }
@@ -145,23 +173,38 @@ export function parseResult(text: string, source: string): BenchResult {
     throw new UsageError(`${source}: not JSON (${(err as Error).message}); give the output of echoplex bench --json`);
   }
   const result = value as Partial<BenchResult>;
-  if (typeof result !== 'object' || result === null || typeof result.latencyHistogram !== 'string' || typeof result.startedAt !== 'string' || !Array.isArray(result.timeline)) {
-    throw new UsageError(`${source}: not a result of echoplex bench --json (no latencyHistogram, startedAt or timeline)`);
+  if (
+    typeof result !== 'object' ||
+    result === null ||
+    typeof result.latencyHistogram !== 'string' ||
+    typeof result.startedAt !== 'string' ||
+    !Array.isArray(result.timeline)
+  ) {
+    throw new UsageError(
+      `${source}: not a result of echoplex bench --json (no latencyHistogram, startedAt or timeline)`,
+    );
   }
-  return { percentiles: [], thresholds: [], ...result, errorsByKind: { ...emptyErrorCounts(), ...result.errorsByKind } } as BenchResult;
+  return {
+    percentiles: [],
+    thresholds: [],
+    ...result,
+    errorsByKind: { ...emptyErrorCounts(), ...result.errorsByKind },
+  } as BenchResult;
 }
 
 function mergeDatagrams(results: readonly BenchResult[]): DatagramCounts | null {
   const all = results.map((result) => result.datagrams);
   if (all.some((counts) => counts === null || counts === undefined)) return null;
   const total: DatagramCounts = { sent: 0, received: 0, lost: 0, duplicates: 0, reordered: 0, late: 0 };
-  for (const counts of all as DatagramCounts[]) for (const key of Object.keys(total) as Array<keyof DatagramCounts>) total[key] += counts[key];
+  for (const counts of all as DatagramCounts[])
+    for (const key of Object.keys(total) as Array<keyof DatagramCounts>) total[key] += counts[key];
   return total;
 }
 
 function mergeInstances(results: readonly BenchResult[]): Record<string, number> {
   const total: Record<string, number> = {};
-  for (const result of results) for (const [name, count] of Object.entries(result.instances ?? {})) total[name] = (total[name] ?? 0) + count;
+  for (const result of results)
+    for (const [name, count] of Object.entries(result.instances ?? {})) total[name] = (total[name] ?? 0) + count;
   return total;
 }
 

@@ -54,14 +54,22 @@ export class MessageCodec {
    * `bytewise`: the transform maps each byte on its own and leaves 0-9 and A-F alone (echo,
    * upper), so replies are built from a transformed template instead of a call per message.
    */
-  constructor(options: { size: number; lines: boolean; text: boolean; transform: Transform; bytewise: boolean; prefix?: string | undefined }) {
+  constructor(options: {
+    size: number;
+    lines: boolean;
+    text: boolean;
+    transform: Transform;
+    bytewise: boolean;
+    prefix?: string | undefined;
+  }) {
     const { size, lines } = options;
     this.size = size;
     const usable = size - (lines ? 1 : 0);
     this.connectionDigits = usable >= FULL_ID ? CONNECTION_DIGITS : 0;
     this.sequenceDigits = usable >= FULL_ID ? SEQUENCE_DIGITS : Math.max(0, Math.min(SEQUENCE_DIGITS, usable));
     this.sequenceModulus = 16 ** this.sequenceDigits;
-    this.verification = this.connectionDigits > 0 ? 'connection-and-sequence' : this.sequenceDigits > 0 ? 'sequence' : 'bytes';
+    this.verification =
+      this.connectionDigits > 0 ? 'connection-and-sequence' : this.sequenceDigits > 0 ? 'sequence' : 'bytes';
     const idLength = this.connectionDigits + this.sequenceDigits;
     this.#fillerLength = usable - idLength;
     // Text messages must be UTF-8 without a newline: printable ASCII will do.
@@ -99,7 +107,8 @@ export class MessageCodec {
    */
   reply(connection: number, sequence: number, reuse?: Buffer): Buffer {
     const template = this.#replyTemplate;
-    if (template === undefined) return Buffer.concat([this.#prefix, this.#transform(this.message(connection, sequence))]);
+    if (template === undefined)
+      return Buffer.concat([this.#prefix, this.#transform(this.message(connection, sequence))]);
     const idLength = this.connectionDigits + this.sequenceDigits;
     const length = this.#prefix.length + idLength + template.length + this.#replyTail.length;
     const bytes = reuse?.length === length ? reuse : Buffer.allocUnsafe(length);
@@ -119,11 +128,19 @@ export class MessageCodec {
    */
   isReply(bytes: Buffer, offset: number, connection: number, sequence: number): boolean {
     const template = this.#replyTemplateTwice;
-    if (template === undefined) return bytes.compare(this.reply(connection, sequence), 0, this.replyLength, offset, offset + this.replyLength) === 0;
+    if (template === undefined)
+      return (
+        bytes.compare(this.reply(connection, sequence), 0, this.replyLength, offset, offset + this.replyLength) === 0
+      );
     const prefix = this.#prefix;
-    if (prefix.length > 0 && bytes.compare(prefix, 0, prefix.length, offset, offset + prefix.length) !== 0) return false;
+    if (prefix.length > 0 && bytes.compare(prefix, 0, prefix.length, offset, offset + prefix.length) !== 0)
+      return false;
     let at = offset + prefix.length;
-    if (!hexIs(bytes, at, connection, this.connectionDigits) || !hexIs(bytes, at + this.connectionDigits, sequence, this.sequenceDigits)) return false;
+    if (
+      !hexIs(bytes, at, connection, this.connectionDigits) ||
+      !hexIs(bytes, at + this.connectionDigits, sequence, this.sequenceDigits)
+    )
+      return false;
     at += this.connectionDigits + this.sequenceDigits;
     const rotation = this.#rotation(connection, sequence);
     const length = this.#fillerLength;
@@ -152,7 +169,17 @@ export class MessageCodec {
   }
 
   /** Arguments for native/bench_engine.c, which builds the same messages in C. */
-  nativeLayout(): { template: Buffer; replyTemplate: Buffer; tail: Buffer; replyTail: Buffer; prefix: Buffer; connectionDigits: number; sequenceDigits: number } | undefined {
+  nativeLayout():
+    | {
+        template: Buffer;
+        replyTemplate: Buffer;
+        tail: Buffer;
+        replyTail: Buffer;
+        prefix: Buffer;
+        connectionDigits: number;
+        sequenceDigits: number;
+      }
+    | undefined {
     if (this.#replyTemplate === undefined) return undefined;
     return {
       template: this.#template,
@@ -187,18 +214,24 @@ export interface OwedReplies {
  * message of this one is duplicated when nothing is owed (a frame in addition) and stale when
  * something is (a frame instead of the one owed).
  */
-export function classifyReply(codec: MessageCodec, frame: Buffer, owed: OwedReplies): { kind: WrongReplyKind; takes: 'head' | 'none' | number } {
+export function classifyReply(
+  codec: MessageCodec,
+  frame: Buffer,
+  owed: OwedReplies,
+): { kind: WrongReplyKind; takes: 'head' | 'none' | number } {
   const nothingOwed = owed.head === owed.next;
   const takes = nothingOwed ? 'none' : 'head';
   const id = codec.identify(frame);
   if (id === undefined) return { kind: 'corrupt', takes };
-  if (codec.connectionDigits > 0 && id.connection !== owed.connection % CONNECTION_MODULUS) return { kind: 'crossed', takes };
+  if (codec.connectionDigits > 0 && id.connection !== owed.connection % CONNECTION_MODULUS)
+    return { kind: 'crossed', takes };
   // The newest sequence number sent that reads as this one (sequence numbers wrap in small messages).
   const modulus = codec.sequenceModulus;
   const newest = owed.next - 1;
   const sequence = newest - ((((newest - id.sequence) % modulus) + modulus) % modulus);
   if (sequence < 0) return { kind: 'corrupt', takes };
-  if (sequence >= owed.head && owed.owes(sequence)) return { kind: 'reordered', takes: sequence === owed.head ? 'head' : sequence };
+  if (sequence >= owed.head && owed.owes(sequence))
+    return { kind: 'reordered', takes: sequence === owed.head ? 'head' : sequence };
   return { kind: nothingOwed ? 'duplicated' : 'stale', takes };
 }
 

@@ -50,7 +50,17 @@ interface NativeBenchBinding {
   closeBench(bench: BenchHandle): void;
 }
 
-const FUNCTIONS = ['createBench', 'adoptBench', 'benchSend', 'benchDestroy', 'benchInFlight', 'benchOwes', 'benchSetSending', 'benchTotals', 'closeBench'] as const;
+const FUNCTIONS = [
+  'createBench',
+  'adoptBench',
+  'benchSend',
+  'benchDestroy',
+  'benchInFlight',
+  'benchOwes',
+  'benchSetSending',
+  'benchTotals',
+  'closeBench',
+] as const;
 
 const binding = addonBinding<NativeBenchBinding>(FUNCTIONS);
 
@@ -79,7 +89,11 @@ export class NativeBench implements RunEngine {
     return binding === undefined || layout === undefined ? undefined : new NativeBench(binding, run, layout);
   }
 
-  private constructor(nativeBinding: NativeBenchBinding, run: Run, layout: NonNullable<ReturnType<MessageCodec['nativeLayout']>>) {
+  private constructor(
+    nativeBinding: NativeBenchBinding,
+    run: Run,
+    layout: NonNullable<ReturnType<MessageCodec['nativeLayout']>>,
+  ) {
     this.#binding = nativeBinding;
     this.#run = run;
     // The engine stamps with uv_hrtime; performance.now() is the same clock from another origin.
@@ -141,7 +155,14 @@ function onClose(this: NativeBenchConnection, _token: object, status: number, ow
   this.closed(status, owed);
 }
 
-function onWrong(this: NativeBenchConnection, _token: object, frame: Buffer, head: number, next: number, extra: boolean): number {
+function onWrong(
+  this: NativeBenchConnection,
+  _token: object,
+  frame: Buffer,
+  head: number,
+  next: number,
+  extra: boolean,
+): number {
   return this.wrongFrame(frame, head, next, extra);
 }
 
@@ -168,7 +189,12 @@ export class NativeBenchConnection implements LoadConnection {
     const run = this.run;
     const handle = this.handle;
     this.engine.sync();
-    const owed = { connection: this.connection, head, next, owes: (sequence: number) => handle !== undefined && this.binding.benchOwes(handle, sequence) };
+    const owed = {
+      connection: this.connection,
+      head,
+      next,
+      owes: (sequence: number) => handle !== undefined && this.binding.benchOwes(handle, sequence),
+    };
     const { kind, takes } = classifyReply(run.codec, frame, owed);
     run.errorsByKind[kind]++;
     run.firstWrongReply ??= frame;

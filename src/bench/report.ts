@@ -19,8 +19,12 @@ export function formatBytesPerSecond(bytesPerSecond: number): string {
 }
 
 export function describeSettings(result: BenchResult): string {
-  const churn = result.messagesPerConnection !== null ? `, a new connection every ${integer.format(result.messagesPerConnection)} messages` : '';
-  const load = result.rate !== null ? `open loop at ${integer.format(result.rate)} msg/s` : `pipeline ${result.pipeline}${churn}`;
+  const churn =
+    result.messagesPerConnection !== null
+      ? `, a new connection every ${integer.format(result.messagesPerConnection)} messages`
+      : '';
+  const load =
+    result.rate !== null ? `open loop at ${integer.format(result.rate)} msg/s` : `pipeline ${result.pipeline}${churn}`;
   return `${result.target}, ${counted(result.connections, 'connection')}, ${result.size}-byte ${result.lines ? 'lines' : 'messages'}, ${load}, expect ${result.expectPrefix !== null ? `${JSON.stringify(result.expectPrefix)} + ` : ''}${result.expect}`;
 }
 
@@ -28,13 +32,13 @@ export function formatTable(result: BenchResult): string {
   const l = result.latencyUs;
   const rows: Array<[string, string]> = [
     ['target', describeSettings(result)],
-    ['measured', `${seconds(result.durationSeconds)} s after ${seconds(result.warmupSeconds)} s warm-up${result.stopped ? ' (stopped early)' : ''}`],
+    [
+      'measured',
+      `${seconds(result.durationSeconds)} s after ${seconds(result.warmupSeconds)} s warm-up${result.stopped ? ' (stopped early)' : ''}`,
+    ],
     ['messages', `${integer.format(result.messages)}  (${integer.format(result.messagesPerSecond)} msg/s)`],
     ['throughput', `${formatBytesPerSecond(result.bytesPerSecond)} each way`],
-    [
-      'latency',
-      `p50 ${us(l.p50)}  p90 ${us(l.p90)}  p99 ${us(l.p99)}  p99.9 ${us(l.p999)}  max ${us(l.max)}`,
-    ],
+    ['latency', `p50 ${us(l.p50)}  p90 ${us(l.p90)}  p99 ${us(l.p99)}  p99.9 ${us(l.p999)}  max ${us(l.max)}`],
     ...(result.sendLagUs ? [['send lag', describeSendLag(result)] as [string, string]] : []),
     ...(result.connectLatencyUs !== null ? [['connects', describeConnects(result, us)] as [string, string]] : []),
     ['errors', errorSummary(result)],
@@ -44,12 +48,28 @@ export function formatTable(result: BenchResult): string {
     ...(result.instances ? [['instances', describeInstances(result.instances)] as [string, string]] : []),
     ['bench CPU', `${describeLoadCpu(result)}, ${describeEngine(result)}`],
     ...(result.generators !== undefined
-      ? [['generators', `${result.generators} ${result.generators === 1 ? 'run' : 'runs'} merged: counts summed, percentiles from their summed histograms`] as [string, string]]
+      ? [
+          [
+            'generators',
+            `${result.generators} ${result.generators === 1 ? 'run' : 'runs'} merged: counts summed, percentiles from their summed histograms`,
+          ] as [string, string],
+        ]
       : []),
-    ...(result.thresholds.length > 0 ? [['thresholds', result.thresholds.map((t) => `${t.expression} ${t.ok ? 'held' : 'BROKEN'}`).join(', ')] as [string, string]] : []),
+    ...(result.thresholds.length > 0
+      ? [
+          ['thresholds', result.thresholds.map((t) => `${t.expression} ${t.ok ? 'held' : 'BROKEN'}`).join(', ')] as [
+            string,
+            string,
+          ],
+        ]
+      : []),
   ];
   const width = Math.max(...rows.map(([label]) => label.length));
-  return rows.map(([label, value]) => `${label.padEnd(width)}  ${value}`).join('\n') + '\n' + (result.rateSearch ? formatRateSearch(result.rateSearch) : '');
+  return (
+    rows.map(([label, value]) => `${label.padEnd(width)}  ${value}`).join('\n') +
+    '\n' +
+    (result.rateSearch ? formatRateSearch(result.rateSearch) : '')
+  );
 }
 
 /** `a: 25 connections, b: 25` */
@@ -73,7 +93,12 @@ export function formatRateSearch(search: RateSearch): string {
       `${integer.format(step.rate).padStart(13)}   ${integer.format(step.messagesPerSecond).padStart(14)}   ${us(l.p50).padEnd(8)}  ${us(l.p99).padEnd(8)}  ${us(l.p999).padEnd(8)}  ${String(step.errors).padStart(6)}  ${step.ok ? 'held' : 'broke'}`,
     );
   }
-  lines.push('', search.maxRate === null ? 'max rate: none of the rates tried held' : `max rate: ${integer.format(search.maxRate)} msg/s (every threshold held, nothing lost)`);
+  lines.push(
+    '',
+    search.maxRate === null
+      ? 'max rate: none of the rates tried held'
+      : `max rate: ${integer.format(search.maxRate)} msg/s (every threshold held, nothing lost)`,
+  );
   return lines.join('\n') + '\n';
 }
 
@@ -97,7 +122,12 @@ export function describeConnects(result: BenchResult, format: (us: number) => st
  * wrong reply fails the run whatever the thresholds say: an echo server never sends one.
  */
 export function passed(result: BenchResult): boolean {
-  return result.mismatchedBytes === 0 && wrongReplies(result.errorsByKind) === 0 && shortBy(result) === 0 && (result.errors === 0 || judgesErrors(result.thresholds));
+  return (
+    result.mismatchedBytes === 0 &&
+    wrongReplies(result.errorsByKind) === 0 &&
+    shortBy(result) === 0 &&
+    (result.errors === 0 || judgesErrors(result.thresholds))
+  );
 }
 
 /**
@@ -125,7 +155,9 @@ export function describeSendLag(result: BenchResult): string {
   const lag = result.sendLagUs;
   if (lag === null) return '';
   const text = `p50 ${us(lag.p50)}  p99 ${us(lag.p99)}  max ${us(lag.max)} behind schedule`;
-  return generatorShows(result) ? `${text} (the generator's own lateness is a large part of these latencies: fewer msg/s per generator, or a core of its own)` : text;
+  return generatorShows(result)
+    ? `${text} (the generator's own lateness is a large part of these latencies: fewer msg/s per generator, or a core of its own)`
+    : text;
 }
 
 /**
@@ -166,7 +198,9 @@ export function describeLoadCpu(result: BenchResult): string {
   // nothing of a limit: its send lag does.
   if (result.mode === 'open-loop') return `${text} (waiting for send times included: see send lag)`;
   const meaningful = result.messages > 0 && result.durationSeconds >= 1;
-  return result.loadCpuPercent >= LOAD_CPU_WARNING_PERCENT && meaningful ? `${text} (the bench may be what limits the rate: give it a core of its own)` : text;
+  return result.loadCpuPercent >= LOAD_CPU_WARNING_PERCENT && meaningful
+    ? `${text} (the bench may be what limits the rate: give it a core of its own)`
+    : text;
 }
 
 /** `10`, `1.5`, `0.043`: a short window is not shown as `0 s`. */

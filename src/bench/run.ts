@@ -4,7 +4,14 @@ import { performance } from 'node:perf_hooks';
 import type { IntervalLog } from './hdr-log.js';
 import { LatencyHistogram } from './histogram.js';
 import type { MessageCodec } from './message.js';
-import { BENCH_ERROR_KINDS, emptyErrorCounts, type BenchErrorKind, type BenchProgress, type DatagramCounts, type Settings } from './settings.js';
+import {
+  BENCH_ERROR_KINDS,
+  emptyErrorCounts,
+  type BenchErrorKind,
+  type BenchProgress,
+  type DatagramCounts,
+  type Settings,
+} from './settings.js';
 
 export type Phase = BenchProgress['phase'] | 'done';
 
@@ -197,7 +204,11 @@ export class Run {
 
   /** Whether a message sent at `sentAt` falls in the measured window (so far). */
   inWindow(sentAt: number): boolean {
-    return this.measureStartedAt !== 0 && sentAt >= this.measureStartedAt && (this.measureEndedAt === 0 || sentAt < this.measureEndedAt);
+    return (
+      this.measureStartedAt !== 0 &&
+      sentAt >= this.measureStartedAt &&
+      (this.measureEndedAt === 0 || sentAt < this.measureEndedAt)
+    );
   }
 
   /** A message counts when it was sent inside the measured window, whenever its reply lands. */
@@ -249,7 +260,8 @@ export class Run {
 
   /** A replacement connection opened `connectMs` after it was asked for. */
   replaced(startedAt: number, connectMs: number): void {
-    if (this.phase === 'measuring' && startedAt >= this.measureStartedAt) this.connectHistogram.recordMicros(connectMs * 1000);
+    if (this.phase === 'measuring' && startedAt >= this.measureStartedAt)
+      this.connectHistogram.recordMicros(connectMs * 1000);
   }
 
   #maybeDone(now: number): void {

@@ -240,11 +240,20 @@ export class BenchSetupError extends EchoplexError {
   }
 }
 
-
 type OptionalSetting = 'messages' | 'rate' | 'connectRate' | 'expectPrefix' | 'messagesPerConnection' | 'hdrLog';
 /** BenchOptions with every default filled in. */
-export type Settings = Required<Omit<BenchOptions, OptionalSetting | 'onProgress' | 'signal' | 'engine' | 'thresholds' | 'startAt' | keyof BenchTarget>> &
-  Pick<BenchOptions, OptionalSetting> & { target: BenchTarget; engine: EngineName; thresholds: Threshold[]; startAt: number | undefined };
+export type Settings = Required<
+  Omit<
+    BenchOptions,
+    OptionalSetting | 'onProgress' | 'signal' | 'engine' | 'thresholds' | 'startAt' | keyof BenchTarget
+  >
+> &
+  Pick<BenchOptions, OptionalSetting> & {
+    target: BenchTarget;
+    engine: EngineName;
+    thresholds: Threshold[];
+    startAt: number | undefined;
+  };
 
 /** Fills in the defaults and checks them; values no run can use throw a UsageError. */
 export function resolveSettings(options: BenchOptions): Settings {
@@ -276,7 +285,8 @@ export function resolveSettings(options: BenchOptions): Settings {
 /** Values no run can use are usage errors (the CLI exits 2), named as the CLI names them. */
 function validate(settings: Settings): void {
   const positive = (flag: string, value: number | undefined) => {
-    if (value !== undefined && !(Number.isFinite(value) && value > 0)) throw new UsageError(`${flag} must be more than 0, got ${value}`);
+    if (value !== undefined && !(Number.isFinite(value) && value > 0))
+      throw new UsageError(`${flag} must be more than 0, got ${value}`);
   };
   positive('--connections', settings.connections);
   positive('--size', settings.size);
@@ -288,18 +298,30 @@ function validate(settings: Settings): void {
   positive('--messages-per-connection', settings.messagesPerConnection);
   positive('--timeout', settings.timeoutSeconds);
   if (settings.messagesPerConnection !== undefined) {
-    if (!Number.isInteger(settings.messagesPerConnection)) throw new UsageError(`--messages-per-connection must be a whole number, got ${settings.messagesPerConnection}`);
-    if (settings.rate !== undefined) throw new UsageError('--messages-per-connection applies to the closed loop, not with --rate');
+    if (!Number.isInteger(settings.messagesPerConnection))
+      throw new UsageError(`--messages-per-connection must be a whole number, got ${settings.messagesPerConnection}`);
+    if (settings.rate !== undefined)
+      throw new UsageError('--messages-per-connection applies to the closed loop, not with --rate');
     if (settings.target.udp) throw new UsageError('--messages-per-connection needs connections: not with --udp');
   }
-  if (settings.target.udp && settings.size > MAX_UDP_PAYLOAD) throw new UsageError(`--size: a UDP message holds at most ${MAX_UDP_PAYLOAD} bytes, got ${settings.size}`);
-  if (!(settings.warmupSeconds >= 0)) throw new UsageError(`--warmup must be 0 or more seconds, got ${settings.warmupSeconds}`);
-  if (settings.target.websocket !== undefined && settings.target.proxyProtocol !== undefined) throw new UsageError('--proxy-protocol: not with a WebSocket target (put a proxy that sends the header in front instead)');
-  if (settings.hello && settings.target.udp) throw new UsageError('--hello reads the first line of a stream: not with --udp');
-  if (settings.target.udp && settings.target.proxyProtocol !== undefined) throw new UsageError('--proxy-protocol opens a stream with a header: not with --udp');
+  if (settings.target.udp && settings.size > MAX_UDP_PAYLOAD)
+    throw new UsageError(`--size: a UDP message holds at most ${MAX_UDP_PAYLOAD} bytes, got ${settings.size}`);
+  if (!(settings.warmupSeconds >= 0))
+    throw new UsageError(`--warmup must be 0 or more seconds, got ${settings.warmupSeconds}`);
+  if (settings.target.websocket !== undefined && settings.target.proxyProtocol !== undefined)
+    throw new UsageError(
+      '--proxy-protocol: not with a WebSocket target (put a proxy that sends the header in front instead)',
+    );
+  if (settings.hello && settings.target.udp)
+    throw new UsageError('--hello reads the first line of a stream: not with --udp');
+  if (settings.target.udp && settings.target.proxyProtocol !== undefined)
+    throw new UsageError('--proxy-protocol opens a stream with a header: not with --udp');
   if (settings.startAt !== undefined) {
-    if (!Number.isFinite(settings.startAt)) throw new UsageError('--start-at must be a time (ISO 8601, or milliseconds since the epoch)');
-    if (settings.startAt < Date.now()) throw new UsageError(`--start-at ${new Date(settings.startAt).toISOString()} has already passed`);
-    if (settings.messages !== undefined) throw new UsageError('--start-at measures a window of --duration, not a number of --messages');
+    if (!Number.isFinite(settings.startAt))
+      throw new UsageError('--start-at must be a time (ISO 8601, or milliseconds since the epoch)');
+    if (settings.startAt < Date.now())
+      throw new UsageError(`--start-at ${new Date(settings.startAt).toISOString()} has already passed`);
+    if (settings.messages !== undefined)
+      throw new UsageError('--start-at measures a window of --duration, not a number of --messages');
   }
 }

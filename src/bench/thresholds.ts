@@ -33,7 +33,8 @@ export interface ThresholdSubject {
 }
 
 const DURATION_UNITS: Record<string, number> = { us: 1, µs: 1, ms: 1000, s: 1_000_000 };
-const FORM = /^\s*(p50|p90|p99|p999|max|errors|error-rate|rate)\s*(<=|>=|<|>)\s*([0-9]+(?:\.[0-9]+)?)\s*(us|µs|ms|s|%)?\s*$/;
+const FORM =
+  /^\s*(p50|p90|p99|p999|max|errors|error-rate|rate)\s*(<=|>=|<|>)\s*([0-9]+(?:\.[0-9]+)?)\s*(us|µs|ms|s|%)?\s*$/;
 
 /** Parses one `--threshold`; a UsageError says what form it should take. */
 export function parseThreshold(expression: string): Threshold {
@@ -43,18 +44,29 @@ export function parseThreshold(expression: string): Threshold {
       `--threshold "${expression}": expected p50|p90|p99|p999|max < DURATION (p99<2ms), errors<=N, error-rate<PERCENT (error-rate<1%) or rate>=N (messages per second)`,
     );
   }
-  const [, metric, comparison, number, unit] = match as unknown as [string, Metric, Comparison, string, string | undefined];
+  const [, metric, comparison, number, unit] = match as unknown as [
+    string,
+    Metric,
+    Comparison,
+    string,
+    string | undefined,
+  ];
   const amount = Number(number);
   if ((LATENCY_METRICS as readonly string[]).includes(metric)) {
-    if (unit === undefined || unit === '%') throw new UsageError(`--threshold "${expression}": a latency needs a unit: us, ms or s (${metric}<2ms)`);
+    if (unit === undefined || unit === '%')
+      throw new UsageError(`--threshold "${expression}": a latency needs a unit: us, ms or s (${metric}<2ms)`);
     return { expression: expression.trim(), metric, comparison, limit: amount * DURATION_UNITS[unit]! };
   }
   if (metric === 'error-rate') {
-    if (unit !== undefined && unit !== '%') throw new UsageError(`--threshold "${expression}": an error rate is a percentage (error-rate<1%)`);
+    if (unit !== undefined && unit !== '%')
+      throw new UsageError(`--threshold "${expression}": an error rate is a percentage (error-rate<1%)`);
     if (amount > 100) throw new UsageError(`--threshold "${expression}": an error rate is a percentage from 0 to 100`);
     return { expression: expression.trim(), metric, comparison, limit: amount };
   }
-  if (unit !== undefined) throw new UsageError(`--threshold "${expression}": ${metric} takes a plain number (${metric === 'rate' ? 'rate>=50000' : 'errors<=10'})`);
+  if (unit !== undefined)
+    throw new UsageError(
+      `--threshold "${expression}": ${metric} takes a plain number (${metric === 'rate' ? 'rate>=50000' : 'errors<=10'})`,
+    );
   return { expression: expression.trim(), metric, comparison, limit: amount };
 }
 
@@ -106,7 +118,8 @@ function holds(value: number, comparison: Comparison, limit: number): boolean {
 }
 
 function formatValue(metric: Metric, value: number): string {
-  if ((LATENCY_METRICS as readonly string[]).includes(metric)) return value >= 1000 ? `${(value / 1000).toFixed(3)} ms` : `${value} us`;
+  if ((LATENCY_METRICS as readonly string[]).includes(metric))
+    return value >= 1000 ? `${(value / 1000).toFixed(3)} ms` : `${value} us`;
   if (metric === 'error-rate') return `${value}%`;
   if (metric === 'rate') return `${value} msg/s`;
   return String(value);

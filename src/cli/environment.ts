@@ -20,7 +20,13 @@ export function envOption(flags: string, description: string): Option {
 }
 
 /** ECHOPLEX_ variables read by other means than a flag (the build's own and the test suite's). */
-const OTHER_VARIABLES = ['ECHOPLEX_DEBUG', 'ECHOPLEX_REQUIRE_PEERS', 'ECHOPLEX_BASELINE', 'ECHOPLEX_WORKER_TLS_CERT', 'ECHOPLEX_WORKER_TLS_KEY'];
+const OTHER_VARIABLES = [
+  'ECHOPLEX_DEBUG',
+  'ECHOPLEX_REQUIRE_PEERS',
+  'ECHOPLEX_BASELINE',
+  'ECHOPLEX_WORKER_TLS_CERT',
+  'ECHOPLEX_WORKER_TLS_KEY',
+];
 
 /**
  * One warning line for each ECHOPLEX_ variable set that no command reads, naming the closest
@@ -46,7 +52,8 @@ function editDistance(a: string, b: string): number {
   let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
   for (let i = 1; i <= a.length; i++) {
     const row = [i];
-    for (let j = 1; j <= b.length; j++) row[j] = Math.min(previous[j]! + 1, row[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    for (let j = 1; j <= b.length; j++)
+      row[j] = Math.min(previous[j]! + 1, row[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
     previous = row;
   }
   return previous[b.length]!;

@@ -19,8 +19,14 @@ const EXIT_USAGE = 2;
  * "(default: [])" on a repeatable one given none.
  */
 function optionDescription(this: Help, option: Option): string {
-  const nothing = (option.isBoolean() && option.defaultValue === false) || (Array.isArray(option.defaultValue) && option.defaultValue.length === 0);
-  const shown = nothing ? Object.assign(Object.create(Object.getPrototypeOf(option) as object) as Option, option, { defaultValue: undefined }) : option;
+  const nothing =
+    (option.isBoolean() && option.defaultValue === false) ||
+    (Array.isArray(option.defaultValue) && option.defaultValue.length === 0);
+  const shown = nothing
+    ? Object.assign(Object.create(Object.getPrototypeOf(option) as object) as Option, option, {
+        defaultValue: undefined,
+      })
+    : option;
   return Help.prototype.optionDescription.call(this, shown);
 }
 

@@ -36,13 +36,26 @@ export function parseSeconds(value: string): number {
   return Number(value);
 }
 
-const SIZE_UNITS: Record<string, number> = { '': 1, b: 1, k: 1024, kb: 1024, kib: 1024, m: 1024 ** 2, mb: 1024 ** 2, mib: 1024 ** 2, g: 1024 ** 3, gb: 1024 ** 3, gib: 1024 ** 3 };
+const SIZE_UNITS: Record<string, number> = {
+  '': 1,
+  b: 1,
+  k: 1024,
+  kb: 1024,
+  kib: 1024,
+  m: 1024 ** 2,
+  mb: 1024 ** 2,
+  mib: 1024 ** 2,
+  g: 1024 ** 3,
+  gb: 1024 ** 3,
+  gib: 1024 ** 3,
+};
 
 /** A byte count: `65536`, `64k`, `64KiB`, `1m` (units are powers of 1024). */
 export function parseSize(value: string): number {
   const match = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(value.trim());
   const unit = match ? SIZE_UNITS[match[2]!.toLowerCase()] : undefined;
-  if (!match || unit === undefined) throw new InvalidArgumentError(`"${value}" is not a size (examples: 65536, 64k, 1MiB).`);
+  if (!match || unit === undefined)
+    throw new InvalidArgumentError(`"${value}" is not a size (examples: 65536, 64k, 1MiB).`);
   const bytes = Math.round(Number(match[1]) * unit);
   if (!Number.isSafeInteger(bytes)) throw new InvalidArgumentError(`"${value}" is too large.`);
   return bytes;
@@ -57,7 +70,10 @@ export function parsePositiveSize(value: string): number {
 
 /** `10.0.0.0/8,::1/128`: checked here so a bad CIDR is a usage error before anything starts. */
 export function parseCidrList(value: string): string[] {
-  const cidrs = value.split(',').map((part) => part.trim()).filter(Boolean);
+  const cidrs = value
+    .split(',')
+    .map((part) => part.trim())
+    .filter(Boolean);
   try {
     parseAllowList(cidrs);
   } catch (err) {
@@ -69,5 +85,7 @@ export function parseCidrList(value: string): string[] {
 /** A built-in transform's name, or a path to a transform module. */
 export function parseTransform(value: string): string {
   if (isTransformName(value) || isTransformPath(value)) return value;
-  throw new InvalidArgumentError(`"${value}" is neither ${TRANSFORM_NAMES.join(' nor ')} nor a module path (./my-transform.js).`);
+  throw new InvalidArgumentError(
+    `"${value}" is neither ${TRANSFORM_NAMES.join(' nor ')} nor a module path (./my-transform.js).`,
+  );
 }

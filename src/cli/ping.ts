@@ -3,7 +3,16 @@
 import { Command, Option } from 'commander';
 import type { PingOptions } from '../client/ping.js';
 import { parsePositiveInteger, parseSeconds, parseSize } from './parsers.js';
-import { expectationFromFlag, expectationOptions, TARGET_ARGUMENT, targetFromFlags, targetOptions, withTargetUrl, wsTextOption, type TargetFlags } from './target.js';
+import {
+  expectationFromFlag,
+  expectationOptions,
+  TARGET_ARGUMENT,
+  targetFromFlags,
+  targetOptions,
+  withTargetUrl,
+  wsTextOption,
+  type TargetFlags,
+} from './target.js';
 
 interface PingFlags extends TargetFlags {
   count?: number;
@@ -17,15 +26,36 @@ interface PingFlags extends TargetFlags {
 }
 
 export function pingCommand(): Command {
-  const command = new Command('ping').description('one message at a time through an echo server, each round trip timed and verified, like ping(8)');
-  for (const option of [...targetOptions('ping with datagrams (echo over UDP, RFC 862)'), wsTextOption(), ...expectationOptions()]) command.addOption(option);
+  const command = new Command('ping').description(
+    'one message at a time through an echo server, each round trip timed and verified, like ping(8)',
+  );
+  for (const option of [
+    ...targetOptions('ping with datagrams (echo over UDP, RFC 862)'),
+    wsTextOption(),
+    ...expectationOptions(),
+  ])
+    command.addOption(option);
   return command
-    .addOption(new Option('-c, --count <n>', 'stop after N messages (default: until Ctrl-C)').argParser(parsePositiveInteger))
-    .addOption(new Option('-i, --interval <seconds>', 'from one message to the next').default(1).argParser(parseSeconds))
-    .addOption(new Option('-s, --size <bytes>', 'bytes per message (ends in a newline, so line servers answer too)').default(64).argParser(parseSize))
-    .addOption(new Option('--timeout <seconds>', 'longest wait for a connection or a reply').default(5).argParser(parseSeconds))
+    .addOption(
+      new Option('-c, --count <n>', 'stop after N messages (default: until Ctrl-C)').argParser(parsePositiveInteger),
+    )
+    .addOption(
+      new Option('-i, --interval <seconds>', 'from one message to the next').default(1).argParser(parseSeconds),
+    )
+    .addOption(
+      new Option('-s, --size <bytes>', 'bytes per message (ends in a newline, so line servers answer too)')
+        .default(64)
+        .argParser(parseSize),
+    )
+    .addOption(
+      new Option('--timeout <seconds>', 'longest wait for a connection or a reply').default(5).argParser(parseSeconds),
+    )
     .option('--new-connection', 'connect afresh for every message and time the connection too', false)
-    .option('--hello', 'read the hello line the server opens each connection with (serve --hello) and say which instance answered', false)
+    .option(
+      '--hello',
+      'read the hello line the server opens each connection with (serve --hello) and say which instance answered',
+      false,
+    )
     .argument(...TARGET_ARGUMENT)
     .action(async (url: string | undefined, flags: PingFlags, self: Command) => {
       process.exitCode = await ping(withTargetUrl(flags, url, self));

@@ -4,7 +4,15 @@ import cluster from 'node:cluster';
 import { availableParallelism } from 'node:os';
 import { Command } from 'commander';
 import type { MetricsJson, WorkerMessage } from '../ops/workers.js';
-import { createEchoServer, type EchoServer, DEFAULT_HOST, DEFAULT_MAX_BUFFERED, DEFAULT_PORT, DEFAULT_SHUTDOWN_TIMEOUT_MS, type EchoServerOptions } from '../server/server.js';
+import {
+  createEchoServer,
+  type EchoServer,
+  DEFAULT_HOST,
+  DEFAULT_MAX_BUFFERED,
+  DEFAULT_PORT,
+  DEFAULT_SHUTDOWN_TIMEOUT_MS,
+  type EchoServerOptions,
+} from '../server/server.js';
 import { DEFAULT_MAX_LINE, FRAMINGS, type Framing } from '../protocol/framing.js';
 import { isTransformName, loadTransformModule, TRANSFORM_NAMES } from '../protocol/transforms.js';
 import { createLogger, LOG_FORMATS, LOG_LEVEL_NAMES, type LogFormat, type LogLevel } from '../core/log.js';
@@ -14,7 +22,16 @@ import { ENGINE_CHOICES, fallbackNotice, type EngineChoice } from '../native/eng
 import { counted, UsageError } from '../core/errors.js';
 import { formatFaults } from '../server/faults.js';
 import { envOption } from './environment.js';
-import { parseCidrList, parseNonNegativeInteger, parsePort, parsePortList, parsePositiveInteger, parsePositiveSize, parseSeconds, parseTransform } from './parsers.js';
+import {
+  parseCidrList,
+  parseNonNegativeInteger,
+  parsePort,
+  parsePortList,
+  parsePositiveInteger,
+  parsePositiveSize,
+  parseSeconds,
+  parseTransform,
+} from './parsers.js';
 
 interface ServeFlags {
   host: string;
@@ -60,26 +77,72 @@ export function serveCommand(): Command {
   return new Command('serve')
     .description('run the echo server')
     .addOption(envOption('--host <host>', 'address to listen on').default(DEFAULT_HOST))
-    .addOption(envOption('--port <port[,port...]>', 'port(s); 0 picks a free one').default([DEFAULT_PORT], String(DEFAULT_PORT)).argParser(parsePortList))
+    .addOption(
+      envOption('--port <port[,port...]>', 'port(s); 0 picks a free one')
+        .default([DEFAULT_PORT], String(DEFAULT_PORT))
+        .argParser(parsePortList),
+    )
     .addOption(envOption('--unix <path>', 'listen on this Unix socket (alone: instead of TCP; with --port: as well)'))
     .addOption(envOption('--udp', 'also echo UDP datagrams on the same port(s)').default(false))
-    .addOption(envOption('--tls-cert <file>', 'serve TLS on the TCP port(s) with this PEM certificate (needs --tls-key)'))
+    .addOption(
+      envOption('--tls-cert <file>', 'serve TLS on the TCP port(s) with this PEM certificate (needs --tls-key)'),
+    )
     .addOption(envOption('--tls-key <file>', 'PEM private key for --tls-cert'))
-    .addOption(envOption('--tls-self-signed', 'serve TLS with a certificate generated at start (for localhost and --host)').default(false))
+    .addOption(
+      envOption(
+        '--tls-self-signed',
+        'serve TLS with a certificate generated at start (for localhost and --host)',
+      ).default(false),
+    )
     .addOption(envOption('--tls-ca <file>', 'mTLS: require client certificates signed by this PEM CA'))
-    .addOption(envOption('--ws', 'the TCP port(s) speak WebSocket (wss with TLS), one echo per message; a plain GET gets an echo page').default(false))
-    .addOption(envOption('--max-message <bytes>', 'with --ws: largest message; a larger one closes with 1009').default(DEFAULT_MAX_MESSAGE, '1MiB').argParser(parsePositiveSize))
+    .addOption(
+      envOption(
+        '--ws',
+        'the TCP port(s) speak WebSocket (wss with TLS), one echo per message; a plain GET gets an echo page',
+      ).default(false),
+    )
+    .addOption(
+      envOption('--max-message <bytes>', 'with --ws: largest message; a larger one closes with 1009')
+        .default(DEFAULT_MAX_MESSAGE, '1MiB')
+        .argParser(parsePositiveSize),
+    )
     .addOption(envOption('--ws-deflate', 'with --ws: offer permessage-deflate compression').default(false))
     .addOption(
-      envOption('--transform <name|module>', `${TRANSFORM_NAMES.join(', ')}, or a path to a module whose default export maps a chunk (a line in line mode) to the reply`)
+      envOption(
+        '--transform <name|module>',
+        `${TRANSFORM_NAMES.join(', ')}, or a path to a module whose default export maps a chunk (a line in line mode) to the reply`,
+      )
         .default('echo')
         .argParser(parseTransform),
     )
-    .addOption(envOption('--framing <mode>', 'raw: echo chunks as they arrive; line: the transform sees whole lines').choices(FRAMINGS).default('raw'))
-    .addOption(envOption('--prefix <text>', 'put TEXT before every echoed line (implies --framing line), UDP reply and WebSocket message'))
-    .addOption(envOption('--max-line <bytes>', 'line mode: longest line; a longer one is answered with an error and closed').default(DEFAULT_MAX_LINE, '64KiB').argParser(parsePositiveSize))
-    .addOption(envOption('--proxy-protocol', 'every connection starts with a PROXY protocol v1/v2 header naming the real client').default(false))
-    .addOption(envOption('--proxy-trust <cidr[,cidr...]>', 'with --proxy-protocol: only these proxies may connect (default: any)').argParser(parseCidrList))
+    .addOption(
+      envOption('--framing <mode>', 'raw: echo chunks as they arrive; line: the transform sees whole lines')
+        .choices(FRAMINGS)
+        .default('raw'),
+    )
+    .addOption(
+      envOption(
+        '--prefix <text>',
+        'put TEXT before every echoed line (implies --framing line), UDP reply and WebSocket message',
+      ),
+    )
+    .addOption(
+      envOption('--max-line <bytes>', 'line mode: longest line; a longer one is answered with an error and closed')
+        .default(DEFAULT_MAX_LINE, '64KiB')
+        .argParser(parsePositiveSize),
+    )
+    .addOption(
+      envOption(
+        '--proxy-protocol',
+        'every connection starts with a PROXY protocol v1/v2 header naming the real client',
+      ).default(false),
+    )
+    .addOption(
+      envOption(
+        '--proxy-trust <cidr[,cidr...]>',
+        'with --proxy-protocol: only these proxies may connect (default: any)',
+      ).argParser(parseCidrList),
+    )
     .addOption(
       envOption('--max-buffered <bytes>', 'unsent bytes per connection before reading pauses')
         .default(DEFAULT_MAX_BUFFERED, '1MiB')
@@ -90,32 +153,103 @@ export function serveCommand(): Command {
         .default(DEFAULT_SHUTDOWN_TIMEOUT_MS / 1000)
         .argParser(parseSeconds),
     )
-    .addOption(envOption('--max-connections <n>', 'connections open at once; more are closed at once').default(DEFAULT_MAX_CONNECTIONS).argParser(parsePositiveInteger))
-    .addOption(envOption('--max-connections-per-ip <n>', 'connections open at once from one address (default: unlimited)').argParser(parsePositiveInteger))
-    .addOption(envOption('--idle-timeout <seconds>', 'close connections with no traffic for this long; 0 = never').default(0).argParser(parseSeconds))
-    .addOption(envOption('--delay <seconds>', 'answer each chunk (each UDP datagram) this long after it arrived, in order: a slow server for timeout tests').default(0).argParser(parseSeconds))
-    .addOption(envOption('--allow <cidr[,cidr...]>', 'only these IPv4/IPv6 networks may connect (default: all)').argParser(parseCidrList))
-    .addOption(envOption('--workers <n|auto>', 'event loops (processes) sharing the ports; auto: one per CPU').default(1).argParser(parseWorkers))
-    .addOption(envOption('--metrics-port <port>', 'serve /metrics, /healthz, /readyz and a status page (/) over HTTP on this port (default: off)').argParser(parsePort))
+    .addOption(
+      envOption('--max-connections <n>', 'connections open at once; more are closed at once')
+        .default(DEFAULT_MAX_CONNECTIONS)
+        .argParser(parsePositiveInteger),
+    )
+    .addOption(
+      envOption(
+        '--max-connections-per-ip <n>',
+        'connections open at once from one address (default: unlimited)',
+      ).argParser(parsePositiveInteger),
+    )
+    .addOption(
+      envOption('--idle-timeout <seconds>', 'close connections with no traffic for this long; 0 = never')
+        .default(0)
+        .argParser(parseSeconds),
+    )
+    .addOption(
+      envOption(
+        '--delay <seconds>',
+        'answer each chunk (each UDP datagram) this long after it arrived, in order: a slow server for timeout tests',
+      )
+        .default(0)
+        .argParser(parseSeconds),
+    )
+    .addOption(
+      envOption('--allow <cidr[,cidr...]>', 'only these IPv4/IPv6 networks may connect (default: all)').argParser(
+        parseCidrList,
+      ),
+    )
+    .addOption(
+      envOption('--workers <n|auto>', 'event loops (processes) sharing the ports; auto: one per CPU')
+        .default(1)
+        .argParser(parseWorkers),
+    )
+    .addOption(
+      envOption(
+        '--metrics-port <port>',
+        'serve /metrics, /healthz, /readyz and a status page (/) over HTTP on this port (default: off)',
+      ).argParser(parsePort),
+    )
     .addOption(envOption('--metrics-host <host>', 'address for the metrics port').default('127.0.0.1'))
-    .addOption(envOption('--log-format <format>', 'text lines, or one JSON object per event').choices(LOG_FORMATS).default('text'))
+    .addOption(
+      envOption('--log-format <format>', 'text lines, or one JSON object per event')
+        .choices(LOG_FORMATS)
+        .default('text'),
+    )
     .addOption(envOption('--log-level <level>', 'least severe level logged').choices(LOG_LEVEL_NAMES).default('info'))
     .addOption(
-      envOption('--fault <spec>', 'misbehave on purpose, repeatable: reset=P, close=P, stall=P:SECONDS, truncate=P (a fraction P of connections), drop=P (datagrams), delay=10ms:90,500ms:10')
+      envOption(
+        '--fault <spec>',
+        'misbehave on purpose, repeatable: reset=P, close=P, stall=P:SECONDS, truncate=P (a fraction P of connections), drop=P (datagrams), delay=10ms:90,500ms:10',
+      )
         .argParser((value: string, previous: string[] | undefined) => [...(previous ?? []), value])
         .default([]),
     )
-    .addOption(envOption('--fault-seed <n>', 'seed for the faults\' random choices: the same seed, the same faults').argParser(parseNonNegativeInteger))
-    .addOption(envOption('--hello', 'open every stream connection with one JSON line: instance, worker, local and client addresses, TLS details').default(false))
+    .addOption(
+      envOption('--fault-seed <n>', "seed for the faults' random choices: the same seed, the same faults").argParser(
+        parseNonNegativeInteger,
+      ),
+    )
+    .addOption(
+      envOption(
+        '--hello',
+        'open every stream connection with one JSON line: instance, worker, local and client addresses, TLS details',
+      ).default(false),
+    )
     .addOption(envOption('--instance <name>', 'the name --hello gives this instance (default: hostname:pid)'))
-    .addOption(envOption('--admin', 'on the metrics port: POST /admin/ready?state=false|true, GET and POST /admin/faults').default(false))
-    .addOption(envOption('--admin-token <token>', 'with --admin: the bearer token every admin request must carry, loopback included (without it, loopback only)'))
-    .addOption(envOption('--engine <engine>', 'what moves plain TCP bytes: native (C, no JavaScript per message), portable (net.Socket), auto: native where built').choices(ENGINE_CHOICES).default('auto'))
-    .addOption(envOption('-q, --quiet', 'no per-event log lines (warnings and errors still go to stderr)').default(false))
+    .addOption(
+      envOption(
+        '--admin',
+        'on the metrics port: POST /admin/ready?state=false|true, GET and POST /admin/faults',
+      ).default(false),
+    )
+    .addOption(
+      envOption(
+        '--admin-token <token>',
+        'with --admin: the bearer token every admin request must carry, loopback included (without it, loopback only)',
+      ),
+    )
+    .addOption(
+      envOption(
+        '--engine <engine>',
+        'what moves plain TCP bytes: native (C, no JavaScript per message), portable (net.Socket), auto: native where built',
+      )
+        .choices(ENGINE_CHOICES)
+        .default('auto'),
+    )
+    .addOption(
+      envOption('-q, --quiet', 'no per-event log lines (warnings and errors still go to stderr)').default(false),
+    )
     .action(async (flags: ServeFlags, command: Command) => {
       // `--unix PATH` alone serves only the socket; a port given as well adds TCP.
       const portGiven = command.getOptionValueSource('port') !== 'default';
-      checkDependentFlags(flags, (name) => command.getOptionValueSource(name) !== 'default' && command.getOptionValueSource(name) !== undefined);
+      checkDependentFlags(
+        flags,
+        (name) => command.getOptionValueSource(name) !== 'default' && command.getOptionValueSource(name) !== undefined,
+      );
       await serve(flags, flags.unix !== undefined && !portGiven ? [] : flags.port);
     });
 }
@@ -137,8 +271,13 @@ function parseWorkers(value: string): number {
   return parsePositiveInteger(value);
 }
 
-async function serverOptions(flags: ServeFlags, ports: number[], identity = sharedSelfSignedIdentity()): Promise<EchoServerOptions> {
-  const tlsWanted = flags.tlsCert !== undefined || flags.tlsKey !== undefined || flags.tlsSelfSigned || flags.tlsCa !== undefined;
+async function serverOptions(
+  flags: ServeFlags,
+  ports: number[],
+  identity = sharedSelfSignedIdentity(),
+): Promise<EchoServerOptions> {
+  const tlsWanted =
+    flags.tlsCert !== undefined || flags.tlsKey !== undefined || flags.tlsSelfSigned || flags.tlsCa !== undefined;
   const { loadTlsOptions } = tlsWanted ? await import('../server/tls.js') : { loadTlsOptions: undefined };
   return {
     host: flags.host,
@@ -146,7 +285,16 @@ async function serverOptions(flags: ServeFlags, ports: number[], identity = shar
     ...(flags.unix !== undefined && { unix: flags.unix }),
     udp: flags.udp,
     ...(loadTlsOptions && {
-      tls: await loadTlsOptions({ certFile: flags.tlsCert, keyFile: flags.tlsKey, selfSigned: flags.tlsSelfSigned, caFile: flags.tlsCa, ...identity }, flags.host),
+      tls: await loadTlsOptions(
+        {
+          certFile: flags.tlsCert,
+          keyFile: flags.tlsKey,
+          selfSigned: flags.tlsSelfSigned,
+          caFile: flags.tlsCa,
+          ...identity,
+        },
+        flags.host,
+      ),
     }),
     transform: isTransformName(flags.transform) ? flags.transform : await loadTransformModule(flags.transform),
     // Over WebSocket the message is the unit: a prefix needs no lines.
@@ -200,7 +348,11 @@ function portableReasons(flags: ServeFlags): string[] {
 }
 
 function describeSettings(flags: ServeFlags): string {
-  const framing = flags.ws ? ', WebSocket' : flags.framing === 'line' || flags.prefix !== undefined ? ', line mode' : '';
+  const framing = flags.ws
+    ? ', WebSocket'
+    : flags.framing === 'line' || flags.prefix !== undefined
+      ? ', line mode'
+      : '';
   const proxy = flags.proxyProtocol ? ', PROXY protocol' : '';
   const faults = flags.fault.length > 0 ? ', faults on purpose' : '';
   const delay = flags.delay > 0 ? `, replies after ${flags.delay} s` : '';
@@ -210,8 +362,10 @@ function describeSettings(flags: ServeFlags): string {
 async function serve(flags: ServeFlags, ports: number[]): Promise<void> {
   const logger = await createLogger(flags.logFormat, flags.logLevel, cluster.worker?.id);
   if (flags.admin && flags.workers > 1) throw new UsageError('--admin controls one process: not with --workers yet');
-  if (flags.admin && flags.metricsPort === undefined) throw new UsageError('--admin serves on the metrics port: give --metrics-port too');
-  if (flags.udp && ports.length === 0) throw new UsageError('--udp answers on the TCP port numbers, and --unix alone serves none: give --port too');
+  if (flags.admin && flags.metricsPort === undefined)
+    throw new UsageError('--admin serves on the metrics port: give --metrics-port too');
+  if (flags.udp && ports.length === 0)
+    throw new UsageError('--udp answers on the TCP port numbers, and --unix alone serves none: give --port too');
   if (flags.workers > 1 && cluster.isPrimary) {
     const workerEnv = await workerEnvironment(flags);
     // Files are read once here before forking: a bad certificate or transform module is one
@@ -247,14 +401,20 @@ async function serve(flags: ServeFlags, ports: number[]): Promise<void> {
     ...(flags.instance !== undefined && { instance: flags.instance }),
   });
   if (server.faults !== undefined && flags.fault.length > 0) {
-    logger.info({ event: 'faults', faults: formatFaults(server.faults.spec), seed: server.faults.seed }, `faults on purpose: ${formatFaults(server.faults.spec)} (--fault-seed ${server.faults.seed})`);
+    logger.info(
+      { event: 'faults', faults: formatFaults(server.faults.spec), seed: server.faults.seed },
+      `faults on purpose: ${formatFaults(server.faults.spec)} (--fault-seed ${server.faults.seed})`,
+    );
   }
   const notice = fallbackNotice(flags.engine);
   if (notice !== undefined) logger.warn({ event: 'engine_fallback' }, notice);
   const portableOnly = portableReasons(flags);
   if (flags.engine === 'native' && portableOnly.length > 0) {
     // Asked for by name, so said: the native engine moves plain TCP bytes and nothing else.
-    logger.warn({ event: 'engine_fallback' }, `--engine native: ${portableOnly.join(', ')} ${portableOnly.length === 1 ? 'is' : 'are'} served by the portable engine (the native one moves plain TCP and UDP bytes only)`);
+    logger.warn(
+      { event: 'engine_fallback' },
+      `--engine native: ${portableOnly.join(', ')} ${portableOnly.length === 1 ? 'is' : 'are'} served by the portable engine (the native one moves plain TCP and UDP bytes only)`,
+    );
   }
   let closeMetrics: (() => Promise<void>) | undefined;
   let signalled = false;
@@ -263,7 +423,10 @@ async function serve(flags: ServeFlags, ports: number[]): Promise<void> {
     // reaches it beside the primary's own, and a second signal is the primary's to act on (SIGKILL).
     if (signalled && cluster.isWorker) return;
     if (signalled) {
-      logger.warn({ event: 'shutdown', signal }, `${signal} again: closing ${counted(server.connections.size, 'connection')} now`);
+      logger.warn(
+        { event: 'shutdown', signal },
+        `${signal} again: closing ${counted(server.connections.size, 'connection')} now`,
+      );
       server.destroy();
       process.exit(1);
     }
@@ -274,7 +437,10 @@ async function serve(flags: ServeFlags, ports: number[]): Promise<void> {
     );
     void server.close({ timeoutMs: flags.shutdownTimeout * 1000 }).then(({ forced }) => {
       if (forced > 0) {
-        logger.warn({ event: 'shutdown', forced }, `shutdown timeout: closed ${counted(forced, 'connection')} that ${forced === 1 ? 'was' : 'were'} still open`);
+        logger.warn(
+          { event: 'shutdown', forced },
+          `shutdown timeout: closed ${counted(forced, 'connection')} that ${forced === 1 ? 'was' : 'were'} still open`,
+        );
       }
       logger.info({ event: 'shutdown', forced }, 'shut down');
       void closeMetrics?.();
@@ -307,14 +473,21 @@ async function serve(flags: ServeFlags, ports: number[]): Promise<void> {
     // Every listener is up before the listening line, or none stays up: a server without the
     // probes it was asked for would look healthy to nobody and serve anyway.
     const admin = flags.admin ? { server, token: flags.adminToken, logger } : undefined;
-    const metrics = await startMetricsServer(serverMetricsSource(server), { host: flags.metricsHost, port: flags.metricsPort, ...(admin && { admin }) }).catch((err: unknown) => {
+    const metrics = await startMetricsServer(serverMetricsSource(server), {
+      host: flags.metricsHost,
+      port: flags.metricsPort,
+      ...(admin && { admin }),
+    }).catch((err: unknown) => {
       server.destroy();
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);
       throw err;
     });
     closeMetrics = metrics.close;
-    logger.info({ event: 'metrics', url: metrics.url }, `metrics on ${metrics.url}/metrics (probes: /healthz, /readyz; status page: /)`);
+    logger.info(
+      { event: 'metrics', url: metrics.url },
+      `metrics on ${metrics.url}/metrics (probes: /healthz, /readyz; status page: /)`,
+    );
   }
   // The engine named is plain TCP's; a Unix socket alone is always on the portable one.
   const engine = server.addresses.some((address) => address.transport === 'tcp') ? server.engine : 'portable';
@@ -330,7 +503,11 @@ async function serveAsWorker(server: EchoServer, metrics: boolean, urls: string[
       process.send?.(reply);
     } else if (message.type === 'echoplex:metrics-request' && registry !== undefined) {
       void registry.getMetricsAsJSON().then((json) => {
-        const reply: WorkerMessage = { type: 'echoplex:metrics', id: message.id, metrics: json as unknown as MetricsJson };
+        const reply: WorkerMessage = {
+          type: 'echoplex:metrics',
+          id: message.id,
+          metrics: json as unknown as MetricsJson,
+        };
         process.send?.(reply);
       });
     }

@@ -35,7 +35,10 @@ export function targetOptions(udpHelp: string): Option[] {
     new Option('--tls', 'speak TLS, verifying the server certificate').default(false),
     new Option('--tls-insecure', 'speak TLS and accept any certificate (self-signed servers)').default(false),
     new Option('--tls-ca <file>', 'speak TLS and also trust this PEM CA'),
-    new Option('--tls-cert <file>', 'speak TLS presenting this PEM client certificate, for servers that require one (mTLS); with --tls-key'),
+    new Option(
+      '--tls-cert <file>',
+      'speak TLS presenting this PEM client certificate, for servers that require one (mTLS); with --tls-key',
+    ),
     new Option('--tls-key <file>', 'the PEM private key of --tls-cert'),
   ];
 }
@@ -47,15 +50,24 @@ export function wsTextOption(): Option {
 
 /** Whether any TLS flag was given: each of them implies TLS. */
 export function wantsTls(flags: TargetFlags): boolean {
-  return flags.tls || flags.tlsInsecure || flags.tlsCa !== undefined || flags.tlsCert !== undefined || flags.tlsKey !== undefined;
+  return (
+    flags.tls ||
+    flags.tlsInsecure ||
+    flags.tlsCa !== undefined ||
+    flags.tlsCert !== undefined ||
+    flags.tlsKey !== undefined
+  );
 }
 
 /** Flags that name two kinds of target at once are a usage error, not one of them quietly dropped. */
 export function checkTransportFlags(flags: TargetFlags): void {
-  if ((flags.tlsCert === undefined) !== (flags.tlsKey === undefined)) throw new UsageError('--tls-cert and --tls-key go together: a client certificate and its private key');
+  if ((flags.tlsCert === undefined) !== (flags.tlsKey === undefined))
+    throw new UsageError('--tls-cert and --tls-key go together: a client certificate and its private key');
   if (!flags.udp) return;
-  if (wantsTls(flags)) throw new UsageError('--udp sends datagrams in clear: not with --tls, --tls-insecure, --tls-ca or --tls-cert');
-  if (flags.unix !== undefined) throw new UsageError('--udp and --unix name two targets (the Unix socket is a stream): give one');
+  if (wantsTls(flags))
+    throw new UsageError('--udp sends datagrams in clear: not with --tls, --tls-insecure, --tls-ca or --tls-cert');
+  if (flags.unix !== undefined)
+    throw new UsageError('--udp and --unix name two targets (the Unix socket is a stream): give one');
 }
 
 /** The PEM CA file given to `--tls-ca`, read; a file that cannot be read is a usage error. */
@@ -75,12 +87,16 @@ async function readFlagFile(flag: string, path: string): Promise<Buffer> {
 /** `--tls-cert` and `--tls-key`, read (none when not given). */
 export async function readClientIdentity(flags: TargetFlags): Promise<{ tlsCert?: Buffer; tlsKey?: Buffer }> {
   if (flags.tlsCert === undefined || flags.tlsKey === undefined) return {};
-  return { tlsCert: await readFlagFile('--tls-cert', flags.tlsCert), tlsKey: await readFlagFile('--tls-key', flags.tlsKey) };
+  return {
+    tlsCert: await readFlagFile('--tls-cert', flags.tlsCert),
+    tlsKey: await readFlagFile('--tls-key', flags.tlsKey),
+  };
 }
 
 /** The target the flags name, for the bench and ping (the CA file read). */
 export async function targetFromFlags(flags: TargetFlags): Promise<Partial<BenchTarget>> {
-  if (flags.wsText && flags.websocketPath === undefined) throw new UsageError('--ws-text applies to a ws:// or wss:// target URL');
+  if (flags.wsText && flags.websocketPath === undefined)
+    throw new UsageError('--ws-text applies to a ws:// or wss:// target URL');
   checkTransportFlags(flags);
   return {
     host: flags.host,
@@ -103,10 +119,16 @@ export async function expectationFromFlag(value: string): Promise<TransformName 
 /** `--expect` and `--expect-prefix`: what the bench and ping check each reply against. */
 export function expectationOptions(): Option[] {
   return [
-    new Option('--expect <name|module>', `what the server sends back: ${TRANSFORM_NAMES.join(', ')}, or the module given to echoplex serve --transform, applied to each message`)
+    new Option(
+      '--expect <name|module>',
+      `what the server sends back: ${TRANSFORM_NAMES.join(', ')}, or the module given to echoplex serve --transform, applied to each message`,
+    )
       .default('echo')
       .argParser(parseTransform),
-    new Option('--expect-prefix <text>', "the server puts TEXT before each reply (echoplex serve --prefix, Istio's tcp-echo-server)"),
+    new Option(
+      '--expect-prefix <text>',
+      "the server puts TEXT before each reply (echoplex serve --prefix, Istio's tcp-echo-server)",
+    ),
   ];
 }
 
@@ -116,7 +138,8 @@ export const TARGET_ARGUMENT = [
   'the server as a URL: tcp://HOST:PORT, tls://HOST:PORT, udp://HOST:PORT, ws://HOST[:PORT]/PATH, wss://HOST[:PORT]/PATH or unix:///PATH (instead of --host, --port, --udp, --tls, --unix)',
 ] as const;
 
-const URL_KINDS = 'tcp://HOST:PORT, tls://HOST:PORT, udp://HOST:PORT, ws://HOST[:PORT]/PATH, wss://HOST[:PORT]/PATH or unix:///PATH';
+const URL_KINDS =
+  'tcp://HOST:PORT, tls://HOST:PORT, udp://HOST:PORT, ws://HOST[:PORT]/PATH, wss://HOST[:PORT]/PATH or unix:///PATH';
 
 const TARGET_FLAGS = ['host', 'port', 'unix', 'udp', 'tls'] as const;
 
@@ -140,8 +163,16 @@ export function withTargetUrl<T extends TargetFlags>(flags: T, url: string | und
     case 'tcp:':
     case 'tls:':
     case 'udp:': {
-      if (parsed.port === '') throw new UsageError(`${url}: the URL needs a port (${parsed.protocol}//${parsed.hostname || 'HOST'}:PORT)`);
-      return { ...flags, host, port: Number(parsed.port), unix: undefined, udp: parsed.protocol === 'udp:', tls: parsed.protocol === 'tls:' };
+      if (parsed.port === '')
+        throw new UsageError(`${url}: the URL needs a port (${parsed.protocol}//${parsed.hostname || 'HOST'}:PORT)`);
+      return {
+        ...flags,
+        host,
+        port: Number(parsed.port),
+        unix: undefined,
+        udp: parsed.protocol === 'udp:',
+        tls: parsed.protocol === 'tls:',
+      };
     }
     case 'ws:':
     case 'wss:': {
@@ -152,14 +183,25 @@ export function withTargetUrl<T extends TargetFlags>(flags: T, url: string | und
         throw new UsageError(`${url}: --tls-insecure, --tls-ca and --tls-cert are for wss:// URLs`);
       }
       const port = parsed.port === '' ? (secure ? 443 : 80) : Number(parsed.port);
-      return { ...flags, host, port, unix: undefined, udp: false, tls: secure, websocketPath: `${parsed.pathname}${parsed.search}` };
+      return {
+        ...flags,
+        host,
+        port,
+        unix: undefined,
+        udp: false,
+        tls: secure,
+        websocketPath: `${parsed.pathname}${parsed.search}`,
+      };
     }
     case 'unix:': {
       const path = decodeURIComponent(parsed.pathname);
-      if (path === '' || path === '/') throw new UsageError(`${url}: the URL needs a socket path (unix:///run/echo.sock)`);
+      if (path === '' || path === '/')
+        throw new UsageError(`${url}: the URL needs a socket path (unix:///run/echo.sock)`);
       return { ...flags, unix: path, udp: false, tls: false };
     }
     default:
-      throw new UsageError(`${url}: unknown kind of target "${parsed.protocol}"; tcp://, tls://, udp://, ws://, wss:// or unix://`);
+      throw new UsageError(
+        `${url}: unknown kind of target "${parsed.protocol}"; tcp://, tls://, udp://, ws://, wss:// or unix://`,
+      );
   }
 }

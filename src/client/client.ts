@@ -63,7 +63,8 @@ export async function connect(host: string, port: number, options: ConnectOption
           ...(net.isIP(host) === 0 && options.unix === undefined && { servername: host }),
           rejectUnauthorized: !options.tlsInsecure,
           ...(ca !== undefined && { ca: [...tls.rootCertificates, ca.toString()] }),
-          ...(options.tlsCert !== undefined && options.tlsKey !== undefined && { cert: options.tlsCert, key: options.tlsKey }),
+          ...(options.tlsCert !== undefined &&
+            options.tlsKey !== undefined && { cert: options.tlsCert, key: options.tlsKey }),
         })
       : net.connect({ ...endpoint, noDelay: true, allowHalfOpen: true });
     // A server that accepts and never answers (a TLS port that is not one, a stalled process)
@@ -102,11 +103,20 @@ export async function runClient(options: ClientOptions = {}): Promise<void> {
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   if (options.udp) {
     const { runUdpClient } = await import('./udp-client.js');
-    return runUdpClient({ host, port, input, output, interactive, prompt: options.prompt ?? '>:', replyTimeoutMs: timeoutMs });
+    return runUdpClient({
+      host,
+      port,
+      input,
+      output,
+      interactive,
+      prompt: options.prompt ?? '>:',
+      replyTimeoutMs: timeoutMs,
+    });
   }
   if (options.websocketPath !== undefined) {
     const { runWebSocketClient } = await import('./ws-client.js');
-    const secure = options.tls || options.tlsInsecure || options.tlsCaFile !== undefined || options.tlsCert !== undefined;
+    const secure =
+      options.tls || options.tlsInsecure || options.tlsCaFile !== undefined || options.tlsCert !== undefined;
     const tlsCa = options.tlsCaFile === undefined ? undefined : await readCaFile(options.tlsCaFile);
     return runWebSocketClient({
       url: `${secure ? 'wss' : 'ws'}://${formatHostPort(host, port)}${options.websocketPath}`,
@@ -118,13 +128,15 @@ export async function runClient(options: ClientOptions = {}): Promise<void> {
       tlsInsecure: options.tlsInsecure ?? false,
       connectTimeoutMs: timeoutMs,
       ...(tlsCa !== undefined && { tlsCa }),
-      ...(options.tlsCert !== undefined && options.tlsKey !== undefined && { tlsCert: options.tlsCert, tlsKey: options.tlsKey }),
+      ...(options.tlsCert !== undefined &&
+        options.tlsKey !== undefined && { tlsCert: options.tlsCert, tlsKey: options.tlsKey }),
     });
   }
   const socket = await connect(host, port, options);
   const finishing = new Finishing(socket, timeoutMs);
   try {
-    if (interactive) await promptLoop(socket, input, output, options.prompt ?? '>:', options.settleMs ?? 500, finishing);
+    if (interactive)
+      await promptLoop(socket, input, output, options.prompt ?? '>:', options.settleMs ?? 500, finishing);
     else await pipeThrough(socket, input, output, finishing);
   } finally {
     socket.destroy();
@@ -165,7 +177,10 @@ async function pipeThrough(socket: net.Socket, input: Readable, output: Writable
   if (!inputDone) throw new ConnectError('the server closed the connection before all input was sent');
   await flushed(output);
   if (received.lines < sent.lines || received.bytes < sent.bytes) {
-    const what = sent.lines > 0 ? `${received.lines} of ${sent.lines} ${sent.lines === 1 ? 'line' : 'lines'}` : `${received.bytes} of ${sent.bytes} bytes`;
+    const what =
+      sent.lines > 0
+        ? `${received.lines} of ${sent.lines} ${sent.lines === 1 ? 'line' : 'lines'}`
+        : `${received.bytes} of ${sent.bytes} bytes`;
     throw new ConnectError(`the server closed the connection before every reply came back whole (${what})`);
   }
   const refusal = serverErrorLine(tail);
@@ -186,8 +201,20 @@ function serverErrorLine(tail: Buffer): string | undefined {
 }
 
 /** The seed client's loop, fixed: an empty line is still a line, and a reply is shown whole. */
-async function promptLoop(socket: net.Socket, input: Readable, output: Writable, prompt: string, settleMs: number, finishing: Finishing): Promise<void> {
-  const lines = readline.createInterface({ input, output, prompt, terminal: Boolean((input as { isTTY?: boolean }).isTTY) });
+async function promptLoop(
+  socket: net.Socket,
+  input: Readable,
+  output: Writable,
+  prompt: string,
+  settleMs: number,
+  finishing: Finishing,
+): Promise<void> {
+  const lines = readline.createInterface({
+    input,
+    output,
+    prompt,
+    terminal: Boolean((input as { isTTY?: boolean }).isTTY),
+  });
   let received: Buffer[] = [];
   let newlinesOwed = 0;
   let settle: NodeJS.Timeout | undefined;
@@ -221,7 +248,10 @@ async function promptLoop(socket: net.Socket, input: Readable, output: Writable,
   lines.on('SIGINT', () => {
     if (interrupted) process.exit(130);
     interrupted = true;
-    if (newlinesOwed > 0) output.write(`\n(waiting up to ${finishing.quietMs / 1000} s for the replies still owed; Ctrl-C again to quit now)\n`);
+    if (newlinesOwed > 0)
+      output.write(
+        `\n(waiting up to ${finishing.quietMs / 1000} s for the replies still owed; Ctrl-C again to quit now)\n`,
+      );
     lines.close();
   });
 
@@ -276,7 +306,10 @@ class Finishing {
 
   /** Throws if the wait ended in silence rather than with the server's close. */
   check(): void {
-    if (this.#silent) throw new ConnectError(`the server sent nothing for ${this.#quietMs / 1000} s after the end of input, and did not close the connection`);
+    if (this.#silent)
+      throw new ConnectError(
+        `the server sent nothing for ${this.#quietMs / 1000} s after the end of input, and did not close the connection`,
+      );
   }
 }
 
@@ -293,7 +326,8 @@ function endOfServerStream(socket: net.Socket): Promise<true | Error | false> {
 
 /** The connection broke: in words where the error says why (an mTLS server's alert, say). */
 function brokenBy(reason: Error | false): ConnectError {
-  if (reason === false || systemErrorCode(reason) === 'ECONNRESET') return new ConnectError('connection reset by the server', reason || undefined);
+  if (reason === false || systemErrorCode(reason) === 'ECONNRESET')
+    return new ConnectError('connection reset by the server', reason || undefined);
   return new ConnectError(describeSocketError(reason), reason);
 }
 

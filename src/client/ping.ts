@@ -4,7 +4,14 @@
 import { performance } from 'node:perf_hooks';
 import type { Writable } from 'node:stream';
 import { ConnectError, describeSocketError, isCertificateError, socketErrorWords, UsageError } from '../core/errors.js';
-import { describeTarget, MAX_UDP_PAYLOAD, openBenchSocket, resolveTarget, type BenchSocket, type BenchTarget } from '../protocol/transports.js';
+import {
+  describeTarget,
+  MAX_UDP_PAYLOAD,
+  openBenchSocket,
+  resolveTarget,
+  type BenchSocket,
+  type BenchTarget,
+} from '../protocol/transports.js';
 import type { CustomExpectation } from '../protocol/transforms.js';
 import { builtInTransform, type TransformName } from '../protocol/transforms.js';
 
@@ -178,7 +185,12 @@ function spread(values: number[]): PingSummary['rttMs'] {
   if (values.length === 0) return null;
   const avg = values.reduce((sum, v) => sum + v, 0) / values.length;
   const meanSquare = values.reduce((sum, v) => sum + v * v, 0) / values.length;
-  return { min: Math.min(...values), avg, max: Math.max(...values), mdev: Math.sqrt(Math.max(0, meanSquare - avg * avg)) };
+  return {
+    min: Math.min(...values),
+    avg,
+    max: Math.max(...values),
+    mdev: Math.sqrt(Math.max(0, meanSquare - avg * avg)),
+  };
 }
 
 const ms = (value: number) => value.toFixed(3);
@@ -193,8 +205,10 @@ export async function runPing(options: PingOptions): Promise<PingSummary> {
   const size = options.size ?? 64;
   // An empty message would "come back" at once with nothing timed; a datagram has a ceiling.
   if (!(Number.isInteger(size) && size >= 1)) throw new UsageError(`--size must be at least 1 byte, got ${size}`);
-  if (target.udp && size > MAX_UDP_PAYLOAD) throw new UsageError(`--size: a UDP message holds at most ${MAX_UDP_PAYLOAD} bytes, got ${size}`);
-  if (!((options.timeoutSeconds ?? 5) > 0)) throw new UsageError(`--timeout must be more than 0 seconds, got ${options.timeoutSeconds}`);
+  if (target.udp && size > MAX_UDP_PAYLOAD)
+    throw new UsageError(`--size: a UDP message holds at most ${MAX_UDP_PAYLOAD} bytes, got ${size}`);
+  if (!((options.timeoutSeconds ?? 5) > 0))
+    throw new UsageError(`--timeout must be more than 0 seconds, got ${options.timeoutSeconds}`);
   const timeoutMs = (options.timeoutSeconds ?? 5) * 1000;
   const intervalMs = (options.intervalSeconds ?? 1) * 1000;
   const expect = options.expect ?? 'echo';
@@ -236,7 +250,8 @@ export async function runPing(options: PingOptions): Promise<PingSummary> {
         else if (!target.udp) out(`connected to ${where} in ${ms(connectMs)} ms${lastInstance}`);
       } catch (err) {
         // A certificate not trusted now will not be on the next try: stop, as bench and client do.
-        if (isCertificateError(err)) throw new ConnectError(`cannot connect to ${where}: ${describeSocketError(err as Error)}`, err);
+        if (isCertificateError(err))
+          throw new ConnectError(`cannot connect to ${where}: ${describeSocketError(err as Error)}`, err);
         sent++;
         out(`seq=${seq} cannot connect: ${pingReason(err as NodeJS.ErrnoException, false)}`);
         if (moreToSend(seq)) await pause(intervalMs - (performance.now() - begin), options.signal);
@@ -253,10 +268,14 @@ export async function runPing(options: PingOptions): Promise<PingSummary> {
     const connectNote = options.newConnection ? ` connect=${ms(connects.at(-1)!)} ms` : '';
     if (reply.kind === 'bytes' && reply.bytes.equals(expected)) {
       rtts.push(rtt);
-      out(`${reply.bytes.length} bytes from ${where}: seq=${seq}${connectNote} time=${ms(rtt)} ms${options.newConnection ? lastInstance : ''}`);
+      out(
+        `${reply.bytes.length} bytes from ${where}: seq=${seq}${connectNote} time=${ms(rtt)} ms${options.newConnection ? lastInstance : ''}`,
+      );
     } else if (reply.kind === 'bytes') {
       mismatched++;
-      out(`${reply.bytes.length} bytes from ${where}: seq=${seq} time=${ms(rtt)} ms MISMATCH (not what ${typeof expect === 'string' ? expect : expect.label} gives)`);
+      out(
+        `${reply.bytes.length} bytes from ${where}: seq=${seq} time=${ms(rtt)} ms MISMATCH (not what ${typeof expect === 'string' ? expect : expect.label} gives)`,
+      );
     } else {
       out(`seq=${seq} ${reply.kind === 'timeout' ? `no reply within ${timeoutMs / 1000} s` : reply.reason}`);
       if (target.udp && reply.kind === 'timeout') overdue.set(expected.toString('latin1'), seq);
@@ -280,10 +299,17 @@ export async function runPing(options: PingOptions): Promise<PingSummary> {
   };
   const lost = sent - summary.received;
   out(`--- ${where} echo statistics ---`);
-  out(`${sent} sent, ${summary.received} received, ${sent === 0 ? 0 : Math.round((lost / sent) * 100)}% lost, ${mismatched} mismatched, time ${Math.round(performance.now() - started)} ms`);
+  out(
+    `${sent} sent, ${summary.received} received, ${sent === 0 ? 0 : Math.round((lost / sent) * 100)}% lost, ${mismatched} mismatched, time ${Math.round(performance.now() - started)} ms`,
+  );
   if (summary.connectMs) out(`connect ${formatSpread(summary.connectMs)}`);
   if (summary.rttMs) out(`rtt ${formatSpread(summary.rttMs)}`);
-  if (summary.instances) out(`instances ${Object.entries(summary.instances).map(([name, count]) => `${name}: ${count}`).join(', ')}`);
+  if (summary.instances)
+    out(
+      `instances ${Object.entries(summary.instances)
+        .map(([name, count]) => `${name}: ${count}`)
+        .join(', ')}`,
+    );
   return summary;
 }
 
@@ -299,7 +325,13 @@ function instanceIn(line: string | undefined): string {
 }
 
 /** The next reply, after any that belong to earlier messages which timed out (UDP), noted as late. */
-async function replyPassingLateOnes(link: PingLink, length: number, deadline: number, overdue: Map<string, number>, out: (line: string) => void): Promise<Reply> {
+async function replyPassingLateOnes(
+  link: PingLink,
+  length: number,
+  deadline: number,
+  overdue: Map<string, number>,
+  out: (line: string) => void,
+): Promise<Reply> {
   for (;;) {
     const reply = await link.reply(length, deadline);
     if (reply.kind !== 'bytes') return reply;

@@ -36,7 +36,9 @@ export async function runUdpClient(options: UdpClientOptions): Promise<void> {
   let lines: readline.Interface | undefined;
   try {
     await new Promise<void>((resolve, reject) => {
-      socket.once('error', (err) => reject(new ConnectError(`cannot reach ${where} by UDP: ${describeSocketError(err)}`, err)));
+      socket.once('error', (err) =>
+        reject(new ConnectError(`cannot reach ${where} by UDP: ${describeSocketError(err)}`, err)),
+      );
       socket.connect(port, host, resolve);
     });
     const replies: Buffer[] = [];
@@ -64,7 +66,10 @@ export async function runUdpClient(options: UdpClientOptions): Promise<void> {
         waiting = finish;
       });
 
-    lines = readline.createInterface({ input, ...(interactive && { output, prompt, terminal: Boolean((input as { isTTY?: boolean }).isTTY) }) });
+    lines = readline.createInterface({
+      input,
+      ...(interactive && { output, prompt, terminal: Boolean((input as { isTTY?: boolean }).isTTY) }),
+    });
     if (interactive) lines.prompt();
     // Lines whose wait ended without a reply: a reply may still come for each.
     let unanswered = 0;
@@ -74,7 +79,9 @@ export async function runUdpClient(options: UdpClientOptions): Promise<void> {
       const datagram = Buffer.from(line);
       const most = isIPv6(host) ? MAX_UDP6_PAYLOAD : MAX_UDP_PAYLOAD;
       if (datagram.length > most) {
-        throw new ConnectError(`line ${sent + 1} is ${datagram.length.toLocaleString('en-US')} bytes, more than one UDP datagram holds (${most.toLocaleString('en-US')}): it was not sent`);
+        throw new ConnectError(
+          `line ${sent + 1} is ${datagram.length.toLocaleString('en-US')} bytes, more than one UDP datagram holds (${most.toLocaleString('en-US')}): it was not sent`,
+        );
       }
       sent++;
       socket.send(datagram, (err) => {

@@ -40,18 +40,25 @@ export async function runWebSocketClient(options: WebSocketClientOptions): Promi
     rejectUnauthorized: !options.tlsInsecure,
     handshakeTimeout: options.connectTimeoutMs,
     ...(options.tlsCa !== undefined && { ca: options.tlsCa }),
-    ...(options.tlsCert !== undefined && options.tlsKey !== undefined && { cert: options.tlsCert, key: options.tlsKey }),
+    ...(options.tlsCert !== undefined &&
+      options.tlsKey !== undefined && { cert: options.tlsCert, key: options.tlsKey }),
   });
   await new Promise<void>((resolve, reject) => {
     socket.once('open', resolve);
     socket.once('error', (err) => {
       // ws's own words for its handshakeTimeout.
-      const why = err.message === 'Opening handshake has timed out' ? `no answer within ${options.connectTimeoutMs / 1000} s` : describeSocketError(err);
+      const why =
+        err.message === 'Opening handshake has timed out'
+          ? `no answer within ${options.connectTimeoutMs / 1000} s`
+          : describeSocketError(err);
       reject(new ConnectError(`cannot connect to ${url}: ${why}`, err));
     });
   });
   let inputDone = false;
-  const lines = readline.createInterface({ input, ...(interactive && { output, prompt, terminal: Boolean((input as { isTTY?: boolean }).isTTY) }) });
+  const lines = readline.createInterface({
+    input,
+    ...(interactive && { output, prompt, terminal: Boolean((input as { isTTY?: boolean }).isTTY) }),
+  });
   const closed = new Promise<{ code: number; reason: string }>((resolve) => {
     socket.once('close', (code: number, reason: Buffer) => resolve({ code, reason: reason.toString() }));
   });

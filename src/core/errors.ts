@@ -74,9 +74,13 @@ export function errorName(status: number): string {
 export function describeListenError(code: string | undefined, fallback: string, path?: string): string {
   switch (code) {
     case 'EADDRINUSE':
-      return path === undefined ? 'address already in use (is another server running on this port?)' : 'address already in use';
+      return path === undefined
+        ? 'address already in use (is another server running on this port?)'
+        : 'address already in use';
     case 'EACCES':
-      return path === undefined ? 'permission denied (ports below 1024 need privileges)' : 'permission denied (cannot create the socket file there)';
+      return path === undefined
+        ? 'permission denied (ports below 1024 need privileges)'
+        : 'permission denied (cannot create the socket file there)';
     case 'ENOENT':
       return path === undefined ? fallback : `no such directory: ${path.slice(0, Math.max(path.lastIndexOf('/'), 1))}`;
     case 'EADDRNOTAVAIL':
@@ -109,7 +113,8 @@ const SOCKET_ERROR_WORDS: Readonly<Record<string, string>> = {
   HPE_INVALID_CONSTANT: 'not HTTP',
   // An mTLS server's answers to a client certificate it wants and did not get, or does not trust.
   ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED: 'the server requires a client certificate (--tls-cert/--tls-key)',
-  ERR_SSL_SSLV3_ALERT_HANDSHAKE_FAILURE: 'the server refused the handshake (does it require a client certificate? --tls-cert/--tls-key)',
+  ERR_SSL_SSLV3_ALERT_HANDSHAKE_FAILURE:
+    'the server refused the handshake (does it require a client certificate? --tls-cert/--tls-key)',
   ERR_SSL_TLSV1_ALERT_UNKNOWN_CA: 'the server does not trust the client certificate (--tls-cert)',
   ERR_SSL_SSLV3_ALERT_BAD_CERTIFICATE: 'the server refused the client certificate (--tls-cert)',
 };
@@ -149,9 +154,11 @@ export function describeSocketError(err: Error): string {
         return `the server's certificate is not trusted (${err.message}); for a self-signed test server use --tls-insecure, or --tls-ca FILE`;
       }
       // A ws:// or wss:// URL: the answer to the upgrade request was not HTTP, or not an upgrade.
-      if (codeText.startsWith('HPE_')) return `the server did not answer in HTTP (${code}): is it plain TCP, not WebSocket?`;
+      if (codeText.startsWith('HPE_'))
+        return `the server did not answer in HTTP (${code}): is it plain TCP, not WebSocket?`;
       const status = /^Unexpected server response: (\d+)$/.exec(err.message)?.[1];
-      if (status !== undefined) return `the server answered the WebSocket upgrade with HTTP ${status}: no WebSocket at that URL`;
+      if (status !== undefined)
+        return `the server answered the WebSocket upgrade with HTTP ${status}: no WebSocket at that URL`;
       if (NOT_TLS.has(codeText)) return `the server did not answer in TLS (${openSslReason(err)}): is it plain TCP?`;
       if (CLIENT_CERTIFICATE_REFUSED.has(codeText)) return socketErrorWords(codeText)!;
       if (codeText.startsWith('ERR_SSL_')) return `the TLS handshake failed (${openSslReason(err)})`;
@@ -171,12 +178,24 @@ export function openSslReason(err: Error): string {
 }
 
 /** What OpenSSL says when the answer to its hello is not TLS at all (an echo of it, an HTTP reply). */
-const NOT_TLS = new Set(['ERR_SSL_WRONG_VERSION_NUMBER', 'ERR_SSL_UNEXPECTED_MESSAGE', 'ERR_SSL_PACKET_LENGTH_TOO_LONG', 'ERR_SSL_RECORD_LAYER_FAILURE']);
+const NOT_TLS = new Set([
+  'ERR_SSL_WRONG_VERSION_NUMBER',
+  'ERR_SSL_UNEXPECTED_MESSAGE',
+  'ERR_SSL_PACKET_LENGTH_TOO_LONG',
+  'ERR_SSL_RECORD_LAYER_FAILURE',
+]);
 
-const UNTRUSTED_CERTIFICATE = new Set(['DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY']);
+const UNTRUSTED_CERTIFICATE = new Set([
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+]);
 
 /** A TLS verification failure, either side's: the certificate will not be trusted on the next try either. */
 export function isCertificateError(err: unknown): boolean {
   const code = systemErrorCode(err) ?? '';
-  return code === 'ERR_TLS_CERT_ALTNAME_INVALID' || UNTRUSTED_CERTIFICATE.has(code) || CLIENT_CERTIFICATE_REFUSED.has(code);
+  return (
+    code === 'ERR_TLS_CERT_ALTNAME_INVALID' || UNTRUSTED_CERTIFICATE.has(code) || CLIENT_CERTIFICATE_REFUSED.has(code)
+  );
 }

@@ -61,7 +61,8 @@ export const silentLogger: Logger = new TextLogger('silent');
 
 /** Python's repr() of bytes, e.g. `b'hello\\n'`: how the seed's prints show data. */
 export function reprBytes(bytes: Uint8Array): string {
-  if (reprScratch.length < reprBytesMaxLength(bytes.length)) reprScratch = Buffer.allocUnsafe(reprBytesMaxLength(bytes.length));
+  if (reprScratch.length < reprBytesMaxLength(bytes.length))
+    reprScratch = Buffer.allocUnsafe(reprBytesMaxLength(bytes.length));
   // Written as ASCII bytes and decoded once: a string per byte would cost more than the echo.
   return reprScratch.toString('latin1', 0, writeReprBytes(bytes, reprScratch, 0));
 }
@@ -104,7 +105,13 @@ let reprScratch = Buffer.allocUnsafe(4 * 1024);
 const HEX_DIGIT = Buffer.from('0123456789abcdef', 'latin1');
 /** The letter after the backslash for bytes with a short escape, 0 for \xNN. */
 const SHORT_ESCAPE = new Uint8Array(256);
-for (const [byte, letter] of [[0x5c, '\\'], [0x0a, 'n'], [0x0d, 'r'], [0x09, 't'], [0x27, "'"]] as const) {
+for (const [byte, letter] of [
+  [0x5c, '\\'],
+  [0x0a, 'n'],
+  [0x0d, 'r'],
+  [0x09, 't'],
+  [0x27, "'"],
+] as const) {
   SHORT_ESCAPE[byte] = letter.charCodeAt(0);
 }
 
@@ -123,9 +130,13 @@ export const LOG_LEVEL_NAMES: readonly LogLevel[] = ['debug', 'info', 'warn', 'e
  * asynchronously so logging never blocks the event loop under load (loaded only when asked).
  */
 export async function createLogger(format: LogFormat, level: LogLevel, worker?: number): Promise<Logger> {
-  if (format === 'text') return new TextLogger(level, process.stderr, worker === undefined ? '' : `[worker ${worker}] `);
+  if (format === 'text')
+    return new TextLogger(level, process.stderr, worker === undefined ? '' : `[worker ${worker}] `);
   const { pino, destination } = await import('pino');
   const base = { pid: process.pid, ...(worker !== undefined && { worker }) };
-  const logger: Logger = pino({ level, base, timestamp: pino.stdTimeFunctions.isoTime }, destination({ fd: 2, sync: false }));
+  const logger: Logger = pino(
+    { level, base, timestamp: pino.stdTimeFunctions.isoTime },
+    destination({ fd: 2, sync: false }),
+  );
   return logger;
 }

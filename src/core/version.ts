@@ -3,4 +3,6 @@
 import { readFileSync } from 'node:fs';
 
 /** The `version` field of echoplex's package.json. */
-export const VERSION: string = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+export const VERSION: string = (
+  JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
+).version;

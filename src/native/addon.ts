@@ -34,8 +34,11 @@ function load(): void {
     // No prebuilt binary for this platform, and none compiled: the addon is written for Linux
     // (epoll, accept4, recvmmsg), and the install compiles it only where cc and make are found.
     const message = err instanceof Error ? (err.message.split('\n')[0] ?? '') : String(err);
-    if (process.platform !== 'linux') absence = `the native engine is built for Linux only (this is ${process.platform})`;
-    else if (message.startsWith('No native build was found')) absence = 'no prebuilt addon for this platform, and none compiled here: with a C compiler and make, run npm rebuild echoplex (npm run build:native in a clone)';
+    if (process.platform !== 'linux')
+      absence = `the native engine is built for Linux only (this is ${process.platform})`;
+    else if (message.startsWith('No native build was found'))
+      absence =
+        'no prebuilt addon for this platform, and none compiled here: with a C compiler and make, run npm rebuild echoplex (npm run build:native in a clone)';
     else absence = `${message}: npm rebuild echoplex (npm run build:native in a clone) rebuilds it`;
   }
 }

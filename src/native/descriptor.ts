@@ -19,7 +19,10 @@ export function descriptorOf(socket: net.Socket | net.Server): number | undefine
  */
 export function datagramDescriptorOf(socket: dgram.Socket): number | undefined {
   const state = Object.getOwnPropertySymbols(socket).find((symbol) => symbol.description === 'state symbol');
-  const handle = state === undefined ? undefined : (socket as unknown as Record<symbol, { handle?: { fd?: unknown } | null } | undefined>)[state]?.handle;
+  const handle =
+    state === undefined
+      ? undefined
+      : (socket as unknown as Record<symbol, { handle?: { fd?: unknown } | null } | undefined>)[state]?.handle;
   const fd = handle?.fd;
   return typeof fd === 'number' && fd >= 0 ? fd : undefined;
 }

@@ -31,7 +31,8 @@ export function chooseEngine(requested?: EngineChoice): EngineName {
   if (choice === 'portable') return 'portable';
   const absent = addonAbsence();
   if (absent === undefined) return 'native';
-  if (choice === 'native') throw new UsageError(`the native engine is not available: ${absent}; or use --engine portable`);
+  if (choice === 'native')
+    throw new UsageError(`the native engine is not available: ${absent}; or use --engine portable`);
   return 'portable';
 }
 

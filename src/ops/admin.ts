@@ -42,14 +42,20 @@ export function handleAdmin(req: IncomingMessage, res: ServerResponse, path: str
     const state = url.searchParams.get('state');
     if (state !== 'true' && state !== 'false') return reply(res, 400, 'state must be true or false\n');
     admin.server.setInService(state === 'true');
-    admin.logger.warn({ event: 'admin', ready: state === 'true' }, state === 'true' ? 'admin: back in service (/readyz answers 200 again)' : 'admin: taken out of service (/readyz answers 503; connections are still served)');
+    admin.logger.warn(
+      { event: 'admin', ready: state === 'true' },
+      state === 'true'
+        ? 'admin: back in service (/readyz answers 200 again)'
+        : 'admin: taken out of service (/readyz answers 503; connections are still served)',
+    );
     return reply(res, 200, state === 'true' ? 'ready\n' : 'not ready\n');
   }
   if (path === '/admin/faults') {
     const faults = admin.server.faults;
     if (faults === undefined) return reply(res, 404, 'no faults\n');
     // `none` rather than an empty body, which reads as a failed request.
-    if (req.method === 'GET' || req.method === 'HEAD') return reply(res, 200, `${formatFaults(faults.spec) || 'none'}\n`);
+    if (req.method === 'GET' || req.method === 'HEAD')
+      return reply(res, 200, `${formatFaults(faults.spec) || 'none'}\n`);
     if (req.method !== 'POST') return reply(res, 405, 'GET or POST /admin/faults\n', { allow: 'GET, POST' });
     readBody(req, (body) => {
       if (body === undefined) return reply(res, 413, `at most ${BODY_LIMIT} bytes\n`);
@@ -68,7 +74,10 @@ export function handleAdmin(req: IncomingMessage, res: ServerResponse, path: str
 }
 
 /** With a token, whoever carries it (loopback too); without one, loopback clients only. */
-export function authorized(req: Pick<IncomingMessage, 'headers'> & { socket: { remoteAddress?: string | undefined } }, token: string | undefined): boolean {
+export function authorized(
+  req: Pick<IncomingMessage, 'headers'> & { socket: { remoteAddress?: string | undefined } },
+  token: string | undefined,
+): boolean {
   if (token === undefined) {
     const address = req.socket.remoteAddress ?? '';
     return address === '::1' || address.startsWith('127.') || address.startsWith('::ffff:127.') || isIP(address) === 0;

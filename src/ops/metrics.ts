@@ -75,7 +75,11 @@ export function createMetricsRegistry(server: EchoServer): Registry {
   counter('echoplex_connections_total', 'Connections accepted', (s) => s.connectionsTotal);
   counter('echoplex_bytes_received_total', 'Bytes received from clients', (s) => s.bytesReceived);
   counter('echoplex_bytes_sent_total', 'Bytes sent to clients', (s) => s.bytesSent);
-  counter('echoplex_backpressure_pauses_total', 'Times a connection stopped being read because its client was not reading', (s) => s.backpressurePauses);
+  counter(
+    'echoplex_backpressure_pauses_total',
+    'Times a connection stopped being read because its client was not reading',
+    (s) => s.backpressurePauses,
+  );
   counter('echoplex_idle_timeouts_total', 'Connections closed by --idle-timeout', (s) => s.idleTimeouts);
   new Counter({
     name: 'echoplex_connections_rejected_total',
@@ -84,7 +88,8 @@ export function createMetricsRegistry(server: EchoServer): Registry {
     registers: [registry],
     collect() {
       this.reset();
-      for (const [reason, count] of Object.entries(snapshot.rejected) as Array<[RejectReason, number]>) this.inc({ reason }, count);
+      for (const [reason, count] of Object.entries(snapshot.rejected) as Array<[RejectReason, number]>)
+        this.inc({ reason }, count);
     },
   });
   new Counter({
@@ -94,7 +99,8 @@ export function createMetricsRegistry(server: EchoServer): Registry {
     registers: [registry],
     collect() {
       this.reset();
-      for (const [transport, count] of Object.entries(snapshot.messages) as Array<[Transport, number]>) this.inc({ transport }, count);
+      for (const [transport, count] of Object.entries(snapshot.messages) as Array<[Transport, number]>)
+        this.inc({ transport }, count);
     },
   });
   new Counter({
@@ -104,12 +110,13 @@ export function createMetricsRegistry(server: EchoServer): Registry {
     registers: [registry],
     collect() {
       this.reset();
-      for (const [kind, count] of Object.entries(snapshot.errors) as Array<[ErrorKind, number]>) this.inc({ kind }, count);
+      for (const [kind, count] of Object.entries(snapshot.errors) as Array<[ErrorKind, number]>)
+        this.inc({ kind }, count);
     },
   });
   new Counter({
     name: 'echoplex_ws_closes_total',
-    help: 'WebSocket connections closed, by close code: the one this server sent where it closed first, else the client\'s (1006: no close frame)',
+    help: "WebSocket connections closed, by close code: the one this server sent where it closed first, else the client's (1006: no close frame)",
     labelNames: ['code'],
     registers: [registry],
     collect() {
@@ -148,7 +155,10 @@ export function serverMetricsSource(server: EchoServer): MetricsSource {
     metrics: () => registry.metrics(),
     contentType: registry.contentType,
     stats: async () => server.stats(),
-    readiness: () => ({ ready: server.ready, state: server.state === 'listening' && !server.ready ? 'out of service' : server.state }),
+    readiness: () => ({
+      ready: server.ready,
+      state: server.state === 'listening' && !server.ready ? 'out of service' : server.state,
+    }),
   };
 }
 
@@ -174,7 +184,9 @@ export async function startMetricsServer(source: MetricsSource, options: Metrics
       res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
     } else if (path === '/readyz') {
       const { ready, state } = source.readiness();
-      res.writeHead(ready ? 200 : 503, { 'content-type': 'text/plain' }).end(ready ? 'ready\n' : `not ready (${state})\n`);
+      res
+        .writeHead(ready ? 200 : 503, { 'content-type': 'text/plain' })
+        .end(ready ? 'ready\n' : `not ready (${state})\n`);
     } else if (path === '/') {
       res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' }).end(STATUS_PAGE);
     } else if (path === '/events') {
@@ -185,7 +197,15 @@ export async function startMetricsServer(source: MetricsSource, options: Metrics
   });
   const host = options.host ?? '127.0.0.1';
   await new Promise<void>((resolve, reject) => {
-    httpServer.once('error', (err) => reject(new ListenError(`http://${formatHostPort(host, options.port)}`, describeListenError(systemErrorCode(err), err.message), err)));
+    httpServer.once('error', (err) =>
+      reject(
+        new ListenError(
+          `http://${formatHostPort(host, options.port)}`,
+          describeListenError(systemErrorCode(err), err.message),
+          err,
+        ),
+      ),
+    );
     httpServer.listen(options.port, host, () => {
       httpServer.removeAllListeners('error');
       resolve();

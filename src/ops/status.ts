@@ -63,7 +63,11 @@ export class StatusFeed {
 
   /** Starts an event stream: the history so far as one `history` event, then a message per sample. */
   subscribe(response: ServerResponse): void {
-    response.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' });
+    response.writeHead(200, {
+      'content-type': 'text/event-stream',
+      'cache-control': 'no-store',
+      connection: 'keep-alive',
+    });
     response.write(`retry: 2000\nevent: history\ndata: ${JSON.stringify(this.#history)}\n\n`);
     this.#subscribers.add(response);
     response.on('close', () => this.#subscribers.delete(response));

@@ -113,7 +113,9 @@ export class WorkerPool {
   async metrics(): Promise<string> {
     await Promise.all([...this.#listening].map((worker) => this.#ask(worker, 'metrics')));
     const { AggregatorRegistry } = await import('prom-client');
-    const live = [...this.#listening].map((worker) => this.#lastMetrics.get(worker)).filter((metrics) => metrics !== undefined);
+    const live = [...this.#listening]
+      .map((worker) => this.#lastMetrics.get(worker))
+      .filter((metrics) => metrics !== undefined);
     return AggregatorRegistry.aggregate([...live, this.#retiredMetrics]).metrics();
   }
 
@@ -133,7 +135,9 @@ export class WorkerPool {
     this.#shuttingDown = true;
     clearInterval(this.#poll);
     const workers = Object.values(cluster.workers ?? {}).filter((worker): worker is Worker => worker !== undefined);
-    const exits = workers.map((worker) => new Promise<void>((resolve) => (worker.isDead() ? resolve() : worker.once('exit', () => resolve()))));
+    const exits = workers.map(
+      (worker) => new Promise<void>((resolve) => (worker.isDead() ? resolve() : worker.once('exit', () => resolve()))),
+    );
     for (const worker of workers) worker.process.kill('SIGTERM');
     let killed = 0;
     const deadline = setTimeout(() => {
@@ -188,7 +192,10 @@ export class WorkerPool {
     // Only what only grows: a dead worker has no connections open, heap or event-loop lag.
     const kept = metrics.filter((metric) => metric.type === 'counter' || metric.type === 'histogram');
     const { AggregatorRegistry } = await import('prom-client');
-    this.#retiredMetrics = (await AggregatorRegistry.aggregate([this.#retiredMetrics, kept]).getMetricsAsJSON()) as unknown as MetricsJson;
+    this.#retiredMetrics = (await AggregatorRegistry.aggregate([
+      this.#retiredMetrics,
+      kept,
+    ]).getMetricsAsJSON()) as unknown as MetricsJson;
   }
 
   #exited(worker: Worker, code: number | null, signal: string | null): void {
@@ -207,11 +214,17 @@ export class WorkerPool {
     this.#restarts.push(now);
     while (this.#restarts.length > 0 && this.#restarts[0]! < now - RESTART_WINDOW_MS) this.#restarts.shift();
     if (this.#restarts.length > MAX_RESTARTS_IN_WINDOW) {
-      this.#log.error({ event: 'worker_restarts', restarts: this.#restarts.length }, `workers died ${this.#restarts.length} times in ${RESTART_WINDOW_MS / 1000}s; giving up`);
+      this.#log.error(
+        { event: 'worker_restarts', restarts: this.#restarts.length },
+        `workers died ${this.#restarts.length} times in ${RESTART_WINDOW_MS / 1000}s; giving up`,
+      );
       this.#onGaveUp?.();
       return;
     }
-    this.#log.warn({ event: 'worker_exit', worker: worker.id, pid: worker.process.pid, code, signal }, `worker ${worker.id} (pid ${worker.process.pid}) ${how}; starting a new one`);
+    this.#log.warn(
+      { event: 'worker_exit', worker: worker.id, pid: worker.process.pid, code, signal },
+      `worker ${worker.id} (pid ${worker.process.pid}) ${how}; starting a new one`,
+    );
     this.#fork();
   }
 
@@ -228,7 +241,8 @@ export class WorkerPool {
         this.#pending.delete(id);
         done();
       });
-      const request: WorkerMessage = what === 'stats' ? { type: 'echoplex:stats-request', id } : { type: 'echoplex:metrics-request', id };
+      const request: WorkerMessage =
+        what === 'stats' ? { type: 'echoplex:stats-request', id } : { type: 'echoplex:metrics-request', id };
       try {
         worker.send(request);
       } catch {
@@ -253,7 +267,10 @@ export async function runPrimary(options: PrimaryOptions): Promise<void> {
       process.exit(1);
     }
     signalled = true;
-    logger.info({ event: 'shutdown', signal, workers: options.workers }, `${signal}: draining ${counted(options.workers, 'worker')} (up to ${options.shutdownTimeoutSeconds}s)`);
+    logger.info(
+      { event: 'shutdown', signal, workers: options.workers },
+      `${signal}: draining ${counted(options.workers, 'worker')} (up to ${options.shutdownTimeoutSeconds}s)`,
+    );
     void pool.shutdown(options.shutdownTimeoutSeconds * 1000 + 5000).then(async (killed) => {
       if (killed > 0) logger.warn({ event: 'shutdown', killed }, `killed ${killed} workers that did not exit in time`);
       logger.info({ event: 'shutdown' }, 'shut down');
@@ -271,7 +288,10 @@ export async function runPrimary(options: PrimaryOptions): Promise<void> {
 
   const urls = await pool.start();
   if (options.metrics) {
-    const [{ AggregatorRegistry }, { startMetricsServer }] = await Promise.all([import('prom-client'), import('./metrics.js')]);
+    const [{ AggregatorRegistry }, { startMetricsServer }] = await Promise.all([
+      import('prom-client'),
+      import('./metrics.js'),
+    ]);
     pool.pollTotals(true);
     const metrics = await startMetricsServer(
       {
@@ -290,7 +310,10 @@ export async function runPrimary(options: PrimaryOptions): Promise<void> {
       throw err;
     });
     closeMetrics = metrics.close;
-    logger.info({ event: 'metrics', url: metrics.url }, `metrics on ${metrics.url}/metrics (probes: /healthz, /readyz; status page: /)`);
+    logger.info(
+      { event: 'metrics', url: metrics.url },
+      `metrics on ${metrics.url}/metrics (probes: /healthz, /readyz; status page: /)`,
+    );
   }
   process.stdout.write(`echoplex listening on ${urls.join(', ')} (${options.describe}, ${options.workers} workers)\n`);
 }

@@ -38,9 +38,7 @@ export interface ProxyHeader {
 }
 
 export type ProxyParseResult =
-  | { status: 'complete'; header: ProxyHeader }
-  | { status: 'incomplete' }
-  | { status: 'invalid'; reason: string };
+  { status: 'complete'; header: ProxyHeader } | { status: 'incomplete' } | { status: 'invalid'; reason: string };
 
 const INCOMPLETE: ProxyParseResult = { status: 'incomplete' };
 
@@ -77,7 +75,10 @@ function parseV1(input: Uint8Array): ProxyParseResult {
       break;
     }
   }
-  if (end < 0) return input.length >= PROXY_V1_MAX_BYTES ? invalid(`v1 header longer than ${PROXY_V1_MAX_BYTES} bytes`) : INCOMPLETE;
+  if (end < 0)
+    return input.length >= PROXY_V1_MAX_BYTES
+      ? invalid(`v1 header longer than ${PROXY_V1_MAX_BYTES} bytes`)
+      : INCOMPLETE;
   if (end === 0 || input[end - 1] !== 0x0d) return invalid('v1 header must end with CRLF');
   const line = Buffer.from(input.buffer, input.byteOffset, end - 1).toString('latin1');
   const parts = line.split(' ');
@@ -88,11 +89,16 @@ function parseV1(input: Uint8Array): ProxyParseResult {
   const [, , sourceAddress = '', destinationAddress = '', sourcePort = '', destinationPort = ''] = parts;
   const isFamily = family === 'TCP4' ? isIPv4 : family === 'TCP6' ? isIPv6 : undefined;
   if (isFamily === undefined) return invalid(`v1 header has unknown protocol "${family}"`);
-  for (const [which, address] of [['source', sourceAddress], ['destination', destinationAddress]] as const) {
+  for (const [which, address] of [
+    ['source', sourceAddress],
+    ['destination', destinationAddress],
+  ] as const) {
     if (isFamily(address)) continue;
     // Say what is wrong with it: not an address at all (999.2.3.4), or one of the other family.
     const other = family === 'TCP4' ? isIPv6(address) : isIPv4(address);
-    return invalid(`v1 header's ${which} address "${address}" is ${other ? `an ${family === 'TCP4' ? 'IPv6' : 'IPv4'} address in a ${family} header` : `not an ${family === 'TCP4' ? 'IPv4' : 'IPv6'} address`}`);
+    return invalid(
+      `v1 header's ${which} address "${address}" is ${other ? `an ${family === 'TCP4' ? 'IPv6' : 'IPv4'} address in a ${family} header` : `not an ${family === 'TCP4' ? 'IPv4' : 'IPv6'} address`}`,
+    );
   }
   const sport = parseV1Port(sourcePort);
   const dport = parseV1Port(destinationPort);
@@ -128,7 +134,8 @@ function parseV2(input: Uint8Array): ProxyParseResult {
   const familyProtocol = input[13]!;
   const family = familyProtocol >> 4;
   const protocol = familyProtocol & 0x0f;
-  if (family > 3 || protocol > 2) return invalid(`v2 header has unknown family/protocol 0x${familyProtocol.toString(16).padStart(2, '0')}`);
+  if (family > 3 || protocol > 2)
+    return invalid(`v2 header has unknown family/protocol 0x${familyProtocol.toString(16).padStart(2, '0')}`);
   const bodyLength = (input[14]! << 8) | input[15]!;
   const length = V2_FIXED_BYTES + bodyLength;
   if (input.length < length) return INCOMPLETE;
@@ -140,7 +147,8 @@ function parseV2(input: Uint8Array): ProxyParseResult {
   if (family === 1 || family === 2) {
     const size = family === 1 ? 4 : 16;
     addressBytes = 2 * size + 4;
-    if (bodyLength < addressBytes) return invalid(`v2 header too short for its ${family === 1 ? 'IPv4' : 'IPv6'} addresses`);
+    if (bodyLength < addressBytes)
+      return invalid(`v2 header too short for its ${family === 1 ? 'IPv4' : 'IPv6'} addresses`);
     const format = family === 1 ? formatIPv4 : formatIPv6;
     source = { address: format(body.subarray(0, size)), port: body.readUInt16BE(2 * size) };
     destination = { address: format(body.subarray(size, 2 * size)), port: body.readUInt16BE(2 * size + 2) };
@@ -185,7 +193,7 @@ function formatIPv6(bytes: Uint8Array): string {
   // Compress the longest run of zero groups (RFC 5952), so logs show the usual notation.
   let bestStart = -1;
   let bestLength = 1;
-  for (let i = 0; i < 8; ) {
+  for (let i = 0; i < 8;) {
     if (groups[i] !== '0') {
       i++;
       continue;
@@ -221,7 +229,10 @@ export interface ProxyHeaderSpec {
 /** Writes a v1 header for a TCP connection from `source` to `destination` (same IP family). */
 export function encodeProxyV1({ source, destination }: ProxyHeaderSpec): Buffer {
   const family = isIPv4(source.address) ? 'TCP4' : 'TCP6';
-  return Buffer.from(`PROXY ${family} ${source.address} ${destination.address} ${source.port} ${destination.port}\r\n`, 'latin1');
+  return Buffer.from(
+    `PROXY ${family} ${source.address} ${destination.address} ${source.port} ${destination.port}\r\n`,
+    'latin1',
+  );
 }
 
 /** Writes a v2 PROXY header over TCP, or a LOCAL one when `spec` is omitted. */
@@ -253,7 +264,8 @@ function ipBytes(address: string): Buffer {
     const b = ipBytes(v4Tail[1]!);
     address = `${address.slice(0, v4Tail.index)}${((b[0]! << 8) | b[1]!).toString(16)}:${((b[2]! << 8) | b[3]!).toString(16)}`;
   }
-  const groups = (part: string | undefined): number[] => (part ? part.split(':').map((group) => parseInt(group, 16)) : []);
+  const groups = (part: string | undefined): number[] =>
+    part ? part.split(':').map((group) => parseInt(group, 16)) : [];
   const [head, tail] = address.split('::');
   const headGroups = groups(head);
   const tailGroups = groups(tail);

@@ -129,7 +129,8 @@ export async function loadTransformModule(path: string, flag = '--transform'): P
     throw new UsageError(`${flag}: cannot load ${path}: ${missing ? 'no such file' : (err as Error).message}`);
   }
   const fn = module.default;
-  if (typeof fn !== 'function') throw new UsageError(`${flag}: ${path} has no default export function (export default (chunk) => chunk)`);
+  if (typeof fn !== 'function')
+    throw new UsageError(`${flag}: ${path} has no default export function (export default (chunk) => chunk)`);
   return toTransform(fn as UserTransform);
 }
 

@@ -80,7 +80,8 @@ export function resolveTarget(options: Partial<BenchTarget>): BenchTarget {
 /** `tcp://127.0.0.1:1234`, `tls://...`, `udp://...`, `ws://host:port/path` or `unix:///path`, for reports. */
 export function describeTarget(target: BenchTarget): string {
   if (target.unix !== undefined) return `unix://${target.unix}`;
-  if (target.websocket !== undefined) return `${formatEndpoint(target.tls ? 'wss' : 'ws', target.host, target.port)}${target.websocket.path}`;
+  if (target.websocket !== undefined)
+    return `${formatEndpoint(target.tls ? 'wss' : 'ws', target.host, target.port)}${target.websocket.path}`;
   return formatEndpoint(target.udp ? 'udp' : target.tls ? 'tls' : 'tcp', target.host, target.port);
 }
 
@@ -112,7 +113,13 @@ export function openBenchSocket(target: BenchTarget, readBuffer: Buffer, events:
 
 /** Whether `connectForAdoption` can reach this target: plain TCP, no PROXY header. */
 export function adoptable(target: BenchTarget): boolean {
-  return target.unix === undefined && !target.tls && !target.udp && target.websocket === undefined && target.proxyProtocol === undefined;
+  return (
+    target.unix === undefined &&
+    !target.tls &&
+    !target.udp &&
+    target.websocket === undefined &&
+    target.proxyProtocol === undefined
+  );
 }
 
 /**
@@ -120,7 +127,10 @@ export function adoptable(target: BenchTarget): boolean {
  * takes its own duplicate (the native engine does); our socket is closed after it returns.
  * Returns a canceller for a connect still in progress.
  */
-export function connectForAdoption(target: BenchTarget, events: { connected(fd: number): void; failed(err: NodeJS.ErrnoException): void }): () => void {
+export function connectForAdoption(
+  target: BenchTarget,
+  events: { connected(fd: number): void; failed(err: NodeJS.ErrnoException): void },
+): () => void {
   // Paused from the start: the engine reads, not Node.
   const socket = net.connect({ host: target.host, port: target.port, noDelay: true });
   socket.pause();
@@ -128,7 +138,8 @@ export function connectForAdoption(target: BenchTarget, events: { connected(fd: 
   socket.once('connect', () => {
     const fd = descriptorOf(socket);
     try {
-      if (fd === undefined) events.failed(Object.assign(new Error('this platform shows no descriptor for a socket'), { code: 'ENOTSUP' }));
+      if (fd === undefined)
+        events.failed(Object.assign(new Error('this platform shows no descriptor for a socket'), { code: 'ENOTSUP' }));
       else events.connected(fd);
     } finally {
       socket.destroy();
@@ -137,15 +148,22 @@ export function connectForAdoption(target: BenchTarget, events: { connected(fd: 
   return () => socket.destroy();
 }
 
-function proxyHeader(version: 1 | 2, source: ProxyEndpoint | undefined, destination: ProxyEndpoint | undefined): Buffer {
+function proxyHeader(
+  version: 1 | 2,
+  source: ProxyEndpoint | undefined,
+  destination: ProxyEndpoint | undefined,
+): Buffer {
   // Over a Unix socket there is no IP address to name: a v2 LOCAL header, or v1 UNKNOWN.
-  if (source === undefined || destination === undefined) return version === 2 ? encodeProxyV2() : Buffer.from('PROXY UNKNOWN\r\n');
+  if (source === undefined || destination === undefined)
+    return version === 2 ? encodeProxyV2() : Buffer.from('PROXY UNKNOWN\r\n');
   return version === 2 ? encodeProxyV2({ source, destination }) : encodeProxyV1({ source, destination });
 }
 
 /** The client certificate and key to present, for tls.connect. */
 function clientIdentity(target: BenchTarget): { cert?: string | Buffer; key?: string | Buffer } {
-  return target.tlsCert !== undefined && target.tlsKey !== undefined ? { cert: target.tlsCert, key: target.tlsKey } : {};
+  return target.tlsCert !== undefined && target.tlsKey !== undefined
+    ? { cert: target.tlsCert, key: target.tlsKey }
+    : {};
 }
 
 function openTlsSocket(target: BenchTarget, events: BenchSocketEvents): BenchSocket {
@@ -166,7 +184,10 @@ function openTlsSocket(target: BenchTarget, events: BenchSocketEvents): BenchSoc
 }
 
 function openDatagramSocket(target: BenchTarget, events: BenchSocketEvents): BenchSocket {
-  const socket = dgram.createSocket({ type: net.isIPv6(target.host) ? 'udp6' : 'udp4', recvBufferSize: 4 * 1024 * 1024 });
+  const socket = dgram.createSocket({
+    type: net.isIPv6(target.host) ? 'udp6' : 'udp4',
+    recvBufferSize: 4 * 1024 * 1024,
+  });
   let open = true;
   socket.on('message', (message) => events.data(message, message.length));
   // A connected UDP socket hears of an unreachable port (ECONNREFUSED) as an error.
@@ -218,6 +239,13 @@ function openWebSocket(target: BenchTarget, websocket: WebSocketTarget, events: 
 function sendProxyHeader(socket: net.Socket, target: BenchTarget): void {
   if (target.proxyProtocol === undefined) return;
   const { localAddress, localPort, remoteAddress, remotePort } = socket;
-  const known = localAddress !== undefined && remoteAddress !== undefined && localPort !== undefined && remotePort !== undefined;
-  socket.write(proxyHeader(target.proxyProtocol, known ? { address: localAddress, port: localPort } : undefined, known ? { address: remoteAddress, port: remotePort } : undefined));
+  const known =
+    localAddress !== undefined && remoteAddress !== undefined && localPort !== undefined && remotePort !== undefined;
+  socket.write(
+    proxyHeader(
+      target.proxyProtocol,
+      known ? { address: localAddress, port: localPort } : undefined,
+      known ? { address: remoteAddress, port: remotePort } : undefined,
+    ),
+  );
 }

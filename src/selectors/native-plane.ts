@@ -11,7 +11,13 @@ type SocketHandle = { readonly __brand: 'echoplex.native.socket' };
 
 interface NativeSocketsBinding {
   /** `onChanged(count)` (with `receiver` as `this`) runs once per turn with `count` slots at the start of `changed` (-1: rescan all). */
-  createSockets(receiver: object, flags: Int32Array, changed: Int32Array, readBuffer: Buffer, onChanged: (count: number) => void): SocketsHandle;
+  createSockets(
+    receiver: object,
+    flags: Int32Array,
+    changed: Int32Array,
+    readBuffer: Buffer,
+    onChanged: (count: number) => void,
+  ): SocketsHandle;
   /** Takes over a duplicate of the connected socket `fd`, its readiness in `flags[slot]`; returns it and its descriptor. */
   adoptSocket(sockets: SocketsHandle, fd: number, slot: number): [SocketHandle, number];
   /** Bytes read into the start of the read buffer (0 at end of stream), or a negative errno. */
@@ -30,7 +36,17 @@ interface NativeSocketsBinding {
   socketClose(socket: SocketHandle): void;
 }
 
-const FUNCTIONS = ['createSockets', 'adoptSocket', 'socketRecv', 'socketSend', 'socketCheckWritable', 'socketShutdown', 'socketSetOption', 'socketError', 'socketClose'] as const;
+const FUNCTIONS = [
+  'createSockets',
+  'adoptSocket',
+  'socketRecv',
+  'socketSend',
+  'socketCheckWritable',
+  'socketShutdown',
+  'socketSetOption',
+  'socketError',
+  'socketClose',
+] as const;
 const binding = addonBinding<NativeSocketsBinding>(FUNCTIONS);
 
 const READY_ERROR = 4;
@@ -128,7 +144,12 @@ export class NativePlane implements DataPlane {
     return plane;
   }
 
-  private constructor(nativeSockets: NativeSockets, nativeBinding: NativeSocketsBinding, local: Endpoint | undefined, onChange: () => void) {
+  private constructor(
+    nativeSockets: NativeSockets,
+    nativeBinding: NativeSocketsBinding,
+    local: Endpoint | undefined,
+    onChange: () => void,
+  ) {
     this.#sockets = nativeSockets;
     this.#binding = nativeBinding;
     this.#local = local;
@@ -159,12 +180,18 @@ export class NativePlane implements DataPlane {
     if (this.#slot < 0) return 0;
     let flags = this.#sockets.flags[this.#slot]!;
     // Only a question about writing pays for asking the kernel whether the last send left room.
-    if ((flags & READY_WRITE_UNCHECKED) !== 0 && (wanted & WRITABLE) !== 0) flags = this.#binding.socketCheckWritable(this.#handle!);
+    if ((flags & READY_WRITE_UNCHECKED) !== 0 && (wanted & WRITABLE) !== 0)
+      flags = this.#binding.socketCheckWritable(this.#handle!);
     return flags & wanted & (READABLE | WRITABLE);
   }
 
   pendingError(): OSError | undefined {
-    if (this.#error === undefined && this.#handle !== undefined && this.#slot >= 0 && (this.#sockets.flags[this.#slot]! & READY_ERROR) !== 0) {
+    if (
+      this.#error === undefined &&
+      this.#handle !== undefined &&
+      this.#slot >= 0 &&
+      (this.#sockets.flags[this.#slot]! & READY_ERROR) !== 0
+    ) {
       this.#error = errnoError(this.#binding.socketError(this.#handle));
     }
     return this.#error;

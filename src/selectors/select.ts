@@ -1,7 +1,17 @@
 // Python's select.select(rlist, wlist, xlist, timeout), without the 1024-descriptor limit.
 
 import { InvalidFileObjectError } from './errors.js';
-import { isSelectable, kPendingError, kReadiness, kUnwatch, kWatch, READABLE, socketForFd, WRITABLE, type Selectable } from './socket.js';
+import {
+  isSelectable,
+  kPendingError,
+  kReadiness,
+  kUnwatch,
+  kWatch,
+  READABLE,
+  socketForFd,
+  WRITABLE,
+  type Selectable,
+} from './socket.js';
 
 type Watchable = Selectable | number;
 
@@ -16,13 +26,14 @@ export async function select<R extends Watchable, W extends Watchable, X extends
   xlist: readonly X[],
   timeout?: number,
 ): Promise<[R[], W[], X[]]> {
-  if (timeout !== undefined && (Number.isNaN(timeout) || timeout < 0)) throw new RangeError('timeout must be non-negative');
+  if (timeout !== undefined && (Number.isNaN(timeout) || timeout < 0))
+    throw new RangeError('timeout must be non-negative');
   const deadline = timeout === undefined ? undefined : performance.now() + timeout * 1000;
   for (;;) {
     // Let due I/O land before reading readiness (and never starve the loop on always-ready lists).
     await new Promise((resolve) => setImmediate(resolve));
-    const r = rlist.filter((item) => (toSelectable(item)[kReadiness](READABLE)) !== 0);
-    const w = wlist.filter((item) => (toSelectable(item)[kReadiness](WRITABLE)) !== 0);
+    const r = rlist.filter((item) => toSelectable(item)[kReadiness](READABLE) !== 0);
+    const w = wlist.filter((item) => toSelectable(item)[kReadiness](WRITABLE) !== 0);
     const x = xlist.filter((item) => toSelectable(item)[kPendingError]());
     if (r.length + w.length + x.length > 0) return [r, w, x];
     const remaining = deadline === undefined ? undefined : deadline - performance.now();

@@ -82,7 +82,8 @@ export class DefaultSelector<T = unknown> extends BaseSelector<T> {
 
   register(fileobj: FileObject, events: number, data?: T): SelectorKey<T> {
     const keys = this.#open();
-    if (!Number.isInteger(events) || events === 0 || (events & ~(EVENT_READ | EVENT_WRITE)) !== 0) throw new InvalidEventsError(events);
+    if (!Number.isInteger(events) || events === 0 || (events & ~(EVENT_READ | EVENT_WRITE)) !== 0)
+      throw new InvalidEventsError(events);
     const selectable = resolveSelectable(fileobj);
     const fd = selectable.fileno();
     if (fd < 0) throw new InvalidFileObjectError(`Invalid file descriptor: ${fd}`);
@@ -116,7 +117,8 @@ export class DefaultSelector<T = unknown> extends BaseSelector<T> {
     const fd = this.#lookupFd(keys, fileobj);
     const old = keys.get(fd);
     if (old === undefined) throw new NotRegisteredError(fileobj);
-    if (!Number.isInteger(events) || events === 0 || (events & ~(EVENT_READ | EVENT_WRITE)) !== 0) throw new InvalidEventsError(events);
+    if (!Number.isInteger(events) || events === 0 || (events & ~(EVENT_READ | EVENT_WRITE)) !== 0)
+      throw new InvalidEventsError(events);
     old.selectable[kUnwatch](old.onChange);
     this.#candidates.delete(old);
     const key = new RegisteredKey(old.fileobj, fd, events, data, old.selectable, () => this.#changed(key));

@@ -135,7 +135,8 @@ export class Socket implements Selectable, Disposable {
   /** Records the address to listen on; the OS bind happens in `listen()`, where Node does it. */
   bind(address: Address): void {
     this.#ensureOpen();
-    if (this.#state !== 'new') throw new OSError('EINVAL', ERRNO.EINVAL, '[Errno 22] Invalid argument: socket already bound or connected');
+    if (this.#state !== 'new')
+      throw new OSError('EINVAL', ERRNO.EINVAL, '[Errno 22] Invalid argument: socket already bound or connected');
     this.#boundTo = [normalizeHost(address[0]), address[1]];
   }
 
@@ -155,7 +156,9 @@ export class Socket implements Selectable, Disposable {
     const [host, port] = this.#boundTo ?? ['0.0.0.0', 0];
     let listener: ByteListener;
     try {
-      listener = await transport.listen(host, port, Math.max(backlog, KERNEL_BACKLOG_FLOOR), (stream) => this.#queueConnection(stream));
+      listener = await transport.listen(host, port, Math.max(backlog, KERNEL_BACKLOG_FLOOR), (stream) =>
+        this.#queueConnection(stream),
+      );
     } catch (err) {
       throw fromSystemError(err as NodeJS.ErrnoException);
     }
@@ -171,7 +174,8 @@ export class Socket implements Selectable, Disposable {
    */
   accept(): [Socket, Address] {
     this.#ensureOpen();
-    if (this.#state !== 'listening') throw new OSError('EINVAL', ERRNO.EINVAL, '[Errno 22] Invalid argument: not listening');
+    if (this.#state !== 'listening')
+      throw new OSError('EINVAL', ERRNO.EINVAL, '[Errno 22] Invalid argument: not listening');
     for (;;) {
       const stream = this.#backlog.shift();
       if (stream === undefined) throw new BlockingIOError();
@@ -189,7 +193,8 @@ export class Socket implements Selectable, Disposable {
   /** Connects; resolves when connected, rejects with ConnectionRefusedError and the like. */
   async connect(address: Address): Promise<void> {
     this.#ensureOpen();
-    if (this.#state === 'connected') throw new OSError('EISCONN', ERRNO.EISCONN, '[Errno 106] Transport endpoint is already connected');
+    if (this.#state === 'connected')
+      throw new OSError('EISCONN', ERRNO.EISCONN, '[Errno 106] Transport endpoint is already connected');
     if (this.#state !== 'new') throw new OSError('EINVAL', ERRNO.EINVAL, '[Errno 22] Invalid argument');
     this.#state = 'connecting';
     let stream: ByteStream;
@@ -250,7 +255,8 @@ export class Socket implements Selectable, Disposable {
   /** Stops sending (SHUT_WR: FIN after queued bytes), receiving, or both. */
   shutdown(how: number): void {
     const plane = this.#connected();
-    if (how !== SHUT_RD && how !== SHUT_WR && how !== SHUT_RDWR) throw new OSError('EINVAL', ERRNO.EINVAL, '[Errno 22] Invalid argument');
+    if (how !== SHUT_RD && how !== SHUT_WR && how !== SHUT_RDWR)
+      throw new OSError('EINVAL', ERRNO.EINVAL, '[Errno 22] Invalid argument');
     plane.shutdown(how);
     this.#notify();
   }
@@ -343,7 +349,10 @@ export class Socket implements Selectable, Disposable {
   #describe(): string {
     const state = this.#state === 'closed' ? ' [closed]' : '';
     const local = this.#state === 'closed' ? '' : `, laddr=${formatAddress(this.getsockname())}`;
-    const remote = this.#peer && this.#state === 'connected' && !this.#plane?.pendingError() ? `, raddr=${formatAddress(this.#peer)}` : '';
+    const remote =
+      this.#peer && this.#state === 'connected' && !this.#plane?.pendingError()
+        ? `, raddr=${formatAddress(this.#peer)}`
+        : '';
     return `<socket fd=${this.fileno()}${local}${remote}${state}>`;
   }
 
@@ -377,7 +386,9 @@ export class Socket implements Selectable, Disposable {
   #attach(stream: ByteStream): void {
     this.#peer = stream.remoteEndpoint();
     const onChange = () => this.#notify();
-    const plane = (chooseEngine(engineChoice) === 'native' ? NativePlane.adopt(stream, onChange) : undefined) ?? new StreamPlane(stream, onChange);
+    const plane =
+      (chooseEngine(engineChoice) === 'native' ? NativePlane.adopt(stream, onChange) : undefined) ??
+      new StreamPlane(stream, onChange);
     this.#plane = plane;
     // Streams start with TCP_NODELAY on and keep-alive off.
     if (!this.#noDelay) plane.setNoDelay(false);
@@ -424,7 +435,8 @@ export class Socket implements Selectable, Disposable {
   /** The data plane of an open, connected socket; throws EBADF or ENOTCONN otherwise. */
   #connected(): DataPlane {
     this.#ensureOpen();
-    if (this.#state !== 'connected' || this.#plane === undefined) throw new OSError('ENOTCONN', ERRNO.ENOTCONN, '[Errno 107] Transport endpoint is not connected');
+    if (this.#state !== 'connected' || this.#plane === undefined)
+      throw new OSError('ENOTCONN', ERRNO.ENOTCONN, '[Errno 107] Transport endpoint is not connected');
     return this.#plane;
   }
 
@@ -434,7 +446,11 @@ export class Socket implements Selectable, Disposable {
 }
 
 function unsupportedOption(level: number, option: number): OSError {
-  return new OSError('ENOPROTOOPT', ERRNO.ENOPROTOOPT, `[Errno ${ERRNO.ENOPROTOOPT}] Protocol not available (level ${level}, option ${option})`);
+  return new OSError(
+    'ENOPROTOOPT',
+    ERRNO.ENOPROTOOPT,
+    `[Errno ${ERRNO.ENOPROTOOPT}] Protocol not available (level ${level}, option ${option})`,
+  );
 }
 
 /** Python's `socket.socket(family, type)`. */

@@ -50,7 +50,12 @@ export interface ByteListener {
 }
 
 export interface Transport {
-  listen(host: string, port: number, backlog: number, onConnection: (stream: ByteStream) => void): Promise<ByteListener>;
+  listen(
+    host: string,
+    port: number,
+    backlog: number,
+    onConnection: (stream: ByteStream) => void,
+  ): Promise<ByteListener>;
   connect(host: string, port: number): Promise<ByteStream>;
 }
 
@@ -176,4 +181,3 @@ export const transport: Transport = {
     });
   },
 };
-

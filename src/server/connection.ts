@@ -100,7 +100,10 @@ export abstract class Connection {
     this.#fault = context.faults?.connectionFault();
     if (context.proxyHeaderTimeoutMs !== undefined) {
       this.#headerBytes = Buffer.alloc(0);
-      this.#headerDeadline = setTimeout(() => this.#rejectHeader(`no complete PROXY header within ${context.proxyHeaderTimeoutMs! / 1000}s`), context.proxyHeaderTimeoutMs);
+      this.#headerDeadline = setTimeout(
+        () => this.#rejectHeader(`no complete PROXY header within ${context.proxyHeaderTimeoutMs! / 1000}s`),
+        context.proxyHeaderTimeoutMs,
+      );
       this.#headerDeadline.unref();
     }
   }
@@ -126,7 +129,9 @@ export abstract class Connection {
 
   get peer(): string {
     // Unix socket clients have no IP address: they are shown by the socket path.
-    return isIP(this.#remoteAddress) === 0 ? this.#remoteAddress : formatHostPort(this.#remoteAddress, this.#remotePort);
+    return isIP(this.#remoteAddress) === 0
+      ? this.#remoteAddress
+      : formatHostPort(this.#remoteAddress, this.#remotePort);
   }
 
   /** The proxy that relayed this connection (its own address), when a PROXY header named the client. */
@@ -235,7 +240,10 @@ export abstract class Connection {
     const context = this.context;
     context.stats.faults[fault.kind]++;
     const what = fault.kind === 'stall' ? `stall for ${fault.seconds}s` : fault.kind;
-    context.log.info({ event: 'fault', kind: fault.kind, conn: this.id, peer: this.peer }, `fault on purpose: ${what} on ${this.peer} (#${this.id})`);
+    context.log.info(
+      { event: 'fault', kind: fault.kind, conn: this.id, peer: this.peer },
+      `fault on purpose: ${what} on ${this.peer} (#${this.id})`,
+    );
     switch (fault.kind) {
       case 'reset':
         this.#closeReason = 'reset on purpose (--fault reset)';
@@ -278,7 +286,9 @@ export abstract class Connection {
   /** Answers `chunk` after `delayMs`, in arrival order, holding input while too much waits. */
   #delay(chunk: Buffer, delayMs: number): void {
     const context = this.context;
-    const queue = (this.#delayed ??= new DelayQueue<Buffer>(context.delayMs, byteLength, (due) => this.#answerDelayed(due)));
+    const queue = (this.#delayed ??= new DelayQueue<Buffer>(context.delayMs, byteLength, (due) =>
+      this.#answerDelayed(due),
+    ));
     // Copied: the chunk may sit in a buffer that the next read reuses.
     queue.push(Buffer.from(chunk), delayMs);
     if (queue.bytes >= context.maxBuffered && !this.inputHeld) {
@@ -467,7 +477,14 @@ export abstract class Connection {
     if (context.logEvents) {
       const reason = this.#closeReason ?? 'closed';
       context.log.info(
-        { event: 'close', conn: this.id, peer: this.peer, reason, bytesReceived: this.bytesReceived, bytesSent: this.bytesSent },
+        {
+          event: 'close',
+          conn: this.id,
+          peer: this.peer,
+          reason,
+          bytesReceived: this.bytesReceived,
+          bytesSent: this.bytesSent,
+        },
         `connection from ${this.peer} ${reason} (#${this.id}, ${this.bytesReceived} bytes in, ${this.bytesSent} out)`,
       );
     }

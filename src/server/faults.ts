@@ -7,7 +7,8 @@ export type FaultKind = 'reset' | 'close' | 'stall' | 'truncate' | 'drop' | 'del
 export const FAULT_KINDS: readonly FaultKind[] = ['reset', 'close', 'stall', 'truncate', 'drop', 'delay'];
 
 /** A connection's fate, decided once when it opens. */
-export type ConnectionFault = { kind: 'reset' } | { kind: 'close' } | { kind: 'truncate' } | { kind: 'stall'; seconds: number };
+export type ConnectionFault =
+  { kind: 'reset' } | { kind: 'close' } | { kind: 'truncate' } | { kind: 'stall'; seconds: number };
 
 export interface FaultSpec {
   /** Fractions (0-1) of connections: a connection meets at most one of these. */
@@ -37,7 +38,8 @@ export function parseFaults(values: readonly string[]): FaultSpec {
   const spec = emptyFaultSpec();
   for (const part of values.flatMap((value) => value.split(/[;\s]+/)).filter(Boolean)) {
     const [kind, value] = part.split('=', 2) as [string, string | undefined];
-    if (value === undefined || value === '') throw new UsageError(`--fault "${part}": expected KIND=VALUE, KIND one of ${FAULT_KINDS.join(', ')}`);
+    if (value === undefined || value === '')
+      throw new UsageError(`--fault "${part}": expected KIND=VALUE, KIND one of ${FAULT_KINDS.join(', ')}`);
     switch (kind) {
       case 'reset':
       case 'close':
@@ -48,7 +50,8 @@ export function parseFaults(values: readonly string[]): FaultSpec {
       case 'stall': {
         const [share, seconds] = value.split(':');
         const time = Number(seconds);
-        if (seconds === undefined || !(Number.isFinite(time) && time > 0)) throw new UsageError(`--fault "${part}": stall takes FRACTION:SECONDS (stall=0.1:2)`);
+        if (seconds === undefined || !(Number.isFinite(time) && time > 0))
+          throw new UsageError(`--fault "${part}": stall takes FRACTION:SECONDS (stall=0.1:2)`);
         spec.stall = { fraction: fraction(share ?? '', part), seconds: time };
         break;
       }
@@ -57,7 +60,10 @@ export function parseFaults(values: readonly string[]): FaultSpec {
           const [duration, weight] = entry.split(':');
           const match = DURATION.exec(duration ?? '');
           const share = weight === undefined ? 1 : Number(weight);
-          if (match === null || !(Number.isFinite(share) && share > 0)) throw new UsageError(`--fault "${part}": delay takes DURATION:WEIGHT pairs (delay=10ms:90,500ms:10), at "${entry}"`);
+          if (match === null || !(Number.isFinite(share) && share > 0))
+            throw new UsageError(
+              `--fault "${part}": delay takes DURATION:WEIGHT pairs (delay=10ms:90,500ms:10), at "${entry}"`,
+            );
           return { ms: Number(match[1]) * DURATION_MS[match[2]!]!, weight: share };
         });
         break;
@@ -66,7 +72,10 @@ export function parseFaults(values: readonly string[]): FaultSpec {
     }
   }
   const connectionShare = spec.reset + spec.close + spec.truncate + spec.stall.fraction;
-  if (connectionShare > 1) throw new UsageError(`--fault: reset, close, truncate and stall fractions add up to ${connectionShare}; a connection meets one fault at most, so at most 1`);
+  if (connectionShare > 1)
+    throw new UsageError(
+      `--fault: reset, close, truncate and stall fractions add up to ${connectionShare}; a connection meets one fault at most, so at most 1`,
+    );
   return spec;
 }
 
@@ -82,7 +91,8 @@ export function formatFaults(spec: FaultSpec): string {
 
 function fraction(value: string, part: string): number {
   const number = Number(value);
-  if (value === '' || !(number >= 0 && number <= 1)) throw new UsageError(`--fault "${part}": a fraction from 0 to 1 (0.1 for one in ten), got "${value}"`);
+  if (value === '' || !(number >= 0 && number <= 1))
+    throw new UsageError(`--fault "${part}": a fraction from 0 to 1 (0.1 for one in ten), got "${value}"`);
   return number;
 }
 

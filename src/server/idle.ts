@@ -10,7 +10,11 @@ const SWEEPS_PER_TIMEOUT = 4;
  * a connection quiet for four sweeps in a row (no byte in either direction) is closed. The
  * per-byte path pays nothing: it only bumps counters it already keeps.
  */
-export function startIdleSweeper(connections: ReadonlySet<Connection>, timeoutMs: number, onIdle: (connection: Connection) => void): () => void {
+export function startIdleSweeper(
+  connections: ReadonlySet<Connection>,
+  timeoutMs: number,
+  onIdle: (connection: Connection) => void,
+): () => void {
   const periodMs = Math.max(10, timeoutMs / SWEEPS_PER_TIMEOUT);
   const timer = setInterval(() => {
     for (const connection of connections) {

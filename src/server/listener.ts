@@ -72,11 +72,17 @@ export async function listenNet(options: NetListenOptions): Promise<Listener> {
   // Over TLS, half-open only once the handshake is done: a client that leaves before is closed,
   // not held open waiting for a handshake that cannot come.
   const server = tlsOptions
-    ? tls.createServer({ ...socketOptions, allowHalfOpen: false, handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS, ...tlsOptions })
+    ? tls.createServer({
+        ...socketOptions,
+        allowHalfOpen: false,
+        handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS,
+        ...tlsOptions,
+      })
     : net.createServer({ ...socketOptions, pauseOnConnect: true });
   const endpoint = path !== undefined ? `unix://${path}` : formatEndpoint(context.transport, host, port);
   const offer = offerTo(handler, engine, context);
-  const onSocket = (socket: net.Socket) => (path !== undefined ? offer(socket, `unix:${path}`, 0) : offer(socket, socket.remoteAddress, socket.remotePort));
+  const onSocket = (socket: net.Socket) =>
+    path !== undefined ? offer(socket, `unix:${path}`, 0) : offer(socket, socket.remoteAddress, socket.remotePort);
   if (tlsOptions) {
     server.on('secureConnection', (socket: tls.TLSSocket) => {
       socket.allowHalfOpen = true;
@@ -94,9 +100,13 @@ export async function listenNet(options: NetListenOptions): Promise<Listener> {
   if (path !== undefined && !cluster.isWorker) await removeStaleSocket(path, endpoint);
   await startListening(server, path !== undefined ? { path } : { host, port }, endpoint, handler);
   const bound = server.address();
-  const address = typeof bound === 'string' || bound === null ? { host: path ?? '', port: 0, family: 'unix' } : { host: bound.address, port: bound.port, family: bound.family };
+  const address =
+    typeof bound === 'string' || bound === null
+      ? { host: path ?? '', port: 0, family: 'unix' }
+      : { host: bound.address, port: bound.port, family: bound.family };
   // An engine that accepts by itself takes the listening socket: no net.Socket per client.
-  const stopAccepting = path === undefined && tlsOptions === undefined ? engine.acceptOn?.(server, context, handler) : undefined;
+  const stopAccepting =
+    path === undefined && tlsOptions === undefined ? engine.acceptOn?.(server, context, handler) : undefined;
   if (stopAccepting !== undefined) {
     // The engine holds its own duplicate of the socket, which stays open and listening.
     server.close();
@@ -121,7 +131,12 @@ function serverListener(server: net.Server, address: ListenAddress): Listener {
  * engine adopt it (with its client certificate, over TLS) or has it closed.
  */
 function offerTo(handler: AcceptHandler, engine: ServerEngine, context: ConnectionContext) {
-  return (stream: net.Socket, remoteAddress: string | undefined, remotePort: number | undefined, header?: ProxyHeader): void =>
+  return (
+    stream: net.Socket,
+    remoteAddress: string | undefined,
+    remotePort: number | undefined,
+    header?: ProxyHeader,
+  ): void =>
     handler.accepted(
       remoteAddress,
       remotePort,
@@ -135,9 +150,25 @@ function offerTo(handler: AcceptHandler, engine: ServerEngine, context: Connecti
     );
 }
 
-async function startListening(server: net.Server, where: net.ListenOptions, endpoint: string, handler: AcceptHandler): Promise<void> {
+async function startListening(
+  server: net.Server,
+  where: net.ListenOptions,
+  endpoint: string,
+  handler: AcceptHandler,
+): Promise<void> {
   await new Promise<void>((resolve, reject) => {
-    const onError = (err: Error) => reject(new ListenError(endpoint, describeListenError(socketDirectoryMissing(where.path) ? 'ENOENT' : systemErrorCode(err), err.message, where.path), err));
+    const onError = (err: Error) =>
+      reject(
+        new ListenError(
+          endpoint,
+          describeListenError(
+            socketDirectoryMissing(where.path) ? 'ENOENT' : systemErrorCode(err),
+            err.message,
+            where.path,
+          ),
+          err,
+        ),
+      );
     server.once('error', onError);
     server.listen(where, () => {
       server.off('error', onError);
@@ -152,17 +183,30 @@ async function startListening(server: net.Server, where: net.ListenOptions, endp
  * front of TLS (HAProxy passing TLS through with send-proxy-v2, where the header comes in
  * clear before the handshake), and in front of HTTP for WebSocket. The engine gets what follows.
  */
-async function listenBehindProxy({ host, port, context, handler, tls: tlsOptions }: NetListenOptions, engine: ServerEngine, headerTimeoutMs: number): Promise<Listener> {
+async function listenBehindProxy(
+  { host, port, context, handler, tls: tlsOptions }: NetListenOptions,
+  engine: ServerEngine,
+  headerTimeoutMs: number,
+): Promise<Listener> {
   const secureContext = tlsOptions === undefined ? undefined : tls.createSecureContext(tlsOptions);
   // The header is read here: connections must not look for a second one.
   const offer = offerTo(handler, engine, { ...context, proxyHeaderTimeoutMs: undefined });
-  const server = net.createServer({ allowHalfOpen: true, noDelay: true, highWaterMark: context.maxBuffered, pauseOnConnect: true });
+  const server = net.createServer({
+    allowHalfOpen: true,
+    noDelay: true,
+    highWaterMark: context.maxBuffered,
+    pauseOnConnect: true,
+  });
   server.on('connection', (socket) => {
     const { remoteAddress, remotePort } = socket;
     socket.on('error', () => {});
     readProxyHeader(socket, headerTimeoutMs, (result) => {
       if (result.status !== 'complete') {
-        handler.proxyHeaderFailed?.(result.status === 'invalid' ? result.reason : `no complete PROXY header within ${headerTimeoutMs / 1000}s`, remoteAddress, remotePort);
+        handler.proxyHeaderFailed?.(
+          result.status === 'invalid' ? result.reason : `no complete PROXY header within ${headerTimeoutMs / 1000}s`,
+          remoteAddress,
+          remotePort,
+        );
         socket.destroy();
         return;
       }
@@ -178,7 +222,10 @@ async function listenBehindProxy({ host, port, context, handler, tls: tlsOptions
       });
       // As tls.createServer does above: closed if the client leaves, or is too slow, mid-handshake.
       secure.allowHalfOpen = false;
-      const timer = setTimeout(() => secure.destroy(new Error('TLS handshake timeout')), tlsOptions.handshakeTimeout ?? TLS_HANDSHAKE_TIMEOUT_MS);
+      const timer = setTimeout(
+        () => secure.destroy(new Error('TLS handshake timeout')),
+        tlsOptions.handshakeTimeout ?? TLS_HANDSHAKE_TIMEOUT_MS,
+      );
       // Until the handshake ends, one failure is reported; after it the connection handles its own.
       let settled = false;
       const fail = (err: Error) => {
@@ -211,7 +258,8 @@ function readProxyHeader(socket: net.Socket, timeoutMs: number, done: (result: P
     socket.off('data', onData);
     socket.off('end', onEnd);
     socket.pause();
-    if (result.status === 'complete' && input.length > result.header.length) socket.unshift(input.subarray(result.header.length));
+    if (result.status === 'complete' && input.length > result.header.length)
+      socket.unshift(input.subarray(result.header.length));
     done(result);
   };
   const onData = (chunk: Buffer) => {

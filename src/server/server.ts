@@ -20,8 +20,21 @@ import type { AcceptHandler, ServerEngine } from './engines/engine.js';
 import { NativeEcho } from './engines/native.js';
 import { portableEngine } from './engines/portable.js';
 import { drainConnections, type DrainResult } from './shutdown.js';
-import { copyStats, emptyStats, type RejectReason, type ServerStats, type StreamTransport, type Transport } from './stats.js';
-import { builtInTransform, toTransform, type Transform, type TransformName, type UserTransform } from '../protocol/transforms.js';
+import {
+  copyStats,
+  emptyStats,
+  type RejectReason,
+  type ServerStats,
+  type StreamTransport,
+  type Transport,
+} from './stats.js';
+import {
+  builtInTransform,
+  toTransform,
+  type Transform,
+  type TransformName,
+  type UserTransform,
+} from '../protocol/transforms.js';
 import { listenUdp } from './udp.js';
 import type { WebSocketSettings } from './websocket-settings.js';
 import { Faults, parseFaults } from './faults.js';
@@ -144,9 +157,20 @@ interface EchoServerEvents {
  * exactly what they ask (raw framing, a built-in transform, no PROXY header, no delay, no
  * per-chunk log lines), the portable one otherwise.
  */
-function streamEngineFor(engine: EngineName, transform: TransformName | UserTransform, context: Omit<ConnectionContext, 'transport'>): ServerEngine {
+function streamEngineFor(
+  engine: EngineName,
+  transform: TransformName | UserTransform,
+  context: Omit<ConnectionContext, 'transport'>,
+): ServerEngine {
   if (engine !== 'native' || typeof transform === 'function') return portableEngine;
-  if (context.lines !== undefined || context.proxyHeaderTimeoutMs !== undefined || context.delayMs > 0 || context.logData || context.faults !== undefined) return portableEngine;
+  if (
+    context.lines !== undefined ||
+    context.proxyHeaderTimeoutMs !== undefined ||
+    context.delayMs > 0 ||
+    context.logData ||
+    context.faults !== undefined
+  )
+    return portableEngine;
   return NativeEcho.create({ upper: transform === 'upper', maxBuffered: context.maxBuffered }) ?? portableEngine;
 }
 
@@ -196,18 +220,25 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
     this.#unixPaths = typeof unix === 'string' ? [unix] : [...unix];
     this.#udp = options.udp ?? false;
     this.#tls = options.tls;
-    if (this.#ports.length === 0 && this.#unixPaths.length === 0) throw new UsageError('nothing to listen on: give at least one port or Unix socket path');
-    if (options.delayMs !== undefined && !(Number.isFinite(options.delayMs) && options.delayMs >= 0)) throw new UsageError(`delay must be 0 or more milliseconds, got ${options.delayMs}`);
+    if (this.#ports.length === 0 && this.#unixPaths.length === 0)
+      throw new UsageError('nothing to listen on: give at least one port or Unix socket path');
+    if (options.delayMs !== undefined && !(Number.isFinite(options.delayMs) && options.delayMs >= 0))
+      throw new UsageError(`delay must be 0 or more milliseconds, got ${options.delayMs}`);
     this.#log = options.logger ?? silentLogger;
     this.#admission = new Admission(options);
-    this.#proxyTrust = options.proxyTrust && options.proxyTrust.length > 0 ? parseAllowList(options.proxyTrust) : undefined;
+    this.#proxyTrust =
+      options.proxyTrust && options.proxyTrust.length > 0 ? parseAllowList(options.proxyTrust) : undefined;
     this.#idleTimeoutMs = options.idleTimeoutMs ?? 0;
     const engine = chooseEngine(options.engine);
-    const faults = options.faults !== undefined || options.faultsLive ? new Faults(parseFaults(options.faults ?? []), options.faultSeed) : undefined;
+    const faults =
+      options.faults !== undefined || options.faultsLive
+        ? new Faults(parseFaults(options.faults ?? []), options.faultSeed)
+        : undefined;
     this.faults = faults;
     const transform = options.transform ?? 'echo';
     const websocket = options.websocket === true ? {} : options.websocket || undefined;
-    if (websocket !== undefined && options.framing === 'line') throw new UsageError('WebSocket echoes whole messages: line framing does not apply (drop --framing line)');
+    if (websocket !== undefined && options.framing === 'line')
+      throw new UsageError('WebSocket echoes whole messages: line framing does not apply (drop --framing line)');
     // ws reads a limit of 0 as none at all: a zero here is a mistake, not a wish for no limit.
     if (websocket?.maxMessage !== undefined && !(Number.isInteger(websocket.maxMessage) && websocket.maxMessage >= 1)) {
       throw new UsageError(`--max-message must be at least 1 byte, got ${websocket.maxMessage}`);
@@ -218,10 +249,13 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
     const prefix = options.prefix ? Buffer.from(options.prefix) : undefined;
     this.#context = {
       // A WebSocket message is the unit a line is elsewhere: the prefix goes before each reply.
-      transform: websocket !== undefined && prefix !== undefined ? prefixed(messageTransform, prefix) : messageTransform,
+      transform:
+        websocket !== undefined && prefix !== undefined ? prefixed(messageTransform, prefix) : messageTransform,
       transformIsBuiltIn: typeof transform !== 'function',
       lines: lineMode ? { maxLine: options.maxLine ?? DEFAULT_MAX_LINE, prefix } : undefined,
-      proxyHeaderTimeoutMs: options.proxyProtocol ? (options.proxyHeaderTimeoutMs ?? DEFAULT_PROXY_HEADER_TIMEOUT_MS) : undefined,
+      proxyHeaderTimeoutMs: options.proxyProtocol
+        ? (options.proxyHeaderTimeoutMs ?? DEFAULT_PROXY_HEADER_TIMEOUT_MS)
+        : undefined,
       stats: this.#stats,
       log: this.#log,
       logEvents: (options.logConnectionEvents ?? true) && this.#log.isLevelEnabled('info'),
@@ -239,11 +273,22 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
     // restart) would bind a new one, refused by the port the engines still hold.
     const context = this.#context;
     const plainUdp =
-      context.transformIsBuiltIn && prefix === undefined && context.delayMs === 0 && faults === undefined && !context.logData && (options.allow ?? []).length === 0 && !cluster.isWorker;
+      context.transformIsBuiltIn &&
+      prefix === undefined &&
+      context.delayMs === 0 &&
+      faults === undefined &&
+      !context.logData &&
+      (options.allow ?? []).length === 0 &&
+      !cluster.isWorker;
     this.#nativeUdp = engine === 'native' && plainUdp ? { upper: transform === 'upper' } : undefined;
-    this.#hello = options.hello ? { instance: options.instance ?? `${hostname()}:${process.pid}`, worker: cluster.worker?.id ?? null } : undefined;
+    this.#hello = options.hello
+      ? { instance: options.instance ?? `${hostname()}:${process.pid}`, worker: cluster.worker?.id ?? null }
+      : undefined;
     // The hello line is written from JavaScript: such connections stay on the portable engine.
-    this.#engine = websocket === undefined && this.#tls === undefined && this.#hello === undefined ? streamEngineFor(engine, transform, this.#context) : portableEngine;
+    this.#engine =
+      websocket === undefined && this.#tls === undefined && this.#hello === undefined
+        ? streamEngineFor(engine, transform, this.#context)
+        : portableEngine;
   }
 
   get state(): ServerState {
@@ -374,10 +419,13 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
   }
 
   readonly #handler: AcceptHandler = {
-    accepted: (remoteAddress, remotePort, adopt, reject, header) => this.#accept(remoteAddress, remotePort, adopt, reject, header),
+    accepted: (remoteAddress, remotePort, adopt, reject, header) =>
+      this.#accept(remoteAddress, remotePort, adopt, reject, header),
     failed: (err) => this.#acceptFailed(err),
-    proxyHeaderFailed: (reason, remoteAddress, remotePort) => this.#proxyHeaderFailed(reason, remoteAddress, remotePort),
-    handshakeFailed: (err, remoteAddress, remotePort, header) => this.#handshakeFailed(err, remoteAddress, remotePort, header),
+    proxyHeaderFailed: (reason, remoteAddress, remotePort) =>
+      this.#proxyHeaderFailed(reason, remoteAddress, remotePort),
+    handshakeFailed: (err, remoteAddress, remotePort, header) =>
+      this.#handshakeFailed(err, remoteAddress, remotePort, header),
   };
 
   /** What the TCP ports speak. */
@@ -392,7 +440,13 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
   }
 
   #bindUnix(path: string): Promise<Listener> {
-    return listenNet({ host: this.#host, port: 0, path, context: { ...this.#context, transport: 'unix' }, handler: this.#handler });
+    return listenNet({
+      host: this.#host,
+      port: 0,
+      path,
+      context: { ...this.#context, transport: 'unix' },
+      handler: this.#handler,
+    });
   }
 
   #bindUdp(port: number): Promise<Listener> {
@@ -413,7 +467,13 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
     });
   }
 
-  #accept(remoteAddress: string | undefined, remotePort: number | undefined, adopt: (id: number, remoteAddress: string) => Connection, reject: () => void, header?: ProxyHeader): void {
+  #accept(
+    remoteAddress: string | undefined,
+    remotePort: number | undefined,
+    adopt: (id: number, remoteAddress: string) => Connection,
+    reject: () => void,
+    header?: ProxyHeader,
+  ): void {
     // A client that reset before we got to it has no peer address any more (the seed's select
     // server crashed calling getpeername() on such a socket): just let it go.
     if (remoteAddress === undefined || remotePort === undefined || (this.#state !== 'listening' && !this.#lastCall)) {
@@ -425,7 +485,8 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
     remoteAddress = canonicalAddress(remoteAddress);
     let rejection: RejectReason | undefined;
     if (!this.#admission.hasRoom(this.#connections.size)) rejection = 'max_connections';
-    else if (this.#context.proxyHeaderTimeoutMs !== undefined) rejection = this.#trustsProxy(remoteAddress) ? undefined : 'proxy_not_trusted';
+    else if (this.#context.proxyHeaderTimeoutMs !== undefined)
+      rejection = this.#trustsProxy(remoteAddress) ? undefined : 'proxy_not_trusted';
     else rejection = this.#admission.admitSource(remoteAddress);
     if (rejection !== undefined) {
       this.#rejected(rejection, formatPeer(remoteAddress, remotePort));
@@ -434,7 +495,8 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
       return;
     }
     const connection = adopt(this.#nextConnectionId++, remoteAddress);
-    connection.admittedBySource = this.#admission.countsSource(remoteAddress) && this.#context.proxyHeaderTimeoutMs === undefined;
+    connection.admittedBySource =
+      this.#admission.countsSource(remoteAddress) && this.#context.proxyHeaderTimeoutMs === undefined;
     this.#connections.add(connection);
     if (this.#connections.size >= this.#descriptorCeiling && !this.#atDescriptorCeiling) this.#descriptorsExhausted();
     this.#stats.connectionsActive++;
@@ -450,7 +512,11 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
   }
 
   #trustsProxy(address: string): boolean {
-    return this.#proxyTrust === undefined || isIP(address) === 0 || this.#proxyTrust.check(address, isIPv4(address) ? 'ipv4' : 'ipv6');
+    return (
+      this.#proxyTrust === undefined ||
+      isIP(address) === 0 ||
+      this.#proxyTrust.check(address, isIPv4(address) ? 'ipv4' : 'ipv6')
+    );
   }
 
   #proxyHeaderRead(connection: Connection): void {
@@ -466,10 +532,14 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
   }
 
   #opened(connection: Connection): void {
-    if (this.#hello !== undefined) connection.greet(`${JSON.stringify({ ...this.#hello, ...connection.helloFields() })}\n`);
+    if (this.#hello !== undefined)
+      connection.greet(`${JSON.stringify({ ...this.#hello, ...connection.helloFields() })}\n`);
     if (!this.#context.logEvents) return;
     const via = connection.proxiedBy === undefined ? '' : ` via ${connection.proxiedBy}`;
-    const subject = connection.clientCertificateSubject === undefined ? '' : `, client certificate ${connection.clientCertificateSubject}`;
+    const subject =
+      connection.clientCertificateSubject === undefined
+        ? ''
+        : `, client certificate ${connection.clientCertificateSubject}`;
     this.#log.info(
       {
         event: 'open',
@@ -491,19 +561,36 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
 
   #proxyHeaderFailed(reason: string, remoteAddress: string | undefined, remotePort: number | undefined): void {
     this.#stats.errors.proxy_header++;
-    const peer = remoteAddress === undefined ? 'a client that already left' : formatPeer(canonicalAddress(remoteAddress), remotePort ?? 0);
-    this.#log.warn({ event: 'error', kind: 'proxy_header', peer, err: reason }, `bad PROXY header from ${peer}, closing it: ${reason}`);
+    const peer =
+      remoteAddress === undefined
+        ? 'a client that already left'
+        : formatPeer(canonicalAddress(remoteAddress), remotePort ?? 0);
+    this.#log.warn(
+      { event: 'error', kind: 'proxy_header', peer, err: reason },
+      `bad PROXY header from ${peer}, closing it: ${reason}`,
+    );
   }
 
-  #handshakeFailed(err: Error, remoteAddress: string | undefined, remotePort: number | undefined, header?: ProxyHeader): void {
+  #handshakeFailed(
+    err: Error,
+    remoteAddress: string | undefined,
+    remotePort: number | undefined,
+    header?: ProxyHeader,
+  ): void {
     // A client that speaks plain TCP to a TLS port, or offers a certificate we do not trust:
     // its connection ends, the server goes on.
     this.#stats.errors.tls_handshake++;
     const source = header?.command === 'proxy' ? header.source : undefined;
     const real = remoteAddress === undefined ? undefined : formatPeer(canonicalAddress(remoteAddress), remotePort ?? 0);
-    const peer = source !== undefined ? formatPeer(canonicalAddress(source.address), source.port) : (real ?? 'a client that already left');
+    const peer =
+      source !== undefined
+        ? formatPeer(canonicalAddress(source.address), source.port)
+        : (real ?? 'a client that already left');
     const via = source !== undefined && real !== undefined ? ` via ${real}` : '';
-    this.#log.warn({ event: 'error', kind: 'tls_handshake', peer, code: systemErrorCode(err), err: err.message }, `TLS handshake with ${peer}${via} failed: ${openSslReason(err)}`);
+    this.#log.warn(
+      { event: 'error', kind: 'tls_handshake', peer, code: systemErrorCode(err), err: err.message },
+      `TLS handshake with ${peer}${via} failed: ${openSslReason(err)}`,
+    );
   }
 
   #connectionClosed(connection: Connection): void {
@@ -527,7 +614,10 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
 
   #descriptorsAvailable(): void {
     this.#atDescriptorCeiling = false;
-    this.#log.warn({ event: 'descriptors_available', connections: this.#connections.size }, `accepting connections again (${this.#connections.size} open)`);
+    this.#log.warn(
+      { event: 'descriptors_available', connections: this.#connections.size },
+      `accepting connections again (${this.#connections.size} open)`,
+    );
   }
 
   #acceptFailed(err: Error): void {

@@ -25,10 +25,12 @@ const SELF_SIGNED_HOSTS = ['localhost', '127.0.0.1', '::1'];
 export async function loadTlsOptions(files: TlsFiles, host: string): Promise<TlsOptions> {
   let identity: { cert: string | Buffer; key: string | Buffer };
   if (files.selfSigned) {
-    if (files.certFile !== undefined || files.keyFile !== undefined) throw new UsageError('--tls-self-signed and --tls-cert/--tls-key are alternatives: give one or the other');
+    if (files.certFile !== undefined || files.keyFile !== undefined)
+      throw new UsageError('--tls-self-signed and --tls-cert/--tls-key are alternatives: give one or the other');
     identity = files.selfSignedIdentity ?? (await selfSignedCertificateFor(host));
   } else {
-    if (files.certFile === undefined || files.keyFile === undefined) throw new UsageError('TLS needs both --tls-cert and --tls-key (or --tls-self-signed)');
+    if (files.certFile === undefined || files.keyFile === undefined)
+      throw new UsageError('TLS needs both --tls-cert and --tls-key (or --tls-self-signed)');
     const cert = await readPem(files.certFile, '--tls-cert');
     const key = await readPem(files.keyFile, '--tls-key');
     checkIdentity(cert, key, files.certFile, files.keyFile);
@@ -51,7 +53,9 @@ function checkIdentity(cert: Buffer, key: Buffer, certFile: string, keyFile: str
     privateKey = createPrivateKey(key);
   } catch {
     const swapped = /-----BEGIN CERTIFICATE-----/.test(key.toString('latin1'));
-    throw new UsageError(`--tls-key: ${keyFile} holds no private key in PEM${swapped ? ' (it is a certificate: are --tls-cert and --tls-key swapped?)' : ''}`);
+    throw new UsageError(
+      `--tls-key: ${keyFile} holds no private key in PEM${swapped ? ' (it is a certificate: are --tls-cert and --tls-key swapped?)' : ''}`,
+    );
   }
   if (!certificate.checkPrivateKey(privateKey)) {
     throw new UsageError(`--tls-key: ${keyFile} is not the private key of the certificate in ${certFile} (--tls-cert)`);
@@ -63,7 +67,11 @@ function certificateIn(pem: Buffer, flag: string, file: string): X509Certificate
     return new X509Certificate(pem);
   } catch {
     const key = /-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(pem.toString('latin1'));
-    const hint = !key ? '' : flag === '--tls-cert' ? ' (it is a private key: are --tls-cert and --tls-key swapped?)' : ' (it is a private key)';
+    const hint = !key
+      ? ''
+      : flag === '--tls-cert'
+        ? ' (it is a private key: are --tls-cert and --tls-key swapped?)'
+        : ' (it is a private key)';
     throw new UsageError(`${flag}: ${file} holds no certificate in PEM${hint}`);
   }
 }
@@ -84,7 +92,9 @@ export function selfSignedCertificateFor(host: string): Promise<{ cert: string; 
 /** A fresh P-256 certificate for `hosts`, valid for 30 days; loaded only when asked for. */
 export async function selfSignedCertificate(hosts: readonly string[]): Promise<{ cert: string; key: string }> {
   const { generate } = await import('selfsigned');
-  const altNames = hosts.filter((name) => name !== '' && name !== '0.0.0.0' && name !== '::').map((name) => (isIP(name) ? { type: 7 as const, ip: name } : { type: 2 as const, value: name }));
+  const altNames = hosts
+    .filter((name) => name !== '' && name !== '0.0.0.0' && name !== '::')
+    .map((name) => (isIP(name) ? { type: 7 as const, ip: name } : { type: 2 as const, value: name }));
   const now = Date.now();
   const pems = await generate([{ name: 'commonName', value: 'echoplex self-signed' }], {
     keyType: 'ec',

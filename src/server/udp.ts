@@ -40,19 +40,33 @@ export interface UdpEchoOptions {
 export async function listenUdp(options: UdpEchoOptions): Promise<Listener> {
   const { host, port } = options;
   const endpoint = formatEndpoint('udp', host, port);
-  const ip = isIP(host) ? host : await lookup(host).then(
-    (found) => found.address,
-    (err: Error) => {
-      throw new ListenError(endpoint, describeListenError(systemErrorCode(err), err.message), err);
-    },
-  );
+  const ip = isIP(host)
+    ? host
+    : await lookup(host).then(
+        (found) => found.address,
+        (err: Error) => {
+          throw new ListenError(endpoint, describeListenError(systemErrorCode(err), err.message), err);
+        },
+      );
   // libuv reads into a 64 KiB buffer, so every datagram up to the protocol's limit arrives whole;
   // the kernel buffers are raised so that a burst of large ones is not dropped on arrival.
-  const socket = dgram.createSocket({ type: isIPv6(ip) ? 'udp6' : 'udp4', recvBufferSize: 4 * 1024 * 1024, sendBufferSize: 4 * 1024 * 1024 });
-  const delayed = options.delayMs > 0 || options.faults !== undefined ? new DelayQueue<DelayedReply>(options.delayMs, (item) => item.reply.length, (due) => due.forEach((item) => item.send())) : undefined;
+  const socket = dgram.createSocket({
+    type: isIPv6(ip) ? 'udp6' : 'udp4',
+    recvBufferSize: 4 * 1024 * 1024,
+    sendBufferSize: 4 * 1024 * 1024,
+  });
+  const delayed =
+    options.delayMs > 0 || options.faults !== undefined
+      ? new DelayQueue<DelayedReply>(
+          options.delayMs,
+          (item) => item.reply.length,
+          (due) => due.forEach((item) => item.send()),
+        )
+      : undefined;
   socket.on('message', (message, remote) => echoDatagram(socket, message, remote, options, delayed));
   await new Promise<void>((resolve, reject) => {
-    const onError = (err: Error) => reject(new ListenError(endpoint, describeListenError(systemErrorCode(err), err.message), err));
+    const onError = (err: Error) =>
+      reject(new ListenError(endpoint, describeListenError(systemErrorCode(err), err.message), err));
     socket.once('error', onError);
     socket.bind(port, ip, () => {
       socket.off('error', onError);
@@ -65,7 +79,8 @@ export async function listenUdp(options: UdpEchoOptions): Promise<Listener> {
   });
   const bound = socket.address();
   const address = { host: bound.address, port: bound.port, family: bound.family };
-  const native = options.native === undefined ? undefined : NativeUdp.adopt(socket, options.native.upper, MAX_WAITING_BYTES);
+  const native =
+    options.native === undefined ? undefined : NativeUdp.adopt(socket, options.native.upper, MAX_WAITING_BYTES);
   let open = true;
   return {
     address,
@@ -95,23 +110,40 @@ interface DelayedReply {
   send(): void;
 }
 
-function echoDatagram(socket: dgram.Socket, message: Buffer, remote: dgram.RemoteInfo, options: UdpEchoOptions, delayed: DelayQueue<DelayedReply> | undefined): void {
+function echoDatagram(
+  socket: dgram.Socket,
+  message: Buffer,
+  remote: dgram.RemoteInfo,
+  options: UdpEchoOptions,
+  delayed: DelayQueue<DelayedReply> | undefined,
+): void {
   const { stats, log } = options;
   const address = canonicalAddress(remote.address);
   const peer = formatHostPort(address, remote.port);
   if (!options.allows(address)) {
     stats.rejected.not_allowed++;
-    if (options.logEvents) log.info({ event: 'reject', transport: 'udp', peer, reason: 'not_allowed' }, `dropped a datagram from ${peer}: address not in --allow`);
+    if (options.logEvents)
+      log.info(
+        { event: 'reject', transport: 'udp', peer, reason: 'not_allowed' },
+        `dropped a datagram from ${peer}: address not in --allow`,
+      );
     return;
   }
   stats.bytesReceived += message.length;
   stats.messages.udp++;
   if (options.logData) {
-    log.debug({ event: 'data', transport: 'udp', peer, bytes: message.length }, `received ${message.length} bytes by UDP from ${peer}: ${describeBytes(message)}`);
+    log.debug(
+      { event: 'data', transport: 'udp', peer, bytes: message.length },
+      `received ${message.length} bytes by UDP from ${peer}: ${describeBytes(message)}`,
+    );
   }
   if (options.faults?.dropsDatagram()) {
     stats.faults.drop++;
-    if (options.logData) log.debug({ event: 'fault', kind: 'drop', transport: 'udp', peer }, `fault on purpose: dropped a datagram from ${peer}`);
+    if (options.logData)
+      log.debug(
+        { event: 'fault', kind: 'drop', transport: 'udp', peer },
+        `fault on purpose: dropped a datagram from ${peer}`,
+      );
     return;
   }
   let reply: Buffer;
@@ -120,7 +152,10 @@ function echoDatagram(socket: dgram.Socket, message: Buffer, remote: dgram.Remot
     reply = options.transform(message);
   } catch (err) {
     stats.errors.transform++;
-    log.error({ event: 'error', kind: 'transform', transport: 'udp', peer, err: String(err) }, `transform failed for a datagram from ${peer}, dropped: ${String(err)}`);
+    log.error(
+      { event: 'error', kind: 'transform', transport: 'udp', peer, err: String(err) },
+      `transform failed for a datagram from ${peer}, dropped: ${String(err)}`,
+    );
     return;
   }
   if (options.prefix !== undefined) reply = Buffer.concat([options.prefix, reply]);
@@ -128,7 +163,11 @@ function echoDatagram(socket: dgram.Socket, message: Buffer, remote: dgram.Remot
     // What libuv holds after the socket refused it: sent in order once there is room.
     if (socket.getSendQueueSize() + reply.length > MAX_WAITING_BYTES) {
       stats.errors.udp++;
-      if (options.logData) log.debug({ event: 'error', kind: 'udp', peer, err: 'send queue full' }, `dropped the reply to ${peer}: more than ${MAX_WAITING_BYTES} bytes of replies wait for room in the socket's buffer`);
+      if (options.logData)
+        log.debug(
+          { event: 'error', kind: 'udp', peer, err: 'send queue full' },
+          `dropped the reply to ${peer}: more than ${MAX_WAITING_BYTES} bytes of replies wait for room in the socket's buffer`,
+        );
       return;
     }
     stats.bytesSent += reply.length;
@@ -136,7 +175,10 @@ function echoDatagram(socket: dgram.Socket, message: Buffer, remote: dgram.Remot
       if (err === null || err === undefined) return;
       stats.bytesSent -= reply.length;
       stats.errors.udp++;
-      log.warn({ event: 'error', kind: 'udp', peer, err: err.message }, `could not send ${reply.length} bytes by UDP to ${peer}: ${err.message}`);
+      log.warn(
+        { event: 'error', kind: 'udp', peer, err: err.message },
+        `could not send ${reply.length} bytes by UDP to ${peer}: ${err.message}`,
+      );
     });
   };
   const faultDelayMs = options.faults?.delayMs() ?? 0;
@@ -146,6 +188,9 @@ function echoDatagram(socket: dgram.Socket, message: Buffer, remote: dgram.Remot
     delayed.push({ reply, send }, options.delayMs + faultDelayMs);
   } else {
     stats.errors.udp++;
-    log.debug({ event: 'error', kind: 'udp', peer, err: 'delay queue full' }, `dropped a datagram from ${peer}: more than ${MAX_WAITING_BYTES} bytes of replies wait out --delay`);
+    log.debug(
+      { event: 'error', kind: 'udp', peer, err: 'delay queue full' },
+      `dropped a datagram from ${peer}: more than ${MAX_WAITING_BYTES} bytes of replies wait out --delay`,
+    );
   }
 }

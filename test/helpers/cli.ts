@@ -24,16 +24,25 @@ interface CliOptions {
 }
 
 /** Runs `echoplex ...args` to completion, feeding `input` on stdin and then closing it. */
-export async function runCli(args: string[], options: CliOptions & { input?: string | Buffer } = {}): Promise<CliResult> {
+export async function runCli(
+  args: string[],
+  options: CliOptions & { input?: string | Buffer } = {},
+): Promise<CliResult> {
   const { child, result } = spawnCli(args, options);
   child.stdin!.end(options.input);
   return result;
 }
 
 /** Starts `echoplex ...args` with stdin left open for the caller; `result` settles on exit. */
-export function spawnCli(args: string[], options: CliOptions = {}): { child: ChildProcess; result: Promise<CliResult> } {
+export function spawnCli(
+  args: string[],
+  options: CliOptions = {},
+): { child: ChildProcess; result: Promise<CliResult> } {
   const command = [...(options.wrapper ?? []), process.execPath, options.cli ?? CLI, ...args];
-  const child = spawn(command[0]!, command.slice(1), { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, ...options.env } });
+  const child = spawn(command[0]!, command.slice(1), {
+    stdio: ['pipe', 'pipe', 'pipe'],
+    env: { ...process.env, ...options.env },
+  });
   child.stdin!.on('error', () => {});
   return { child, result: collect(child, options.ms ?? 15_000, `echoplex ${args.join(' ')}`) };
 }
@@ -44,7 +53,10 @@ async function collect(child: ChildProcess, ms: number, what: string): Promise<C
   child.stdout?.setEncoding('utf8').on('data', (s: string) => (stdout += s));
   child.stderr?.setEncoding('utf8').on('data', (s: string) => (stderr += s));
   try {
-    const [code, signal] = (await withTimeout(once(child, 'exit'), ms, `${what} to exit`)) as [number | null, NodeJS.Signals | null];
+    const [code, signal] = (await withTimeout(once(child, 'exit'), ms, `${what} to exit`)) as [
+      number | null,
+      NodeJS.Signals | null,
+    ];
     return { code, signal, stdout, stderr };
   } catch (err) {
     child.kill('SIGKILL');
@@ -66,9 +78,15 @@ export interface ServeProcess {
 }
 
 /** Starts `echoplex serve --port 0 ...args` and waits for its listening line. */
-export async function startServe(args: string[] = [], options: { command?: string[]; env?: NodeJS.ProcessEnv } = {}): Promise<ServeProcess> {
+export async function startServe(
+  args: string[] = [],
+  options: { command?: string[]; env?: NodeJS.ProcessEnv } = {},
+): Promise<ServeProcess> {
   const command = options.command ?? [process.execPath, CLI];
-  const child = spawn(command[0]!, [...command.slice(1), 'serve', '--port', '0', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...options.env } });
+  const child = spawn(command[0]!, [...command.slice(1), 'serve', '--port', '0', ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...options.env },
+  });
   const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
   let stdout = '';
   let stderr = '';

@@ -11,9 +11,12 @@ export interface LoggedEvent {
 const LEVELS: ReadonlyArray<LoggedEvent['level']> = ['debug', 'info', 'warn', 'error'];
 
 /** Records every event at `least` and above (default: all of them). */
-export function recordingLogger(least: LoggedEvent['level'] = 'debug'): Logger & { events: LoggedEvent[]; messages(): string[] } {
+export function recordingLogger(
+  least: LoggedEvent['level'] = 'debug',
+): Logger & { events: LoggedEvent[]; messages(): string[] } {
   const events: LoggedEvent[] = [];
-  const record = (level: LoggedEvent['level']) => (fields: LogFields, message: string) => void events.push({ level, fields, message });
+  const record = (level: LoggedEvent['level']) => (fields: LogFields, message: string) =>
+    void events.push({ level, fields, message });
   return {
     events,
     messages: () => events.map((event) => event.message),

@@ -20,7 +20,11 @@ export interface Program {
 
 async function start(command: string, args: string[], port: number): Promise<Program> {
   // Python holds piped output in blocks until exit; tests read the seed's lines as they come.
-  const child = spawn(command, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PYTHONUNBUFFERED: '1' } });
+  const child = spawn(command, args, {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, PYTHONUNBUFFERED: '1' },
+  });
   let output = '';
   child.stdout!.setEncoding('utf8').on('data', (s: string) => (output += s));
   child.stderr!.setEncoding('utf8').on('data', (s: string) => (output += s));
@@ -60,8 +64,15 @@ export async function startSeed(name: string): Promise<Program> {
 }
 
 /** Runs an example client with `input` on stdin; resolves with its stdout and exit code. */
-export async function runExampleClient(name: string, port: number, input: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', `examples/${name}.ts`, String(port)], { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] });
+export async function runExampleClient(
+  name: string,
+  port: number,
+  input: string,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', `examples/${name}.ts`, String(port)], {
+    cwd: ROOT,
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
   let stdout = '';
   let stderr = '';
   child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));

@@ -74,7 +74,9 @@ export function readUntilReset(socket: net.Socket, ms = 10_000): Promise<Buffer>
       const chunks: Buffer[] = [];
       socket.on('data', (chunk: Buffer) => chunks.push(chunk));
       socket.once('end', () => reject(new Error('the server ended the stream cleanly instead of resetting it')));
-      socket.once('error', (err: NodeJS.ErrnoException) => (err.code === 'ECONNRESET' ? resolve(Buffer.concat(chunks)) : reject(err)));
+      socket.once('error', (err: NodeJS.ErrnoException) =>
+        err.code === 'ECONNRESET' ? resolve(Buffer.concat(chunks)) : reject(err),
+      );
     }),
     ms,
     'a reset from the server',

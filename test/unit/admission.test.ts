@@ -40,21 +40,25 @@ describe('Admission', () => {
 
   it('admits, per address, exactly the limit whatever the order of arrivals and departures', () => {
     fc.assert(
-      fc.property(fc.integer({ min: 1, max: 4 }), fc.array(fc.tuple(fc.constantFrom('a', 'b'), fc.boolean()), { maxLength: 60 }), (limit, events) => {
-        const admission = new Admission({ maxConnectionsPerIp: limit });
-        const open: Record<string, number> = { a: 0, b: 0 };
-        const address = { a: '192.0.2.1', b: '2001:db8::1' };
-        for (const [who, arrives] of events) {
-          if (arrives) {
-            const admitted = admission.admitSource(address[who as 'a' | 'b']) === undefined;
-            assert.equal(admitted, open[who]! < limit);
-            if (admitted) open[who]!++;
-          } else if (open[who]! > 0) {
-            admission.release(address[who as 'a' | 'b']);
-            open[who]!--;
+      fc.property(
+        fc.integer({ min: 1, max: 4 }),
+        fc.array(fc.tuple(fc.constantFrom('a', 'b'), fc.boolean()), { maxLength: 60 }),
+        (limit, events) => {
+          const admission = new Admission({ maxConnectionsPerIp: limit });
+          const open: Record<string, number> = { a: 0, b: 0 };
+          const address = { a: '192.0.2.1', b: '2001:db8::1' };
+          for (const [who, arrives] of events) {
+            if (arrives) {
+              const admitted = admission.admitSource(address[who as 'a' | 'b']) === undefined;
+              assert.equal(admitted, open[who]! < limit);
+              if (admitted) open[who]!++;
+            } else if (open[who]! > 0) {
+              admission.release(address[who as 'a' | 'b']);
+              open[who]!--;
+            }
           }
-        }
-      }),
+        },
+      ),
     );
   });
 

@@ -55,10 +55,16 @@ describe('bench accounting (Run)', () => {
 describe('bench report: the load CPU line', () => {
   it('warns that the bench may set the rate only when there was a rate', () => {
     const busy = { loadCpuPercent: 100, durationSeconds: 5 } as BenchResult;
-    assert.match(describeLoadCpu({ ...busy, messages: 5000 }), /^100% of one core \(the bench may be what limits the rate/);
+    assert.match(
+      describeLoadCpu({ ...busy, messages: 5000 }),
+      /^100% of one core \(the bench may be what limits the rate/,
+    );
     // A run that got no reply, or a few milliseconds of -n 100, has a window too short for its CPU share to mean anything.
     assert.equal(describeLoadCpu({ ...busy, messages: 0 }), '100% of one core');
     assert.equal(describeLoadCpu({ ...busy, messages: 100, durationSeconds: 0.02 }), '100% of one core');
-    assert.equal(describeLoadCpu({ loadCpuPercent: 40, messages: 5000, durationSeconds: 5 } as BenchResult), '40% of one core');
+    assert.equal(
+      describeLoadCpu({ loadCpuPercent: 40, messages: 5000, durationSeconds: 5 } as BenchResult),
+      '40% of one core',
+    );
   });
 });

@@ -12,19 +12,49 @@ function resultOf(samples: number[], startedAt: number, timeline: number[]): Ben
   const histogram = new LatencyHistogram();
   for (const sample of samples) histogram.recordMicros(sample);
   return {
-    target: 'tcp://127.0.0.1:1234', mode: 'closed-loop', engine: 'native', connections: 10, size: 64, pipeline: 1, rate: null,
-    expect: 'echo', expectPrefix: null, lines: false, warmupSeconds: 1, durationSeconds: timeline.length, messages: samples.length,
-    messagesTotal: samples.length, messagesPerConnection: null, connectsPerSecond: null, connectLatencyUs: null,
-    messagesPerSecond: samples.length / timeline.length, bytesPerSecond: (samples.length * 64) / timeline.length,
-    latencyUs: histogram.summary(), errors: 1, errorsByKind: { ...emptyErrorCounts(), closed: 1 }, mismatchedBytes: 0,
-    timeline, percentiles: histogram.curve(), latencyHistogram: histogram.encode(), startedAt: new Date(startedAt).toISOString(),
-    thresholds: [], loadCpuPercent: 50, datagrams: null, instances: null, stopped: false, verification: 'connection-and-sequence', sendLagUs: null,
+    target: 'tcp://127.0.0.1:1234',
+    mode: 'closed-loop',
+    engine: 'native',
+    connections: 10,
+    size: 64,
+    pipeline: 1,
+    rate: null,
+    expect: 'echo',
+    expectPrefix: null,
+    lines: false,
+    warmupSeconds: 1,
+    durationSeconds: timeline.length,
+    messages: samples.length,
+    messagesTotal: samples.length,
+    messagesPerConnection: null,
+    connectsPerSecond: null,
+    connectLatencyUs: null,
+    messagesPerSecond: samples.length / timeline.length,
+    bytesPerSecond: (samples.length * 64) / timeline.length,
+    latencyUs: histogram.summary(),
+    errors: 1,
+    errorsByKind: { ...emptyErrorCounts(), closed: 1 },
+    mismatchedBytes: 0,
+    timeline,
+    percentiles: histogram.curve(),
+    latencyHistogram: histogram.encode(),
+    startedAt: new Date(startedAt).toISOString(),
+    thresholds: [],
+    loadCpuPercent: 50,
+    datagrams: null,
+    instances: null,
+    stopped: false,
+    verification: 'connection-and-sequence',
+    sendLagUs: null,
   };
 }
 
 describe('bench merge', () => {
   it('gives the percentiles of one histogram holding every sample, and sums the counts', () => {
-    const sampleSets = fc.array(fc.array(fc.integer({ min: 1, max: 5_000_000 }), { minLength: 1, maxLength: 300 }), { minLength: 1, maxLength: 5 });
+    const sampleSets = fc.array(fc.array(fc.integer({ min: 1, max: 5_000_000 }), { minLength: 1, maxLength: 300 }), {
+      minLength: 1,
+      maxLength: 5,
+    });
     fc.assert(
       fc.property(sampleSets, (sets) => {
         const merged = mergeResults(sets.map((samples) => resultOf(samples, 1_000_000, [samples.length])));
@@ -44,14 +74,19 @@ describe('bench merge', () => {
 
   it('lines timelines up by start time, and checks thresholds on the merged figures', () => {
     const t0 = Date.UTC(2026, 10, 29, 13, 0, 0);
-    const merged = mergeResults([resultOf([100, 200], t0, [5, 5, 5]), resultOf([300], t0 + 2000, [1, 1, 1])], { thresholds: ['p99<250us', 'rate>=0.5'] });
+    const merged = mergeResults([resultOf([100, 200], t0, [5, 5, 5]), resultOf([300], t0 + 2000, [1, 1, 1])], {
+      thresholds: ['p99<250us', 'rate>=0.5'],
+    });
     assert.deepEqual(merged.timeline, [5, 5, 6, 1, 1]);
     assert.equal(merged.durationSeconds, 5);
     assert.equal(merged.messagesPerSecond, 3 / 5);
     assert.equal(merged.startedAt, new Date(t0).toISOString());
     assert.deepEqual(
       merged.thresholds.map((t) => [t.expression, t.ok]),
-      [['p99<250us', false], ['rate>=0.5', true]],
+      [
+        ['p99<250us', false],
+        ['rate>=0.5', true],
+      ],
     );
   });
 
@@ -77,7 +112,11 @@ describe('bench merge', () => {
       [a, /the same run given twice/],
     ];
     for (const [b, message] of cases) {
-      assert.throws(() => mergeResults([a, b]), (err: Error & { code?: string }) => message.test(err.message) && err.code === 'ERR_ECHOPLEX_USAGE', String(message));
+      assert.throws(
+        () => mergeResults([a, b]),
+        (err: Error & { code?: string }) => message.test(err.message) && err.code === 'ERR_ECHOPLEX_USAGE',
+        String(message),
+      );
       assert.equal(mergeResults([a, b], { force: true }).generators, 2);
     }
   });
@@ -85,9 +124,11 @@ describe('bench merge', () => {
   it('never puts a percentile above the exact maximum', () => {
     const samples = [102_400, 102_400, 102_401];
     const result = resultOf(samples, Date.UTC(2026, 10, 29), [3]);
-    for (const p of ['p50', 'p90', 'p99', 'p999'] as const) assert.ok(result.latencyUs[p] <= result.latencyUs.max, `${p} ${result.latencyUs[p]} > ${result.latencyUs.max}`);
+    for (const p of ['p50', 'p90', 'p99', 'p999'] as const)
+      assert.ok(result.latencyUs[p] <= result.latencyUs.max, `${p} ${result.latencyUs[p]} > ${result.latencyUs.max}`);
     const merged = mergeResults([result, { ...resultOf(samples, Date.UTC(2026, 10, 29, 0, 0, 1), [3]) }]);
-    for (const p of ['p50', 'p90', 'p99', 'p999'] as const) assert.ok(merged.latencyUs[p] <= merged.latencyUs.max, `merged ${p}`);
+    for (const p of ['p50', 'p90', 'p99', 'p999'] as const)
+      assert.ok(merged.latencyUs[p] <= merged.latencyUs.max, `merged ${p}`);
   });
 
   it('is stopped when any generator was stopped early', () => {
@@ -96,7 +137,10 @@ describe('bench merge', () => {
     assert.equal(mergeResults([whole, { ...resultOf([200], t0, [1]), stopped: true }]).stopped, true);
     // A result written before the field existed ran its whole window.
     const { stopped: _stopped, ...older } = whole;
-    assert.equal(mergeResults([whole, { ...(older as BenchResult), startedAt: new Date(t0 + 1000).toISOString() }]).stopped, false);
+    assert.equal(
+      mergeResults([whole, { ...(older as BenchResult), startedAt: new Date(t0 + 1000).toISOString() }]).stopped,
+      false,
+    );
   });
 
   it('refuses files that are not bench --json results, naming them', () => {

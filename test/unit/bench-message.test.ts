@@ -20,30 +20,42 @@ function owed(connection: number, head: number, next: number, answered: number[]
 describe('bench messages', () => {
   it('are unique, and each reply names its message', () => {
     fc.assert(
-      fc.property(fc.integer({ min: 17, max: 300 }), fc.boolean(), fc.integer({ min: 0, max: 0xffffff }), fc.integer({ min: 0, max: 2 ** 40 - 1 }), (size, lines, c, s) => {
-        const messages = codec(size, { lines });
-        const message = messages.message(c, s);
-        assert.equal(message.length, size);
-        if (lines) assert.equal(message.indexOf(0x0a), size - 1);
-        assert.deepEqual(messages.identify(messages.reply(c, s)), { connection: c, sequence: s });
-        assert.ok(!message.equals(messages.message(c, s + 1)));
-        assert.ok(!message.equals(messages.message(c + 1, s)));
-      }),
+      fc.property(
+        fc.integer({ min: 17, max: 300 }),
+        fc.boolean(),
+        fc.integer({ min: 0, max: 0xffffff }),
+        fc.integer({ min: 0, max: 2 ** 40 - 1 }),
+        (size, lines, c, s) => {
+          const messages = codec(size, { lines });
+          const message = messages.message(c, s);
+          assert.equal(message.length, size);
+          if (lines) assert.equal(message.indexOf(0x0a), size - 1);
+          assert.deepEqual(messages.identify(messages.reply(c, s)), { connection: c, sequence: s });
+          assert.ok(!message.equals(messages.message(c, s + 1)));
+          assert.ok(!message.equals(messages.message(c + 1, s)));
+        },
+      ),
       { numRuns: 200 },
     );
   });
 
   it('build the same reply from a transformed template as the transform makes of each message', () => {
     fc.assert(
-      fc.property(fc.integer({ min: 1, max: 200 }), fc.boolean(), fc.integer({ min: 0, max: 1000 }), fc.integer({ min: 0, max: 1_000_000 }), (size, lines, c, s) => {
-        fc.pre(size > (lines ? 1 : 0));
-        const options = { size, lines, text: false, transform: upper, prefix: 'hi: ' };
-        const fast = new MessageCodec({ ...options, bytewise: true });
-        const slow = new MessageCodec({ ...options, bytewise: false });
-        const message = fast.message(c, s);
-        assert.deepEqual(fast.reply(c, s), Buffer.concat([Buffer.from('hi: '), upper(Buffer.from(message))]));
-        assert.equal(slow.replyLength, fast.replyLength);
-      }),
+      fc.property(
+        fc.integer({ min: 1, max: 200 }),
+        fc.boolean(),
+        fc.integer({ min: 0, max: 1000 }),
+        fc.integer({ min: 0, max: 1_000_000 }),
+        (size, lines, c, s) => {
+          fc.pre(size > (lines ? 1 : 0));
+          const options = { size, lines, text: false, transform: upper, prefix: 'hi: ' };
+          const fast = new MessageCodec({ ...options, bytewise: true });
+          const slow = new MessageCodec({ ...options, bytewise: false });
+          const message = fast.message(c, s);
+          assert.deepEqual(fast.reply(c, s), Buffer.concat([Buffer.from('hi: '), upper(Buffer.from(message))]));
+          assert.equal(slow.replyLength, fast.replyLength);
+        },
+      ),
       { numRuns: 200 },
     );
   });

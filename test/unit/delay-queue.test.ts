@@ -8,9 +8,13 @@ import { withTimeout } from '../helpers/timeout.js';
 describe('DelayQueue', () => {
   it('hands items on in arrival order, each no sooner than its delay, and tracks the bytes held', async () => {
     const due: Array<{ item: string; at: number }> = [];
-    const queue = new DelayQueue<string>(40, (item) => item.length, (items) => {
-      for (const item of items) due.push({ item, at: performance.now() });
-    });
+    const queue = new DelayQueue<string>(
+      40,
+      (item) => item.length,
+      (items) => {
+        for (const item of items) due.push({ item, at: performance.now() });
+      },
+    );
     const pushedAt: Record<string, number> = {};
     for (const item of ['a', 'bb', 'ccc']) {
       pushedAt[item] = performance.now();
@@ -29,13 +33,18 @@ describe('DelayQueue', () => {
       due.map((d) => d.item),
       ['a', 'bb', 'ccc'],
     );
-    for (const { item, at } of due) assert.ok(at - pushedAt[item]! >= 39, `${item} came due after ${at - pushedAt[item]!} ms`);
+    for (const { item, at } of due)
+      assert.ok(at - pushedAt[item]! >= 39, `${item} came due after ${at - pushedAt[item]!} ms`);
     assert.equal(queue.bytes, 0);
   });
 
   it('clear() drops what waits and refuses what comes after', async () => {
     let handed = 0;
-    const queue = new DelayQueue<string>(20, () => 1, (items) => (handed += items.length));
+    const queue = new DelayQueue<string>(
+      20,
+      () => 1,
+      (items) => (handed += items.length),
+    );
     queue.push('x');
     queue.clear();
     queue.push('y');

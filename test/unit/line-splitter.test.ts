@@ -8,24 +8,31 @@ import { LineSplitter } from '../../src/protocol/framing.js';
 describe('LineSplitter', () => {
   it('yields the same lines however the stream is cut', () => {
     fc.assert(
-      fc.property(fc.array(fc.string({ unit: fc.constantFrom('a', 'b', '\n', 'é') }), { maxLength: 20 }), fc.array(fc.nat(40), { maxLength: 10 }), (pieces, cuts) => {
-        const stream = Buffer.from(pieces.join(''));
-        const splitter = new LineSplitter(1000);
-        const lines: string[] = [];
-        let start = 0;
-        for (const cut of [...cuts.map((c) => Math.min(stream.length, start + c)), stream.length]) {
-          if (cut < start) continue;
-          const { lines: got, overflow } = splitter.push(Buffer.from(stream.subarray(start, cut)));
-          assert.equal(overflow, false);
-          lines.push(...got.map((line) => line.toString()));
-          start = cut;
-        }
-        const tail = splitter.flush();
-        if (tail) lines.push(tail.toString());
-        assert.equal(lines.join(''), stream.toString());
-        const expected = stream.toString().split(/(?<=\n)/).filter(Boolean);
-        assert.deepEqual(lines, expected);
-      }),
+      fc.property(
+        fc.array(fc.string({ unit: fc.constantFrom('a', 'b', '\n', 'é') }), { maxLength: 20 }),
+        fc.array(fc.nat(40), { maxLength: 10 }),
+        (pieces, cuts) => {
+          const stream = Buffer.from(pieces.join(''));
+          const splitter = new LineSplitter(1000);
+          const lines: string[] = [];
+          let start = 0;
+          for (const cut of [...cuts.map((c) => Math.min(stream.length, start + c)), stream.length]) {
+            if (cut < start) continue;
+            const { lines: got, overflow } = splitter.push(Buffer.from(stream.subarray(start, cut)));
+            assert.equal(overflow, false);
+            lines.push(...got.map((line) => line.toString()));
+            start = cut;
+          }
+          const tail = splitter.flush();
+          if (tail) lines.push(tail.toString());
+          assert.equal(lines.join(''), stream.toString());
+          const expected = stream
+            .toString()
+            .split(/(?<=\n)/)
+            .filter(Boolean);
+          assert.deepEqual(lines, expected);
+        },
+      ),
     );
   });
 

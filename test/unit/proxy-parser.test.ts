@@ -4,7 +4,13 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { encodeProxyV1, encodeProxyV2, parseProxyHeader, PROXY_V2_SIGNATURE, type ProxyHeaderSpec } from '../../src/protocol/proxy-protocol.js';
+import {
+  encodeProxyV1,
+  encodeProxyV2,
+  parseProxyHeader,
+  PROXY_V2_SIGNATURE,
+  type ProxyHeaderSpec,
+} from '../../src/protocol/proxy-protocol.js';
 
 const ipv4 = fc.ipV4();
 const ipv6 = fc.ipV6();
@@ -13,9 +19,19 @@ const endpoints = fc.oneof(
   fc.record({ source: fc.record({ address: ipv4, port }), destination: fc.record({ address: ipv4, port }) }),
   fc.record({ source: fc.record({ address: ipv6, port }), destination: fc.record({ address: ipv6, port }) }),
 );
-const tlvs = fc.array(fc.record({ type: fc.integer({ min: 0, max: 255 }), value: fc.uint8Array({ maxLength: 40 }).map((bytes) => Buffer.from(bytes)) }), { maxLength: 5 });
+const tlvs = fc.array(
+  fc.record({
+    type: fc.integer({ min: 0, max: 255 }),
+    value: fc.uint8Array({ maxLength: 40 }).map((bytes) => Buffer.from(bytes)),
+  }),
+  { maxLength: 5 },
+);
 const headers = fc.oneof(
-  endpoints.map((spec): { spec: ProxyHeaderSpec; bytes: Buffer; version: 1 | 2 } => ({ spec, bytes: encodeProxyV1(spec), version: 1 })),
+  endpoints.map((spec): { spec: ProxyHeaderSpec; bytes: Buffer; version: 1 | 2 } => ({
+    spec,
+    bytes: encodeProxyV1(spec),
+    version: 1,
+  })),
   fc.tuple(endpoints, tlvs).map(([spec, extensions]) => {
     const full: ProxyHeaderSpec = { ...spec, tlvs: extensions };
     return { spec: full, bytes: encodeProxyV2(full), version: 2 as const };
@@ -46,7 +62,10 @@ describe('PROXY header parser', () => {
         assert.equal(header.version, version);
         assert.equal(header.length, bytes.length);
         assert.equal(header.command, 'proxy');
-        assert.ok(sameAddress(header.source!.address, spec.source.address), `${header.source!.address} vs ${spec.source.address}`);
+        assert.ok(
+          sameAddress(header.source!.address, spec.source.address),
+          `${header.source!.address} vs ${spec.source.address}`,
+        );
         assert.ok(sameAddress(header.destination!.address, spec.destination.address));
         assert.equal(header.source!.port, spec.source.port);
         assert.equal(header.destination!.port, spec.destination.port);
@@ -92,10 +111,24 @@ describe('PROXY header parser', () => {
     assert.equal(parseProxyHeader(Buffer.from(`PROXY TCP4 ${'1'.repeat(120)}`)).status, 'invalid', 'oversized v1');
     assert.equal(parseProxyHeader(Buffer.from('PROXY TCP4 1.2.3.4 5.6.7.8 1 2\n')).status, 'invalid', 'LF without CR');
     assert.equal(parseProxyHeader(Buffer.from('PROXY TCP4 1.2.3.4 ::1 1 2\r\n')).status, 'invalid', 'mixed families');
-    assert.deepEqual(parseProxyHeader(Buffer.from('PROXY TCP4 1.2.3.4 ::1 1 2\r\n')), { status: 'invalid', reason: 'v1 header\'s destination address "::1" is an IPv6 address in a TCP4 header' });
-    assert.deepEqual(parseProxyHeader(Buffer.from('PROXY TCP4 999.2.3.4 5.6.7.8 1 2\r\n')), { status: 'invalid', reason: 'v1 header\'s source address "999.2.3.4" is not an IPv4 address' });
-    assert.equal(parseProxyHeader(Buffer.from('PROXY TCP4 1.2.3.4 5.6.7.8 1 65536\r\n')).status, 'invalid', 'port out of range');
-    const v2 = encodeProxyV2({ source: { address: '1.2.3.4', port: 1 }, destination: { address: '5.6.7.8', port: 2 }, tlvs: [{ type: 0xe0, value: Buffer.from('abc') }] });
+    assert.deepEqual(parseProxyHeader(Buffer.from('PROXY TCP4 1.2.3.4 ::1 1 2\r\n')), {
+      status: 'invalid',
+      reason: 'v1 header\'s destination address "::1" is an IPv6 address in a TCP4 header',
+    });
+    assert.deepEqual(parseProxyHeader(Buffer.from('PROXY TCP4 999.2.3.4 5.6.7.8 1 2\r\n')), {
+      status: 'invalid',
+      reason: 'v1 header\'s source address "999.2.3.4" is not an IPv4 address',
+    });
+    assert.equal(
+      parseProxyHeader(Buffer.from('PROXY TCP4 1.2.3.4 5.6.7.8 1 65536\r\n')).status,
+      'invalid',
+      'port out of range',
+    );
+    const v2 = encodeProxyV2({
+      source: { address: '1.2.3.4', port: 1 },
+      destination: { address: '5.6.7.8', port: 2 },
+      tlvs: [{ type: 0xe0, value: Buffer.from('abc') }],
+    });
     const badTlv = Buffer.from(v2);
     badTlv.writeUInt16BE(200, v2.length - 5); // the TLV's length now runs past the header
     assert.equal(parseProxyHeader(badTlv).status, 'invalid');

@@ -4,7 +4,12 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { checkThresholds, describeBroken, judgesErrors, parseThreshold } from '../../src/bench/thresholds.js';
 
-const subject = { latencyUs: { min: 10, mean: 500, p50: 400, p90: 900, p99: 1800, p999: 4200, max: 9000 }, messages: 990, errors: 10, messagesPerSecond: 49_500 };
+const subject = {
+  latencyUs: { min: 10, mean: 500, p50: 400, p90: 900, p99: 1800, p999: 4200, max: 9000 },
+  messages: 990,
+  errors: 10,
+  messagesPerSecond: 49_500,
+};
 
 describe('thresholds', () => {
   it('reads latencies in us, ms and s, counts, percentages and rates', () => {
@@ -18,12 +23,21 @@ describe('thresholds', () => {
 
   it('refuses what it cannot read, saying what it expects', () => {
     for (const bad of ['p99<2', 'p99<2%', 'errors<=1ms', 'error-rate<1ms', 'p98<2ms', 'rate=>5', '']) {
-      assert.throws(() => parseThreshold(bad), (err: Error & { code?: string }) => err.code === 'ERR_ECHOPLEX_USAGE', bad);
+      assert.throws(
+        () => parseThreshold(bad),
+        (err: Error & { code?: string }) => err.code === 'ERR_ECHOPLEX_USAGE',
+        bad,
+      );
     }
   });
 
   it('holds or breaks by what was measured', () => {
-    const outcomes = checkThresholds(['p99<2ms', 'p99<1ms', 'errors<=10', 'errors<10', 'error-rate<1%', 'error-rate<=1%', 'rate>=50000'].map(parseThreshold), subject);
+    const outcomes = checkThresholds(
+      ['p99<2ms', 'p99<1ms', 'errors<=10', 'errors<10', 'error-rate<1%', 'error-rate<=1%', 'rate>=50000'].map(
+        parseThreshold,
+      ),
+      subject,
+    );
     assert.deepEqual(
       outcomes.map((o) => [o.expression, o.value, o.ok]),
       [

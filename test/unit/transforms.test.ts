@@ -66,7 +66,13 @@ describe('toTransform (a transform a user wrote)', () => {
     ];
     for (const [value, message] of cases) {
       const transform = toTransform(() => value as string);
-      assert.throws(() => transform(Buffer.from('x')), (err: unknown) => err instanceof TransformResultError && err.code === 'ERR_ECHOPLEX_TRANSFORM_RESULT' && message.test(err.message));
+      assert.throws(
+        () => transform(Buffer.from('x')),
+        (err: unknown) =>
+          err instanceof TransformResultError &&
+          err.code === 'ERR_ECHOPLEX_TRANSFORM_RESULT' &&
+          message.test(err.message),
+      );
     }
   });
 });

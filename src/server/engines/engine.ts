@@ -16,7 +16,13 @@ export interface ServerEngine {
    * Takes over an accepted socket (paused where the listener could pause it) and returns its
    * Connection. From here on the engine owns the socket.
    */
-  adopt(id: number, socket: net.Socket, remoteAddress: string, remotePort: number, context: ConnectionContext): Connection;
+  adopt(
+    id: number,
+    socket: net.Socket,
+    remoteAddress: string,
+    remotePort: number,
+    context: ConnectionContext,
+  ): Connection;
   /**
    * False where something other than the Connection must parse the stream first (HTTP, for
    * WebSocket): the listener then reads a PROXY header itself, before handing the socket over.
@@ -55,5 +61,10 @@ export interface AcceptHandler {
    * A TLS client failed its handshake (bad certificate, wrong protocol, gone midway). Behind a
    * PROXY header, the address is the proxy's and `header` names the client.
    */
-  handshakeFailed?(err: Error, remoteAddress: string | undefined, remotePort: number | undefined, header?: ProxyHeader): void;
+  handshakeFailed?(
+    err: Error,
+    remoteAddress: string | undefined,
+    remotePort: number | undefined,
+    header?: ProxyHeader,
+  ): void;
 }

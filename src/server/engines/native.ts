@@ -53,7 +53,16 @@ interface EchoBinding {
  */
 type OnAccept = (listenerId: number, idOrStatus: number, address?: string, port?: number) => void;
 
-const binding = addonBinding<EchoBinding>(['createEngine', 'adopt', 'acceptOn', 'stopAccepting', 'finish', 'destroy', 'counters', 'totals']);
+const binding = addonBinding<EchoBinding>([
+  'createEngine',
+  'adopt',
+  'acceptOn',
+  'stopAccepting',
+  'finish',
+  'destroy',
+  'counters',
+  'totals',
+]);
 
 /** The engine as its connections call it: one object shared by all of them, not two fields each. */
 interface EngineRef {
@@ -163,17 +172,26 @@ export class NativeEcho implements ServerEngine {
     acceptor.handler.accepted(
       address,
       port,
-      (id, shownAddress) => this.#track(new NativeConnection(id, this.#shown(shownAddress), port, acceptor.context, this.#ref, nativeId)),
+      (id, shownAddress) =>
+        this.#track(new NativeConnection(id, this.#shown(shownAddress), port, acceptor.context, this.#ref, nativeId)),
       turnAway,
     );
   }
 
-  adopt(id: number, socket: net.Socket, remoteAddress: string, remotePort: number, context: ConnectionContext): Connection {
+  adopt(
+    id: number,
+    socket: net.Socket,
+    remoteAddress: string,
+    remotePort: number,
+    context: ConnectionContext,
+  ): Connection {
     const fd = descriptorOf(socket);
     if (fd !== undefined) {
       try {
         const nativeId = this.#ref.binding.adopt(this.#ref.engine, fd);
-        const connection = this.#track(new NativeConnection(id, this.#shown(remoteAddress), remotePort, context, this.#ref, nativeId));
+        const connection = this.#track(
+          new NativeConnection(id, this.#shown(remoteAddress), remotePort, context, this.#ref, nativeId),
+        );
         // The engine holds its own duplicate: closing ours sends nothing to the peer.
         socket.destroy();
         return connection;
@@ -203,7 +221,14 @@ export class NativeConnection extends Connection {
   #writeEnded = false;
   #closing = false;
 
-  constructor(id: number, remoteAddress: string, remotePort: number, context: ConnectionContext, engine: EngineRef, nativeId: number) {
+  constructor(
+    id: number,
+    remoteAddress: string,
+    remotePort: number,
+    context: ConnectionContext,
+    engine: EngineRef,
+    nativeId: number,
+  ) {
     super(id, remoteAddress, remotePort, context);
     this.#engine = engine;
     this.nativeId = nativeId;

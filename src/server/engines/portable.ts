@@ -10,7 +10,8 @@ import type { ServerEngine } from './engine.js';
 
 export const portableEngine: ServerEngine = {
   name: 'portable',
-  adopt: (id, socket, remoteAddress, remotePort, context) => new StreamConnection(id, socket, remoteAddress, remotePort, context),
+  adopt: (id, socket, remoteAddress, remotePort, context) =>
+    new StreamConnection(id, socket, remoteAddress, remotePort, context),
   addTotalsTo: (stats) => stats,
 };
 

@@ -21,7 +21,8 @@ const CLOSE_WAIT_MS = 1000;
  * over --max-message, 1007 for text that is not UTF-8, 1002 for every other breach.
  */
 function closeCodeFor(errorCode: string | undefined): number {
-  if (errorCode === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH' || errorCode === 'WS_ERR_UNSUPPORTED_DATA_PAYLOAD_LENGTH') return 1009;
+  if (errorCode === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH' || errorCode === 'WS_ERR_UNSUPPORTED_DATA_PAYLOAD_LENGTH')
+    return 1009;
   if (errorCode === 'WS_ERR_INVALID_UTF8') return 1007;
   return 1002;
 }
@@ -88,14 +89,17 @@ export class WebSocketEngine implements ServerEngine {
 
 function servePage(request: http.IncomingMessage, response: http.ServerResponse): void {
   if (request.method !== 'GET' && request.method !== 'HEAD') {
-    response.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain' }).end('this is a WebSocket echo port: GET a page, or upgrade to WebSocket\n');
+    response
+      .writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain' })
+      .end('this is a WebSocket echo port: GET a page, or upgrade to WebSocket\n');
     return;
   }
   response.writeHead(200, {
     'content-type': 'text/html; charset=utf-8',
     'cache-control': 'no-store',
     // The page's own script and style only, and a WebSocket back to where it came from.
-    'content-security-policy': "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self' ws: wss:",
+    'content-security-policy':
+      "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self' ws: wss:",
   });
   response.end(request.method === 'HEAD' ? undefined : WS_PAGE);
 }
@@ -119,7 +123,14 @@ export class WebSocketConnection extends Connection {
   /** Until the first whole HTTP request: a client that never sends one is closed. */
   #requestDeadline: NodeJS.Timeout | undefined;
 
-  constructor(id: number, socket: Socket, remoteAddress: string, remotePort: number, context: ConnectionContext, requestTimeoutMs: number) {
+  constructor(
+    id: number,
+    socket: Socket,
+    remoteAddress: string,
+    remotePort: number,
+    context: ConnectionContext,
+    requestTimeoutMs: number,
+  ) {
     super(id, remoteAddress, remotePort, context);
     this.socket = socket;
     socket.on('error', (err: Error) => this.failed(systemErrorCode(err), err.message));
@@ -128,7 +139,10 @@ export class WebSocketConnection extends Connection {
       // Once upgraded, the WebSocket's own close (with its code) ends the connection.
       if (this.#ws === undefined) this.closed(socket.writableLength);
     });
-    this.#requestDeadline = setTimeout(() => this.abort(`no whole HTTP request within ${requestTimeoutMs / 1000}s`), requestTimeoutMs);
+    this.#requestDeadline = setTimeout(
+      () => this.abort(`no whole HTTP request within ${requestTimeoutMs / 1000}s`),
+      requestTimeoutMs,
+    );
     this.#requestDeadline.unref();
   }
 
@@ -260,7 +274,15 @@ export class WebSocketConnection extends Connection {
     context.stats.errors.websocket++;
     this.closeBecause(`closed with code ${closeCode}: ${err.message}`);
     context.log.warn(
-      { event: 'error', kind: 'websocket', conn: this.id, peer: this.peer, code: err.code, closeCode, err: err.message },
+      {
+        event: 'error',
+        kind: 'websocket',
+        conn: this.id,
+        peer: this.peer,
+        code: err.code,
+        closeCode,
+        err: err.message,
+      },
       `WebSocket error from ${this.peer} (#${this.id}), closing it with ${closeCode}: ${err.message}`,
     );
   }
@@ -271,7 +293,10 @@ export class WebSocketConnection extends Connection {
     closes[counted] = (closes[counted] ?? 0) + 1;
     const text = reason.length > 0 ? ` (${reason.toString()})` : '';
     if (this.#sentCode !== undefined) this.closeBecause(`closed with code ${this.#sentCode}`);
-    else this.closeBecause(code === 1006 ? 'closed without a close frame (1006)' : `closed by the client with code ${code}${text}`);
+    else
+      this.closeBecause(
+        code === 1006 ? 'closed without a close frame (1006)' : `closed by the client with code ${code}${text}`,
+      );
     this.closed(0);
   }
 }
