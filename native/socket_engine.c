@@ -85,14 +85,18 @@ typedef struct native_socket {
   /** recv() was called since the last poll event: the program reads this socket. */
   unsigned read_since_event : 1;
   unsigned eof : 1;
-  /** After shutdown(SHUT_WR) send() only fails (EPIPE): never WRITE-ready again, though the kernel says writable. */
+  /** After shutdown(SHUT_WR) send() only fails at once (EPIPE): WRITE-ready for good, as poll() says. */
   unsigned write_shut : 1;
   unsigned closing : 1;
   /** The program has asked whether this socket can be written: its sends are confirmed at the turn's end. */
   unsigned write_asked : 1;
   unsigned awaiting_confirmation : 1;
-  /** The first error, as a negative errno, reported by every later recv/send. */
-  int error;
+  /**
+   * The connection has failed (a reset, an error the kernel reported): recv and send return at
+   * once from now on. Which error, and to which call, is the kernel's to say: it reports it once,
+   * to the first recv, send or getsockopt(SO_ERROR) that asks, as Python sees it.
+   */
+  unsigned failed : 1;
   /** The poll handle until its close callback, and the JavaScript object. */
   int refs;
 } native_socket_t;
@@ -142,10 +146,10 @@ static void mark_changed(native_socket_t *sock, int32_t before) {
   else sockets->changed[sockets->changed_capacity - 1] = -1;  // overflow: JavaScript rescans every socket
 }
 
-static void set_error(native_socket_t *sock, int error) {
-  if (sock->error == 0) sock->error = error;
+/** The connection failed: both directions are ready for good, as poll() reports them, and calls return at once. */
+static void set_failed(native_socket_t *sock) {
+  sock->failed = 1;
   int32_t before = *flags_of(sock);
-  // An error makes both directions "ready", as epoll reports EPOLLERR: the call then raises.
   *flags_of(sock) |= READY_READ | READY_WRITE | READY_ERROR;
   mark_changed(sock, before);
 }
@@ -154,12 +158,10 @@ static void on_poll(uv_poll_t *poll, int status, int events) {
   native_socket_t *sock = poll->data;
   int32_t before = *flags_of(sock);
   if (status < 0) {
-    // libuv reports EPOLLERR as EBADF and stops the handle: the socket's own error says what happened.
-    int error = 0;
-    socklen_t length = sizeof error;
+    // libuv reports EPOLLERR as EBADF and stops the handle. The socket's error stays with the
+    // kernel (reading SO_ERROR here would take it from the program's next call).
     sock->watching = 0;
-    if (getsockopt(sock->fd, SOL_SOCKET, SO_ERROR, &error, &length) < 0) error = errno;
-    set_error(sock, error != 0 ? -error : UV_ECONNRESET);
+    set_failed(sock);
     return;
   }
   int stop_reading = 0;
@@ -440,10 +442,6 @@ static napi_value socket_recv(napi_env env, napi_callback_info info) {
   uint32_t wanted;
   CHECK(napi_get_value_uint32(env, argv[1], &wanted));
   napi_value result;
-  if (sock->error != 0) {
-    CHECK(napi_create_int32(env, sock->error, &result));
-    return result;
-  }
   sock->read_since_event = 1;
   if (wanted > sock->sockets->read_buffer_length) wanted = (uint32_t)sock->sockets->read_buffer_length;
   ssize_t got = wanted == 0 ? 0 : recv(sock->fd, sock->sockets->read_buffer, wanted, 0);
@@ -456,7 +454,7 @@ static napi_value socket_recv(napi_env env, napi_callback_info info) {
       return result;
     }
     if (error == UV_EINTR) error = UV_EAGAIN;
-    else set_error(sock, error);
+    else set_failed(sock);
     CHECK(napi_create_int32(env, error, &result));
     return result;
   }
@@ -493,15 +491,12 @@ static napi_value socket_send(napi_env env, napi_callback_info info) {
   size_t offset;
   CHECK(napi_get_typedarray_info(env, argv[1], &type, &length, &data, &arraybuffer, &offset));
   napi_value result;
-  if (sock->error != 0) {
-    CHECK(napi_create_int32(env, sock->error, &result));
-    return result;
-  }
-  ssize_t sent = length == 0 ? 0 : send(sock->fd, data, length, MSG_NOSIGNAL);
+  // Zero bytes too: the kernel answers send(b'') after SHUT_WR, or on a broken connection, with the error.
+  ssize_t sent = send(sock->fd, data, length, MSG_NOSIGNAL);
   if (sent < 0) {
     int error = -errno;
     if (error == UV_EAGAIN || error == -EWOULDBLOCK || error == UV_EINTR) error = UV_EAGAIN;
-    else if (error != UV_EPIPE) set_error(sock, error);
+    else if (!sock->write_shut) set_failed(sock);
     if (error == UV_EAGAIN) {
       *flags_of(sock) &= ~(READY_WRITE | READY_WRITE_UNCHECKED);
       update_watch(sock, 0);
@@ -554,7 +549,9 @@ static napi_value socket_shutdown(napi_env env, napi_callback_info info) {
   int status = shutdown(sock->fd, how) < 0 ? -errno : 0;
   if (status == 0 && (how == SHUT_WR || how == SHUT_RDWR)) {
     sock->write_shut = 1;
-    *flags_of(sock) &= ~(READY_WRITE | READY_WRITE_UNCHECKED);
+    // A send now fails at once: writable, as poll() reports it.
+    *flags_of(sock) |= READY_WRITE;
+    *flags_of(sock) &= ~READY_WRITE_UNCHECKED;
     update_watch(sock, 0);
   }
   napi_value result;
@@ -583,8 +580,12 @@ static napi_value socket_error(napi_env env, napi_callback_info info) {
   if (get_args(env, info, 1, argv) == NULL) return NULL;
   native_socket_t *sock = socket_arg(env, argv[0]);
   if (sock == NULL) return NULL;
+  // The kernel's getsockopt(SO_ERROR): the pending error, which reading clears, as in Python.
+  int error = 0;
+  socklen_t length = sizeof error;
+  if (getsockopt(sock->fd, SOL_SOCKET, SO_ERROR, &error, &length) < 0) error = errno;
   napi_value result;
-  CHECK(napi_create_int32(env, sock->error, &result));
+  CHECK(napi_create_int32(env, -error, &result));
   return result;
 }
 

@@ -9,7 +9,14 @@ import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { runBench } from '../src/bench/loadgen.js';
 import { upperTransform } from '../src/protocol/transforms.js';
-import { startExample, startSeed, startTypeScript, runExampleClient, type Program } from './helpers/programs.js';
+import {
+  startExample,
+  startSeed,
+  startTypeScript,
+  startTypeScriptWith,
+  runExampleClient,
+  type Program,
+} from './helpers/programs.js';
 import { seedUnavailable } from './helpers/seed.js';
 import { findProgram } from './helpers/peers.js';
 import { closed, connectTo, readBytes, readToEnd, roundTrip } from './helpers/sockets.js';
@@ -143,6 +150,67 @@ describe("the article's selectors server as a newcomer writes it (test/fixtures/
     assert.deepEqual(await roundTrip(program.port, payload), payload);
     assert.match(program.output(), /Client forcibly closed\./, 'a reset reached the program as ConnectionResetError');
   });
+});
+
+/**
+ * Clients that leave while their echoes are in flight: a FIN right after sending (the echo then
+ * meets a closed socket, whose reset comes back), a reset, and a half-close that still reads.
+ * Each message fits one recv(1000): a longer one makes the seed's own server die in CPython (its
+ * second recv's echo meets the reset, and send raises BrokenPipeError, which it does not catch).
+ */
+async function churn(port: number, rounds: number): Promise<void> {
+  for (let round = 0; round < rounds; round++) {
+    await Promise.all(
+      Array.from({ length: 50 }, async (_, i) => {
+        const client = await connectTo(port);
+        client.on('error', () => {});
+        client.write(randomBytes(100));
+        if (i % 3 === 0) client.destroy();
+        else if (i % 3 === 1) client.resetAndDestroy();
+        else {
+          client.end();
+          await readToEnd(client, 10_000).catch(() => Buffer.alloc(0));
+        }
+        await closed(client, 10_000);
+      }),
+    );
+  }
+}
+
+describe('the selectors servers under clients that leave mid-echo, as their CPython originals survive them', () => {
+  const servers: Array<[string, () => Promise<Program>]> = [
+    ['the CPython original (selectors_server.py)', () => startSeed('selectors_server')],
+    [
+      'the article server, native engine',
+      () => startTypeScriptWith({ ECHOPLEX_ENGINE: 'native' }, 'test/fixtures/article-selectors-server.ts'),
+    ],
+    [
+      'the article server, portable engine',
+      () => startTypeScriptWith({ ECHOPLEX_ENGINE: 'portable' }, 'test/fixtures/article-selectors-server.ts'),
+    ],
+    [
+      'examples/selectors-server.ts, native engine',
+      () => startTypeScriptWith({ ECHOPLEX_ENGINE: 'native' }, 'examples/selectors-server.ts'),
+    ],
+    [
+      'examples/selectors-server.ts, portable engine',
+      () => startTypeScriptWith({ ECHOPLEX_ENGINE: 'portable' }, 'examples/selectors-server.ts'),
+    ],
+  ];
+  for (const [name, start] of servers) {
+    it(`${name}: 5 rounds of 50 clients leaving with FIN, RST and half-close, then still echoing`, async () => {
+      const program = await start();
+      try {
+        await withTimeout(churn(program.port, 5), 60_000, 'the churn');
+        const payload = randomBytes(300);
+        assert.deepEqual(await roundTrip(program.port, payload), payload);
+        assert.equal(program.child.exitCode, null, `the server died:\n${program.output().slice(-2000)}`);
+        assert.doesNotMatch(program.output(), /BrokenPipeError|Traceback|Uncaught/);
+      } finally {
+        await program.stop();
+      }
+    });
+  }
 });
 
 describe('ported clients', () => {

@@ -164,14 +164,16 @@ for (const engine of ['native', 'portable'] as const) {
                 const to = directions[1 - step.from]!;
                 const [, w] = await select([], [ends[step.from]], [], 0);
                 const byte = Buffer.of(to.pendingBytes & 0xff);
-                if (w.length > 0) {
-                  assert.equal(ends[step.from].send(byte), 1, 'WRITE reported, so send takes a byte');
-                  to.accept(byte);
-                } else if (to.shut) {
+                if (to.shut) {
+                  // After SHUT_WR a send fails at once: WRITE, as Linux's poll reports it, and EPIPE.
+                  assert.equal(w.length, 1, 'WRITE after SHUT_WR');
                   assert.throws(
                     () => ends[step.from].send(byte),
                     (err: { code: string }) => err.code === 'EPIPE',
                   );
+                } else if (w.length > 0) {
+                  assert.equal(ends[step.from].send(byte), 1, 'WRITE reported, so send takes a byte');
+                  to.accept(byte);
                 } else if (engine === 'native') {
                   // Native sockets report WRITE as the kernel's poll does (room above its low-water
                   // mark), as Python's select does: below that mark a send may still take a byte.

@@ -150,7 +150,10 @@ describe('WebSocket on the command line', () => {
         );
       }
       const ping = await runCli(['ping', echoUrl, '-c', '1']);
-      assert.match(ping.stdout, /^seq=1 cannot connect: not HTTP \(HPE_INVALID_CONSTANT\)$/m);
+      assert.match(
+        ping.stdout,
+        /^seq=1 cannot connect: not HTTP \(a plain TCP port, not WebSocket\?\) \(HPE_INVALID_CONSTANT\)$/m,
+      );
       const webUrl = `ws://127.0.0.1:${(web.address() as AddressInfo).port}/`;
       const client = await runCli(['client', webUrl], { input: 'hi\n' });
       assert.equal(client.code, 1);

@@ -110,7 +110,7 @@ const SOCKET_ERROR_WORDS: Readonly<Record<string, string>> = {
   ERR_SSL_UNEXPECTED_MESSAGE: 'not TLS',
   ERR_SSL_WRONG_VERSION_NUMBER: 'not TLS',
   // A plain server's answer to a WebSocket upgrade request: an echo of it.
-  HPE_INVALID_CONSTANT: 'not HTTP',
+  HPE_INVALID_CONSTANT: 'not HTTP (a plain TCP port, not WebSocket?)',
   // An mTLS server's answers to a client certificate it wants and did not get, or does not trust.
   ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED: 'the server requires a client certificate (--tls-cert/--tls-key)',
   ERR_SSL_SSLV3_ALERT_HANDSHAKE_FAILURE:

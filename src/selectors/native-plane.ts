@@ -126,7 +126,6 @@ export class NativePlane implements DataPlane {
   #fd = -1;
   #slot = -1;
   readonly #local: Endpoint | undefined;
-  #error: OSError | undefined;
   readonly onChange: () => void;
 
   /**
@@ -185,16 +184,13 @@ export class NativePlane implements DataPlane {
     return flags & wanted & (READABLE | WRITABLE);
   }
 
-  pendingError(): OSError | undefined {
-    if (
-      this.#error === undefined &&
-      this.#handle !== undefined &&
-      this.#slot >= 0 &&
-      (this.#sockets.flags[this.#slot]! & READY_ERROR) !== 0
-    ) {
-      this.#error = errnoError(this.#binding.socketError(this.#handle));
-    }
-    return this.#error;
+  failed(): boolean {
+    return this.#slot >= 0 && (this.#sockets.flags[this.#slot]! & READY_ERROR) !== 0;
+  }
+
+  takeError(): number {
+    // The kernel's getsockopt(SO_ERROR), which clears what it reports.
+    return this.#handle === undefined ? 0 : Math.abs(this.#binding.socketError(this.#handle));
   }
 
   recv(bufsize: number): Buffer {
@@ -249,11 +245,8 @@ export class NativePlane implements DataPlane {
   }
 
   #failure(status: number): OSError {
-    if (status === -constants!.EAGAIN) return new BlockingIOError();
-    const error = errnoError(status);
-    // A socket error sticks (every later call reports it); EPIPE after SHUT_WR does not.
-    if (this.#binding.socketError(this.#handle!) === status) this.#error ??= error;
-    return this.#error ?? error;
+    // What the system call said, this once: the kernel reports an error to one call only.
+    return status === -constants!.EAGAIN ? new BlockingIOError() : errnoError(status);
   }
 }
 

@@ -32,8 +32,14 @@ export interface DataPlane {
    * says so, as Python's select does).
    */
   readiness(wanted: number): number;
-  pendingError(): OSError | undefined;
-  /** Up to `bufsize` bytes; empty at end of stream. Throws BlockingIOError, or the socket's OSError. */
+  /** The connection has failed (a reset): it has no peer any more, whether or not its error was reported yet. */
+  failed(): boolean;
+  /** getsockopt(SO_ERROR): the error not yet reported to a call (its errno, or 0), which this reports. */
+  takeError(): number;
+  /**
+   * Up to `bufsize` bytes; empty at end of stream, and for good once a failure has been reported.
+   * Throws BlockingIOError, or the connection's error, once, as Linux's recv(2) does.
+   */
   recv(bufsize: number): Buffer;
   /** Bytes taken (fewer than given when the buffer fills). Throws BlockingIOError when none fit. */
   send(bytes: Uint8Array): number;
@@ -47,16 +53,24 @@ export interface DataPlane {
 
 /**
  * Python's semantics over a push stream: chunks Node reads wait in a buffer for `recv()`, and
- * reading pauses when SOCKET_BUFFER_BYTES are waiting, as a full kernel buffer would.
+ * reading pauses when SOCKET_BUFFER_BYTES are waiting, as a full kernel buffer would. An error
+ * is reported as Linux reports it: once, to the first call that meets it (data that came before
+ * a reset first), after which recv gives end of stream and send a broken pipe. A reset after the
+ * peer's FIN is a broken pipe, for send alone. What Node cannot show: a write that the kernel
+ * would refuse at once fails only after it was taken, so the next send reports it.
  */
 export class StreamPlane implements DataPlane {
   readonly #stream: ByteStream;
   #received: Buffer[] = [];
   #receivedBytes = 0;
   #eof = false;
-  #error: OSError | undefined;
+  /** The connection's error, until a call has reported it. */
+  #pending: OSError | undefined;
+  #failed = false;
   #writeShut = false;
   #closed = false;
+  /** Kept from the start: Node forgets the local address once the socket is gone, the kernel does not. */
+  readonly #local: Endpoint | undefined;
 
   constructor(stream: ByteStream, onChange: () => void) {
     this.#stream = stream;
@@ -75,7 +89,11 @@ export class StreamPlane implements DataPlane {
       },
       drain: onChange,
       error: (err) => {
-        this.#error ??= fromSystemError(err);
+        if (!this.#failed) {
+          // In CLOSE_WAIT (the peer's FIN read) Linux records a reset as EPIPE.
+          this.#pending = this.#eof ? new BrokenPipeError() : fromSystemError(err);
+          this.#failed = true;
+        }
         onChange();
       },
       close: () => {
@@ -84,6 +102,7 @@ export class StreamPlane implements DataPlane {
         onChange();
       },
     });
+    this.#local = stream.localEndpoint();
     stream.resume();
   }
 
@@ -92,30 +111,49 @@ export class StreamPlane implements DataPlane {
   }
 
   readiness(wanted: number): number {
-    if (this.#error) return wanted & (READABLE | WRITABLE);
+    // A failed connection, like one shut for writing, answers every call at once.
+    if (this.#failed) return wanted & (READABLE | WRITABLE);
     let ready = this.#receivedBytes > 0 || this.#eof ? READABLE : 0;
-    if (!this.#writeShut && this.#stream.writableLength < SOCKET_BUFFER_BYTES) ready |= WRITABLE;
+    if (this.#writeShut || this.#stream.writableLength < SOCKET_BUFFER_BYTES) ready |= WRITABLE;
     return ready & wanted;
   }
 
-  pendingError(): OSError | undefined {
-    return this.#error;
+  failed(): boolean {
+    return this.#failed;
+  }
+
+  takeError(): number {
+    const pending = this.#pending;
+    this.#pending = undefined;
+    return pending?.errno ?? 0;
   }
 
   recv(bufsize: number): Buffer {
-    if (this.#error) throw this.#error;
+    const limit = Math.max(0, Math.floor(bufsize));
+    if (limit === 0) return Buffer.alloc(0);
     if (this.#receivedBytes === 0) {
-      if (this.#eof) return Buffer.alloc(0);
+      // The error once (not a broken pipe, which is send's), then end of stream for good.
+      const pending = this.#pending;
+      if (pending !== undefined && !(pending instanceof BrokenPipeError)) {
+        this.#pending = undefined;
+        throw pending;
+      }
+      if (this.#eof || this.#failed) return Buffer.alloc(0);
       throw new BlockingIOError();
     }
-    const chunk = this.#takeReceived(Math.max(0, Math.floor(bufsize)));
+    const chunk = this.#takeReceived(limit);
     if (this.#receivedBytes < SOCKET_BUFFER_BYTES && this.#stream.paused && !this.#eof) this.#stream.resume();
     return chunk;
   }
 
   send(bytes: Uint8Array): number {
-    if (this.#error) throw this.#error;
     if (this.#writeShut) throw new BrokenPipeError();
+    const pending = this.#pending;
+    if (pending !== undefined) {
+      this.#pending = undefined;
+      throw pending;
+    }
+    if (this.#failed) throw new BrokenPipeError();
     if (bytes.length === 0) return 0;
     const room = SOCKET_BUFFER_BYTES - this.#stream.writableLength;
     if (room <= 0) throw new BlockingIOError();
@@ -139,7 +177,7 @@ export class StreamPlane implements DataPlane {
 
   close(): void {
     this.#closed = true;
-    if (this.#error) this.#stream.destroy();
+    if (this.#failed) this.#stream.destroy();
     else this.#stream.endAndClose();
     this.#received = [];
     this.#receivedBytes = 0;
@@ -154,7 +192,7 @@ export class StreamPlane implements DataPlane {
   }
 
   localEndpoint(): Endpoint | undefined {
-    return this.#stream.localEndpoint();
+    return this.#stream.localEndpoint() ?? this.#local;
   }
 
   #takeReceived(limit: number): Buffer {

@@ -295,7 +295,7 @@ export class Socket implements Selectable, Disposable {
         case SO_TYPE:
           return this.type;
         case SO_ERROR:
-          return this.#plane?.pendingError()?.errno ?? 0;
+          return this.#plane?.takeError() ?? 0;
       }
     }
     if (level === IPPROTO_TCP && option === TCP_NODELAY) return this.#noDelay ? 1 : 0;
@@ -321,7 +321,7 @@ export class Socket implements Selectable, Disposable {
 
   getpeername(): Address {
     this.#ensureOpen();
-    if (!this.#peer || this.#plane?.pendingError() || this.#state !== 'connected') {
+    if (!this.#peer || this.#plane?.failed() || this.#state !== 'connected') {
       throw new OSError('ENOTCONN', ERRNO.ENOTCONN, '[Errno 107] Transport endpoint is not connected');
     }
     return this.#peer;
@@ -337,7 +337,7 @@ export class Socket implements Selectable, Disposable {
   toString(): string {
     // A connected socket's text cannot change until it errs or closes, and programs ported from
     // Python print it with every message.
-    if (this.#state === 'connected' && !this.#plane?.pendingError()) return (this.#connectedText ??= this.#describe());
+    if (this.#state === 'connected' && !this.#plane?.failed()) return (this.#connectedText ??= this.#describe());
     return this.#describe();
   }
 
@@ -350,9 +350,7 @@ export class Socket implements Selectable, Disposable {
     const state = this.#state === 'closed' ? ' [closed]' : '';
     const local = this.#state === 'closed' ? '' : `, laddr=${formatAddress(this.getsockname())}`;
     const remote =
-      this.#peer && this.#state === 'connected' && !this.#plane?.pendingError()
-        ? `, raddr=${formatAddress(this.#peer)}`
-        : '';
+      this.#peer && this.#state === 'connected' && !this.#plane?.failed() ? `, raddr=${formatAddress(this.#peer)}` : '';
     return `<socket fd=${this.fileno()}${local}${remote}${state}>`;
   }
 
@@ -371,8 +369,9 @@ export class Socket implements Selectable, Disposable {
     return this.#plane === undefined ? undefined : this.#plane instanceof NativePlane ? 'native' : 'stream';
   }
 
+  /** select()'s exceptional condition: on Linux, urgent (out-of-band) data only, which these sockets do not take. */
   [kPendingError](): boolean {
-    return this.#plane?.pendingError() !== undefined;
+    return false;
   }
 
   [kWatch](listener: () => void): void {

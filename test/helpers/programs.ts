@@ -18,12 +18,12 @@ export interface Program {
   stop(): Promise<void>;
 }
 
-async function start(command: string, args: string[], port: number): Promise<Program> {
+async function start(command: string, args: string[], port: number, env: NodeJS.ProcessEnv = {}): Promise<Program> {
   // Python holds piped output in blocks until exit; tests read the seed's lines as they come.
   const child = spawn(command, args, {
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, PYTHONUNBUFFERED: '1' },
+    env: { ...process.env, PYTHONUNBUFFERED: '1', ...env },
   });
   let output = '';
   child.stdout!.setEncoding('utf8').on('data', (s: string) => (output += s));
@@ -54,8 +54,13 @@ export function startExample(name: string): Promise<Program> {
 
 /** A TypeScript program (path from the repository root) that takes its port as its first argument, run with tsx. */
 export async function startTypeScript(path: string, ...args: string[]): Promise<Program> {
+  return startTypeScriptWith({}, path, ...args);
+}
+
+/** startTypeScript with more in its environment (ECHOPLEX_ENGINE, say). */
+export async function startTypeScriptWith(env: NodeJS.ProcessEnv, path: string, ...args: string[]): Promise<Program> {
   const port = await freePort();
-  return start(process.execPath, ['--import', 'tsx', path, String(port), ...args], port);
+  return start(process.execPath, ['--import', 'tsx', path, String(port), ...args], port, env);
 }
 
 export async function startSeed(name: string): Promise<Program> {
