@@ -12,6 +12,7 @@ import { after, before, describe, it } from 'node:test';
 import {
   AlreadyRegisteredError,
   BrokenPipeError,
+  TimeoutError,
   BlockingIOError,
   ConnectionRefusedError,
   ConnectionResetError,
@@ -628,6 +629,22 @@ for (const engine of ['native', 'portable'] as const) {
           'all accepted bytes',
         );
         assert.equal(received, total);
+        client.close();
+        conn.close();
+      });
+
+      it('sendall on a non-blocking socket raises BlockingIOError when the buffer fills, as Python does, instead of waiting', async () => {
+        const [client, conn] = await l.pair();
+        client.setblocking(false);
+        await assert.rejects(
+          withTimeout(client.sendall(Buffer.alloc(32 * 1024 * 1024, 1)), 10_000, 'sendall'),
+          BlockingIOError,
+        );
+        client.settimeout(0.2);
+        await assert.rejects(
+          withTimeout(client.sendall(Buffer.alloc(32 * 1024 * 1024, 1)), 10_000, 'sendall'),
+          TimeoutError,
+        );
         client.close();
         conn.close();
       });

@@ -11,10 +11,29 @@ export class OSError extends EchoplexError {
   }
 }
 
-/** Nothing to receive yet, or no room to send: try again after `select()` says ready. */
+/**
+ * Nothing to receive yet, or no room to send: try again after `select()` says ready. Also a
+ * non-blocking connect under way (`EINPROGRESS`): `select()` says WRITE when it is done.
+ */
 export class BlockingIOError extends OSError {
-  constructor(message = 'Resource temporarily unavailable') {
-    super('EAGAIN', ERRNO.EAGAIN, `[Errno ${ERRNO.EAGAIN}] ${message}`);
+  constructor(message = 'Resource temporarily unavailable', code: 'EAGAIN' | 'EINPROGRESS' = 'EAGAIN') {
+    super(code, ERRNO[code], `[Errno ${ERRNO[code]}] ${message}`);
+  }
+}
+
+/** Python's TimeoutError (`socket.timeout`): a call on a socket with `settimeout(t)` waited t seconds. */
+export class TimeoutError extends OSError {
+  constructor() {
+    super('ETIMEDOUT', ERRNO.ETIMEDOUT, 'timed out');
+  }
+}
+
+/** Python's ValueError, for arguments no call can take (a negative timeout): a RangeError in JavaScript terms. */
+export class ValueError extends RangeError {
+  readonly code = 'ERR_VALUE';
+  constructor(message: string) {
+    super(message);
+    this.name = 'ValueError';
   }
 }
 

@@ -31,6 +31,8 @@ export {
   ConnectionResetError,
   ConnectionRefusedError,
   BrokenPipeError,
+  TimeoutError,
+  ValueError,
   InvalidEventsError,
   InvalidFileObjectError,
   AlreadyRegisteredError,

@@ -1,6 +1,6 @@
 // What a connected Socket reads and writes through, and the plane built on Node's byte streams.
 
-import { BlockingIOError, BrokenPipeError, fromSystemError, type OSError } from './errors.js';
+import { BlockingIOError, BrokenPipeError, ERRNO, fromSystemError, OSError } from './errors.js';
 import type { ByteStream, Endpoint } from './stream.js';
 
 /** Readiness bits; the same values as `EVENT_READ` and `EVENT_WRITE`. */
@@ -147,13 +147,13 @@ export class StreamPlane implements DataPlane {
   }
 
   send(bytes: Uint8Array): number {
-    if (this.#writeShut) throw new BrokenPipeError();
+    // A pending error first, even after SHUT_WR: Linux's send reports it (and clears it) before EPIPE.
     const pending = this.#pending;
     if (pending !== undefined) {
       this.#pending = undefined;
       throw pending;
     }
-    if (this.#failed) throw new BrokenPipeError();
+    if (this.#writeShut || this.#failed) throw new BrokenPipeError();
     if (bytes.length === 0) return 0;
     const room = SOCKET_BUFFER_BYTES - this.#stream.writableLength;
     if (room <= 0) throw new BlockingIOError();
@@ -164,6 +164,8 @@ export class StreamPlane implements DataPlane {
   }
 
   shutdown(how: number): void {
+    // A connection that failed is no connection any more, as Linux answers.
+    if (this.#failed) throw new OSError('ENOTCONN', ERRNO.ENOTCONN, '[Errno 107] Transport endpoint is not connected');
     if (how === SHUT_WR || how === SHUT_RDWR) {
       this.#writeShut = true;
       this.#stream.end();
@@ -195,7 +197,21 @@ export class StreamPlane implements DataPlane {
     return this.#stream.localEndpoint() ?? this.#local;
   }
 
+  /** Up to `limit` bytes of what is waiting, across chunks, as recv(2) takes from the kernel's buffer. */
   #takeReceived(limit: number): Buffer {
+    const first = this.#received[0]!;
+    if (first.length >= limit || this.#received.length === 1) return this.#takeFromFirst(limit);
+    const parts: Buffer[] = [];
+    let taken = 0;
+    while (taken < limit && this.#received.length > 0) {
+      const part = this.#takeFromFirst(limit - taken);
+      parts.push(part);
+      taken += part.length;
+    }
+    return Buffer.concat(parts, taken);
+  }
+
+  #takeFromFirst(limit: number): Buffer {
     const first = this.#received[0]!;
     if (first.length <= limit) {
       this.#received.shift();

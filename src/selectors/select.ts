@@ -1,6 +1,6 @@
 // Python's select.select(rlist, wlist, xlist, timeout), without the 1024-descriptor limit.
 
-import { InvalidFileObjectError } from './errors.js';
+import { InvalidFileObjectError, ValueError } from './errors.js';
 import {
   isSelectable,
   kPendingError,
@@ -27,7 +27,7 @@ export async function select<R extends Watchable, W extends Watchable, X extends
   timeout?: number,
 ): Promise<[R[], W[], X[]]> {
   if (timeout !== undefined && (Number.isNaN(timeout) || timeout < 0))
-    throw new RangeError('timeout must be non-negative');
+    throw new ValueError('timeout must be non-negative');
   const deadline = timeout === undefined ? undefined : performance.now() + timeout * 1000;
   for (;;) {
     // Let due I/O land before reading readiness (and never starve the loop on always-ready lists).

@@ -3,9 +3,17 @@
 import { isIPv6 } from 'node:net';
 import { inspect } from 'node:util';
 import { chooseEngine, type EngineChoice } from '../native/engine.js';
-import { BlockingIOError, ERRNO, fromSystemError, OSError } from './errors.js';
+import {
+  BlockingIOError,
+  BrokenPipeError,
+  ERRNO,
+  fromSystemError,
+  OSError,
+  TimeoutError,
+  ValueError,
+} from './errors.js';
 import { NativePlane } from './native-plane.js';
-import { READABLE, SHUT_RD, SHUT_RDWR, SHUT_WR, StreamPlane, type DataPlane } from './plane.js';
+import { READABLE, SHUT_RD, SHUT_RDWR, SHUT_WR, StreamPlane, WRITABLE, type DataPlane } from './plane.js';
 import { transport, type ByteListener, type ByteStream } from './stream.js';
 
 export { READABLE, SHUT_RD, SHUT_RDWR, SHUT_WR, SOCKET_BUFFER_BYTES, WRITABLE } from './plane.js';
@@ -72,7 +80,8 @@ export function socketForFd(fd: number): Socket | undefined {
   return socketsByFd.get(fd);
 }
 
-type State = 'new' | 'connecting' | 'connected' | 'listening' | 'closed';
+/** `failed`: a connect that did not succeed (Linux leaves such a socket unusable). */
+type State = 'new' | 'connecting' | 'connected' | 'failed' | 'listening' | 'closed';
 
 /**
  * A stream socket with Python's non-blocking semantics. Every operation that Python would
@@ -91,7 +100,12 @@ export class Socket implements Selectable, Disposable {
   #boundTo: Address | undefined;
   #peer: Address | undefined;
   #fd: number;
-  #blocking = true;
+  /** Python's timeout: null blocks (the default), 0 never waits, t > 0 waits at most t seconds. */
+  #timeout: number | null = null;
+  /** A non-blocking connect that failed: its error, for the one getsockopt(SO_ERROR) or call that asks. */
+  #connectError: OSError | undefined;
+  /** The failed connect was non-blocking: Linux then gives recv end of stream, not ENOTCONN. */
+  #failedInBackground = false;
   // Listening side: connections accepted by Node, waiting for accept().
   #backlog: ByteStream[] = [];
   readonly #watchers = new Set<() => void>();
@@ -123,13 +137,28 @@ export class Socket implements Selectable, Disposable {
     return this.#state === 'closed' ? -1 : this.#fd;
   }
 
-  /** Only non-blocking mode exists in an event loop: `setblocking(false)` is accepted for fidelity. */
+  /**
+   * `setblocking(false)` is `settimeout(0)`: the awaitable calls (`connect`, `sendall`,
+   * `recvAsync`) then raise BlockingIOError instead of waiting, as Python's would. The
+   * synchronous ones (`recv`, `send`, `accept`) never wait whatever the mode.
+   */
   setblocking(flag: boolean): void {
-    this.#blocking = flag;
+    this.settimeout(flag ? null : 0);
   }
 
   getblocking(): boolean {
-    return this.#blocking;
+    return this.#timeout !== 0;
+  }
+
+  /** Python's settimeout: null blocks, 0 is non-blocking, t > 0 makes the awaitable calls raise TimeoutError after t seconds. */
+  settimeout(value: number | null): void {
+    this.#ensureOpen();
+    if (value !== null && !(value >= 0)) throw new ValueError('Timeout value out of range');
+    this.#timeout = value;
+  }
+
+  gettimeout(): number | null {
+    return this.#timeout;
   }
 
   /** Records the address to listen on; the OS bind happens in `listen()`, where Node does it. */
@@ -190,23 +219,57 @@ export class Socket implements Selectable, Disposable {
     }
   }
 
-  /** Connects; resolves when connected, rejects with ConnectionRefusedError and the like. */
+  /**
+   * Connects; resolves when connected, rejects with ConnectionRefusedError and the like. On a
+   * non-blocking socket it rejects at once with BlockingIOError (`EINPROGRESS`) while the
+   * connection goes on, as Python's does: `select()` reports WRITE once it is done, and
+   * `getsockopt(SOL_SOCKET, SO_ERROR)` says how it went (0, or the errno).
+   */
   async connect(address: Address): Promise<void> {
     this.#ensureOpen();
     if (this.#state === 'connected')
       throw new OSError('EISCONN', ERRNO.EISCONN, '[Errno 106] Transport endpoint is already connected');
+    if (this.#state === 'connecting') throw new OSError('EALREADY', 114, '[Errno 114] Operation already in progress');
     if (this.#state !== 'new') throw new OSError('EINVAL', ERRNO.EINVAL, '[Errno 22] Invalid argument');
     this.#state = 'connecting';
-    let stream: ByteStream;
-    try {
-      stream = await transport.connect(normalizeHost(address[0]), address[1]);
-    } catch (err) {
-      this.#state = 'new';
-      throw fromSystemError(err as NodeJS.ErrnoException);
+    this.#connectError = undefined;
+    const connecting = transport.connect(normalizeHost(address[0]), address[1]).then(
+      (stream) => {
+        if (this.#state !== 'connecting') return stream.destroy();
+        this.#attach(stream);
+        this.#state = 'connected';
+        this.#notify();
+      },
+      (err: unknown) => {
+        const error = fromSystemError(err as NodeJS.ErrnoException);
+        if (this.#state === 'connecting') {
+          this.#state = 'failed';
+          this.#connectError = error;
+          this.#failedInBackground = this.#timeout === 0;
+          this.#notify();
+        }
+        throw error;
+      },
+    );
+    if (this.#timeout === 0) {
+      connecting.catch(() => {});
+      throw new BlockingIOError('Operation now in progress', 'EINPROGRESS');
     }
-    this.#attach(stream);
-    this.#state = 'connected';
-    this.#notify();
+    await this.#waiting(connecting);
+  }
+
+  /**
+   * Python's connect_ex: the errno instead of an exception, 0 when connected. On a non-blocking
+   * socket, EINPROGRESS (115) at once, the connection going on as with `connect`.
+   */
+  async connect_ex(address: Address): Promise<number> {
+    try {
+      await this.connect(address);
+      return 0;
+    } catch (err) {
+      if (err instanceof OSError) return err.errno;
+      throw err;
+    }
   }
 
   /**
@@ -214,6 +277,7 @@ export class Socket implements Selectable, Disposable {
    * BlockingIOError when nothing has arrived, ConnectionResetError after a reset.
    */
   recv(bufsize: number): Buffer {
+    if (this.#state === 'failed' && this.#failedInBackground) return Buffer.alloc(0);
     return this.#connected().recv(bufsize);
   }
 
@@ -223,6 +287,8 @@ export class Socket implements Selectable, Disposable {
    * is full, BrokenPipeError after `shutdown(SHUT_WR)` or once the peer has gone.
    */
   send(data: Uint8Array | string): number {
+    // After a connect that failed, as Linux answers: the pipe is broken.
+    if (this.#state === 'failed') throw new BrokenPipeError();
     const plane = this.#connected();
     return plane.send(typeof data === 'string' ? Buffer.from(data) : data);
   }
@@ -234,8 +300,9 @@ export class Socket implements Selectable, Disposable {
       try {
         rest = rest.subarray(this.send(rest));
       } catch (err) {
-        if (!(err instanceof BlockingIOError)) throw err;
-        await this.#nextChange();
+        // Non-blocking: the BlockingIOError itself, as Python's sendall raises it.
+        if (!(err instanceof BlockingIOError) || this.#timeout === 0) throw err;
+        await this.#waiting(this.#nextChange());
       }
     }
   }
@@ -246,8 +313,8 @@ export class Socket implements Selectable, Disposable {
       try {
         return this.recv(bufsize);
       } catch (err) {
-        if (!(err instanceof BlockingIOError)) throw err;
-        await this.#nextChange();
+        if (!(err instanceof BlockingIOError) || this.#timeout === 0) throw err;
+        await this.#waiting(this.#nextChange());
       }
     }
   }
@@ -294,8 +361,12 @@ export class Socket implements Selectable, Disposable {
           return this.#keepAlive ? 1 : 0;
         case SO_TYPE:
           return this.type;
-        case SO_ERROR:
-          return this.#plane?.takeError() ?? 0;
+        case SO_ERROR: {
+          // A failed connect's error is reported once, as the kernel does.
+          const failed = this.#connectError;
+          this.#connectError = undefined;
+          return failed?.errno ?? this.#plane?.takeError() ?? 0;
+        }
       }
     }
     if (level === IPPROTO_TCP && option === TCP_NODELAY) return this.#noDelay ? 1 : 0;
@@ -360,6 +431,9 @@ export class Socket implements Selectable, Disposable {
         return this.#backlog.length > 0 ? wanted & READABLE : 0;
       case 'connected':
         return this.#plane!.readiness(wanted);
+      case 'failed':
+        // A connect that failed is done: readable and writable, as poll() reports it.
+        return wanted & (READABLE | WRITABLE);
       default:
         return 0;
     }
@@ -413,6 +487,21 @@ export class Socket implements Selectable, Disposable {
     }
     this.#backlog.push(stream);
     this.#notify();
+  }
+
+  /** `promise`, or TimeoutError after the socket's timeout (Python's `socket.timeout`). */
+  async #waiting<T>(promise: Promise<T>): Promise<T> {
+    const seconds = this.#timeout;
+    if (seconds === null) return promise;
+    let timer: NodeJS.Timeout | undefined;
+    const expired = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new TimeoutError()), seconds * 1000);
+    });
+    try {
+      return await Promise.race([promise, expired]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   #nextChange(): Promise<void> {
