@@ -173,12 +173,16 @@ for (const engine of ['native', 'portable'] as const) {
         assert.equal(key.events, EVENT_WRITE);
         assert.equal(key.data, 'b');
         assert.equal(sel.getKey(client), key);
-        assert.throws(() => sel.modify(client, 0), InvalidEventsError);
+        assert.throws(() => sel.modify(client, 4), InvalidEventsError);
         const ready = await withTimeout(sel.select(1), 2000, 'writable');
         assert.deepEqual(
           ready.map(([k, events]) => [k.data, events]),
           [['b', EVENT_WRITE]],
         );
+        // CPython's epoll selector takes 0: the key stays, reported for nothing.
+        assert.equal(sel.modify(client, 0, 'c').events, 0);
+        assert.deepEqual(await withTimeout(sel.select(0.05), 2000, 'nothing'), []);
+        assert.equal(sel.getKey(client).data, 'c');
         sel.close();
         client.close();
         conn.close();

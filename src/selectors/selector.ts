@@ -117,8 +117,9 @@ export class DefaultSelector<T = unknown> extends BaseSelector<T> {
     const fd = this.#lookupFd(keys, fileobj);
     const old = keys.get(fd);
     if (old === undefined) throw new NotRegisteredError(fileobj);
-    if (!Number.isInteger(events) || events === 0 || (events & ~(EVENT_READ | EVENT_WRITE)) !== 0)
-      throw new InvalidEventsError(events);
+    // 0 is accepted here (not by register), as CPython's epoll selector accepts it: the key stays,
+    // reported for nothing until modified again.
+    if (!Number.isInteger(events) || (events & ~(EVENT_READ | EVENT_WRITE)) !== 0) throw new InvalidEventsError(events);
     old.selectable[kUnwatch](old.onChange);
     this.#candidates.delete(old);
     const key = new RegisteredKey(old.fileobj, fd, events, data, old.selectable, () => this.#changed(key));
