@@ -183,28 +183,6 @@ const SCENARIOS: Record<string, string[]> = {
   'a closed socket and a negative select timeout': ['selectneg', 'close', 'setblocking 0', 'sockerror'],
 };
 
-/**
- * Where Node cannot do what the kernel does, the portable engine's trace differs at one step, for
- * a stated reason (docs/selectors.md lists it): these are the whole list.
- */
-const NODE_CANNOT: Record<string, { step: string; cpython: string; portable: string; why: string }> = {
-  'the peer left while an echo was in flight: recv gives end of stream, send the broken pipe': {
-    step: 'send 61',
-    cpython: 'send 61 -> BrokenPipeError 32',
-    portable: 'send 61 -> 1',
-    why: "Node takes a write before the kernel refuses it; the refusal is the next send's",
-  },
-};
-
-/** CPython's trace as the portable engine can match it: the one documented step replaced. */
-function asPortableCan(name: string, want: string[]): string[] {
-  const known = NODE_CANNOT[name];
-  if (known === undefined) return want;
-  const at = want.indexOf(known.cpython);
-  assert.ok(at >= 0, `CPython no longer does what NODE_CANNOT says for "${name}"`);
-  return want.map((line, index) => (index === at ? known.portable : line));
-}
-
 describe('the selectors port against CPython', { skip: skipUnless(PYTHON, 'python3', 'python3') }, () => {
   const expected = new Map<string, Promise<string[]>>();
   const cpython = (name: string) => {
@@ -218,7 +196,7 @@ describe('the selectors port against CPython', { skip: skipUnless(PYTHON, 'pytho
         const want = await cpython(name);
         if (process.env['ECHOPLEX_TRACE'] !== undefined) console.log(JSON.stringify({ name, want }, null, 1));
         const got = await trace(runner, SCENARIOS[name]!);
-        assert.deepEqual(got, runner === 'portable' ? asPortableCan(name, want) : want);
+        assert.deepEqual(got, want);
       });
     }
   }
@@ -227,13 +205,12 @@ describe('the selectors port against CPython', { skip: skipUnless(PYTHON, 'pytho
 /** Steps fast-check draws from: the peer acts between the calls. */
 const CALLS = ['recv 100', 'recv 1', 'send 61', 'send', 'select', 'sockerror', 'shutdown WR', 'wait'];
 const PEER_ACTS = ['peer send 6869', 'peer rst'];
-/** The peer leaving with FIN is drawn for the native engine only: see NODE_CANNOT for why. */
-const PEER_FIN = ['peer fin', 'peer close'];
+const PEER_LEAVES = ['peer fin', 'peer close'];
 
 describe('generated sequences of calls against CPython', { skip: skipUnless(PYTHON, 'python3', 'python3') }, () => {
   for (const runner of ['native', 'portable'] as const) {
     it(`traces the same as CPython, whatever the order (${runner} engine)`, async () => {
-      const steps = fc.array(fc.constantFrom(...CALLS, ...PEER_ACTS, ...(runner === 'native' ? PEER_FIN : [])), {
+      const steps = fc.array(fc.constantFrom(...CALLS, ...PEER_ACTS, ...PEER_LEAVES), {
         minLength: 3,
         maxLength: 9,
       });

@@ -1,6 +1,6 @@
 // What a connected Socket reads and writes through, and the plane built on Node's byte streams.
 
-import { BlockingIOError, BrokenPipeError, ERRNO, fromSystemError, OSError } from './errors.js';
+import { BlockingIOError, BrokenPipeError, ConnectionResetError, ERRNO, fromSystemError, OSError } from './errors.js';
 import type { ByteStream, Endpoint } from './stream.js';
 
 /** Readiness bits; the same values as `EVENT_READ` and `EVENT_WRITE`. */
@@ -56,8 +56,8 @@ export interface DataPlane {
  * reading pauses when SOCKET_BUFFER_BYTES are waiting, as a full kernel buffer would. An error
  * is reported as Linux reports it: once, to the first call that meets it (data that came before
  * a reset first), after which recv gives end of stream and send a broken pipe. A reset after the
- * peer's FIN is a broken pipe, for send alone. What Node cannot show: a write that the kernel
- * would refuse at once fails only after it was taken, so the next send reports it.
+ * peer's FIN is a broken pipe, for send alone. A write the kernel refuses at once is read from
+ * the stream's `errored` as soon as Node has it, before its 'error' event, so send raises then.
  */
 export class StreamPlane implements DataPlane {
   readonly #stream: ByteStream;
@@ -67,6 +67,8 @@ export class StreamPlane implements DataPlane {
   /** The connection's error, until a call has reported it. */
   #pending: OSError | undefined;
   #failed = false;
+  /** Both directions have ended and Node closed the socket: Linux's TCP_CLOSE. */
+  #gone = false;
   #writeShut = false;
   #closed = false;
   /** Kept from the start: Node forgets the local address once the socket is gone, the kernel does not. */
@@ -91,14 +93,16 @@ export class StreamPlane implements DataPlane {
       error: (err) => {
         if (!this.#failed) {
           // In CLOSE_WAIT (the peer's FIN read) Linux records a reset as EPIPE.
-          this.#pending = this.#eof ? new BrokenPipeError() : fromSystemError(err);
+          this.#pending = this.#connectionError(err);
           this.#failed = true;
         }
         onChange();
       },
       close: () => {
-        // Closed without an error or an end we saw (e.g. destroyed): end of stream.
+        // Closed without an error or an end we saw (e.g. destroyed): end of stream. Closed
+        // after both FINs, the connection is gone, as the kernel's is (TCP_CLOSE).
         this.#eof = true;
+        this.#gone = true;
         onChange();
       },
     });
@@ -123,9 +127,24 @@ export class StreamPlane implements DataPlane {
   }
 
   takeError(): number {
+    this.#probe();
     const pending = this.#pending;
     this.#pending = undefined;
     return pending?.errno ?? 0;
+  }
+
+  /**
+   * After the peer's FIN Node reads no more, so a reset since (the answer to our next send) goes
+   * unseen: an empty write asks the kernel, which answers a reset connection with its error.
+   */
+  #probe(): void {
+    if (!this.#eof || this.#writeShut || this.#failed || this.#gone) return;
+    this.#stream.write(Buffer.alloc(0));
+    const refused = this.#stream.errored;
+    if (refused) {
+      this.#failed = true;
+      this.#pending = this.#connectionError(refused);
+    }
   }
 
   recv(bufsize: number): Buffer {
@@ -154,18 +173,27 @@ export class StreamPlane implements DataPlane {
       throw pending;
     }
     if (this.#writeShut || this.#failed) throw new BrokenPipeError();
-    if (bytes.length === 0) return 0;
     const room = SOCKET_BUFFER_BYTES - this.#stream.writableLength;
-    if (room <= 0) throw new BlockingIOError();
+    if (room <= 0 && bytes.length > 0) throw new BlockingIOError();
+    // Zero bytes go to the kernel too, as send(b'') does: it answers a broken connection with EPIPE.
     const accepted = Math.min(room, bytes.length);
     // Copy: the caller may reuse its buffer after send() returns, as with a real socket.
     this.#stream.write(Buffer.from(accepted === bytes.length ? bytes : bytes.subarray(0, accepted)));
+    // The kernel refused it at once (the peer has reset): Node knows now, and says so later.
+    const refused = this.#stream.errored;
+    if (refused) {
+      this.#failed = true;
+      this.#pending = undefined;
+      throw this.#connectionError(refused);
+    }
     return accepted;
   }
 
   shutdown(how: number): void {
     // A connection that failed is no connection any more, as Linux answers.
-    if (this.#failed) throw new OSError('ENOTCONN', ERRNO.ENOTCONN, '[Errno 107] Transport endpoint is not connected');
+    this.#probe();
+    if (this.#failed || this.#gone)
+      throw new OSError('ENOTCONN', ERRNO.ENOTCONN, '[Errno 107] Transport endpoint is not connected');
     if (how === SHUT_WR || how === SHUT_RDWR) {
       this.#writeShut = true;
       this.#stream.end();
@@ -195,6 +223,16 @@ export class StreamPlane implements DataPlane {
 
   localEndpoint(): Endpoint | undefined {
     return this.#stream.localEndpoint() ?? this.#local;
+  }
+
+  /**
+   * Node's error as the kernel would report it to the program's first call: the kernel's own
+   * code (it records a reset in CLOSE_WAIT as EPIPE itself), except an EPIPE met before any end
+   * of stream, which is a reset that Node's own read took first: the program is told ECONNRESET.
+   */
+  #connectionError(err: NodeJS.ErrnoException): OSError {
+    if (err.code === 'EPIPE' && !this.#eof) return new ConnectionResetError({ cause: err });
+    return fromSystemError(err);
   }
 
   /** Up to `limit` bytes of what is waiting, across chunks, as recv(2) takes from the kernel's buffer. */

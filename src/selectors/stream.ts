@@ -21,6 +21,8 @@ export interface ByteStream {
   /** Bytes accepted by `write` that the kernel has not taken yet. */
   readonly writableLength: number;
   readonly destroyed: boolean;
+  /** The error a write met, set as soon as the kernel refused it (the 'error' event follows later). */
+  readonly errored: NodeJS.ErrnoException | null;
   readonly paused: boolean;
   /** The OS descriptor, where known. */
   readonly fd: number | undefined;
@@ -84,6 +86,10 @@ class NetStream implements ByteStream {
 
   get destroyed(): boolean {
     return this.#socket.destroyed;
+  }
+
+  get errored(): NodeJS.ErrnoException | null {
+    return this.#socket.errored as NodeJS.ErrnoException | null;
   }
 
   get paused(): boolean {
