@@ -14,6 +14,7 @@ import { NativeBench } from './native-bench.js';
 import { Run, type LoadConnection } from './run.js';
 import { checkThresholds } from './thresholds.js';
 import { IntervalLog } from './hdr-log.js';
+import { describeBytes } from '../core/log.js';
 import {
   BenchSetupError,
   resolveSettings,
@@ -155,7 +156,7 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
     errors: run.errors,
     errorsByKind: { ...run.errorsByKind },
     mismatchedBytes: run.mismatchedBytes,
-    firstWrongReply: run.firstWrongReply === undefined ? null : printable(run.firstWrongReply),
+    firstWrongReply: run.firstWrongReply === undefined ? null : describeBytes(run.firstWrongReply, 80),
     timeline: wholeSeconds(run.timeline, durationSeconds),
     latencyTimeline: secondSummaries(run.secondHistograms, durationSeconds),
     errorTimeline: wholeSeconds(run.errorTimeline, durationSeconds),
@@ -190,14 +191,6 @@ function nativeEngineFits(settings: Settings): boolean {
     settings.messagesPerConnection === undefined &&
     adoptable(settings.target)
   );
-}
-
-/** The first bytes of `bytes` as text a person can read: printable ASCII, and \xHH for the rest. */
-function printable(bytes: Buffer): string {
-  let text = '';
-  for (const byte of bytes.subarray(0, 80))
-    text += byte >= 0x20 && byte < 0x7f ? String.fromCharCode(byte) : `\\x${byte.toString(16).padStart(2, '0')}`;
-  return bytes.length > 80 ? `${text}...` : text;
 }
 
 /** Over UDP with a built-in expectation, datagrams are matched to their messages by number. */

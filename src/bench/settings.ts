@@ -142,7 +142,7 @@ export interface BenchResult {
   errors: number;
   errorsByKind: Record<BenchErrorKind, number>;
   mismatchedBytes: number;
-  /** The first reply that was wrong, its first bytes as text (others as \\xHH): what the server sent instead. */
+  /** The first reply that was wrong, its first bytes as Python's repr shows them: what the server sent instead. */
   firstWrongReply?: string | null;
   /** Measured messages completed in each second of the run. */
   timeline: number[];

@@ -375,14 +375,15 @@ function parseProxyVersion(value: string): 1 | 2 {
 function wrongReplyHint(result: BenchResult): string | undefined {
   const first = result.firstWrongReply;
   if (first === undefined || first === null) return undefined;
-  const speaks = first.startsWith('HTTP/')
+  // The reply as Python's repr shows bytes (describeBytes): b'HTTP/1.1 400 ...'.
+  const speaks = first.startsWith("b'HTTP/")
     ? ': the server answers in HTTP (a WebSocket port wants a ws:// URL)'
-    : first.startsWith('{"instance"')
+    : first.startsWith(`b'{"instance"`)
       ? ': the server opens each connection with a hello line (serve --hello): add --hello'
-      : first.startsWith('error: ')
+      : first.startsWith("b'error: ")
         ? ': the server refused a message (a line server wants --lines)'
         : '';
-  return `the first wrong reply began ${JSON.stringify(first)}${speaks}`;
+  return `the first wrong reply began ${first}${speaks}`;
 }
 
 /** Every connection closed before a single reply: a server that refuses, not a slow one. */
