@@ -37,7 +37,7 @@ static napi_value export_constants(napi_env env, napi_value exports) {
  * Raised whenever what the addon exports changes, so that JavaScript can tell an addon built
  * from older sources (a stale build/ in a checkout) from the one it was written for.
  */
-#define INTERFACE_VERSION 5
+#define INTERFACE_VERSION 6
 
 NAPI_MODULE_INIT() {
   napi_value version;
