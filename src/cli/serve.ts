@@ -11,6 +11,7 @@ import {
   DEFAULT_MAX_BUFFERED,
   DEFAULT_PORT,
   DEFAULT_SHUTDOWN_TIMEOUT_MS,
+  type BoundAddress,
   type EchoServerOptions,
 } from '../server/server.js';
 import { DEFAULT_MAX_LINE, FRAMINGS, type Framing } from '../protocol/framing.js';
@@ -42,6 +43,7 @@ interface ServeFlags {
   tlsKey?: string;
   tlsSelfSigned: boolean;
   tlsCa?: string;
+  tlsAlpn?: string[];
   ws: boolean;
   maxMessage: number;
   wsDeflate: boolean;
@@ -95,6 +97,12 @@ export function serveCommand(): Command {
       ).default(false),
     )
     .addOption(envOption('--tls-ca <file>', 'mTLS: require client certificates signed by this PEM CA'))
+    .addOption(
+      envOption(
+        '--tls-alpn <protocols>',
+        'ALPN protocols to select from, in order of preference, e.g. h2,http/1.1 (none shared: no ALPN)',
+      ).argParser((value) => value.split(',').filter((name) => name !== '')),
+    )
     .addOption(
       envOption(
         '--ws',
@@ -277,7 +285,11 @@ async function serverOptions(
   identity = sharedSelfSignedIdentity(),
 ): Promise<EchoServerOptions> {
   const tlsWanted =
-    flags.tlsCert !== undefined || flags.tlsKey !== undefined || flags.tlsSelfSigned || flags.tlsCa !== undefined;
+    flags.tlsCert !== undefined ||
+    flags.tlsKey !== undefined ||
+    flags.tlsSelfSigned ||
+    flags.tlsCa !== undefined ||
+    flags.tlsAlpn !== undefined;
   const { loadTlsOptions } = tlsWanted ? await import('../server/tls.js') : { loadTlsOptions: undefined };
   return {
     host: flags.host,
@@ -291,6 +303,7 @@ async function serverOptions(
           keyFile: flags.tlsKey,
           selfSigned: flags.tlsSelfSigned,
           caFile: flags.tlsCa,
+          ...(flags.tlsAlpn !== undefined && { alpn: flags.tlsAlpn }),
           ...identity,
         },
         flags.host,
@@ -330,21 +343,19 @@ async function workerEnvironment(flags: ServeFlags): Promise<Record<string, stri
   return { [WORKER_CERT_VARIABLE]: cert, [WORKER_KEY_VARIABLE]: key };
 }
 
-/** What in these flags the native engine does not do, so the portable one serves it. */
-function portableReasons(flags: ServeFlags): string[] {
-  const reasons: Array<[boolean, string]> = [
-    [flags.tlsCert !== undefined || flags.tlsSelfSigned, 'TLS'],
-    [flags.ws, 'WebSocket'],
-    [flags.framing === 'line' || flags.prefix !== undefined, 'line mode'],
-    [flags.proxyProtocol, 'the PROXY protocol'],
-    [flags.delay > 0, '--delay'],
-    [flags.fault.length > 0, '--fault'],
-    [flags.hello, '--hello'],
-    [!isTransformName(flags.transform), 'a transform module'],
-    [flags.unix !== undefined, 'the Unix socket'],
-    [flags.logLevel === 'debug', 'debug logs (a line per chunk)'],
-  ];
-  return reasons.filter(([applies]) => applies).map(([, what]) => what);
+/** `native engine` when one engine serves every listener; else which serves what: `native engine for tcp, udp; portable for unix`. */
+function describeEngines(addresses: readonly BoundAddress[]): string {
+  const byEngine = new Map<string, string[]>();
+  for (const { transport, engine } of addresses) {
+    const transports = byEngine.get(engine) ?? [];
+    if (!transports.includes(transport)) transports.push(transport);
+    byEngine.set(engine, transports);
+  }
+  const parts = [...byEngine];
+  if (parts.length <= 1) return `${parts[0]?.[0] ?? 'portable'} engine`;
+  return parts
+    .map(([engine, transports], i) => `${engine}${i === 0 ? ' engine' : ''} for ${transports.join(', ')}`)
+    .join('; ');
 }
 
 function describeSettings(flags: ServeFlags): string {
@@ -408,12 +419,12 @@ async function serve(flags: ServeFlags, ports: number[]): Promise<void> {
   }
   const notice = fallbackNotice(flags.engine);
   if (notice !== undefined) logger.warn({ event: 'engine_fallback' }, notice);
-  const portableOnly = portableReasons(flags);
+  const portableOnly = server.portableBecause;
   if (flags.engine === 'native' && portableOnly.length > 0) {
-    // Asked for by name, so said: the native engine moves plain TCP bytes and nothing else.
+    // Asked for by name, so said: what the native engine does not do is served by the portable one.
     logger.warn(
       { event: 'engine_fallback' },
-      `--engine native: ${portableOnly.join(', ')} ${portableOnly.length === 1 ? 'is' : 'are'} served by the portable engine (the native one moves plain TCP and UDP bytes only)`,
+      `--engine native: ${portableOnly.join(', ')} ${portableOnly.length === 1 ? 'is' : 'are'} served by the portable engine (the native one echoes TCP, TLS, WebSocket and UDP with the built-in transforms)`,
     );
   }
   let closeMetrics: (() => Promise<void>) | undefined;
@@ -489,9 +500,9 @@ async function serve(flags: ServeFlags, ports: number[]): Promise<void> {
       `metrics on ${metrics.url}/metrics (probes: /healthz, /readyz; status page: /)`,
     );
   }
-  // The engine named is plain TCP's; a Unix socket alone is always on the portable one.
-  const engine = server.addresses.some((address) => address.transport === 'tcp') ? server.engine : 'portable';
-  process.stdout.write(`echoplex listening on ${urls.join(', ')} (${describeSettings(flags)}, ${engine} engine)\n`);
+  process.stdout.write(
+    `echoplex listening on ${urls.join(', ')} (${describeSettings(flags)}, ${describeEngines(server.addresses)})\n`,
+  );
 }
 
 /** In a cluster worker: answer the primary's requests for counters and metrics, then say we listen. */

@@ -13,6 +13,7 @@ import { parseProxyHeader, type ProxyHeader, type ProxyParseResult } from '../pr
 import type { AcceptHandler, ServerEngine } from './engines/engine.js';
 import type { ServerStats } from './stats.js';
 import type { EngineName } from '../native/engine.js';
+import { formatSubject } from './tls.js';
 import { portableEngine } from './engines/portable.js';
 
 export interface ListenAddress {
@@ -56,9 +57,11 @@ export interface NetListenOptions extends ListenOptions {
 export const TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
 
 export async function listenNet(options: NetListenOptions): Promise<Listener> {
-  const { host, port, path, tls: tlsOptions, context, handler } = options;
-  // The server picks the engine for TCP and TLS ports (the native one never gets TLS); Unix sockets are portable.
+  const { host, port, path, context, handler } = options;
+  // The server picks the engine for TCP ports (engines/choice.ts); Unix sockets are portable.
   const engine = path === undefined ? (options.engine ?? portableEngine) : portableEngine;
+  // Node answers TLS unless the engine does, on a plain socket it accepts on itself.
+  const tlsOptions = engine.terminatesTls ? undefined : options.tls;
   if (context.proxyHeaderTimeoutMs !== undefined && (tlsOptions !== undefined || engine.readsProxyHeader === false)) {
     return listenBehindProxy(options, engine, context.proxyHeaderTimeoutMs);
   }
@@ -107,6 +110,14 @@ export async function listenNet(options: NetListenOptions): Promise<Listener> {
   // An engine that accepts by itself takes the listening socket: no net.Socket per client.
   const stopAccepting =
     path === undefined && tlsOptions === undefined ? engine.acceptOn?.(server, context, handler) : undefined;
+  if (stopAccepting === undefined && engine.terminatesTls) {
+    server.close();
+    throw new ListenError(
+      endpoint,
+      'the native engine could not take the listening socket for TLS; use --engine portable',
+      undefined,
+    );
+  }
   if (stopAccepting !== undefined) {
     // The engine holds its own duplicate of the socket, which stays open and listening.
     server.close();
@@ -278,10 +289,7 @@ function readProxyHeader(socket: net.Socket, timeoutMs: number, done: (result: P
 function certificateSubject(socket: tls.TLSSocket): string | undefined {
   if (!socket.authorized) return undefined;
   const subject = socket.getPeerCertificate().subject as Record<string, string | string[]> | undefined;
-  if (subject === undefined) return undefined;
-  return Object.entries(subject)
-    .map(([key, value]) => `${key}=${Array.isArray(value) ? value.join('+') : value}`)
-    .join(',');
+  return subject === undefined ? undefined : formatSubject(Object.entries(subject));
 }
 
 /** libuv reports a socket path in a missing directory as EACCES: tell the two apart. */

@@ -13,11 +13,12 @@ import type { Connection, ConnectionContext } from './connection.js';
 import { startIdleSweeper } from './idle.js';
 import { DEFAULT_MAX_LINE, type Framing } from '../protocol/framing.js';
 import { Admission, canonicalAddress, parseAllowList, type AdmissionOptions } from './limits.js';
-import { listenNet, type Listener } from './listener.js';
+import { listenNet, TLS_HANDSHAKE_TIMEOUT_MS, type Listener } from './listener.js';
 import type { ProxyHeader } from '../protocol/proxy-protocol.js';
 import { chooseEngine, type EngineChoice, type EngineName } from '../native/engine.js';
 import type { AcceptHandler, ServerEngine } from './engines/engine.js';
-import { NativeEcho } from './engines/native.js';
+import { pickEngine, type EngineFit, type ListenerTransport, type ServingNeeds } from './engines/choice.js';
+import { NativeEcho, nativeTlsUnavailable } from './engines/native.js';
 import { portableEngine } from './engines/portable.js';
 import { drainConnections, type DrainResult } from './shutdown.js';
 import {
@@ -36,7 +37,7 @@ import {
   type UserTransform,
 } from '../protocol/transforms.js';
 import { listenUdp } from './udp.js';
-import type { WebSocketSettings } from './websocket-settings.js';
+import { DEFAULT_MAX_MESSAGE, DEFAULT_REQUEST_TIMEOUT_MS, type WebSocketSettings } from './websocket-settings.js';
 import { Faults, parseFaults } from './faults.js';
 
 export const DEFAULT_HOST = '127.0.0.1';
@@ -136,6 +137,8 @@ export interface BoundAddress {
   family: string;
   /** e.g. `tcp://127.0.0.1:1234`, `udp://[::1]:7`, `unix:///run/echo.sock` */
   url: string;
+  /** The engine that serves it (see the `engine` option). */
+  engine: EngineName;
 }
 
 export interface CloseOptions {
@@ -150,28 +153,6 @@ interface EchoServerEvents {
   connection: [connection: Connection];
   draining: [];
   close: [result: DrainResult];
-}
-
-/**
- * The engine for plain TCP under these settings: the native one where it was chosen and does
- * exactly what they ask (raw framing, a built-in transform, no PROXY header, no delay, no
- * per-chunk log lines), the portable one otherwise.
- */
-function streamEngineFor(
-  engine: EngineName,
-  transform: TransformName | UserTransform,
-  context: Omit<ConnectionContext, 'transport'>,
-): ServerEngine {
-  if (engine !== 'native' || typeof transform === 'function') return portableEngine;
-  if (
-    context.lines !== undefined ||
-    context.proxyHeaderTimeoutMs !== undefined ||
-    context.delayMs > 0 ||
-    context.logData ||
-    context.faults !== undefined
-  )
-    return portableEngine;
-  return NativeEcho.create({ upper: transform === 'upper', maxBuffered: context.maxBuffered }) ?? portableEngine;
 }
 
 export class EchoServer extends EventEmitter<EchoServerEvents> {
@@ -197,10 +178,12 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
   #descriptorCeiling = Number.POSITIVE_INFINITY;
   #atDescriptorCeiling = false;
   #listeners: Listener[] = [];
-  /** What serves the TCP ports: plain TCP on either engine, TLS portable, WebSocket its own (set in listen()). */
+  /** What serves the TCP ports (the portable WebSocket engine is set in listen(), which loads `ws`). */
   #engine: ServerEngine;
   /** UDP answered in C (upper or not), where the settings leave it nothing to decide per datagram. */
   readonly #nativeUdp: { upper: boolean } | undefined;
+  /** Which engine serves each kind of listener, and why not the native one where it was chosen. */
+  readonly #fits: Partial<Record<ListenerTransport, EngineFit>>;
   #addresses: BoundAddress[] = [];
   #state: ServerState = 'new';
   #inService = true;
@@ -266,29 +249,75 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
       proxyHeaderRead: (connection) => this.#proxyHeaderRead(connection),
       connectionClosed: (connection) => this.#connectionClosed(connection),
     };
-    // The C side echoes or uppercases; prefixes, delays, faults, allow-lists and per-datagram
-    // logs need JavaScript for each datagram. So does a cluster worker's socket: it is the
-    // primary's, shared by every worker, and the engine closes Node's copy once it holds its own;
-    // the primary lets go of a socket no worker holds, and a worker started after that (a
-    // restart) would bind a new one, refused by the port the engines still hold.
-    const context = this.#context;
-    const plainUdp =
-      context.transformIsBuiltIn &&
-      prefix === undefined &&
-      context.delayMs === 0 &&
-      faults === undefined &&
-      !context.logData &&
-      (options.allow ?? []).length === 0 &&
-      !cluster.isWorker;
-    this.#nativeUdp = engine === 'native' && plainUdp ? { upper: transform === 'upper' } : undefined;
     this.#hello = options.hello
       ? { instance: options.instance ?? `${hostname()}:${process.pid}`, worker: cluster.worker?.id ?? null }
       : undefined;
-    // The hello line is written from JavaScript: such connections stay on the portable engine.
+    const context = this.#context;
+    const needs: ServingNeeds = {
+      customTransform: typeof transform === 'function',
+      lineMode,
+      prefix: prefix !== undefined,
+      proxyProtocol: options.proxyProtocol ?? false,
+      delay: context.delayMs > 0,
+      faults: faults !== undefined,
+      hello: this.#hello !== undefined,
+      perChunkLogs: context.logData,
+      wsDeflate: websocket?.deflate ?? false,
+      allowList: (options.allow ?? []).length > 0,
+      clusterWorker: cluster.isWorker,
+    };
+    const streamTransport = this.#streamTransport;
+    const tlsUnavailable = streamTransport === 'tls' || streamTransport === 'wss' ? nativeTlsUnavailable() : undefined;
+    const streamFit = pickEngine(engine, streamTransport, needs, tlsUnavailable);
+    this.#fits = {
+      ...(this.#ports.length > 0 && { [streamTransport]: streamFit }),
+      ...(this.#udp && { udp: pickEngine(engine, 'udp', needs) }),
+      ...(this.#unixPaths.length > 0 && { unix: pickEngine(engine, 'unix', needs) }),
+    };
+    this.#nativeUdp = this.#fits.udp?.engine === 'native' ? { upper: transform === 'upper' } : undefined;
     this.#engine =
-      websocket === undefined && this.#tls === undefined && this.#hello === undefined
-        ? streamEngineFor(engine, transform, this.#context)
+      streamFit.engine === 'native'
+        ? (this.#nativeEcho(transform === 'upper', streamTransport, websocket) ?? portableEngine)
         : portableEngine;
+  }
+
+  /** The native engine for the stream ports, with TLS and WebSocket settings where they speak those. */
+  #nativeEcho(
+    upper: boolean,
+    transport: StreamTransport,
+    websocket: WebSocketSettings | undefined,
+  ): NativeEcho | undefined {
+    const tlsOptions = this.#tls;
+    const pem = (value: unknown): Buffer | undefined =>
+      typeof value === 'string' || Buffer.isBuffer(value) ? Buffer.from(value) : undefined;
+    const cert = pem(tlsOptions?.cert);
+    const key = pem(tlsOptions?.key);
+    if (tlsOptions !== undefined && (cert === undefined || key === undefined)) return undefined;
+    const ca = pem(tlsOptions?.ca);
+    try {
+      return NativeEcho.create({
+        upper,
+        maxBuffered: this.#context.maxBuffered,
+        transport,
+        ...(tlsOptions !== undefined && {
+          tls: {
+            cert: cert!,
+            key: key!,
+            ...(ca !== undefined && tlsOptions.requestCert && { ca }),
+            ...(Array.isArray(tlsOptions.ALPNProtocols) && { alpn: tlsOptions.ALPNProtocols as string[] }),
+            handshakeTimeoutMs: tlsOptions.handshakeTimeout ?? TLS_HANDSHAKE_TIMEOUT_MS,
+          },
+        }),
+        ...(websocket !== undefined && {
+          websocket: {
+            maxMessage: websocket.maxMessage ?? DEFAULT_MAX_MESSAGE,
+            requestTimeoutMs: websocket.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS,
+          },
+        }),
+      });
+    } catch (err) {
+      throw new UsageError(`TLS: ${(err as Error).message}`);
+    }
   }
 
   get state(): ServerState {
@@ -330,7 +359,7 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
    */
   async listen(): Promise<BoundAddress> {
     if (this.#state !== 'new') throw new Error(`listen() called on a server that is ${this.#state}`);
-    if (this.#websocket !== undefined) {
+    if (this.#websocket !== undefined && this.#engine.name === 'portable') {
       const { WebSocketEngine } = await import('./engines/websocket.js');
       this.#engine = new WebSocketEngine(this.#websocket);
     }
@@ -404,16 +433,25 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
     return this.#listeners.find((listener) => listener.engine !== undefined)?.engine;
   }
 
-  /** The engine serving plain TCP connections (see the `engine` option). */
+  /** The engine serving the TCP ports, whatever they speak (see the `engine` option). */
   get engine(): EngineName {
     return this.#engine.name;
+  }
+
+  /**
+   * Where the native engine was chosen but the portable one serves some listeners: what in the
+   * settings sent each there (see engines/choice.ts). Empty when nothing did.
+   */
+  get portableBecause(): string[] {
+    return [...new Set(Object.values(this.#fits).flatMap((fit) => fit.portableBecause))];
   }
 
   #listening(transport: Transport, listener: Listener): BoundAddress {
     this.#listeners.push(listener);
     const { host, port, family } = listener.address;
     const url = transport === 'unix' ? `unix://${host}` : formatEndpoint(transport, host, port);
-    const bound = { transport, host, port, family, url };
+    const engine = listener.engine ?? (transport === 'unix' ? 'portable' : this.#engine.name);
+    const bound = { transport, host, port, family, url, engine };
     this.#addresses.push(bound);
     return bound;
   }

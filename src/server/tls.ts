@@ -16,6 +16,8 @@ export interface TlsFiles {
   selfSignedIdentity?: { cert: string; key: string };
   /** PEM CA file: clients must present a certificate it signed (mTLS). */
   caFile?: string;
+  /** ALPN protocols to select from, in order of preference. */
+  alpn?: readonly string[];
 }
 
 /** The hosts a self-signed certificate names, so clients that verify the name can pin it. */
@@ -36,10 +38,23 @@ export async function loadTlsOptions(files: TlsFiles, host: string): Promise<Tls
     checkIdentity(cert, key, files.certFile, files.keyFile);
     identity = { cert, key };
   }
-  if (files.caFile === undefined) return identity;
+  const alpn = files.alpn === undefined ? {} : alpnOptions(files.alpn);
+  if (files.caFile === undefined) return { ...identity, ...alpn };
   const ca = await readPem(files.caFile, '--tls-ca');
   certificateIn(ca, '--tls-ca', files.caFile);
-  return { ...identity, ca, requestCert: true, rejectUnauthorized: true };
+  return { ...identity, ...alpn, ca, requestCert: true, rejectUnauthorized: true };
+}
+
+/**
+ * Node's server options for ALPN. A client that offers protocols but none of these is refused
+ * with the no_application_protocol alert (RFC 7301 3.2), on either engine.
+ */
+function alpnOptions(protocols: readonly string[]): TlsOptions {
+  if (protocols.length === 0) throw new UsageError('--tls-alpn needs at least one protocol name');
+  for (const name of protocols) {
+    if (Buffer.byteLength(name) > 255) throw new UsageError(`--tls-alpn: "${name}" is longer than 255 bytes`);
+  }
+  return { ALPNProtocols: [...protocols] };
 }
 
 /**
@@ -105,4 +120,19 @@ export async function selfSignedCertificate(hosts: readonly string[]): Promise<{
     extensions: [{ name: 'subjectAltName', altNames }],
   });
   return { cert: pems.cert, key: pems.private };
+}
+
+/**
+ * A certificate subject as the logs and the hello line show it, `O=Example,CN=client`: fields in
+ * the certificate's order, a repeated one joined with `+` where it first appears (as Node's
+ * getPeerCertificate groups them).
+ */
+export function formatSubject(entries: Iterable<readonly [string, string | readonly string[]]>): string {
+  const fields = new Map<string, string[]>();
+  for (const [key, value] of entries) {
+    const values = fields.get(key) ?? [];
+    values.push(...(typeof value === 'string' ? [value] : value));
+    fields.set(key, values);
+  }
+  return [...fields].map(([key, values]) => `${key}=${values.join('+')}`).join(',');
 }

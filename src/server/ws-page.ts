@@ -67,3 +67,14 @@ export const WS_PAGE = `<!doctype html>
 </body>
 </html>
 `;
+
+/** The page's response headers: its own script and style only, and a WebSocket back to where it came from. */
+export const WS_PAGE_HEADERS: Readonly<Record<string, string>> = {
+  'content-type': 'text/html; charset=utf-8',
+  'cache-control': 'no-store',
+  'content-security-policy':
+    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self' ws: wss:",
+};
+
+/** What a method other than GET or HEAD is told (with 405). */
+export const WS_OTHER_METHODS = 'this is a WebSocket echo port: GET a page, or upgrade to WebSocket';

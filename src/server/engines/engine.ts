@@ -29,6 +29,11 @@ export interface ServerEngine {
    */
   readonly readsProxyHeader?: boolean;
   /**
+   * True where the engine answers TLS itself (in C): the listener then listens in plain TCP and
+   * hands the listening socket to `acceptOn`, which must take it.
+   */
+  readonly terminatesTls?: boolean;
+  /**
    * Where the engine can accept by itself: takes over accepting on `server`, listening, and
    * reports each client to `handler`; returns what stops it. Undefined where it cannot (the
    * listener then accepts in Node and hands each socket to `adopt`); the caller closes `server`

@@ -1,57 +1,16 @@
-// The native engine (native/echo_engine.c): C echoes plain TCP connections; JavaScript sees each open and close.
+// The native engine (native/echo_engine.c): C moves TCP, TLS and WebSocket bytes; JavaScript sees each open and close.
 
 import type net from 'node:net';
 import { errorName } from '../../core/errors.js';
 import { addonBinding, platformConstants } from '../../native/addon.js';
 import { descriptorOf } from '../../native/descriptor.js';
-import { Connection, type ConnectionContext } from '../connection.js';
-import type { ServerStats } from '../stats.js';
+import type { Connection, ConnectionContext } from '../connection.js';
+import { NativeConnection, type EchoBinding, type EngineRef } from './native-connection.js';
+import type { ServerStats, StreamTransport } from '../stats.js';
+import { formatSubject } from '../tls.js';
 import type { AcceptHandler, ServerEngine } from './engine.js';
+import { NativeWebSocketConnection } from './native-websocket.js';
 import { portableEngine } from './portable.js';
-
-/** An engine's own opaque object; one per server, so that counters stay per server. */
-type EngineHandle = { readonly __brand: 'echoplex.native.engine' };
-
-/**
- * Connections are named by number (an id the engine hands out, never reused while it could
- * still be held), not by an object each: an idle connection then costs its C struct and its
- * Connection, and nothing in between.
- */
-interface EchoBinding {
-  /**
-   * `onClose(id, status, bytesReceived, bytesSent)` runs once per adopted connection, after it
-   * closed; status is 0 or a negative errno, the counts are final. The id names nothing after.
-   */
-  createEngine(
-    upper: boolean,
-    maxBuffered: number,
-    onClose: (id: number, status: number, bytesReceived: number, bytesSent: number) => void,
-    onAccept: OnAccept,
-  ): EngineHandle;
-  /** Takes over a duplicate of the connected TCP socket `fd` and echoes on it; the caller closes its own. Returns its id. Throws (code EMFILE, ...) if it cannot. */
-  adopt(engine: EngineHandle, fd: number): number;
-  /**
-   * Accepts, from here on, the clients of the listening socket `fd` (on a duplicate: the caller
-   * closes its own), each already echoed on when onAccept hears of it. Returns the listener's id.
-   */
-  acceptOn(engine: EngineHandle, fd: number): number;
-  /** Closes that listening socket; its connections go on. Nothing once stopped. */
-  stopAccepting(engine: EngineHandle, listenerId: number): void;
-  /** Sends every pending byte, then FIN; nothing once closed. */
-  finish(engine: EngineHandle, id: number): void;
-  /** Closes at once, dropping pending bytes; nothing once closed. */
-  destroy(engine: EngineHandle, id: number): void;
-  /** Fills `out` with bytes received, bytes sent, bytes pending; false (and `out` untouched) once closed. */
-  counters(engine: EngineHandle, id: number, out: Float64Array): boolean;
-  /** Fills `out` with the engine's bytes received, bytes sent, backpressure pauses. */
-  totals(engine: EngineHandle, out: Float64Array): void;
-}
-
-/**
- * `(listenerId, id, address, port)` for each client accepted in C (served from then on: destroy
- * it to turn it away), or `(listenerId, status)` with a negative errno when accepting failed.
- */
-type OnAccept = (listenerId: number, idOrStatus: number, address?: string, port?: number) => void;
 
 const binding = addonBinding<EchoBinding>([
   'createEngine',
@@ -62,36 +21,59 @@ const binding = addonBinding<EchoBinding>([
   'destroy',
   'counters',
   'totals',
+  'tlsUnavailable',
+  'setTls',
+  'setWebSocket',
+  'send',
+  'upgrade',
+  'closeWebSocket',
+  'localAddress',
 ]);
 
-/** The engine as its connections call it: one object shared by all of them, not two fields each. */
-interface EngineRef {
-  readonly binding: EchoBinding;
-  readonly engine: EngineHandle;
+/** Why TLS (and wss) cannot be served in C here; undefined where it can, or where there is no addon at all. */
+export function nativeTlsUnavailable(): string | undefined {
+  return binding?.tlsUnavailable() ?? undefined;
 }
 
 /** Who hears of a listener's clients, and what they are served with. */
 interface Acceptor {
   context: ConnectionContext;
   handler: AcceptHandler;
+  websocket: boolean;
 }
 
-/** What the C side can do by itself: the built-in transforms on raw chunks. */
+/** What the C side can do by itself: the built-in transforms, TLS and WebSocket frames. */
 export interface NativeEchoSettings {
   upper: boolean;
   maxBuffered: number;
+  /** What the ports speak: TLS and WebSocket listeners need the settings below. */
+  transport: StreamTransport;
+  tls?: {
+    cert: Buffer;
+    key: Buffer;
+    /** CAs whose client certificates are required (mTLS). */
+    ca?: Buffer;
+    /** ALPN protocols to select from, in order of preference. */
+    alpn?: readonly string[];
+    handshakeTimeoutMs: number;
+  };
+  websocket?: { maxMessage: number; requestTimeoutMs: number };
 }
 
 /**
- * One server's native engine: it adopts accepted TCP connections and keeps their byte counts,
- * which the server adds to its own counters when they are read. A socket it cannot take (no
- * descriptor left for its duplicate, say) is served by the portable engine instead.
+ * One server's native engine: it accepts (or adopts) TCP connections and keeps their byte
+ * counts, which the server adds to its own counters when they are read. A socket it cannot take
+ * (no descriptor left for its duplicate, say) is served by the portable engine instead.
  */
 export class NativeEcho implements ServerEngine {
   readonly name = 'native';
+  /** TLS is answered in C: the listener hands over a plain socket. */
+  readonly terminatesTls: boolean;
   /** The binding and this server's engine in it, as every call takes them. */
   readonly #ref: EngineRef;
-  readonly #totals = new Float64Array(3);
+  readonly #totals = new Float64Array(4);
+  readonly #transport: StreamTransport;
+  readonly #requestTimeoutMs: number;
   /**
    * Open connections by their id's slot index, until their close callback: the engine hands out
    * the lowest free slots, so this stays a dense array, a word per connection (a Map costs several).
@@ -101,31 +83,57 @@ export class NativeEcho implements ServerEngine {
   /** Listening sockets accepted on in C, by listener id. */
   readonly #acceptors = new Map<number, Acceptor>();
   /**
-   * The address the last client was shown by: clients mostly come from a few addresses, and
-   * each would otherwise hold its own copy of the same string.
+   * Strings many connections show alike (the last client address, TLS versions and ciphers),
+   * kept once: each would otherwise hold its own copy of the same text.
    */
   #lastAddress = '';
+  readonly #shared = new Map<string, string>();
 
-  /** Undefined where the addon lacks the echo engine. */
+  /** Undefined where the addon lacks the echo engine. Throws a UsageError-worthy Error for a context OpenSSL refuses. */
   static create(settings: NativeEchoSettings): NativeEcho | undefined {
     return binding === undefined ? undefined : new NativeEcho(binding, settings);
   }
 
   private constructor(echoBinding: EchoBinding, settings: NativeEchoSettings) {
     this.#slots = platformConstants()!.SLOT_INDEX_LIMIT;
+    this.#transport = settings.transport;
+    this.#requestTimeoutMs = settings.websocket?.requestTimeoutMs ?? 0;
     const engine = echoBinding.createEngine(
       settings.upper,
       settings.maxBuffered,
-      (id, status, received, sent) => {
-        const slot = id % this.#slots;
-        const connection = this.#connections[slot];
-        if (connection?.nativeId !== id) return;
-        this.#connections[slot] = undefined;
-        connection.nativeClosed(status, received, sent);
+      (id, status, received, sent, closeCode, wsError) => {
+        const connection = this.#connection(id);
+        if (connection === undefined) return;
+        this.#connections[id % this.#slots] = undefined;
+        connection.nativeClosed(status, received, sent, closeCode ?? 0, wsError ?? 0);
       },
-      (listenerId, idOrStatus, address, port) => this.#accepted(listenerId, idOrStatus, address, port),
+      (listenerId, idOrStatus, address, port, tls) => this.#accepted(listenerId, idOrStatus, address, port, tls),
+      (id, bytes) => {
+        const connection = this.#connection(id);
+        if (connection instanceof NativeWebSocketConnection) connection.httpData(bytes);
+      },
+      (listenerId, address, port, reason) =>
+        this.#acceptors.get(listenerId)?.handler.handshakeFailed?.(handshakeError(reason), address, port),
     );
     this.#ref = { binding: echoBinding, engine };
+    const { tls, websocket } = settings;
+    if (tls !== undefined) {
+      echoBinding.setTls(
+        engine,
+        tls.cert,
+        tls.key,
+        tls.ca ?? null,
+        tls.alpn === undefined || tls.alpn.length === 0 ? null : alpnWireFormat(tls.alpn),
+        tls.handshakeTimeoutMs,
+      );
+    }
+    if (websocket !== undefined) echoBinding.setWebSocket(engine, websocket.maxMessage);
+    this.terminatesTls = tls !== undefined;
+  }
+
+  #connection(id: number): NativeConnection | undefined {
+    const connection = this.#connections[id % this.#slots];
+    return connection?.nativeId === id ? connection : undefined;
   }
 
   /** `address`, as the string the last client was shown by where it is the same. */
@@ -133,6 +141,14 @@ export class NativeEcho implements ServerEngine {
     if (address === this.#lastAddress) return this.#lastAddress;
     this.#lastAddress = address;
     return address;
+  }
+
+  #sharedText(text: string | null | undefined): string | null {
+    if (text === null || text === undefined) return null;
+    const known = this.#shared.get(text);
+    if (known !== undefined) return known;
+    if (this.#shared.size < 64) this.#shared.set(text, text);
+    return text;
   }
 
   #track(connection: NativeConnection): NativeConnection {
@@ -143,20 +159,28 @@ export class NativeEcho implements ServerEngine {
   acceptOn(server: net.Server, context: ConnectionContext, handler: AcceptHandler): (() => void) | undefined {
     const fd = descriptorOf(server);
     if (fd === undefined) return undefined;
+    const tls = context.transport === 'tls' || context.transport === 'wss';
+    const websocket = context.transport === 'ws' || context.transport === 'wss';
     let listenerId: number;
     try {
-      listenerId = this.#ref.binding.acceptOn(this.#ref.engine, fd);
+      listenerId = this.#ref.binding.acceptOn(this.#ref.engine, fd, tls, websocket);
     } catch {
       return undefined;
     }
-    this.#acceptors.set(listenerId, { context, handler });
+    this.#acceptors.set(listenerId, { context, handler, websocket });
     return () => {
       if (!this.#acceptors.delete(listenerId)) return;
       this.#ref.binding.stopAccepting(this.#ref.engine, listenerId);
     };
   }
 
-  #accepted(listenerId: number, idOrStatus: number, address: string | undefined, port: number | undefined): void {
+  #accepted(
+    listenerId: number,
+    idOrStatus: number,
+    address: string | undefined,
+    port: number | undefined,
+    tls: Array<string | null> | undefined,
+  ): void {
     const acceptor = this.#acceptors.get(listenerId);
     if (address === undefined || port === undefined) {
       const code = errorName(idOrStatus);
@@ -172,8 +196,30 @@ export class NativeEcho implements ServerEngine {
     acceptor.handler.accepted(
       address,
       port,
-      (id, shownAddress) =>
-        this.#track(new NativeConnection(id, this.#shown(shownAddress), port, acceptor.context, this.#ref, nativeId)),
+      (id, shownAddress) => {
+        const shown = this.#shown(shownAddress);
+        const connection = acceptor.websocket
+          ? new NativeWebSocketConnection(
+              id,
+              shown,
+              port,
+              acceptor.context,
+              this.#ref,
+              nativeId,
+              this.#requestTimeoutMs,
+            )
+          : new NativeConnection(id, shown, port, acceptor.context, this.#ref, nativeId);
+        if (tls !== undefined) {
+          connection.tls = {
+            protocol: this.#sharedText(tls[0]),
+            cipher: this.#sharedText(tls[1]),
+            sni: tls[2] ?? null,
+            alpn: this.#sharedText(tls[3]),
+          };
+          connection.clientCertificateSubject = tls.length > 4 ? formatSubject(pairs(tls.slice(4))) : undefined;
+        }
+        return this.#track(connection);
+      },
       turnAway,
     );
   }
@@ -186,7 +232,8 @@ export class NativeEcho implements ServerEngine {
     context: ConnectionContext,
   ): Connection {
     const fd = descriptorOf(socket);
-    if (fd !== undefined) {
+    // Adopted sockets (a cluster worker's) are plain TCP: the choice of engine sends the rest portable.
+    if (fd !== undefined && !this.terminatesTls && context.transport === 'tcp') {
       try {
         const nativeId = this.#ref.binding.adopt(this.#ref.engine, fd);
         const connection = this.#track(
@@ -207,105 +254,42 @@ export class NativeEcho implements ServerEngine {
     stats.bytesReceived += this.#totals[0]!;
     stats.bytesSent += this.#totals[1]!;
     stats.backpressurePauses += this.#totals[2]!;
+    stats.messages[this.#transport] += this.#totals[3]!;
     return stats;
   }
 }
 
-/** Read by every connection's counter getters in turn: nothing keeps a reference across calls. */
-const counters = new Float64Array(3);
-
-export class NativeConnection extends Connection {
-  readonly #engine: EngineRef;
-  /** The engine's id for it. */
-  readonly nativeId: number;
-  #writeEnded = false;
-  #closing = false;
-
-  constructor(
-    id: number,
-    remoteAddress: string,
-    remotePort: number,
-    context: ConnectionContext,
-    engine: EngineRef,
-    nativeId: number,
-  ) {
-    super(id, remoteAddress, remotePort, context);
-    this.#engine = engine;
-    this.nativeId = nativeId;
+/**
+ * A failed handshake's reason as Node words it: OpenSSL's `error:0A0000EB:SSL routines::no
+ * application protocol` gets `reason` (what the logs show) and Node's code for it.
+ */
+function handshakeError(message: string): Error {
+  const openssl = /^error:[0-9A-F]+:([^:]*):[^:]*:(.+)$/.exec(message);
+  if (openssl === null) {
+    const code = message === 'TLS handshake timeout' ? 'ERR_TLS_HANDSHAKE_TIMEOUT' : 'ECONNRESET';
+    return Object.assign(new Error(message), { code });
   }
+  const reason = openssl[2]!;
+  const library = openssl[1] === 'SSL routines' ? 'SSL' : 'OSSL';
+  return Object.assign(new Error(message), {
+    reason,
+    code: `ERR_${library}_${reason.toUpperCase().replace(/[^A-Z0-9]+/g, '_')}`,
+  });
+}
 
-  /** Fills `counters` from the engine; false once closed, when the base class holds the final counts. */
-  #read(): boolean {
-    return this.#engine.binding.counters(this.#engine.engine, this.nativeId, counters);
-  }
+/** ['CN', 'a', 'O', 'b'] as [['CN', 'a'], ['O', 'b']]. */
+function pairs(flat: Array<string | null>): Array<[string, string]> {
+  const result: Array<[string, string]> = [];
+  for (let i = 0; i + 1 < flat.length; i += 2) result.push([flat[i] ?? '', flat[i + 1] ?? '']);
+  return result;
+}
 
-  override get bytesReceived(): number {
-    return this.#read() ? counters[0]! : this.receivedBytes;
-  }
-
-  override get bytesSent(): number {
-    return this.#read() ? counters[1]! : this.sentBytes;
-  }
-
-  // The idle sweep reads this for every connection each time: one call into the engine, not three.
-  override get trafficCount(): number {
-    return this.#read() ? counters[0]! + counters[1]! - counters[2]! : this.receivedBytes + this.sentBytes;
-  }
-
-  protected get transportPendingBytes(): number {
-    return this.#read() ? counters[2]! : 0;
-  }
-
-  // Input is held only for --delay, and the engine never takes a delayed connection (server.ts).
-  protected holdInput(): void {
-    throw new Error('a native connection has no delay to hold its input for');
-  }
-
-  protected releaseInput(): void {
-    throw new Error('a native connection has no delay to hold its input for');
-  }
-
-  finish(): void {
-    if (this.#writeEnded || this.#closing) return;
-    this.#writeEnded = true;
-    this.#engine.binding.finish(this.#engine.engine, this.nativeId);
-  }
-
-  // The hello line keeps connections on the portable engine (server.ts): not asked of this one.
-  protected localEndpoint(): string | undefined {
-    return undefined;
-  }
-
-  // Faults keep connections on the portable engine (server.ts): no reset is asked of this one.
-  protected reset(): void {
-    this.destroy();
-  }
-
-  protected destroy(): void {
-    if (this.#closing) return;
-    this.#closing = true;
-    this.#engine.binding.destroy(this.#engine.engine, this.nativeId);
-  }
-
-  protected get outputEnded(): boolean {
-    return this.#writeEnded || this.#closing;
-  }
-
-  protected send(): void {
-    // Only received() and inputEnded() send, and the engine answers in their place.
-    throw new Error('a native connection is answered by its engine, not from JavaScript');
-  }
-
-  /** The engine closed the connection; `status` is the error that ended it, or 0; the counts are final. */
-  nativeClosed(status: number, bytesReceived: number, bytesSent: number): void {
-    this.#closing = true;
-    this.receivedBytes = bytesReceived;
-    this.sentBytes = bytesSent;
-    if (status < 0) {
-      const code = errorName(status);
-      this.failed(code, `${code} (${status})`);
-    }
-    // The engine's counts already leave out what was never sent.
-    this.closed(0);
-  }
+/** ALPN's wire format: each protocol name after its length byte. */
+function alpnWireFormat(protocols: readonly string[]): Buffer {
+  return Buffer.concat(
+    protocols.map((name) => {
+      const bytes = Buffer.from(name);
+      return Buffer.concat([Buffer.from([bytes.length]), bytes]);
+    }),
+  );
 }

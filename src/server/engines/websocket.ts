@@ -7,25 +7,10 @@ import { systemErrorCode } from '../../core/errors.js';
 import { Connection, type ConnectionContext, type ServerCloseCode } from '../connection.js';
 import type { ServerEngine } from './engine.js';
 import { StreamConnection } from './portable.js';
-import { WS_PAGE } from '../ws-page.js';
+import { WS_OTHER_METHODS, WS_PAGE, WS_PAGE_HEADERS } from '../ws-page.js';
 import { DEFAULT_MAX_MESSAGE, DEFAULT_REQUEST_TIMEOUT_MS, type WebSocketSettings } from '../websocket-settings.js';
 import type { ServerStats } from '../stats.js';
-
-/** The close code sent at a graceful close: the server is going away. */
-const GOING_AWAY = 1001;
-/** How long a close frame the server sent, once out, waits for the client's before the connection is dropped. */
-const CLOSE_WAIT_MS = 1000;
-
-/**
- * The close code ws sends for each of its protocol errors (RFC 6455 7.4.1): 1009 for a message
- * over --max-message, 1007 for text that is not UTF-8, 1002 for every other breach.
- */
-function closeCodeFor(errorCode: string | undefined): number {
-  if (errorCode === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH' || errorCode === 'WS_ERR_UNSUPPORTED_DATA_PAYLOAD_LENGTH')
-    return 1009;
-  if (errorCode === 'WS_ERR_INVALID_UTF8') return 1007;
-  return 1002;
-}
+import { CLOSE_WAIT_MS, closeCodeFor, countClose, GOING_AWAY, reportProtocolError } from '../websocket-closes.js';
 
 const kConnection = Symbol('echoplex.wsConnection');
 type OwnedSocket = Socket & { [kConnection]?: WebSocketConnection };
@@ -89,18 +74,10 @@ export class WebSocketEngine implements ServerEngine {
 
 function servePage(request: http.IncomingMessage, response: http.ServerResponse): void {
   if (request.method !== 'GET' && request.method !== 'HEAD') {
-    response
-      .writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain' })
-      .end('this is a WebSocket echo port: GET a page, or upgrade to WebSocket\n');
+    response.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain' }).end(`${WS_OTHER_METHODS}\n`);
     return;
   }
-  response.writeHead(200, {
-    'content-type': 'text/html; charset=utf-8',
-    'cache-control': 'no-store',
-    // The page's own script and style only, and a WebSocket back to where it came from.
-    'content-security-policy':
-      "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self' ws: wss:",
-  });
+  response.writeHead(200, WS_PAGE_HEADERS);
   response.end(request.method === 'HEAD' ? undefined : WS_PAGE);
 }
 
@@ -268,35 +245,13 @@ export class WebSocketConnection extends Connection {
 
   #protocolError(err: Error & { code?: string }): void {
     // ws has already answered with the close code the error calls for (1002, 1007, 1009).
-    const context = this.context;
     const closeCode = closeCodeFor(err.code);
     this.#sentCode ??= closeCode;
-    context.stats.errors.websocket++;
-    this.closeBecause(`closed with code ${closeCode}: ${err.message}`);
-    context.log.warn(
-      {
-        event: 'error',
-        kind: 'websocket',
-        conn: this.id,
-        peer: this.peer,
-        code: err.code,
-        closeCode,
-        err: err.message,
-      },
-      `WebSocket error from ${this.peer} (#${this.id}), closing it with ${closeCode}: ${err.message}`,
-    );
+    this.closeBecause(reportProtocolError(this.context, this.id, this.peer, err.code, err.message, closeCode));
   }
 
   #wsClosed(code: number, reason: Buffer): void {
-    const counted = this.#sentCode ?? code;
-    const closes = this.context.stats.wsCloses;
-    closes[counted] = (closes[counted] ?? 0) + 1;
-    const text = reason.length > 0 ? ` (${reason.toString()})` : '';
-    if (this.#sentCode !== undefined) this.closeBecause(`closed with code ${this.#sentCode}`);
-    else
-      this.closeBecause(
-        code === 1006 ? 'closed without a close frame (1006)' : `closed by the client with code ${code}${text}`,
-      );
+    this.closeBecause(countClose(this.context, this.#sentCode, code, reason.toString()));
     this.closed(0);
   }
 }
