@@ -90,7 +90,7 @@ describe('engine choice', () => {
       assert.match(result.stdout, /^portable \/ /);
       assert.match(
         result.stdout,
-        /the built addon is out of date \(interface 1, expected 5\): run npm run build:native/,
+        /the built addon is out of date \(interface 1, expected 6\): run npm run build:native/,
       );
     } finally {
       rmSync(copy, { recursive: true, force: true });

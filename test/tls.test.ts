@@ -5,11 +5,12 @@ import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { after, before, it } from 'node:test';
 import tls from 'node:tls';
 import { encodeProxyV2, loadTlsOptions } from '../src/index.js';
 import { runCli, startServe } from './helpers/cli.js';
 import { recordingLogger } from './helpers/logs.js';
+import { forEachEngine } from './helpers/engines.js';
 import { findProgram, skipUnless, suite } from './helpers/peers.js';
 import { connectTo, readToEnd, startServer } from './helpers/sockets.js';
 import { waitUntil, withTimeout } from './helpers/timeout.js';
@@ -79,191 +80,197 @@ async function tlsEcho(port: number, payload: string, options: tls.ConnectionOpt
   return (await reply).toString();
 }
 
-suite('TLS', skipUnless(OPENSSL, 'openssl', 'openssl'), () => {
-  let dir = '';
-  const file = (name: string) => join(dir, name);
-  before(() => {
-    dir = mkdtempSync(join(tmpdir(), 'echoplex-tls-'));
-    makeCertificates(dir);
-  });
-  after(() => rmSync(dir, { recursive: true, force: true }));
+suite('TLS', skipUnless(OPENSSL, 'openssl', 'openssl'), () =>
+  forEachEngine('TLS', () => {
+    let dir = '';
+    const file = (name: string) => join(dir, name);
+    before(() => {
+      dir = mkdtempSync(join(tmpdir(), 'echoplex-tls-'));
+      makeCertificates(dir);
+    });
+    after(() => rmSync(dir, { recursive: true, force: true }));
 
-  it('says in words, naming the flag and the file, when a certificate and key cannot serve (exit 2)', async () => {
-    const cases: Array<[string[], RegExp]> = [
-      [
-        ['--tls-cert', file('server.key'), '--tls-key', file('server.crt')],
-        /--tls-cert: .*server\.key holds no certificate in PEM \(it is a private key: are --tls-cert and --tls-key swapped\?\)/,
-      ],
-      [
-        ['--tls-cert', file('server.crt'), '--tls-key', file('client.key')],
-        /--tls-key: .*client\.key is not the private key of the certificate in .*server\.crt/,
-      ],
-      [
-        ['--tls-cert', file('server.crt'), '--tls-key', file('server.key'), '--tls-ca', file('ca.key')],
-        /--tls-ca: .*ca\.key holds no certificate in PEM \(it is a private key\)/,
-      ],
-    ];
-    for (const [args, message] of cases) {
-      const result = await runCli(['serve', '--port', '0', ...args]);
-      assert.equal(result.code, 2, result.stderr);
-      assert.match(result.stderr, message);
-      assert.doesNotMatch(result.stderr, /unexpected error|routines::/);
-    }
-  });
-
-  it('serves --tls-cert/--tls-key to Node and to openssl s_client, verified against the CA', async () => {
-    const serve = await startServe([
-      '--tls-cert',
-      file('server.crt'),
-      '--tls-key',
-      file('server.key'),
-      '--transform',
-      'upper',
-    ]);
-    try {
-      assert.equal(await tlsEcho(serve.port, 'over tls', { ca: readFileSync(file('ca.crt')) }), 'OVER TLS');
-      const sClient = spawn(
-        OPENSSL!,
+    it('says in words, naming the flag and the file, when a certificate and key cannot serve (exit 2)', async () => {
+      const cases: Array<[string[], RegExp]> = [
         [
-          's_client',
-          '-connect',
-          `127.0.0.1:${serve.port}`,
-          '-CAfile',
-          file('ca.crt'),
-          '-verify_return_error',
-          '-quiet',
+          ['--tls-cert', file('server.key'), '--tls-key', file('server.crt')],
+          /--tls-cert: .*server\.key holds no certificate in PEM \(it is a private key: are --tls-cert and --tls-key swapped\?\)/,
         ],
-        { stdio: ['pipe', 'pipe', 'pipe'] },
-      );
-      let output = '';
-      sClient.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
-      sClient.stdin.write('from openssl\n');
-      await waitUntil(() => output.includes('FROM OPENSSL'), 10_000, 'openssl s_client to get the echo');
-      sClient.kill();
-    } finally {
-      await serve.stop();
-    }
-  });
-
-  it('mTLS: logs the client certificate subject, refuses a client without one, and goes on', async () => {
-    const logger = recordingLogger();
-    const options = await loadTlsOptions(
-      { certFile: file('server.crt'), keyFile: file('server.key'), caFile: file('ca.crt') },
-      '127.0.0.1',
-    );
-    const running = await startServer({ tls: options, logger });
-    try {
-      const ca = readFileSync(file('ca.crt'));
-      await assert.rejects(tlsEcho(running.port, 'no certificate', { ca }));
-      await waitUntil(
-        () => running.server.stats().errors.tls_handshake === 1,
-        5000,
-        'the failed handshake to be counted',
-      );
-      // Plain TCP on a TLS port is a handshake failure too, never a crash.
-      const plain = await connectTo(running.port);
-      plain.on('error', () => {});
-      plain.write('GET / HTTP/1.0\r\n\r\n');
-      await readToEnd(plain).catch(() => Buffer.alloc(0));
-      await waitUntil(() => running.server.stats().errors.tls_handshake === 2, 5000, 'the plain-TCP handshake failure');
-
-      const echoed = await tlsEcho(running.port, 'with a certificate', {
-        ca,
-        cert: readFileSync(file('client.crt')),
-        key: readFileSync(file('client.key')),
-      });
-      assert.equal(echoed, 'with a certificate');
-      const open = logger.events.find((event) => event.fields['event'] === 'open');
-      assert.equal(open?.fields['subject'], 'O=echoplex tests,CN=client-1');
-      assert.match(open!.message, /client certificate O=echoplex tests,CN=client-1/);
-      assert.ok(logger.events.some((event) => event.fields['kind'] === 'tls_handshake' && event.level === 'warn'));
-    } finally {
-      await running.close();
-    }
-  });
-
-  it("mTLS with echoplex's own tools: client, ping and bench take --tls-cert/--tls-key, and say when the server wants one", async () => {
-    const serve = await startServe([
-      '--tls-cert',
-      file('server.crt'),
-      '--tls-key',
-      file('server.key'),
-      '--tls-ca',
-      file('ca.crt'),
-    ]);
-    try {
-      const target = ['--port', String(serve.port), '--tls-ca', file('ca.crt')];
-      const identity = ['--tls-cert', file('client.crt'), '--tls-key', file('client.key')];
-      const required = /the server requires a client certificate \(--tls-cert\/--tls-key\)/;
-      const ping = await runCli(['ping', ...target, '-c', '1']);
-      assert.equal(ping.code, 1);
-      assert.match(ping.stdout + ping.stderr, required);
-      const client = await runCli(['client', ...target], { input: 'x\n' });
-      assert.equal(client.code, 1);
-      assert.match(client.stderr, required);
-      const bench = await runCli(['bench', ...target, '-n', '10', '-c', '1']);
-      assert.equal(bench.code, 1);
-      assert.match(bench.stderr, required);
-
-      const pinged = await runCli(['ping', ...target, ...identity, '-c', '1']);
-      assert.equal(pinged.code, 0, pinged.stdout + pinged.stderr);
-      const echoed = await runCli(['client', ...target, ...identity], { input: 'mutual\n' });
-      assert.equal(echoed.code, 0, echoed.stderr);
-      assert.equal(echoed.stdout, 'mutual\n');
-      const loaded = await runCli(['bench', ...target, ...identity, '-n', '200', '-c', '2']);
-      assert.equal(loaded.code, 0, loaded.stderr);
-      const half = await runCli(['ping', ...target, '--tls-cert', file('client.crt'), '-c', '1']);
-      assert.equal(half.code, 2);
-      assert.match(half.stderr, /--tls-cert and --tls-key go together/);
-    } finally {
-      await serve.stop();
-    }
-  });
-
-  it('openssl s_client with the client certificate passes mTLS', async () => {
-    const serve = await startServe([
-      '--tls-cert',
-      file('server.crt'),
-      '--tls-key',
-      file('server.key'),
-      '--tls-ca',
-      file('ca.crt'),
-    ]);
-    try {
-      const sClient = spawn(
-        OPENSSL!,
         [
-          's_client',
-          '-connect',
-          `127.0.0.1:${serve.port}`,
-          '-CAfile',
-          file('ca.crt'),
-          '-cert',
-          file('client.crt'),
-          '-key',
-          file('client.key'),
-          '-verify_return_error',
-          '-quiet',
+          ['--tls-cert', file('server.crt'), '--tls-key', file('client.key')],
+          /--tls-key: .*client\.key is not the private key of the certificate in .*server\.crt/,
         ],
-        { stdio: ['pipe', 'pipe', 'pipe'] },
-      );
-      let output = '';
-      sClient.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
-      sClient.stdin.write('mutual\n');
-      await waitUntil(() => output.includes('mutual'), 10_000, 'openssl s_client to get the echo');
-      sClient.kill();
-      await waitUntil(
-        () => serve.stderr().includes('client certificate O=echoplex tests,CN=client-1'),
-        5000,
-        'the subject in the log',
-      );
-    } finally {
-      await serve.stop();
-    }
-  });
-});
+        [
+          ['--tls-cert', file('server.crt'), '--tls-key', file('server.key'), '--tls-ca', file('ca.key')],
+          /--tls-ca: .*ca\.key holds no certificate in PEM \(it is a private key\)/,
+        ],
+      ];
+      for (const [args, message] of cases) {
+        const result = await runCli(['serve', '--port', '0', ...args]);
+        assert.equal(result.code, 2, result.stderr);
+        assert.match(result.stderr, message);
+        assert.doesNotMatch(result.stderr, /unexpected error|routines::/);
+      }
+    });
 
-describe('TLS with a self-signed certificate', () => {
+    it('serves --tls-cert/--tls-key to Node and to openssl s_client, verified against the CA', async () => {
+      const serve = await startServe([
+        '--tls-cert',
+        file('server.crt'),
+        '--tls-key',
+        file('server.key'),
+        '--transform',
+        'upper',
+      ]);
+      try {
+        assert.equal(await tlsEcho(serve.port, 'over tls', { ca: readFileSync(file('ca.crt')) }), 'OVER TLS');
+        const sClient = spawn(
+          OPENSSL!,
+          [
+            's_client',
+            '-connect',
+            `127.0.0.1:${serve.port}`,
+            '-CAfile',
+            file('ca.crt'),
+            '-verify_return_error',
+            '-quiet',
+          ],
+          { stdio: ['pipe', 'pipe', 'pipe'] },
+        );
+        let output = '';
+        sClient.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+        sClient.stdin.write('from openssl\n');
+        await waitUntil(() => output.includes('FROM OPENSSL'), 10_000, 'openssl s_client to get the echo');
+        sClient.kill();
+      } finally {
+        await serve.stop();
+      }
+    });
+
+    it('mTLS: logs the client certificate subject, refuses a client without one, and goes on', async () => {
+      const logger = recordingLogger();
+      const options = await loadTlsOptions(
+        { certFile: file('server.crt'), keyFile: file('server.key'), caFile: file('ca.crt') },
+        '127.0.0.1',
+      );
+      const running = await startServer({ tls: options, logger });
+      try {
+        const ca = readFileSync(file('ca.crt'));
+        await assert.rejects(tlsEcho(running.port, 'no certificate', { ca }));
+        await waitUntil(
+          () => running.server.stats().errors.tls_handshake === 1,
+          5000,
+          'the failed handshake to be counted',
+        );
+        // Plain TCP on a TLS port is a handshake failure too, never a crash.
+        const plain = await connectTo(running.port);
+        plain.on('error', () => {});
+        plain.write('GET / HTTP/1.0\r\n\r\n');
+        await readToEnd(plain).catch(() => Buffer.alloc(0));
+        await waitUntil(
+          () => running.server.stats().errors.tls_handshake === 2,
+          5000,
+          'the plain-TCP handshake failure',
+        );
+
+        const echoed = await tlsEcho(running.port, 'with a certificate', {
+          ca,
+          cert: readFileSync(file('client.crt')),
+          key: readFileSync(file('client.key')),
+        });
+        assert.equal(echoed, 'with a certificate');
+        const open = logger.events.find((event) => event.fields['event'] === 'open');
+        assert.equal(open?.fields['subject'], 'O=echoplex tests,CN=client-1');
+        assert.match(open!.message, /client certificate O=echoplex tests,CN=client-1/);
+        assert.ok(logger.events.some((event) => event.fields['kind'] === 'tls_handshake' && event.level === 'warn'));
+      } finally {
+        await running.close();
+      }
+    });
+
+    it("mTLS with echoplex's own tools: client, ping and bench take --tls-cert/--tls-key, and say when the server wants one", async () => {
+      const serve = await startServe([
+        '--tls-cert',
+        file('server.crt'),
+        '--tls-key',
+        file('server.key'),
+        '--tls-ca',
+        file('ca.crt'),
+      ]);
+      try {
+        const target = ['--port', String(serve.port), '--tls-ca', file('ca.crt')];
+        const identity = ['--tls-cert', file('client.crt'), '--tls-key', file('client.key')];
+        const required = /the server requires a client certificate \(--tls-cert\/--tls-key\)/;
+        const ping = await runCli(['ping', ...target, '-c', '1']);
+        assert.equal(ping.code, 1);
+        assert.match(ping.stdout + ping.stderr, required);
+        const client = await runCli(['client', ...target], { input: 'x\n' });
+        assert.equal(client.code, 1);
+        assert.match(client.stderr, required);
+        const bench = await runCli(['bench', ...target, '-n', '10', '-c', '1']);
+        assert.equal(bench.code, 1);
+        assert.match(bench.stderr, required);
+
+        const pinged = await runCli(['ping', ...target, ...identity, '-c', '1']);
+        assert.equal(pinged.code, 0, pinged.stdout + pinged.stderr);
+        const echoed = await runCli(['client', ...target, ...identity], { input: 'mutual\n' });
+        assert.equal(echoed.code, 0, echoed.stderr);
+        assert.equal(echoed.stdout, 'mutual\n');
+        const loaded = await runCli(['bench', ...target, ...identity, '-n', '200', '-c', '2']);
+        assert.equal(loaded.code, 0, loaded.stderr);
+        const half = await runCli(['ping', ...target, '--tls-cert', file('client.crt'), '-c', '1']);
+        assert.equal(half.code, 2);
+        assert.match(half.stderr, /--tls-cert and --tls-key go together/);
+      } finally {
+        await serve.stop();
+      }
+    });
+
+    it('openssl s_client with the client certificate passes mTLS', async () => {
+      const serve = await startServe([
+        '--tls-cert',
+        file('server.crt'),
+        '--tls-key',
+        file('server.key'),
+        '--tls-ca',
+        file('ca.crt'),
+      ]);
+      try {
+        const sClient = spawn(
+          OPENSSL!,
+          [
+            's_client',
+            '-connect',
+            `127.0.0.1:${serve.port}`,
+            '-CAfile',
+            file('ca.crt'),
+            '-cert',
+            file('client.crt'),
+            '-key',
+            file('client.key'),
+            '-verify_return_error',
+            '-quiet',
+          ],
+          { stdio: ['pipe', 'pipe', 'pipe'] },
+        );
+        let output = '';
+        sClient.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+        sClient.stdin.write('mutual\n');
+        await waitUntil(() => output.includes('mutual'), 10_000, 'openssl s_client to get the echo');
+        sClient.kill();
+        await waitUntil(
+          () => serve.stderr().includes('client certificate O=echoplex tests,CN=client-1'),
+          5000,
+          'the subject in the log',
+        );
+      } finally {
+        await serve.stop();
+      }
+    });
+  }),
+);
+
+forEachEngine('TLS with a self-signed certificate', () => {
   it('generates one valid for 127.0.0.1 that a client can pin', async () => {
     const options = await loadTlsOptions({ selfSigned: true }, '127.0.0.1');
     const running = await startServer({ tls: options });
@@ -289,7 +296,7 @@ describe('TLS with a self-signed certificate', () => {
   });
 });
 
-describe('TLS behind a proxy that sends the PROXY protocol', () => {
+forEachEngine('TLS behind a proxy that sends the PROXY protocol', () => {
   /** A raw TCP connection that sends `header` in clear, then speaks TLS over the same socket. */
   async function proxiedTls(port: number, header: Buffer, payload: string): Promise<string> {
     const raw = await connectTo(port);
@@ -327,7 +334,7 @@ describe('TLS behind a proxy that sends the PROXY protocol', () => {
   });
 });
 
-describe('TLS handshakes that do not finish', () => {
+forEachEngine('TLS handshakes that do not finish', () => {
   // The same on both listeners: Node's TLS server, and the socket that read a PROXY header first.
   for (const proxyProtocol of [false, true]) {
     const prefix = () =>

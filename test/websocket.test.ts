@@ -6,11 +6,12 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { describe, it } from 'node:test';
+import { it } from 'node:test';
 import { WebSocket, type ClientOptions } from 'ws';
 import { loadTlsOptions, type EchoServerOptions } from '../src/index.js';
 import { serverMetricsSource } from '../src/ops/metrics.js';
 import { recordingLogger } from './helpers/logs.js';
+import { forEachEngine } from './helpers/engines.js';
 import { findProgram, skipUnless, suite } from './helpers/peers.js';
 import { startServer, type RunningServer } from './helpers/sockets.js';
 import { delay, waitUntil, withTimeout } from './helpers/timeout.js';
@@ -57,7 +58,7 @@ async function startWs(options: EchoServerOptions = {}): Promise<RunningServer &
   return { ...running, url: running.server.addresses[0]!.url };
 }
 
-describe('WebSocket server', () => {
+forEachEngine('WebSocket server', () => {
   it('answers each message with one of the same kind, through the transform', async () => {
     const running = await startWs({ transform: 'upper' });
     try {
@@ -331,10 +332,8 @@ describe('WebSocket server', () => {
 const PYTHON = findProgram(['/usr/bin/python3'], ['-c', 'import websockets']);
 const PEER = fileURLToPath(new URL('./fixtures/ws-peer.py', import.meta.url));
 
-suite(
-  'WebSocket server with python3-websockets',
-  skipUnless(PYTHON, 'python3-websockets', 'python3-websockets'),
-  () => {
+suite('WebSocket server with python3-websockets', skipUnless(PYTHON, 'python3-websockets', 'python3-websockets'), () =>
+  forEachEngine('WebSocket server with python3-websockets', () => {
     it('reassembles fragmented text and binary messages, and keeps their kinds', async () => {
       const running = await startWs({ transform: 'upper' });
       try {
@@ -375,6 +374,27 @@ suite(
       }
     });
 
+    it('answers a ping between the fragments of a message, and echoes the message whole', async () => {
+      const running = await startWs();
+      try {
+        assert.deepEqual(await pythonAsync(running.url, 'interleaved'), { echo: 'interleaved' });
+      } finally {
+        await running.close();
+      }
+    });
+
+    it('checks UTF-8 across fragments: a character split in two is text, a bad sequence split in two is 1007', async () => {
+      const running = await startWs();
+      try {
+        assert.deepEqual(await pythonAsync(running.url, 'utf8-split'), { echo: 'caf\u00e9!' });
+        assert.deepEqual(await pythonAsync(running.url, 'utf8-split-invalid'), { code: 1007 });
+        await waitUntil(() => running.server.stats().wsCloses['1007'] === 1, 2000, '1007 to be counted');
+        assert.equal(running.server.stats().errors.websocket, 1);
+      } finally {
+        await running.close();
+      }
+    });
+
     it('a client that drops TCP without a close frame is counted as 1006, and the server goes on', async () => {
       const running = await startWs();
       try {
@@ -386,7 +406,7 @@ suite(
         await running.close();
       }
     });
-  },
+  }),
 );
 
 /**
