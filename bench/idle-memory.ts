@@ -1,7 +1,7 @@
 // `npm run bench:idle-memory`: resident memory per idle connection, echoplex beside its peers.
 //
 // For each server: start it, read VmRSS once it has settled, open N connections (default
-// 10,000) that send one byte each and get it back (so every connection has been fully set up
+// 10,000; over TLS, WebSocket or wss for the peers that speak them) that send one byte each and get it back (so every connection has been fully set up
 // and served once), and read VmRSS again once it has settled. Reports (after - before) / N, in
 // KB per connection: the median of interleaved rounds (default 3) and their range.
 //
@@ -15,34 +15,55 @@
 
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
+import tls from 'node:tls';
 import { WebSocket } from 'ws';
 import { openFileLimit } from '../src/core/descriptors.js';
-import { buildCPeers, median, PEERS, startPeer, type Peer } from './peers.js';
+import { buildCPeers, CERT_FILES, median, PEERS, startPeer, type Peer } from './peers.js';
 import { namesFrom, positiveNumber, scriptOptions } from './script-args.js';
 
 function rssKb(pid: number): number {
   return Number(/^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
 }
 
-async function openIdle(port: number, count: number): Promise<net.Socket[]> {
-  const sockets: net.Socket[] = [];
+/** What an idle client holds open, and lets go of. */
+interface IdleClient {
+  destroy(): void;
+}
+
+/** One client of `peer`'s kind (TCP, TLS, WebSocket, wss) that sent one message and had it back. */
+function openOne(peer: Peer, port: number): Promise<IdleClient> {
+  return new Promise((resolve, reject) => {
+    if (peer.websocket) {
+      const ws = new WebSocket(`${peer.tls ? 'wss' : 'ws'}://127.0.0.1:${port}/`, {
+        ...(peer.tls && { ca: readFileSync(CERT_FILES[0]!) }),
+        perMessageDeflate: false,
+      });
+      ws.once('open', () => ws.send('x'));
+      ws.once('message', () => resolve({ destroy: () => ws.terminate() }));
+      ws.once('error', reject);
+      return;
+    }
+    const socket = peer.tls
+      ? tls.connect({ port, host: '127.0.0.1', ca: trustedCa() }, () => socket.write('x'))
+      : net.connect({ port, host: '127.0.0.1' }, () => socket.write('x'));
+    socket.once('data', () => resolve(socket));
+    socket.once('error', reject);
+  });
+}
+
+let ca: Buffer | undefined;
+function trustedCa(): Buffer {
+  ca ??= readFileSync(CERT_FILES[0]!);
+  return ca;
+}
+
+async function openIdle(peer: Peer, port: number, count: number): Promise<IdleClient[]> {
+  const clients: IdleClient[] = [];
   for (let start = 0; start < count; start += 500) {
-    const batch = await Promise.all(
-      Array.from(
-        { length: Math.min(500, count - start) },
-        () =>
-          new Promise<net.Socket>((resolve, reject) => {
-            const socket = net.connect({ port, host: '127.0.0.1' }, () => {
-              socket.once('data', () => resolve(socket));
-              socket.write('x');
-            });
-            socket.once('error', reject);
-          }),
-      ),
-    );
-    sockets.push(...batch);
+    const batch = await Promise.all(Array.from({ length: Math.min(500, count - start) }, () => openOne(peer, port)));
+    clients.push(...batch);
   }
-  return sockets;
+  return clients;
 }
 
 /**
@@ -121,12 +142,12 @@ interface Reading {
 async function measureIdle(peer: Peer, count: number): Promise<Reading> {
   const node = peer.command(0)[0] === process.execPath;
   const running = await startPeer(peer, 0, node ? { NODE_OPTIONS: '--inspect=127.0.0.1:0 --expose-gc' } : {});
-  const sockets: net.Socket[] = [];
+  const sockets: IdleClient[] = [];
   try {
     const pid = running.child.pid!;
     const collect = node ? await garbageCollector(await inspectorUrl(running.stderr)) : undefined;
     const beforeKb = await settledRssKb(pid, 10, collect);
-    sockets.push(...(await openIdle(running.port, count)));
+    sockets.push(...(await openIdle(peer, running.port, count)));
     const afterKb = await settledRssKb(pid, 10, collect);
     return { beforeKb, afterKb };
   } finally {

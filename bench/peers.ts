@@ -18,6 +18,9 @@ const BIN_DIR = `${PEERS_DIR}bin/`;
 const SEED_DIR = `${ROOT}../shared/seed/`;
 const CLI = `${ROOT}dist/cli/main.js`;
 const TSX = ['--import', 'tsx'];
+/** One certificate for every TLS peer (made by buildCPeers), so that they do the same cryptography. */
+export const CERT_FILES = [`${BIN_DIR}cert.pem`, `${BIN_DIR}key.pem`];
+const TLS_FLAGS = ['--tls-cert', CERT_FILES[0]!, '--tls-key', CERT_FILES[1]!];
 const CLOCK_TICKS = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
 
 export interface Scenario {
@@ -29,6 +32,8 @@ export interface Scenario {
   udp?: boolean;
   /** WebSocket messages: only peers that speak WebSocket run it, always under echoplex bench's load. */
   ws?: boolean;
+  /** Over TLS (with `ws`: wss): only peers that speak TLS run it, under echoplex bench's load. */
+  tls?: boolean;
 }
 
 export const SCENARIOS: Scenario[] = [
@@ -38,6 +43,8 @@ export const SCENARIOS: Scenario[] = [
   { name: 'latency', connections: 1, size: 64, pipeline: 1 },
   { name: 'udp-64B', connections: 50, size: 64, pipeline: 1, udp: true },
   { name: 'ws-64B', connections: 50, size: 64, pipeline: 1, ws: true },
+  { name: 'tls-64B', connections: 50, size: 64, pipeline: 1, tls: true },
+  { name: 'wss-64B', connections: 50, size: 64, pipeline: 1, ws: true, tls: true },
 ];
 
 export interface Peer {
@@ -48,6 +55,8 @@ export interface Peer {
   datagrams?: boolean;
   /** Speaks WebSocket: runs the WebSocket scenarios, and only those. */
   websocket?: boolean;
+  /** Speaks TLS (with the certificate in bench/peers/bin): runs the TLS scenarios, and only those. */
+  tls?: boolean;
   /** The peer its ratios are taken against (default c-epoll): the ported programs face their seed originals. */
   comparedWith?: string;
   /** Why this peer cannot run here, or undefined. */
@@ -197,6 +206,82 @@ export const PEERS: Peer[] = [
     command: (p) => [process.execPath, CLI, 'serve', '--quiet', '--ws', '--port', String(p)],
     unavailable: () => undefined,
   },
+  // TLS and WebSocket: the C references on OpenSSL 3 (same certificate, TLS 1.3), and echoplex on each engine.
+  {
+    name: 'c-ws',
+    transform: 'echo',
+    websocket: true,
+    command: (p) => [`${BIN_DIR}tls_ws_echo`, String(p), 'ws'],
+    unavailable: () => (existsSync(`${BIN_DIR}tls_ws_echo`) ? undefined : 'not built (needs cc and libssl-dev)'),
+  },
+  {
+    name: 'echoplex-ws-portable',
+    transform: 'echo',
+    websocket: true,
+    comparedWith: 'c-ws',
+    command: (p) => [process.execPath, CLI, 'serve', '--quiet', '--ws', '--engine', 'portable', '--port', String(p)],
+    unavailable: () => undefined,
+  },
+  {
+    name: 'c-tls',
+    transform: 'echo',
+    tls: true,
+    command: (p) => [`${BIN_DIR}tls_ws_echo`, String(p), 'tls', ...CERT_FILES],
+    unavailable: () => (existsSync(`${BIN_DIR}tls_ws_echo`) ? undefined : 'not built (needs cc and libssl-dev)'),
+  },
+  {
+    name: 'echoplex-tls',
+    transform: 'echo',
+    tls: true,
+    comparedWith: 'c-tls',
+    command: (p) => [process.execPath, CLI, 'serve', '--quiet', ...TLS_FLAGS, '--port', String(p)],
+    unavailable: () => undefined,
+  },
+  {
+    name: 'echoplex-tls-portable',
+    transform: 'echo',
+    tls: true,
+    comparedWith: 'c-tls',
+    command: (p) => [process.execPath, CLI, 'serve', '--quiet', ...TLS_FLAGS, '--engine', 'portable', '--port', String(p)],
+    unavailable: () => undefined,
+  },
+  {
+    name: 'c-wss',
+    transform: 'echo',
+    tls: true,
+    websocket: true,
+    command: (p) => [`${BIN_DIR}tls_ws_echo`, String(p), 'wss', ...CERT_FILES],
+    unavailable: () => (existsSync(`${BIN_DIR}tls_ws_echo`) ? undefined : 'not built (needs cc and libssl-dev)'),
+  },
+  {
+    name: 'echoplex-wss',
+    transform: 'echo',
+    tls: true,
+    websocket: true,
+    comparedWith: 'c-wss',
+    command: (p) => [process.execPath, CLI, 'serve', '--quiet', '--ws', ...TLS_FLAGS, '--port', String(p)],
+    unavailable: () => undefined,
+  },
+  {
+    name: 'echoplex-wss-portable',
+    transform: 'echo',
+    tls: true,
+    websocket: true,
+    comparedWith: 'c-wss',
+    command: (p) => [
+      process.execPath,
+      CLI,
+      'serve',
+      '--quiet',
+      '--ws',
+      ...TLS_FLAGS,
+      '--engine',
+      'portable',
+      '--port',
+      String(p),
+    ],
+    unavailable: () => undefined,
+  },
   {
     name: 'node-pipe',
     transform: 'echo',
@@ -264,6 +349,27 @@ export function buildCPeers(): void {
   }
   // Optional: older kernel headers lack what it uses, and then the peer is reported unavailable.
   spawnSync('cc', ['-O2', '-o', `${BIN_DIR}uring_echo`, `${PEERS_DIR}uring_echo.c`], { stdio: 'ignore' });
+  // Optional too: the TLS and WebSocket references need OpenSSL's headers (Debian's libssl-dev).
+  spawnSync('cc', ['-O2', '-o', `${BIN_DIR}tls_ws_echo`, `${PEERS_DIR}tls_ws_echo.c`, '-lssl', '-lcrypto'], {
+    stdio: 'ignore',
+  });
+  if (!existsSync(CERT_FILES[0]!)) {
+    // P-256, as --tls-self-signed makes: what a mesh's certificates mostly are.
+    spawnSync(
+      'openssl',
+      ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '365'].concat([
+        '-subj',
+        '/CN=localhost',
+        '-addext',
+        'subjectAltName=IP:127.0.0.1,DNS:localhost',
+        '-keyout',
+        CERT_FILES[1]!,
+        '-out',
+        CERT_FILES[0]!,
+      ]),
+      { stdio: 'ignore' },
+    );
+  }
 }
 
 export async function freePort(): Promise<number> {
@@ -416,7 +522,10 @@ function runLoad(
       CLI,
       'bench',
       '--json',
-      ...(scenario.ws ? [`ws://127.0.0.1:${port}/`] : ['--port', String(port)]),
+      ...(scenario.ws
+        ? [`${scenario.tls ? 'wss' : 'ws'}://127.0.0.1:${port}/`]
+        : [...(scenario.tls ? ['--tls'] : []), '--port', String(port)]),
+      ...(scenario.tls ? ['--tls-ca', CERT_FILES[0]!] : []),
       '-c',
       String(scenario.connections),
       '-s',
@@ -679,6 +788,16 @@ export const TARGETS: Target[] = [
     bound: 'min',
     bar: 0.8,
   },
+  // Issue 32: TLS and WebSocket in C cost about what a C server on OpenSSL costs.
+  ...(['tls', 'ws', 'wss'] as const).map((kind) => ({
+    issue: 32,
+    scenario: `${kind}-64B`,
+    peer: `echoplex-${kind}`,
+    against: `c-${kind}`,
+    metric: 'cpuUsPerMessage' as const,
+    bound: 'max' as const,
+    bar: 1.15,
+  })),
   { issue: 5, scenario: 'latency', peer: 'echoplex', against: 'c-epoll', metric: 'p50Us', bound: 'max', bar: 1.3 },
   {
     issue: 3,
@@ -816,7 +935,9 @@ async function main(): Promise<void> {
     // Each scenario runs on the peers that speak its transport.
     const peers = allPeers.filter(
       (peer) =>
-        (peer.datagrams ?? false) === (scenario.udp ?? false) && (peer.websocket ?? false) === (scenario.ws ?? false),
+        (peer.datagrams ?? false) === (scenario.udp ?? false) &&
+        (peer.websocket ?? false) === (scenario.ws ?? false) &&
+        (peer.tls ?? false) === (scenario.tls ?? false),
     );
     if (peers.length === 0) continue;
     // Each round runs the C server under both load generators, one right after the other; and
