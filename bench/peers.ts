@@ -242,7 +242,17 @@ export const PEERS: Peer[] = [
     transform: 'echo',
     tls: true,
     comparedWith: 'c-tls',
-    command: (p) => [process.execPath, CLI, 'serve', '--quiet', ...TLS_FLAGS, '--engine', 'portable', '--port', String(p)],
+    command: (p) => [
+      process.execPath,
+      CLI,
+      'serve',
+      '--quiet',
+      ...TLS_FLAGS,
+      '--engine',
+      'portable',
+      '--port',
+      String(p),
+    ],
     unavailable: () => undefined,
   },
   {

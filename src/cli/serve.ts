@@ -1,7 +1,6 @@
 // `echoplex serve`: flags to options, the listening line, signals to a graceful close.
 
 import cluster from 'node:cluster';
-import { availableParallelism } from 'node:os';
 import { Command } from 'commander';
 import type { MetricsJson, WorkerMessage } from '../ops/workers.js';
 import {
@@ -29,6 +28,7 @@ import {
   parsePort,
   parsePortList,
   parsePositiveInteger,
+  parseWorkers,
   parsePositiveSize,
   parseSeconds,
   parseTransform,
@@ -274,11 +274,6 @@ function checkDependentFlags(flags: ServeFlags, given: (name: string) => boolean
   for (const [name, message, present] of needs) if (given(name) && !present) throw new UsageError(message);
 }
 
-function parseWorkers(value: string): number {
-  if (value === 'auto') return availableParallelism();
-  return parsePositiveInteger(value);
-}
-
 async function serverOptions(
   flags: ServeFlags,
   ports: number[],
@@ -420,6 +415,13 @@ async function serve(flags: ServeFlags, ports: number[]): Promise<void> {
   const notice = fallbackNotice(flags.engine);
   if (notice !== undefined) logger.warn({ event: 'engine_fallback' }, notice);
   const portableOnly = server.portableBecause;
+  // `auto` where Node's OpenSSL cannot be reached from C: one line, as for a missing addon.
+  const tlsFallback = portableOnly.find((reason) => reason.startsWith('TLS ('));
+  if (flags.engine === 'auto' && tlsFallback !== undefined)
+    logger.warn(
+      { event: 'engine_fallback' },
+      `echoplex: TLS on the portable engine; the native one cannot: ${tlsFallback.slice(5, -1)}`,
+    );
   if (flags.engine === 'native' && portableOnly.length > 0) {
     // Asked for by name, so said: what the native engine does not do is served by the portable one.
     logger.warn(

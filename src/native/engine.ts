@@ -27,7 +27,7 @@ export function parseEngineChoice(value: string, source = '--engine'): EngineCho
  */
 export function chooseEngine(requested?: EngineChoice): EngineName {
   // JavaScript callers have no types to stop a misspelt engine.
-  const choice = requested === undefined ? defaultChoice() : parseEngineChoice(requested, 'engine');
+  const choice = requestedEngine(requested);
   if (choice === 'portable') return 'portable';
   const absent = addonAbsence();
   if (absent === undefined) return 'native';
@@ -42,6 +42,11 @@ export function fallbackNotice(requested?: EngineChoice): string | undefined {
   const absent = addonAbsence();
   if (choice !== 'auto' || absent === undefined) return undefined;
   return `echoplex: using the portable engine; the native one is not available: ${absent}`;
+}
+
+/** What was asked for: `requested`, else ECHOPLEX_ENGINE, else `auto`. */
+export function requestedEngine(requested?: EngineChoice): EngineChoice {
+  return requested === undefined ? defaultChoice() : parseEngineChoice(requested, 'engine');
 }
 
 function defaultChoice(): EngineChoice {

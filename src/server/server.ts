@@ -15,7 +15,7 @@ import { DEFAULT_MAX_LINE, type Framing } from '../protocol/framing.js';
 import { Admission, canonicalAddress, parseAllowList, type AdmissionOptions } from './limits.js';
 import { listenNet, TLS_HANDSHAKE_TIMEOUT_MS, type Listener } from './listener.js';
 import type { ProxyHeader } from '../protocol/proxy-protocol.js';
-import { chooseEngine, type EngineChoice, type EngineName } from '../native/engine.js';
+import { chooseEngine, requestedEngine, type EngineChoice, type EngineName } from '../native/engine.js';
 import type { AcceptHandler, ServerEngine } from './engines/engine.js';
 import { pickEngine, type EngineFit, type ListenerTransport, type ServingNeeds } from './engines/choice.js';
 import { NativeEcho, nativeTlsUnavailable } from './engines/native.js';
@@ -268,6 +268,14 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
     };
     const streamTransport = this.#streamTransport;
     const tlsUnavailable = streamTransport === 'tls' || streamTransport === 'wss' ? nativeTlsUnavailable() : undefined;
+    // Asked for by name, the native engine must serve what it was asked to: a TLS port it cannot is a usage error.
+    if (
+      tlsUnavailable !== undefined &&
+      engine === 'native' &&
+      requestedEngine(options.engine) === 'native' &&
+      this.#ports.length > 0
+    )
+      throw new UsageError(`the native engine cannot serve TLS here: ${tlsUnavailable}; use --engine auto or portable`);
     const streamFit = pickEngine(engine, streamTransport, needs, tlsUnavailable);
     this.#fits = {
       ...(this.#ports.length > 0 && { [streamTransport]: streamFit }),
