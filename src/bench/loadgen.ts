@@ -24,7 +24,14 @@ import {
   type SecondLatency,
   type Settings,
 } from './settings.js';
-import { adoptable, connectForAdoption, describeTarget, openBenchSocket } from '../protocol/transports.js';
+import {
+  adoptable,
+  connectForAdoption,
+  connectionTarget,
+  describeTarget,
+  openBenchSocket,
+  type BenchTarget,
+} from '../protocol/transports.js';
 
 const MAX_CONNECTS_IN_FLIGHT = 256;
 /** How early the open loop's timer wakes before a send is due: a timer can fire this late. */
@@ -94,6 +101,17 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
   if (run.descriptorsExhausted) {
     throw new BenchSetupError(
       `ran out of file descriptors opening ${settings.connections} connections: raise the limit with \`ulimit -n\``,
+    );
+  }
+  if (run.portsExhausted) {
+    const sources = settings.target.sourceAddresses?.length ?? 0;
+    throw new BenchSetupError(
+      `ran out of local ports opening ${settings.connections} connections (${run.firstConnectError?.code}): ` +
+        `one source address reaches about 28,000 connections to one port; ` +
+        (sources === 0
+          ? 'spread them with --source-ip (127.0.0.2-127.0.0.9 reach a server on 127.0.0.1)'
+          : `${sources} source ${sources === 1 ? 'address' : 'addresses'} were not enough: give more with --source-ip`) +
+        ', or serve and bench more ports (--port 1234,1235)',
     );
   }
   // Not one connection opened: a table of zeros would hide why, as a client would not.
@@ -239,6 +257,7 @@ function connectAll(run: Run): Promise<void> {
  */
 function openConnection(run: Run, settled: () => void, replacement = false): void {
   const startedAt = performance.now();
+  const target = connectionTarget(run.options.target, run.connectionsStarted++);
   let opening = true;
   /** Ends the connecting state, once, however it ends. */
   const stopConnecting = (): boolean => {
@@ -253,6 +272,8 @@ function openConnection(run: Run, settled: () => void, replacement = false): voi
     run.errorsByKind.connect++;
     run.firstConnectError ??= err;
     if (err?.code === 'EMFILE' || err?.code === 'ENFILE') run.descriptorsExhausted = true;
+    // No local port left for a source address and destination (or, with a source bound first, at all).
+    if (err?.code === 'EADDRNOTAVAIL' || err?.code === 'EADDRINUSE') run.portsExhausted = true;
     settled();
     if (replacement) run.lost(0, true);
   };
@@ -277,8 +298,8 @@ function openConnection(run: Run, settled: () => void, replacement = false): voi
   const engine = run.engine;
   const cancel =
     engine === undefined
-      ? openTypeScriptConnection(run, { stopConnecting, connectFailed, opened })
-      : connectForAdoption(run.options.target, {
+      ? openTypeScriptConnection(run, target, { stopConnecting, connectFailed, opened })
+      : connectForAdoption(target, {
           connected: (fd) => {
             if (!stopConnecting() || run.phase === 'done') return;
             let connection: LoadConnection;
@@ -300,11 +321,11 @@ interface Opening {
 }
 
 /** A connection whose every read comes to BenchConnection in JavaScript. Returns its destroyer. */
-function openTypeScriptConnection(run: Run, opening: Opening): () => void {
+function openTypeScriptConnection(run: Run, target: BenchTarget, opening: Opening): () => void {
   const closedLoop = run.options.rate === undefined;
   const numbered = numberedDatagrams(run.options, run.codec);
   let connection: BenchConnection | DatagramConnection | undefined;
-  const socket = openBenchSocket(run.options.target, run.readBuffer, {
+  const socket = openBenchSocket(target, run.readBuffer, {
     connected: () => {
       if (!opening.stopConnecting()) return;
       // Opened as the run ended: closed only now, once it is whole (a PROXY header sent, a TLS

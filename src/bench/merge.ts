@@ -104,6 +104,7 @@ export function mergeResults(results: readonly BenchResult[], options: MergeOpti
     // Each generator's own share of its own core: a sum would read as one core over 100%.
     loadCpuPercent: Math.max(...results.map((result) => result.loadCpuPercent)),
     generatorCpuPercent: results.map((result) => result.loadCpuPercent),
+    generatorSendLagUs: lags,
     verification: first.verification,
     // The worst generator's lag: its lateness is in the merged latencies.
     sendLagUs: lags.every((lag) => lag !== null)

@@ -154,7 +154,12 @@ export function describeEngine(result: BenchResult): string {
 export function describeSendLag(result: BenchResult): string {
   const lag = result.sendLagUs;
   if (lag === null) return '';
-  const text = `p50 ${us(lag.p50)}  p99 ${us(lag.p99)}  max ${us(lag.max)} behind schedule`;
+  const each = result.generatorSendLagUs;
+  const perGenerator =
+    each !== undefined && each.length > 1
+      ? ` (worst generator; p99 by generator: ${each.map((one) => (one === null ? '-' : us(one.p99))).join(', ')})`
+      : '';
+  const text = `p50 ${us(lag.p50)}  p99 ${us(lag.p99)}  max ${us(lag.max)} behind schedule${perGenerator}`;
   return generatorShows(result)
     ? `${text} (the generator's own lateness is a large part of these latencies: fewer msg/s per generator, or a core of its own)`
     : text;

@@ -64,8 +64,12 @@ export class Run {
   engine: RunEngine | undefined;
   mismatchedBytes = 0;
   descriptorsExhausted = false;
+  /** A connect found no local port left for its source address (EADDRNOTAVAIL). */
+  portsExhausted = false;
   /** Connections that opened, over the run; with none, the first connect error says why. */
   connectionsOpened = 0;
+  /** Connections begun, replacements included: the next one's index among the sources and ports. */
+  connectionsStarted = 0;
   firstConnectError: NodeJS.ErrnoException | undefined;
   /** The first error an open connection failed with (over UDP, a refused port shows only here). */
   firstSocketError: NodeJS.ErrnoException | undefined;

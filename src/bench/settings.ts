@@ -191,6 +191,8 @@ export interface BenchResult {
   loadCpuPercent: number;
   /** Set by `bench merge`: each generator's `loadCpuPercent`, in the order given. */
   generatorCpuPercent?: number[];
+  /** Set by `bench merge`: each generator's `sendLagUs`, in the order given (a saturated one shows here). */
+  generatorSendLagUs?: Array<{ p50: number; p99: number; max: number } | null>;
   /** The run was stopped early (`signal`, Ctrl-C): its window is shorter than was asked for. */
   stopped: boolean;
 }

@@ -8,7 +8,7 @@ import { wrongReplies, type BenchOptions, type BenchResult, type RateStep } from
 import { EchoplexError, UsageError } from '../core/errors.js';
 import { ENGINE_CHOICES, type EngineChoice } from '../native/engine.js';
 import { envOption } from './environment.js';
-import { parsePositiveInteger, parseSeconds, parseSize } from './parsers.js';
+import { parseAddressList, parsePositiveInteger, parseSeconds, parseSize, parseWorkers } from './parsers.js';
 import {
   expectationFromFlag,
   expectationOptions,
@@ -44,6 +44,8 @@ interface BenchFlags extends TargetFlags {
   findMaxRate: boolean;
   ramp?: string;
   hello: boolean;
+  workers: number;
+  sourceIp?: string[];
 }
 
 export function benchCommand(): Command {
@@ -51,7 +53,7 @@ export function benchCommand(): Command {
     'load an echo server, verify every byte, report throughput and latency percentiles',
   );
   for (const option of [
-    ...targetOptions('send datagrams, one message each (--connections UDP sockets)'),
+    ...targetOptions('send datagrams, one message each (--connections UDP sockets)', true),
     wsTextOption(),
     ...expectationOptions(),
   ])
@@ -137,6 +139,20 @@ export function benchCommand(): Command {
           '--start-at <time>',
           'begin measuring at this time (ISO 8601 or epoch ms), warming up until then: several generators measure one window',
         ).argParser(parseTime),
+      )
+      .addOption(
+        new Option(
+          '--workers <n|auto>',
+          'generator processes sharing the run (connections and --rate split between them, results merged); auto: one per CPU',
+        )
+          .default(1)
+          .argParser(parseWorkers),
+      )
+      .addOption(
+        new Option(
+          '--source-ip <addresses>',
+          'local addresses to spread connections over, a list or ranges (127.0.0.2-127.0.0.9): past ~28,000 connections per port',
+        ).argParser(parseAddressList),
       )
       .addOption(
         envOption(
@@ -259,11 +275,13 @@ async function bench(flags: BenchFlags): Promise<number> {
     { renderHtmlReport },
     { brokenThresholds, errorSummary, formatTable, passed, shortBy },
     { describeBroken },
+    { runWorkers },
   ] = await Promise.all([
     import('../bench/loadgen.js'),
     import('../bench/html.js'),
     import('../bench/report.js'),
     import('../bench/thresholds.js'),
+    import('../bench/workers.js'),
   ]);
   // A report that cannot be written is found out now, not after the whole run.
   for (const [flag, path] of [
@@ -293,6 +311,7 @@ async function bench(flags: BenchFlags): Promise<number> {
     ...(flags.connectRate !== undefined && { connectRate: flags.connectRate }),
     ...(flags.messagesPerConnection !== undefined && { messagesPerConnection: flags.messagesPerConnection }),
     ...(flags.rate !== undefined && { rate: flags.rate }),
+    ...(flags.sourceIp !== undefined && { sourceAddresses: flags.sourceIp }),
     ...(progressLine && {
       onProgress: (p) => {
         process.stdout.write(
@@ -312,7 +331,9 @@ async function bench(flags: BenchFlags): Promise<number> {
     stop.abort();
   };
   process.once('SIGINT', onInterrupt);
-  const result = await runSchedule(flags, { ...options, signal: stop.signal }, runBench)
+  const runStep: RunStep =
+    flags.workers > 1 ? async (stepOptions) => (await runWorkers(stepOptions, flags.workers)).merged : runBench;
+  const result = await runSchedule(flags, { ...options, signal: stop.signal }, runStep)
     .catch((err: unknown) => {
       // --json promises one object on stdout: a run that could not start is one too.
       if (flags.json && err instanceof EchoplexError)

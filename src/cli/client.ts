@@ -43,7 +43,7 @@ export function clientCommand(): Command {
         checkTransportFlags(flags);
         await runClient({
           host: flags.host,
-          port: flags.port,
+          port: Array.isArray(flags.port) ? flags.port[0]! : flags.port,
           udp: flags.udp,
           tls: wantsTls(flags),
           tlsInsecure: flags.tlsInsecure,

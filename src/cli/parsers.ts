@@ -1,5 +1,7 @@
 // Value parsers for flags: each returns the typed value or throws commander's InvalidArgumentError.
 
+import { isIP, isIPv4 } from 'node:net';
+import { availableParallelism } from 'node:os';
 import { InvalidArgumentError } from 'commander';
 import { parseAllowList } from '../server/limits.js';
 import { isTransformName, isTransformPath, TRANSFORM_NAMES } from '../protocol/transforms.js';
@@ -88,4 +90,46 @@ export function parseTransform(value: string): string {
   throw new InvalidArgumentError(
     `"${value}" is neither ${TRANSFORM_NAMES.join(' nor ')} nor a module path (./my-transform.js).`,
   );
+}
+
+/** `4`, or `auto`: one per CPU (`--workers`, for serve and bench alike). */
+export function parseWorkers(value: string): number {
+  if (value === 'auto') return availableParallelism();
+  return parsePositiveInteger(value);
+}
+
+/** The most addresses one `--source-ip` range may name. */
+const MAX_ADDRESS_RANGE = 65_536;
+
+/**
+ * `127.0.0.2-127.0.0.9,10.0.0.5,::1`: addresses, and IPv4 ranges from one address to another,
+ * in order. A range runs over the last octets as one number (127.0.0.250-127.0.1.3 is ten).
+ */
+export function parseAddressList(value: string): string[] {
+  const addresses: string[] = [];
+  for (const part of value
+    .split(',')
+    .map((item) => item.trim())
+    .filter(Boolean)) {
+    const range = /^([^-]+)-([^-]+)$/.exec(part);
+    if (range === null) {
+      if (isIP(part) === 0) throw new InvalidArgumentError(`"${part}" is not an IP address.`);
+      addresses.push(part);
+      continue;
+    }
+    const [from, to] = [range[1]!, range[2]!];
+    if (!isIPv4(from) || !isIPv4(to))
+      throw new InvalidArgumentError(`"${part}": a range runs from one IPv4 address to another (127.0.0.2-127.0.0.9).`);
+    const [low, high] = [ipv4Number(from), ipv4Number(to)];
+    if (high < low) throw new InvalidArgumentError(`"${part}": the range runs backwards.`);
+    if (high - low + 1 > MAX_ADDRESS_RANGE)
+      throw new InvalidArgumentError(`"${part}": more than ${MAX_ADDRESS_RANGE} addresses.`);
+    for (let n = low; n <= high; n++) addresses.push([n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.'));
+  }
+  if (addresses.length === 0) throw new InvalidArgumentError('no address given.');
+  return addresses;
+}
+
+function ipv4Number(address: string): number {
+  return address.split('.').reduce((n, octet) => n * 256 + Number(octet), 0);
 }

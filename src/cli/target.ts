@@ -6,11 +6,12 @@ import type { CustomExpectation } from '../protocol/transforms.js';
 import type { BenchTarget } from '../protocol/transports.js';
 import { UsageError } from '../core/errors.js';
 import { isTransformName, loadTransformModule, TRANSFORM_NAMES, type TransformName } from '../protocol/transforms.js';
-import { parsePort, parseTransform } from './parsers.js';
+import { parsePort, parsePortList, parseTransform } from './parsers.js';
 
 export interface TargetFlags {
   host: string;
-  port: number;
+  /** Several for the bench (`--port 1234,1235`): connections spread over them. */
+  port: number | number[];
   unix?: string;
   udp: boolean;
   tls: boolean;
@@ -26,10 +27,14 @@ export interface TargetFlags {
 }
 
 /** `--host`, `--port`, `--unix`, `--udp` (described by `udpHelp`), `--tls`, `--tls-insecure`, `--tls-ca`. */
-export function targetOptions(udpHelp: string): Option[] {
+export function targetOptions(udpHelp: string, portList = false): Option[] {
   return [
     new Option('--host <host>', 'server address').default('127.0.0.1'),
-    new Option('--port <port>', 'server port').default(1234).argParser(parsePort),
+    portList
+      ? new Option('--port <port[,port...]>', 'server port, or several to spread connections over')
+          .default(1234)
+          .argParser(parsePortList)
+      : new Option('--port <port>', 'server port').default(1234).argParser(parsePort),
     new Option('--unix <path>', 'connect to this Unix socket instead'),
     new Option('--udp', udpHelp).default(false),
     new Option('--tls', 'speak TLS, verifying the server certificate').default(false),
@@ -98,9 +103,11 @@ export async function targetFromFlags(flags: TargetFlags): Promise<Partial<Bench
   if (flags.wsText && flags.websocketPath === undefined)
     throw new UsageError('--ws-text applies to a ws:// or wss:// target URL');
   checkTransportFlags(flags);
+  const ports = Array.isArray(flags.port) ? flags.port : [flags.port];
   return {
     host: flags.host,
-    port: flags.port,
+    port: ports[0]!,
+    ...(ports.length > 1 && { ports }),
     ...(flags.unix !== undefined && { unix: flags.unix }),
     udp: flags.udp,
     tls: wantsTls(flags),

@@ -32,6 +32,29 @@ export interface BenchTarget {
   proxyProtocol?: 1 | 2;
   /** Speak WebSocket (`wss` with `tls`): one message per write, one reply message per message. */
   websocket?: WebSocketTarget;
+  /** Every port to spread connections over (the server's `--port 1234,1235`); `port` is the first. */
+  ports?: readonly number[];
+  /**
+   * Local addresses to spread connections over: one source address reaches about 28,000
+   * connections to one destination port (the ephemeral port range), a list of them many more.
+   */
+  sourceAddresses?: readonly string[];
+  /** The local address one connection binds to (set per connection from `sourceAddresses`). */
+  localAddress?: string;
+}
+
+/**
+ * The target connection `index` (counting from 0) goes to: sources taken in turn, and each
+ * source's turn taking the ports in turn, so that every source reaches every port evenly.
+ */
+export function connectionTarget(target: BenchTarget, index: number): BenchTarget {
+  const sources = target.sourceAddresses ?? [];
+  const ports = target.ports ?? [];
+  if (sources.length === 0 && ports.length <= 1) return target;
+  const source = sources.length === 0 ? undefined : sources[index % sources.length];
+  const round = sources.length === 0 ? index : Math.floor(index / sources.length);
+  const port = ports.length === 0 ? target.port : ports[round % ports.length]!;
+  return { ...target, port, ...(source !== undefined && { localAddress: source }) };
 }
 
 export interface WebSocketTarget {
@@ -74,15 +97,18 @@ export function resolveTarget(options: Partial<BenchTarget>): BenchTarget {
     ...(options.udp !== undefined && { udp: options.udp }),
     ...(options.proxyProtocol !== undefined && { proxyProtocol: options.proxyProtocol }),
     ...(options.websocket !== undefined && { websocket: options.websocket }),
+    ...(options.ports !== undefined && { ports: options.ports }),
+    ...(options.sourceAddresses !== undefined && { sourceAddresses: options.sourceAddresses }),
   };
 }
 
 /** `tcp://127.0.0.1:1234`, `tls://...`, `udp://...`, `ws://host:port/path` or `unix:///path`, for reports. */
 export function describeTarget(target: BenchTarget): string {
   if (target.unix !== undefined) return `unix://${target.unix}`;
+  const ports = target.ports !== undefined && target.ports.length > 1 ? `,${target.ports.slice(1).join(',')}` : '';
   if (target.websocket !== undefined)
-    return `${formatEndpoint(target.tls ? 'wss' : 'ws', target.host, target.port)}${target.websocket.path}`;
-  return formatEndpoint(target.udp ? 'udp' : target.tls ? 'tls' : 'tcp', target.host, target.port);
+    return `${formatEndpoint(target.tls ? 'wss' : 'ws', target.host, target.port)}${ports}${target.websocket.path}`;
+  return `${formatEndpoint(target.udp ? 'udp' : target.tls ? 'tls' : 'tcp', target.host, target.port)}${ports}`;
 }
 
 /** `readBuffer` is reused for every read on plain streams (TLS and UDP hand over their own buffers). */
@@ -91,7 +117,9 @@ export function openBenchSocket(target: BenchTarget, readBuffer: Buffer, events:
   if (target.websocket !== undefined) return openWebSocket(target, target.websocket, events);
   if (target.tls) return openTlsSocket(target, events);
   const socket = net.connect({
-    ...(target.unix !== undefined ? { path: target.unix } : { host: target.host, port: target.port }),
+    ...(target.unix !== undefined
+      ? { path: target.unix }
+      : { host: target.host, port: target.port, ...localAddressOf(target) }),
     noDelay: true,
     // Reads land in one reused buffer: no allocation per chunk on the load side.
     onread: {
@@ -109,6 +137,11 @@ export function openBenchSocket(target: BenchTarget, readBuffer: Buffer, events:
   socket.on('error', (err) => events.error(err));
   socket.on('close', () => events.closed());
   return { write: (bytes) => void socket.write(bytes), destroy: () => socket.destroy(), messages: false };
+}
+
+/** `{ localAddress }` where the target binds one. */
+function localAddressOf(target: BenchTarget): { localAddress?: string } {
+  return target.localAddress === undefined ? {} : { localAddress: target.localAddress };
 }
 
 /** Whether `connectForAdoption` can reach this target: plain TCP, no PROXY header. */
@@ -132,7 +165,7 @@ export function connectForAdoption(
   events: { connected(fd: number): void; failed(err: NodeJS.ErrnoException): void },
 ): () => void {
   // Paused from the start: the engine reads, not Node.
-  const socket = net.connect({ host: target.host, port: target.port, noDelay: true });
+  const socket = net.connect({ host: target.host, port: target.port, noDelay: true, ...localAddressOf(target) });
   socket.pause();
   socket.once('error', (err) => events.failed(err));
   socket.once('connect', () => {
@@ -170,6 +203,7 @@ function openTlsSocket(target: BenchTarget, events: BenchSocketEvents): BenchSoc
   const socket = tls.connect({
     host: target.host,
     port: target.port,
+    ...localAddressOf(target),
     ...(net.isIP(target.host) === 0 && { servername: target.host }),
     rejectUnauthorized: !target.tlsInsecure,
     ...(target.tlsCa !== undefined && { ca: [...tls.rootCertificates, target.tlsCa.toString()] }),
@@ -193,7 +227,9 @@ function openDatagramSocket(target: BenchTarget, events: BenchSocketEvents): Ben
   // A connected UDP socket hears of an unreachable port (ECONNREFUSED) as an error.
   socket.on('error', (err) => events.error(err));
   socket.on('close', () => events.closed());
-  socket.connect(target.port, target.host, () => events.connected());
+  const connect = () => socket.connect(target.port, target.host, () => events.connected());
+  if (target.localAddress === undefined) connect();
+  else socket.bind({ port: 0, address: target.localAddress }, connect);
   return {
     write: (bytes) => socket.send(bytes),
     destroy: () => {
@@ -212,6 +248,7 @@ function openWebSocket(target: BenchTarget, websocket: WebSocketTarget, events: 
   const url = `${target.tls ? 'wss' : 'ws'}://${formatHostPort(target.host, target.port)}${websocket.path}`;
   const socket = new WebSocket(url, {
     perMessageDeflate: false,
+    ...localAddressOf(target),
     ...(target.tls && {
       ...(net.isIP(target.host) === 0 && { servername: target.host }),
       rejectUnauthorized: !target.tlsInsecure,

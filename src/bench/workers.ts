@@ -1,0 +1,146 @@
+// `bench --workers N`: N generator processes share one run, and their results merge as `bench merge` merges them.
+//
+// wrk's -t and tcpkali's --workers: one event loop saturates one core, so a run that needs more
+// load than a core makes is split across processes. Connections, the open-loop rate and -n are
+// divided exactly; every worker measures the same window (the `startAt` of a manual merge); the
+// parent adds their results up with mergeResults, so `--workers 2` is two benches merged by hand.
+
+import { fork, type ChildProcess } from 'node:child_process';
+import { availableParallelism } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { EchoplexError, UsageError } from '../core/errors.js';
+import { mergeResults } from './merge.js';
+import type { BenchOptions, BenchProgress, BenchResult } from './settings.js';
+
+/** How long the workers get to start and connect before a measured window can begin, beyond the warm-up. */
+const START_ALLOWANCE_MS = 1500;
+
+/** What a worker process is sent, and what it sends back (worker-process.ts). */
+export type ToWorker = { run: BenchOptions } | { stop: true };
+export type FromWorker =
+  { result: BenchResult } | { progress: BenchProgress } | { error: { code: string; message: string } };
+
+/** `auto`: one worker per CPU. */
+export function workerCount(value: number | 'auto'): number {
+  return value === 'auto' ? availableParallelism() : value;
+}
+
+/** `total` split into `parts` whole shares that add up to it exactly, the larger ones first. */
+export function shares(total: number, parts: number): number[] {
+  const base = Math.floor(total / parts);
+  return Array.from({ length: parts }, (_, index) => base + (index < total % parts ? 1 : 0));
+}
+
+/** Each worker's options: its share of connections, rate and messages, and the window they all measure. */
+export function workerOptions(options: BenchOptions, count: number, now = Date.now()): BenchOptions[] {
+  const connections = options.connections ?? 50;
+  if (connections < count)
+    throw new UsageError(`--workers ${count} needs at least one connection each: give -c ${count} or more`);
+  if (options.messages !== undefined && options.messages < count)
+    throw new UsageError(`--workers ${count} needs at least one message each: give -n ${count} or more`);
+  if (typeof options.expect === 'function')
+    throw new UsageError('--workers cannot hand an --expect module to its workers yet: give a built-in --expect');
+  if (options.hdrLog !== undefined)
+    throw new UsageError("--hdr-log writes one generator's intervals: not with --workers (merge the JSON instead)");
+  const connectionShares = shares(connections, count);
+  const rateShares = options.rate === undefined ? undefined : shares(options.rate, count);
+  const messageShares = options.messages === undefined ? undefined : shares(options.messages, count);
+  // A run of -n messages has no window to share; a run of a duration measures one, from here.
+  const startAt =
+    options.messages !== undefined
+      ? undefined
+      : options.startAt !== undefined
+        ? Number(options.startAt)
+        : now + START_ALLOWANCE_MS + (options.warmupSeconds ?? 1) * 1000;
+  const { onProgress: _progress, signal: _signal, thresholds: _thresholds, ...plain } = options;
+  return connectionShares.map((share, index) => ({
+    ...plain,
+    connections: share,
+    ...(rateShares !== undefined && { rate: rateShares[index]! }),
+    ...(messageShares !== undefined && { messages: messageShares[index]! }),
+    ...(startAt !== undefined && { startAt }),
+    // Each worker's share of a source list, so that no two use one address for the same ports.
+    ...(options.sourceAddresses !== undefined && {
+      sourceAddresses: spread(options.sourceAddresses, count, index),
+    }),
+  }));
+}
+
+/** Worker `index`'s addresses of `all`: every count-th, or all of them when there are fewer than workers. */
+function spread(all: readonly string[], count: number, index: number): string[] {
+  if (all.length < count) return [all[index % all.length]!];
+  return all.filter((_, i) => i % count === index);
+}
+
+export interface WorkersRun {
+  /** The run as one generator would report it, thresholds checked against the merged figures. */
+  merged: BenchResult;
+  /** Each worker's own result, in worker order. */
+  results: BenchResult[];
+}
+
+const here = fileURLToPath(import.meta.url);
+/** The worker's module beside this one (.js when built, .ts under tsx in a checkout). */
+const WORKER_MODULE = here.replace(/workers\.(ts|js)$/, 'worker-process.$1');
+
+/** Runs `options` on `count` worker processes and merges their results. */
+export async function runWorkers(options: BenchOptions, count: number): Promise<WorkersRun> {
+  const perWorker = workerOptions(options, count);
+  const children: ChildProcess[] = perWorker.map(() =>
+    fork(WORKER_MODULE, [], {
+      serialization: 'advanced',
+      stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+      execArgv: here.endsWith('.ts') ? ['--import', 'tsx'] : [],
+    }),
+  );
+  const progress: Array<BenchProgress | undefined> = perWorker.map(() => undefined);
+  const stop = () => children.forEach((child) => child.connected && child.send({ stop: true } satisfies ToWorker));
+  options.signal?.addEventListener('abort', stop, { once: true });
+  try {
+    const results = await Promise.all(
+      children.map(
+        (child, index) =>
+          new Promise<BenchResult>((resolve, reject) => {
+            child.on('message', (message: FromWorker) => {
+              if ('result' in message) resolve(message.result);
+              else if ('error' in message) reject(workerError(message.error));
+              else {
+                progress[index] = message.progress;
+                reportProgress(options, progress);
+              }
+            });
+            child.once('exit', (code, signal) =>
+              reject(
+                new EchoplexError(
+                  'ERR_ECHOPLEX_WORKER',
+                  `bench worker ${index + 1} exited (${signal ?? `status ${code}`}) before its result`,
+                ),
+              ),
+            );
+            child.send({ run: perWorker[index]! } satisfies ToWorker);
+          }),
+      ),
+    );
+    return { merged: mergeResults(results, { thresholds: options.thresholds ?? [] }), results };
+  } finally {
+    options.signal?.removeEventListener('abort', stop);
+    for (const child of children) if (child.exitCode === null) child.kill();
+  }
+}
+
+/** One progress line for the whole run: the first worker's phase and time, every worker's rate and errors. */
+function reportProgress(options: BenchOptions, progress: ReadonlyArray<BenchProgress | undefined>): void {
+  const first = progress[0];
+  if (options.onProgress === undefined || first === undefined) return;
+  const known = progress.filter((p): p is BenchProgress => p !== undefined);
+  options.onProgress({
+    ...first,
+    messagesPerSecond: known.reduce((sum, p) => sum + p.messagesPerSecond, 0),
+    errors: known.reduce((sum, p) => sum + p.errors, 0),
+  });
+}
+
+/** A worker's error as the class the CLI maps to an exit status. */
+function workerError({ code, message }: { code: string; message: string }): Error {
+  return code === 'ERR_ECHOPLEX_USAGE' ? new UsageError(message) : new EchoplexError(code, message);
+}

@@ -1,0 +1,171 @@
+// `bench --workers`: several generator processes, one run, merged exactly as `bench merge` merges; and `--source-ip`, several ports.
+
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { mergeResults } from '../src/bench/merge.js';
+import { runWorkers, shares, workerOptions } from '../src/bench/workers.js';
+import { parseAddressList } from '../src/cli/parsers.js';
+import type { Connection } from '../src/index.js';
+import { connectionTarget } from '../src/protocol/transports.js';
+import { runCli } from './helpers/cli.js';
+import { startServer } from './helpers/sockets.js';
+
+describe('bench --workers', () => {
+  it('splits connections, rate and messages exactly, and gives every worker one window', () => {
+    assert.deepEqual(shares(10, 3), [4, 3, 3]);
+    const now = 1_000_000;
+    const split = workerOptions({ connections: 5, rate: 1001, warmupSeconds: 2 }, 2, now);
+    assert.deepEqual(
+      split.map((o) => [o.connections, o.rate]),
+      [
+        [3, 501],
+        [2, 500],
+      ],
+    );
+    assert.equal(split[0]!.startAt, split[1]!.startAt);
+    assert.ok(Number(split[0]!.startAt) >= now + 2000);
+    assert.deepEqual(
+      workerOptions({ connections: 4, messages: 7 }, 2, now).map((o) => [o.messages, o.startAt]),
+      [
+        [4, undefined],
+        [3, undefined],
+      ],
+    );
+    assert.throws(() => workerOptions({ connections: 1 }, 2), /at least one connection each/);
+    assert.throws(() => workerOptions({ connections: 4, hdrLog: 'x' }, 2), /--hdr-log/);
+  });
+
+  it("gives the same figures as the workers' own results merged by hand", async () => {
+    const running = await startServer({ transform: 'upper' });
+    try {
+      const { merged, results } = await runWorkers(
+        {
+          port: running.port,
+          connections: 4,
+          durationSeconds: 1,
+          warmupSeconds: 0.2,
+          expect: 'upper',
+          thresholds: ['errors<=0'],
+        },
+        2,
+      );
+      assert.equal(results.length, 2);
+      assert.deepEqual(merged, mergeResults(results, { thresholds: ['errors<=0'] }));
+      assert.equal(merged.connections, 4);
+      assert.equal(merged.generators, 2);
+      assert.equal(merged.generatorCpuPercent?.length, 2);
+      assert.equal(merged.errors, 0);
+      assert.ok(merged.messages > 100, `messages: ${merged.messages}`);
+      // One window: the workers' measured windows began together.
+      const starts = results.map((r) => Date.parse(r.startedAt));
+      assert.ok(Math.abs(starts[0]! - starts[1]!) < 50, `starts ${starts.join(', ')}`);
+      assert.ok(merged.thresholds.every((t) => t.ok));
+    } finally {
+      await running.close();
+    }
+  });
+
+  it("from the CLI: the open-loop rate split between two workers adds up to the rate asked for, with each worker's send lag", async () => {
+    const running = await startServer();
+    try {
+      const run = await runCli(
+        [
+          'bench',
+          '--port',
+          String(running.port),
+          '--workers',
+          '2',
+          '-c',
+          '4',
+          '--rate',
+          '2000',
+          '-d',
+          '2',
+          '--warmup',
+          '0.5',
+          '--json',
+        ],
+        { ms: 30_000 },
+      );
+      assert.equal(run.code, 0, run.stderr);
+      const result = JSON.parse(run.stdout) as {
+        messagesPerSecond: number;
+        messages: number;
+        durationSeconds: number;
+        generators: number;
+        generatorSendLagUs: unknown[];
+        rate: number;
+      };
+      assert.equal(result.generators, 2);
+      assert.equal(result.rate, 2000);
+      assert.equal(result.generatorSendLagUs.length, 2);
+      assert.ok(Math.abs(result.messagesPerSecond - 2000) < 100, `msg/s ${result.messagesPerSecond}`);
+      assert.ok(Math.abs(result.messages / result.durationSeconds - result.messagesPerSecond) < 1);
+      const refused = await runCli(['bench', '--port', String(running.port), '--workers', '3', '-c', '2']);
+      assert.equal(refused.code, 2);
+      assert.match(refused.stderr, /needs at least one connection each/);
+    } finally {
+      await running.close();
+    }
+  });
+});
+
+describe('bench --source-ip and several ports', () => {
+  it('reads addresses and IPv4 ranges', () => {
+    assert.deepEqual(parseAddressList('127.0.0.254-127.0.1.1,::1'), [
+      '127.0.0.254',
+      '127.0.0.255',
+      '127.0.1.0',
+      '127.0.1.1',
+      '::1',
+    ]);
+    assert.throws(() => parseAddressList('127.0.0.9-127.0.0.2'), /backwards/);
+    assert.throws(() => parseAddressList('localhost'), /not an IP address/);
+  });
+
+  it('spreads connections over every source and port evenly', () => {
+    const target = { host: '127.0.0.1', port: 1, ports: [1, 2], sourceAddresses: ['a', 'b'] };
+    const seen = Array.from({ length: 8 }, (_, i) => {
+      const t = connectionTarget(target, i);
+      return `${t.localAddress}:${t.port}`;
+    });
+    assert.deepEqual(seen, ['a:1', 'b:1', 'a:2', 'b:2', 'a:1', 'b:1', 'a:2', 'b:2']);
+  });
+
+  it('connects from each source address to each port, on both bench engines', async () => {
+    const running = await startServer({ port: [0, 0], hello: true });
+    const ports = running.server.addresses.map((a) => a.port);
+    const seen = new Set<string>();
+    running.server.on('connection', (connection: Connection) => {
+      const local = (connection.helloFields() as { local: string }).local;
+      seen.add(`${connection.remoteAddress} ${local.split(':').pop()}`);
+    });
+    try {
+      for (const engine of ['native', 'portable']) {
+        seen.clear();
+        const run = await runCli([
+          'bench',
+          '--port',
+          ports.join(','),
+          '--source-ip',
+          '127.0.0.2-127.0.0.3',
+          '--hello',
+          '-c',
+          '8',
+          '-n',
+          '80',
+          '--engine',
+          engine,
+        ]);
+        assert.equal(run.code, 0, run.stderr);
+        assert.deepEqual(
+          [...seen].sort(),
+          ['127.0.0.2', '127.0.0.3'].flatMap((source) => ports.map((port) => `${source} ${port}`)).sort(),
+          engine,
+        );
+      }
+    } finally {
+      await running.close();
+    }
+  });
+});
