@@ -11,25 +11,19 @@ import { runCli } from './helpers/cli.js';
 import { startServer } from './helpers/sockets.js';
 
 describe('bench --workers', () => {
-  it('splits connections, rate and messages exactly, and gives every worker one window', () => {
+  it('splits connections, rate, messages and source addresses exactly', () => {
     assert.deepEqual(shares(10, 3), [4, 3, 3]);
-    const now = 1_000_000;
-    const split = workerOptions({ connections: 5, rate: 1001, warmupSeconds: 2 }, 2, now);
+    const split = workerOptions({ connections: 5, rate: 1001, sourceAddresses: ['a', 'b', 'c', 'd'] }, 2);
     assert.deepEqual(
-      split.map((o) => [o.connections, o.rate]),
+      split.map((o) => [o.connections, o.rate, o.sourceAddresses]),
       [
-        [3, 501],
-        [2, 500],
+        [3, 501, ['a', 'c']],
+        [2, 500, ['b', 'd']],
       ],
     );
-    assert.equal(split[0]!.startAt, split[1]!.startAt);
-    assert.ok(Number(split[0]!.startAt) >= now + 2000);
     assert.deepEqual(
-      workerOptions({ connections: 4, messages: 7 }, 2, now).map((o) => [o.messages, o.startAt]),
-      [
-        [4, undefined],
-        [3, undefined],
-      ],
+      workerOptions({ connections: 4, messages: 7 }, 2).map((o) => o.messages),
+      [4, 3],
     );
     assert.throws(() => workerOptions({ connections: 1 }, 2), /at least one connection each/);
     assert.throws(() => workerOptions({ connections: 4, hdrLog: 'x' }, 2), /--hdr-log/);

@@ -83,10 +83,13 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
       signal.addEventListener('abort', stopEarly, { once: true });
       stops.push(() => signal.removeEventListener('abort', stopEarly));
     }
-    void connectAll(run).then(() => {
+    void connectAll(run).then(async () => {
       if (run.phase === 'done') return;
       if (run.live.size === 0 || run.descriptorsExhausted) return run.finish();
-      const phases = startPhases(run);
+      const startAt = options.startWhen === undefined ? run.options.startAt : await options.startWhen();
+      // Stopped (Ctrl-C) while waiting for the other generators.
+      if ((run.phase as string) === 'done') return;
+      const phases = startPhases(run, startAt);
       stops.push(phases.cancel);
       drainNow = phases.drain;
       if (options.signal?.aborted) stopEarly();
@@ -376,8 +379,8 @@ function replace(run: Run, connection: LoadConnection): void {
 }
 
 /** Warm-up, then the measured window, then waiting for replies still owed. `drain` ends the window now. */
-function startPhases(run: Run): { cancel: () => void; drain: () => void } {
-  const { warmupSeconds, durationSeconds, messages, pipeline, rate, hdrLog, startAt } = run.options;
+function startPhases(run: Run, startAt: number | undefined): { cancel: () => void; drain: () => void } {
+  const { warmupSeconds, durationSeconds, messages, pipeline, rate, hdrLog } = run.options;
   const timers: NodeJS.Timeout[] = [];
   let stopOpenLoop: (() => void) | undefined;
   const beginMeasuring = () => {

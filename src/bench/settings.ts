@@ -43,6 +43,12 @@ export interface BenchOptions extends Partial<BenchTarget> {
    * window, and `echoplex bench merge` adds their results up.
    */
   startAt?: Date | number;
+  /**
+   * Asked once every connection is open: the measured window begins at the moment it resolves to
+   * (milliseconds since the epoch), warming up until then. Generators that take different times
+   * to connect (`bench --workers`, tens of thousands of connections each) then measure one window.
+   */
+  startWhen?: () => Promise<number>;
   /** New connections per second while ramping up. Default: as fast as the server accepts. */
   connectRate?: number;
   /**
@@ -247,7 +253,7 @@ type OptionalSetting = 'messages' | 'rate' | 'connectRate' | 'expectPrefix' | 'm
 export type Settings = Required<
   Omit<
     BenchOptions,
-    OptionalSetting | 'onProgress' | 'signal' | 'engine' | 'thresholds' | 'startAt' | keyof BenchTarget
+    OptionalSetting | 'onProgress' | 'signal' | 'engine' | 'thresholds' | 'startAt' | 'startWhen' | keyof BenchTarget
   >
 > &
   Pick<BenchOptions, OptionalSetting> & {

@@ -7,10 +7,23 @@ const stop = new AbortController();
 // Ctrl-C reaches the whole process group: this worker stops as its parent asks, not at once.
 process.on('SIGINT', () => stop.abort());
 
+/** Resolves with the window's start, once the parent has heard that every worker is connected. */
+let started: ((startAt: number) => void) | undefined;
+
 process.on('message', (message: ToWorker) => {
   if ('stop' in message) return stop.abort();
+  if ('startAt' in message) return started?.(message.startAt);
+  const own = message.run.startAt;
   runBench({
     ...message.run,
+    // A --start-at of the user's is every worker's window as it is.
+    ...(own === undefined && {
+      startWhen: () =>
+        new Promise<number>((resolve) => {
+          started = resolve;
+          send({ connected: true });
+        }),
+    }),
     signal: stop.signal,
     onProgress: (progress) => send({ progress }),
   }).then(
@@ -22,5 +35,5 @@ process.on('message', (message: ToWorker) => {
 
 function send(message: FromWorker): void {
   process.send?.(message);
-  if (!('progress' in message)) process.disconnect?.();
+  if ('result' in message || 'error' in message) process.disconnect?.();
 }

@@ -2,8 +2,8 @@
 //
 // wrk's -t and tcpkali's --workers: one event loop saturates one core, so a run that needs more
 // load than a core makes is split across processes. Connections, the open-loop rate and -n are
-// divided exactly; every worker measures the same window (the `startAt` of a manual merge); the
-// parent adds their results up with mergeResults, so `--workers 2` is two benches merged by hand.
+// divided exactly; every worker measures the same window, which begins (after the warm-up) once
+// the last worker has every connection open, however long that took; the parent adds their results up with mergeResults, so `--workers 2` is two benches merged by hand.
 
 import { fork, type ChildProcess } from 'node:child_process';
 import { availableParallelism } from 'node:os';
@@ -12,13 +12,16 @@ import { EchoplexError, UsageError } from '../core/errors.js';
 import { mergeResults } from './merge.js';
 import type { BenchOptions, BenchProgress, BenchResult } from './settings.js';
 
-/** How long the workers get to start and connect before a measured window can begin, beyond the warm-up. */
-const START_ALLOWANCE_MS = 1500;
+/** Between the last worker's connections being open and the warm-up's start: time for the word to reach every worker. */
+const START_MARGIN_MS = 100;
 
 /** What a worker process is sent, and what it sends back (worker-process.ts). */
-export type ToWorker = { run: BenchOptions } | { stop: true };
+export type ToWorker = { run: BenchOptions } | { stop: true } | { startAt: number };
 export type FromWorker =
-  { result: BenchResult } | { progress: BenchProgress } | { error: { code: string; message: string } };
+  | { connected: true }
+  | { result: BenchResult }
+  | { progress: BenchProgress }
+  | { error: { code: string; message: string } };
 
 /** `auto`: one worker per CPU. */
 export function workerCount(value: number | 'auto'): number {
@@ -31,8 +34,8 @@ export function shares(total: number, parts: number): number[] {
   return Array.from({ length: parts }, (_, index) => base + (index < total % parts ? 1 : 0));
 }
 
-/** Each worker's options: its share of connections, rate and messages, and the window they all measure. */
-export function workerOptions(options: BenchOptions, count: number, now = Date.now()): BenchOptions[] {
+/** Each worker's options: its share of connections, rate, messages and source addresses. */
+export function workerOptions(options: BenchOptions, count: number): BenchOptions[] {
   const connections = options.connections ?? 50;
   if (connections < count)
     throw new UsageError(`--workers ${count} needs at least one connection each: give -c ${count} or more`);
@@ -45,20 +48,15 @@ export function workerOptions(options: BenchOptions, count: number, now = Date.n
   const connectionShares = shares(connections, count);
   const rateShares = options.rate === undefined ? undefined : shares(options.rate, count);
   const messageShares = options.messages === undefined ? undefined : shares(options.messages, count);
-  // A run of -n messages has no window to share; a run of a duration measures one, from here.
-  const startAt =
-    options.messages !== undefined
-      ? undefined
-      : options.startAt !== undefined
-        ? Number(options.startAt)
-        : now + START_ALLOWANCE_MS + (options.warmupSeconds ?? 1) * 1000;
+  const connectRateShares =
+    options.connectRate === undefined ? undefined : shares(options.connectRate, count).map((rate) => Math.max(1, rate));
   const { onProgress: _progress, signal: _signal, thresholds: _thresholds, ...plain } = options;
   return connectionShares.map((share, index) => ({
     ...plain,
     connections: share,
     ...(rateShares !== undefined && { rate: rateShares[index]! }),
     ...(messageShares !== undefined && { messages: messageShares[index]! }),
-    ...(startAt !== undefined && { startAt }),
+    ...(connectRateShares !== undefined && { connectRate: connectRateShares[index]! }),
     // Each worker's share of a source list, so that no two use one address for the same ports.
     ...(options.sourceAddresses !== undefined && {
       sourceAddresses: spread(options.sourceAddresses, count, index),
@@ -94,6 +92,14 @@ export async function runWorkers(options: BenchOptions, count: number): Promise<
     }),
   );
   const progress: Array<BenchProgress | undefined> = perWorker.map(() => undefined);
+  // With a --start-at of the user's, that is the window; else one window from when all are connected.
+  let connected = 0;
+  const workerConnected = () => {
+    if (++connected < children.length || options.startAt !== undefined) return;
+    const startAt =
+      Date.now() + START_MARGIN_MS + (options.warmupSeconds ?? (options.messages === undefined ? 1 : 0)) * 1000;
+    for (const child of children) if (child.connected) child.send({ startAt } satisfies ToWorker);
+  };
   const stop = () => children.forEach((child) => child.connected && child.send({ stop: true } satisfies ToWorker));
   options.signal?.addEventListener('abort', stop, { once: true });
   try {
@@ -102,7 +108,8 @@ export async function runWorkers(options: BenchOptions, count: number): Promise<
         (child, index) =>
           new Promise<BenchResult>((resolve, reject) => {
             child.on('message', (message: FromWorker) => {
-              if ('result' in message) resolve(message.result);
+              if ('connected' in message) workerConnected();
+              else if ('result' in message) resolve(message.result);
               else if ('error' in message) reject(workerError(message.error));
               else {
                 progress[index] = message.progress;

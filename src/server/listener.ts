@@ -56,6 +56,13 @@ export interface NetListenOptions extends ListenOptions {
  */
 export const TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
 
+/**
+ * Connections the kernel completes before they are accepted (capped by net.core.somaxconn).
+ * Node's 511 overflows under a load generator's burst of tens of thousands, and a connection
+ * dropped from a full queue looks open to its client until it is reset.
+ */
+const LISTEN_BACKLOG = 4096;
+
 export async function listenNet(options: NetListenOptions): Promise<Listener> {
   const { host, port, path, context, handler } = options;
   // The server picks the engine for TCP ports (engines/choice.ts); Unix sockets are portable.
@@ -181,7 +188,7 @@ async function startListening(
         ),
       );
     server.once('error', onError);
-    server.listen(where, () => {
+    server.listen({ ...where, backlog: LISTEN_BACKLOG }, () => {
       server.off('error', onError);
       server.on('error', (err) => handler.failed(err));
       resolve();
