@@ -227,6 +227,35 @@ for (const { name, engine, skip } of ENGINES) {
         server.close();
       }
     });
+
+    it('says why connections were lost: a reset is named, a clean close has no cause to give', async () => {
+      // The first connection is reset when its second message comes (so the reset cannot pass
+      // for an end of stream), the second is ended cleanly after its first reply.
+      let accepted = 0;
+      const server = net.createServer((socket) => {
+        socket.on('error', () => {});
+        const which = accepted++;
+        let messages = 0;
+        if (which === 0)
+          socket.on('data', (chunk: Buffer) => (messages++ === 0 ? socket.write(chunk) : socket.resetAndDestroy()));
+        else if (which === 1) socket.once('data', (chunk: Buffer) => socket.end(chunk));
+        else socket.pipe(socket);
+      });
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      try {
+        const { port } = server.address() as net.AddressInfo;
+        const result = await withTimeout(
+          bench({ port, connections: 3, durationSeconds: 1, warmupSeconds: 0, timeoutSeconds: 0.5 }),
+          20_000,
+          'bench',
+        );
+        assert.equal(result.errorsByKind.closed, 2, JSON.stringify(result.errorsByKind));
+        assert.match(result.errorCauses?.closed ?? '', /reset/, JSON.stringify(result.errorCauses));
+        assert.equal(result.errorCauses?.connect, undefined);
+      } finally {
+        server.close();
+      }
+    });
   });
 }
 

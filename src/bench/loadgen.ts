@@ -178,6 +178,7 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
     errorsByKind: { ...run.errorsByKind },
     mismatchedBytes: run.mismatchedBytes,
     firstWrongReply: run.firstWrongReply === undefined ? null : describeBytes(run.firstWrongReply, 80),
+    errorCauses: errorCauses(run),
     timeline: wholeSeconds(run.timeline, durationSeconds),
     latencyTimeline: secondSummaries(run.secondHistograms, durationSeconds),
     errorTimeline: wholeSeconds(run.errorTimeline, durationSeconds),
@@ -195,6 +196,7 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
       messagesPerSecond,
     }),
     loadCpuPercent: round((run.measuredCpuMicros / (durationSeconds * 1e6)) * 100, 1),
+    loadMemory: { rssGrowthBytes: run.rssWithConnections - run.rssBeforeConnecting, connections: run.openAtEnd },
     stopped,
   };
 }
@@ -551,4 +553,14 @@ function secondSummaries(histograms: LatencyHistogram[], durationSeconds: number
 function round(value: number, digits: number): number {
   const scale = 10 ** digits;
   return Math.round(value * scale) / scale;
+}
+
+/** The first connect and socket errors in words, for the kinds of error counted. */
+function errorCauses(run: Run): BenchResult['errorCauses'] {
+  const causes: NonNullable<BenchResult['errorCauses']> = {};
+  if (run.errorsByKind.connect > 0 && run.firstConnectError !== undefined)
+    causes.connect = describeSocketError(run.firstConnectError);
+  if (run.errorsByKind.closed > 0 && run.firstSocketError !== undefined)
+    causes.closed = describeSocketError(run.firstSocketError);
+  return causes;
 }

@@ -85,6 +85,11 @@ export function mergeResults(results: readonly BenchResult[], options: MergeOpti
     errors,
     errorsByKind,
     mismatchedBytes: sum((result) => result.mismatchedBytes),
+    // Each kind's cause from the first run that has one: the generators' first errors are alike.
+    errorCauses: Object.assign(
+      {},
+      ...results.map((result) => result.errorCauses ?? {}).reverse(),
+    ) as BenchResult['errorCauses'],
     timeline,
     errorTimeline: mergeTimelines(
       results.map((result) => result.errorTimeline ?? []),
@@ -104,6 +109,12 @@ export function mergeResults(results: readonly BenchResult[], options: MergeOpti
     // Each generator's own share of its own core: a sum would read as one core over 100%.
     loadCpuPercent: Math.max(...results.map((result) => result.loadCpuPercent)),
     generatorCpuPercent: results.map((result) => result.loadCpuPercent),
+    ...(results.every((result) => result.loadMemory !== undefined) && {
+      loadMemory: {
+        rssGrowthBytes: sum((result) => result.loadMemory!.rssGrowthBytes),
+        connections: sum((result) => result.loadMemory!.connections),
+      },
+    }),
     generatorSendLagUs: lags,
     verification: first.verification,
     // The worst generator's lag: its lateness is in the merged latencies.

@@ -2,6 +2,7 @@
 // timed and answered in C; this file keeps the run's accounting in step with it.
 
 import { performance } from 'node:perf_hooks';
+import { getSystemErrorName } from 'node:util';
 import { addonBinding } from '../native/addon.js';
 import { classifyReply, differingBytes, type MessageCodec } from './message.js';
 import type { LoadConnection, Run, RunEngine } from './run.js';
@@ -243,8 +244,10 @@ export class NativeBenchConnection implements LoadConnection {
   }
 
   /** From the engine: the connection closed (the server left, a write failed, or we destroyed it). */
-  closed(_status: number, owed: number): void {
+  closed(status: number, owed: number): void {
     if (this.#failed || this.run.phase === 'done') return;
+    // libuv statuses are negated errno values on Linux; the end of the stream is no error.
+    if (status < 0 && status !== UV_EOF) this.run.firstSocketError ??= systemError(status);
     // The server going away before the run is over is an error, whatever was in flight.
     this.engine.sync();
     this.#lose('closed', owed);
@@ -261,4 +264,12 @@ export class NativeBenchConnection implements LoadConnection {
     if (this.handle !== undefined) this.binding.benchInFlight(this.handle, this.#inFlight);
     return this.#inFlight;
   }
+}
+
+/** libuv's status for the end of a stream: the server closed cleanly. */
+const UV_EOF = -4095;
+
+function systemError(status: number): NodeJS.ErrnoException {
+  const code = getSystemErrorName(status);
+  return Object.assign(new Error(code), { code, errno: status });
 }

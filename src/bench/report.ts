@@ -47,6 +47,9 @@ export function formatTable(result: BenchResult): string {
     ...(result.datagrams ? [['datagrams', describeDatagrams(result.datagrams)] as [string, string]] : []),
     ...(result.instances ? [['instances', describeInstances(result.instances)] as [string, string]] : []),
     ['bench CPU', `${describeLoadCpu(result)}, ${describeEngine(result)}`],
+    ...(result.loadMemory !== undefined && result.loadMemory.connections >= MEMORY_SHOWN_FROM
+      ? [['bench memory', describeLoadMemory(result.loadMemory)] as [string, string]]
+      : []),
     ...(result.generators !== undefined
       ? [
           [
@@ -206,6 +209,16 @@ export function describeLoadCpu(result: BenchResult): string {
   return result.loadCpuPercent >= LOAD_CPU_WARNING_PERCENT && meaningful
     ? `${text} (the bench may be what limits the rate: give it a core of its own)`
     : text;
+}
+
+/** Below this many connections, the growth of the heap outweighs what the connections hold. */
+const MEMORY_SHOWN_FROM = 1000;
+
+/** `0.61 kB per connection open (RSS +61 MB with 100,000)`. */
+function describeLoadMemory(memory: NonNullable<BenchResult['loadMemory']>): string {
+  const perConnection = memory.rssGrowthBytes / memory.connections / 1000;
+  const growthMb = decimal.format(memory.rssGrowthBytes / 1e6);
+  return `${decimal.format(perConnection)} kB per connection open (RSS ${memory.rssGrowthBytes >= 0 ? '+' : ''}${growthMb} MB with ${integer.format(memory.connections)} open)`;
 }
 
 /** `10`, `1.5`, `0.043`: a short window is not shown as `0 s`. */

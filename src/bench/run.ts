@@ -54,6 +54,11 @@ export class Run {
   /** CPU microseconds this process used between the two. */
   measuredCpuMicros = 0;
   #cpuAtStart: NodeJS.CpuUsage | undefined;
+  /** Resident memory before the first connection, and with the connections open at the window's end. */
+  rssBeforeConnecting = process.memoryUsage.rss();
+  rssWithConnections = 0;
+  /** Connections open when the window ended. */
+  openAtEnd = 0;
   measured = 0;
   completedTotal = 0;
   /** Replies owed across all connections; when it reaches 0 the run may be over. */
@@ -201,6 +206,8 @@ export class Run {
     if (this.measureEndedAt !== 0) return;
     this.measureEndedAt = now;
     this.countErrors(now);
+    this.rssWithConnections = process.memoryUsage.rss();
+    this.openAtEnd = this.live.size;
     if (this.#cpuAtStart === undefined) return;
     const used = process.cpuUsage(this.#cpuAtStart);
     this.measuredCpuMicros = used.user + used.system;

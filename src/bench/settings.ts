@@ -150,6 +150,11 @@ export interface BenchResult {
   mismatchedBytes: number;
   /** The first reply that was wrong, its first bytes as Python's repr shows them: what the server sent instead. */
   firstWrongReply?: string | null;
+  /**
+   * Why the first connection that failed to open (`connect`) or was lost (`closed`) did, in
+   * words, where the socket said: the counts alone do not tell a refusal from a reset.
+   */
+  errorCauses?: Partial<Record<'connect' | 'closed', string>>;
   /** Measured messages completed in each second of the run. */
   timeline: number[];
   /**
@@ -195,6 +200,12 @@ export interface BenchResult {
    * of one core. Near 100, the bench itself may be what limits the rate.
    */
   loadCpuPercent: number;
+  /**
+   * How much this process's resident memory grew from before the first connection to the end of
+   * the window, with `connections` open then: what holding a connection costs the bench. Summed
+   * over generators by `bench merge`.
+   */
+  loadMemory?: { rssGrowthBytes: number; connections: number };
   /** Set by `bench merge`: each generator's `loadCpuPercent`, in the order given. */
   generatorCpuPercent?: number[];
   /** Set by `bench merge`: each generator's `sendLagUs`, in the order given (a saturated one shows here). */

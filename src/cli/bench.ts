@@ -376,7 +376,12 @@ async function bench(flags: BenchFlags): Promise<number> {
       process.stderr.write(
         'echoplex bench: (wrong replies: an echo server never sends another message than the one it was sent, whatever --threshold allows)\n',
       );
-    for (const hint of [timeoutHint(result, flags.lines === true), wrongReplyHint(result), closedHint(result)]) {
+    for (const hint of [
+      ...causeHints(result),
+      timeoutHint(result, flags.lines === true),
+      wrongReplyHint(result),
+      closedHint(result),
+    ]) {
       if (hint !== undefined) process.stderr.write(`echoplex bench: (${hint})\n`);
     }
     return 1;
@@ -405,6 +410,15 @@ function wrongReplyHint(result: BenchResult): string | undefined {
         ? ': the server refused a message (a line server wants --lines)'
         : '';
   return `the first wrong reply began ${first}${speaks}`;
+}
+
+/** What the socket said when the first connection failed to open, and when the first was lost. */
+function causeHints(result: BenchResult): string[] {
+  const causes = result.errorCauses ?? {};
+  return [
+    ...(causes.connect === undefined ? [] : [`the first connection that failed to open: ${causes.connect}`]),
+    ...(causes.closed === undefined ? [] : [`the first connection lost: ${causes.closed}`]),
+  ];
 }
 
 /** Every connection closed before a single reply: a server that refuses, not a slow one. */

@@ -131,6 +131,27 @@ describe('bench merge', () => {
       assert.ok(merged.latencyUs[p] <= merged.latencyUs.max, `merged ${p}`);
   });
 
+  it('adds up what holding connections cost each generator, and keeps the first cause of each kind of error', () => {
+    const first = {
+      ...resultOf([100], Date.UTC(2026, 11, 6), [1]),
+      loadMemory: { rssGrowthBytes: 30_000_000, connections: 50_000 },
+      errorCauses: { closed: 'connection reset' },
+    };
+    const second = {
+      ...resultOf([200], Date.UTC(2026, 11, 6), [1]),
+      loadMemory: { rssGrowthBytes: 20_000_000, connections: 50_000 },
+      errorCauses: { closed: 'broken pipe', connect: 'connection refused' },
+    };
+    const merged = mergeResults([first, second], { force: true });
+    assert.deepEqual(merged.loadMemory, { rssGrowthBytes: 50_000_000, connections: 100_000 });
+    assert.deepEqual(merged.errorCauses, { closed: 'connection reset', connect: 'connection refused' });
+    // A result written before the field existed leaves the sum unknown rather than short.
+    assert.equal(
+      mergeResults([first, resultOf([300], Date.UTC(2026, 11, 6), [1])], { force: true }).loadMemory,
+      undefined,
+    );
+  });
+
   it('is stopped when any generator was stopped early', () => {
     const t0 = Date.UTC(2026, 10, 29, 13, 0, 0);
     const whole = resultOf([100], t0, [1]);
