@@ -226,6 +226,82 @@ suite('TLS', skipUnless(OPENSSL, 'openssl', 'openssl'), () =>
       }
     });
 
+    it('openssl s_client with ALPN and SNI: --hello reports both, a client offering only other protocols is refused, and a session resumes', async () => {
+      const serve = await startServe([
+        '--tls-cert',
+        file('server.crt'),
+        '--tls-key',
+        file('server.key'),
+        '--tls-alpn',
+        'h2,http/1.1',
+        '--hello',
+      ]);
+      try {
+        const sClient = (alpn: string) =>
+          spawnSync(
+            OPENSSL!,
+            [
+              's_client',
+              '-connect',
+              `127.0.0.1:${serve.port}`,
+              '-servername',
+              'echo.test',
+              '-alpn',
+              alpn,
+              '-CAfile',
+              file('ca.crt'),
+              '-verify_return_error',
+              '-quiet',
+            ],
+            { input: 'alpn\n', encoding: 'utf8', timeout: 10_000 },
+          );
+        const agreed = sClient('spdy/1,http/1.1');
+        const hello = JSON.parse(agreed.stdout.split('\n')[0]!) as { tls: Record<string, unknown> };
+        assert.equal(hello.tls.alpn, 'http/1.1', agreed.stdout);
+        assert.equal(hello.tls.sni, 'echo.test');
+        assert.equal(hello.tls.protocol, 'TLSv1.3');
+        assert.match(agreed.stdout, /^alpn$/m, 'the echo follows the hello line');
+        // RFC 7301 3.2: no protocol in common is a fatal no_application_protocol alert.
+        const refused = sClient('spdy/1');
+        assert.notEqual(refused.status, 0);
+        assert.match(refused.stderr, /no application protocol/);
+        assert.doesNotMatch(refused.stdout, /"instance"/);
+
+        // TLS 1.3 resumption: the ticket of the first connection makes the second an abbreviated handshake.
+        const connectOnce = (session?: Buffer) =>
+          withTimeout(
+            new Promise<{ ticket: Buffer | undefined; reused: boolean }>((resolve, reject) => {
+              let ticket: Buffer | undefined;
+              const socket = tls.connect({
+                host: '127.0.0.1',
+                port: serve.port,
+                ca: readFileSync(file('ca.crt')),
+                servername: 'localhost',
+                ...(session !== undefined && { session }),
+              });
+              socket.on('session', (received: Buffer) => (ticket = received));
+              socket.once('error', reject);
+              // The hello line comes after the handshake, and the tickets with or before it.
+              socket.once('data', () => {
+                const reused = socket.isSessionReused();
+                setTimeout(() => {
+                  socket.end();
+                  resolve({ ticket, reused });
+                }, 50);
+              });
+            }),
+            5000,
+            'a TLS connection',
+          );
+        const first = await connectOnce();
+        assert.equal(first.reused, false);
+        assert.ok(first.ticket !== undefined, 'the server sent a session ticket');
+        assert.equal((await connectOnce(first.ticket)).reused, true, 'the second connection resumed');
+      } finally {
+        await serve.stop();
+      }
+    });
+
     it('openssl s_client with the client certificate passes mTLS', async () => {
       const serve = await startServe([
         '--tls-cert',

@@ -100,7 +100,7 @@ export function serveCommand(): Command {
     .addOption(
       envOption(
         '--tls-alpn <protocols>',
-        'ALPN protocols to select from, in order of preference, e.g. h2,http/1.1 (none shared: no ALPN)',
+        'ALPN protocols to select from, in order of preference, e.g. h2,http/1.1 (a client offering only others is refused)',
       ).argParser((value) => value.split(',').filter((name) => name !== '')),
     )
     .addOption(
