@@ -1,6 +1,7 @@
 // `bench --workers`: several generator processes, one run, merged exactly as `bench merge` merges; and `--source-ip`, several ports.
 
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import { describe, it } from 'node:test';
 import { mergeResults } from '../src/bench/merge.js';
 import { runWorkers, shares, workerOptions } from '../src/bench/workers.js';
@@ -9,6 +10,7 @@ import type { Connection } from '../src/index.js';
 import { connectionTarget } from '../src/protocol/transports.js';
 import { runCli } from './helpers/cli.js';
 import { startServer } from './helpers/sockets.js';
+import { withTimeout } from './helpers/timeout.js';
 
 describe('bench --workers', () => {
   it('splits connections, rate, messages and source addresses exactly', () => {
@@ -27,6 +29,34 @@ describe('bench --workers', () => {
     );
     assert.throws(() => workerOptions({ connections: 1 }, 2), /at least one connection each/);
     assert.throws(() => workerOptions({ connections: 4, hdrLog: 'x' }, 2), /--hdr-log/);
+  });
+
+  it("catches a reply crossed from one worker's connection to another's", async () => {
+    // Cross-wired: each connection's bytes go out on the other. Were both workers' connections
+    // numbered alike, their messages would be the same bytes and the crossing would pass.
+    const sockets: net.Socket[] = [];
+    const server = net.createServer((socket) => {
+      socket.on('error', () => {});
+      sockets.push(socket);
+      if (sockets.length === 2) {
+        sockets[0]!.on('data', (chunk: Buffer) => sockets[1]!.write(chunk));
+        sockets[1]!.on('data', (chunk: Buffer) => sockets[0]!.write(chunk));
+      }
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const { port } = server.address() as net.AddressInfo;
+      const { merged } = await withTimeout(
+        runWorkers({ port, connections: 2, durationSeconds: 0.5, warmupSeconds: 0, timeoutSeconds: 1 }, 2),
+        20_000,
+        'bench --workers 2',
+      );
+      assert.ok(merged.errorsByKind.crossed > 0, JSON.stringify(merged.errorsByKind));
+      assert.equal(merged.messages, 0, 'no crossed reply counts as an answer');
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      server.close();
+    }
   });
 
   it("gives the same figures as the workers' own results merged by hand", async () => {

@@ -51,8 +51,10 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
     transform: typeof settings.expect === 'string' ? builtInTransform(settings.expect) : settings.expect.transform,
     bytewise: builtIn,
     prefix: settings.expectPrefix,
+    seed: settings.messageSeed,
   });
   const run = new Run(settings, codec);
+  run.nextConnection = settings.firstConnection ?? 0;
   if (nativeEngineFits(settings)) run.engine = NativeBench.create(run);
   if (settings.messagesPerConnection !== undefined) run.replaceFailed = () => replaceFailed(run);
 

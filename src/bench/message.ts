@@ -61,6 +61,8 @@ export class MessageCodec {
     transform: Transform;
     bytewise: boolean;
     prefix?: string | undefined;
+    /** Random bytes (at least `size`) to build the filler from: generators of one run share them. */
+    seed?: Uint8Array | undefined;
   }) {
     const { size, lines } = options;
     this.size = size;
@@ -73,7 +75,8 @@ export class MessageCodec {
     const idLength = this.connectionDigits + this.sequenceDigits;
     this.#fillerLength = usable - idLength;
     // Text messages must be UTF-8 without a newline: printable ASCII will do.
-    this.#template = lines || options.text ? printable(this.#fillerLength) : randomBytes(this.#fillerLength);
+    const random = Buffer.from(options.seed?.subarray(0, this.#fillerLength) ?? randomBytes(this.#fillerLength));
+    this.#template = lines || options.text ? printable(random) : random;
     this.#tail = lines ? Buffer.from('\n') : Buffer.alloc(0);
     this.#prefix = Buffer.from(options.prefix ?? '');
     this.#transform = options.transform;
@@ -277,9 +280,8 @@ function readHex(from: Buffer, offset: number, digits: number): number | undefin
   return value;
 }
 
-/** `length` random printable ASCII bytes (space to tilde). */
-function printable(length: number): Buffer {
-  const bytes = randomBytes(length);
-  for (let i = 0; i < length; i++) bytes[i] = 0x20 + (bytes[i]! % 95);
+/** Random bytes made printable ASCII (space to tilde), in place. */
+function printable(bytes: Buffer): Buffer {
+  for (let i = 0; i < bytes.length; i++) bytes[i] = 0x20 + (bytes[i]! % 95);
   return bytes;
 }

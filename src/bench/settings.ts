@@ -49,6 +49,13 @@ export interface BenchOptions extends Partial<BenchTarget> {
    * to connect (`bench --workers`, tens of thousands of connections each) then measure one window.
    */
   startWhen?: () => Promise<number>;
+  /**
+   * The number the first connection's messages carry (default 0). Generators of one run take
+   * ranges apart (`bench --workers`), so that a reply crossed from one to another is caught.
+   */
+  firstConnection?: number;
+  /** Random bytes (at least `size`) that every message is built from; generators of one run share them. */
+  messageSeed?: Uint8Array;
   /** New connections per second while ramping up. Default: as fast as the server accepts. */
   connectRate?: number;
   /**
@@ -259,7 +266,18 @@ export class BenchSetupError extends EchoplexError {
   }
 }
 
-type OptionalSetting = 'messages' | 'rate' | 'connectRate' | 'expectPrefix' | 'messagesPerConnection' | 'hdrLog';
+/** Bytes per message unless `size` says. */
+export const DEFAULT_MESSAGE_SIZE = 64;
+
+type OptionalSetting =
+  | 'messages'
+  | 'rate'
+  | 'connectRate'
+  | 'expectPrefix'
+  | 'messagesPerConnection'
+  | 'hdrLog'
+  | 'firstConnection'
+  | 'messageSeed';
 /** BenchOptions with every default filled in. */
 export type Settings = Required<
   Omit<
@@ -279,7 +297,7 @@ export function resolveSettings(options: BenchOptions): Settings {
   const settings: Settings = {
     target: resolveTarget(options),
     connections: options.connections ?? 50,
-    size: options.size ?? 64,
+    size: options.size ?? DEFAULT_MESSAGE_SIZE,
     pipeline: options.pipeline ?? 1,
     durationSeconds: options.durationSeconds ?? 10,
     warmupSeconds: options.warmupSeconds ?? (options.messages !== undefined ? 0 : 1),
@@ -294,6 +312,8 @@ export function resolveSettings(options: BenchOptions): Settings {
     engine: chooseEngine(options.engine),
     thresholds: (options.thresholds ?? []).map(parseThreshold),
     hdrLog: options.hdrLog,
+    firstConnection: options.firstConnection,
+    messageSeed: options.messageSeed,
     hello: options.hello ?? false,
     startAt: options.startAt === undefined ? undefined : Number(options.startAt),
   };

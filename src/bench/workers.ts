@@ -6,11 +6,13 @@
 // the last worker has every connection open, however long that took; the parent adds their results up with mergeResults, so `--workers 2` is two benches merged by hand.
 
 import { fork, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { EchoplexError, UsageError } from '../core/errors.js';
 import { mergeResults } from './merge.js';
-import type { BenchOptions, BenchProgress, BenchResult } from './settings.js';
+import { CONNECTION_MODULUS } from './message.js';
+import { DEFAULT_MESSAGE_SIZE, type BenchOptions, type BenchProgress, type BenchResult } from './settings.js';
 
 /** Between the last worker's connections being open and the warm-up's start: time for the word to reach every worker. */
 const START_MARGIN_MS = 100;
@@ -51,9 +53,16 @@ export function workerOptions(options: BenchOptions, count: number): BenchOption
   const connectRateShares =
     options.connectRate === undefined ? undefined : shares(options.connectRate, count).map((rate) => Math.max(1, rate));
   const { onProgress: _progress, signal: _signal, thresholds: _thresholds, ...plain } = options;
+  // Numbers apart for each worker (churn opens more connections than its share), so that a
+  // reply crossed between two workers' connections is not taken for the receiver's own.
+  // and one set of messages for all, so that such a reply reads as crossed, not as noise.
+  const numbersEach = Math.floor(CONNECTION_MODULUS / count);
+  const messageSeed = options.messageSeed ?? randomBytes(options.size ?? DEFAULT_MESSAGE_SIZE);
   return connectionShares.map((share, index) => ({
     ...plain,
     connections: share,
+    firstConnection: (options.firstConnection ?? 0) + index * numbersEach,
+    messageSeed,
     ...(rateShares !== undefined && { rate: rateShares[index]! }),
     ...(messageShares !== undefined && { messages: messageShares[index]! }),
     ...(connectRateShares !== undefined && { connectRate: connectRateShares[index]! }),
@@ -128,7 +137,9 @@ export async function runWorkers(options: BenchOptions, count: number): Promise<
           }),
       ),
     );
-    return { merged: mergeResults(results, { thresholds: options.thresholds ?? [] }), results };
+    // The workers ran one set of settings by construction, and two of them may well report the
+    // same figures (none at all, say): merge's guard against one result given twice is not for them.
+    return { merged: mergeResults(results, { thresholds: options.thresholds ?? [], force: true }), results };
   } finally {
     options.signal?.removeEventListener('abort', stop);
     for (const child of children) if (child.exitCode === null) child.kill();
