@@ -1,14 +1,17 @@
 // `bench --workers`: several generator processes, one run, merged exactly as `bench merge` merges; and `--source-ip`, several ports.
 
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import net from 'node:net';
+import { performance } from 'node:perf_hooks';
 import { describe, it } from 'node:test';
 import { mergeResults } from '../src/bench/merge.js';
 import { runWorkers, shares, workerOptions } from '../src/bench/workers.js';
 import { parseAddressList } from '../src/cli/parsers.js';
 import type { Connection } from '../src/index.js';
 import { connectionTarget } from '../src/protocol/transports.js';
-import { runCli } from './helpers/cli.js';
+import { CLI, runCli } from './helpers/cli.js';
 import { startServer } from './helpers/sockets.js';
 import { withTimeout } from './helpers/timeout.js';
 
@@ -56,6 +59,55 @@ describe('bench --workers', () => {
     } finally {
       for (const socket of sockets) socket.destroy();
       server.close();
+    }
+  });
+
+  it("Ctrl-C (SIGINT to the process group, as a terminal sends it) ends every worker's window early, and the merged result says so", async () => {
+    const running = await startServer();
+    const child = spawn(
+      process.execPath,
+      [
+        CLI,
+        'bench',
+        '--port',
+        String(running.port),
+        '--workers',
+        '2',
+        '-c',
+        '4',
+        '-d',
+        '30',
+        '--warmup',
+        '0',
+        '--json',
+      ],
+      { detached: true, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (text: string) => (stdout += text));
+    child.stderr.setEncoding('utf8').on('data', (text: string) => (stderr += text));
+    const exited = once(child, 'exit');
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 3000));
+      const interrupted = performance.now();
+      process.kill(-child.pid!, 'SIGINT');
+      const [code] = (await withTimeout(exited, 15_000, 'bench to stop after Ctrl-C')) as [number | null];
+      assert.equal(code, 0, stderr);
+      assert.ok(performance.now() - interrupted < 10_000);
+      const result = JSON.parse(stdout) as {
+        stopped: boolean;
+        durationSeconds: number;
+        messages: number;
+        generators: number;
+      };
+      assert.equal(result.stopped, true);
+      assert.equal(result.generators, 2);
+      assert.ok(result.durationSeconds < 10, `window of ${result.durationSeconds} s`);
+      assert.ok(result.messages > 0);
+    } finally {
+      if (child.exitCode === null) process.kill(-child.pid!, 'SIGKILL');
+      await running.close();
     }
   });
 
