@@ -102,6 +102,39 @@ describe('--workers', () => {
     }
   });
 
+  it('with NODE_CLUSTER_SCHED_POLICY=none every worker accepts on the shared socket itself and serves', async () => {
+    // Each worker listens on the primary's socket; none may take it from the others. A port given
+    // (not 0, which would let a worker that lost the socket bind another port unseen).
+    const free = net.createServer();
+    await new Promise<void>((resolve) => free.listen(0, '127.0.0.1', resolve));
+    const { port } = free.address() as net.AddressInfo;
+    await new Promise((resolve) => free.close(resolve));
+    const serve = await startServe(['--workers', '2', '--quiet', '--port', String(port)], {
+      env: { NODE_CLUSTER_SCHED_POLICY: 'none' },
+    });
+    try {
+      const result = await runCli([
+        'bench',
+        '--port',
+        String(serve.port),
+        '-c',
+        '20',
+        '-d',
+        '1',
+        '--warmup',
+        '0',
+        '--json',
+      ]);
+      assert.equal(result.code, 0, result.stderr + serve.stderr());
+      const json = JSON.parse(result.stdout) as { errors: number; messages: number };
+      assert.equal(json.errors, 0);
+      assert.ok(json.messages > 100);
+      assert.doesNotMatch(serve.stderr(), /exited|address already in use/);
+    } finally {
+      await serve.stop('SIGKILL');
+    }
+  });
+
   it('drains once when SIGTERM reaches every process at once, as systemd sends it to the whole group', async () => {
     const serve = await startServe(['--workers', '2']);
     try {

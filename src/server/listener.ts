@@ -114,9 +114,14 @@ export async function listenNet(options: NetListenOptions): Promise<Listener> {
     typeof bound === 'string' || bound === null
       ? { host: path ?? '', port: 0, family: 'unix' }
       : { host: bound.address, port: bound.port, family: bound.family };
-  // An engine that accepts by itself takes the listening socket: no net.Socket per client.
+  // An engine that accepts by itself takes the listening socket: no net.Socket per client. Not
+  // in a cluster worker: there the socket is the primary's (NODE_CLUSTER_SCHED_POLICY=none shares
+  // it), and closing our server to leave it to the engine would have the primary close it too,
+  // while our duplicate keeps the port from the next worker.
   const stopAccepting =
-    path === undefined && tlsOptions === undefined ? engine.acceptOn?.(server, context, handler) : undefined;
+    path === undefined && tlsOptions === undefined && !cluster.isWorker
+      ? engine.acceptOn?.(server, context, handler)
+      : undefined;
   if (stopAccepting === undefined && engine.terminatesTls) {
     server.close();
     throw new ListenError(
