@@ -1,4 +1,4 @@
-// The bench engine: the closed loop of `echoplex bench` over plain TCP, run by C callbacks on Node's event loop.
+// The bench engine: `echoplex bench` connections over plain TCP, read, verified and answered by C callbacks on Node's event loop.
 //
 // In TypeScript the load generator pays one JavaScript callback per read, as the server did
 // before its engine (echo_engine.c), and falls short of a C epoll load generator's message
@@ -15,7 +15,8 @@
 // reply is kept whole and handed to JavaScript, which classifies it (crossed, stale, ...) and
 // says which owed message it stands for: the rules live there, not here. Replies read in one
 // turn are answered together at the end of it (the check phase, where setImmediate runs),
-// while the run is sending and its send budget lasts.
+// while the run is sending in the closed loop and its send budget lasts. In the open loop the
+// schedule stays in JavaScript, which sends through benchSend; replies are only verified and timed.
 
 #include <uv.h>
 
@@ -71,7 +72,8 @@ typedef struct bench {
   size_t scratch_length;
   /** Added to uv_hrtime() in milliseconds to read performance.now()'s clock. */
   double clock_offset;
-  int sending;
+  /** Replies are answered with new messages: the closed loop while the run sends. */
+  int answering;
   /** Messages still allowed to be sent; INFINITY unless the run is a fixed number of messages. */
   double send_budget;
   /** Totals for JavaScript to take its deltas from (see totals()). */
@@ -333,7 +335,7 @@ static void on_check(uv_check_t *check) {
     double now = clock_ms(bench);
     for (size_t i = 0; i < bench->answer_count; i++) {
       bench_connection_t *conn = bench->to_answer[i];
-      if (bench->sending) send_messages(conn, conn->answer_due, now);
+      if (bench->answering) send_messages(conn, conn->answer_due, now);
       conn->answer_due = 0;
       connection_release(conn);
     }
@@ -444,7 +446,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
     }
     if (conn->closing) return;
   }
-  if (answered > 0 && bench->sending) queue_answer(conn, answered);
+  if (answered > 0 && bench->answering) queue_answer(conn, answered);
 }
 
 /** The handle is closed: JavaScript hears (token, status, replies owed) after the replies it has. */
@@ -695,17 +697,17 @@ static napi_value js_owes(napi_env env, napi_callback_info info) {
   return result;
 }
 
-/** setSending(bench, sending, budget): whether replies are answered, and how many messages may still go (Infinity: no limit). */
+/** setSending(bench, answering, budget): whether replies are answered, and how many messages may still go (Infinity: no limit). */
 static napi_value js_set_sending(napi_env env, napi_callback_info info) {
   napi_value argv[3];
   if (get_args(env, info, 3, argv) == NULL) return NULL;
   bench_t *bench = bench_arg(env, argv[0]);
   if (bench == NULL) return NULL;
-  bool sending;
+  bool answering;
   double budget;
-  CHECK(napi_get_value_bool(env, argv[1], &sending));
+  CHECK(napi_get_value_bool(env, argv[1], &answering));
   CHECK(napi_get_value_double(env, argv[2], &budget));
-  bench->sending = sending;
+  bench->answering = answering;
   bench->send_budget = budget < 0 || isnan(budget) ? 0 : budget;
   return NULL;
 }
@@ -726,7 +728,7 @@ static napi_value js_totals(napi_env env, napi_callback_info info) {
 static napi_value js_close(napi_env env, napi_callback_info info) {
   bench_t *bench = only_tagged_argument(env, info, &BENCH_TAG, "expected a native bench");
   if (bench == NULL) return NULL;
-  bench->sending = 0;
+  bench->answering = 0;
   bench_detach(env, bench);
   close_turn_check(&bench->check, on_check_closed);
   return NULL;

@@ -142,34 +142,60 @@ for (const { name, engine, skip } of ENGINES) {
   });
 }
 
-describe('the open loop against a server that answers after exactly 20 ms', { skip: timingSkip }, () => {
-  let server: Program;
-  before(async () => {
-    server = await truth(`delay:${DELAY_MS}`);
-  });
+for (const { name, engine, skip } of ENGINES) {
+  describe(
+    `the open loop against a server that answers after exactly 20 ms (${name})`,
+    { skip: skip ?? timingSkip },
+    () => {
+      let server: Program;
+      before(async () => {
+        server = await truth(`delay:${DELAY_MS}`);
+      });
 
-  for (const rate of [10, 100, 1000, 5000]) {
-    it(`at ${rate} msg/s measures ${DELAY_MS} ms within 0.5 ms at p50, and keeps to its schedule`, async () => {
-      const result = await truthRun(server, { rate, connections: 10, durationSeconds: rate < 100 ? 2 : 1.5 });
-      assert.equal(result.errors, 0);
-      assert.ok(
-        Math.abs(result.latencyUs.p50 / 1000 - DELAY_MS) < 0.5,
-        `p50 ${result.latencyUs.p50} us against ${DELAY_MS} ms at ${rate} msg/s`,
-      );
-      assert.ok(
-        result.latencyUs.min >= DELAY_MS * 1000,
-        `min ${result.latencyUs.min} us is faster than the server's ${DELAY_MS} ms`,
-      );
-      const lag = result.sendLagUs!;
-      assert.ok(lag.p50 <= 100, `send lag p50 ${lag.p50} us at ${rate} msg/s`);
-      assert.ok(lag.p50 <= lag.p99 && lag.p99 <= lag.max, JSON.stringify(lag));
-      assert.ok(
-        Math.abs(result.messagesPerSecond - rate) <= rate * 0.05,
-        `${result.messagesPerSecond} msg/s offered ${rate}`,
-      );
-    });
-  }
-});
+      for (const rate of [10, 100, 1000, 5000]) {
+        it(`at ${rate} msg/s measures ${DELAY_MS} ms within 0.5 ms at p50, and keeps to its schedule`, async () => {
+          const result = await truthRun(server, {
+            engine,
+            rate,
+            connections: 10,
+            durationSeconds: rate < 100 ? 2 : 1.5,
+          });
+          assert.equal(result.engine, engine);
+          assert.equal(result.errors, 0);
+          assert.ok(
+            Math.abs(result.latencyUs.p50 / 1000 - DELAY_MS) < 0.5,
+            `p50 ${result.latencyUs.p50} us against ${DELAY_MS} ms at ${rate} msg/s`,
+          );
+          assert.ok(
+            result.latencyUs.min >= DELAY_MS * 1000,
+            `min ${result.latencyUs.min} us is faster than the server's ${DELAY_MS} ms`,
+          );
+          const lag = result.sendLagUs!;
+          assert.ok(lag.p50 <= 100, `send lag p50 ${lag.p50} us at ${rate} msg/s`);
+          assert.ok(lag.p50 <= lag.p99 && lag.p99 <= lag.max, JSON.stringify(lag));
+          assert.ok(
+            Math.abs(result.messagesPerSecond - rate) <= rate * 0.05,
+            `${result.messagesPerSecond} msg/s offered ${rate}`,
+          );
+        });
+      }
+
+      it('counts crossed replies and lost ones in the open loop as in the closed', async () => {
+        const crossed = await truthRun(await truth('crossed'), { engine, rate: 500, connections: 4 });
+        assert.ok(crossed.errorsByKind.crossed > 100, JSON.stringify(crossed.errorsByKind));
+        assert.equal(crossed.messages, 0);
+        const dropped = await truthRun(await truth('drop:50'), {
+          engine,
+          rate: 500,
+          connections: 4,
+          timeoutSeconds: 0.5,
+        });
+        assert.ok(dropped.errorsByKind.timeout > 0, JSON.stringify(dropped.errorsByKind));
+        assert.equal(dropped.errorsByKind.corrupt + dropped.errorsByKind.stale + dropped.errorsByKind.duplicated, 0);
+      });
+    },
+  );
+}
 
 describe('bench exits 1 on a wrong reply, whatever the thresholds allow', () => {
   it('says the replies were wrong, by kind', async () => {

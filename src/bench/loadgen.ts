@@ -204,15 +204,14 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
 }
 
 /**
- * The native engine carries the plain closed loop: TCP, connections that stay open. The open
- * loop's schedule, TLS, UDP, Unix sockets, PROXY headers and replaced connections stay
- * portable, as does everything with `engine: 'portable'`.
+ * The native engine carries TCP connections that stay open, in the closed loop and in the open
+ * loop (whose schedule stays here and sends through it). TLS, UDP, Unix sockets, PROXY headers
+ * and replaced connections stay portable, as does everything with `engine: 'portable'`.
  */
 function nativeEngineFits(settings: Settings): boolean {
   return (
     settings.engine === 'native' &&
     !settings.hello &&
-    settings.rate === undefined &&
     settings.messagesPerConnection === undefined &&
     adoptable(settings.target)
   );

@@ -1,5 +1,5 @@
-// The bench's native engine (native/bench_engine.c): closed-loop TCP connections read, verified,
-// timed and answered in C; this file keeps the run's accounting in step with it.
+// The bench's native engine (native/bench_engine.c): TCP connections read, verified, timed and
+// (in the closed loop) answered in C; this file keeps the run's accounting in step with it.
 
 import { performance } from 'node:perf_hooks';
 import { getSystemErrorName } from 'node:util';
@@ -45,7 +45,7 @@ interface NativeBenchBinding {
   /** Whether the reply to `sequence` is still owed. */
   benchOwes(connection: BenchConnectionHandle, sequence: number): boolean;
   /** Whether replies are answered, and how many messages may still be sent. */
-  benchSetSending(bench: BenchHandle, sending: boolean, budget: number): void;
+  benchSetSending(bench: BenchHandle, answering: boolean, budget: number): void;
   /** Fills `out` with messages sent and send budget left. */
   benchTotals(bench: BenchHandle, out: Float64Array): void;
   closeBench(bench: BenchHandle): void;
@@ -125,8 +125,8 @@ export class NativeBench implements RunEngine {
   }
 
   /** Tells the engine whether to answer replies, and how many messages may still go. */
-  setSending(sending: boolean, budget: number): void {
-    this.#binding.benchSetSending(this.#handle, sending, budget);
+  setSending(answering: boolean, budget: number): void {
+    this.#binding.benchSetSending(this.#handle, answering, budget);
   }
 
   /** Brings the run's in-flight count, send budget and mismatches up to the engine's. */

@@ -38,8 +38,8 @@ export interface LoadConnection {
 export interface RunEngine {
   /** Brings what the engine has done since into the run's counts. */
   sync(): void;
-  /** Whether replies are answered, and how many messages may still be sent. */
-  setSending(sending: boolean, budget: number): void;
+  /** Whether the engine answers each reply with a new message (the closed loop), and how many messages may still be sent. */
+  setSending(answering: boolean, budget: number): void;
   /** Takes over a duplicate of the connected socket `fd`. Throws (code EMFILE, ...) if it cannot. */
   adopt(fd: number): LoadConnection;
   close(): void;
@@ -141,7 +141,7 @@ export class Run {
     if (this.engine === undefined) return;
     // The engine's budget is the current one: take it before handing it back.
     this.engine.sync();
-    this.engine.setSending(this.sending, this.sendBudget);
+    this.#tellEngine();
   }
 
   get sending(): boolean {
@@ -150,7 +150,12 @@ export class Run {
 
   setSendBudget(messages: number): void {
     this.sendBudget = messages;
-    this.engine?.setSending(this.sending, messages);
+    this.#tellEngine();
+  }
+
+  /** The engine answers replies in the closed loop; in the open loop the schedule sends through it. */
+  #tellEngine(): void {
+    this.engine?.setSending(this.sending && this.options.rate === undefined, this.sendBudget);
   }
 
   /** Brings what the native engine has done since into the counts (a no-op without one). */
@@ -257,7 +262,7 @@ export class Run {
     this.inFlight -= owed;
     if (failed && this.phase === 'measuring' && Number.isFinite(this.sendBudget)) {
       this.sendBudget += owed;
-      this.engine?.setSending(this.sending, this.sendBudget);
+      this.#tellEngine();
       const replaced = this.replaceFailed?.() === true;
       if (!replaced && owed > 0) {
         const survivor = this.live.values().next().value;
