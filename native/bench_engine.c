@@ -17,6 +17,12 @@
 // turn are answered together at the end of it (the check phase, where setImmediate runs),
 // while the run is sending in the closed loop and its send budget lasts. In the open loop the
 // schedule stays in JavaScript, which sends through benchSend; replies are only verified and timed.
+//
+// Two layers may sit between the socket and the messages, as in the server's engine: TLS on
+// Node's own OpenSSL (tls.c), through memory BIOs on the libuv stream, and WebSocket frames
+// (websocket.c), masked on the way out, after an HTTP upgrade whose request and answer
+// JavaScript writes and judges. A WebSocket message must be one whole reply of the kind sent;
+// one that is not is handed to JavaScript, which counts it.
 
 #include <uv.h>
 
@@ -25,10 +31,24 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/err.h>
+#include <stdio.h>
+
 #include "engines.h"
 #include "glue.h"
+#include "tls.h"
+#include "websocket.h"
 
 #define READ_BUFFER_BYTES (64 * 1024)
+/** The longest upgrade response head read, as Node's HTTP parser allows by default. */
+#define MAX_RESPONSE_HEAD (16 * 1024)
+/** The WebSocket frame header the bench writes before each message: up to 10 bytes, and the mask. */
+#define WS_CLIENT_HEADER_MAX 14
+
+/** Where a connection is on its way to carrying messages. */
+enum { STAGE_TLS, STAGE_UPGRADE, STAGE_OPEN };
+/** What the payload of the WebSocket frame being read goes to. */
+enum { FRAME_STREAMED, FRAME_COLLECTED, FRAME_CONTROL };
 
 typedef struct bench_connection bench_connection_t;
 
@@ -40,6 +60,10 @@ typedef struct bench {
   napi_ref on_close;
   /** onWrong(token, frame, head, next, extra) -> what it stands for: a frame that is not the reply owed. */
   napi_ref on_wrong;
+  /** onOpen(token, head) -> ok: TLS is up, and over WebSocket the upgrade's answer `head` came. */
+  napi_ref on_open;
+  /** onWrongMessage(token, start, length) -> what it stands for: a WebSocket message that is not one reply of the kind sent. */
+  napi_ref on_wrong_message;
   /** The JavaScript object that is `this` for onReplies. */
   napi_ref receiver;
   /** The batch's Float64Array, kept alive while the engine writes into it. */
@@ -85,6 +109,14 @@ typedef struct bench {
   uv_check_t check;
   /** One buffer for every read: each chunk is verified before the next read. */
   char *read_buffer;
+  /** The client context (NULL: plain TCP), the host its certificates must name, and a buffer for what it decrypts. */
+  SSL_CTX *tls;
+  char *host;
+  char *plain_buffer;
+  /** Messages go as WebSocket frames of this opcode (text or binary); 0 for a plain stream. */
+  uint8_t ws_opcode;
+  /** xorshift64 state for the frames' masks. */
+  uint64_t mask_state;
   /** The JavaScript engine object, the check handle, and every connection not yet released. */
   int refs;
 } bench_t;
@@ -116,8 +148,32 @@ struct bench_connection {
   /** Replies read this turn, not answered yet. */
   unsigned answer_due;
   unsigned closing : 1;
+  unsigned stage : 2;
   /** The first error, as a negative libuv status; 0 for none. */
   int error;
+  /** Why the TLS handshake failed (NULL: it did not), and the certificate check's result. */
+  char *reason;
+  long verify_result;
+  /** TLS (NULL: plain TCP). */
+  SSL *ssl;
+  /** The upgrade request until it is sent, then the answer's head as it comes. */
+  char *http_head;
+  size_t http_head_length;
+  /** WebSocket: a frame header being read, the frame being read, and a message of several frames or a wrong one. */
+  uint8_t ws_header[WS_CLIENT_HEADER_MAX];
+  uint8_t ws_header_have;
+  uint8_t frame_kind;
+  uint8_t frame_opcode;
+  unsigned frame_fin : 1;
+  unsigned message_open : 1;
+  uint8_t message_opcode;
+  uint64_t frame_left;
+  uint64_t message_length;
+  /** The collected message's first reply_length bytes. */
+  unsigned char *message;
+  /** A control frame's payload (at most 125 bytes), which may come between a message's frames. */
+  unsigned char *control;
+  uint8_t control_length;
   /** The libuv handle until its close callback, the JavaScript object, and a place in to_answer. */
   int refs;
 };
@@ -137,6 +193,9 @@ static void bench_release(bench_t *bench) {
   free(bench->scratch);
   free(bench->to_answer);
   free(bench->read_buffer);
+  free(bench->plain_buffer);
+  free(bench->host);
+  tls_free_context(bench->tls);
   free(bench);
 }
 
@@ -145,6 +204,11 @@ static void connection_release(bench_connection_t *conn) {
   bench_t *bench = conn->bench;
   free(conn->send_times);
   free(conn->frame);
+  free(conn->reason);
+  free(conn->http_head);
+  free(conn->message);
+  free(conn->control);
+  if (conn->ssl != NULL) SSL_free(conn->ssl);
   free(conn);
   bench_release(bench);
 }
@@ -167,11 +231,14 @@ static void record_reply(bench_t *bench, double sent_at, double received_at) {
 }
 
 static void on_closed(uv_handle_t *handle);
+static void send_goodbye(bench_connection_t *conn);
 
+/** Closes at once; a connection the bench closes itself (status 0) says goodbye first, as far as the kernel takes it. */
 static void close_connection(bench_connection_t *conn, int status) {
   if (conn->closing) return;
   conn->closing = 1;
   if (conn->error == 0) conn->error = status;
+  if (status == 0) send_goodbye(conn);
   uv_close((uv_handle_t *)&conn->tcp, on_closed);
 }
 
@@ -279,13 +346,75 @@ static void write_bytes(bench_connection_t *conn, const char *bytes, size_t leng
   }
 }
 
+/** Writes what TLS has queued for the wire. */
+static void flush_tls(bench_connection_t *conn) {
+  BIO *out = SSL_get_wbio(conn->ssl);
+  char *bytes;
+  long length = BIO_get_mem_data(out, &bytes);
+  if (length <= 0) return;
+  write_bytes(conn, bytes, (size_t)length);
+  (void)BIO_reset(out);
+}
+
+/** Writes application bytes: through TLS where the connection has it. */
+static void conn_write(bench_connection_t *conn, const char *bytes, size_t length) {
+  if (conn->ssl == NULL) {
+    write_bytes(conn, bytes, length);
+    return;
+  }
+  size_t written;
+  if (!SSL_write_ex(conn->ssl, bytes, length, &written)) {
+    ERR_clear_error();
+    close_connection(conn, UV_EPROTO);
+    return;
+  }
+  flush_tls(conn);
+}
+
+static void next_mask(bench_t *bench, uint8_t mask[4]) {
+  uint64_t x = bench->mask_state;
+  x ^= x << 13;
+  x ^= x >> 7;
+  x ^= x << 17;
+  bench->mask_state = x;
+  memcpy(mask, &x, 4);
+}
+
+/** Writes one masked frame (a client's) with `payload`, through TLS where there is TLS. */
+static void write_frame(bench_connection_t *conn, uint8_t opcode, const unsigned char *payload, size_t length) {
+  unsigned char frame[WS_CLIENT_HEADER_MAX + 125];
+  uint8_t mask[4];
+  next_mask(conn->bench, mask);
+  if (length > 125) length = 125;
+  size_t at = ws_write_client_header(frame, opcode, length, mask);
+  memcpy(frame + at, payload, length);
+  ws_unmask(frame + at, length, mask);
+  conn_write(conn, (const char *)frame, at + length);
+}
+
+/** Our side of a clean close: a close frame (1000) over WebSocket, close_notify over TLS. */
+static void send_goodbye(bench_connection_t *conn) {
+  if (conn->stage != STAGE_OPEN && conn->ssl == NULL) return;
+  if (conn->stage == STAGE_OPEN && conn->bench->ws_opcode != 0) {
+    static const unsigned char NORMAL[2] = {0x03, 0xE8};
+    write_frame(conn, WS_CLOSE, NORMAL, sizeof NORMAL);
+  }
+  if (conn->ssl != NULL && SSL_is_init_finished(conn->ssl)) {
+    (void)SSL_shutdown(conn->ssl);
+    ERR_clear_error();
+    flush_tls(conn);
+  }
+}
+
 /** Sends up to `count` messages stamped `stamp`, within the send budget; returns how many. */
 static unsigned send_messages(bench_connection_t *conn, unsigned count, double stamp) {
   bench_t *bench = conn->bench;
   if (conn->closing) return 0;
   if ((double)count > bench->send_budget) count = (unsigned)bench->send_budget;
   if (count == 0) return 0;
-  size_t needed = (size_t)count * bench->message_length;
+  size_t header = bench->ws_opcode == 0 ? 0 : ws_server_header_length(bench->message_length) + 4;
+  size_t each = header + bench->message_length;
+  size_t needed = (size_t)count * each;
   if (needed > bench->scratch_length) {
     char *grown = realloc(bench->scratch, needed);
     if (grown == NULL) {
@@ -298,14 +427,21 @@ static unsigned send_messages(bench_connection_t *conn, unsigned count, double s
   bench->send_budget -= count;
   bench->sent += count;
   for (unsigned i = 0; i < count; i++) {
-    write_message(bench, (unsigned char *)bench->scratch + i * bench->message_length, conn->number, conn->next_sequence, bench->template, bench->tail, bench->tail_length);
+    unsigned char *at = (unsigned char *)bench->scratch + i * each;
+    uint8_t mask[4];
+    if (header > 0) {
+      next_mask(bench, mask);
+      ws_write_client_header(at, bench->ws_opcode, bench->message_length, mask);
+    }
+    write_message(bench, at + header, conn->number, conn->next_sequence, bench->template, bench->tail, bench->tail_length);
+    if (header > 0) ws_unmask(at + header, bench->message_length, mask);
     int status = push_send_time(conn, stamp);
     if (status < 0) {
       close_connection(conn, status);
       return i;
     }
   }
-  write_bytes(conn, bench->scratch, needed);
+  conn_write(conn, bench->scratch, needed);
   return count;
 }
 
@@ -350,6 +486,24 @@ static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf) {
   *buf = uv_buf_init(conn->bench->read_buffer, READ_BUFFER_BYTES);
 }
 
+/** Calls a JavaScript callback about `conn` (the token as `this` and first argument); its result in `*out`, or false. */
+static bool call_about(bench_connection_t *conn, napi_ref callback_ref, size_t argc, napi_value *argv, napi_value *out) {
+  bench_t *bench = conn->bench;
+  napi_env env = bench->env;
+  napi_value token, callback;
+  if (conn->token == NULL || callback_ref == NULL || napi_get_reference_value(env, conn->token, &token) != napi_ok ||
+      napi_get_reference_value(env, callback_ref, &callback) != napi_ok)
+    return false;
+  argv[0] = token;
+  napi_status status = napi_make_callback(env, bench->async_context, token, callback, argc, argv, out);
+  if (status == napi_pending_exception) {
+    napi_value err;
+    if (napi_get_and_clear_last_exception(env, &err) == napi_ok) napi_fatal_exception(env, err);
+    return false;
+  }
+  return status == napi_ok;
+}
+
 /**
  * Hands a whole wrong frame to JavaScript, which counts it by its kind and returns what it
  * stands for: -1 nothing (a frame too many), -2 the oldest message owed, or the sequence
@@ -359,25 +513,16 @@ static unsigned wrong_frame(bench_connection_t *conn) {
   bench_t *bench = conn->bench;
   // Replies already read are recorded first, in the order they came.
   flush_replies(bench);
-  if (bench->on_wrong == NULL || conn->token == NULL) return 0;
   napi_env env = bench->env;
   napi_handle_scope scope;
   if (napi_open_handle_scope(env, &scope) != napi_ok) return 0;
   double takes = -1;
-  napi_value token, callback, argv[5], result;
+  napi_value argv[5], result;
   void *copy;
-  if (napi_get_reference_value(env, conn->token, &token) == napi_ok && napi_get_reference_value(env, bench->on_wrong, &callback) == napi_ok &&
-      napi_create_buffer_copy(env, bench->reply_length, conn->frame, &copy, &argv[1]) == napi_ok && napi_create_double(env, (double)conn->head_sequence, &argv[2]) == napi_ok &&
-      napi_create_double(env, (double)conn->next_sequence, &argv[3]) == napi_ok && napi_get_boolean(env, conn->frame_extra, &argv[4]) == napi_ok) {
-    argv[0] = token;
-    napi_status status = napi_make_callback(env, bench->async_context, token, callback, 5, argv, &result);
-    if (status == napi_pending_exception) {
-      napi_value err;
-      if (napi_get_and_clear_last_exception(env, &err) == napi_ok) napi_fatal_exception(env, err);
-    } else if (status == napi_ok && napi_get_value_double(env, result, &takes) != napi_ok) {
-      takes = -1;
-    }
-  }
+  if (napi_create_buffer_copy(env, bench->reply_length, conn->frame, &copy, &argv[1]) != napi_ok || napi_create_double(env, (double)conn->head_sequence, &argv[2]) != napi_ok ||
+      napi_create_double(env, (double)conn->next_sequence, &argv[3]) != napi_ok || napi_get_boolean(env, conn->frame_extra, &argv[4]) != napi_ok ||
+      !call_about(conn, bench->on_wrong, 5, argv, &result) || napi_get_value_double(env, result, &takes) != napi_ok)
+    takes = -1;
   napi_close_handle_scope(env, scope);
   if (conn->closing || takes == -1 || conn->owed == 0) return 0;
   if (takes == -2 || takes == (double)conn->head_sequence) {
@@ -393,20 +538,15 @@ static unsigned wrong_frame(bench_connection_t *conn) {
   return 1;
 }
 
-static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
-  bench_connection_t *conn = stream->data;
+/**
+ * Verifies `length` bytes of the reply stream: each reply framed by its length, compared with
+ * the one owed, timed, and (in the closed loop) answered at the end of the turn.
+ */
+static void verify_stream(bench_connection_t *conn, const unsigned char *bytes, size_t length, double now) {
   bench_t *bench = conn->bench;
-  if (nread < 0) {
-    // End of stream before the run ends is the server leaving: JavaScript counts it as closed.
-    close_connection(conn, (int)nread);
-    return;
-  }
-  const unsigned char *bytes = (const unsigned char *)buf->base;
-  size_t length = (size_t)nread;
   size_t offset = 0;
   unsigned answered = 0;
   size_t size = bench->reply_length;
-  double now = clock_ms(bench);
   int built = 0;
   while (offset < length) {
     if (conn->offset_in_reply == 0) {
@@ -449,7 +589,271 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
   if (answered > 0 && bench->answering) queue_answer(conn, answered);
 }
 
-/** The handle is closed: JavaScript hears (token, status, replies owed) after the replies it has. */
+/** TLS and any upgrade are done: JavaScript counts the connection open, or (false) refuses the upgrade's answer. */
+static bool tell_open(bench_connection_t *conn, const char *head, size_t head_length) {
+  napi_env env = conn->bench->env;
+  napi_handle_scope scope;
+  if (napi_open_handle_scope(env, &scope) != napi_ok) return false;
+  napi_value argv[2], result;
+  void *copy;
+  bool ok = false;
+  if ((head == NULL ? napi_get_undefined(env, &argv[1]) : napi_create_buffer_copy(env, head_length, head, &copy, &argv[1])) == napi_ok &&
+      call_about(conn, conn->bench->on_open, 2, argv, &result))
+    napi_get_value_bool(env, result, &ok);
+  napi_close_handle_scope(env, scope);
+  return ok && !conn->closing;
+}
+
+/** A WebSocket message that is not one reply of the kind sent: JavaScript counts it and says what it stands for. */
+static void wrong_message(bench_connection_t *conn) {
+  bench_t *bench = conn->bench;
+  flush_replies(bench);
+  napi_env env = bench->env;
+  napi_handle_scope scope;
+  if (napi_open_handle_scope(env, &scope) != napi_ok) return;
+  size_t kept = conn->message_length < bench->reply_length ? (size_t)conn->message_length : bench->reply_length;
+  napi_value argv[3], result;
+  void *copy;
+  double takes = -1;
+  if (napi_create_buffer_copy(env, kept, conn->message != NULL ? (const void *)conn->message : "", &copy, &argv[1]) != napi_ok ||
+      napi_create_double(env, (double)conn->message_length, &argv[2]) != napi_ok || !call_about(conn, bench->on_wrong_message, 3, argv, &result) ||
+      napi_get_value_double(env, result, &takes) != napi_ok)
+    takes = -1;
+  napi_close_handle_scope(env, scope);
+  if (conn->closing || takes != -2 || conn->owed == 0) return;
+  shift_send_time(conn);
+  if (bench->answering) queue_answer(conn, 1);
+}
+
+static void begin_frame(bench_connection_t *conn, const ws_header_t *frame) {
+  bench_t *bench = conn->bench;
+  conn->frame_opcode = frame->opcode;
+  conn->frame_fin = frame->fin;
+  conn->frame_left = frame->length;
+  if (frame->opcode & 0x8) {
+    conn->frame_kind = FRAME_CONTROL;
+    conn->control_length = 0;
+    return;
+  }
+  bool continuation = frame->opcode == WS_CONTINUATION;
+  if (continuation != conn->message_open) {
+    close_connection(conn, UV_EPROTO);
+    return;
+  }
+  if (!continuation) {
+    conn->message_opcode = frame->opcode;
+    conn->message_length = 0;
+    // The usual message, one frame of one reply, is verified where it lies.
+    if (frame->fin && frame->opcode == bench->ws_opcode && frame->length == bench->reply_length) {
+      conn->frame_kind = FRAME_STREAMED;
+      return;
+    }
+    conn->message_open = 1;
+  }
+  conn->frame_kind = FRAME_COLLECTED;
+}
+
+static void end_frame(bench_connection_t *conn, double now) {
+  bench_t *bench = conn->bench;
+  if (conn->frame_kind == FRAME_STREAMED) return;
+  if (conn->frame_kind == FRAME_COLLECTED) {
+    if (!conn->frame_fin) return;
+    conn->message_open = 0;
+    if (conn->message_opcode == bench->ws_opcode && conn->message_length == bench->reply_length) verify_stream(conn, conn->message, bench->reply_length, now);
+    else wrong_message(conn);
+    return;
+  }
+  if (conn->frame_opcode == WS_PING) {
+    write_frame(conn, WS_PONG, conn->control, conn->control_length);
+  } else if (conn->frame_opcode == WS_CLOSE) {
+    // The server closes: its code goes back, as RFC 6455 5.5.1 asks, and the connection ends.
+    write_frame(conn, WS_CLOSE, conn->control, conn->control_length >= 2 ? 2 : 0);
+    close_connection(conn, UV_EOF);
+  }
+}
+
+/** Reads WebSocket frames from application bytes; the payload of data frames goes to verify_stream. */
+static void receive_frames(bench_connection_t *conn, const unsigned char *bytes, size_t length, double now) {
+  bench_t *bench = conn->bench;
+  size_t offset = 0;
+  while (offset < length && !conn->closing) {
+    if (conn->frame_left == 0) {
+      // Between frames: the next header, which may come in pieces.
+      size_t have = conn->ws_header_have;
+      size_t take = sizeof conn->ws_header - have;
+      if (take > length - offset) take = length - offset;
+      memcpy(conn->ws_header + have, bytes + offset, take);
+      ws_header_t frame;
+      int header = ws_read_header(conn->ws_header, have + take, false, &frame);
+      if (header < 0) {
+        close_connection(conn, UV_EPROTO);
+        return;
+      }
+      if (header == 0) {
+        conn->ws_header_have = (uint8_t)(have + take);
+        offset += take;
+        continue;
+      }
+      conn->ws_header_have = 0;
+      offset += (size_t)header - have;
+      begin_frame(conn, &frame);
+      if (conn->closing) return;
+      if (conn->frame_left == 0) end_frame(conn, now);
+      continue;
+    }
+    size_t take = length - offset;
+    if (take > conn->frame_left) take = (size_t)conn->frame_left;
+    const unsigned char *payload = bytes + offset;
+    if (conn->frame_kind == FRAME_STREAMED) {
+      verify_stream(conn, payload, take, now);
+    } else if (conn->frame_kind == FRAME_CONTROL) {
+      // At most 125 bytes: ws_read_header refuses longer control frames.
+      if (conn->control == NULL && (conn->control = malloc(125)) == NULL) {
+        close_connection(conn, UV_ENOMEM);
+        return;
+      }
+      memcpy(conn->control + conn->control_length, payload, take);
+      conn->control_length += (uint8_t)take;
+    } else {
+      // A collected message keeps its first reply_length bytes: enough to verify it, or to show what it was.
+      if (conn->message == NULL && (conn->message = malloc(bench->reply_length)) == NULL) {
+        close_connection(conn, UV_ENOMEM);
+        return;
+      }
+      if (conn->message_length < bench->reply_length) {
+        size_t keep = bench->reply_length - (size_t)conn->message_length;
+        memcpy(conn->message + conn->message_length, payload, keep < take ? keep : take);
+      }
+      conn->message_length += take;
+    }
+    offset += take;
+    conn->frame_left -= take;
+    if (conn->frame_left == 0 && !conn->closing) end_frame(conn, now);
+  }
+}
+
+/** Application bytes (decrypted, where there is TLS): the upgrade's answer first, then replies. */
+static void receive_application(bench_connection_t *conn, const unsigned char *bytes, size_t length, double now) {
+  bench_t *bench = conn->bench;
+  if (conn->stage == STAGE_UPGRADE) {
+    size_t take = MAX_RESPONSE_HEAD - conn->http_head_length;
+    if (take > length) take = length;
+    if (conn->http_head == NULL && (conn->http_head = malloc(MAX_RESPONSE_HEAD)) == NULL) {
+      close_connection(conn, UV_ENOMEM);
+      return;
+    }
+    memcpy(conn->http_head + conn->http_head_length, bytes, take);
+    size_t before = conn->http_head_length;
+    conn->http_head_length += take;
+    // The head ends at the first blank line; what follows it is already frames.
+    size_t from = before >= 3 ? before - 3 : 0;
+    size_t end = 0;
+    for (size_t i = from; i + 4 <= conn->http_head_length; i++) {
+      if (memcmp(conn->http_head + i, "\r\n\r\n", 4) == 0) {
+        end = i + 4;
+        break;
+      }
+    }
+    if (end == 0) {
+      // Too long to be an answer: JavaScript hears it incomplete and says why.
+      if (conn->http_head_length == MAX_RESPONSE_HEAD && !tell_open(conn, conn->http_head, conn->http_head_length)) close_connection(conn, UV_EPROTO);
+      return;
+    }
+    if (!tell_open(conn, conn->http_head, end)) {
+      close_connection(conn, UV_EPROTO);
+      return;
+    }
+    free(conn->http_head);
+    conn->http_head = NULL;
+    conn->http_head_length = 0;
+    conn->stage = STAGE_OPEN;
+    size_t used = end - before;
+    bytes += used;
+    length -= used;
+  }
+  if (length == 0) return;
+  if (bench->ws_opcode != 0) receive_frames(conn, bytes, length, now);
+  else verify_stream(conn, bytes, length, now);
+}
+
+/** TLS is up: over WebSocket the upgrade request goes, else the connection is open. */
+static void secured(bench_connection_t *conn) {
+  if (conn->bench->ws_opcode == 0) {
+    conn->stage = STAGE_OPEN;
+    if (!tell_open(conn, NULL, 0)) close_connection(conn, UV_EPROTO);
+    return;
+  }
+  conn->stage = STAGE_UPGRADE;
+  conn_write(conn, conn->http_head, conn->http_head_length);
+  free(conn->http_head);
+  conn->http_head = NULL;
+  conn->http_head_length = 0;
+}
+
+/** Records why TLS failed, in OpenSSL's words, for JavaScript to hear with the close. */
+static void tls_failed(bench_connection_t *conn) {
+  const char *verify = tls_verify_error(conn->ssl);
+  char reason[256];
+  if (verify != NULL) snprintf(reason, sizeof reason, "%s", verify);
+  else tls_last_error(reason, sizeof reason);
+  conn->verify_result = SSL_get_verify_result(conn->ssl);
+  free(conn->reason);
+  conn->reason = strdup(reason);
+  close_connection(conn, UV_EPROTO);
+}
+
+/** Bytes from the wire, through TLS: the handshake, then what it decrypts. */
+static void receive_tls(bench_connection_t *conn, const unsigned char *bytes, size_t length, double now) {
+  bench_t *bench = conn->bench;
+  SSL *ssl = conn->ssl;
+  if (BIO_write(SSL_get_rbio(ssl), bytes, (int)length) != (int)length) {
+    close_connection(conn, UV_ENOMEM);
+    return;
+  }
+  if (conn->stage == STAGE_TLS) {
+    int result = SSL_do_handshake(ssl);
+    flush_tls(conn);
+    if (result != 1) {
+      int error = SSL_get_error(ssl, result);
+      if (error != SSL_ERROR_WANT_READ && error != SSL_ERROR_WANT_WRITE) tls_failed(conn);
+      return;
+    }
+    secured(conn);
+  }
+  while (!conn->closing) {
+    size_t got;
+    if (SSL_read_ex(ssl, bench->plain_buffer, READ_BUFFER_BYTES, &got)) {
+      receive_application(conn, (const unsigned char *)bench->plain_buffer, got, now);
+      continue;
+    }
+    int error = SSL_get_error(ssl, 0);
+    // An alert after the handshake (TLS 1.3 refuses a client certificate only then) has its reason.
+    if (error == SSL_ERROR_SSL) tls_failed(conn);
+    else if (error == SSL_ERROR_ZERO_RETURN) close_connection(conn, UV_EOF);
+    else if (error != SSL_ERROR_WANT_READ) close_connection(conn, UV_EPROTO);
+    ERR_clear_error();
+    break;
+  }
+  if (!conn->closing) flush_tls(conn);
+}
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
+  bench_connection_t *conn = stream->data;
+  if (nread < 0) {
+    // End of stream before the run ends is the server leaving: JavaScript counts it as closed.
+    close_connection(conn, (int)nread);
+    return;
+  }
+  double now = clock_ms(conn->bench);
+  const unsigned char *bytes = (const unsigned char *)buf->base;
+  if (conn->ssl != NULL) receive_tls(conn, bytes, (size_t)nread, now);
+  else receive_application(conn, bytes, (size_t)nread, now);
+}
+
+/**
+ * The handle is closed: JavaScript hears (token, status, replies owed, the certificate check's
+ * result, why TLS failed or null) after the replies it has.
+ */
 static void on_closed(uv_handle_t *handle) {
   bench_connection_t *conn = handle->data;
   bench_t *bench = conn->bench;
@@ -457,11 +861,13 @@ static void on_closed(uv_handle_t *handle) {
   napi_env env = bench->env;
   napi_handle_scope scope;
   if (conn->token != NULL && bench->on_close != NULL && napi_open_handle_scope(env, &scope) == napi_ok) {
-    napi_value token, callback, argv[3];
+    napi_value token, callback, argv[5];
     if (napi_get_reference_value(env, conn->token, &token) == napi_ok && napi_get_reference_value(env, bench->on_close, &callback) == napi_ok &&
-        napi_create_int32(env, conn->error, &argv[1]) == napi_ok && napi_create_uint32(env, (uint32_t)conn->owed, &argv[2]) == napi_ok) {
+        napi_create_int32(env, conn->error, &argv[1]) == napi_ok && napi_create_uint32(env, (uint32_t)conn->owed, &argv[2]) == napi_ok &&
+        napi_create_int64(env, conn->verify_result, &argv[3]) == napi_ok &&
+        (conn->reason == NULL ? napi_get_null(env, &argv[4]) : napi_create_string_utf8(env, conn->reason, NAPI_AUTO_LENGTH, &argv[4])) == napi_ok) {
       argv[0] = token;
-      call_from_loop(env, bench->async_context, token, callback, 3, argv);
+      call_from_loop(env, bench->async_context, token, callback, 5, argv);
     }
     napi_close_handle_scope(env, scope);
   }
@@ -489,7 +895,7 @@ static bench_connection_t *connection_arg(napi_env env, napi_value value) {
 
 /** Drops the references into JavaScript; the engine answers nothing after this. */
 static void bench_detach(napi_env env, bench_t *bench) {
-  napi_ref *const refs[] = {&bench->on_replies, &bench->on_close, &bench->on_wrong, &bench->receiver, &bench->batch_ref};
+  napi_ref *const refs[] = {&bench->on_replies, &bench->on_close, &bench->on_wrong, &bench->on_open, &bench->on_wrong_message, &bench->receiver, &bench->batch_ref};
   delete_references(env, refs, sizeof refs / sizeof refs[0]);
   bench->batch = NULL;
   bench->batch_pairs = 0;
@@ -524,11 +930,11 @@ static int buffer_copy(napi_env env, napi_value value, unsigned char **out, size
 /**
  * createBench(receiver, template, replyTemplate, tail, replyTail, prefix: Buffer,
  *             connectionDigits, sequenceDigits: number, batch: Float64Array, clockOffsetMs: number,
- *             onReplies, onClose, onWrong)
+ *             onReplies, onClose, onWrong, onOpen, onWrongMessage)
  */
 static napi_value create_bench(napi_env env, napi_callback_info info) {
-  napi_value argv[13];
-  if (get_args(env, info, 13, argv) == NULL) return NULL;
+  napi_value argv[15];
+  if (get_args(env, info, 15, argv) == NULL) return NULL;
   uint32_t connection_digits, sequence_digits;
   double clock_offset;
   CHECK(napi_get_value_uint32(env, argv[6], &connection_digits));
@@ -575,10 +981,13 @@ static napi_value create_bench(napi_env env, napi_callback_info info) {
   bench->batch_pairs = batch_values / 2;
   bench->clock_offset = clock_offset;
   bench->send_budget = INFINITY;
+  // Masks need only be unpredictable to whatever sits in the path (RFC 6455 10.3), not secret.
+  if (uv_random(NULL, NULL, &bench->mask_state, sizeof bench->mask_state, 0, NULL) < 0 || bench->mask_state == 0) bench->mask_state = uv_hrtime() | 1;
   uv_loop_t *loop;
   if (napi_get_uv_event_loop(env, &loop) != napi_ok || napi_create_reference(env, argv[0], 1, &bench->receiver) != napi_ok ||
       napi_create_reference(env, argv[8], 1, &bench->batch_ref) != napi_ok || napi_create_reference(env, argv[10], 1, &bench->on_replies) != napi_ok ||
       napi_create_reference(env, argv[11], 1, &bench->on_close) != napi_ok || napi_create_reference(env, argv[12], 1, &bench->on_wrong) != napi_ok ||
+      napi_create_reference(env, argv[13], 1, &bench->on_open) != napi_ok || napi_create_reference(env, argv[14], 1, &bench->on_wrong_message) != napi_ok ||
       init_async_context(env, "echoplex:bench", &bench->async_context) != napi_ok) {
     bench_detach(env, bench);
     bench_release(bench);
@@ -606,11 +1015,12 @@ static void release_connection(void *conn) {
 static const adoption_t ADOPTION = {&BENCH_CONNECTION_TAG, connection_finalize, release_connection, "adoptBench"};
 
 /**
- * adoptBench(bench, fd, token, number): takes over a duplicate of the connected socket `fd` (the
- * caller closes its own); its messages carry `number`.
+ * adoptBench(bench, fd, token, number, upgrade?): takes over a duplicate of the connected socket
+ * `fd` (the caller closes its own); its messages carry `number`. Over WebSocket, `upgrade` is
+ * the request to send (after TLS, if any); onOpen hears the answer.
  */
 static napi_value adopt_bench(napi_env env, napi_callback_info info) {
-  napi_value argv[4];
+  napi_value argv[5];
   if (get_args(env, info, 4, argv) == NULL) return NULL;
   bench_t *bench = bench_arg(env, argv[0]);
   if (bench == NULL) return NULL;
@@ -629,6 +1039,22 @@ static napi_value adopt_bench(napi_env env, napi_callback_info info) {
     free(send_times);
     return throw_status(env, UV_ENOMEM, "adoptBench");
   }
+  napi_valuetype upgrade_type = napi_undefined;
+  size_t argc = 5;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc >= 5) CHECK(napi_typeof(env, argv[4], &upgrade_type));
+  if ((upgrade_type != napi_undefined) != (bench->ws_opcode != 0)) {
+    free(conn);
+    free(send_times);
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "an upgrade request is given over WebSocket, and only then");
+    return NULL;
+  }
+  if (upgrade_type != napi_undefined && buffer_copy(env, argv[4], (unsigned char **)&conn->http_head, &conn->http_head_length) < 0) {
+    free(conn);
+    free(send_times);
+    return throw_failed(env, "adoptBench");
+  }
+  conn->stage = bench->tls != NULL ? STAGE_TLS : bench->ws_opcode != 0 ? STAGE_UPGRADE : STAGE_OPEN;
   conn->bench = bench;
   conn->number = (uint64_t)number;
   conn->send_times = send_times;
@@ -644,8 +1070,103 @@ static napi_value adopt_bench(napi_env env, napi_callback_info info) {
   }
   uv_tcp_nodelay(&conn->tcp, 1);
   int status = uv_read_start((uv_stream_t *)&conn->tcp, on_alloc, on_read);
-  if (status < 0) close_connection(conn, status);
+  if (status < 0) {
+    close_connection(conn, status);
+    return result;
+  }
+  if (bench->tls != NULL) {
+    // The client speaks first: its hello goes now.
+    if ((conn->ssl = tls_client_session(bench->tls, bench->host)) == NULL) {
+      close_connection(conn, UV_ENOMEM);
+      return result;
+    }
+    int done = SSL_do_handshake(conn->ssl);
+    (void)done;
+    ERR_clear_error();
+    flush_tls(conn);
+  } else if (bench->ws_opcode != 0) {
+    write_bytes(conn, conn->http_head, conn->http_head_length);
+    free(conn->http_head);
+    conn->http_head = NULL;
+    conn->http_head_length = 0;
+  }
   return result;
+}
+
+/** A Buffer argument's bytes, or NULL (and length 0) for null or undefined. */
+static bool optional_buffer(napi_env env, napi_value value, const char **bytes, size_t *length) {
+  napi_valuetype type;
+  *bytes = NULL;
+  *length = 0;
+  if (napi_typeof(env, value, &type) != napi_ok) return false;
+  if (type == napi_null || type == napi_undefined) return true;
+  void *data;
+  if (napi_get_buffer_info(env, value, &data, length) != napi_ok) return false;
+  *bytes = data;
+  return true;
+}
+
+/**
+ * benchUseTls(bench, ca, verify, cert, key, host): connections adopted from now speak TLS as a
+ * client trusting `ca` (PEM, or null), checking the server's certificate names `host` (or null)
+ * if `verify`, presenting `cert` and `key` (or null). Throws with OpenSSL's reason if it cannot.
+ */
+static napi_value js_use_tls(napi_env env, napi_callback_info info) {
+  napi_value argv[6];
+  if (get_args(env, info, 6, argv) == NULL) return NULL;
+  bench_t *bench = bench_arg(env, argv[0]);
+  if (bench == NULL) return NULL;
+  const char *unavailable = tls_unavailable_reason();
+  if (unavailable != NULL) {
+    napi_throw_error(env, "ENOTSUP", unavailable);
+    return NULL;
+  }
+  const char *ca, *cert, *key;
+  size_t ca_length, cert_length, key_length;
+  bool verify;
+  CHECK(napi_get_value_bool(env, argv[2], &verify));
+  if (!optional_buffer(env, argv[1], &ca, &ca_length) || !optional_buffer(env, argv[3], &cert, &cert_length) || !optional_buffer(env, argv[4], &key, &key_length)) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "expected Buffers or null");
+    return NULL;
+  }
+  char host[256] = "";
+  size_t host_length = 0;
+  napi_valuetype host_type;
+  CHECK(napi_typeof(env, argv[5], &host_type));
+  if (host_type == napi_string) CHECK(napi_get_value_string_utf8(env, argv[5], host, sizeof host, &host_length));
+  char error[300];
+  SSL_CTX *context = tls_client_context(ca, ca_length, verify, cert, cert_length, key, key_length, error, sizeof error);
+  if (context == NULL) {
+    napi_throw_error(env, "ERR_TLS_CONTEXT", error);
+    return NULL;
+  }
+  char *plain = bench->plain_buffer != NULL ? bench->plain_buffer : malloc(READ_BUFFER_BYTES);
+  char *kept_host = host_length > 0 ? strdup(host) : NULL;
+  if (plain == NULL || (host_length > 0 && kept_host == NULL)) {
+    tls_free_context(context);
+    free(kept_host);
+    if (plain != bench->plain_buffer) free(plain);
+    return throw_status(env, UV_ENOMEM, "benchUseTls");
+  }
+  tls_free_context(bench->tls);
+  free(bench->host);
+  bench->tls = context;
+  bench->host = verify ? kept_host : NULL;
+  if (!verify) free(kept_host);
+  bench->plain_buffer = plain;
+  return NULL;
+}
+
+/** benchUseWebSocket(bench, binary): connections adopted from now carry messages as WebSocket frames, binary or text. */
+static napi_value js_use_websocket(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  if (get_args(env, info, 2, argv) == NULL) return NULL;
+  bench_t *bench = bench_arg(env, argv[0]);
+  if (bench == NULL) return NULL;
+  bool binary;
+  CHECK(napi_get_value_bool(env, argv[1], &binary));
+  bench->ws_opcode = binary ? WS_BINARY : WS_TEXT;
+  return NULL;
 }
 
 /** send(conn, count, stamp): sends up to `count` messages stamped `stamp`; returns how many the budget allowed. */
@@ -738,6 +1259,8 @@ napi_value bench_engine_init(napi_env env, napi_value exports) {
   napi_property_descriptor functions[] = {
       EXPORT_FUNCTION("createBench", create_bench),
       EXPORT_FUNCTION("adoptBench", adopt_bench),
+      EXPORT_FUNCTION("benchUseTls", js_use_tls),
+      EXPORT_FUNCTION("benchUseWebSocket", js_use_websocket),
       EXPORT_FUNCTION("benchSend", js_send),
       EXPORT_FUNCTION("benchDestroy", js_destroy),
       EXPORT_FUNCTION("benchInFlight", js_in_flight),

@@ -1,4 +1,4 @@
-// TLS on Node's own OpenSSL: server contexts from PEM, and what a handshake tells JavaScript.
+// TLS on Node's own OpenSSL: server and client contexts from PEM, and what a handshake tells JavaScript.
 
 // RTLD_DEFAULT
 #define _GNU_SOURCE
@@ -29,6 +29,9 @@ static const char *const REQUIRED[] = {
     "X509_NAME_ENTRY_get_data", "OBJ_obj2nid", "OBJ_nid2sn", "OBJ_obj2txt", "ASN1_STRING_to_UTF8", "CRYPTO_free",
     "BIO_new_mem_buf", "BIO_free", "PEM_read_bio_X509", "PEM_read_bio_PrivateKey", "X509_free", "EVP_PKEY_free",
     "X509_STORE_add_cert", "ERR_get_error", "ERR_error_string_n", "ERR_clear_error", "CRYPTO_get_ex_new_index",
+    // The bench's client side.
+    "TLS_client_method", "BIO_new", "BIO_s_mem", "BIO_read", "BIO_write", "BIO_ctrl", "SSL_set_bio", "SSL_set_connect_state",
+    "SSL_set1_host", "SSL_get0_param", "X509_VERIFY_PARAM_set1_ip_asc", "X509_verify_cert_error_string",
 };
 
 const char *tls_unavailable_reason(void) {
@@ -103,6 +106,33 @@ static int trust_client_ca(SSL_CTX *context, X509 *cert, int index) {
   return X509_STORE_add_cert(SSL_CTX_get_cert_store(context), cert) && SSL_CTX_add_client_CA(context, cert);
 }
 
+static int trust_server_ca(SSL_CTX *context, X509 *cert, int index) {
+  (void)index;
+  return X509_STORE_add_cert(SSL_CTX_get_cert_store(context), cert);
+}
+
+/** Loads a certificate (then its chain) and its key; NULL, or what could not be loaded. */
+static const char *load_identity(SSL_CTX *context, const char *cert, size_t cert_length, const char *key, size_t key_length) {
+  BIO *bio = BIO_new_mem_buf(cert, (int)cert_length);
+  bool ok = bio != NULL && read_certificates(bio, use_identity_certificate, context) > 0;
+  BIO_free(bio);
+  if (!ok) return "the certificate";
+  bio = BIO_new_mem_buf(key, (int)key_length);
+  EVP_PKEY *pkey = bio == NULL ? NULL : PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
+  ok = pkey != NULL && SSL_CTX_use_PrivateKey(context, pkey) && SSL_CTX_check_private_key(context);
+  EVP_PKEY_free(pkey);
+  BIO_free(bio);
+  return ok ? NULL : "the private key";
+}
+
+static SSL_CTX *context_failed(SSL_CTX *context, const char *failed, char *error, size_t error_size) {
+  char reason[200];
+  tls_last_error(reason, sizeof reason);
+  snprintf(error, error_size, "cannot load %s: %s", failed, reason);
+  tls_free_context(context);
+  return NULL;
+}
+
 SSL_CTX *tls_server_context(const char *cert, size_t cert_length, const char *key, size_t key_length, const char *ca, size_t ca_length,
                             const unsigned char *alpn, size_t alpn_length, char *error, size_t error_size) {
   ERR_clear_error();
@@ -119,18 +149,9 @@ SSL_CTX *tls_server_context(const char *cert, size_t cert_length, const char *ke
   // Without an id context, a session with a client certificate cannot be resumed.
   static const unsigned char ID_CONTEXT[] = "echoplex";
   SSL_CTX_set_session_id_context(context, ID_CONTEXT, sizeof ID_CONTEXT - 1);
-  bool ok = true;
-  const char *failed = NULL;
-  BIO *bio = BIO_new_mem_buf(cert, (int)cert_length);
-  if (bio == NULL || read_certificates(bio, use_identity_certificate, context) <= 0) ok = false, failed = "the certificate";
-  BIO_free(bio);
-  if (ok) {
-    bio = BIO_new_mem_buf(key, (int)key_length);
-    EVP_PKEY *pkey = bio == NULL ? NULL : PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
-    if (pkey == NULL || !SSL_CTX_use_PrivateKey(context, pkey) || !SSL_CTX_check_private_key(context)) ok = false, failed = "the private key";
-    EVP_PKEY_free(pkey);
-    BIO_free(bio);
-  }
+  const char *failed = load_identity(context, cert, cert_length, key, key_length);
+  bool ok = failed == NULL;
+  BIO *bio;
   if (ok && ca != NULL) {
     bio = BIO_new_mem_buf(ca, (int)ca_length);
     if (bio == NULL || read_certificates(bio, trust_client_ca, context) <= 0) ok = false, failed = "the CA certificates";
@@ -149,14 +170,62 @@ SSL_CTX *tls_server_context(const char *cert, size_t cert_length, const char *ke
       SSL_CTX_set_alpn_select_cb(context, select_alpn, list);
     }
   }
-  if (!ok) {
-    char reason[200];
-    tls_last_error(reason, sizeof reason);
-    snprintf(error, error_size, "cannot load %s: %s", failed, reason);
-    tls_free_context(context);
+  if (!ok) return context_failed(context, failed, error, error_size);
+  return context;
+}
+
+SSL_CTX *tls_client_context(const char *ca, size_t ca_length, bool verify, const char *cert, size_t cert_length, const char *key, size_t key_length,
+                            char *error, size_t error_size) {
+  ERR_clear_error();
+  SSL_CTX *context = SSL_CTX_new(TLS_client_method());
+  if (context == NULL) {
+    tls_last_error(error, error_size);
     return NULL;
   }
+  SSL_CTX_set_min_proto_version(context, TLS1_2_VERSION);
+  SSL_CTX_set_mode(context, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  SSL_CTX_set_options(context, SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_RENEGOTIATION);
+  SSL_CTX_set_verify(context, verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
+  const char *failed = NULL;
+  if (ca != NULL && ca_length > 0) {
+    BIO *bio = BIO_new_mem_buf(ca, (int)ca_length);
+    if (bio == NULL || read_certificates(bio, trust_server_ca, context) <= 0) failed = "the CA certificates";
+    BIO_free(bio);
+  }
+  if (failed == NULL && cert != NULL) failed = load_identity(context, cert, cert_length, key, key_length);
+  if (failed != NULL) return context_failed(context, failed, error, error_size);
   return context;
+}
+
+SSL *tls_client_session(SSL_CTX *context, const char *host) {
+  SSL *ssl = SSL_new(context);
+  BIO *in = BIO_new(BIO_s_mem());
+  BIO *out = BIO_new(BIO_s_mem());
+  if (ssl == NULL || in == NULL || out == NULL) {
+    SSL_free(ssl);
+    BIO_free(in);
+    BIO_free(out);
+    return NULL;
+  }
+  // An empty memory BIO is "try again", not the end of the stream.
+  BIO_set_mem_eof_return(in, -1);
+  BIO_set_mem_eof_return(out, -1);
+  SSL_set_bio(ssl, in, out);
+  SSL_set_connect_state(ssl);
+  if (host != NULL) {
+    // As Node's tls.connect: SNI for a name (never for an address), and the certificate must name the host.
+    bool address = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host) == 1;
+    if (!address && (!SSL_set_tlsext_host_name(ssl, host) || !SSL_set1_host(ssl, host))) {
+      SSL_free(ssl);
+      return NULL;
+    }
+  }
+  return ssl;
+}
+
+const char *tls_verify_error(SSL *ssl) {
+  long result = SSL_get_verify_result(ssl);
+  return result == X509_V_OK ? NULL : X509_verify_cert_error_string(result);
 }
 
 void tls_free_context(SSL_CTX *context) {

@@ -1,4 +1,4 @@
-// TLS on Node's own OpenSSL: server contexts from PEM, and what a handshake tells JavaScript.
+// TLS on Node's own OpenSSL: server and client contexts from PEM, and what a handshake tells JavaScript.
 //
 // The addon links no OpenSSL of its own: the OpenSSL 3 that Node's binary carries and exports
 // resolves these calls, as it does for Node's own TLS. tls_available() says whether it can.
@@ -27,6 +27,24 @@ void tls_free_context(SSL_CTX *context);
 
 /** A server-side session on the connected socket `fd`; NULL if OpenSSL could not make one. */
 SSL *tls_session(SSL_CTX *context, int fd);
+
+/**
+ * A client context (the bench's): trusting the PEM certificates in `ca` (NULL: none), checking
+ * the server's certificate if `verify`, presenting `cert` and `key` if `cert` is not NULL. NULL
+ * with a reason in `error` on failure.
+ */
+SSL_CTX *tls_client_context(const char *ca, size_t ca_length, bool verify, const char *cert, size_t cert_length, const char *key, size_t key_length,
+                            char *error, size_t error_size);
+
+/**
+ * A client session that speaks through memory BIOs (SSL_get_rbio takes what the socket read,
+ * SSL_get_wbio holds what to write). `host` (NULL: none) is sent as SNI when it is a name, and
+ * the certificate must match it, name or address, when the context verifies. NULL on failure.
+ */
+SSL *tls_client_session(SSL_CTX *context, const char *host);
+
+/** Why the server's certificate was refused, in OpenSSL's words; NULL if it was not. */
+const char *tls_verify_error(SSL *ssl);
 
 /** OpenSSL's reason for the last failure on this thread, in `out` (cleared from its queue). */
 void tls_last_error(char *out, size_t size);

@@ -1,4 +1,4 @@
-// RFC 6455 framing, as pure functions on bytes: frame headers, unmasking, UTF-8 checks, close codes.
+// RFC 6455 framing, as pure functions on bytes: frame headers of both sides, masking, UTF-8 checks, close codes.
 
 #include "websocket.h"
 
@@ -10,14 +10,14 @@ uint16_t ws_close_code_for(ws_error_t error) {
   return 1002;
 }
 
-int ws_read_client_header(const uint8_t *bytes, size_t length, ws_header_t *header) {
+int ws_read_header(const uint8_t *bytes, size_t length, bool masked, ws_header_t *header) {
   if (length < 2) return 0;
   uint8_t first = bytes[0], second = bytes[1];
   if (first & 0x70) return -WS_ERR_RESERVED_BITS;
   uint8_t opcode = first & 0x0F;
   bool control = opcode & 0x8;
   if (opcode > WS_BINARY && opcode != WS_CLOSE && opcode != WS_PING && opcode != WS_PONG) return -WS_ERR_BAD_OPCODE;
-  if (!(second & 0x80)) return -WS_ERR_UNMASKED;
+  if ((bool)(second & 0x80) != masked) return masked ? -WS_ERR_UNMASKED : -WS_ERR_MASKED;
   header->fin = first & 0x80;
   header->opcode = opcode;
   uint64_t payload = second & 0x7F;
@@ -35,10 +35,15 @@ int ws_read_client_header(const uint8_t *bytes, size_t length, ws_header_t *head
     if (payload >> 63) return -WS_ERR_LENGTH_TOO_LARGE;
     at += 8;
   }
+  header->length = payload;
+  if (!masked) return (int)at;
   if (length < at + 4) return 0;
   memcpy(header->mask, bytes + at, 4);
-  header->length = payload;
   return (int)(at + 4);
+}
+
+int ws_read_client_header(const uint8_t *bytes, size_t length, ws_header_t *header) {
+  return ws_read_header(bytes, length, true, header);
 }
 
 void ws_unmask(uint8_t *payload, size_t length, const uint8_t mask[4]) {
@@ -72,6 +77,14 @@ void ws_write_server_header(uint8_t *out, uint8_t opcode, uint64_t length) {
     out[1] = 127;
     for (int i = 0; i < 8; i++) out[2 + i] = (uint8_t)(length >> (56 - 8 * i));
   }
+}
+
+size_t ws_write_client_header(uint8_t *out, uint8_t opcode, uint64_t length, const uint8_t mask[4]) {
+  ws_write_server_header(out, opcode, length);
+  size_t at = ws_server_header_length(length);
+  out[1] |= 0x80;
+  memcpy(out + at, mask, 4);
+  return at + 4;
 }
 
 // The state packs the continuation bytes still due (low byte) and the range the next one must

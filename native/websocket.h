@@ -1,7 +1,7 @@
 // RFC 6455 framing, as pure functions on bytes: frame headers, unmasking, UTF-8 checks, close codes.
 //
 // The engines call these; what to do about a frame (reply, close, which code) is theirs. Shared
-// by the server's engine and, in time, the bench's, which frames the client side of the same protocol.
+// by the server's engine and the bench's, which frames the client side of the same protocol.
 
 #ifndef ECHOPLEX_WEBSOCKET_H
 #define ECHOPLEX_WEBSOCKET_H
@@ -37,6 +37,8 @@ typedef enum {
   WS_ERR_INVALID_UTF8 = 10,
   WS_ERR_BAD_CLOSE_PAYLOAD = 11,
   WS_ERR_BAD_CLOSE_CODE = 12,
+  /** A server's frame with a mask (the bench's side). */
+  WS_ERR_MASKED = 13,
 } ws_error_t;
 
 /** The close code each error is answered with: 1009 too big, 1007 bad UTF-8, 1002 the rest. */
@@ -56,7 +58,10 @@ typedef struct {
  */
 int ws_read_client_header(const uint8_t *bytes, size_t length, ws_header_t *header);
 
-/** XORs `length` bytes with the frame's mask, in place. */
+/** As ws_read_client_header, for either side: a client's frames are `masked`, a server's are not. */
+int ws_read_header(const uint8_t *bytes, size_t length, bool masked, ws_header_t *header);
+
+/** XORs `length` bytes with the frame's mask, in place: unmasks, or masks. */
 void ws_unmask(uint8_t *payload, size_t length, const uint8_t mask[4]);
 
 /** Bytes a server frame's header takes for a payload of `length`: 2, 4 or 10. */
@@ -64,6 +69,9 @@ size_t ws_server_header_length(uint64_t length);
 
 /** Writes a final, unmasked frame's header into `out` (ws_server_header_length bytes). */
 void ws_write_server_header(uint8_t *out, uint8_t opcode, uint64_t length);
+
+/** Writes a final, masked frame's header (a client's) into `out`; returns its length: 6, 8 or 14 bytes. */
+size_t ws_write_client_header(uint8_t *out, uint8_t opcode, uint64_t length, const uint8_t mask[4]);
 
 /**
  * Checks `length` more bytes of a UTF-8 text, carrying `*state` across fragments (0 at the

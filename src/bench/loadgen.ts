@@ -11,7 +11,7 @@ import { DatagramConnection } from './datagram.js';
 import { LatencyHistogram } from './histogram.js';
 import { MessageCodec } from './message.js';
 import { NativeBench } from './native-bench.js';
-import { Run, type LoadConnection } from './run.js';
+import { Run, type LoadConnection, type RunEngine } from './run.js';
 import { checkThresholds } from './thresholds.js';
 import { IntervalLog } from './hdr-log.js';
 import { describeBytes } from '../core/log.js';
@@ -204,9 +204,10 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
 }
 
 /**
- * The native engine carries TCP connections that stay open, in the closed loop and in the open
- * loop (whose schedule stays here and sends through it). TLS, UDP, Unix sockets, PROXY headers
- * and replaced connections stay portable, as does everything with `engine: 'portable'`.
+ * The native engine carries TCP connections that stay open, plain, over TLS and over WebSocket,
+ * in the closed loop and in the open loop (whose schedule stays here and sends through it).
+ * UDP, Unix sockets, PROXY headers, --hello and replaced connections stay portable, as does
+ * everything with `engine: 'portable'`.
  */
 function nativeEngineFits(settings: Settings): boolean {
   return (
@@ -305,19 +306,42 @@ function openConnection(run: Run, settled: () => void, replacement = false): voi
   const cancel =
     engine === undefined
       ? openTypeScriptConnection(run, target, { stopConnecting, connectFailed, opened })
-      : connectForAdoption(target, {
-          connected: (fd) => {
-            if (!stopConnecting() || run.phase === 'done') return;
-            let connection: LoadConnection;
-            try {
-              connection = engine.adopt(fd);
-            } catch (err) {
-              return countFailure(err as NodeJS.ErrnoException);
-            }
-            opened(connection);
+      : openNativeConnection(run, engine, target, { stopConnecting, connectFailed, opened }, countFailure);
+}
+
+/**
+ * A connection the native engine carries: connected here, then handed over, open once its TLS
+ * and WebSocket handshakes (if any) are done in the engine. Returns its destroyer.
+ */
+function openNativeConnection(
+  run: Run,
+  engine: RunEngine,
+  target: BenchTarget,
+  opening: Opening,
+  countFailure: (err?: NodeJS.ErrnoException) => void,
+): () => void {
+  let adopted: LoadConnection | undefined;
+  const cancelConnect = connectForAdoption(target, {
+    connected: (fd) => {
+      try {
+        adopted = engine.adopt(fd, {
+          opened: (connection) => {
+            // Opened as the run ended, or after its deadline: closed whole, as the portable path does.
+            if (!opening.stopConnecting() || run.phase === 'done') connection.destroy();
+            else opening.opened(connection);
           },
-          failed: connectFailed,
+          failed: (err) => opening.connectFailed(err),
         });
+      } catch (err) {
+        if (opening.stopConnecting()) countFailure(err as NodeJS.ErrnoException);
+      }
+    },
+    failed: (err) => opening.connectFailed(err),
+  });
+  return () => {
+    cancelConnect();
+    adopted?.destroy();
+  };
 }
 
 interface Opening {

@@ -1,9 +1,14 @@
-// The bench's native engine (native/bench_engine.c): TCP connections read, verified, timed and
-// (in the closed loop) answered in C; this file keeps the run's accounting in step with it.
+// The bench's native engine (native/bench_engine.c): TCP connections, over TLS and WebSocket too,
+// read, verified, timed and (in the closed loop) answered in C; this file keeps the run's
+// accounting in step with it, and makes every decision the engine asks for.
 
 import { performance } from 'node:perf_hooks';
+import tls from 'node:tls';
 import { getSystemErrorName } from 'node:util';
+import { openSslError } from '../core/errors.js';
 import { addonBinding } from '../native/addon.js';
+import { formatHostPort } from '../core/address.js';
+import { checkUpgradeAnswer, newWebSocketKey, upgradeRequest } from '../protocol/websocket-handshake.js';
 import { classifyReply, differingBytes, type MessageCodec } from './message.js';
 import type { LoadConnection, Run, RunEngine } from './run.js';
 import type { BenchErrorKind } from './settings.js';
@@ -15,7 +20,9 @@ interface NativeBenchBinding {
   /**
    * `onReplies(count)` (with `receiver` as `this`) runs once per turn of the event loop, or when
    * `batch` is full, with `count` (sent at, received at) pairs at the start of `batch`.
-   * `onClose(token, status, owed)` runs once per adopted connection, after it closed.
+   * `onClose(token, status, owed, verifyResult, reason)` runs once per adopted connection, after
+   * it closed (`reason`: why TLS failed, or null). `onOpen(token, head)` says TLS is up, with
+   * the upgrade's answer over WebSocket, and returns whether to go on.
    */
   createBench(
     receiver: object,
@@ -29,14 +36,28 @@ interface NativeBenchBinding {
     batch: Float64Array,
     clockOffsetMs: number,
     onReplies: (count: number) => void,
-    onClose: (token: object, status: number, owed: number) => void,
+    onClose: (token: object, status: number, owed: number, verifyResult: number, reason: string | null) => void,
     onWrong: (token: object, frame: Buffer, head: number, next: number, extra: boolean) => number,
+    onOpen: (token: object, head: Buffer | undefined) => boolean,
+    onWrongMessage: (token: object, start: Buffer, length: number) => number,
   ): BenchHandle;
+  /** Connections adopted from now speak TLS; throws with OpenSSL's reason if the context cannot be made. */
+  benchUseTls(
+    bench: BenchHandle,
+    ca: Buffer | null,
+    verify: boolean,
+    cert: Buffer | null,
+    key: Buffer | null,
+    host: string | null,
+  ): void;
+  /** Connections adopted from now carry WebSocket frames, binary or text. */
+  benchUseWebSocket(bench: BenchHandle, binary: boolean): void;
   /**
    * Takes over a duplicate of the connected TCP socket `fd`, whose messages carry `number`; the
-   * caller closes its own. Throws (code EMFILE, ...) if it cannot.
+   * caller closes its own. Over WebSocket, `upgrade` is the request to send. Throws (code
+   * EMFILE, ...) if it cannot.
    */
-  adoptBench(bench: BenchHandle, fd: number, token: object, number: number): BenchConnectionHandle;
+  adoptBench(bench: BenchHandle, fd: number, token: object, number: number, upgrade?: Buffer): BenchConnectionHandle;
   /** Sends up to `count` messages stamped `stamp`; returns how many the send budget allowed. */
   benchSend(connection: BenchConnectionHandle, count: number, stamp: number): number;
   benchDestroy(connection: BenchConnectionHandle): void;
@@ -53,6 +74,8 @@ interface NativeBenchBinding {
 
 const FUNCTIONS = [
   'createBench',
+  'benchUseTls',
+  'benchUseWebSocket',
   'adoptBench',
   'benchSend',
   'benchDestroy',
@@ -84,10 +107,39 @@ export class NativeBench implements RunEngine {
   readonly #totals = new Float64Array(2);
   #sentSeen = 0;
 
-  /** Undefined where the addon was not built, or the run's replies are not built from a template (a custom transform). */
+  /**
+   * Undefined where the addon was not built, the run's replies are not built from a template (a
+   * custom transform), or TLS is asked for and this Node's OpenSSL cannot be reached from C.
+   */
   static create(run: Run): NativeBench | undefined {
     const layout = run.codec.nativeLayout();
-    return binding === undefined || layout === undefined ? undefined : new NativeBench(binding, run, layout);
+    if (binding === undefined || layout === undefined) return undefined;
+    const engine = new NativeBench(binding, run, layout);
+    const target = run.options.target;
+    try {
+      if (target.tls) engine.#useTls();
+    } catch (err) {
+      // A certificate or key that cannot be loaded is the user's to fix, on either engine.
+      if ((err as NodeJS.ErrnoException).code !== 'ENOTSUP') throw err;
+      binding.closeBench(engine.#handle);
+      return undefined;
+    }
+    if (target.websocket !== undefined) binding.benchUseWebSocket(engine.#handle, run.sendsBinary);
+    return engine;
+  }
+
+  /** As tls.connect with the target's options: Node's root certificates and any --tls-ca, the host checked. */
+  #useTls(): void {
+    const target = this.#run.options.target;
+    const roots = [...tls.rootCertificates, ...(target.tlsCa !== undefined ? [target.tlsCa.toString()] : [])];
+    this.#binding.benchUseTls(
+      this.#handle,
+      Buffer.from(roots.join('\n')),
+      !target.tlsInsecure,
+      target.tlsCert !== undefined ? Buffer.from(target.tlsCert) : null,
+      target.tlsKey !== undefined ? Buffer.from(target.tlsKey) : null,
+      target.host,
+    );
   }
 
   private constructor(
@@ -114,13 +166,27 @@ export class NativeBench implements RunEngine {
       this.#onReplies,
       onClose,
       onWrong,
+      onOpen,
+      onWrongMessage,
     );
   }
 
-  /** Opens a connection on the engine from a connected descriptor (the caller closes its own). */
-  adopt(fd: number): NativeBenchConnection {
-    const connection = new NativeBenchConnection(this.#run, this, this.#binding, this.#run.nextConnection++);
-    connection.handle = this.#binding.adoptBench(this.#handle, fd, connection, connection.connection);
+  /**
+   * Opens a connection on the engine from a connected descriptor (the caller closes its own).
+   * `opening` hears once whether it opened: at once over plain TCP, after the handshakes otherwise.
+   */
+  adopt(fd: number, opening: OpeningEvents): NativeBenchConnection {
+    const run = this.#run;
+    const connection = new NativeBenchConnection(run, this, this.#binding, run.nextConnection++);
+    const target = run.options.target;
+    let upgrade: Buffer | undefined;
+    if (target.websocket !== undefined) {
+      connection.upgradeKey = newWebSocketKey();
+      upgrade = upgradeRequest(formatHostPort(target.host, target.port), target.websocket.path, connection.upgradeKey);
+    }
+    connection.opening = opening;
+    connection.handle = this.#binding.adoptBench(this.#handle, fd, connection, connection.connection, upgrade);
+    if (upgrade === undefined && !target.tls) connection.opened();
     return connection;
   }
 
@@ -152,8 +218,29 @@ export class NativeBench implements RunEngine {
   };
 }
 
-function onClose(this: NativeBenchConnection, _token: object, status: number, owed: number): void {
-  this.closed(status, owed);
+/** What the load generator hears about a connection on its way to open. */
+export interface OpeningEvents {
+  opened(connection: NativeBenchConnection): void;
+  failed(err: NodeJS.ErrnoException): void;
+}
+
+function onClose(
+  this: NativeBenchConnection,
+  _token: object,
+  status: number,
+  owed: number,
+  verifyResult: number,
+  reason: string | null,
+): void {
+  this.closed(status, owed, reason === null ? undefined : openSslError(verifyResult, reason));
+}
+
+function onOpen(this: NativeBenchConnection, _token: object, head: Buffer | undefined): boolean {
+  return this.secured(head);
+}
+
+function onWrongMessage(this: NativeBenchConnection, _token: object, start: Buffer, length: number): number {
+  return this.wrongMessage(start, length);
 }
 
 function onWrong(
@@ -174,6 +261,12 @@ const TAKES_HEAD = -2;
 /** A connection the engine carries: JavaScript sends its first messages, classifies wrong replies and hears when it closes. */
 export class NativeBenchConnection implements LoadConnection {
   handle: BenchConnectionHandle | undefined;
+  /** Until it is open: who hears whether it opened. */
+  opening: OpeningEvents | undefined;
+  /** Over WebSocket, until the upgrade is answered: the key the answer must match. */
+  upgradeKey: string | undefined;
+  /** Why the connection could not open, heard before it closed (a refused upgrade). */
+  #openError: NodeJS.ErrnoException | undefined;
   #failed = false;
   readonly #inFlight = new Float64Array(2);
 
@@ -203,6 +296,40 @@ export class NativeBenchConnection implements LoadConnection {
     if (takes === 'none') return TAKES_NONE;
     run.answeredWrongly();
     return takes === 'head' ? TAKES_HEAD : takes;
+  }
+
+  /** Open: the run may count it and send on it. */
+  opened(): void {
+    const opening = this.opening;
+    this.opening = undefined;
+    opening?.opened(this);
+  }
+
+  /** From the engine: TLS is up (and over WebSocket, `head` is the upgrade's answer). Returns whether to go on. */
+  secured(head: Buffer | undefined): boolean {
+    if (this.opening === undefined) return false;
+    if (head !== undefined) {
+      const problem = checkUpgradeAnswer(head, this.upgradeKey ?? '');
+      this.upgradeKey = undefined;
+      if (problem !== undefined) {
+        this.#openError = Object.assign(new Error(problem.message), { code: problem.code });
+        return false;
+      }
+    }
+    this.opened();
+    return true;
+  }
+
+  /** From the engine: a WebSocket message of the wrong kind or length is one wrong reply, whatever its bytes. */
+  wrongMessage(start: Buffer, length: number): number {
+    const run = this.run;
+    this.engine.sync();
+    run.mismatchedBytes += length;
+    run.errorsByKind.corrupt++;
+    run.firstWrongReply ??= start;
+    if (this.#readInFlight()[0]! === 0) return TAKES_NONE;
+    run.answeredWrongly();
+    return TAKES_HEAD;
   }
 
   get failed(): boolean {
@@ -244,10 +371,21 @@ export class NativeBenchConnection implements LoadConnection {
   }
 
   /** From the engine: the connection closed (the server left, a write failed, or we destroyed it). */
-  closed(status: number, owed: number): void {
+  closed(status: number, owed: number, tlsError?: NodeJS.ErrnoException): void {
+    const opening = this.opening;
+    if (opening !== undefined) {
+      // Before it opened, it failed to connect, for the reason the handshakes gave.
+      this.opening = undefined;
+      this.#failed = true;
+      opening.failed(
+        tlsError ?? this.#openError ?? systemError(status === 0 || status === UV_EOF ? UV_ECONNRESET : status),
+      );
+      return;
+    }
     if (this.#failed || this.run.phase === 'done') return;
     // libuv statuses are negated errno values on Linux; the end of the stream is no error.
-    if (status < 0 && status !== UV_EOF) this.run.firstSocketError ??= systemError(status);
+    if (tlsError !== undefined) this.run.firstSocketError ??= tlsError;
+    else if (status < 0 && status !== UV_EOF) this.run.firstSocketError ??= systemError(status);
     // The server going away before the run is over is an error, whatever was in flight.
     this.engine.sync();
     this.#lose('closed', owed);
@@ -268,6 +406,7 @@ export class NativeBenchConnection implements LoadConnection {
 
 /** libuv's status for the end of a stream: the server closed cleanly. */
 const UV_EOF = -4095;
+const UV_ECONNRESET = -104;
 
 function systemError(status: number): NodeJS.ErrnoException {
   const code = getSystemErrorName(status);

@@ -40,8 +40,14 @@ export interface RunEngine {
   sync(): void;
   /** Whether the engine answers each reply with a new message (the closed loop), and how many messages may still be sent. */
   setSending(answering: boolean, budget: number): void;
-  /** Takes over a duplicate of the connected socket `fd`. Throws (code EMFILE, ...) if it cannot. */
-  adopt(fd: number): LoadConnection;
+  /**
+   * Takes over a duplicate of the connected socket `fd`; `opening` hears once whether the
+   * connection opened (after any TLS and WebSocket handshakes). Throws (code EMFILE, ...) if it cannot.
+   */
+  adopt(
+    fd: number,
+    opening: { opened(connection: LoadConnection): void; failed(err: NodeJS.ErrnoException): void },
+  ): LoadConnection;
   close(): void;
 }
 

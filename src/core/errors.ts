@@ -199,3 +199,35 @@ export function isCertificateError(err: unknown): boolean {
     code === 'ERR_TLS_CERT_ALTNAME_INVALID' || UNTRUSTED_CERTIFICATE.has(code) || CLIENT_CERTIFICATE_REFUSED.has(code)
   );
 }
+
+/** OpenSSL's X509_V_ERR_* results that Node's TLS names, by number (its names drop the prefix). */
+const CERTIFICATE_CHECKS: Record<number, string> = {
+  2: 'UNABLE_TO_GET_ISSUER_CERT',
+  9: 'CERT_NOT_YET_VALID',
+  10: 'CERT_HAS_EXPIRED',
+  18: 'DEPTH_ZERO_SELF_SIGNED_CERT',
+  19: 'SELF_SIGNED_CERT_IN_CHAIN',
+  20: 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  21: 'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  23: 'CERT_REVOKED',
+  26: 'INVALID_PURPOSE',
+  // A name or an address the certificate does not carry: Node's own check says so in its words.
+  62: 'ERR_TLS_CERT_ALTNAME_INVALID',
+  64: 'ERR_TLS_CERT_ALTNAME_INVALID',
+};
+
+/**
+ * A TLS handshake failure from OpenSSL itself (the native engines), as Node's TLS would raise
+ * it, so that it is described and classified alike: a refused certificate by its X509 result,
+ * anything else from OpenSSL's error line (`error:0A00010B:SSL routines::wrong version number`)
+ * as ERR_SSL_WRONG_VERSION_NUMBER with that reason.
+ */
+export function openSslError(verifyResult: number, text: string): NodeJS.ErrnoException {
+  if (verifyResult !== 0) {
+    const code = CERTIFICATE_CHECKS[verifyResult] ?? 'ERR_SSL_CERTIFICATE_VERIFY_FAILED';
+    return Object.assign(new Error(text), { code });
+  }
+  const reason = text.slice(text.lastIndexOf(':') + 1).trim();
+  const code = `ERR_SSL_${reason.toUpperCase().replace(/[^A-Z0-9]+/g, '_')}`;
+  return Object.assign(new Error(text), { code, reason });
+}

@@ -144,15 +144,9 @@ function localAddressOf(target: BenchTarget): { localAddress?: string } {
   return target.localAddress === undefined ? {} : { localAddress: target.localAddress };
 }
 
-/** Whether `connectForAdoption` can reach this target: plain TCP, no PROXY header. */
+/** Whether `connectForAdoption` can reach this target: TCP (TLS and WebSocket are the adopter's), no PROXY header. */
 export function adoptable(target: BenchTarget): boolean {
-  return (
-    target.unix === undefined &&
-    !target.tls &&
-    !target.udp &&
-    target.websocket === undefined &&
-    target.proxyProtocol === undefined
-  );
+  return target.unix === undefined && !target.udp && target.proxyProtocol === undefined;
 }
 
 /**

@@ -1,10 +1,11 @@
-// The HTTP side of WebSocket (RFC 6455 section 4) for engines that frame in C: a request head, and the answer to it.
+// The HTTP side of WebSocket (RFC 6455 section 4) for engines that frame in C: a request head and the answer to it, both sides.
 //
 // The native engine hands the bytes before the upgrade to JavaScript, which reads the request
 // here and says what to send: 101 and the accept key, the echo page, or an error status. The
 // checks are the ones the `ws` library makes, so both engines accept and refuse the same requests.
+// The bench's native engine sends a request written here and hands back the answer to be judged.
 
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 
 /** Largest request head read, as Node's HTTP parser allows by default. */
 export const MAX_REQUEST_HEAD = 16 * 1024;
@@ -74,11 +75,11 @@ export function answerUpgrade(head: RequestHead): UpgradeAnswer {
           : version !== '13' && version !== '8'
             ? 'missing or invalid Sec-WebSocket-Version header'
             : undefined;
-  if (problem !== undefined)
-    return { ok: false, response: simpleResponse(400, 'Bad Request', problem), reason: problem };
-  const accept = createHash('sha1')
-    .update(key + ACCEPT_GUID)
-    .digest('base64');
+  if (problem !== undefined || key === undefined) {
+    const reason = problem ?? 'missing Sec-WebSocket-Key header';
+    return { ok: false, response: simpleResponse(400, 'Bad Request', reason), reason };
+  }
+  const accept = acceptKey(key);
   // As ws does without a handleProtocols option: the client's first subprotocol, if it offers any.
   const protocol = head.headers
     .get('sec-websocket-protocol')
@@ -119,4 +120,58 @@ export function httpResponse(
     .join('');
   const head = Buffer.from(`HTTP/1.1 ${status} ${text}\r\n${fields}\r\n`, 'latin1');
   return headOnly ? head : Buffer.concat([head, content]);
+}
+
+/** A fresh Sec-WebSocket-Key: 16 random bytes in base64. */
+export function newWebSocketKey(): string {
+  return randomBytes(16).toString('base64');
+}
+
+/** What the server must answer `key` with in Sec-WebSocket-Accept. */
+export function acceptKey(key: string): string {
+  return createHash('sha1')
+    .update(key + ACCEPT_GUID)
+    .digest('base64');
+}
+
+/** A client's upgrade request for `path` on `host` (the Host header's value), without extensions. */
+export function upgradeRequest(host: string, path: string, key: string): Buffer {
+  const lines = [
+    `GET ${path} HTTP/1.1`,
+    `Host: ${host}`,
+    'Upgrade: websocket',
+    'Connection: Upgrade',
+    `Sec-WebSocket-Key: ${key}`,
+    'Sec-WebSocket-Version: 13',
+  ];
+  return Buffer.from(`${lines.join('\r\n')}\r\n\r\n`, 'latin1');
+}
+
+/**
+ * Checks the head of the answer to an upgrade request made with `key`, as the `ws` client does;
+ * returns what is wrong with it, or undefined if the connection is now a WebSocket.
+ */
+export function checkUpgradeAnswer(head: Buffer, key: string): { code: string; message: string } | undefined {
+  const end = head.indexOf('\r\n\r\n');
+  if (end < 0) return { code: 'HPE_HEADER_OVERFLOW', message: `no complete answer head in ${head.length} bytes` };
+  const lines = head.toString('latin1', 0, end).split('\r\n');
+  const status = /^HTTP\/1\.[01] (\d{3})(?: .*)?$/.exec(lines[0] ?? '');
+  if (status === null) return { code: 'HPE_INVALID_CONSTANT', message: 'the answer is not HTTP' };
+  if (status[1] !== '101') return { code: 'ERR_WS_UPGRADE', message: `Unexpected server response: ${status[1]}` };
+  const headers = new Map<string, string>();
+  for (const line of lines.slice(1)) {
+    const colon = line.indexOf(':');
+    if (colon > 0) headers.set(line.slice(0, colon).trim().toLowerCase(), line.slice(colon + 1).trim());
+  }
+  const problem =
+    headers.get('upgrade')?.toLowerCase() !== 'websocket'
+      ? 'Invalid Upgrade header'
+      : headers.get('sec-websocket-accept') !== acceptKey(key)
+        ? 'Invalid Sec-WebSocket-Accept header'
+        : headers.has('sec-websocket-extensions')
+          ? 'Server sent a Sec-WebSocket-Extensions header but no extension was requested'
+          : headers.has('sec-websocket-protocol')
+            ? 'Server sent a subprotocol but none was requested'
+            : undefined;
+  return problem === undefined ? undefined : { code: 'ERR_WS_UPGRADE', message: problem };
 }
