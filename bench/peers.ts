@@ -477,6 +477,7 @@ function runLoad(
   transform: string,
   duration: number,
   warmup: number,
+  benchEngine?: 'native' | 'portable',
 ): LoadResult {
   if (kind === 'ws-loop') {
     const out = spawnSync(
@@ -549,6 +550,7 @@ function runLoad(
       '--expect',
       transform,
       ...(scenario.udp ? ['--udp'] : []),
+      ...(benchEngine !== undefined ? ['--engine', benchEngine] : []),
     ],
     { timeout: (duration + warmup + 30) * 1000 },
   );
@@ -574,19 +576,21 @@ function runLoad(
   };
 }
 
+/** One run of `scenario` against `peer`; `benchEngine` picks echoplex bench's own engine (default: its choice). */
 export async function measure(
   peer: Peer,
   scenario: Scenario,
   load: 'echoplex' | 'c' | 'ws-loop',
   duration: number,
   warmup: number,
+  benchEngine?: 'native' | 'portable',
 ): Promise<Measurement> {
   const running = await startPeer(peer);
   try {
     const pid = running.child.pid!;
     // taskset execs the server, so the pid is the server's own.
     const before = cpuSeconds(pid);
-    const result = runLoad(load, running.port, scenario, peer.transform, duration, warmup);
+    const result = runLoad(load, running.port, scenario, peer.transform, duration, warmup, benchEngine);
     const after = cpuSeconds(pid);
     return {
       peer: peer.name,

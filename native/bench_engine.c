@@ -2,7 +2,7 @@
 //
 // In TypeScript the load generator pays one JavaScript callback per read, as the server did
 // before its engine (echo_engine.c), and falls short of a C epoll load generator's message
-// rate from one core (BENCHMARKS.md has the figures). A connection adopted here is
+// rate from one core (BENCHMARKS.md has the figures). A connection opened here is
 // read, verified byte by byte, timed and answered in C. JavaScript (src/bench/native-bench.ts)
 // keeps every decision about the run: it opens the connections, moves the phases, and records
 // each reply's latency in its HDR histogram, from a batch of (sent at, received at) pairs that
@@ -1008,80 +1008,22 @@ static napi_value create_bench(napi_env env, napi_callback_info info) {
   return result;
 }
 
-static void release_connection(void *conn) {
-  connection_release(conn);
-}
-
-static const adoption_t ADOPTION = {&BENCH_CONNECTION_TAG, connection_finalize, release_connection, "adoptBench"};
-
-/**
- * adoptBench(bench, fd, token, number, upgrade?): takes over a duplicate of the connected socket
- * `fd` (the caller closes its own); its messages carry `number`. Over WebSocket, `upgrade` is
- * the request to send (after TLS, if any); onOpen hears the answer.
- */
-static napi_value adopt_bench(napi_env env, napi_callback_info info) {
-  napi_value argv[5];
-  if (get_args(env, info, 4, argv) == NULL) return NULL;
-  bench_t *bench = bench_arg(env, argv[0]);
-  if (bench == NULL) return NULL;
-  int32_t fd;
-  double number;
-  CHECK(napi_get_value_int32(env, argv[1], &fd));
-  CHECK(napi_get_value_double(env, argv[3], &number));
-  if (!(number >= 0 && number < 9007199254740992.0)) {
-    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "the connection number must be a whole number from 0");
-    return NULL;
-  }
-  bench_connection_t *conn = calloc(1, sizeof *conn);
-  double *send_times = malloc(4 * sizeof *send_times);
-  if (conn == NULL || send_times == NULL) {
-    free(conn);
-    free(send_times);
-    return throw_status(env, UV_ENOMEM, "adoptBench");
-  }
-  napi_valuetype upgrade_type = napi_undefined;
-  size_t argc = 5;
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc >= 5) CHECK(napi_typeof(env, argv[4], &upgrade_type));
-  if ((upgrade_type != napi_undefined) != (bench->ws_opcode != 0)) {
-    free(conn);
-    free(send_times);
-    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "an upgrade request is given over WebSocket, and only then");
-    return NULL;
-  }
-  if (upgrade_type != napi_undefined && buffer_copy(env, argv[4], (unsigned char **)&conn->http_head, &conn->http_head_length) < 0) {
-    free(conn);
-    free(send_times);
-    return throw_failed(env, "adoptBench");
-  }
-  conn->stage = bench->tls != NULL ? STAGE_TLS : bench->ws_opcode != 0 ? STAGE_UPGRADE : STAGE_OPEN;
-  conn->bench = bench;
-  conn->number = (uint64_t)number;
-  conn->send_times = send_times;
-  conn->capacity = 4;
-  conn->refs = 1;
-  bench->refs++;
-  int opened;
-  napi_value result = adopt_connection(env, &ADOPTION, conn, &conn->tcp, &conn->refs, &conn->token, argv[2], fd, &opened);
-  if (result == NULL) return NULL;
-  if (opened < 0) {
-    close_connection(conn, opened);
-    return result;
-  }
+/** Connected: reading starts, and the client speaks first (TLS hello, upgrade request) or the connection is open. */
+static void start_connection(bench_connection_t *conn) {
+  bench_t *bench = conn->bench;
   uv_tcp_nodelay(&conn->tcp, 1);
   int status = uv_read_start((uv_stream_t *)&conn->tcp, on_alloc, on_read);
   if (status < 0) {
     close_connection(conn, status);
-    return result;
+    return;
   }
   if (bench->tls != NULL) {
-    // The client speaks first: its hello goes now.
     if ((conn->ssl = tls_client_session(bench->tls, bench->host)) == NULL) {
       close_connection(conn, UV_ENOMEM);
-      return result;
+      return;
     }
-    int done = SSL_do_handshake(conn->ssl);
-    (void)done;
+    // Sends the hello; the rest of the handshake comes with the reads.
+    (void)SSL_do_handshake(conn->ssl);
     ERR_clear_error();
     flush_tls(conn);
   } else if (bench->ws_opcode != 0) {
@@ -1089,6 +1031,110 @@ static napi_value adopt_bench(napi_env env, napi_callback_info info) {
     free(conn->http_head);
     conn->http_head = NULL;
     conn->http_head_length = 0;
+  } else if (!tell_open(conn, NULL, 0)) {
+    close_connection(conn, UV_ECANCELED);
+  }
+}
+
+static void on_connected(uv_connect_t *req, int status) {
+  bench_connection_t *conn = req->data;
+  free(req);
+  // Destroyed while connecting: the close callback tells JavaScript.
+  if (conn->closing) return;
+  if (status < 0) close_connection(conn, status);
+  else start_connection(conn);
+}
+
+/** An IPv4 or IPv6 address and port as a sockaddr; 0, or UV_EINVAL for text that is neither. */
+static int parse_address(const char *ip, int port, struct sockaddr_storage *out) {
+  if (uv_ip4_addr(ip, port, (struct sockaddr_in *)out) == 0) return 0;
+  return uv_ip6_addr(ip, port, (struct sockaddr_in6 *)out);
+}
+
+/**
+ * benchConnect(bench, token, number, address, port, source, upgrade?): opens a connection to
+ * `address` (an IP address) and `port`, from `source` (an IP address, or null), whose messages
+ * carry `number`. onOpen hears when it is open (after TLS and any upgrade, whose request is
+ * `upgrade`); onClose, if it closed first, with the reason. Returns its handle.
+ */
+static napi_value js_connect(napi_env env, napi_callback_info info) {
+  napi_value argv[7];
+  size_t argc = 7;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 6) {
+    napi_throw_type_error(env, "ERR_MISSING_ARGS", "benchConnect takes a bench, token, number, address, port and source");
+    return NULL;
+  }
+  bench_t *bench = bench_arg(env, argv[0]);
+  if (bench == NULL) return NULL;
+  double number;
+  uint32_t port;
+  char address[64], source[64] = "";
+  size_t length;
+  napi_valuetype source_type, upgrade_type = napi_undefined;
+  CHECK(napi_get_value_double(env, argv[2], &number));
+  CHECK(napi_get_value_string_utf8(env, argv[3], address, sizeof address, &length));
+  CHECK(napi_get_value_uint32(env, argv[4], &port));
+  CHECK(napi_typeof(env, argv[5], &source_type));
+  if (source_type == napi_string) CHECK(napi_get_value_string_utf8(env, argv[5], source, sizeof source, &length));
+  if (argc >= 7) CHECK(napi_typeof(env, argv[6], &upgrade_type));
+  if (!(number >= 0 && number < 9007199254740992.0) || port == 0 || port > 65535) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "the connection number must be a whole number from 0, the port from 1 to 65535");
+    return NULL;
+  }
+  if ((upgrade_type != napi_undefined) != (bench->ws_opcode != 0)) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "an upgrade request is given over WebSocket, and only then");
+    return NULL;
+  }
+  struct sockaddr_storage destination, local;
+  if (parse_address(address, (int)port, &destination) < 0 || (source[0] != '\0' && parse_address(source, 0, &local) < 0)) {
+    napi_throw_type_error(env, "ERR_INVALID_IP_ADDRESS", "the address and source must be IP addresses");
+    return NULL;
+  }
+  uv_loop_t *loop;
+  CHECK(napi_get_uv_event_loop(env, &loop));
+  bench_connection_t *conn = calloc(1, sizeof *conn);
+  double *send_times = malloc(4 * sizeof *send_times);
+  uv_connect_t *req = malloc(sizeof *req);
+  if (conn == NULL || send_times == NULL || req == NULL ||
+      (upgrade_type != napi_undefined && buffer_copy(env, argv[6], (unsigned char **)&conn->http_head, &conn->http_head_length) < 0)) {
+    free(conn);
+    free(send_times);
+    free(req);
+    return throw_status(env, UV_ENOMEM, "benchConnect");
+  }
+  conn->stage = bench->tls != NULL ? STAGE_TLS : bench->ws_opcode != 0 ? STAGE_UPGRADE : STAGE_OPEN;
+  conn->bench = bench;
+  conn->number = (uint64_t)number;
+  conn->send_times = send_times;
+  conn->capacity = 4;
+  // Owned by the JavaScript object, and by the handle from uv_tcp_init to its close callback.
+  conn->refs = 1;
+  bench->refs++;
+  bool held;
+  napi_value result = wrap_connection(env, conn, connection_finalize, &BENCH_CONNECTION_TAG, argv[1], &conn->token, &held);
+  if (result == NULL) {
+    if (!held) connection_release(conn);
+    free(req);
+    return NULL;
+  }
+  int status = uv_tcp_init(loop, &conn->tcp);
+  if (status < 0) {
+    free(req);
+    napi_delete_reference(env, conn->token);
+    conn->token = NULL;
+    return throw_status(env, status, "benchConnect");
+  }
+  conn->refs++;
+  conn->tcp.data = conn;
+  req->data = conn;
+  // A failure to bind or connect reaches JavaScript as the close that follows, as a refused connect does.
+  if (source[0] != '\0' && (status = uv_tcp_bind(&conn->tcp, (const struct sockaddr *)&local, 0)) < 0) {
+    free(req);
+    close_connection(conn, status);
+  } else if ((status = uv_tcp_connect(req, &conn->tcp, (const struct sockaddr *)&destination, on_connected)) < 0) {
+    free(req);
+    close_connection(conn, status);
   }
   return result;
 }
@@ -1107,7 +1153,7 @@ static bool optional_buffer(napi_env env, napi_value value, const char **bytes, 
 }
 
 /**
- * benchUseTls(bench, ca, verify, cert, key, host): connections adopted from now speak TLS as a
+ * benchUseTls(bench, ca, verify, cert, key, host): connections opened from now speak TLS as a
  * client trusting `ca` (PEM, or null), checking the server's certificate names `host` (or null)
  * if `verify`, presenting `cert` and `key` (or null). Throws with OpenSSL's reason if it cannot.
  */
@@ -1157,7 +1203,7 @@ static napi_value js_use_tls(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/** benchUseWebSocket(bench, binary): connections adopted from now carry messages as WebSocket frames, binary or text. */
+/** benchUseWebSocket(bench, binary): connections opened from now carry messages as WebSocket frames, binary or text. */
 static napi_value js_use_websocket(napi_env env, napi_callback_info info) {
   napi_value argv[2];
   if (get_args(env, info, 2, argv) == NULL) return NULL;
@@ -1258,7 +1304,7 @@ static napi_value js_close(napi_env env, napi_callback_info info) {
 napi_value bench_engine_init(napi_env env, napi_value exports) {
   napi_property_descriptor functions[] = {
       EXPORT_FUNCTION("createBench", create_bench),
-      EXPORT_FUNCTION("adoptBench", adopt_bench),
+      EXPORT_FUNCTION("benchConnect", js_connect),
       EXPORT_FUNCTION("benchUseTls", js_use_tls),
       EXPORT_FUNCTION("benchUseWebSocket", js_use_websocket),
       EXPORT_FUNCTION("benchSend", js_send),

@@ -1,6 +1,7 @@
 // The load generator: opens the connections, runs the phases (warm-up, measured window, drain),
 // paces the open loop, and turns a run into its verified results.
 
+import { lookup } from 'node:dns/promises';
 import { writeFile } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
 import { ConnectError, describeSocketError, isCertificateError, systemErrorCode } from '../core/errors.js';
@@ -24,14 +25,7 @@ import {
   type SecondLatency,
   type Settings,
 } from './settings.js';
-import {
-  adoptable,
-  connectForAdoption,
-  connectionTarget,
-  describeTarget,
-  openBenchSocket,
-  type BenchTarget,
-} from '../protocol/transports.js';
+import { connectionTarget, describeTarget, openBenchSocket, type BenchTarget } from '../protocol/transports.js';
 
 const MAX_CONNECTS_IN_FLIGHT = 256;
 /** How early the open loop's timer wakes before a send is due: a timer can fire this late. */
@@ -55,7 +49,12 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
   });
   const run = new Run(settings, codec);
   run.nextConnection = settings.firstConnection ?? 0;
-  if (nativeEngineFits(settings)) run.engine = NativeBench.create(run);
+  if (nativeEngineFits(settings)) {
+    // The engine connects to an address: the name is looked up once, as wrk does. Where it cannot
+    // be, the portable path tries each connection and reports why it failed.
+    const address = await lookup(settings.target.host).catch(() => undefined);
+    if (address !== undefined) run.engine = NativeBench.create(run, address.address);
+  }
   if (settings.messagesPerConnection !== undefined) run.replaceFailed = () => replaceFailed(run);
 
   let stopped = false;
@@ -214,7 +213,9 @@ function nativeEngineFits(settings: Settings): boolean {
     settings.engine === 'native' &&
     !settings.hello &&
     settings.messagesPerConnection === undefined &&
-    adoptable(settings.target)
+    settings.target.unix === undefined &&
+    !settings.target.udp &&
+    settings.target.proxyProtocol === undefined
   );
 }
 
@@ -306,42 +307,29 @@ function openConnection(run: Run, settled: () => void, replacement = false): voi
   const cancel =
     engine === undefined
       ? openTypeScriptConnection(run, target, { stopConnecting, connectFailed, opened })
-      : openNativeConnection(run, engine, target, { stopConnecting, connectFailed, opened }, countFailure);
+      : openNativeConnection(run, engine, target, { stopConnecting, connectFailed, opened });
 }
 
 /**
- * A connection the native engine carries: connected here, then handed over, open once its TLS
- * and WebSocket handshakes (if any) are done in the engine. Returns its destroyer.
+ * A connection the native engine carries, connected by the engine itself: open once its TLS and
+ * WebSocket handshakes (if any) are done. Returns its destroyer.
  */
-function openNativeConnection(
-  run: Run,
-  engine: RunEngine,
-  target: BenchTarget,
-  opening: Opening,
-  countFailure: (err?: NodeJS.ErrnoException) => void,
-): () => void {
-  let adopted: LoadConnection | undefined;
-  const cancelConnect = connectForAdoption(target, {
-    connected: (fd) => {
-      try {
-        adopted = engine.adopt(fd, {
-          opened: (connection) => {
-            // Opened as the run ended, or after its deadline: closed whole, as the portable path does.
-            if (!opening.stopConnecting() || run.phase === 'done') connection.destroy();
-            else opening.opened(connection);
-          },
-          failed: (err) => opening.connectFailed(err),
-        });
-      } catch (err) {
-        if (opening.stopConnecting()) countFailure(err as NodeJS.ErrnoException);
-      }
-    },
-    failed: (err) => opening.connectFailed(err),
-  });
-  return () => {
-    cancelConnect();
-    adopted?.destroy();
-  };
+function openNativeConnection(run: Run, engine: RunEngine, target: BenchTarget, opening: Opening): () => void {
+  let connection: LoadConnection | undefined;
+  try {
+    connection = engine.open(target, {
+      opened: (opened) => {
+        // Opened as the run ended, or after its deadline: closed whole, as the portable path does.
+        if (!opening.stopConnecting() || run.phase === 'done') opened.destroy();
+        else opening.opened(opened);
+      },
+      failed: (err) => opening.connectFailed(err),
+    });
+  } catch (err) {
+    // Asynchronously: the caller's deadline and destroyer are not set up until this returns.
+    setImmediate(() => opening.connectFailed(err as NodeJS.ErrnoException));
+  }
+  return () => connection?.destroy();
 }
 
 interface Opening {

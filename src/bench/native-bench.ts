@@ -10,6 +10,7 @@ import { addonBinding } from '../native/addon.js';
 import { formatHostPort } from '../core/address.js';
 import { checkUpgradeAnswer, newWebSocketKey, upgradeRequest } from '../protocol/websocket-handshake.js';
 import { classifyReply, differingBytes, type MessageCodec } from './message.js';
+import type { BenchTarget } from '../protocol/transports.js';
 import type { LoadConnection, Run, RunEngine } from './run.js';
 import type { BenchErrorKind } from './settings.js';
 
@@ -53,11 +54,19 @@ interface NativeBenchBinding {
   /** Connections adopted from now carry WebSocket frames, binary or text. */
   benchUseWebSocket(bench: BenchHandle, binary: boolean): void;
   /**
-   * Takes over a duplicate of the connected TCP socket `fd`, whose messages carry `number`; the
-   * caller closes its own. Over WebSocket, `upgrade` is the request to send. Throws (code
-   * EMFILE, ...) if it cannot.
+   * Opens a connection to `address` (an IP address) and `port` from `source` (or null), whose
+   * messages carry `number`. Over WebSocket, `upgrade` is the request to send. What happens
+   * next comes to `onOpen`, or (first) to `onClose`.
    */
-  adoptBench(bench: BenchHandle, fd: number, token: object, number: number, upgrade?: Buffer): BenchConnectionHandle;
+  benchConnect(
+    bench: BenchHandle,
+    token: object,
+    number: number,
+    address: string,
+    port: number,
+    source: string | null,
+    upgrade?: Buffer,
+  ): BenchConnectionHandle;
   /** Sends up to `count` messages stamped `stamp`; returns how many the send budget allowed. */
   benchSend(connection: BenchConnectionHandle, count: number, stamp: number): number;
   benchDestroy(connection: BenchConnectionHandle): void;
@@ -76,7 +85,7 @@ const FUNCTIONS = [
   'createBench',
   'benchUseTls',
   'benchUseWebSocket',
-  'adoptBench',
+  'benchConnect',
   'benchSend',
   'benchDestroy',
   'benchInFlight',
@@ -103,6 +112,7 @@ export class NativeBench implements RunEngine {
   readonly #binding: NativeBenchBinding;
   readonly #handle: BenchHandle;
   readonly #run: Run;
+  readonly #address: string;
   readonly #batch = new Float64Array(2 * BATCH_PAIRS);
   readonly #totals = new Float64Array(2);
   #sentSeen = 0;
@@ -111,10 +121,10 @@ export class NativeBench implements RunEngine {
    * Undefined where the addon was not built, the run's replies are not built from a template (a
    * custom transform), or TLS is asked for and this Node's OpenSSL cannot be reached from C.
    */
-  static create(run: Run): NativeBench | undefined {
+  static create(run: Run, address: string): NativeBench | undefined {
     const layout = run.codec.nativeLayout();
     if (binding === undefined || layout === undefined) return undefined;
-    const engine = new NativeBench(binding, run, layout);
+    const engine = new NativeBench(binding, run, layout, address);
     const target = run.options.target;
     try {
       if (target.tls) engine.#useTls();
@@ -146,7 +156,10 @@ export class NativeBench implements RunEngine {
     nativeBinding: NativeBenchBinding,
     run: Run,
     layout: NonNullable<ReturnType<MessageCodec['nativeLayout']>>,
+    /** The target host's address, looked up once for every connection. */
+    address: string,
   ) {
+    this.#address = address;
     this.#binding = nativeBinding;
     this.#run = run;
     // The engine stamps with uv_hrtime; performance.now() is the same clock from another origin.
@@ -171,22 +184,25 @@ export class NativeBench implements RunEngine {
     );
   }
 
-  /**
-   * Opens a connection on the engine from a connected descriptor (the caller closes its own).
-   * `opening` hears once whether it opened: at once over plain TCP, after the handshakes otherwise.
-   */
-  adopt(fd: number, opening: OpeningEvents): NativeBenchConnection {
+  /** Opens a connection to `target` on the engine; `opening` hears whether it opened. */
+  open(target: BenchTarget, opening: OpeningEvents): NativeBenchConnection {
     const run = this.#run;
     const connection = new NativeBenchConnection(run, this, this.#binding, run.nextConnection++);
-    const target = run.options.target;
     let upgrade: Buffer | undefined;
     if (target.websocket !== undefined) {
       connection.upgradeKey = newWebSocketKey();
       upgrade = upgradeRequest(formatHostPort(target.host, target.port), target.websocket.path, connection.upgradeKey);
     }
     connection.opening = opening;
-    connection.handle = this.#binding.adoptBench(this.#handle, fd, connection, connection.connection, upgrade);
-    if (upgrade === undefined && !target.tls) connection.opened();
+    connection.handle = this.#binding.benchConnect(
+      this.#handle,
+      connection,
+      connection.connection,
+      this.#address,
+      target.port,
+      target.localAddress ?? null,
+      upgrade,
+    );
     return connection;
   }
 
@@ -268,7 +284,6 @@ export class NativeBenchConnection implements LoadConnection {
   /** Why the connection could not open, heard before it closed (a refused upgrade). */
   #openError: NodeJS.ErrnoException | undefined;
   #failed = false;
-  readonly #inFlight = new Float64Array(2);
 
   constructor(
     private readonly run: Run,
@@ -398,11 +413,16 @@ export class NativeBenchConnection implements LoadConnection {
     this.run.lost(owed, true);
   }
 
+  /** Replies owed and the oldest one's send time, in one array for every connection: read at once, never kept. */
   #readInFlight(): Float64Array {
-    if (this.handle !== undefined) this.binding.benchInFlight(this.handle, this.#inFlight);
-    return this.#inFlight;
+    if (this.handle !== undefined) this.binding.benchInFlight(this.handle, IN_FLIGHT);
+    else IN_FLIGHT.fill(0);
+    return IN_FLIGHT;
   }
 }
+
+/** Filled by benchInFlight for whichever connection asks; an array each would cost an idle connection more than its C side. */
+const IN_FLIGHT = new Float64Array(2);
 
 /** libuv's status for the end of a stream: the server closed cleanly. */
 const UV_EOF = -4095;

@@ -1,6 +1,7 @@
 // The state one bench run shares across its connections: phases, the measured window, counts.
 
 import { performance } from 'node:perf_hooks';
+import type { BenchTarget } from '../protocol/transports.js';
 import type { IntervalLog } from './hdr-log.js';
 import { LatencyHistogram } from './histogram.js';
 import type { MessageCodec } from './message.js';
@@ -41,11 +42,11 @@ export interface RunEngine {
   /** Whether the engine answers each reply with a new message (the closed loop), and how many messages may still be sent. */
   setSending(answering: boolean, budget: number): void;
   /**
-   * Takes over a duplicate of the connected socket `fd`; `opening` hears once whether the
-   * connection opened (after any TLS and WebSocket handshakes). Throws (code EMFILE, ...) if it cannot.
+   * Opens a connection to `target` (its host already an address); `opening` hears once whether
+   * it opened (after any TLS and WebSocket handshakes) or failed, and why.
    */
-  adopt(
-    fd: number,
+  open(
+    target: BenchTarget,
     opening: { opened(connection: LoadConnection): void; failed(err: NodeJS.ErrnoException): void },
   ): LoadConnection;
   close(): void;

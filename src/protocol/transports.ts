@@ -6,7 +6,6 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { WebSocket } from 'ws';
 import { encodeProxyV1, encodeProxyV2, type ProxyEndpoint } from './proxy-protocol.js';
-import { descriptorOf } from '../native/descriptor.js';
 import { formatEndpoint, formatHostPort } from '../core/address.js';
 
 /** The largest UDP payload over IPv4 (65,535 minus the IP and UDP headers). */
@@ -142,37 +141,6 @@ export function openBenchSocket(target: BenchTarget, readBuffer: Buffer, events:
 /** `{ localAddress }` where the target binds one. */
 function localAddressOf(target: BenchTarget): { localAddress?: string } {
   return target.localAddress === undefined ? {} : { localAddress: target.localAddress };
-}
-
-/** Whether `connectForAdoption` can reach this target: TCP (TLS and WebSocket are the adopter's), no PROXY header. */
-export function adoptable(target: BenchTarget): boolean {
-  return target.unix === undefined && !target.udp && target.proxyProtocol === undefined;
-}
-
-/**
- * Connects to an `adoptable` target and hands the connected descriptor to `connected`, which
- * takes its own duplicate (the native engine does); our socket is closed after it returns.
- * Returns a canceller for a connect still in progress.
- */
-export function connectForAdoption(
-  target: BenchTarget,
-  events: { connected(fd: number): void; failed(err: NodeJS.ErrnoException): void },
-): () => void {
-  // Paused from the start: the engine reads, not Node.
-  const socket = net.connect({ host: target.host, port: target.port, noDelay: true, ...localAddressOf(target) });
-  socket.pause();
-  socket.once('error', (err) => events.failed(err));
-  socket.once('connect', () => {
-    const fd = descriptorOf(socket);
-    try {
-      if (fd === undefined)
-        events.failed(Object.assign(new Error('this platform shows no descriptor for a socket'), { code: 'ENOTSUP' }));
-      else events.connected(fd);
-    } finally {
-      socket.destroy();
-    }
-  });
-  return () => socket.destroy();
 }
 
 function proxyHeader(
