@@ -1,0 +1,131 @@
+// `npm run bench:load-memory`: what holding a connection open costs the bench itself, per engine.
+//
+// Against the C epoll server (core 0), `echoplex bench` (core 1) opens N connections and keeps
+// them with a trickle of traffic (--rate over all of them); once they are open, its VmRSS is read
+// after it has settled, with V8 asked for full collections through its inspector (as
+// bench:idle-memory does for servers: a heap that grew while connecting gives its pages back
+// only over several collections). The same is done with a small number of connections, and the
+// difference over the difference in connections is the memory per connection: what the process
+// holds whatever its connections (code, heap, buffers) cancels out. Median of interleaved
+// rounds, with the range. Loopback only.
+
+import { spawn } from 'node:child_process';
+import { readdirSync, readlinkSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { openFileLimit } from '../src/core/descriptors.js';
+import { buildCPeers, median, PEERS, startPeer } from './peers.js';
+import { namesFrom, positiveNumber, scriptOptions } from './script-args.js';
+import { garbageCollector, inspectorUrl, settledRssKb } from './settled-memory.js';
+
+const CLI = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));
+const BASELINE_CONNECTIONS = 1000;
+
+const values = scriptOptions(
+  {
+    connections: { type: 'string', default: '20000' },
+    rounds: { type: 'string', default: '3' },
+    engines: { type: 'string', default: 'native,portable' },
+    rate: { type: 'string', default: '1000' },
+  },
+  'Usage: node --import tsx bench/load-memory.ts [--connections 20000] [--rounds 3] [--engines native,portable] [--rate 1000]',
+);
+const connections = positiveNumber(values.connections, 'connections');
+const rounds = positiveNumber(values.rounds, 'rounds');
+const rate = positiveNumber(values.rate, 'rate');
+const engines = namesFrom(values.engines, ['native', 'portable'], 'engine');
+const limit = openFileLimit();
+if (limit !== undefined && limit < connections + 100)
+  throw new Error(
+    `needs about ${connections + 100} descriptors; raise the limit with \`ulimit -n ${connections + 1024}\``,
+  );
+
+/** Sockets the process `pid` holds open. */
+function sockets(pid: number): number {
+  try {
+    return readdirSync(`/proc/${pid}/fd`).filter((fd) => {
+      try {
+        return readlinkSync(`/proc/${pid}/fd/${fd}`).startsWith('socket:');
+      } catch {
+        return false;
+      }
+    }).length;
+  } catch {
+    return 0;
+  }
+}
+
+/** Settled VmRSS (KB) of a bench holding `count` connections to `port` on `engine`. */
+async function heldRssKb(engine: string, port: number, count: number): Promise<number> {
+  // Two source addresses: past one address's ephemeral ports to one server port.
+  const bench = spawn(
+    'taskset',
+    [
+      '-c',
+      '1',
+      process.execPath,
+      CLI,
+      'bench',
+      '--port',
+      String(port),
+      '-c',
+      String(count),
+      '--rate',
+      String(rate),
+      '-d',
+      '120',
+      '--warmup',
+      '0',
+      '--engine',
+      engine,
+      '--source-ip',
+      '127.0.0.2-127.0.0.3',
+    ],
+    { env: { ...process.env, NODE_OPTIONS: '--inspect=127.0.0.1:0 --expose-gc' }, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let stderr = '';
+  let stdout = '';
+  bench.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  bench.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+  try {
+    const collect = await garbageCollector(await inspectorUrl(() => stderr));
+    // Open once the process holds a socket for each connection.
+    for (let waited = 0; sockets(bench.pid!) < count; waited += 100) {
+      if (waited > 60_000 || bench.exitCode !== null) throw new Error(`the bench did not start: ${stderr}${stdout}`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    return await settledRssKb(bench.pid!, 10, collect);
+  } finally {
+    bench.kill('SIGKILL');
+  }
+}
+
+buildCPeers();
+const server = PEERS.find((peer) => peer.name === 'c-epoll')!;
+const why = server.unavailable();
+if (why !== undefined) throw new Error(`the C server cannot run here: ${why}`);
+const perConnection = new Map<string, number[]>(engines.map((engine) => [engine, []]));
+for (let round = 1; round <= rounds; round++) {
+  for (const engine of round % 2 === 1 ? engines : [...engines].reverse()) {
+    const running = await startPeer(server);
+    try {
+      const few = await heldRssKb(engine, running.port, BASELINE_CONNECTIONS);
+      const many = await heldRssKb(engine, running.port, connections);
+      const kb = (many - few) / (connections - BASELINE_CONNECTIONS);
+      perConnection.get(engine)!.push(kb);
+      console.error(
+        `[round ${round}] ${engine}: ${few} KB with ${BASELINE_CONNECTIONS}, ${many} KB with ${connections}: ${kb.toFixed(2)} KB per connection`,
+      );
+    } finally {
+      await running.stop();
+    }
+  }
+}
+console.log(
+  `| bench engine | KB per held connection: median (range), ${connections} against ${BASELINE_CONNECTIONS} |`,
+);
+console.log('|---|---|');
+for (const [engine, list] of perConnection) {
+  console.log(
+    `| ${engine} | ${median(list).toFixed(2)} (${Math.min(...list).toFixed(2)}-${Math.max(...list).toFixed(2)}) |`,
+  );
+}
