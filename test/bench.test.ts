@@ -758,6 +758,8 @@ describe('benchmark scripts on the command line', () => {
       [['bench/peers.ts', '--load', 'wrk'], /--load must be one of echoplex, c/],
       [['bench/soak.ts', '--seconds', 'ten'], /--seconds must be a positive number/],
       [['bench/idle-memory.ts', '--conections', '5'], /Unknown option '--conections'/],
+      [['bench/generator.ts', '--scenarios', 'tls'], /unknown scenario: tls/],
+      [['bench/load-memory.ts', '--engines', 'turbo'], /unknown engine: turbo \(known: native, portable\)/],
     ] as const) {
       const run = script([...args]);
       assert.equal(run.status, 2, `${args.join(' ')}: ${run.stderr}`);
