@@ -1197,8 +1197,8 @@ static napi_value js_use_tls(napi_env env, napi_callback_info info) {
   tls_free_context(bench->tls);
   free(bench->host);
   bench->tls = context;
-  bench->host = verify ? kept_host : NULL;
-  if (!verify) free(kept_host);
+  // Kept with --tls-insecure too: SNI still goes, as Node sends it whatever it checks.
+  bench->host = kept_host;
   bench->plain_buffer = plain;
   return NULL;
 }
