@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { openFileLimit } from '../src/core/descriptors.js';
 import { buildCPeers, median, PEERS, startPeer } from './peers.js';
 import { namesFrom, positiveNumber, scriptOptions } from './script-args.js';
-import { garbageCollector, inspectorUrl, settledRssKb } from './settled-memory.js';
+import { garbageCollector, inspectorUrl, residentParts, settledRssKb } from './settled-memory.js';
 
 const CLI = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));
 const BASELINE_CONNECTIONS = 1000;
@@ -93,7 +93,12 @@ async function heldRssKb(engine: string, port: number, count: number): Promise<n
       if (waited > 60_000 || bench.exitCode !== null) throw new Error(`the bench did not start: ${stderr}${stdout}`);
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
-    return await settledRssKb(bench.pid!, 10, collect);
+    const kb = await settledRssKb(bench.pid!, 10, collect);
+    const parts = residentParts(bench.pid!);
+    console.error(
+      `  ${engine}, ${count} connections: ${kb} KB (malloc heap ${parts.malloc}, other anonymous ${parts.anonymous}, files ${parts.files})`,
+    );
+    return kb;
   } finally {
     bench.kill('SIGKILL');
   }

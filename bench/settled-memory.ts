@@ -73,3 +73,20 @@ export async function garbageCollector(url: string): Promise<() => Promise<void>
     return done;
   };
 }
+
+/** Resident KB by kind of mapping: the main thread's malloc heap (`[heap]`), other anonymous memory (V8's heap, thread arenas, large blocks), and files. */
+export function residentParts(pid: number): { malloc: number; anonymous: number; files: number } {
+  const parts = { malloc: 0, anonymous: 0, files: 0 };
+  let part: keyof typeof parts | undefined;
+  for (const line of readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n')) {
+    const mapping = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \S+\s*(.*)$/.exec(line);
+    if (mapping) {
+      const name = mapping[1]!;
+      part = name === '[heap]' ? 'malloc' : name === '' ? 'anonymous' : name.startsWith('/') ? 'files' : undefined;
+      continue;
+    }
+    const rss = /^Rss:\s+(\d+) kB/.exec(line);
+    if (rss && part !== undefined) parts[part] += Number(rss[1]);
+  }
+  return parts;
+}

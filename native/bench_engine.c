@@ -56,15 +56,15 @@ typedef struct bench {
   napi_env env;
   /** onReplies(count): `count` pairs are waiting in the batch. */
   napi_ref on_replies;
-  /** onClose(token, status, owed): a connection closed; `owed` replies never came. */
+  /** onClose(id, status, owed, verifyResult, reason): a connection closed; `owed` replies never came. */
   napi_ref on_close;
-  /** onWrong(token, frame, head, next, extra) -> what it stands for: a frame that is not the reply owed. */
+  /** onWrong(id, frame, head, next, extra) -> what it stands for: a frame that is not the reply owed. */
   napi_ref on_wrong;
-  /** onOpen(token, head) -> ok: TLS is up, and over WebSocket the upgrade's answer `head` came. */
+  /** onOpen(id, head) -> ok: TLS is up, and over WebSocket the upgrade's answer `head` came. */
   napi_ref on_open;
-  /** onWrongMessage(token, start, length) -> what it stands for: a WebSocket message that is not one reply of the kind sent. */
+  /** onWrongMessage(id, start, length) -> what it stands for: a WebSocket message that is not one reply of the kind sent. */
   napi_ref on_wrong_message;
-  /** The JavaScript object that is `this` for onReplies. */
+  /** The JavaScript object that is `this` for every callback. */
   napi_ref receiver;
   /** The batch's Float64Array, kept alive while the engine writes into it. */
   napi_ref batch_ref;
@@ -117,15 +117,48 @@ typedef struct bench {
   uint8_t ws_opcode;
   /** xorshift64 state for the frames' masks. */
   uint64_t mask_state;
+  /** Connections by the id JavaScript names them with. */
+  slot_table_t connections;
   /** The JavaScript engine object, the check handle, and every connection not yet released. */
   int refs;
 } bench_t;
 
+/**
+ * What only a connection over TLS or WebSocket needs: allocated for those alone, so that a plain
+ * connection, the one held by the thousand, carries none of it.
+ */
+typedef struct {
+  /** Why the TLS handshake failed (NULL: it did not), and the certificate check's result. */
+  char *reason;
+  long verify_result;
+  /** The upgrade request until it is sent, then the answer's head as it comes. */
+  char *http_head;
+  size_t http_head_length;
+  /** A frame header being read, the frame being read, and a message of several frames or a wrong one. */
+  uint64_t frame_left;
+  uint64_t message_length;
+  /** The collected message's first reply_length bytes. */
+  unsigned char *message;
+  /** A control frame's payload (at most 125 bytes), which may come between a message's frames. */
+  unsigned char *control;
+  uint8_t ws_header[WS_CLIENT_HEADER_MAX];
+  uint8_t ws_header_have;
+  uint8_t frame_kind;
+  uint8_t frame_opcode;
+  uint8_t message_opcode;
+  uint8_t control_length;
+  unsigned frame_fin : 1;
+  unsigned message_open : 1;
+} layers_t;
+
+/** Send times kept in the connection itself, before a deeper pipeline needs a ring of its own. */
+#define INLINE_SEND_TIMES 2
+
 struct bench_connection {
   uv_tcp_t tcp;
   bench_t *bench;
-  /** The JavaScript object told about the close; released then. */
-  napi_ref token;
+  /** The id JavaScript names it by (a slot of bench->connections), until it has heard of the close. */
+  double id;
   /** The number every message of this connection carries. */
   uint64_t number;
   /** Sequence numbers: the oldest owed (`head_sequence`), and the next to send. */
@@ -133,49 +166,31 @@ struct bench_connection {
   uint64_t next_sequence;
   /** Send times of messages head..next-1 in a ring (NaN: answered out of order), oldest first. */
   double *send_times;
-  size_t capacity;
-  size_t head;
+  double inline_send_times[INLINE_SEND_TIMES];
+  uint32_t capacity;
+  uint32_t head;
   /** Messages in the ring (next - head), and those of them still owed. */
-  size_t count;
-  size_t owed;
+  uint32_t count;
+  uint32_t owed;
   /** Bytes of the current reply frame read so far. */
-  size_t offset_in_reply;
-  /** The current frame, once it is known not to be the reply owed: kept whole for JavaScript. */
-  unsigned char *frame;
+  uint32_t offset_in_reply;
+  /** Replies read this turn, not answered yet. */
+  uint32_t answer_due;
+  /** The first error, as a negative libuv status; 0 for none. */
+  int error;
+  /** The libuv handle until its close callback, and a place in to_answer. */
+  int refs;
   unsigned frame_wrong : 1;
   /** The current frame began with nothing owed. */
   unsigned frame_extra : 1;
-  /** Replies read this turn, not answered yet. */
-  unsigned answer_due;
   unsigned closing : 1;
   unsigned stage : 2;
-  /** The first error, as a negative libuv status; 0 for none. */
-  int error;
-  /** Why the TLS handshake failed (NULL: it did not), and the certificate check's result. */
-  char *reason;
-  long verify_result;
+  /** The current frame, once it is known not to be the reply owed: kept whole for JavaScript. */
+  unsigned char *frame;
   /** TLS (NULL: plain TCP). */
   SSL *ssl;
-  /** The upgrade request until it is sent, then the answer's head as it comes. */
-  char *http_head;
-  size_t http_head_length;
-  /** WebSocket: a frame header being read, the frame being read, and a message of several frames or a wrong one. */
-  uint8_t ws_header[WS_CLIENT_HEADER_MAX];
-  uint8_t ws_header_have;
-  uint8_t frame_kind;
-  uint8_t frame_opcode;
-  unsigned frame_fin : 1;
-  unsigned message_open : 1;
-  uint8_t message_opcode;
-  uint64_t frame_left;
-  uint64_t message_length;
-  /** The collected message's first reply_length bytes. */
-  unsigned char *message;
-  /** A control frame's payload (at most 125 bytes), which may come between a message's frames. */
-  unsigned char *control;
-  uint8_t control_length;
-  /** The libuv handle until its close callback, the JavaScript object, and a place in to_answer. */
-  int refs;
+  /** NULL over plain TCP. */
+  layers_t *layers;
 };
 
 static double clock_ms(const bench_t *bench) {
@@ -195,6 +210,7 @@ static void bench_release(bench_t *bench) {
   free(bench->read_buffer);
   free(bench->plain_buffer);
   free(bench->host);
+  slots_free(&bench->connections);
   tls_free_context(bench->tls);
   free(bench);
 }
@@ -202,12 +218,16 @@ static void bench_release(bench_t *bench) {
 static void connection_release(bench_connection_t *conn) {
   if (--conn->refs > 0) return;
   bench_t *bench = conn->bench;
-  free(conn->send_times);
+  if (conn->send_times != conn->inline_send_times) free(conn->send_times);
   free(conn->frame);
-  free(conn->reason);
-  free(conn->http_head);
-  free(conn->message);
-  free(conn->control);
+  layers_t *layers = conn->layers;
+  if (layers != NULL) {
+    free(layers->reason);
+    free(layers->http_head);
+    free(layers->message);
+    free(layers->control);
+    free(layers);
+  }
   if (conn->ssl != NULL) SSL_free(conn->ssl);
   free(conn);
   bench_release(bench);
@@ -244,11 +264,12 @@ static void close_connection(bench_connection_t *conn, int status) {
 
 static int push_send_time(bench_connection_t *conn, double stamp) {
   if (conn->count == conn->capacity) {
-    size_t capacity = conn->capacity * 2;
+    if (conn->capacity >= UINT32_MAX / 2) return UV_ENOMEM;
+    uint32_t capacity = conn->capacity * 2;
     double *grown = malloc(capacity * sizeof *grown);
     if (grown == NULL) return UV_ENOMEM;
-    for (size_t i = 0; i < conn->count; i++) grown[i] = conn->send_times[(conn->head + i) % conn->capacity];
-    free(conn->send_times);
+    for (uint32_t i = 0; i < conn->count; i++) grown[i] = conn->send_times[(conn->head + i) % conn->capacity];
+    if (conn->send_times != conn->inline_send_times) free(conn->send_times);
     conn->send_times = grown;
     conn->capacity = capacity;
     conn->head = 0;
@@ -486,16 +507,15 @@ static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf) {
   *buf = uv_buf_init(conn->bench->read_buffer, READ_BUFFER_BYTES);
 }
 
-/** Calls a JavaScript callback about `conn` (the token as `this` and first argument); its result in `*out`, or false. */
+/** Calls a JavaScript callback about `conn` (its id the first argument, the receiver `this`); its result in `*out`, or false. */
 static bool call_about(bench_connection_t *conn, napi_ref callback_ref, size_t argc, napi_value *argv, napi_value *out) {
   bench_t *bench = conn->bench;
   napi_env env = bench->env;
-  napi_value token, callback;
-  if (conn->token == NULL || callback_ref == NULL || napi_get_reference_value(env, conn->token, &token) != napi_ok ||
-      napi_get_reference_value(env, callback_ref, &callback) != napi_ok)
+  napi_value receiver, callback;
+  if (bench->receiver == NULL || callback_ref == NULL || napi_get_reference_value(env, bench->receiver, &receiver) != napi_ok ||
+      napi_get_reference_value(env, callback_ref, &callback) != napi_ok || napi_create_double(env, conn->id, &argv[0]) != napi_ok)
     return false;
-  argv[0] = token;
-  napi_status status = napi_make_callback(env, bench->async_context, token, callback, argc, argv, out);
+  napi_status status = napi_make_callback(env, bench->async_context, receiver, callback, argc, argv, out);
   if (status == napi_pending_exception) {
     napi_value err;
     if (napi_get_and_clear_last_exception(env, &err) == napi_ok) napi_fatal_exception(env, err);
@@ -606,17 +626,18 @@ static bool tell_open(bench_connection_t *conn, const char *head, size_t head_le
 
 /** A WebSocket message that is not one reply of the kind sent: JavaScript counts it and says what it stands for. */
 static void wrong_message(bench_connection_t *conn) {
+  layers_t *layers = conn->layers;
   bench_t *bench = conn->bench;
   flush_replies(bench);
   napi_env env = bench->env;
   napi_handle_scope scope;
   if (napi_open_handle_scope(env, &scope) != napi_ok) return;
-  size_t kept = conn->message_length < bench->reply_length ? (size_t)conn->message_length : bench->reply_length;
+  size_t kept = layers->message_length < bench->reply_length ? (size_t)layers->message_length : bench->reply_length;
   napi_value argv[3], result;
   void *copy;
   double takes = -1;
-  if (napi_create_buffer_copy(env, kept, conn->message != NULL ? (const void *)conn->message : "", &copy, &argv[1]) != napi_ok ||
-      napi_create_double(env, (double)conn->message_length, &argv[2]) != napi_ok || !call_about(conn, bench->on_wrong_message, 3, argv, &result) ||
+  if (napi_create_buffer_copy(env, kept, layers->message != NULL ? (const void *)layers->message : "", &copy, &argv[1]) != napi_ok ||
+      napi_create_double(env, (double)layers->message_length, &argv[2]) != napi_ok || !call_about(conn, bench->on_wrong_message, 3, argv, &result) ||
       napi_get_value_double(env, result, &takes) != napi_ok)
     takes = -1;
   napi_close_handle_scope(env, scope);
@@ -626,146 +647,150 @@ static void wrong_message(bench_connection_t *conn) {
 }
 
 static void begin_frame(bench_connection_t *conn, const ws_header_t *frame) {
+  layers_t *layers = conn->layers;
   bench_t *bench = conn->bench;
-  conn->frame_opcode = frame->opcode;
-  conn->frame_fin = frame->fin;
-  conn->frame_left = frame->length;
+  layers->frame_opcode = frame->opcode;
+  layers->frame_fin = frame->fin;
+  layers->frame_left = frame->length;
   if (frame->opcode & 0x8) {
-    conn->frame_kind = FRAME_CONTROL;
-    conn->control_length = 0;
+    layers->frame_kind = FRAME_CONTROL;
+    layers->control_length = 0;
     return;
   }
   bool continuation = frame->opcode == WS_CONTINUATION;
-  if (continuation != conn->message_open) {
+  if (continuation != layers->message_open) {
     close_connection(conn, UV_EPROTO);
     return;
   }
   if (!continuation) {
-    conn->message_opcode = frame->opcode;
-    conn->message_length = 0;
+    layers->message_opcode = frame->opcode;
+    layers->message_length = 0;
     // The usual message, one frame of one reply, is verified where it lies.
     if (frame->fin && frame->opcode == bench->ws_opcode && frame->length == bench->reply_length) {
-      conn->frame_kind = FRAME_STREAMED;
+      layers->frame_kind = FRAME_STREAMED;
       return;
     }
-    conn->message_open = 1;
+    layers->message_open = 1;
   }
-  conn->frame_kind = FRAME_COLLECTED;
+  layers->frame_kind = FRAME_COLLECTED;
 }
 
 static void end_frame(bench_connection_t *conn, double now) {
+  layers_t *layers = conn->layers;
   bench_t *bench = conn->bench;
-  if (conn->frame_kind == FRAME_STREAMED) return;
-  if (conn->frame_kind == FRAME_COLLECTED) {
-    if (!conn->frame_fin) return;
-    conn->message_open = 0;
-    if (conn->message_opcode == bench->ws_opcode && conn->message_length == bench->reply_length) verify_stream(conn, conn->message, bench->reply_length, now);
+  if (layers->frame_kind == FRAME_STREAMED) return;
+  if (layers->frame_kind == FRAME_COLLECTED) {
+    if (!layers->frame_fin) return;
+    layers->message_open = 0;
+    if (layers->message_opcode == bench->ws_opcode && layers->message_length == bench->reply_length) verify_stream(conn, layers->message, bench->reply_length, now);
     else wrong_message(conn);
     return;
   }
-  if (conn->frame_opcode == WS_PING) {
-    write_frame(conn, WS_PONG, conn->control, conn->control_length);
-  } else if (conn->frame_opcode == WS_CLOSE) {
+  if (layers->frame_opcode == WS_PING) {
+    write_frame(conn, WS_PONG, layers->control, layers->control_length);
+  } else if (layers->frame_opcode == WS_CLOSE) {
     // The server closes: its code goes back, as RFC 6455 5.5.1 asks, and the connection ends.
-    write_frame(conn, WS_CLOSE, conn->control, conn->control_length >= 2 ? 2 : 0);
+    write_frame(conn, WS_CLOSE, layers->control, layers->control_length >= 2 ? 2 : 0);
     close_connection(conn, UV_EOF);
   }
 }
 
 /** Reads WebSocket frames from application bytes; the payload of data frames goes to verify_stream. */
 static void receive_frames(bench_connection_t *conn, const unsigned char *bytes, size_t length, double now) {
+  layers_t *layers = conn->layers;
   bench_t *bench = conn->bench;
   size_t offset = 0;
   while (offset < length && !conn->closing) {
-    if (conn->frame_left == 0) {
+    if (layers->frame_left == 0) {
       // Between frames: the next header, which may come in pieces.
-      size_t have = conn->ws_header_have;
-      size_t take = sizeof conn->ws_header - have;
+      size_t have = layers->ws_header_have;
+      size_t take = sizeof layers->ws_header - have;
       if (take > length - offset) take = length - offset;
-      memcpy(conn->ws_header + have, bytes + offset, take);
+      memcpy(layers->ws_header + have, bytes + offset, take);
       ws_header_t frame;
-      int header = ws_read_header(conn->ws_header, have + take, false, &frame);
+      int header = ws_read_header(layers->ws_header, have + take, false, &frame);
       if (header < 0) {
         close_connection(conn, UV_EPROTO);
         return;
       }
       if (header == 0) {
-        conn->ws_header_have = (uint8_t)(have + take);
+        layers->ws_header_have = (uint8_t)(have + take);
         offset += take;
         continue;
       }
-      conn->ws_header_have = 0;
+      layers->ws_header_have = 0;
       offset += (size_t)header - have;
       begin_frame(conn, &frame);
       if (conn->closing) return;
-      if (conn->frame_left == 0) end_frame(conn, now);
+      if (layers->frame_left == 0) end_frame(conn, now);
       continue;
     }
     size_t take = length - offset;
-    if (take > conn->frame_left) take = (size_t)conn->frame_left;
+    if (take > layers->frame_left) take = (size_t)layers->frame_left;
     const unsigned char *payload = bytes + offset;
-    if (conn->frame_kind == FRAME_STREAMED) {
+    if (layers->frame_kind == FRAME_STREAMED) {
       verify_stream(conn, payload, take, now);
-    } else if (conn->frame_kind == FRAME_CONTROL) {
+    } else if (layers->frame_kind == FRAME_CONTROL) {
       // At most 125 bytes: ws_read_header refuses longer control frames.
-      if (conn->control == NULL && (conn->control = malloc(125)) == NULL) {
+      if (layers->control == NULL && (layers->control = malloc(125)) == NULL) {
         close_connection(conn, UV_ENOMEM);
         return;
       }
-      memcpy(conn->control + conn->control_length, payload, take);
-      conn->control_length += (uint8_t)take;
+      memcpy(layers->control + layers->control_length, payload, take);
+      layers->control_length += (uint8_t)take;
     } else {
       // A collected message keeps its first reply_length bytes: enough to verify it, or to show what it was.
-      if (conn->message == NULL && (conn->message = malloc(bench->reply_length)) == NULL) {
+      if (layers->message == NULL && (layers->message = malloc(bench->reply_length)) == NULL) {
         close_connection(conn, UV_ENOMEM);
         return;
       }
-      if (conn->message_length < bench->reply_length) {
-        size_t keep = bench->reply_length - (size_t)conn->message_length;
-        memcpy(conn->message + conn->message_length, payload, keep < take ? keep : take);
+      if (layers->message_length < bench->reply_length) {
+        size_t keep = bench->reply_length - (size_t)layers->message_length;
+        memcpy(layers->message + layers->message_length, payload, keep < take ? keep : take);
       }
-      conn->message_length += take;
+      layers->message_length += take;
     }
     offset += take;
-    conn->frame_left -= take;
-    if (conn->frame_left == 0 && !conn->closing) end_frame(conn, now);
+    layers->frame_left -= take;
+    if (layers->frame_left == 0 && !conn->closing) end_frame(conn, now);
   }
 }
 
 /** Application bytes (decrypted, where there is TLS): the upgrade's answer first, then replies. */
 static void receive_application(bench_connection_t *conn, const unsigned char *bytes, size_t length, double now) {
+  layers_t *layers = conn->layers;
   bench_t *bench = conn->bench;
   if (conn->stage == STAGE_UPGRADE) {
-    size_t take = MAX_RESPONSE_HEAD - conn->http_head_length;
+    size_t take = MAX_RESPONSE_HEAD - layers->http_head_length;
     if (take > length) take = length;
-    if (conn->http_head == NULL && (conn->http_head = malloc(MAX_RESPONSE_HEAD)) == NULL) {
+    if (layers->http_head == NULL && (layers->http_head = malloc(MAX_RESPONSE_HEAD)) == NULL) {
       close_connection(conn, UV_ENOMEM);
       return;
     }
-    memcpy(conn->http_head + conn->http_head_length, bytes, take);
-    size_t before = conn->http_head_length;
-    conn->http_head_length += take;
+    memcpy(layers->http_head + layers->http_head_length, bytes, take);
+    size_t before = layers->http_head_length;
+    layers->http_head_length += take;
     // The head ends at the first blank line; what follows it is already frames.
     size_t from = before >= 3 ? before - 3 : 0;
     size_t end = 0;
-    for (size_t i = from; i + 4 <= conn->http_head_length; i++) {
-      if (memcmp(conn->http_head + i, "\r\n\r\n", 4) == 0) {
+    for (size_t i = from; i + 4 <= layers->http_head_length; i++) {
+      if (memcmp(layers->http_head + i, "\r\n\r\n", 4) == 0) {
         end = i + 4;
         break;
       }
     }
     if (end == 0) {
       // Too long to be an answer: JavaScript hears it incomplete and says why.
-      if (conn->http_head_length == MAX_RESPONSE_HEAD && !tell_open(conn, conn->http_head, conn->http_head_length)) close_connection(conn, UV_EPROTO);
+      if (layers->http_head_length == MAX_RESPONSE_HEAD && !tell_open(conn, layers->http_head, layers->http_head_length)) close_connection(conn, UV_EPROTO);
       return;
     }
-    if (!tell_open(conn, conn->http_head, end)) {
+    if (!tell_open(conn, layers->http_head, end)) {
       close_connection(conn, UV_EPROTO);
       return;
     }
-    free(conn->http_head);
-    conn->http_head = NULL;
-    conn->http_head_length = 0;
+    free(layers->http_head);
+    layers->http_head = NULL;
+    layers->http_head_length = 0;
     conn->stage = STAGE_OPEN;
     size_t used = end - before;
     bytes += used;
@@ -778,27 +803,29 @@ static void receive_application(bench_connection_t *conn, const unsigned char *b
 
 /** TLS is up: over WebSocket the upgrade request goes, else the connection is open. */
 static void secured(bench_connection_t *conn) {
+  layers_t *layers = conn->layers;
   if (conn->bench->ws_opcode == 0) {
     conn->stage = STAGE_OPEN;
     if (!tell_open(conn, NULL, 0)) close_connection(conn, UV_EPROTO);
     return;
   }
   conn->stage = STAGE_UPGRADE;
-  conn_write(conn, conn->http_head, conn->http_head_length);
-  free(conn->http_head);
-  conn->http_head = NULL;
-  conn->http_head_length = 0;
+  conn_write(conn, layers->http_head, layers->http_head_length);
+  free(layers->http_head);
+  layers->http_head = NULL;
+  layers->http_head_length = 0;
 }
 
 /** Records why TLS failed, in OpenSSL's words, for JavaScript to hear with the close. */
 static void tls_failed(bench_connection_t *conn) {
+  layers_t *layers = conn->layers;
   const char *verify = tls_verify_error(conn->ssl);
   char reason[256];
   if (verify != NULL) snprintf(reason, sizeof reason, "%s", verify);
   else tls_last_error(reason, sizeof reason);
-  conn->verify_result = SSL_get_verify_result(conn->ssl);
-  free(conn->reason);
-  conn->reason = strdup(reason);
+  layers->verify_result = SSL_get_verify_result(conn->ssl);
+  free(layers->reason);
+  layers->reason = strdup(reason);
   close_connection(conn, UV_EPROTO);
 }
 
@@ -851,8 +878,8 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
 }
 
 /**
- * The handle is closed: JavaScript hears (token, status, replies owed, the certificate check's
- * result, why TLS failed or null) after the replies it has.
+ * The handle is closed: JavaScript hears (id, status, replies owed, the certificate check's
+ * result, why TLS failed or null) after the replies it has; the id names nothing from then on.
  */
 static void on_closed(uv_handle_t *handle) {
   bench_connection_t *conn = handle->data;
@@ -860,19 +887,17 @@ static void on_closed(uv_handle_t *handle) {
   flush_replies(bench);
   napi_env env = bench->env;
   napi_handle_scope scope;
-  if (conn->token != NULL && bench->on_close != NULL && napi_open_handle_scope(env, &scope) == napi_ok) {
-    napi_value token, callback, argv[5];
-    if (napi_get_reference_value(env, conn->token, &token) == napi_ok && napi_get_reference_value(env, bench->on_close, &callback) == napi_ok &&
-        napi_create_int32(env, conn->error, &argv[1]) == napi_ok && napi_create_uint32(env, (uint32_t)conn->owed, &argv[2]) == napi_ok &&
-        napi_create_int64(env, conn->verify_result, &argv[3]) == napi_ok &&
-        (conn->reason == NULL ? napi_get_null(env, &argv[4]) : napi_create_string_utf8(env, conn->reason, NAPI_AUTO_LENGTH, &argv[4])) == napi_ok) {
-      argv[0] = token;
-      call_from_loop(env, bench->async_context, token, callback, 5, argv);
-    }
+  if (bench->on_close != NULL && napi_open_handle_scope(env, &scope) == napi_ok) {
+    const layers_t *layers = conn->layers;
+    const char *reason = layers != NULL ? layers->reason : NULL;
+    napi_value argv[5], result;
+    if (napi_create_int32(env, conn->error, &argv[1]) == napi_ok && napi_create_uint32(env, conn->owed, &argv[2]) == napi_ok &&
+        napi_create_int64(env, layers != NULL ? layers->verify_result : 0, &argv[3]) == napi_ok &&
+        (reason == NULL ? napi_get_null(env, &argv[4]) : napi_create_string_utf8(env, reason, NAPI_AUTO_LENGTH, &argv[4])) == napi_ok)
+      call_about(conn, bench->on_close, 5, argv, &result);
     napi_close_handle_scope(env, scope);
   }
-  napi_delete_reference(env, conn->token);
-  conn->token = NULL;
+  slots_remove(&bench->connections, conn->id);
   connection_release(conn);
 }
 
@@ -883,14 +908,22 @@ static void on_check_closed(uv_handle_t *handle) {
 // ---- Node-API glue ----
 
 static const napi_type_tag BENCH_TAG = {0x6563686f706c6578ULL, 0x62656e6368000001ULL};
-static const napi_type_tag BENCH_CONNECTION_TAG = {0x6563686f706c6578ULL, 0x62636f6e6e000001ULL};
 
 static bench_t *bench_arg(napi_env env, napi_value value) {
   return tagged_external(env, value, &BENCH_TAG, "expected a native bench");
 }
 
-static bench_connection_t *connection_arg(napi_env env, napi_value value) {
-  return tagged_external(env, value, &BENCH_CONNECTION_TAG, "expected a native bench connection");
+/**
+ * The connection the arguments (bench, id) name, or NULL: with an error thrown (`*failed`) if
+ * they are not a bench and a number, quietly if the connection has closed since.
+ */
+static bench_connection_t *connection_args(napi_env env, const napi_value *argv, bool *failed) {
+  bench_t *bench = bench_arg(env, argv[0]);
+  *failed = bench == NULL;
+  if (bench == NULL) return NULL;
+  bench_connection_t *conn = slot_arg(env, argv[1], &bench->connections);
+  napi_is_exception_pending(env, failed);
+  return conn;
 }
 
 /** Drops the references into JavaScript; the engine answers nothing after this. */
@@ -909,12 +942,6 @@ static void bench_finalize(napi_env env, void *data, void *hint) {
   napi_async_destroy(env, bench->async_context);
   close_turn_check(&bench->check, on_check_closed);
   bench_release(bench);
-}
-
-static void connection_finalize(napi_env env, void *data, void *hint) {
-  (void)env;
-  (void)hint;
-  connection_release(data);
 }
 
 /** Copies a Buffer's bytes (possibly none) into `*out`, which is never NULL on success. */
@@ -1027,10 +1054,11 @@ static void start_connection(bench_connection_t *conn) {
     ERR_clear_error();
     flush_tls(conn);
   } else if (bench->ws_opcode != 0) {
-    write_bytes(conn, conn->http_head, conn->http_head_length);
-    free(conn->http_head);
-    conn->http_head = NULL;
-    conn->http_head_length = 0;
+    layers_t *layers = conn->layers;
+    write_bytes(conn, layers->http_head, layers->http_head_length);
+    free(layers->http_head);
+    layers->http_head = NULL;
+    layers->http_head_length = 0;
   } else if (!tell_open(conn, NULL, 0)) {
     close_connection(conn, UV_ECANCELED);
   }
@@ -1052,17 +1080,17 @@ static int parse_address(const char *ip, int port, struct sockaddr_storage *out)
 }
 
 /**
- * benchConnect(bench, token, number, address, port, source, upgrade?): opens a connection to
- * `address` (an IP address) and `port`, from `source` (an IP address, or null), whose messages
- * carry `number`. onOpen hears when it is open (after TLS and any upgrade, whose request is
- * `upgrade`); onClose, if it closed first, with the reason. Returns its handle.
+ * benchConnect(bench, number, address, port, source, upgrade?): opens a connection to `address`
+ * (an IP address) and `port`, from `source` (an IP address, or null), whose messages carry
+ * `number`, and returns the id it goes by. onOpen hears when it is open (after TLS and any
+ * upgrade, whose request is `upgrade`); onClose, if it closed first, with the reason.
  */
 static napi_value js_connect(napi_env env, napi_callback_info info) {
-  napi_value argv[7];
-  size_t argc = 7;
+  napi_value argv[6];
+  size_t argc = 6;
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 6) {
-    napi_throw_type_error(env, "ERR_MISSING_ARGS", "benchConnect takes a bench, token, number, address, port and source");
+  if (argc < 5) {
+    napi_throw_type_error(env, "ERR_MISSING_ARGS", "benchConnect takes a bench, number, address, port and source");
     return NULL;
   }
   bench_t *bench = bench_arg(env, argv[0]);
@@ -1072,12 +1100,12 @@ static napi_value js_connect(napi_env env, napi_callback_info info) {
   char address[64], source[64] = "";
   size_t length;
   napi_valuetype source_type, upgrade_type = napi_undefined;
-  CHECK(napi_get_value_double(env, argv[2], &number));
-  CHECK(napi_get_value_string_utf8(env, argv[3], address, sizeof address, &length));
-  CHECK(napi_get_value_uint32(env, argv[4], &port));
-  CHECK(napi_typeof(env, argv[5], &source_type));
-  if (source_type == napi_string) CHECK(napi_get_value_string_utf8(env, argv[5], source, sizeof source, &length));
-  if (argc >= 7) CHECK(napi_typeof(env, argv[6], &upgrade_type));
+  CHECK(napi_get_value_double(env, argv[1], &number));
+  CHECK(napi_get_value_string_utf8(env, argv[2], address, sizeof address, &length));
+  CHECK(napi_get_value_uint32(env, argv[3], &port));
+  CHECK(napi_typeof(env, argv[4], &source_type));
+  if (source_type == napi_string) CHECK(napi_get_value_string_utf8(env, argv[4], source, sizeof source, &length));
+  if (argc >= 6) CHECK(napi_typeof(env, argv[5], &upgrade_type));
   if (!(number >= 0 && number < 9007199254740992.0) || port == 0 || port > 65535) {
     napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "the connection number must be a whole number from 0, the port from 1 to 65535");
     return NULL;
@@ -1094,38 +1122,39 @@ static napi_value js_connect(napi_env env, napi_callback_info info) {
   uv_loop_t *loop;
   CHECK(napi_get_uv_event_loop(env, &loop));
   bench_connection_t *conn = calloc(1, sizeof *conn);
-  double *send_times = malloc(4 * sizeof *send_times);
   uv_connect_t *req = malloc(sizeof *req);
-  if (conn == NULL || send_times == NULL || req == NULL ||
-      (upgrade_type != napi_undefined && buffer_copy(env, argv[6], (unsigned char **)&conn->http_head, &conn->http_head_length) < 0)) {
+  bool layered = bench->tls != NULL || bench->ws_opcode != 0;
+  if (conn != NULL && layered) conn->layers = calloc(1, sizeof *conn->layers);
+  if (conn == NULL || req == NULL || (layered && conn->layers == NULL) ||
+      (upgrade_type != napi_undefined && buffer_copy(env, argv[5], (unsigned char **)&conn->layers->http_head, &conn->layers->http_head_length) < 0) ||
+      slots_put(&bench->connections, conn, &conn->id) < 0) {
+    if (conn != NULL && conn->layers != NULL) {
+      free(conn->layers->http_head);
+      free(conn->layers);
+    }
     free(conn);
-    free(send_times);
     free(req);
     return throw_status(env, UV_ENOMEM, "benchConnect");
   }
   conn->stage = bench->tls != NULL ? STAGE_TLS : bench->ws_opcode != 0 ? STAGE_UPGRADE : STAGE_OPEN;
   conn->bench = bench;
   conn->number = (uint64_t)number;
-  conn->send_times = send_times;
-  conn->capacity = 4;
-  // Owned by the JavaScript object, and by the handle from uv_tcp_init to its close callback.
-  conn->refs = 1;
-  bench->refs++;
-  bool held;
-  napi_value result = wrap_connection(env, conn, connection_finalize, &BENCH_CONNECTION_TAG, argv[1], &conn->token, &held);
-  if (result == NULL) {
-    if (!held) connection_release(conn);
-    free(req);
-    return NULL;
-  }
-  int status = uv_tcp_init(loop, &conn->tcp);
+  conn->send_times = conn->inline_send_times;
+  conn->capacity = INLINE_SEND_TIMES;
+  napi_value result;
+  int status = napi_create_double(env, conn->id, &result) != napi_ok ? UV_ENOMEM : uv_tcp_init(loop, &conn->tcp);
   if (status < 0) {
+    slots_remove(&bench->connections, conn->id);
     free(req);
-    napi_delete_reference(env, conn->token);
-    conn->token = NULL;
+    // Not counted as the bench's yet: released by hand.
+    conn->refs = 1;
+    bench->refs++;
+    connection_release(conn);
     return throw_status(env, status, "benchConnect");
   }
-  conn->refs++;
+  // Owned by the handle from here to its close callback, which tells JavaScript.
+  conn->refs = 1;
+  bench->refs++;
   conn->tcp.data = conn;
   req->data = conn;
   // A failure to bind or connect reaches JavaScript as the close that follows, as a refused connect does.
@@ -1215,49 +1244,55 @@ static napi_value js_use_websocket(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/** send(conn, count, stamp): sends up to `count` messages stamped `stamp`; returns how many the budget allowed. */
+/** benchSend(bench, id, count, stamp): sends up to `count` messages stamped `stamp`; returns how many the budget allowed (none once closed). */
 static napi_value js_send(napi_env env, napi_callback_info info) {
-  napi_value argv[3];
-  if (get_args(env, info, 3, argv) == NULL) return NULL;
-  bench_connection_t *conn = connection_arg(env, argv[0]);
-  if (conn == NULL) return NULL;
+  napi_value argv[4];
+  bool failed;
+  if (get_args(env, info, 4, argv) == NULL) return NULL;
+  bench_connection_t *conn = connection_args(env, argv, &failed);
+  if (failed) return NULL;
   uint32_t count;
   double stamp;
-  CHECK(napi_get_value_uint32(env, argv[1], &count));
-  CHECK(napi_get_value_double(env, argv[2], &stamp));
+  CHECK(napi_get_value_uint32(env, argv[2], &count));
+  CHECK(napi_get_value_double(env, argv[3], &stamp));
   napi_value result;
-  CHECK(napi_create_uint32(env, send_messages(conn, count, stamp), &result));
+  CHECK(napi_create_uint32(env, conn == NULL ? 0 : send_messages(conn, count, stamp), &result));
   return result;
 }
 
-/** destroy(conn): closes at once; onClose follows. */
+/** benchDestroy(bench, id): closes at once; onClose follows. Nothing once closed. */
 static napi_value js_destroy(napi_env env, napi_callback_info info) {
-  bench_connection_t *conn = only_tagged_argument(env, info, &BENCH_CONNECTION_TAG, "expected a native bench connection");
+  napi_value argv[2];
+  bool failed;
+  if (get_args(env, info, 2, argv) == NULL) return NULL;
+  bench_connection_t *conn = connection_args(env, argv, &failed);
   if (conn != NULL) close_connection(conn, 0);
   return NULL;
 }
 
-/** inFlight(conn, out: Float64Array(2)): replies owed, and the oldest one's send time (0 if none). */
+/** benchInFlight(bench, id, out: Float64Array(2)): replies owed, and the oldest one's send time (0 and 0 if none, or closed). */
 static napi_value js_in_flight(napi_env env, napi_callback_info info) {
-  napi_value argv[2];
-  if (get_args(env, info, 2, argv) == NULL) return NULL;
-  bench_connection_t *conn = connection_arg(env, argv[0]);
-  double *out = conn == NULL ? NULL : float64_array(env, argv[1], 2);
+  napi_value argv[3];
+  bool failed;
+  if (get_args(env, info, 3, argv) == NULL) return NULL;
+  bench_connection_t *conn = connection_args(env, argv, &failed);
+  double *out = failed ? NULL : float64_array(env, argv[2], 2);
   if (out == NULL) return NULL;
-  out[0] = (double)conn->owed;
-  out[1] = conn->owed > 0 ? conn->send_times[conn->head] : 0;
+  out[0] = conn != NULL ? (double)conn->owed : 0;
+  out[1] = conn != NULL && conn->owed > 0 ? conn->send_times[conn->head] : 0;
   return NULL;
 }
 
-/** owes(conn, sequence): whether the reply to `sequence` is still owed (for classifying a wrong one). */
+/** benchOwes(bench, id, sequence): whether the reply to `sequence` is still owed (for classifying a wrong one). */
 static napi_value js_owes(napi_env env, napi_callback_info info) {
-  napi_value argv[2];
-  if (get_args(env, info, 2, argv) == NULL) return NULL;
-  bench_connection_t *conn = connection_arg(env, argv[0]);
-  if (conn == NULL) return NULL;
+  napi_value argv[3];
+  bool failed;
+  if (get_args(env, info, 3, argv) == NULL) return NULL;
+  bench_connection_t *conn = connection_args(env, argv, &failed);
+  if (failed) return NULL;
   double sequence;
-  CHECK(napi_get_value_double(env, argv[1], &sequence));
-  double index = sequence - (double)conn->head_sequence;
+  CHECK(napi_get_value_double(env, argv[2], &sequence));
+  double index = conn == NULL ? -1 : sequence - (double)conn->head_sequence;
   bool owed = index >= 0 && index < (double)conn->count && !isnan(conn->send_times[(conn->head + (size_t)index) % conn->capacity]);
   napi_value result;
   CHECK(napi_get_boolean(env, owed, &result));

@@ -100,17 +100,6 @@ napi_status init_async_context(napi_env env, const char *name, napi_async_contex
   return status != napi_ok ? status : napi_async_init(env, NULL, resource_name, context);
 }
 
-napi_value wrap_connection(napi_env env, void *data, napi_finalize finalize, const napi_type_tag *tag, napi_value token, napi_ref *token_ref, bool *held) {
-  *held = false;
-  if (napi_create_reference(env, token, 1, token_ref) != napi_ok) return throw_failed(env, "wrap");
-  napi_value result = wrap_external(env, data, finalize, tag, held);
-  if (result == NULL) {
-    napi_delete_reference(env, *token_ref);
-    *token_ref = NULL;
-  }
-  return result;
-}
-
 #define SLOT_INDEX_RANGE ((double)SLOT_INDEX_LIMIT)
 
 int slots_put(slot_table_t *table, void *item, double *id) {
@@ -189,47 +178,10 @@ int duplicate_socket(int fd) {
   return own < 0 ? -errno : own;
 }
 
-int open_duplicate(uv_loop_t *loop, uv_tcp_t *tcp, int fd, int *opened) {
-  int own_fd = duplicate_socket(fd);
-  if (own_fd < 0) return own_fd;
-  int status = uv_tcp_init(loop, tcp);
-  if (status < 0) {
-    close(own_fd);
-    return status;
-  }
-  *opened = uv_tcp_open(tcp, own_fd);
-  if (*opened < 0) close(own_fd);
-  return 0;
-}
-
 void *only_tagged_argument(napi_env env, napi_callback_info info, const napi_type_tag *tag, const char *expected) {
   napi_value argv[1];
   if (get_args(env, info, 1, argv) == NULL) return NULL;
   return tagged_external(env, argv[0], tag, expected);
-}
-
-napi_value adopt_connection(napi_env env, const adoption_t *kind, void *conn, uv_tcp_t *tcp, int *refs, napi_ref *token, napi_value js_token, int fd, int *opened) {
-  uv_loop_t *loop;
-  if (napi_get_uv_event_loop(env, &loop) != napi_ok) {
-    kind->release(conn);
-    return throw_failed(env, kind->what);
-  }
-  bool held;
-  napi_value result = wrap_connection(env, conn, kind->finalize, kind->tag, js_token, token, &held);
-  if (result == NULL) {
-    if (!held) kind->release(conn);
-    return NULL;
-  }
-  int status = open_duplicate(loop, tcp, fd, opened);
-  if (status < 0) {
-    // The object's finalizer frees the connection; no handle was made.
-    napi_delete_reference(env, *token);
-    *token = NULL;
-    return throw_status(env, status, kind->what);
-  }
-  (*refs)++;
-  tcp->data = conn;
-  return result;
 }
 
 void call_with_count(napi_env env, napi_async_context context, napi_ref receiver, napi_ref callback, uint32_t count) {

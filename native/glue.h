@@ -41,33 +41,6 @@ napi_value wrap_external(napi_env env, void *data, napi_finalize finalize, const
 /** Makes the async context, named `name`, that an engine's calls into JavaScript run in. */
 napi_status init_async_context(napi_env env, const char *name, napi_async_context *context);
 /**
- * The object JavaScript holds for a native connection: an external for `data` tagged `tag`,
- * released by `finalize`, with a reference to `token` made in `*token_ref`. NULL with an error
- * thrown on failure; `*held` then says whether the finalizer already owns `data` (if not, the
- * caller releases it).
- */
-napi_value wrap_connection(napi_env env, void *data, napi_finalize finalize, const napi_type_tag *tag, napi_value token, napi_ref *token_ref, bool *held);
-/** How one engine's connections are adopted: what tags them, and how their owners let go. */
-typedef struct {
-  const napi_type_tag *tag;
-  /** The JavaScript object's finalizer: drops that owner of the connection. */
-  napi_finalize finalize;
-  /** Drops one owner of the connection (and frees it with the last). */
-  void (*release)(void *conn);
-  /** The JavaScript function's name, for errors. */
-  const char *what;
-} adoption_t;
-
-/**
- * The adopt half of every engine's connection life cycle: wraps `conn` for JavaScript (a
- * reference to `js_token` in `*token`), takes a duplicate of the connected socket `fd` on
- * `tcp` (whose data becomes `conn`), and counts the open handle as the connection's second
- * owner in `*refs` (the close callback drops it). Returns the object for JavaScript with
- * `*opened` 0, ready to read, or a negative error that the caller closes the connection with;
- * NULL with an error thrown when nothing was adopted (what was made is released).
- */
-napi_value adopt_connection(napi_env env, const adoption_t *kind, void *conn, uv_tcp_t *tcp, int *refs, napi_ref *token, napi_value js_token, int fd, int *opened);
-/**
  * Connections JavaScript names by number rather than by an object: no external, reference or
  * tag per connection, which an idle connection would otherwise keep. An id is a slot's index
  * plus its generation times 2^24, a whole number a double holds exactly; a slot's generation
@@ -96,12 +69,6 @@ void *slot_arg(napi_env env, napi_value value, const slot_table_t *table);
 
 /** A close-on-exec duplicate of the socket `fd`, or a negative errno. */
 int duplicate_socket(int fd);
-/**
- * Initialises `tcp` on `loop` and opens on it a duplicate of the connected socket `fd`. A
- * negative return means nothing was made; 0 means the handle exists (close it with uv_close)
- * and `*opened` is 0, or the error opening the duplicate (which is then closed).
- */
-int open_duplicate(uv_loop_t *loop, uv_tcp_t *tcp, int fd, int *opened);
 /**
  * Calls `callback` with `receiver` as `this`, from a libuv callback (outside any JavaScript
  * frame): microtasks run afterwards, and a throw is reported as an uncaught exception, as from

@@ -6,7 +6,7 @@ import { performance } from 'node:perf_hooks';
 import tls from 'node:tls';
 import { getSystemErrorName } from 'node:util';
 import { openSslError } from '../core/errors.js';
-import { addonBinding } from '../native/addon.js';
+import { addonBinding, platformConstants } from '../native/addon.js';
 import { formatHostPort } from '../core/address.js';
 import { checkUpgradeAnswer, newWebSocketKey, upgradeRequest } from '../protocol/websocket-handshake.js';
 import { classifyReply, differingBytes, type MessageCodec } from './message.js';
@@ -15,15 +15,15 @@ import type { LoadConnection, Run, RunEngine } from './run.js';
 import type { BenchErrorKind } from './settings.js';
 
 type BenchHandle = { readonly __brand: 'echoplex.native.bench' };
-type BenchConnectionHandle = { readonly __brand: 'echoplex.native.bench-connection' };
 
 interface NativeBenchBinding {
   /**
-   * `onReplies(count)` (with `receiver` as `this`) runs once per turn of the event loop, or when
-   * `batch` is full, with `count` (sent at, received at) pairs at the start of `batch`.
-   * `onClose(token, status, owed, verifyResult, reason)` runs once per adopted connection, after
-   * it closed (`reason`: why TLS failed, or null). `onOpen(token, head)` says TLS is up, with
-   * the upgrade's answer over WebSocket, and returns whether to go on.
+   * Every callback runs with `receiver` as `this`. `onReplies(count)` runs once per turn of the
+   * event loop, or when `batch` is full, with `count` (sent at, received at) pairs at the start
+   * of `batch`. `onClose(id, status, owed, verifyResult, reason)` runs once per connection, after
+   * it closed (`reason`: why TLS failed, or null); its id names nothing after that.
+   * `onOpen(id, head)` says TLS is up, with the upgrade's answer over WebSocket, and returns
+   * whether to go on.
    */
   createBench(
     receiver: object,
@@ -37,10 +37,10 @@ interface NativeBenchBinding {
     batch: Float64Array,
     clockOffsetMs: number,
     onReplies: (count: number) => void,
-    onClose: (token: object, status: number, owed: number, verifyResult: number, reason: string | null) => void,
-    onWrong: (token: object, frame: Buffer, head: number, next: number, extra: boolean) => number,
-    onOpen: (token: object, head: Buffer | undefined) => boolean,
-    onWrongMessage: (token: object, start: Buffer, length: number) => number,
+    onClose: (id: number, status: number, owed: number, verifyResult: number, reason: string | null) => void,
+    onWrong: (id: number, frame: Buffer, head: number, next: number, extra: boolean) => number,
+    onOpen: (id: number, head: Buffer | undefined) => boolean,
+    onWrongMessage: (id: number, start: Buffer, length: number) => number,
   ): BenchHandle;
   /** Connections adopted from now speak TLS; throws with OpenSSL's reason if the context cannot be made. */
   benchUseTls(
@@ -55,25 +55,25 @@ interface NativeBenchBinding {
   benchUseWebSocket(bench: BenchHandle, binary: boolean): void;
   /**
    * Opens a connection to `address` (an IP address) and `port` from `source` (or null), whose
-   * messages carry `number`. Over WebSocket, `upgrade` is the request to send. What happens
-   * next comes to `onOpen`, or (first) to `onClose`.
+   * messages carry `number`, and returns the id it goes by (a number: an idle connection holds
+   * no JavaScript object of the engine's). Over WebSocket, `upgrade` is the request to send.
+   * What happens next comes to `onOpen`, or (first) to `onClose`.
    */
   benchConnect(
     bench: BenchHandle,
-    token: object,
     number: number,
     address: string,
     port: number,
     source: string | null,
     upgrade?: Buffer,
-  ): BenchConnectionHandle;
-  /** Sends up to `count` messages stamped `stamp`; returns how many the send budget allowed. */
-  benchSend(connection: BenchConnectionHandle, count: number, stamp: number): number;
-  benchDestroy(connection: BenchConnectionHandle): void;
-  /** Fills `out` with replies owed and the oldest one's send time. */
-  benchInFlight(connection: BenchConnectionHandle, out: Float64Array): void;
+  ): number;
+  /** Sends up to `count` messages stamped `stamp`; returns how many the send budget allowed (none once closed). */
+  benchSend(bench: BenchHandle, id: number, count: number, stamp: number): number;
+  benchDestroy(bench: BenchHandle, id: number): void;
+  /** Fills `out` with replies owed and the oldest one's send time (zeros once closed). */
+  benchInFlight(bench: BenchHandle, id: number, out: Float64Array): void;
   /** Whether the reply to `sequence` is still owed. */
-  benchOwes(connection: BenchConnectionHandle, sequence: number): boolean;
+  benchOwes(bench: BenchHandle, id: number, sequence: number): boolean;
   /** Whether replies are answered, and how many messages may still be sent. */
   benchSetSending(bench: BenchHandle, answering: boolean, budget: number): void;
   /** Fills `out` with messages sent and send budget left. */
@@ -115,6 +115,9 @@ export class NativeBench implements RunEngine {
   readonly #address: string;
   readonly #batch = new Float64Array(2 * BATCH_PAIRS);
   readonly #totals = new Float64Array(2);
+  /** Open connections by their id's slot index (see native/glue.h). */
+  readonly #connections: Array<NativeBenchConnection | undefined> = [];
+  readonly #slots = platformConstants()?.SLOT_INDEX_LIMIT ?? 1;
   #sentSeen = 0;
 
   /**
@@ -177,33 +180,61 @@ export class NativeBench implements RunEngine {
       this.#batch,
       clockOffsetMs,
       this.#onReplies,
-      onClose,
-      onWrong,
-      onOpen,
-      onWrongMessage,
+      (id, status, owed, verifyResult, reason) => {
+        const connection = this.#connectionFor(id);
+        this.#connections[id % this.#slots] = undefined;
+        connection?.closed(status, owed, reason === null ? undefined : openSslError(verifyResult, reason));
+      },
+      (id, frame, head, next, extra) => this.#connectionFor(id)?.wrongFrame(frame, head, next, extra) ?? TAKES_NONE,
+      (id, head) => this.#connectionFor(id)?.secured(head) ?? false,
+      (id, start, length) => this.#connectionFor(id)?.wrongMessage(start, length) ?? TAKES_NONE,
     );
+  }
+
+  #connectionFor(id: number): NativeBenchConnection | undefined {
+    const connection = this.#connections[id % this.#slots];
+    return connection?.id === id ? connection : undefined;
   }
 
   /** Opens a connection to `target` on the engine; `opening` hears whether it opened. */
   open(target: BenchTarget, opening: OpeningEvents): NativeBenchConnection {
-    const run = this.#run;
-    const connection = new NativeBenchConnection(run, this, this.#binding, run.nextConnection++);
+    const number = this.#run.nextConnection++;
     let upgrade: Buffer | undefined;
+    let upgradeKey: string | undefined;
     if (target.websocket !== undefined) {
-      connection.upgradeKey = newWebSocketKey();
-      upgrade = upgradeRequest(formatHostPort(target.host, target.port), target.websocket.path, connection.upgradeKey);
+      upgradeKey = newWebSocketKey();
+      upgrade = upgradeRequest(formatHostPort(target.host, target.port), target.websocket.path, upgradeKey);
     }
-    connection.opening = opening;
-    connection.handle = this.#binding.benchConnect(
+    const id = this.#binding.benchConnect(
       this.#handle,
-      connection,
-      connection.connection,
+      number,
       this.#address,
       target.port,
       target.localAddress ?? null,
       upgrade,
     );
+    const connection = new NativeBenchConnection(this.#run, this, id, number, opening, upgradeKey);
+    this.#connections[id % this.#slots] = connection;
     return connection;
+  }
+
+  /** Sends up to `count` messages on connection `id`, stamped `stamp`. */
+  send(id: number, count: number, stamp: number): void {
+    this.#binding.benchSend(this.#handle, id, count, stamp);
+  }
+
+  destroy(id: number): void {
+    this.#binding.benchDestroy(this.#handle, id);
+  }
+
+  /** Replies owed on connection `id` and the oldest one's send time, in one array for every connection: read at once, never kept. */
+  inFlight(id: number): Float64Array {
+    this.#binding.benchInFlight(this.#handle, id, IN_FLIGHT);
+    return IN_FLIGHT;
+  }
+
+  owes(id: number, sequence: number): boolean {
+    return this.#binding.benchOwes(this.#handle, id, sequence);
   }
 
   /** Tells the engine whether to answer replies, and how many messages may still go. */
@@ -240,47 +271,12 @@ export interface OpeningEvents {
   failed(err: NodeJS.ErrnoException): void;
 }
 
-function onClose(
-  this: NativeBenchConnection,
-  _token: object,
-  status: number,
-  owed: number,
-  verifyResult: number,
-  reason: string | null,
-): void {
-  this.closed(status, owed, reason === null ? undefined : openSslError(verifyResult, reason));
-}
-
-function onOpen(this: NativeBenchConnection, _token: object, head: Buffer | undefined): boolean {
-  return this.secured(head);
-}
-
-function onWrongMessage(this: NativeBenchConnection, _token: object, start: Buffer, length: number): number {
-  return this.wrongMessage(start, length);
-}
-
-function onWrong(
-  this: NativeBenchConnection,
-  _token: object,
-  frame: Buffer,
-  head: number,
-  next: number,
-  extra: boolean,
-): number {
-  return this.wrongFrame(frame, head, next, extra);
-}
-
 /** What onWrong returns to the engine for the owed message a wrong frame stands for. */
 const TAKES_NONE = -1;
 const TAKES_HEAD = -2;
 
 /** A connection the engine carries: JavaScript sends its first messages, classifies wrong replies and hears when it closes. */
 export class NativeBenchConnection implements LoadConnection {
-  handle: BenchConnectionHandle | undefined;
-  /** Until it is open: who hears whether it opened. */
-  opening: OpeningEvents | undefined;
-  /** Over WebSocket, until the upgrade is answered: the key the answer must match. */
-  upgradeKey: string | undefined;
   /** Why the connection could not open, heard before it closed (a refused upgrade). */
   #openError: NodeJS.ErrnoException | undefined;
   #failed = false;
@@ -288,21 +284,25 @@ export class NativeBenchConnection implements LoadConnection {
   constructor(
     private readonly run: Run,
     private readonly engine: NativeBench,
-    private readonly binding: NativeBenchBinding,
+    /** The id the engine knows it by. */
+    readonly id: number,
     /** The number this connection's messages carry. */
     readonly connection: number,
+    /** Until it is open: who hears whether it opened. */
+    private opening: OpeningEvents | undefined,
+    /** Over WebSocket, until the upgrade is answered: the key the answer must match. */
+    private upgradeKey: string | undefined,
   ) {}
 
   /** From the engine: a whole reply frame that is not the one owed. Counts it; returns what it stands for. */
   wrongFrame(frame: Buffer, head: number, next: number, extra: boolean): number {
     const run = this.run;
-    const handle = this.handle;
     this.engine.sync();
     const owed = {
       connection: this.connection,
       head,
       next,
-      owes: (sequence: number) => handle !== undefined && this.binding.benchOwes(handle, sequence),
+      owes: (sequence: number) => this.engine.owes(this.id, sequence),
     };
     const { kind, takes } = classifyReply(run.codec, frame, owed);
     run.errorsByKind[kind]++;
@@ -357,8 +357,7 @@ export class NativeBenchConnection implements LoadConnection {
   }
 
   send(count: number, stamp: number): void {
-    if (this.#failed || this.handle === undefined) return;
-    this.binding.benchSend(this.handle, count, stamp);
+    if (!this.#failed) this.engine.send(this.id, count, stamp);
   }
 
   isOverdue(now: number, limitMs: number): boolean {
@@ -382,7 +381,7 @@ export class NativeBenchConnection implements LoadConnection {
   }
 
   destroy(): void {
-    if (this.handle !== undefined) this.binding.benchDestroy(this.handle);
+    this.engine.destroy(this.id);
   }
 
   /** From the engine: the connection closed (the server left, a write failed, or we destroyed it). */
@@ -413,11 +412,8 @@ export class NativeBenchConnection implements LoadConnection {
     this.run.lost(owed, true);
   }
 
-  /** Replies owed and the oldest one's send time, in one array for every connection: read at once, never kept. */
   #readInFlight(): Float64Array {
-    if (this.handle !== undefined) this.binding.benchInFlight(this.handle, IN_FLIGHT);
-    else IN_FLIGHT.fill(0);
-    return IN_FLIGHT;
+    return this.engine.inFlight(this.id);
   }
 }
 
