@@ -478,8 +478,17 @@ function startOpenLoop(run: Run, rate: number): () => void {
   const begin = performance.now();
   const intervalMs = 1000 / rate;
   let scheduled = 0;
-  let cursor = 0;
-  let connections: LoadConnection[] = [];
+  // Round robin over the live set itself: an iterator sees connections added after it began and
+  // skips those removed, so a run holding many connections copies none of them per send.
+  let order = run.live.values();
+  const next = (): LoadConnection | undefined => {
+    let step = order.next();
+    if (step.done === true) {
+      order = run.live.values();
+      step = order.next();
+    }
+    return step.value as LoadConnection | undefined;
+  };
   let timer: NodeJS.Timeout | undefined;
   let immediate: NodeJS.Immediate | undefined;
   let stopped = false;
@@ -491,11 +500,9 @@ function startOpenLoop(run: Run, rate: number): () => void {
     const due = Math.floor((now - begin) / intervalMs) + 1;
     if (run.sending && run.live.size > 0) {
       while (scheduled < due && run.sendBudget > 0) {
-        if (connections.length !== run.live.size || connections[cursor % connections.length]!.failed)
-          connections = [...run.live];
         const intended = begin + scheduled * intervalMs;
         if (run.phase === 'measuring') run.sendLag.recordMicros((now - intended) * 1000);
-        connections[cursor++ % connections.length]!.send(1, intended);
+        next()!.send(1, intended);
         scheduled++;
         now = performance.now();
       }
