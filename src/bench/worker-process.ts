@@ -34,6 +34,10 @@ process.on('message', (message: ToWorker) => {
 });
 
 function send(message: FromWorker): void {
-  process.send?.(message);
-  if ('result' in message || 'error' in message) process.disconnect?.();
+  const last = 'result' in message || 'error' in message;
+  // Disconnecting at once would close the channel under a write the parent has not read yet
+  // (a large result while the parent is busy), and the worker would exit without it.
+  process.send?.(message, undefined, {}, () => {
+    if (last) process.disconnect?.();
+  });
 }

@@ -125,7 +125,9 @@ export async function runWorkers(options: BenchOptions, count: number): Promise<
                 reportProgress(options, progress);
               }
             });
-            child.once('exit', (code, signal) =>
+            // 'close', not 'exit': a busy parent may reap the worker before it has read the
+            // worker's last message, the result, which 'close' waits for.
+            child.once('close', (code, signal) =>
               reject(
                 new EchoplexError(
                   'ERR_ECHOPLEX_WORKER',
