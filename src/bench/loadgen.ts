@@ -1,12 +1,12 @@
 // The load generator: opens the connections, runs the phases (warm-up, measured window, drain),
 // paces the open loop, and turns a run into its verified results.
 
-import { lookup } from 'node:dns/promises';
 import { writeFile } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
 import { ConnectError, describeSocketError, isCertificateError, systemErrorCode } from '../core/errors.js';
 import { checkDescriptorBudget } from '../core/descriptors.js';
 import { builtInTransform } from '../protocol/transforms.js';
+import { connectAddress } from './address.js';
 import { BenchConnection } from './connection.js';
 import { DatagramConnection } from './datagram.js';
 import { LatencyHistogram } from './histogram.js';
@@ -52,8 +52,9 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResult>
   if (nativeEngineFits(settings)) {
     // The engine connects to an address: the name is looked up once, as wrk does. Where it cannot
     // be, the portable path tries each connection and reports why it failed.
-    const address = await lookup(settings.target.host).catch(() => undefined);
-    if (address !== undefined) run.engine = NativeBench.create(run, address.address);
+    const target = settings.target;
+    const address = await connectAddress(target.host, target.port, settings.timeoutSeconds * 1000);
+    if (address !== undefined) run.engine = NativeBench.create(run, address);
   }
   if (settings.messagesPerConnection !== undefined) run.replaceFailed = () => replaceFailed(run);
 
