@@ -1123,38 +1123,34 @@ static napi_value js_connect(napi_env env, napi_callback_info info) {
   CHECK(napi_get_uv_event_loop(env, &loop));
   bench_connection_t *conn = calloc(1, sizeof *conn);
   uv_connect_t *req = malloc(sizeof *req);
-  bool layered = bench->tls != NULL || bench->ws_opcode != 0;
-  if (conn != NULL && layered) conn->layers = calloc(1, sizeof *conn->layers);
-  if (conn == NULL || req == NULL || (layered && conn->layers == NULL) ||
-      (upgrade_type != napi_undefined && buffer_copy(env, argv[5], (unsigned char **)&conn->layers->http_head, &conn->layers->http_head_length) < 0) ||
-      slots_put(&bench->connections, conn, &conn->id) < 0) {
-    if (conn != NULL && conn->layers != NULL) {
-      free(conn->layers->http_head);
-      free(conn->layers);
-    }
+  if (conn == NULL || req == NULL) {
     free(conn);
     free(req);
     return throw_status(env, UV_ENOMEM, "benchConnect");
   }
-  conn->stage = bench->tls != NULL ? STAGE_TLS : bench->ws_opcode != 0 ? STAGE_UPGRADE : STAGE_OPEN;
+  // The bench's from here: connection_release frees whatever the steps below made.
   conn->bench = bench;
+  conn->refs = 1;
+  bench->refs++;
+  conn->stage = bench->tls != NULL ? STAGE_TLS : bench->ws_opcode != 0 ? STAGE_UPGRADE : STAGE_OPEN;
   conn->number = (uint64_t)number;
   conn->send_times = conn->inline_send_times;
   conn->capacity = INLINE_SEND_TIMES;
+  bool layered = bench->tls != NULL || bench->ws_opcode != 0;
+  bool slotted = false;
   napi_value result;
-  int status = napi_create_double(env, conn->id, &result) != napi_ok ? UV_ENOMEM : uv_tcp_init(loop, &conn->tcp);
+  int status = UV_ENOMEM;
+  if (!(layered && (conn->layers = calloc(1, sizeof *conn->layers)) == NULL) &&
+      !(upgrade_type != napi_undefined && buffer_copy(env, argv[5], (unsigned char **)&conn->layers->http_head, &conn->layers->http_head_length) < 0) &&
+      (slotted = slots_put(&bench->connections, conn, &conn->id) == 0) && napi_create_double(env, conn->id, &result) == napi_ok)
+    status = uv_tcp_init(loop, &conn->tcp);
   if (status < 0) {
-    slots_remove(&bench->connections, conn->id);
+    if (slotted) slots_remove(&bench->connections, conn->id);
     free(req);
-    // Not counted as the bench's yet: released by hand.
-    conn->refs = 1;
-    bench->refs++;
     connection_release(conn);
     return throw_status(env, status, "benchConnect");
   }
   // Owned by the handle from here to its close callback, which tells JavaScript.
-  conn->refs = 1;
-  bench->refs++;
   conn->tcp.data = conn;
   req->data = conn;
   // A failure to bind or connect reaches JavaScript as the close that follows, as a refused connect does.
