@@ -1,4 +1,4 @@
-// The native addon's entry point: one module, three engines (the server's echo, the bench's closed loop, the selectors' sockets).
+// The native addon's entry point: one module, three engines (the server's echo, the bench's closed loop, the selectors' sockets) and shared listening ports.
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -37,7 +37,7 @@ static napi_value export_constants(napi_env env, napi_value exports) {
  * Raised whenever what the addon exports changes, so that JavaScript can tell an addon built
  * from older sources (a stale build/ in a checkout) from the one it was written for.
  */
-#define INTERFACE_VERSION 6
+#define INTERFACE_VERSION 7
 
 NAPI_MODULE_INIT() {
   napi_value version;
@@ -47,5 +47,6 @@ NAPI_MODULE_INIT() {
   if (echo_engine_init(env, exports) == NULL) return NULL;
   if (bench_engine_init(env, exports) == NULL) return NULL;
   if (udp_engine_init(env, exports) == NULL) return NULL;
+  if (shared_port_init(env, exports) == NULL) return NULL;
   return socket_engine_init(env, exports);
 }

@@ -1073,12 +1073,6 @@ static void on_connected(uv_connect_t *req, int status) {
   else start_connection(conn);
 }
 
-/** An IPv4 or IPv6 address and port as a sockaddr; 0, or UV_EINVAL for text that is neither. */
-static int parse_address(const char *ip, int port, struct sockaddr_storage *out) {
-  if (uv_ip4_addr(ip, port, (struct sockaddr_in *)out) == 0) return 0;
-  return uv_ip6_addr(ip, port, (struct sockaddr_in6 *)out);
-}
-
 /**
  * benchConnect(bench, number, address, port, source, upgrade?): opens a connection to `address`
  * (an IP address) and `port`, from `source` (an IP address, or null), whose messages carry

@@ -16,4 +16,7 @@ napi_value udp_engine_init(napi_env env, napi_value exports);
 /** The selectors' native sockets (socket_engine.c): createSockets, adoptSocket, socketRecv, socketSend, ... */
 napi_value socket_engine_init(napi_env env, napi_value exports);
 
+/** Sockets several processes accept on, one each, on one port (shared_port.c): bindSharedPort. */
+napi_value shared_port_init(napi_env env, napi_value exports);
+
 #endif

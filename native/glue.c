@@ -173,6 +173,11 @@ void *slot_arg(napi_env env, napi_value value, const slot_table_t *table) {
   return slots_get(table, id);
 }
 
+int parse_address(const char *ip, int port, struct sockaddr_storage *out) {
+  if (uv_ip4_addr(ip, port, (struct sockaddr_in *)out) == 0) return 0;
+  return uv_ip6_addr(ip, port, (struct sockaddr_in6 *)out);
+}
+
 int duplicate_socket(int fd) {
   int own = fcntl(fd, F_DUPFD_CLOEXEC, 0);
   return own < 0 ? -errno : own;

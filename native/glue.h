@@ -67,6 +67,9 @@ void slots_free(slot_table_t *table);
 /** The item a function argument names by id in `table`; NULL with a TypeError thrown if it is not a number. */
 void *slot_arg(napi_env env, napi_value value, const slot_table_t *table);
 
+/** An IPv4 or IPv6 address and port as a sockaddr; 0, or UV_EINVAL for text that is neither. */
+int parse_address(const char *ip, int port, struct sockaddr_storage *out);
+
 /** A close-on-exec duplicate of the socket `fd`, or a negative errno. */
 int duplicate_socket(int fd);
 /**

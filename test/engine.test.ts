@@ -11,6 +11,7 @@ import { createEchoServer, UsageError } from '../src/index.js';
 import { addonAbsence } from '../src/native/addon.js';
 import { runCli, startServe } from './helpers/cli.js';
 import { skipUnless } from './helpers/peers.js';
+import { listeningSockets } from './helpers/sockets.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const nativeSkip = skipUnless(
@@ -90,7 +91,7 @@ describe('engine choice', () => {
       assert.match(result.stdout, /^portable \/ /);
       assert.match(
         result.stdout,
-        /the built addon is out of date \(interface 1, expected 6\): run npm run build:native/,
+        /the built addon is out of date \(interface 1, expected 7\): run npm run build:native/,
       );
     } finally {
       rmSync(copy, { recursive: true, force: true });
@@ -138,6 +139,23 @@ describe('engine choice', () => {
         notices[0]!,
         /no prebuilt addon for this platform, and none compiled here: with a C compiler and make/,
       );
+    });
+
+    it('--workers shares each port through the cluster primary, which hands connections over', async () => {
+      const server = await startServe(['--workers', '2', '--quiet'], {
+        command: [process.execPath, join(copy, 'dist/cli/main.js')],
+        env: { ECHOPLEX_ENGINE: 'auto' },
+      });
+      try {
+        for (let i = 0; i < 4; i++) {
+          const reply = await runCli(['client', '--port', String(server.port)], { input: `hello ${i}\n` });
+          assert.equal(reply.stdout, `hello ${i}\n`);
+        }
+        assert.match(server.stdout(), /, portable engine, 2 workers\)/);
+        assert.equal(listeningSockets(server.port), 1, "the primary's socket alone listens");
+      } finally {
+        await server.stop();
+      }
     });
 
     it('--engine native is a usage error (exit 2) that says how to build it', async () => {

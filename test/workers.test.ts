@@ -8,7 +8,7 @@ import net from 'node:net';
 import { describe, it } from 'node:test';
 import tls from 'node:tls';
 import { runCli, startServe } from './helpers/cli.js';
-import { roundTrip } from './helpers/sockets.js';
+import { listeningSockets, roundTrip } from './helpers/sockets.js';
 import { waitUntil, withTimeout } from './helpers/timeout.js';
 
 function metricValue(text: string, name: string): number {
@@ -39,6 +39,26 @@ async function udpPortWithTcpFree(): Promise<dgram.Socket> {
   }
 }
 
+function workerPidsOf(primary: number): number[] {
+  return execFileSync('pgrep', ['-P', String(primary)], { encoding: 'utf8' })
+    .trim()
+    .split('\n')
+    .map(Number);
+}
+
+/** The worker (1, 2...) that answered a connection, from its --hello line. */
+async function helloWorker(port: number): Promise<number> {
+  const socket = net.connect(port, '127.0.0.1');
+  try {
+    let text = '';
+    socket.setEncoding('utf8').on('data', (chunk: string) => (text += chunk));
+    await waitUntil(() => text.includes('\n'), 5000, 'the hello line');
+    return (JSON.parse(text.slice(0, text.indexOf('\n'))) as { worker: number }).worker;
+  } finally {
+    socket.destroy();
+  }
+}
+
 describe('--workers', () => {
   it('shares one port, sums exact counters, restarts a dead worker, and drains them all on SIGTERM', async () => {
     const serve = await startServe(['--workers', '2', '--metrics-port', '0']);
@@ -49,7 +69,7 @@ describe('--workers', () => {
 
       const payload = Buffer.alloc(1000, 0x61);
       for (let i = 0; i < 20; i++) assert.ok((await roundTrip(serve.port, payload)).equals(payload));
-      // Round robin between the two workers: each logged some of the 20 connections.
+      // Spread over the two workers: each logged some of the 20 connections.
       await waitUntil(
         () => /\[worker 1\] new connection/.test(serve.stderr()) && /\[worker 2\] new connection/.test(serve.stderr()),
         5000,
@@ -242,6 +262,62 @@ describe('--workers', () => {
         socket.destroy();
       }
       assert.equal(fingerprints.size, 1);
+    } finally {
+      await serve.stop();
+    }
+  });
+  it('each worker listens on a socket of its own on every port the primary claimed, and a restarted one joins again', async () => {
+    const serve = await startServe(['--workers', '2', '--hello', '--quiet', '--port', '0,0']);
+    try {
+      const ports = [...serve.stdout().matchAll(/tcp:\/\/127\.0\.0\.1:(\d+)/g)].map((match) => Number(match[1]));
+      assert.equal(ports.length, 2, serve.stdout());
+      assert.notEqual(ports[0], ports[1]);
+      // Two listening sockets per port, the workers': none is the primary's, handing connections over.
+      for (const port of ports) assert.equal(listeningSockets(port), 2, `listening on ${port}`);
+      assert.match(serve.stdout(), /, native engine, 2 workers\)/);
+      const answered = new Set<number>();
+      for (let i = 0; i < 40 && answered.size < 2; i++) answered.add(await helloWorker(ports[1]!));
+      assert.deepEqual([...answered].sort(), [1, 2], 'the kernel spreads connections over both workers');
+
+      // The port stays the workers' while one is replaced: it binds the same number again.
+      process.kill(workerPidsOf(serve.child.pid!)[0]!, 'SIGKILL');
+      await waitUntil(
+        () => /worker \d+ \(pid \d+\) killed by SIGKILL; starting a new one/.test(serve.stderr()),
+        5000,
+        'the restart to be logged',
+      );
+      await waitUntil(() => ports.every((port) => listeningSockets(port) === 2), 10_000, 'the new worker to listen');
+      const after = new Set<number>();
+      for (let i = 0; i < 40 && after.size < 2; i++) after.add(await helloWorker(ports[0]!));
+      assert.deepEqual([...after].sort(), [2, 3], 'the surviving worker and its replacement');
+
+      // The claim is the primary's: another server cannot join the port, sharing or not.
+      for (const args of [['--workers', '2'], []]) {
+        const other = await runCli(['serve', ...args, '--port', String(ports[0])], { ms: 15_000 });
+        assert.equal(other.code, 1, other.stderr);
+        assert.match(
+          other.stderr,
+          new RegExp(`cannot listen on tcp://127\\.0\\.0\\.1:${ports[0]}: address already in use`),
+        );
+      }
+      assert.equal((await serve.stop('SIGTERM')).code, 0);
+    } finally {
+      await serve.stop('SIGKILL');
+    }
+  });
+
+  it('TLS and WebSocket on a shared port are served by the native engine in every worker', async () => {
+    const serve = await startServe(['--workers', '2', '--tls-self-signed', '--ws', '--quiet']);
+    try {
+      assert.match(serve.stdout(), /wss:\/\/127\.0\.0\.1:\d+ \(.*, native engine, 2 workers\)/);
+      const run = await runCli(
+        ['bench', `wss://127.0.0.1:${serve.port}/`, '--tls-insecure', '-c', '8', '--messages', '400', '--json'],
+        { ms: 30_000 },
+      );
+      assert.equal(run.code, 0, run.stderr + serve.stderr());
+      const json = JSON.parse(run.stdout) as { errors: number; messages: number };
+      assert.equal(json.errors, 0);
+      assert.equal(json.messages, 400);
     } finally {
       await serve.stop();
     }

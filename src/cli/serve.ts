@@ -2,7 +2,7 @@
 
 import cluster from 'node:cluster';
 import { Command } from 'commander';
-import type { MetricsJson, WorkerMessage } from '../ops/workers.js';
+import { sharedPortsIn, type MetricsJson, type WorkerMessage } from '../ops/workers.js';
 import {
   createEchoServer,
   type EchoServer,
@@ -279,13 +279,7 @@ async function serverOptions(
   ports: number[],
   identity = sharedSelfSignedIdentity(),
 ): Promise<EchoServerOptions> {
-  const tlsWanted =
-    flags.tlsCert !== undefined ||
-    flags.tlsKey !== undefined ||
-    flags.tlsSelfSigned ||
-    flags.tlsCa !== undefined ||
-    flags.tlsAlpn !== undefined;
-  const { loadTlsOptions } = tlsWanted ? await import('../server/tls.js') : { loadTlsOptions: undefined };
+  const { loadTlsOptions } = tlsWanted(flags) ? await import('../server/tls.js') : { loadTlsOptions: undefined };
   return {
     host: flags.host,
     port: ports,
@@ -353,6 +347,23 @@ function describeEngines(addresses: readonly BoundAddress[]): string {
     .join('; ');
 }
 
+/** Whether the TCP ports speak TLS: any TLS flag says so. */
+function tlsWanted(flags: ServeFlags): boolean {
+  return (
+    flags.tlsCert !== undefined ||
+    flags.tlsKey !== undefined ||
+    flags.tlsSelfSigned ||
+    flags.tlsCa !== undefined ||
+    flags.tlsAlpn !== undefined
+  );
+}
+
+/** What the TCP ports speak, as a URL's scheme. */
+function streamTransportOf(flags: ServeFlags): string {
+  if (flags.ws) return tlsWanted(flags) ? 'wss' : 'ws';
+  return tlsWanted(flags) ? 'tls' : 'tcp';
+}
+
 function describeSettings(flags: ServeFlags): string {
   const framing = flags.ws
     ? ', WebSocket'
@@ -386,11 +397,15 @@ async function serve(flags: ServeFlags, ports: number[]): Promise<void> {
       ...(flags.metricsPort !== undefined && { metrics: { host: flags.metricsHost, port: flags.metricsPort } }),
       describe: describeSettings(flags),
       workerEnv,
+      tcp: { host: flags.host, ports, transport: streamTransportOf(flags) },
     });
     return;
   }
+  // A worker whose primary claimed the TCP ports listens there on sockets of its own.
+  const shared = cluster.isWorker ? sharedPortsIn(process.env) : undefined;
   const server = createEchoServer({
-    ...(await serverOptions(flags, ports)),
+    ...(await serverOptions(flags, shared?.ports ?? ports)),
+    ...(shared !== undefined && { host: shared.ip, sharedPorts: true }),
     maxBuffered: flags.maxBuffered,
     logger,
     logConnectionEvents: !flags.quiet,
@@ -477,7 +492,7 @@ async function serve(flags: ServeFlags, ports: number[]): Promise<void> {
   });
   const urls = server.addresses.map((address) => address.url);
   if (cluster.isWorker) {
-    await serveAsWorker(server, flags.metricsPort !== undefined, urls);
+    await serveAsWorker(server, flags.metricsPort !== undefined, urls, describeEngines(server.addresses));
     return;
   }
   if (flags.metricsPort !== undefined) {
@@ -508,7 +523,7 @@ async function serve(flags: ServeFlags, ports: number[]): Promise<void> {
 }
 
 /** In a cluster worker: answer the primary's requests for counters and metrics, then say we listen. */
-async function serveAsWorker(server: EchoServer, metrics: boolean, urls: string[]): Promise<void> {
+async function serveAsWorker(server: EchoServer, metrics: boolean, urls: string[], engines: string): Promise<void> {
   const registry = metrics ? (await import('../ops/metrics.js')).createMetricsRegistry(server) : undefined;
   process.on('message', (message: WorkerMessage) => {
     if (message.type === 'echoplex:stats-request') {
@@ -525,6 +540,6 @@ async function serveAsWorker(server: EchoServer, metrics: boolean, urls: string[
       });
     }
   });
-  const listening: WorkerMessage = { type: 'echoplex:listening', urls };
+  const listening: WorkerMessage = { type: 'echoplex:listening', urls, engines };
   process.send?.(listening);
 }

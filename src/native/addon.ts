@@ -10,7 +10,7 @@ const PACKAGE_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 type Addon = Record<string, unknown>;
 
 /** What native/addon.c's INTERFACE_VERSION must say: the exports this file and its users expect. */
-const INTERFACE_VERSION = 6;
+const INTERFACE_VERSION = 7;
 
 let addon: Addon | undefined;
 let absence: string | undefined;

@@ -1,9 +1,17 @@
-// --workers N: the primary process forks N event loops that share the listening sockets (Node's
-// cluster), prints one listening line, restarts a worker that dies, drains them all on SIGTERM,
-// and serves metrics summed over every worker.
+// --workers N: the primary process forks N event loops that share the listening ports, prints one
+// listening line, restarts a worker that dies, drains them all on SIGTERM, and serves metrics
+// summed over every worker.
+//
+// Each worker accepts TCP on a socket of its own where the ports can be shared (SO_REUSEPORT,
+// src/native/shared-port.ts): the primary claims the ports and the kernel spreads connections.
+// Elsewhere, and for Unix sockets and UDP, Node's cluster shares the primary's sockets.
 
 import cluster, { type Worker } from 'node:cluster';
-import { counted, WorkerStartError } from '../core/errors.js';
+import { lookup } from 'node:dns/promises';
+import { isIP } from 'node:net';
+import { formatEndpoint } from '../core/address.js';
+import { counted, describeListenError, ListenError, systemErrorCode, WorkerStartError } from '../core/errors.js';
+import { claimSharedPort, sharedPortsAvailable, type ClaimedPort } from '../native/shared-port.js';
 import { removeStaleSocket } from '../server/listener.js';
 import { addStats, emptyStats, type ServerStats } from '../server/stats.js';
 import type { Logger } from '../core/log.js';
@@ -13,7 +21,7 @@ export type MetricsJson = Array<{ name: string; type: unknown; values: unknown[]
 
 /** Messages between the primary and its workers. */
 export type WorkerMessage =
-  | { type: 'echoplex:listening'; urls: string[] }
+  | { type: 'echoplex:listening'; urls: string[]; engines: string }
   | { type: 'echoplex:stats-request'; id: number }
   | { type: 'echoplex:stats'; id: number; stats: ServerStats }
   | { type: 'echoplex:metrics-request'; id: number }
@@ -31,6 +39,53 @@ export interface PrimaryOptions {
   describe: string;
   /** Extra environment for every worker (say, a certificate made once for all of them). */
   workerEnv?: Record<string, string>;
+  /** The TCP ports the workers serve (0: a free one), to be claimed and shared where that can be done. */
+  tcp?: { host: string; ports: readonly number[]; transport: string };
+}
+
+/** The variable that tells a worker which ports its primary claimed for it to share. */
+const SHARED_PORTS_VARIABLE = 'ECHOPLEX_WORKER_SHARED_PORTS';
+
+/** In a worker: the address and ports its primary claimed, if it claimed any. */
+export function sharedPortsIn(env: NodeJS.ProcessEnv): { ip: string; ports: number[] } | undefined {
+  const value = env[SHARED_PORTS_VARIABLE];
+  if (value === undefined) return undefined;
+  const [ip = '', list = ''] = value.split(' ');
+  return { ip, ports: list.split(',').map(Number) };
+}
+
+/**
+ * Claims the TCP ports for the workers to share, where the system can (see the file's opening),
+ * with the environment that tells them; none where it cannot.
+ */
+async function claimPorts(
+  tcp: PrimaryOptions['tcp'],
+): Promise<{ claimed: ClaimedPort[]; env: Record<string, string> }> {
+  if (tcp === undefined || tcp.ports.length === 0 || !sharedPortsAvailable()) return { claimed: [], env: {} };
+  const { host, ports, transport } = tcp;
+  const failed = (port: number, err: unknown) =>
+    new ListenError(
+      formatEndpoint(transport, host, port),
+      describeListenError(systemErrorCode(err), (err as Error).message),
+      err as Error,
+    );
+  let ip: string;
+  try {
+    // Resolved once, here: every worker binds the same address.
+    ip = isIP(host) ? host : (await lookup(host)).address;
+  } catch (err) {
+    throw failed(ports[0] ?? 0, err);
+  }
+  const claimed: ClaimedPort[] = [];
+  for (const port of ports) {
+    try {
+      claimed.push(claimSharedPort(ip, port));
+    } catch (err) {
+      claimed.forEach((claim) => claim.release());
+      throw failed(port, err);
+    }
+  }
+  return { claimed, env: { [SHARED_PORTS_VARIABLE]: `${ip} ${claimed.map((claim) => claim.port).join(',')}` } };
 }
 
 const RESTART_WINDOW_MS = 10_000;
@@ -60,7 +115,7 @@ export class WorkerPool {
   #retiredMetrics: MetricsJson = [];
   #poll: NodeJS.Timeout | undefined;
   #onStartFailed: ((err: Error) => void) | undefined;
-  #onAllListening: ((urls: string[]) => void) | undefined;
+  #onAllListening: ((listening: { urls: string[]; engines: string }) => void) | undefined;
   #onGaveUp: (() => void) | undefined;
 
   constructor(target: number, log: Logger, env: Record<string, string> = {}) {
@@ -69,8 +124,11 @@ export class WorkerPool {
     this.#env = env;
   }
 
-  /** Forks every worker; resolves with the addresses once all listen, rejects if one fails first. */
-  start(): Promise<string[]> {
+  /**
+   * Forks every worker; resolves with the addresses (and the engines serving them) once all
+   * listen, rejects if one fails first.
+   */
+  start(): Promise<{ urls: string[]; engines: string }> {
     return new Promise((resolve, reject) => {
       this.#onAllListening = resolve;
       this.#onStartFailed = reject;
@@ -170,7 +228,7 @@ export class WorkerPool {
       this.#listening.add(worker);
       if (!this.#started && this.#listening.size === this.#target) {
         this.#started = true;
-        this.#onAllListening?.(message.urls);
+        this.#onAllListening?.(message);
       }
     } else if (message.type === 'echoplex:stats') {
       this.#lastStats.set(worker, message.stats);
@@ -257,7 +315,9 @@ export class WorkerPool {
 export async function runPrimary(options: PrimaryOptions): Promise<void> {
   const { logger } = options;
   for (const path of options.unixPaths) await removeStaleSocket(path, `unix://${path}`);
-  const pool = new WorkerPool(options.workers, logger, options.workerEnv);
+  const { claimed, env } = await claimPorts(options.tcp);
+  const release = () => claimed.forEach((claim) => claim.release());
+  const pool = new WorkerPool(options.workers, logger, { ...options.workerEnv, ...env });
   let closeMetrics: (() => Promise<void>) | undefined;
   let signalled = false;
   const onSignal = (signal: NodeJS.Signals) => {
@@ -274,6 +334,7 @@ export async function runPrimary(options: PrimaryOptions): Promise<void> {
     void pool.shutdown(options.shutdownTimeoutSeconds * 1000 + 5000).then(async (killed) => {
       if (killed > 0) logger.warn({ event: 'shutdown', killed }, `killed ${killed} workers that did not exit in time`);
       logger.info({ event: 'shutdown' }, 'shut down');
+      release();
       await closeMetrics?.();
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);
@@ -286,7 +347,7 @@ export async function runPrimary(options: PrimaryOptions): Promise<void> {
     void pool.shutdown(5000).then(() => process.exit(1));
   });
 
-  const urls = await pool.start();
+  const { urls, engines } = await pool.start();
   if (options.metrics) {
     const [{ AggregatorRegistry }, { startMetricsServer }] = await Promise.all([
       import('prom-client'),
@@ -315,5 +376,7 @@ export async function runPrimary(options: PrimaryOptions): Promise<void> {
       `metrics on ${metrics.url}/metrics (probes: /healthz, /readyz; status page: /)`,
     );
   }
-  process.stdout.write(`echoplex listening on ${urls.join(', ')} (${options.describe}, ${options.workers} workers)\n`);
+  process.stdout.write(
+    `echoplex listening on ${urls.join(', ')} (${options.describe}, ${engines}, ${options.workers} workers)\n`,
+  );
 }

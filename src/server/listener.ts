@@ -1,8 +1,9 @@
-// Listening sockets, always bound by net.Server (TLS, Unix sockets and cluster workers alike); an engine takes each connection, or the socket itself where it accepts in C.
+// Listening sockets, always listened on by net.Server (TLS, Unix sockets and cluster workers alike); an engine takes each connection, or the socket itself where it accepts in C.
 
 import cluster from 'node:cluster';
 import { existsSync } from 'node:fs';
 import { lstat, unlink } from 'node:fs/promises';
+import { lookup } from 'node:dns/promises';
 import { dirname, resolve } from 'node:path';
 import net from 'node:net';
 import tls from 'node:tls';
@@ -15,6 +16,7 @@ import type { ServerStats } from './stats.js';
 import type { EngineName } from '../native/engine.js';
 import { formatSubject } from './tls.js';
 import { portableEngine } from './engines/portable.js';
+import { joinSharedPort } from '../native/shared-port.js';
 
 export interface ListenAddress {
   host: string;
@@ -48,6 +50,11 @@ export interface NetListenOptions extends ListenOptions {
   path?: string;
   /** Serve TLS with these settings instead of plain TCP. */
   tls?: tls.TlsOptions;
+  /**
+   * In a cluster worker: listen on a socket of this process's own, bound to a port the primary
+   * claimed (src/native/shared-port.ts), instead of on the primary's, which hands connections over.
+   */
+  sharedPort?: boolean;
 }
 
 /**
@@ -108,18 +115,18 @@ export async function listenNet(options: NetListenOptions): Promise<Listener> {
   }
   // In a cluster worker the primary holds the socket (and checked the path before forking).
   if (path !== undefined && !cluster.isWorker) await removeStaleSocket(path, endpoint);
-  await startListening(server, path !== undefined ? { path } : { host, port }, endpoint, handler);
+  await startListening(server, await listenTarget(options, endpoint), endpoint, handler);
   const bound = server.address();
   const address =
     typeof bound === 'string' || bound === null
       ? { host: path ?? '', port: 0, family: 'unix' }
       : { host: bound.address, port: bound.port, family: bound.family };
   // An engine that accepts by itself takes the listening socket: no net.Socket per client. Not
-  // in a cluster worker: there the socket is the primary's (NODE_CLUSTER_SCHED_POLICY=none shares
-  // it), and closing our server to leave it to the engine would have the primary close it too,
-  // while our duplicate keeps the port from the next worker.
+  // where a cluster worker listens on the primary's socket (NODE_CLUSTER_SCHED_POLICY=none shares
+  // it): closing our server to leave it to the engine would have the primary close it too, while
+  // our duplicate keeps the port from the next worker.
   const stopAccepting =
-    path === undefined && tlsOptions === undefined && !cluster.isWorker
+    path === undefined && tlsOptions === undefined && !onPrimarySocket(options)
       ? engine.acceptOn?.(server, context, handler)
       : undefined;
   if (stopAccepting === undefined && engine.terminatesTls) {
@@ -173,31 +180,48 @@ function offerTo(handler: AcceptHandler, engine: ServerEngine, context: Connecti
     );
 }
 
+/** Whether a listener's socket is the cluster primary's rather than this process's own. */
+function onPrimarySocket(options: NetListenOptions): boolean {
+  return cluster.isWorker && (options.path !== undefined || options.sharedPort !== true);
+}
+
+/** Where a server listens: a path, a host and port, or a socket of its own on a shared port. */
+async function listenTarget(options: NetListenOptions, endpoint: string): Promise<net.ListenOptions | net.Socket> {
+  const { host, port, path } = options;
+  if (path !== undefined) return { path };
+  if (options.sharedPort !== true) return { host, port };
+  try {
+    const ip = net.isIP(host) ? host : (await lookup(host)).address;
+    return joinSharedPort(ip, port);
+  } catch (err) {
+    throw new ListenError(endpoint, describeListenError(systemErrorCode(err), (err as Error).message), err as Error);
+  }
+}
+
 async function startListening(
   server: net.Server,
-  where: net.ListenOptions,
+  where: net.ListenOptions | net.Socket,
   endpoint: string,
   handler: AcceptHandler,
 ): Promise<void> {
+  const path = where instanceof net.Socket ? undefined : where.path;
   await new Promise<void>((resolve, reject) => {
     const onError = (err: Error) =>
       reject(
         new ListenError(
           endpoint,
-          describeListenError(
-            socketDirectoryMissing(where.path) ? 'ENOENT' : systemErrorCode(err),
-            err.message,
-            where.path,
-          ),
+          describeListenError(socketDirectoryMissing(path) ? 'ENOENT' : systemErrorCode(err), err.message, path),
           err,
         ),
       );
-    server.once('error', onError);
-    server.listen({ ...where, backlog: LISTEN_BACKLOG }, () => {
+    const onListening = () => {
       server.off('error', onError);
       server.on('error', (err) => handler.failed(err));
       resolve();
-    });
+    };
+    server.once('error', onError);
+    if (where instanceof net.Socket) server.listen(where, LISTEN_BACKLOG, onListening);
+    else server.listen({ ...where, backlog: LISTEN_BACKLOG }, onListening);
   });
 }
 
@@ -207,10 +231,11 @@ async function startListening(
  * clear before the handshake), and in front of HTTP for WebSocket. The engine gets what follows.
  */
 async function listenBehindProxy(
-  { host, port, context, handler, tls: tlsOptions }: NetListenOptions,
+  options: NetListenOptions,
   engine: ServerEngine,
   headerTimeoutMs: number,
 ): Promise<Listener> {
+  const { host, port, context, handler, tls: tlsOptions } = options;
   const secureContext = tlsOptions === undefined ? undefined : tls.createSecureContext(tlsOptions);
   // The header is read here: connections must not look for a second one.
   const offer = offerTo(handler, engine, { ...context, proxyHeaderTimeoutMs: undefined });
@@ -268,7 +293,7 @@ async function listenBehindProxy(
     });
   });
   const endpoint = formatEndpoint(context.transport, host, port);
-  await startListening(server, { host, port }, endpoint, handler);
+  await startListening(server, await listenTarget(options, endpoint), endpoint, handler);
   const address = server.address() as net.AddressInfo;
   return serverListener(server, { host: address.address, port: address.port, family: address.family });
 }

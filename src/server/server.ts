@@ -56,6 +56,11 @@ export interface EchoServerOptions extends AdmissionOptions {
   /** Also echo UDP datagrams on every port (RFC 862), one reply per datagram. */
   udp?: boolean;
   /**
+   * In a cluster worker: the TCP ports were claimed by the primary to be shared (SO_REUSEPORT,
+   * see src/native/shared-port.ts), and this worker listens on sockets of its own there.
+   */
+  sharedPorts?: boolean;
+  /**
    * Serve TLS on the TCP ports (Node's `tls.createServer` options: `cert`, `key`; `ca` with
    * `requestCert` for mTLS; `handshakeTimeout`, here 10 s by default).
    */
@@ -162,6 +167,7 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
   readonly #ports: readonly number[];
   readonly #unixPaths: readonly string[];
   readonly #udp: boolean;
+  readonly #sharedPorts: boolean;
   readonly #tls: TlsOptions | undefined;
   /** Set with `websocket`: its settings; `listen()` loads the engine (and `ws`) only then. */
   readonly #websocket: WebSocketSettings | undefined;
@@ -202,6 +208,7 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
     const unix = options.unix ?? [];
     this.#unixPaths = typeof unix === 'string' ? [unix] : [...unix];
     this.#udp = options.udp ?? false;
+    this.#sharedPorts = options.sharedPorts ?? false;
     this.#tls = options.tls;
     if (this.#ports.length === 0 && this.#unixPaths.length === 0)
       throw new UsageError('nothing to listen on: give at least one port or Unix socket path');
@@ -264,7 +271,8 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
       perChunkLogs: context.logData,
       wsDeflate: websocket?.deflate ?? false,
       allowList: (options.allow ?? []).length > 0,
-      clusterWorker: cluster.isWorker,
+      handedOver: cluster.isWorker && !this.#sharedPorts,
+      clusterUdp: cluster.isWorker,
     };
     const streamTransport = this.#streamTransport;
     const tlsUnavailable = streamTransport === 'tls' || streamTransport === 'wss' ? nativeTlsUnavailable() : undefined;
@@ -482,7 +490,15 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
 
   #bind(port: number): Promise<Listener> {
     const context = { ...this.#context, transport: this.#streamTransport };
-    return listenNet({ host: this.#host, port, tls: this.#tls, context, handler: this.#handler, engine: this.#engine });
+    return listenNet({
+      host: this.#host,
+      port,
+      tls: this.#tls,
+      context,
+      handler: this.#handler,
+      engine: this.#engine,
+      sharedPort: this.#sharedPorts,
+    });
   }
 
   #bindUnix(path: string): Promise<Listener> {

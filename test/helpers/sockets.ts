@@ -1,5 +1,6 @@
 // Real-socket helpers: start servers on port 0, connect, exchange bytes, all bounded in time.
 
+import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { createEchoServer, type EchoServer, type EchoServerOptions } from '../../src/index.js';
 import { withTimeout } from './timeout.js';
@@ -104,4 +105,13 @@ export function closed(socket: net.Socket, ms = 5000): Promise<void> {
     ms,
     'socket close',
   );
+}
+
+/** How many sockets listen on 127.0.0.1:`port`, from the kernel's own table (Linux). */
+export function listeningSockets(port: number): number {
+  const local = `0100007F:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+  return readFileSync('/proc/net/tcp', 'utf8')
+    .split('\n')
+    .map((line) => line.trim().split(/\s+/))
+    .filter((fields) => fields[1] === local && fields[3] === '0A').length;
 }

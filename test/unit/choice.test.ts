@@ -15,7 +15,8 @@ const NOTHING: ServingNeeds = {
   perChunkLogs: false,
   wsDeflate: false,
   allowList: false,
-  clusterWorker: false,
+  handedOver: false,
+  clusterUdp: false,
 };
 
 describe('pickEngine', () => {
@@ -60,14 +61,21 @@ describe('pickEngine', () => {
       engine: 'native',
       portableBecause: [],
     });
-    assert.deepEqual(
-      pickEngine('native', 'udp', { ...NOTHING, allowList: true, clusterWorker: true }).portableBecause,
-      ['--allow', 'a cluster worker'],
-    );
-    assert.deepEqual(pickEngine('native', 'ws', { ...NOTHING, wsDeflate: true }).portableBecause, ['--ws-deflate']);
-    assert.deepEqual(pickEngine('native', 'tls', { ...NOTHING, clusterWorker: true }).portableBecause, [
-      'a cluster worker',
+    assert.deepEqual(pickEngine('native', 'udp', { ...NOTHING, allowList: true, clusterUdp: true }).portableBecause, [
+      '--allow',
+      "UDP on the cluster primary's socket",
     ]);
-    assert.equal(pickEngine('native', 'tcp', { ...NOTHING, clusterWorker: true, hello: true }).engine, 'native');
+    assert.deepEqual(pickEngine('native', 'ws', { ...NOTHING, wsDeflate: true }).portableBecause, ['--ws-deflate']);
+  });
+
+  it('serves a cluster worker natively on every stream transport where its port is shared, and only plain TCP where connections are handed over', () => {
+    const worker = { ...NOTHING, clusterUdp: true };
+    for (const transport of ['tcp', 'tls', 'ws', 'wss'] as const)
+      assert.equal(pickEngine('native', transport, worker).engine, 'native', transport);
+    const handedOver = { ...worker, handedOver: true };
+    assert.deepEqual(pickEngine('native', 'tls', handedOver).portableBecause, [
+      'connections handed over by the cluster primary',
+    ]);
+    assert.equal(pickEngine('native', 'tcp', { ...handedOver, hello: true }).engine, 'native');
   });
 });

@@ -26,8 +26,10 @@ export interface ServingNeeds {
   wsDeflate: boolean;
   /** A source allow-list, checked per datagram over UDP. */
   allowList: boolean;
-  /** In a cluster worker: connections and datagrams come through the primary's socket. */
-  clusterWorker: boolean;
+  /** In a cluster worker without shared ports: the primary accepts and hands each connection over. */
+  handedOver: boolean;
+  /** In a cluster worker: datagrams come to the primary's socket, which every worker reads. */
+  clusterUdp: boolean;
 }
 
 type Need = keyof ServingNeeds;
@@ -50,9 +52,10 @@ const NATIVE: Record<Need, { on: readonly ListenerTransport[]; reason: string }>
   wsDeflate: { on: ['tcp', 'tls', 'udp'], reason: '--ws-deflate' },
   // Streams are admitted by address in JavaScript; datagrams are answered in C without asking.
   allowList: { on: ['tcp', 'tls', 'ws', 'wss'], reason: '--allow' },
-  // A worker's listening socket is the primary's: plain TCP is handed over one connection at a
-  // time, which the native engine adopts; TLS, WebSocket and UDP it must accept itself.
-  clusterWorker: { on: ['tcp'], reason: 'a cluster worker' },
+  // Handed over one connection at a time, plain TCP is adopted by the native engine; TLS and
+  // WebSocket it must accept itself, on a shared port (src/native/shared-port.ts).
+  handedOver: { on: ['tcp', 'udp'], reason: 'connections handed over by the cluster primary' },
+  clusterUdp: { on: ['tcp', 'tls', 'ws', 'wss'], reason: "UDP on the cluster primary's socket" },
 };
 
 /** Transports the native engine serves at all. */
