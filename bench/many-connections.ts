@@ -5,7 +5,8 @@
 // port), then reports the bench's result with the server's memory per connection: the resident
 // memory of the primary and every worker (VmRSS from /proc) just before the bench, and at its
 // highest while the connections are held, over the connections held. The bench reports its own
-// memory per connection (`bench memory`). Loopback only.
+// memory per connection (`bench memory`), and how the connections spread over the server's
+// workers (the most descriptors each held open). Loopback only.
 
 import { spawn } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
@@ -33,9 +34,8 @@ const args = Object.fromEntries(
   Object.entries(given).map(([name, value]) => [name, positiveNumber(value, name)]),
 ) as Record<keyof typeof given, number>;
 
-/** VmRSS of `pid` and its children, in bytes (0 for a process already gone). */
-function treeRss(pid: number): number {
-  const children = readdirSync('/proc')
+function childrenOf(pid: number): number[] {
+  return readdirSync('/proc')
     .filter((entry) => /^\d+$/.test(entry))
     .filter((entry) => {
       try {
@@ -45,7 +45,20 @@ function treeRss(pid: number): number {
       }
     })
     .map(Number);
-  return [pid, ...children].reduce((sum, one) => sum + rss(one), 0);
+}
+
+/** VmRSS of `pid` and its children, in bytes (0 for a process already gone). */
+function treeRss(pid: number): number {
+  return [pid, ...childrenOf(pid)].reduce((sum, one) => sum + rss(one), 0);
+}
+
+/** How many descriptors `pid` has open (0 for a process already gone). */
+function openDescriptors(pid: number): number {
+  try {
+    return readdirSync(`/proc/${pid}/fd`).length;
+  } catch {
+    return 0;
+  }
 }
 
 function rss(pid: number): number {
@@ -103,9 +116,19 @@ try {
   console.log(`$ echoplex ${benchArgs.slice(1).join(' ')}`);
   const bench = spawn(process.execPath, benchArgs, { stdio: ['ignore', 'inherit', 'inherit'] });
   let highest = before;
-  const sampler = setInterval(() => (highest = Math.max(highest, treeRss(server.pid!))), 1000);
+  const mostOpen = new Map<number, number>();
+  const sampler = setInterval(() => {
+    highest = Math.max(highest, treeRss(server.pid!));
+    for (const worker of childrenOf(server.pid!))
+      mostOpen.set(worker, Math.max(mostOpen.get(worker) ?? 0, openDescriptors(worker)));
+  }, 1000);
   const code = await new Promise<number | null>((resolve) => bench.once('exit', resolve));
   clearInterval(sampler);
+  const held = [...mostOpen.values()].sort((a, b) => a - b);
+  console.log(
+    `server workers  ${held.map((count) => count.toLocaleString('en-US')).join(', ')} descriptors open at most ` +
+      `(connections and each worker's few dozen of its own)`,
+  );
   const grown = highest - before;
   console.log(
     `server memory  ${(grown / args.connections / 1000).toFixed(2)} kB per connection ` +

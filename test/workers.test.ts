@@ -122,9 +122,10 @@ describe('--workers', () => {
     }
   });
 
-  it('with NODE_CLUSTER_SCHED_POLICY=none every worker accepts on the shared socket itself and serves', async () => {
-    // Each worker listens on the primary's socket; none may take it from the others. A port given
-    // (not 0, which would let a worker that lost the socket bind another port unseen).
+  it('with NODE_CLUSTER_SCHED_POLICY=none (Node sharing the primary socket) the workers still serve', async () => {
+    // The variable changes Node's cluster, which shared ports bypass; a worker that listened on the
+    // primary's socket must not take it from the others. A port given (not 0, which would let a
+    // worker that lost the socket bind another port unseen).
     const free = net.createServer();
     await new Promise<void>((resolve) => free.listen(0, '127.0.0.1', resolve));
     const { port } = free.address() as net.AddressInfo;
