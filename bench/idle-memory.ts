@@ -17,7 +17,7 @@ import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import tls from 'node:tls';
 import { WebSocket } from 'ws';
-import { garbageCollector, inspectorUrl, settledRssKb } from './settled-memory.js';
+import { inspector, inspectorUrl, settledRssKb } from './settled-memory.js';
 import { openFileLimit } from '../src/core/descriptors.js';
 import { buildCPeers, CERT_FILES, median, PEERS, startPeer, type Peer } from './peers.js';
 import { namesFrom, positiveNumber, scriptOptions } from './script-args.js';
@@ -75,7 +75,7 @@ async function measureIdle(peer: Peer, count: number): Promise<Reading> {
   const sockets: IdleClient[] = [];
   try {
     const pid = running.child.pid!;
-    const collect = node ? await garbageCollector(await inspectorUrl(running.stderr)) : undefined;
+    const collect = node ? (await inspector(await inspectorUrl(running.stderr))).collect : undefined;
     const beforeKb = await settledRssKb(pid, 10, collect);
     sockets.push(...(await openIdle(peer, running.port, count)));
     const afterKb = await settledRssKb(pid, 10, collect);

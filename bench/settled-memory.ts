@@ -41,8 +41,19 @@ export async function inspectorUrl(stderr: () => string): Promise<string> {
   throw new Error(`no inspector URL in the peer's stderr: ${stderr()}`);
 }
 
-/** A function that asks V8 for a full, shrinking collection through the inspector at `url`. */
-export async function garbageCollector(url: string): Promise<() => Promise<void>> {
+/** What the bench scripts ask of a Node.js peer through its inspector. */
+export interface Inspector {
+  /** A full, shrinking collection. */
+  collect(): Promise<void>;
+  /**
+   * The resident KB of V8's young generation: V8 sizes it by how much survives its scavenges,
+   * anywhere up to its limit (16 MiB of pages in these runs), whatever the number of connections.
+   */
+  youngGenerationKb(): Promise<number>;
+}
+
+/** A session with the inspector at `url` (the peer runs with --expose-gc). */
+export async function inspector(url: string): Promise<Inspector> {
   const ws = new WebSocket(url);
   await new Promise((resolve, reject) => {
     ws.once('open', resolve);
@@ -50,27 +61,39 @@ export async function garbageCollector(url: string): Promise<() => Promise<void>
   });
   ws.on('error', () => {});
   let id = 0;
-  return () => {
+  const evaluate = (expression: string): Promise<unknown> => {
     id++;
     const asked = id;
-    const done = new Promise<void>((resolve, reject) => {
+    const done = new Promise<unknown>((resolve, reject) => {
       const onMessage = (data: Buffer) => {
         const reply = JSON.parse(data.toString()) as {
           id?: number;
           error?: unknown;
-          result?: { exceptionDetails?: unknown };
+          result?: { exceptionDetails?: unknown; result?: { value?: unknown } };
         };
         if (reply.id !== asked) return;
         ws.off('message', onMessage);
         if (reply.error !== undefined || reply.result?.exceptionDetails !== undefined)
-          reject(new Error(`the collection failed: ${data.toString()}`));
-        else resolve();
+          reject(new Error(`${expression} failed: ${data.toString()}`));
+        else resolve(reply.result?.result?.value);
       };
       ws.on('message', onMessage);
     });
-    const expression = "gc({ type: 'major', execution: 'sync', flavor: 'last-resort' })";
-    ws.send(JSON.stringify({ id, method: 'Runtime.evaluate', params: { expression } }));
+    // The console's command-line API gives `require` in an ES module's process too.
+    const params = { expression, includeCommandLineAPI: true, returnByValue: true };
+    ws.send(JSON.stringify({ id, method: 'Runtime.evaluate', params }));
     return done;
+  };
+  return {
+    collect: async () => {
+      await evaluate("gc({ type: 'major', execution: 'sync', flavor: 'last-resort' })");
+    },
+    youngGenerationKb: async () =>
+      Number(
+        await evaluate(
+          "require('v8').getHeapSpaceStatistics().filter((space) => space.space_name === 'new_space' || space.space_name === 'new_large_object_space').reduce((sum, space) => sum + space.physical_space_size, 0) / 1024",
+        ),
+      ),
   };
 }
 

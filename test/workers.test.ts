@@ -8,7 +8,7 @@ import net from 'node:net';
 import { describe, it } from 'node:test';
 import tls from 'node:tls';
 import { runCli, startServe } from './helpers/cli.js';
-import { listeningSockets, roundTrip } from './helpers/sockets.js';
+import { connectTo, listeningSockets, readBytes, roundTrip } from './helpers/sockets.js';
 import { waitUntil, withTimeout } from './helpers/timeout.js';
 
 function metricValue(text: string, name: string): number {
@@ -321,6 +321,37 @@ describe('--workers', () => {
       assert.equal(json.messages, 400);
     } finally {
       await serve.stop();
+    }
+  });
+  it("on the portable engine too, TLS and a PROXY header are read on each worker's own socket", async () => {
+    const secure = await startServe(['--workers', '2', '--engine', 'portable', '--tls-self-signed', '--quiet']);
+    try {
+      assert.equal(listeningSockets(secure.port), 2);
+      const socket = tls.connect({ port: secure.port, host: '127.0.0.1', rejectUnauthorized: false });
+      try {
+        await withTimeout(once(socket, 'secureConnect'), 5000, 'the TLS handshake');
+        socket.write('over tls\n');
+        const [reply] = (await withTimeout(once(socket, 'data'), 5000, 'the echo')) as [Buffer];
+        assert.equal(reply.toString(), 'over tls\n');
+      } finally {
+        socket.destroy();
+      }
+    } finally {
+      await secure.stop();
+    }
+    const proxied = await startServe(['--workers', '2', '--proxy-protocol', '--quiet']);
+    try {
+      assert.equal(listeningSockets(proxied.port), 2);
+      const socket = await connectTo(proxied.port);
+      try {
+        const reply = readBytes(socket, 'behind a proxy\n'.length, 5000);
+        socket.write('PROXY TCP4 192.0.2.1 192.0.2.2 5000 80\r\nbehind a proxy\n');
+        assert.equal((await reply).toString(), 'behind a proxy\n');
+      } finally {
+        socket.destroy();
+      }
+    } finally {
+      await proxied.stop();
     }
   });
 });
