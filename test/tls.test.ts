@@ -2,6 +2,7 @@
 
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -237,8 +238,10 @@ suite('TLS', skipUnless(OPENSSL, 'openssl', 'openssl'), () =>
         '--hello',
       ]);
       try {
-        const sClient = (alpn: string) =>
-          spawnSync(
+        // s_client -quiet waits for the server to close, which an echo server never does: it is
+        // stopped once the echo is back, or left to exit by itself where the handshake fails.
+        const sClient = async (alpn: string) => {
+          const child = spawn(
             OPENSSL!,
             [
               's_client',
@@ -253,16 +256,30 @@ suite('TLS', skipUnless(OPENSSL, 'openssl', 'openssl'), () =>
               '-verify_return_error',
               '-quiet',
             ],
-            { input: 'alpn\n', encoding: 'utf8', timeout: 10_000 },
+            { stdio: ['pipe', 'pipe', 'pipe'] },
           );
-        const agreed = sClient('spdy/1,http/1.1');
+          let stdout = '';
+          let stderr = '';
+          child.stdout.on('data', (chunk: Buffer) => {
+            stdout += chunk.toString();
+            if (/^alpn$/m.test(stdout)) child.kill();
+          });
+          child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+          child.stdin.end('alpn\n');
+          const [status] = (await withTimeout(once(child, 'exit'), 10_000, 'openssl s_client').catch((err: Error) => {
+            child.kill('SIGKILL');
+            throw err;
+          })) as [number | null];
+          return { stdout, stderr, status };
+        };
+        const agreed = await sClient('spdy/1,http/1.1');
         const hello = JSON.parse(agreed.stdout.split('\n')[0]!) as { tls: Record<string, unknown> };
         assert.equal(hello.tls.alpn, 'http/1.1', agreed.stdout);
         assert.equal(hello.tls.sni, 'echo.test');
         assert.equal(hello.tls.protocol, 'TLSv1.3');
         assert.match(agreed.stdout, /^alpn$/m, 'the echo follows the hello line');
         // RFC 7301 3.2: no protocol in common is a fatal no_application_protocol alert.
-        const refused = sClient('spdy/1');
+        const refused = await sClient('spdy/1');
         assert.notEqual(refused.status, 0);
         assert.match(refused.stderr, /no application protocol/);
         assert.doesNotMatch(refused.stdout, /"instance"/);
