@@ -93,7 +93,8 @@ describe('--fault', () => {
     const lostWith = async (seed: string): Promise<number> => {
       const server = await startServe(['--quiet', '--udp', '--fault', 'drop=0.3', '--fault-seed', seed]);
       try {
-        // One socket: its datagrams reach the server, and meet its draws, in the order sent.
+        // One socket: its datagrams reach the server, and meet its draws, in the order sent. Each
+        // lost one waits out the timeout, sixteen at a time.
         const run = await runCli(
           [
             'bench',
@@ -103,7 +104,7 @@ describe('--fault', () => {
             '-c',
             '1',
             '-p',
-            '8',
+            '16',
             '-n',
             '200',
             '--timeout',
