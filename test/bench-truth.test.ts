@@ -94,7 +94,9 @@ after(async () => {
 
 for (const { name, engine, skip } of ENGINES) {
   describe(`bench against servers whose answers are known (${name})`, { skip }, () => {
-    const bench = (server: Program, options: BenchOptions = {}) => truthRun(server, { engine, ...options });
+    // Each kind of wrong reply is counted in thousands within half a second of closed loop.
+    const bench = (server: Program, options: BenchOptions = {}) =>
+      truthRun(server, { engine, durationSeconds: 0.5, ...options });
 
     it(
       `measures a server that answers after exactly ${DELAY_MS} ms as ${DELAY_MS} ms, closed loop (within 0.5 ms of a reference client)`,
@@ -102,7 +104,7 @@ for (const { name, engine, skip } of ENGINES) {
       async () => {
         const server = await truth(`delay:${DELAY_MS}`);
         const excess = await machineExcessUs(server);
-        const result = await bench(server, { connections: 10 });
+        const result = await bench(server, { connections: 10, durationSeconds: 1.5 });
         assert.equal(result.engine, engine);
         assert.equal(result.errors, 0);
         assertDelayMeasured(result, excess, 'in the closed loop');
@@ -131,10 +133,11 @@ for (const { name, engine, skip } of ENGINES) {
     it('counts swapped pairs of replies as reordered, and the other of each pair as right', async () => {
       const result = await bench(await truth('swap'), { connections: 4, pipeline: 2 });
       assert.ok(result.errorsByKind.reordered > 100, JSON.stringify(result.errorsByKind));
-      const ratio = result.messages / result.errorsByKind.reordered;
+      // Errors count over the whole run, warm-up included, as messagesTotal does; a connection's
+      // last pair may be cut by the end of the run.
       assert.ok(
-        ratio > 0.8 && ratio < 1.25,
-        `one right reply per reordered one: ${result.messages} right, ${result.errorsByKind.reordered} reordered`,
+        Math.abs(result.messagesTotal - result.errorsByKind.reordered) <= 4,
+        `one right reply per reordered one: ${result.messagesTotal} right, ${result.errorsByKind.reordered} reordered`,
       );
       assert.equal(result.errorsByKind.stale + result.errorsByKind.corrupt + result.errorsByKind.duplicated, 0);
     });
