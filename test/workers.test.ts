@@ -8,7 +8,7 @@ import net from 'node:net';
 import { describe, it } from 'node:test';
 import tls from 'node:tls';
 import { runCli, startServe } from './helpers/cli.js';
-import { connectTo, listeningSockets, readBytes, roundTrip } from './helpers/sockets.js';
+import { boundDatagramSockets, connectTo, listeningSockets, readBytes, roundTrip } from './helpers/sockets.js';
 import { waitUntil, withTimeout } from './helpers/timeout.js';
 
 function metricValue(text: string, name: string): number {
@@ -182,7 +182,8 @@ describe('--workers', () => {
   });
 
   it('--udp: every worker answers on the one UDP port, from port 0 and through a restart', async () => {
-    // Each worker bound UDP on the port its TCP listener got; a restarted worker binds it again.
+    // Each worker binds a UDP socket of its own on the port its TCP listener got, and answers it
+    // in C; a restarted worker binds it again.
     const serve = await startServe(['--workers', '2', '--udp', '--quiet']);
     try {
       const udpEcho = async (text: string) => {
@@ -196,7 +197,11 @@ describe('--workers', () => {
           socket.close();
         }
       };
-      assert.match(serve.stdout(), new RegExp(`udp://127\\.0\\.0\\.1:${serve.port}`));
+      assert.match(
+        serve.stdout(),
+        new RegExp(`udp://127\\.0\\.0\\.1:${serve.port} \\(.*, native engine, 2 workers\\)`),
+      );
+      assert.equal(boundDatagramSockets(serve.port), 2, "the workers' own UDP sockets");
       for (let i = 0; i < 5; i++) assert.equal(await udpEcho(`before ${i}`), `before ${i}`);
       const workerPids = execFileSync('pgrep', ['-P', String(serve.child.pid)], { encoding: 'utf8' })
         .trim()
@@ -216,6 +221,7 @@ describe('--workers', () => {
         5000,
         'two workers again',
       );
+      await waitUntil(() => boundDatagramSockets(serve.port) === 2, 5000, 'the new worker to bind UDP');
       for (let i = 0; i < 5; i++) assert.equal(await udpEcho(`after ${i}`), `after ${i}`);
       assert.doesNotMatch(serve.stderr(), /cannot listen/);
       assert.equal((await serve.stop('SIGTERM')).code, 0);

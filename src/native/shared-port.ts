@@ -1,15 +1,15 @@
-// TCP ports that several processes share with SO_REUSEPORT, each accepting on a socket of its own (native/shared_port.c).
+// Ports that several processes share with SO_REUSEPORT, each accepting or reading on a socket of its own (native/shared_port.c).
 //
-// `serve --workers` uses them where the addon is built: the primary claims each port, and every
-// worker binds its own socket to it and listens there, so that the kernel spreads connections
-// over the workers with no process handing them over.
+// `serve --workers` uses them where the addon is built: the primary claims each TCP port, and
+// every worker binds its own sockets to it, TCP and UDP, so that the kernel spreads connections
+// and datagrams over the workers with no process handing them over.
 
 import { closeSync } from 'node:fs';
 import net from 'node:net';
 import { addonBinding } from './addon.js';
 
 interface SharedPortBinding {
-  bindSharedPort(ip: string, port: number, claim: boolean): [fd: number, port: number];
+  bindSharedPort(ip: string, port: number, claim: boolean, datagram: boolean): [fd: number, port: number];
 }
 
 function binding(): SharedPortBinding | undefined {
@@ -33,7 +33,7 @@ export interface ClaimedPort {
  * never listens, so it takes no connections.
  */
 export function claimSharedPort(ip: string, port: number): ClaimedPort {
-  const [fd, bound] = required().bindSharedPort(ip, port, true);
+  const [fd, bound] = required().bindSharedPort(ip, port, true, false);
   let open = true;
   return {
     port: bound,
@@ -49,8 +49,17 @@ export function claimSharedPort(ip: string, port: number): ClaimedPort {
  * server listens on it and closes it as on any socket it bound itself.
  */
 export function joinSharedPort(ip: string, port: number): net.Socket {
-  const [fd] = required().bindSharedPort(ip, port, false);
+  const [fd] = required().bindSharedPort(ip, port, false, false);
   return new net.Socket({ fd, readable: false, writable: false });
+}
+
+/**
+ * A UDP socket of this process's own bound to `port`, shared with the other processes bound
+ * there, for `dgram.Socket#bind({ fd, exclusive: true })`. Nothing holds the UDP port between
+ * processes: a port that something else binds without sharing fails here with EADDRINUSE.
+ */
+export function joinSharedDatagramPort(ip: string, port: number): number {
+  return required().bindSharedPort(ip, port, false, true)[0];
 }
 
 function required(): SharedPortBinding {

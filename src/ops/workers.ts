@@ -2,9 +2,10 @@
 // listening line, restarts a worker that dies, drains them all on SIGTERM, and serves metrics
 // summed over every worker.
 //
-// Each worker accepts TCP on a socket of its own where the ports can be shared (SO_REUSEPORT,
-// src/native/shared-port.ts): the primary claims the ports and the kernel spreads connections.
-// Elsewhere, and for Unix sockets and UDP, Node's cluster shares the primary's sockets.
+// Each worker accepts TCP and reads UDP on sockets of its own where the ports can be shared
+// (SO_REUSEPORT, src/native/shared-port.ts): the primary claims the TCP ports and the kernel
+// spreads connections and datagrams. Elsewhere, and for Unix sockets, Node's cluster shares the
+// primary's sockets.
 
 import cluster, { type Worker } from 'node:cluster';
 import { lookup } from 'node:dns/promises';

@@ -57,7 +57,8 @@ export interface EchoServerOptions extends AdmissionOptions {
   udp?: boolean;
   /**
    * In a cluster worker: the TCP ports were claimed by the primary to be shared (SO_REUSEPORT,
-   * see src/native/shared-port.ts), and this worker listens on sockets of its own there.
+   * see src/native/shared-port.ts), and this worker listens (and reads UDP) on sockets of its
+   * own there.
    */
   sharedPorts?: boolean;
   /**
@@ -272,7 +273,7 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
       wsDeflate: websocket?.deflate ?? false,
       allowList: (options.allow ?? []).length > 0,
       handedOver: cluster.isWorker && !this.#sharedPorts,
-      clusterUdp: cluster.isWorker,
+      clusterUdp: cluster.isWorker && !this.#sharedPorts,
     };
     const streamTransport = this.#streamTransport;
     const tlsUnavailable = streamTransport === 'tls' || streamTransport === 'wss' ? nativeTlsUnavailable() : undefined;
@@ -521,6 +522,7 @@ export class EchoServer extends EventEmitter<EchoServerEvents> {
       delayMs: context.delayMs,
       faults: context.faults,
       native: this.#nativeUdp,
+      sharedPort: this.#sharedPorts,
       allows: (address) => this.#admission.allows(address),
       stats: this.#stats,
       log: this.#log,

@@ -11,6 +11,7 @@ import { canonicalAddress } from './limits.js';
 import type { Listener } from './listener.js';
 import type { Faults } from './faults.js';
 import { NativeUdp } from './engines/udp-native.js';
+import { joinSharedDatagramPort } from '../native/shared-port.js';
 import type { ServerStats } from './stats.js';
 import type { Transform } from '../protocol/transforms.js';
 
@@ -28,6 +29,11 @@ export interface UdpEchoOptions {
   faults: Faults | undefined;
   /** Answer in C (see engines/udp-native.ts), where the addon can take the socket. */
   native: { upper: boolean } | undefined;
+  /**
+   * In a cluster worker: bind a socket of this process's own, shared with the other workers
+   * (SO_REUSEPORT, src/native/shared-port.ts), instead of reading the primary's.
+   */
+  sharedPort?: boolean;
   /** Source addresses the allow-list lets in; others' datagrams are dropped. */
   allows(address: string): boolean;
   stats: ServerStats;
@@ -68,14 +74,23 @@ export async function listenUdp(options: UdpEchoOptions): Promise<Listener> {
     const onError = (err: Error) =>
       reject(new ListenError(endpoint, describeListenError(systemErrorCode(err), err.message), err));
     socket.once('error', onError);
-    socket.bind(port, ip, () => {
+    const onBound = () => {
       socket.off('error', onError);
       socket.on('error', (err) => {
         options.stats.errors.udp++;
         options.log.warn({ event: 'error', kind: 'udp', err: err.message }, `UDP socket error: ${err.message}`);
       });
       resolve();
-    });
+    };
+    if (options.sharedPort !== true) {
+      socket.bind(port, ip, onBound);
+      return;
+    }
+    try {
+      socket.bind({ fd: joinSharedDatagramPort(ip, port), exclusive: true }, onBound);
+    } catch (err) {
+      onError(err as Error);
+    }
   });
   const bound = socket.address();
   const address = { host: bound.address, port: bound.port, family: bound.family };

@@ -109,9 +109,18 @@ export function closed(socket: net.Socket, ms = 5000): Promise<void> {
 
 /** How many sockets listen on 127.0.0.1:`port`, from the kernel's own table (Linux). */
 export function listeningSockets(port: number): number {
+  return socketsIn('/proc/net/tcp', port, '0A');
+}
+
+/** How many UDP sockets are bound to 127.0.0.1:`port`, from the kernel's own table (Linux). */
+export function boundDatagramSockets(port: number): number {
+  return socketsIn('/proc/net/udp', port, '07');
+}
+
+function socketsIn(table: string, port: number, state: string): number {
   const local = `0100007F:${port.toString(16).toUpperCase().padStart(4, '0')}`;
-  return readFileSync('/proc/net/tcp', 'utf8')
+  return readFileSync(table, 'utf8')
     .split('\n')
     .map((line) => line.trim().split(/\s+/))
-    .filter((fields) => fields[1] === local && fields[3] === '0A').length;
+    .filter((fields) => fields[1] === local && fields[3] === state).length;
 }

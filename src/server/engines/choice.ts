@@ -28,7 +28,7 @@ export interface ServingNeeds {
   allowList: boolean;
   /** In a cluster worker without shared ports: the primary accepts and hands each connection over. */
   handedOver: boolean;
-  /** In a cluster worker: datagrams come to the primary's socket, which every worker reads. */
+  /** In a cluster worker without shared ports: datagrams come to the primary's socket, which every worker reads. */
   clusterUdp: boolean;
 }
 
