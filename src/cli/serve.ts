@@ -497,24 +497,17 @@ async function serve(flags: ServeFlags, ports: number[]): Promise<void> {
   }
   if (flags.metricsPort !== undefined) {
     // Loaded only when asked for: a plain echo server carries no HTTP or metrics code.
-    const { startMetricsServer, serverMetricsSource } = await import('../ops/metrics.js');
-    // Every listener is up before the listening line, or none stays up: a server without the
-    // probes it was asked for would look healthy to nobody and serve anyway.
+    const { serveMetrics, serverMetricsSource } = await import('../ops/metrics.js');
     const admin = flags.admin ? { server, token: flags.adminToken, logger } : undefined;
-    const metrics = await startMetricsServer(serverMetricsSource(server), {
-      host: flags.metricsHost,
-      port: flags.metricsPort,
-      ...(admin && { admin }),
-    }).catch((err: unknown) => {
-      server.destroy();
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
-      throw err;
-    });
-    closeMetrics = metrics.close;
-    logger.info(
-      { event: 'metrics', url: metrics.url },
-      `metrics on ${metrics.url}/metrics (probes: /healthz, /readyz; status page: /)`,
+    closeMetrics = await serveMetrics(
+      serverMetricsSource(server),
+      { host: flags.metricsHost, port: flags.metricsPort, ...(admin && { admin }) },
+      logger,
+      () => {
+        server.destroy();
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
+      },
     );
   }
   process.stdout.write(

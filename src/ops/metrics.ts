@@ -10,6 +10,7 @@ import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import type { EchoServer } from '../server/server.js';
 import type { ErrorKind, RejectReason, ServerStats, Transport } from '../server/stats.js';
 import { VERSION } from '../core/version.js';
+import type { Logger } from '../core/log.js';
 import { STATUS_PAGE, StatusFeed } from './status.js';
 
 export interface MetricsOptions {
@@ -160,6 +161,28 @@ export function serverMetricsSource(server: EchoServer): MetricsSource {
       state: server.state === 'listening' && !server.ready ? 'out of service' : server.state,
     }),
   };
+}
+
+/**
+ * Starts the metrics endpoint and logs where it is; returns how to close it. If it cannot
+ * listen, `undo` runs first: every listener is up before the listening line, or none stays up,
+ * since a server without the probes it was asked for would look healthy to nobody and serve anyway.
+ */
+export async function serveMetrics(
+  source: MetricsSource,
+  options: MetricsOptions,
+  logger: Logger,
+  undo: () => void,
+): Promise<() => Promise<void>> {
+  const metrics = await startMetricsServer(source, options).catch((err: unknown) => {
+    undo();
+    throw err;
+  });
+  logger.info(
+    { event: 'metrics', url: metrics.url },
+    `metrics on ${metrics.url}/metrics (probes: /healthz, /readyz; status page: /)`,
+  );
+  return metrics.close;
 }
 
 /**

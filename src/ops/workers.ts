@@ -350,12 +350,12 @@ export async function runPrimary(options: PrimaryOptions): Promise<void> {
 
   const { urls, engines } = await pool.start();
   if (options.metrics) {
-    const [{ AggregatorRegistry }, { startMetricsServer }] = await Promise.all([
+    const [{ AggregatorRegistry }, { serveMetrics }] = await Promise.all([
       import('prom-client'),
       import('./metrics.js'),
     ]);
     pool.pollTotals(true);
-    const metrics = await startMetricsServer(
+    closeMetrics = await serveMetrics(
       {
         // Each worker's registry, added up as prom-client's cluster support does, and dead workers' counts kept.
         metrics: () => pool.metrics(),
@@ -364,17 +364,12 @@ export async function runPrimary(options: PrimaryOptions): Promise<void> {
         readiness: () => ({ ready: pool.ready, state: pool.state }),
       },
       options.metrics,
-    ).catch((err: unknown) => {
-      // As with one process: every listener is up before the listening line, or none stays up.
-      pool.kill();
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
-      throw err;
-    });
-    closeMetrics = metrics.close;
-    logger.info(
-      { event: 'metrics', url: metrics.url },
-      `metrics on ${metrics.url}/metrics (probes: /healthz, /readyz; status page: /)`,
+      logger,
+      () => {
+        pool.kill();
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
+      },
     );
   }
   process.stdout.write(
