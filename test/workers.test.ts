@@ -296,7 +296,8 @@ describe('--workers', () => {
       await waitUntil(() => ports.every((port) => listeningSockets(port) === 2), 10_000, 'the new worker to listen');
       const after = new Set<number>();
       for (let i = 0; i < 40 && after.size < 2; i++) after.add(await helloWorker(ports[0]!));
-      assert.deepEqual([...after].sort(), [2, 3], 'the surviving worker and its replacement');
+      // The replacement is worker 3; whichever of 1 and 2 was killed, the other answers beside it.
+      assert.ok(after.size === 2 && after.has(3), `the surviving worker and its replacement: ${[...after].join(', ')}`);
 
       // The claim is the primary's: another server cannot join the port, sharing or not.
       for (const args of [['--workers', '2'], []]) {
