@@ -39,7 +39,7 @@ export ECHOPLEX_SANITIZERS=1
 status=0
 # Each file on its own, not under --test: a sanitizer's report goes to stderr, which the test
 # runner would not show for a child that died. ASAN_TESTS narrows the set when chasing one.
-for file in ${ASAN_TESTS:-test/server.test.ts test/tls.test.ts test/websocket.test.ts test/udp-unix.test.ts test/udp-held.test.ts test/selectors.test.ts test/selectors-properties.test.ts test/bench.test.ts test/bench-truth.test.ts test/bench-transports.test.ts}; do
+for file in ${ASAN_TESTS:-test/server.test.ts test/tls.test.ts test/websocket.test.ts test/udp-unix.test.ts test/udp-held.test.ts test/selectors.test.ts test/selectors-properties.test.ts test/bench.test.ts test/bench-truth.test.ts test/bench-transports.test.ts test/workers.test.ts}; do
   echo "# $file under ASan and UBSan"
   node --import tsx --test-reporter=dot "$file" || { status=$?; echo "# $file failed (status $status)"; }
 done
