@@ -11,6 +11,9 @@ import { runCli, startServe } from './helpers/cli.js';
 import { boundDatagramSockets, connectTo, listeningSockets, readBytes, roundTrip } from './helpers/sockets.js';
 import { waitUntil, withTimeout } from './helpers/timeout.js';
 
+/** The engine a server started without --engine takes: the native one, unless the run forces the portable one (npm run test:portable). */
+const DEFAULT_ENGINE = process.env['ECHOPLEX_ENGINE'] === 'portable' ? 'portable' : 'native';
+
 function metricValue(text: string, name: string): number {
   const match = new RegExp(`^${name} (\\d+)$`, 'm').exec(text);
   assert.ok(match, `${name} in /metrics`);
@@ -202,7 +205,7 @@ describe('--workers', () => {
       };
       assert.match(
         serve.stdout(),
-        new RegExp(`udp://127\\.0\\.0\\.1:${serve.port} \\(.*, native engine, 2 workers\\)`),
+        new RegExp(`udp://127\\.0\\.0\\.1:${serve.port} \\(.*, ${DEFAULT_ENGINE} engine, 2 workers\\)`),
       );
       assert.equal(boundDatagramSockets(serve.port), 2, "the workers' own UDP sockets");
       for (let i = 0; i < 5; i++) assert.equal(await udpEcho(`before ${i}`), `before ${i}`);
@@ -274,7 +277,7 @@ describe('--workers', () => {
       assert.notEqual(ports[0], ports[1]);
       // Two listening sockets per port, the workers': none is the primary's, handing connections over.
       for (const port of ports) assert.equal(listeningSockets(port), 2, `listening on ${port}`);
-      assert.match(serve.stdout(), /, native engine, 2 workers\)/);
+      assert.match(serve.stdout(), new RegExp(`, ${DEFAULT_ENGINE} engine, 2 workers\\)`));
       const answered = new Set<number>();
       for (let i = 0; i < 40 && answered.size < 2; i++) answered.add(await helloWorker(ports[1]!));
       assert.deepEqual([...answered].sort(), [1, 2], 'the kernel spreads connections over both workers');
@@ -308,7 +311,7 @@ describe('--workers', () => {
   });
 
   it('TLS and WebSocket on a shared port are served by the native engine in every worker', async () => {
-    const serve = await startServe(['--workers', '2', '--tls-self-signed', '--ws', '--quiet']);
+    const serve = await startServe(['--workers', '2', '--tls-self-signed', '--ws', '--quiet', '--engine', 'native']);
     try {
       assert.match(serve.stdout(), /wss:\/\/127\.0\.0\.1:\d+ \(.*, native engine, 2 workers\)/);
       const run = await runCli(
