@@ -199,8 +199,14 @@ for (const { name, engine, skip } of ENGINES) {
             result.latencyUs.min >= DELAY_MS * 1000,
             `min ${result.latencyUs.min} us is faster than the server's ${DELAY_MS} ms`,
           );
+          // Sends go out within 100 us of their time, plus what this machine adds to any process's
+          // wake-up (the reference client's excess, as the delay bar allows): on a virtual machine
+          // whose host is busy, that is a few hundred microseconds at times, for every client.
           const lag = result.sendLagUs!;
-          assert.ok(lag.p50 <= 100, `send lag p50 ${lag.p50} us at ${rate} msg/s`);
+          assert.ok(
+            lag.p50 <= 100 + excess,
+            `send lag p50 ${lag.p50} us at ${rate} msg/s (the machine's excess: ${excess} us)`,
+          );
           assert.ok(lag.p50 <= lag.p99 && lag.p99 <= lag.max, JSON.stringify(lag));
           assert.ok(
             Math.abs(result.messagesPerSecond - rate) <= rate * 0.05,
