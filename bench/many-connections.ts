@@ -12,6 +12,7 @@ import { spawn } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { positiveNumber, scriptOptions } from './script-args.js';
+import { childrenOf } from './settled-memory.js';
 
 const CLI = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));
 
@@ -33,19 +34,6 @@ const given = scriptOptions(
 const args = Object.fromEntries(
   Object.entries(given).map(([name, value]) => [name, positiveNumber(value, name)]),
 ) as Record<keyof typeof given, number>;
-
-function childrenOf(pid: number): number[] {
-  return readdirSync('/proc')
-    .filter((entry) => /^\d+$/.test(entry))
-    .filter((entry) => {
-      try {
-        return readFileSync(`/proc/${entry}/stat`, 'utf8').split(') ')[1]?.split(' ')[1] === String(pid);
-      } catch {
-        return false;
-      }
-    })
-    .map(Number);
-}
 
 /** VmRSS of `pid` and its children, in bytes (0 for a process already gone). */
 function treeRss(pid: number): number {

@@ -1,12 +1,12 @@
 // --workers: several event loops on one port, exact metrics summed over them, restarts, drain.
 
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync } from 'node:fs';
 import dgram from 'node:dgram';
 import { once } from 'node:events';
 import net from 'node:net';
 import { describe, it } from 'node:test';
 import tls from 'node:tls';
+import { childrenOf } from '../bench/settled-memory.js';
 import { runCli, startServe } from './helpers/cli.js';
 import { boundDatagramSockets, connectTo, listeningSockets, readBytes, roundTrip } from './helpers/sockets.js';
 import { waitUntil, withTimeout } from './helpers/timeout.js';
@@ -43,23 +43,10 @@ async function udpPortWithTcpFree(): Promise<dgram.Socket> {
 }
 
 /**
- * The primary's children, its workers, from /proc: no program is run for it, since one that
+ * The primary's children, its workers, read from /proc: no program is run for it, since one that
  * inherits the sanitizers' LD_PRELOAD (npm run test:asan) may never exit.
  */
-function workerPidsOf(primary: number): number[] {
-  return readdirSync('/proc')
-    .filter((entry) => /^\d+$/.test(entry))
-    .filter((entry) => {
-      try {
-        // The parent is the second field after the command, which may hold spaces: read from its ')'.
-        return readFileSync(`/proc/${entry}/stat`, 'utf8').split(') ')[1]?.split(' ')[1] === String(primary);
-      } catch {
-        return false;
-      }
-    })
-    .map(Number)
-    .sort((a, b) => a - b);
-}
+const workerPidsOf = childrenOf;
 
 /** The worker (1, 2...) that answered a connection, from its --hello line. */
 async function helloWorker(port: number): Promise<number> {
