@@ -28,6 +28,12 @@ export class ListenError extends EchoplexError {
   }
 }
 
+/** The ListenError for a system error met while binding `address`, its code said in words. */
+export function listenFailure(address: string, err: unknown): ListenError {
+  const message = err instanceof Error ? err.message : String(err);
+  return new ListenError(address, describeListenError(systemErrorCode(err), message), err);
+}
+
 /**
  * Under --workers, a worker stopped before it was listening (it said why on stderr): the
  * primary stops too, with the worker's exit status (2 for a usage error, 1 otherwise).

@@ -2,7 +2,7 @@
 // counters when asked.
 
 import { handleAdmin, type AdminOptions } from './admin.js';
-import { describeListenError, ListenError, systemErrorCode } from '../core/errors.js';
+import { listenFailure } from '../core/errors.js';
 import { formatHostPort } from '../core/address.js';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -220,15 +220,7 @@ export async function startMetricsServer(source: MetricsSource, options: Metrics
   });
   const host = options.host ?? '127.0.0.1';
   await new Promise<void>((resolve, reject) => {
-    httpServer.once('error', (err) =>
-      reject(
-        new ListenError(
-          `http://${formatHostPort(host, options.port)}`,
-          describeListenError(systemErrorCode(err), err.message),
-          err,
-        ),
-      ),
-    );
+    httpServer.once('error', (err) => reject(listenFailure(`http://${formatHostPort(host, options.port)}`, err)));
     httpServer.listen(options.port, host, () => {
       httpServer.removeAllListeners('error');
       resolve();

@@ -8,10 +8,8 @@
 // primary's sockets.
 
 import cluster, { type Worker } from 'node:cluster';
-import { lookup } from 'node:dns/promises';
-import { isIP } from 'node:net';
-import { formatEndpoint } from '../core/address.js';
-import { counted, describeListenError, ListenError, systemErrorCode, WorkerStartError } from '../core/errors.js';
+import { formatEndpoint, ipOf } from '../core/address.js';
+import { counted, listenFailure, WorkerStartError } from '../core/errors.js';
 import { claimSharedPort, sharedPortsAvailable, type ClaimedPort } from '../native/shared-port.js';
 import { removeStaleSocket } from '../server/listener.js';
 import { addStats, emptyStats, type ServerStats } from '../server/stats.js';
@@ -64,19 +62,11 @@ async function claimPorts(
 ): Promise<{ claimed: ClaimedPort[]; env: Record<string, string> }> {
   if (tcp === undefined || tcp.ports.length === 0 || !sharedPortsAvailable()) return { claimed: [], env: {} };
   const { host, ports, transport } = tcp;
-  const failed = (port: number, err: unknown) =>
-    new ListenError(
-      formatEndpoint(transport, host, port),
-      describeListenError(systemErrorCode(err), (err as Error).message),
-      err as Error,
-    );
-  let ip: string;
-  try {
-    // Resolved once, here: every worker binds the same address.
-    ip = isIP(host) ? host : (await lookup(host)).address;
-  } catch (err) {
+  const failed = (port: number, err: unknown) => listenFailure(formatEndpoint(transport, host, port), err);
+  // Resolved once, here: every worker binds the same address.
+  const ip = await ipOf(host).catch((err: unknown) => {
     throw failed(ports[0] ?? 0, err);
-  }
+  });
   const claimed: ClaimedPort[] = [];
   for (const port of ports) {
     try {

@@ -3,12 +3,11 @@
 import cluster from 'node:cluster';
 import { existsSync } from 'node:fs';
 import { lstat, unlink } from 'node:fs/promises';
-import { lookup } from 'node:dns/promises';
 import { dirname, resolve } from 'node:path';
 import net from 'node:net';
 import tls from 'node:tls';
-import { describeListenError, ListenError, systemErrorCode } from '../core/errors.js';
-import { formatEndpoint } from '../core/address.js';
+import { describeListenError, ListenError, listenFailure, systemErrorCode } from '../core/errors.js';
+import { formatEndpoint, ipOf } from '../core/address.js';
 import type { ConnectionContext } from './connection.js';
 import { parseProxyHeader, type ProxyHeader, type ProxyParseResult } from '../protocol/proxy-protocol.js';
 import type { AcceptHandler, ServerEngine } from './engines/engine.js';
@@ -191,10 +190,9 @@ async function listenTarget(options: NetListenOptions, endpoint: string): Promis
   if (path !== undefined) return { path };
   if (options.sharedPort !== true) return { host, port };
   try {
-    const ip = net.isIP(host) ? host : (await lookup(host)).address;
-    return joinSharedPort(ip, port);
+    return joinSharedPort(await ipOf(host), port);
   } catch (err) {
-    throw new ListenError(endpoint, describeListenError(systemErrorCode(err), (err as Error).message), err as Error);
+    throw listenFailure(endpoint, err);
   }
 }
 

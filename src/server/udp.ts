@@ -1,11 +1,10 @@
 // UDP echo (RFC 862): one reply datagram per request datagram, with the same transform.
 
 import dgram from 'node:dgram';
-import { lookup } from 'node:dns/promises';
-import { isIP, isIPv6 } from 'node:net';
-import { ListenError, systemErrorCode, describeListenError } from '../core/errors.js';
+import { isIPv6 } from 'node:net';
+import { listenFailure } from '../core/errors.js';
 import { describeBytes, type Logger } from '../core/log.js';
-import { formatEndpoint, formatHostPort } from '../core/address.js';
+import { formatEndpoint, formatHostPort, ipOf } from '../core/address.js';
 import { DelayQueue } from './delay.js';
 import { canonicalAddress } from './limits.js';
 import type { Listener } from './listener.js';
@@ -46,14 +45,9 @@ export interface UdpEchoOptions {
 export async function listenUdp(options: UdpEchoOptions): Promise<Listener> {
   const { host, port } = options;
   const endpoint = formatEndpoint('udp', host, port);
-  const ip = isIP(host)
-    ? host
-    : await lookup(host).then(
-        (found) => found.address,
-        (err: Error) => {
-          throw new ListenError(endpoint, describeListenError(systemErrorCode(err), err.message), err);
-        },
-      );
+  const ip = await ipOf(host).catch((err: unknown) => {
+    throw listenFailure(endpoint, err);
+  });
   // libuv reads into a 64 KiB buffer, so every datagram up to the protocol's limit arrives whole;
   // the kernel buffers are raised so that a burst of large ones is not dropped on arrival.
   const socket = dgram.createSocket({
@@ -71,8 +65,7 @@ export async function listenUdp(options: UdpEchoOptions): Promise<Listener> {
       : undefined;
   socket.on('message', (message, remote) => echoDatagram(socket, message, remote, options, delayed));
   await new Promise<void>((resolve, reject) => {
-    const onError = (err: Error) =>
-      reject(new ListenError(endpoint, describeListenError(systemErrorCode(err), err.message), err));
+    const onError = (err: Error) => reject(listenFailure(endpoint, err));
     socket.once('error', onError);
     const onBound = () => {
       socket.off('error', onError);
